@@ -1,0 +1,21 @@
+//! # relay-proto: the data every layer of relay-node agrees on
+//!
+//! This crate holds identities ([`NodeId`], [`SecretKey`], [`NetworkKey`]),
+//! the join [`Ticket`] and the text codecs they use. It is pure data: it
+//! parses, emits, signs and verifies.
+//!
+//! It must not know about sockets, async runtimes, QUIC, files or clocks.
+//! Everything here is deterministic and safe to feed untrusted bytes: every
+//! decoder returns a typed error and never panics.
+
+mod base32;
+mod error;
+mod keys;
+mod node_id;
+mod ticket;
+
+pub use base32::{decode as base32_decode, encode as base32_encode, Base32Error};
+pub use error::{ParseNodeIdError, ParseTicketError};
+pub use keys::{NetworkKey, SecretKey};
+pub use node_id::NodeId;
+pub use ticket::Ticket;

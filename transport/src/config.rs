@@ -1,0 +1,43 @@
+//! Endpoint configuration.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use relay_proto::{NetworkKey, SecretKey};
+
+/// Everything [`crate::Transport::bind`] needs.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// The node's identity.
+    pub secret_key: SecretKey,
+    /// The mesh network key; `None` runs plain Noise IK.
+    pub network_key: Option<NetworkKey>,
+    /// The UDP address to bind.
+    pub listen: SocketAddr,
+    /// How often an idle connection sends a keepalive.
+    pub keep_alive: Duration,
+    /// How long a silent connection lives.
+    pub idle_timeout: Duration,
+    /// First redial delay for persistent peers.
+    pub reconnect_min: Duration,
+    /// Cap on the redial delay for persistent peers.
+    pub reconnect_max: Duration,
+    /// How long a dial may take before it fails with `timeout`.
+    pub dial_timeout: Duration,
+}
+
+impl TransportConfig {
+    /// A config with the documented defaults.
+    pub fn new(secret_key: SecretKey, network_key: Option<NetworkKey>, listen: SocketAddr) -> Self {
+        Self {
+            secret_key,
+            network_key,
+            listen,
+            keep_alive: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            reconnect_min: Duration::from_millis(250),
+            reconnect_max: Duration::from_secs(30),
+            dial_timeout: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! What the transport reports upward: peer events, peer snapshots, and
+//! incoming streams and datagrams.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use relay_proto::NodeId;
+
+/// Which kind of path carries a peer's packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PathKind {
+    /// A known address, reached directly.
+    Direct,
+    /// Through a relay node.
+    Relayed,
+    /// No usable path.
+    None,
+}
+
+impl PathKind {
+    /// Stable text: "direct" | "relayed" | "none".
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Relayed => "relayed",
+            Self::None => "none",
+        }
+    }
+}
+
+/// Connection state of a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerState {
+    /// A live connection.
+    Connected,
+    /// Dialing, or waiting to redial.
+    Connecting,
+    /// Known but not connected and not dialing.
+    Disconnected,
+}
+
+impl PeerState {
+    /// Stable text: "connected" | "connecting" | "disconnected".
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Connected => "connected",
+            Self::Connecting => "connecting",
+            Self::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// A change in a peer's connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerEvent {
+    /// A connection to the peer is up.
+    Connected {
+        /// The peer.
+        node_id: NodeId,
+        /// The path it uses.
+        path: PathKind,
+        /// The real remote address.
+        remote_addr: Option<SocketAddr>,
+    },
+    /// The path under a live connection changed.
+    PathChanged {
+        /// The peer.
+        node_id: NodeId,
+        /// The new path.
+        path: PathKind,
+        /// The new real remote address.
+        remote_addr: Option<SocketAddr>,
+    },
+    /// The connection is gone.
+    Disconnected {
+        /// The peer.
+        node_id: NodeId,
+        /// Why, as `kind: detail`.
+        reason: String,
+    },
+}
+
+/// A snapshot of one peer, for status.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// The peer.
+    pub node_id: NodeId,
+    /// Connection state.
+    pub state: PeerState,
+    /// Current path.
+    pub path: PathKind,
+    /// The real address the path goes to.
+    pub remote_addr: Option<SocketAddr>,
+    /// Smoothed RTT of the connection.
+    pub rtt: Option<Duration>,
+    /// UDP payload bytes sent on the current connection.
+    pub bytes_sent: u64,
+    /// UDP payload bytes received on the current connection.
+    pub bytes_received: u64,
+    /// When the current connection was established.
+    pub since: Option<SystemTime>,
+    /// Whether we initiated the current connection.
+    pub outbound: bool,
+}
+
+/// Something a peer opened or sent to us.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A bidirectional stream.
+    Bi {
+        /// The peer.
+        from: NodeId,
+        /// Our send half.
+        send: quinn::SendStream,
+        /// Our receive half.
+        recv: quinn::RecvStream,
+    },
+    /// A unidirectional stream.
+    Uni {
+        /// The peer.
+        from: NodeId,
+        /// The receive half.
+        recv: quinn::RecvStream,
+    },
+    /// An unreliable datagram.
+    Datagram {
+        /// The peer.
+        from: NodeId,
+        /// Its payload.
+        data: Bytes,
+    },
+}
