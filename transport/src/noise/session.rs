@@ -442,6 +442,31 @@ impl Session for NoiseSession {
     }
 }
 
+/// Fuzzing hook: feeds arbitrary CRYPTO stream bytes (split in two reads at
+/// a point chosen by the first byte) to a fresh responder, then drains what
+/// it would hand to quinn. Must never panic.
+#[doc(hidden)]
+pub fn fuzz_responder(data: &[u8]) {
+    let config = Arc::new(NoiseConfig::new(
+        relay_proto::SecretKey::from_bytes(&[7; 32]),
+        None,
+    ));
+    let Ok(params) = TransportParameters::read(Side::Client, &mut &[][..]) else {
+        return;
+    };
+    let mut session = NoiseSession::server(config, super::QUIC_VERSION, &params);
+    let cut = data.first().map_or(0, |&b| usize::from(b).min(data.len()));
+    let (a, b) = data.split_at(cut);
+    for part in [a, b] {
+        if session.read_handshake(part).is_err() {
+            break;
+        }
+    }
+    let _ = session.transport_parameters();
+    let _ = session.peer_identity();
+    while session.write_handshake(&mut Vec::new()).is_some() {}
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
