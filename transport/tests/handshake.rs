@@ -171,3 +171,34 @@ async fn bad_server_name_is_rejected_locally() {
     let upper = SecretKey::generate().node_id().to_string().to_uppercase();
     assert!(cep.connect_with(cfg, to, &upper).is_err());
 }
+
+#[tokio::test]
+async fn retry_then_accept() {
+    let server = node(None);
+    let client = node(None);
+    let sep = endpoint(&server.config, true);
+    let cep = endpoint(&client.config, false);
+    let to = addr(&sep);
+    let srv = {
+        let sep = sep.clone();
+        tokio::spawn(async move {
+            // First Initial: demand address validation with a Retry.
+            let first = sep.accept().await.unwrap();
+            assert!(!first.remote_address_validated());
+            first.retry().unwrap();
+            // The client comes back with the token; its tag checked out.
+            let second = sep.accept().await.unwrap();
+            assert!(second.remote_address_validated());
+            let conn = second.await.unwrap();
+            let peer = noise::peer_node_id(&conn);
+            let _ = conn.closed().await;
+            peer
+        })
+    };
+    let conn = within(dial(&cep, &client.config, &server.id, to))
+        .await
+        .unwrap();
+    assert_eq!(noise::peer_node_id(&conn), Some(server.id));
+    conn.close(0u32.into(), b"done");
+    assert_eq!(within(srv).await.unwrap(), Some(client.id));
+}

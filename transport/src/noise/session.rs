@@ -103,7 +103,7 @@ impl NoiseSession {
     ) -> Result<Self, snow::Error> {
         let mut state = build_state(&config, version, Some(&peer.to_x25519_public()))?;
         let payload = encode_payload(Some(&config.secret_key.node_id()), params);
-        let mut msg = vec![0u8; MAX_NOISE_MSG];
+        let mut msg = vec![0u8; message_capacity(payload.len())];
         let n = state.write_message(&payload, &mut msg)?;
         msg.truncate(n);
         let mut bytes = Vec::with_capacity(n + 3);
@@ -199,7 +199,7 @@ impl NoiseSession {
             let detail = format!("initiator runs {:?}, we run {ours:?}", frame.mode);
             return Err(self.crypto_alert(ALERT_MODE_MISMATCH, &detail));
         }
-        let mut payload = vec![0u8; MAX_NOISE_MSG];
+        let mut payload = vec![0u8; frame.msg.len()];
         let n = match state.read_message(&frame.msg, &mut payload) {
             Ok(n) => n,
             Err(e) => {
@@ -232,7 +232,7 @@ impl NoiseSession {
         };
 
         let reply = encode_payload(None, &self.own_params);
-        let mut msg = vec![0u8; MAX_NOISE_MSG];
+        let mut msg = vec![0u8; message_capacity(reply.len())];
         let n = match state.write_message(&reply, &mut msg) {
             Ok(n) => n,
             Err(e) => return Err(self.internal(&format!("cannot write message 2: {e}"))),
@@ -270,7 +270,7 @@ impl NoiseSession {
             let detail = format!("responder runs {:?}, we run {ours:?}", frame.mode);
             return Err(self.crypto_alert(ALERT_MODE_MISMATCH, &detail));
         }
-        let mut payload = vec![0u8; MAX_NOISE_MSG];
+        let mut payload = vec![0u8; frame.msg.len()];
         let n = match state.read_message(&frame.msg, &mut payload) {
             Ok(n) => n,
             Err(e) => {
@@ -316,6 +316,13 @@ impl NoiseSession {
         self.config.stats.handshakes.fetch_add(1, Ordering::Relaxed);
         Ok(keys)
     }
+}
+
+/// Room for a Noise message carrying `payload`: the payload plus the IK
+/// tokens (ephemeral 32, encrypted static 48, tags 16 each), capped at the
+/// Noise maximum. Sized to the content so no peer makes us allocate more.
+fn message_capacity(payload: usize) -> usize {
+    payload.saturating_add(128).min(MAX_NOISE_MSG)
 }
 
 /// Handshake-space secrets from the Noise state after message 1.
