@@ -5,7 +5,7 @@
 //! carry the QUIC transport parameters, and its split keys the packet
 //! protection. The pieces:
 //!
-//! - [`handshake`](self::handshake): snow state, CRYPTO framing, payload codec;
+//! - `handshake`: snow state, CRYPTO framing, payload codec;
 //! - `session`: quinn's `Session`, the key hand-over order;
 //! - `keys`: packet/header protection and the key schedule;
 //! - `config`: quinn's crypto client/server configs and quinn configs;

@@ -51,6 +51,20 @@ pub struct NoiseHandshakeData {
     pub peer: NodeId,
 }
 
+/// Why an initiator could not start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StartError {
+    /// snow refused the setup or message 1.
+    #[error("noise: {0}")]
+    Noise(#[from] snow::Error),
+    /// Message 1 does not fit a frame.
+    #[error("{0}")]
+    Frame(#[from] super::handshake::FrameError),
+    /// Handshake key derivation failed.
+    #[error("keys: handshake key derivation failed")]
+    Keys,
+}
+
 /// One hand-over to quinn: CRYPTO bytes for the current space, then keys.
 struct Step {
     bytes: Vec<u8>,
@@ -100,19 +114,17 @@ impl NoiseSession {
         version: u32,
         peer: NodeId,
         params: &TransportParameters,
-    ) -> Result<Self, snow::Error> {
+    ) -> Result<Self, StartError> {
         let mut state = build_state(&config, version, Some(&peer.to_x25519_public()))?;
         let payload = encode_payload(Some(&config.secret_key.node_id()), params);
         let mut msg = vec![0u8; message_capacity(payload.len())];
         let n = state.write_message(&payload, &mut msg)?;
         msg.truncate(n);
         let mut bytes = Vec::with_capacity(n + 3);
-        encode_frame(Mode::of(config.network_key.as_ref()), &msg, &mut bytes)
-            .map_err(|_| snow::Error::Input)?;
-        let secrets = handshake_secrets(&mut state).map_err(|_| snow::Error::Input)?;
-        let keys = secrets
-            .keys(Side::Client, None)
-            .map_err(|_| snow::Error::Input)?;
+        encode_frame(Mode::of(config.network_key.as_ref()), &msg, &mut bytes)?;
+        let keys = handshake_secrets(&mut state)
+            .and_then(|s| s.keys(Side::Client, None))
+            .map_err(|_| StartError::Keys)?;
         let mut session = Self::new(Side::Client, config, version, Some(state), *params);
         session.phase = Phase::AwaitMsg2;
         session.expected_peer = Some(peer);
