@@ -105,6 +105,9 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
 struct Entry {
     path: Path,
     owner: Option<NodeId>,
+    /// The direct address of the path before the last change: packets
+    /// still in flight on it keep arriving under this mapped address.
+    previous: Option<SocketAddr>,
 }
 
 /// The table. See the module docs.
@@ -140,7 +143,14 @@ impl MappedTable {
     fn allocate(&mut self, path: Path, owner: Option<NodeId>) -> SocketAddr {
         let mapped = mapped_addr(self.next);
         self.next = self.next.wrapping_add(1).max(1);
-        self.entries.insert(mapped, Entry { path, owner });
+        self.entries.insert(
+            mapped,
+            Entry {
+                path,
+                owner,
+                previous: None,
+            },
+        );
         if let Path::Direct(real) = path {
             self.by_real.insert(real, mapped);
         }
@@ -219,12 +229,23 @@ impl MappedTable {
 
     /// Changes the path behind `mapped`; returns the previous path, or
     /// `None` if the address is unknown.
+    ///
+    /// Packets from the old direct address still map to `mapped` until the
+    /// next change (in-flight packets are not lost on a switch); the one
+    /// before that is unlinked.
     pub fn set_path(&mut self, mapped: &SocketAddr, path: Path) -> Option<Path> {
         let entry = self.entries.get_mut(mapped)?;
         let old = entry.path;
         entry.path = path;
-        if let Path::Direct(real) = old {
-            self.unlink_real(&real, mapped);
+        let stale = entry.previous.take();
+        if old != path {
+            entry.previous = old.direct_addr();
+        } else {
+            entry.previous = stale;
+        }
+        let keep = [path.direct_addr(), old.direct_addr()];
+        if let Some(stale) = stale.filter(|s| !keep.contains(&Some(*s))) {
+            self.unlink_real(&stale, mapped);
         }
         if let Path::Direct(real) = path {
             self.by_real.insert(real, *mapped);
@@ -266,19 +287,52 @@ impl MappedTable {
         if let Path::Direct(real) = entry.path {
             self.unlink_real(&real, mapped);
         }
+        if let Some(previous) = entry.previous {
+            self.unlink_real(&previous, mapped);
+        }
     }
 
-    /// Removes `mapped` unless it is its owner's current address.
-    pub fn remove_retired(&mut self, mapped: &SocketAddr) {
-        let current = match self.entries.get(mapped) {
+    /// Hands an adopted entry back to the un-adopted pool: it keeps routing
+    /// (a handshake in flight on it may still adopt it again) but now
+    /// expires like any un-adopted entry. Used when a connection ends.
+    pub fn demote(&mut self, mapped: &SocketAddr, now: Instant) {
+        let Some(entry) = self.entries.get_mut(mapped) else {
+            return;
+        };
+        let Some(node) = entry.owner.take() else {
+            return;
+        };
+        if self.by_node.get(&node) == Some(mapped) {
+            self.by_node.remove(&node);
+        }
+        self.expire(now);
+        while self.unadopted_count >= self.max_unadopted {
+            if !self.evict_oldest() {
+                break;
+            }
+        }
+        self.unadopted_count += 1;
+        self.unadopted
+            .push_back((*mapped, now + self.unadopted_ttl));
+    }
+
+    /// Demotes `node`'s current address.
+    pub fn demote_node(&mut self, node: &NodeId, now: Instant) {
+        if let Some(mapped) = self.by_node.get(node).copied() {
+            self.demote(&mapped, now);
+        }
+    }
+
+    /// Demotes `mapped` unless it is its owner's current address.
+    pub fn demote_retired(&mut self, mapped: &SocketAddr, now: Instant) {
+        let retired = match self.entries.get(mapped) {
             Some(Entry {
                 owner: Some(node), ..
-            }) => self.by_node.get(node) == Some(mapped),
-            Some(Entry { owner: None, .. }) => false,
-            None => return,
+            }) => self.by_node.get(node) != Some(mapped),
+            _ => false,
         };
-        if !current {
-            self.remove(mapped);
+        if retired {
+            self.demote(mapped, now);
         }
     }
 
@@ -384,7 +438,6 @@ mod tests {
         assert_eq!(m1, m2);
         assert_eq!(t.route(&m1), Some(Path::Direct(addr("10.0.0.2:2"))));
         assert_eq!(t.lookup_real(&addr("10.0.0.2:2")), Some(m1));
-        assert_eq!(t.lookup_real(&addr("10.0.0.1:1")), None);
         assert_eq!(t.mapped_of(&n), Some(m1));
         assert_eq!(t.unadopted_len(), 0);
     }
@@ -463,12 +516,23 @@ mod tests {
         let m = t.outbound(n, addr("10.0.0.1:1"));
         let old = t.set_path(&m, Path::Direct(addr("10.0.0.9:9")));
         assert_eq!(old, Some(Path::Direct(addr("10.0.0.1:1"))));
+        assert_eq!(t.route(&m), Some(Path::Direct(addr("10.0.0.9:9"))));
         assert_eq!(t.lookup_real(&addr("10.0.0.9:9")), Some(m));
-        assert_eq!(t.lookup_real(&addr("10.0.0.1:1")), None);
+        assert_eq!(
+            t.lookup_real(&addr("10.0.0.1:1")),
+            Some(m),
+            "in-flight packets on the old path still arrive"
+        );
         let relay = node();
         t.set_path(&m, Path::Relayed { relay });
         assert_eq!(t.route(&m), Some(Path::Relayed { relay }));
+        assert_eq!(t.lookup_real(&addr("10.0.0.1:1")), None, "two changes ago");
+        assert_eq!(t.lookup_real(&addr("10.0.0.9:9")), Some(m));
+        t.set_path(&m, Path::Direct(addr("10.0.0.1:1")));
         assert_eq!(t.lookup_real(&addr("10.0.0.9:9")), None);
+        assert_eq!(t.lookup_real(&addr("10.0.0.1:1")), Some(m));
+        t.remove(&m);
+        assert_eq!(t.lookup_real(&addr("10.0.0.1:1")), None);
         assert_eq!(t.set_path(&addr("[::1]:1"), Path::Relayed { relay }), None);
     }
 
@@ -488,17 +552,37 @@ mod tests {
     }
 
     #[test]
-    fn remove_retired_keeps_current() {
+    fn demote_retired_keeps_current() {
         let mut t = table();
         let n = node();
         let now = Instant::now();
         let m1 = t.outbound(n, addr("10.0.0.1:1"));
         let m2 = t.inbound(addr("10.0.0.2:2"), now);
         t.adopt(&m2, n);
-        t.remove_retired(&m2);
-        assert!(t.route(&m2).is_some());
-        t.remove_retired(&m1);
-        assert!(t.route(&m1).is_none());
+        t.demote_retired(&m2, now);
+        assert_eq!(t.owner(&m2), Some(n));
+        t.demote_retired(&m1, now);
+        assert_eq!(t.owner(&m1), None);
+        assert_eq!(t.unadopted_len(), 1);
         assert_eq!(t.mapped_of(&n), Some(m2));
+    }
+
+    #[test]
+    fn demoted_entries_route_until_they_expire_or_are_adopted_again() {
+        let mut t = MappedTable::new(10, Duration::from_secs(10));
+        let n = node();
+        let now = Instant::now();
+        let real = addr("10.0.0.1:1");
+        let m = t.outbound(n, real);
+        t.demote_node(&n, now);
+        assert_eq!(t.mapped_of(&n), None);
+        assert_eq!(t.lookup_real(&real), Some(m), "still routes");
+        assert!(t.adopt(&m, n));
+        assert_eq!(t.unadopted_len(), 0);
+        t.demote_node(&n, now);
+        // A later inbound packet after the TTL expires it.
+        t.inbound(addr("10.0.0.2:2"), now + Duration::from_secs(11));
+        assert_eq!(t.route(&m), None);
+        assert_eq!(t.unadopted_len(), 1);
     }
 }

@@ -177,14 +177,21 @@ impl PathSocket {
         self.read().mapped_of(node)
     }
 
-    /// Forgets `node`'s current mapped address.
-    pub fn release_node(&self, node: &NodeId) {
+    /// Forgets `node`'s current mapped address entirely (a failed dial
+    /// leaves nothing behind).
+    pub fn forget_node(&self, node: &NodeId) {
         self.write().remove_node(node);
     }
 
-    /// Forgets `mapped` unless it is its owner's current address.
-    pub fn release_retired(&self, mapped: &SocketAddr) {
-        self.write().remove_retired(mapped);
+    /// Hands `node`'s address back to the bounded un-adopted pool (its
+    /// connection ended; a handshake in flight on it may still adopt it).
+    pub fn demote_node(&self, node: &NodeId) {
+        self.write().demote_node(node, Instant::now());
+    }
+
+    /// Demotes `mapped` unless it is its owner's current address.
+    pub fn demote_retired(&self, mapped: &SocketAddr) {
+        self.write().demote_retired(mapped, Instant::now());
     }
 
     /// The receiver of our own frames (traversal, relay). Only the first
