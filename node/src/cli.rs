@@ -9,7 +9,7 @@ use crate::datadir::ENV_DATA_DIR;
 
 /// relay-node: an encrypted UDP mesh node.
 #[derive(Debug, Parser)]
-#[command(name = "relay-node", version, about, long_about = None)]
+#[command(name = "relay-node", version, about = "relay-node: a node of an encrypted UDP mesh", long_about = None)]
 pub struct Cli {
     /// Data directory [default: $RELAY_NODE_DATA_DIR, else ~/.local/share/relay-node].
     #[arg(long, global = true, env = ENV_DATA_DIR, value_name = "DIR", hide_env = true)]
