@@ -88,7 +88,12 @@ impl StatusReport {
                     .unwrap_or_else(|| "-".into()),
                 human_bytes(p.bytes_sent),
                 human_bytes(p.bytes_received),
-                if p.outbound { "out" } else { "in" }.to_string(),
+                match (p.since.is_some(), p.outbound) {
+                    (false, _) => "-",
+                    (true, true) => "out",
+                    (true, false) => "in",
+                }
+                .to_string(),
                 p.since.clone().unwrap_or_else(|| "-".into()),
             ]);
         }
