@@ -8,7 +8,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use relay_transport::{BindError, Incoming, NodeId, Transport, TransportConfig};
+use relay_transport::{BindError, NodeId, Transport, TransportConfig};
 use thiserror::Error;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -18,7 +18,7 @@ use crate::datadir::{DataDir, DataDirError};
 use crate::init::{init, InitError};
 use crate::keystore::{self, LoadKeyError};
 use crate::lock::{LockError, RunLock};
-use crate::protocols::{self, Dispatcher};
+use crate::protocols::{serve_incoming, Dispatcher};
 use crate::service::NodeService;
 
 /// The default UDP listen address.
@@ -119,7 +119,10 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
 
     let known = dial_peers(&transport, &options.peers, &bootstrap);
     let service = Arc::new(NodeService::new(transport.clone(), known));
-    let accept = tokio::spawn(accept_loop(transport.clone(), Dispatcher::with_builtins()));
+    let accept = tokio::spawn(serve_incoming(
+        transport.clone(),
+        Dispatcher::with_builtins(),
+    ));
 
     tokio::select! {
         () = control.serve(service) => {}
@@ -164,25 +167,4 @@ fn dial_peers(
         transport.add_peer(*id, *addr);
     }
     known
-}
-
-/// Routes what peers open to the protocol dispatcher until the endpoint
-/// closes.
-async fn accept_loop(transport: Transport, dispatcher: Dispatcher) {
-    let dispatcher = Arc::new(dispatcher);
-    while let Some(incoming) = transport.accept().await {
-        match incoming {
-            Incoming::Bi { from, send, recv } => {
-                let dispatcher = dispatcher.clone();
-                tokio::spawn(async move { dispatcher.dispatch(from, send, recv).await });
-            }
-            Incoming::Uni { from, mut recv } => {
-                tracing::debug!(peer = %from.fmt_short(), "no protocol uses uni streams; stopping");
-                let _ = recv.stop(quinn::VarInt::from_u32(protocols::RESET_UNKNOWN_PROTOCOL));
-            }
-            Incoming::Datagram { from, data } => {
-                tracing::trace!(peer = %from.fmt_short(), len = data.len(), "datagram ignored");
-            }
-        }
-    }
 }

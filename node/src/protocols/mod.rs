@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use relay_transport::{NodeId, RecvStream, SendStream, StreamError, Transport};
+use relay_transport::{Incoming, NodeId, RecvStream, SendStream, StreamError, Transport};
 
 use crate::control::server::BoxFuture;
 
@@ -99,6 +99,28 @@ impl Dispatcher {
             None => {
                 tracing::debug!(peer = %from.fmt_short(), protocol = id[0], "unknown protocol byte");
                 reset(&mut send, &mut recv, RESET_UNKNOWN_PROTOCOL);
+            }
+        }
+    }
+}
+
+/// Routes everything peers open to `dispatcher` until the endpoint closes:
+/// each bidirectional stream is served on its own task; unidirectional
+/// streams (no protocol uses them yet) are stopped; datagrams are dropped.
+pub async fn serve_incoming(transport: Transport, dispatcher: Dispatcher) {
+    let dispatcher = Arc::new(dispatcher);
+    while let Some(incoming) = transport.accept().await {
+        match incoming {
+            Incoming::Bi { from, send, recv } => {
+                let dispatcher = dispatcher.clone();
+                tokio::spawn(async move { dispatcher.dispatch(from, send, recv).await });
+            }
+            Incoming::Uni { from, mut recv } => {
+                tracing::debug!(peer = %from.fmt_short(), "no protocol uses uni streams; stopping");
+                let _ = recv.stop(quinn::VarInt::from_u32(RESET_UNKNOWN_PROTOCOL));
+            }
+            Incoming::Datagram { from, data } => {
+                tracing::trace!(peer = %from.fmt_short(), len = data.len(), "datagram ignored");
             }
         }
     }
