@@ -1,1 +1,44 @@
-//! placeholder
+//! # relay-node: the node process
+//!
+//! This crate composes a running node out of the lower layers and gives the
+//! operator a CLI. It owns:
+//!
+//! - the **data directory** ([`datadir`]): identity and network key
+//!   ([`keystore`], written atomically with mode 0600 by [`atomic`]),
+//!   bootstrap peers from a join ticket ([`bootstrap`]), the single-instance
+//!   lock ([`lock`]);
+//! - the **verbs**: [`init`], [`invite`], [`run`], and the control-socket
+//!   clients behind `status` and `ping` ([`app`] wires them to [`cli`]);
+//! - the **control socket** ([`control`]): newline-delimited JSON between
+//!   the CLI and the running node, answered by [`service`];
+//! - the **stream protocols** a node speaks to its peers, routed by their
+//!   first byte ([`protocols`]; ping today).
+//!
+//! ## What this layer must not know about
+//!
+//! How bytes are encrypted or carried: the Noise handshake, QUIC internals,
+//! the path socket, NAT traversal and relaying all stay inside
+//! `relay-transport`, which this crate uses only through its public API
+//! (`Transport`, `PeerInfo`, `PeerEvent`, streams). Wire formats of
+//! identities and tickets belong to `relay-proto`.
+
+pub mod app;
+pub mod args;
+pub mod atomic;
+pub mod bootstrap;
+pub mod cli;
+pub mod control;
+pub mod datadir;
+pub mod init;
+pub mod invite;
+pub mod keystore;
+pub mod lock;
+pub mod logging;
+pub mod protocols;
+pub mod run;
+pub mod service;
+pub mod status;
+pub mod timefmt;
+
+#[cfg(test)]
+mod testutil;

@@ -1,1 +1,12 @@
-//! Cross-crate tests live in `tests/tests/`.
+//! Shared helpers for the cross-crate and multi-process tests in `tests/`:
+//! locating the `relay-node` binary ([`bin_path`]), unique temp directories
+//! ([`tempdir`]) and node processes that are always killed ([`process`]).
+//! The tests themselves live in `tests/tests/`.
+
+pub mod bin_path;
+pub mod process;
+pub mod tempdir;
+
+pub use bin_path::relay_node_bin;
+pub use process::{run_cli, CliOutput, NodeProcess};
+pub use tempdir::TempDir;

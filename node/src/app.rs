@@ -1,0 +1,159 @@
+//! Carries out one parsed command line: the glue between [`crate::cli`] and
+//! the library. Writes results to stdout; returns errors for `main` to print
+//! as `error: kind: detail`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::args::{self, ArgError};
+use crate::cli::{Cli, Command};
+use crate::control::client::{ClientError, ControlClient};
+use crate::control::Request;
+use crate::datadir::{DataDir, DataDirError};
+use crate::init::{init, InitError};
+use crate::invite::{invite, InviteError};
+use crate::keystore::{self, LoadKeyError};
+use crate::protocols::ping::PongReport;
+use crate::run::{run, RunError, RunOptions};
+use crate::status::StatusReport;
+
+/// Any failure of a command, printed as `kind: detail`.
+#[derive(Debug, Error)]
+pub enum AppError {
+    /// A command-line value was rejected.
+    #[error(transparent)]
+    Arg(#[from] ArgError),
+    /// No data dir.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// `init` failed.
+    #[error(transparent)]
+    Init(#[from] InitError),
+    /// Loading keys failed.
+    #[error(transparent)]
+    Key(#[from] LoadKeyError),
+    /// `invite` failed.
+    #[error(transparent)]
+    Invite(#[from] InviteError),
+    /// `run` failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// A control request failed.
+    #[error(transparent)]
+    Control(#[from] ClientError),
+    /// The async runtime could not start.
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl AppError {
+    /// The stable kind.
+    pub fn kind(&self) -> &str {
+        match self {
+            Self::Arg(e) => e.kind(),
+            Self::DataDir(e) => e.kind(),
+            Self::Init(e) => e.kind(),
+            Self::Key(e) => e.kind(),
+            Self::Invite(e) => e.kind(),
+            Self::Run(e) => e.kind(),
+            Self::Control(e) => e.kind(),
+            Self::Runtime(_) => "runtime",
+        }
+    }
+}
+
+/// Runs one command.
+pub fn execute(cli: Cli) -> Result<(), AppError> {
+    let dir = DataDir::resolve(cli.data_dir)?;
+    match cli.command {
+        Command::Init { join } => {
+            let ticket = join.as_deref().map(args::ticket).transpose()?;
+            let id = init(&dir, ticket.as_ref())?;
+            if let Some(ticket) = &ticket {
+                eprintln!(
+                    "joined the mesh of {}; it will be dialed at {}",
+                    ticket.node_id,
+                    join_addrs(&ticket.addrs)
+                );
+            }
+            print_line(&id.to_string());
+        }
+        Command::Invite { addrs } => {
+            let addrs = addrs
+                .iter()
+                .map(|a| args::host_port(a))
+                .collect::<Result<Vec<_>, _>>()?;
+            print_line(&invite(&dir, addrs)?.encode());
+        }
+        Command::Id => print_line(&keystore::load_identity(&dir)?.node_id().to_string()),
+        Command::Run { listen, peers } => {
+            let options = RunOptions {
+                listen: args::host_port(&listen)?,
+                peers: peers
+                    .iter()
+                    .map(|p| args::peer(p))
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(AppError::Runtime)?;
+            runtime.block_on(run(&dir, options))?;
+        }
+        Command::Status { json } => {
+            let status: StatusReport = ControlClient::connect(&dir)?.call(&Request::Status)?;
+            if json {
+                let text = serde_json::to_string_pretty(&status).unwrap_or_default();
+                print_line(&text);
+            } else {
+                print_text(&status.render_table());
+            }
+        }
+        Command::Ping {
+            node_id,
+            count,
+            interval_ms,
+            timeout_ms,
+        } => {
+            let node_id = args::node_id(&node_id)?;
+            let mut client = ControlClient::connect(&dir)?;
+            for i in 0..count {
+                if i > 0 {
+                    std::thread::sleep(Duration::from_millis(interval_ms));
+                }
+                let pong: PongReport = client.call(&Request::Ping {
+                    node_id,
+                    timeout_ms: Some(timeout_ms),
+                })?;
+                print_line(&pong.line());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn join_addrs(addrs: &[std::net::SocketAddr]) -> String {
+    if addrs.is_empty() {
+        return "no address (it must dial you)".into();
+    }
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Writes a line to stdout; a closed stdout (e.g. `| head`) is not an error.
+fn print_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn print_text(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}

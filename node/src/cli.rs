@@ -1,0 +1,112 @@
+//! The command line (clap derive). Values arrive as strings and are parsed
+//! by [`crate::args`] so that bad input gets this project's error kinds.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::datadir::ENV_DATA_DIR;
+
+/// relay-node: an encrypted UDP mesh node.
+#[derive(Debug, Parser)]
+#[command(name = "relay-node", version, about = "relay-node: a node of an encrypted UDP mesh", long_about = None)]
+pub struct Cli {
+    /// Data directory [default: $RELAY_NODE_DATA_DIR, else ~/.local/share/relay-node].
+    #[arg(long, global = true, env = ENV_DATA_DIR, value_name = "DIR", hide_env = true)]
+    pub data_dir: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the data dir with a new identity and network key (or join a mesh with --join).
+    Init {
+        /// Join the mesh described by this ticket (from `relay-node invite`).
+        #[arg(long, value_name = "TICKET")]
+        join: Option<String>,
+    },
+    /// Print a join ticket for this node. THE TICKET IS A SECRET: it contains the
+    /// mesh network key; anyone holding it can join the mesh.
+    #[command(
+        long_about = "Print a join ticket: this node's NodeId, its reachable addresses and the \
+        mesh network key.\n\nTHE TICKET IS A SECRET: it contains the network key, and anyone \
+        holding it can join the mesh. Share it only over a private channel.\n\nAddresses: the \
+        given --addr values; else the running node's bound addresses (a 0.0.0.0/[::] bind is \
+        expanded to this host's outbound interface address)."
+    )]
+    Invite {
+        /// An address where this node is reachable (repeatable).
+        #[arg(long = "addr", value_name = "HOST:PORT")]
+        addrs: Vec<String>,
+    },
+    /// Print this node's NodeId.
+    Id,
+    /// Run the node in the foreground (Ctrl-C or SIGTERM stops it).
+    Run {
+        /// UDP address to listen on.
+        #[arg(long, value_name = "ADDR", default_value = crate::run::DEFAULT_LISTEN)]
+        listen: String,
+        /// A peer to keep connected (repeatable).
+        #[arg(long = "peer", value_name = "NODEID@HOST:PORT")]
+        peers: Vec<String>,
+    },
+    /// Show the running node's peers.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ping a peer through the running node.
+    Ping {
+        /// The peer's NodeId.
+        #[arg(value_name = "NODEID")]
+        node_id: String,
+        /// Number of pings (1-1000).
+        #[arg(short = 'c', long = "count", value_name = "N", default_value_t = 3,
+              value_parser = clap::value_parser!(u32).range(1..=1000))]
+        count: u32,
+        /// Milliseconds between pings (0-60000).
+        #[arg(short = 'i', long = "interval-ms", value_name = "MS", default_value_t = 1000,
+              value_parser = clap::value_parser!(u64).range(0..=60_000))]
+        interval_ms: u64,
+        /// Milliseconds to wait for each pong (1-60000).
+        #[arg(short = 'W', long = "timeout-ms", value_name = "MS", default_value_t = 5000,
+              value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        timeout_ms: u64,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn ping_count_bounds() {
+        let id = "a".repeat(52);
+        assert!(Cli::try_parse_from(["relay-node", "ping", &id, "-c", "0"]).is_err());
+        assert!(Cli::try_parse_from(["relay-node", "ping", &id, "-c", "x"]).is_err());
+        let cli = Cli::try_parse_from(["relay-node", "ping", &id]).unwrap();
+        assert!(matches!(cli.command, Command::Ping { count: 3, .. }));
+    }
+
+    #[test]
+    fn invite_help_says_secret() {
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("invite")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("SECRET"));
+    }
+}

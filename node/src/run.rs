@@ -1,0 +1,170 @@
+//! `relay-node run`: the node process. Takes the run lock, loads (or
+//! creates) the identity, binds the transport, dials the configured peers,
+//! serves the control socket and incoming streams, and shuts down cleanly on
+//! Ctrl-C or SIGTERM.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use relay_transport::{BindError, NodeId, Transport, TransportConfig};
+use thiserror::Error;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::bootstrap::{Bootstrap, BootstrapError};
+use crate::control::server::ControlSocket;
+use crate::datadir::{DataDir, DataDirError};
+use crate::init::{init, InitError};
+use crate::keystore::{self, LoadKeyError};
+use crate::lock::{LockError, RunLock};
+use crate::protocols::{serve_incoming, Dispatcher};
+use crate::service::NodeService;
+
+/// The default UDP listen address.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:7420";
+
+/// What `run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// UDP address to bind.
+    pub listen: SocketAddr,
+    /// Peers to keep connected, in addition to the bootstrap file's.
+    pub peers: Vec<(NodeId, SocketAddr)>,
+}
+
+/// Running the node failed.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// The data dir could not be created.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// Another node holds the data dir.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// Creating a first identity failed.
+    #[error(transparent)]
+    Init(#[from] InitError),
+    /// The keys could not be loaded.
+    #[error(transparent)]
+    Key(#[from] LoadKeyError),
+    /// The bootstrap file is unreadable.
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    /// The transport could not start.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The control socket could not be bound.
+    #[error("control-socket: cannot bind {path}: {source}")]
+    Control {
+        /// The socket path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Signal handlers could not be installed.
+    #[error("signal: {0}")]
+    Signal(std::io::Error),
+}
+
+impl RunError {
+    /// The stable kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::DataDir(e) => e.kind(),
+            Self::Lock(e) => e.kind(),
+            Self::Init(e) => e.kind(),
+            Self::Key(e) => e.kind(),
+            Self::Bootstrap(e) => e.kind(),
+            Self::Bind(BindError::Io { .. }) => "bind",
+            Self::Bind(BindError::Config(_)) => "config",
+            Self::Control { .. } => "control-socket",
+            Self::Signal(_) => "signal",
+        }
+    }
+}
+
+/// Runs the node until Ctrl-C or SIGTERM.
+pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
+    dir.create()?;
+    let _lock = RunLock::acquire(dir)?;
+    if !keystore::identity_exists(dir) {
+        let id = init(dir, None)?;
+        eprintln!("relay-node: no identity in {dir}; created a new one: {id}");
+    }
+    let keys = keystore::load_keys(dir)?;
+    let bootstrap = Bootstrap::load(dir)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
+
+    let config = TransportConfig::new(
+        keys.secret_key.clone(),
+        Some(keys.network_key.clone()),
+        options.listen,
+    );
+    let transport = Transport::bind(config).await?;
+    let node_id = transport.node_id();
+    let listen = transport.local_addrs();
+    let control_path = dir.control_socket_path();
+    let control = ControlSocket::bind(&control_path).map_err(|source| RunError::Control {
+        path: control_path.display().to_string(),
+        source,
+    })?;
+
+    for addr in &listen {
+        tracing::info!(node_id = %node_id, %addr, data_dir = %dir, "relay-node listening");
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "relay-node {node_id} listening on {addr}");
+        let _ = stdout.flush();
+    }
+
+    let known = dial_peers(&transport, &options.peers, &bootstrap);
+    let service = Arc::new(NodeService::new(transport.clone(), known));
+    let accept = tokio::spawn(serve_incoming(
+        transport.clone(),
+        Dispatcher::with_builtins(),
+    ));
+
+    tokio::select! {
+        () = control.serve(service) => {}
+        result = tokio::signal::ctrl_c() => {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "Ctrl-C handler failed; shutting down");
+            }
+            tracing::info!("interrupted; shutting down");
+        }
+        _ = sigterm.recv() => tracing::info!("SIGTERM; shutting down"),
+    }
+
+    accept.abort();
+    drop(control);
+    transport.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Asks the transport to keep every configured peer connected; returns the
+/// addresses used, for later dials.
+fn dial_peers(
+    transport: &Transport,
+    peers: &[(NodeId, SocketAddr)],
+    bootstrap: &Bootstrap,
+) -> HashMap<NodeId, SocketAddr> {
+    let mut known = HashMap::new();
+    let from_bootstrap = bootstrap
+        .peers
+        .iter()
+        .filter_map(|p| p.addrs.first().map(|a| (p.node_id, *a)));
+    // `--peer` comes last so it overrides a bootstrap address.
+    for (id, addr) in from_bootstrap.chain(peers.iter().copied()) {
+        if id == transport.node_id() {
+            tracing::warn!(%addr, "ignoring a peer entry for this node itself");
+            continue;
+        }
+        known.insert(id, addr);
+    }
+    for (id, addr) in &known {
+        tracing::info!(peer = %id, %addr, "dialing peer");
+        transport.add_peer(*id, *addr);
+    }
+    known
+}

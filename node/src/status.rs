@@ -1,0 +1,210 @@
+//! The node's status report (`relay-node status`): its JSON shape and the
+//! aligned table printed without `--json`.
+
+use std::net::SocketAddr;
+
+use relay_transport::PeerInfo;
+use serde::{Deserialize, Serialize};
+
+use crate::timefmt;
+
+/// What `status --json` prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// This node.
+    pub node_id: String,
+    /// Bound UDP addresses, as `ip:port`.
+    pub listen: Vec<String>,
+    /// Every known peer.
+    pub peers: Vec<PeerReport>,
+}
+
+/// One peer in a [`StatusReport`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerReport {
+    /// The peer.
+    pub node_id: String,
+    /// "connected" | "connecting" | "disconnected".
+    pub state: String,
+    /// "direct" | "relayed" | "none".
+    pub path: String,
+    /// The real remote address, if any.
+    pub remote_addr: Option<String>,
+    /// Smoothed RTT in milliseconds.
+    pub rtt_ms: Option<f64>,
+    /// UDP payload bytes sent on the current connection.
+    pub bytes_sent: u64,
+    /// UDP payload bytes received on the current connection.
+    pub bytes_received: u64,
+    /// When the current connection was established (RFC 3339, UTC).
+    pub since: Option<String>,
+    /// The same instant in Unix seconds.
+    pub since_unix: Option<u64>,
+    /// Whether this node initiated the current connection.
+    pub outbound: bool,
+}
+
+impl StatusReport {
+    /// Builds a report from transport snapshots; peers sorted by NodeId.
+    pub fn new(node_id: String, listen: &[SocketAddr], mut peers: Vec<PeerInfo>) -> Self {
+        peers.sort_by_key(|p| p.node_id);
+        Self {
+            node_id,
+            listen: listen.iter().map(ToString::to_string).collect(),
+            peers: peers.iter().map(PeerReport::from_info).collect(),
+        }
+    }
+
+    /// The human-readable form: a header and an aligned peer table.
+    pub fn render_table(&self) -> String {
+        let mut out = format!(
+            "node    {}\nlisten  {}\n",
+            self.node_id,
+            if self.listen.is_empty() {
+                "-".to_string()
+            } else {
+                self.listen.join(", ")
+            }
+        );
+        if self.peers.is_empty() {
+            out.push_str("peers   none\n");
+            return out;
+        }
+        out.push('\n');
+        let header = [
+            "NODE_ID", "STATE", "PATH", "REMOTE", "RTT", "SENT", "RECV", "DIR", "SINCE",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut rows = vec![header];
+        for p in &self.peers {
+            rows.push(vec![
+                p.node_id.clone(),
+                p.state.clone(),
+                p.path.clone(),
+                p.remote_addr.clone().unwrap_or_else(|| "-".into()),
+                p.rtt_ms
+                    .map(|ms| format!("{ms:.2}ms"))
+                    .unwrap_or_else(|| "-".into()),
+                human_bytes(p.bytes_sent),
+                human_bytes(p.bytes_received),
+                match (p.since.is_some(), p.outbound) {
+                    (false, _) => "-",
+                    (true, true) => "out",
+                    (true, false) => "in",
+                }
+                .to_string(),
+                p.since.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        let cols = rows.first().map_or(0, Vec::len);
+        let widths: Vec<usize> = (0..cols)
+            .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+            .collect();
+        for row in rows {
+            let line: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            out.push_str(line.join("  ").trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+impl PeerReport {
+    /// Converts one transport snapshot.
+    pub fn from_info(p: &PeerInfo) -> Self {
+        let since_unix = p.since.map(timefmt::unix_secs);
+        Self {
+            node_id: p.node_id.to_string(),
+            state: p.state.as_str().to_string(),
+            path: p.path.as_str().to_string(),
+            remote_addr: p.remote_addr.map(|a| a.to_string()),
+            rtt_ms: p.rtt.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
+            bytes_sent: p.bytes_sent,
+            bytes_received: p.bytes_received,
+            since: since_unix.map(timefmt::rfc3339),
+            since_unix,
+            outbound: p.outbound,
+        }
+    }
+}
+
+/// `1234` -> `1.2 KiB`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relay_proto::SecretKey;
+    use relay_transport::{PathKind, PeerState};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn sample() -> StatusReport {
+        let peer = PeerInfo {
+            node_id: SecretKey::from_bytes(&[4; 32]).node_id(),
+            state: PeerState::Connected,
+            path: PathKind::Direct,
+            remote_addr: Some("127.0.0.1:7421".parse().unwrap()),
+            rtt: Some(Duration::from_micros(1234)),
+            bytes_sent: 2048,
+            bytes_received: 10,
+            since: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+            outbound: true,
+        };
+        StatusReport::new(
+            SecretKey::from_bytes(&[5; 32]).node_id().to_string(),
+            &["127.0.0.1:7420".parse().unwrap()],
+            vec![peer],
+        )
+    }
+
+    #[test]
+    fn json_shape() {
+        let v = serde_json::to_value(sample()).unwrap();
+        assert_eq!(v["listen"][0], "127.0.0.1:7420");
+        let p = &v["peers"][0];
+        assert_eq!(p["state"], "connected");
+        assert_eq!(p["path"], "direct");
+        assert_eq!(p["remote_addr"], "127.0.0.1:7421");
+        assert_eq!(p["rtt_ms"], 1.234);
+        assert_eq!(p["bytes_sent"], 2048);
+        assert_eq!(p["since"], "2023-11-14T22:13:20Z");
+        assert_eq!(p["since_unix"], 1_700_000_000u64);
+        assert_eq!(p["outbound"], true);
+    }
+
+    #[test]
+    fn table_is_aligned() {
+        let table = sample().render_table();
+        let lines: Vec<&str> = table.lines().collect();
+        let header = lines.iter().find(|l| l.starts_with("NODE_ID")).unwrap();
+        let row = lines.last().unwrap();
+        assert_eq!(header.find("STATE"), row.find("connected"));
+        assert_eq!(header.find("RTT"), row.find("1.23ms"));
+        assert!(row.contains("2.0 KiB"));
+    }
+
+    #[test]
+    fn bytes_are_human() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
+}
