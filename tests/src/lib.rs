@@ -1,9 +1,11 @@
 //! Shared helpers for the cross-crate and multi-process tests in `tests/`:
 //! locating the `relay-node` binary ([`bin_path`]), unique temp directories
-//! ([`tempdir`]) and node processes that are always killed ([`process`]).
+//! ([`tempdir`]), node processes that are always killed ([`process`]) and the
+//! network-namespace NAT lab ([`lab`]).
 //! The tests themselves live in `tests/tests/`.
 
 pub mod bin_path;
+pub mod lab;
 pub mod process;
 pub mod tempdir;
 

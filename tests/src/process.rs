@@ -66,10 +66,36 @@ impl NodeProcess {
         args: &[&str],
         timeout: Duration,
     ) -> Result<Self, String> {
+        Self::start_command(Command::new(bin), data_dir, args, timeout)
+    }
+
+    /// Like [`NodeProcess::start`], inside network namespace `netns` (run
+    /// through `ip netns exec`, which execs the binary in place, so the
+    /// child is the node itself). The data dir and its control socket stay
+    /// on the shared filesystem, so CLI verbs work from any namespace.
+    pub fn start_in_netns(
+        netns: &str,
+        bin: &Path,
+        data_dir: &Path,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns]).arg(bin);
+        Self::start_command(cmd, data_dir, args, timeout)
+    }
+
+    /// Starts `<cmd> --data-dir DIR run ARGS...` (see [`NodeProcess::start`]).
+    fn start_command(
+        mut cmd: Command,
+        data_dir: &Path,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let stderr_path = data_dir.with_extension("stderr.log");
         let stderr = std::fs::File::create(&stderr_path)
             .map_err(|e| format!("create {}: {e}", stderr_path.display()))?;
-        let mut child = Command::new(bin)
+        let mut child = cmd
             .arg("--data-dir")
             .arg(data_dir)
             .arg("run")
@@ -83,7 +109,7 @@ impl NodeProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
             .spawn()
-            .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+            .map_err(|e| format!("spawn relay-node: {e}"))?;
         let (tx, lines) = mpsc::channel();
         if let Some(stdout) = child.stdout.take() {
             std::thread::spawn(move || {

@@ -1,0 +1,24 @@
+//! The NAT lab: real processes in Linux network namespaces joined by veth
+//! pairs, with nftables NAT routers in between (see docs/LAB.md).
+//!
+//! - [`cmd`]: running `ip`/`nft`/`conntrack`, and [`LabError`];
+//! - [`netns`]: namespaces and veth pairs;
+//! - [`nat`]: NAT presets, loss and rebinding as nftables rulesets;
+//! - [`topology`]: building a [`Lab`] of public hosts and NATed sites;
+//! - [`guard`]: serialization and teardown on drop, even on panic;
+//! - [`skip`]: whether the lab can run here, and the `SKIPPED` line;
+//! - [`udp`]: the `lab-udp` helper processes used to observe NATs.
+
+pub mod cmd;
+pub mod guard;
+pub mod nat;
+pub mod netns;
+pub mod skip;
+pub mod topology;
+pub mod udp;
+
+pub use cmd::{LabError, LabResult};
+pub use nat::NatPreset;
+pub use netns::Netns;
+pub use topology::{Lab, PublicHost, Site};
+pub use udp::{Received, UdpProc};
