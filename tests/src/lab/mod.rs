@@ -7,12 +7,14 @@
 //! - [`topology`]: building a [`Lab`] of public hosts and NATed sites;
 //! - [`guard`]: serialization and teardown on drop, even on panic;
 //! - [`skip`]: whether the lab can run here, and the `SKIPPED` line;
-//! - [`udp`]: the `lab-udp` helper processes used to observe NATs.
+//! - [`udp`]: the `lab-udp` helper processes used to observe NATs;
+//! - [`node`]: real `relay-node` processes inside lab namespaces.
 
 pub mod cmd;
 pub mod guard;
 pub mod nat;
 pub mod netns;
+pub mod node;
 pub mod skip;
 pub mod topology;
 pub mod udp;
@@ -20,5 +22,6 @@ pub mod udp;
 pub use cmd::{LabError, LabResult};
 pub use nat::NatPreset;
 pub use netns::Netns;
+pub use node::LabNode;
 pub use topology::{Lab, PublicHost, Site};
 pub use udp::{Received, UdpProc};
