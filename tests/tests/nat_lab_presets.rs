@@ -326,7 +326,7 @@ fn loss_rule_drops_and_lifts() {
 
 #[test]
 fn rebind_gives_a_new_mapping() {
-    lab_or_skip!("nat_lab_presets::rebind_gives_a_new_mapping");
+    lab_or_skip!("nat_lab_presets::rebind_gives_a_new_mapping", needs: "conntrack");
     let lab = Lab::build(1, &[NatPreset::PortRestrictedCone]).unwrap();
     let server = lab.public(0).unwrap();
     let server_addr = sock(server.addr, ECHO_PORT);

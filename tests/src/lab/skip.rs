@@ -61,6 +61,14 @@ fn effective_uid() -> Option<u32> {
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
+/// `Err(reason)` when `tool` (e.g. `conntrack`, needed only for rebinding)
+/// cannot be run with `--version`.
+pub fn tool_available(tool: &str) -> Result<(), String> {
+    run(tool, &["--version"])
+        .map(drop)
+        .map_err(|e| format!("`{tool}` is not usable: {e}"))
+}
+
 /// Prints `SKIPPED: <reason> (<test>)` on stdout and stderr, uncaptured.
 pub fn report_skip(test: &str, reason: &str) {
     let line = format!("SKIPPED: {reason} ({test})\n");
@@ -70,7 +78,8 @@ pub fn report_skip(test: &str, reason: &str) {
 }
 
 /// At the top of a lab test: returns from the test after printing
-/// `SKIPPED: <reason>` when the lab cannot run on this machine.
+/// `SKIPPED: <reason>` when the lab cannot run on this machine (or, with
+/// `needs: "tool", ...`, when an extra tool is missing).
 #[macro_export]
 macro_rules! lab_or_skip {
     ($test:expr) => {
@@ -78,5 +87,14 @@ macro_rules! lab_or_skip {
             $crate::lab::skip::report_skip($test, &reason);
             return;
         }
+    };
+    ($test:expr, needs: $($tool:expr),+) => {
+        $crate::lab_or_skip!($test);
+        $(
+            if let Err(reason) = $crate::lab::skip::tool_available($tool) {
+                $crate::lab::skip::report_skip($test, &reason);
+                return;
+            }
+        )+
     };
 }
