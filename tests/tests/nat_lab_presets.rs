@@ -230,14 +230,15 @@ fn punch(a: NatPreset, b: NatPreset) -> bool {
     for _ in 0..rounds {
         sides[0].fire("punch-a");
         sides[1].fire("punch-b");
-        // Resend pacing: wait (briefly) for the peer's punch to show up.
-        let _ = sides[0]
-            .agent
-            .wait_received(RESEND, |r| r.payload == "punch-b");
         let (ha, hb) = (sides[0].heard("punch-b"), sides[1].heard("punch-a"));
         if ha && hb {
             return true;
         }
+        // Resend pacing: wait (briefly) on a side that has not heard yet.
+        let (waiter, missing) = if ha { (1, "punch-a") } else { (0, "punch-b") };
+        let _ = sides[waiter]
+            .agent
+            .wait_received(RESEND, |r| r.payload == missing);
     }
     if !expect_direct {
         // Every punch either arrived or was dropped and counted: once the
