@@ -171,23 +171,22 @@ pub(crate) fn on_relay_lost(shared: &Shared, relay: NodeId) {
     }
     tracing::info!(relay = %relay.fmt_short(), "relay lost");
     let alt = clients(shared).pick(|id| *id == relay);
-    let moved: Vec<NodeId> = paths::relayed_peers(shared)
-        .into_iter()
-        .filter(|(_, p)| *p == Path::Relayed { relay })
-        .map(|(node, _)| node)
-        .collect();
-    let dialing: Vec<NodeId> = clients(shared).dials.keys().copied().collect();
-    for node in moved.into_iter().chain(dialing) {
-        if relay_of(shared, &node) != Some(relay) {
+    // Live connections, dials, and inbound handshakes still in progress.
+    for (mapped, node) in shared.socket.relayed_through(&relay) {
+        let Some(alt) = alt else {
+            tracing::info!(peer = ?node.map(|n| n.fmt_short()), "relay lost and no other relay; waiting");
             continue;
-        }
-        match alt {
-            Some(alt) => {
+        };
+        let live = node.filter(|n| shared.live(n).is_some_and(|l| l.mapped() == mapped));
+        match live {
+            Some(node) => {
                 tracing::info!(peer = %node.fmt_short(), from = %relay.fmt_short(), to = %alt.fmt_short(), "relay failover");
                 move_to(shared, node, alt);
             }
             None => {
-                tracing::info!(peer = %node.fmt_short(), "relay lost and no other relay; waiting");
+                shared
+                    .socket
+                    .set_path(&mapped, Path::Relayed { relay: alt });
             }
         }
     }

@@ -211,6 +211,15 @@ impl MappedTable {
         mapped
     }
 
+    /// Every entry relayed through `relay`, with the NodeId it is for.
+    pub fn relayed_through(&self, relay: &NodeId) -> Vec<(SocketAddr, Option<NodeId>)> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.path == Path::Relayed { relay: *relay })
+            .map(|(m, e)| (*m, e.owner.or(e.claimed)))
+            .collect()
+    }
+
     /// The NodeId relayed packets sent to `mapped` are addressed to: its
     /// owner, else the NodeId it was claimed for.
     pub fn relay_target(&self, mapped: &SocketAddr) -> Option<NodeId> {

@@ -126,6 +126,12 @@ impl PathSocket {
         self.write().outbound_relayed(node, relay)
     }
 
+    /// Every mapped address relayed through `relay` (connections, dials and
+    /// handshakes in progress), with the NodeId it is for.
+    pub fn relayed_through(&self, relay: &NodeId) -> Vec<(SocketAddr, Option<NodeId>)> {
+        self.read().relayed_through(relay)
+    }
+
     /// Where a relayed transmit to `mapped` goes: the relay's real address
     /// and the peer NodeId to name in the frame.
     fn relayed_route(&self, mapped: &SocketAddr, relay: &NodeId) -> Option<(SocketAddr, NodeId)> {
