@@ -40,6 +40,7 @@ pub mod error;
 pub mod events;
 pub mod noise;
 pub mod socket;
+pub mod traversal;
 
 mod endpoint;
 
