@@ -475,6 +475,10 @@ impl Traversal {
         }
         self.stats.punches_attempted += 1;
         self.sessions.insert(peer, session);
+        // Tell the peer our NAT type directly too (control messages are
+        // unreliable; its `why` on failure depends on it).
+        let nat = self.nat.report().nat;
+        self.control(peer, TraversalMsg::NatInfo { nat });
     }
 
     fn on_rejected(&mut self, from: NodeId, req: u64, target: NodeId, reason: RejectReason) {
@@ -685,3 +689,7 @@ impl Traversal {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "agent_tests.rs"]
+mod tests;
