@@ -543,3 +543,102 @@ fn rendezvous_failures_have_stable_kinds() {
         ]
     );
 }
+
+/// Runs A -> B with some introductions withheld; returns both outcomes
+/// after checking them for agreement and reachability.
+fn punch_starved(ka: NatKind, kb: NatKind, to_a: u32, to_b: u32) -> (Side, Side, String, usize) {
+    let config = TraversalConfig::default();
+    let mut s = setup(21, ka, kb, &config, LONG_BINDINGS);
+    s.world.drop_introductions.insert(s.a, to_a);
+    s.world.drop_introductions.insert(s.b, to_b);
+    let (aid, bid, iid) = (
+        id(&s.world, s.a),
+        id(&s.world, s.b),
+        id(&s.world, s.introducer),
+    );
+    let now = s.world.now();
+    s.world.hosts[s.a]
+        .core
+        .request_direct(now, bid, Some(iid))
+        .unwrap();
+    s.world.run_for(Duration::from_secs(20));
+    let (a, _) = side_outcome(&s.world.records, s.a, bid);
+    let (b, _) = side_outcome(&s.world.records, s.b, aid);
+    let label = format!("{ka:?} x {kb:?}, {to_a} / {to_b} introductions withheld");
+    if let (Side::Direct(a_to_b), Side::Direct(b_to_a)) = (&a, &b) {
+        assert_eq!(s.world.reachable(s.a, *a_to_b), Some(s.b), "{label}");
+        assert_eq!(s.world.reachable(s.b, *b_to_a), Some(s.a), "{label}");
+    }
+    let outcomes = s
+        .world
+        .records
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.event,
+                TraversalEvent::DirectPathFound { .. } | TraversalEvent::PunchFailed { .. }
+            )
+        })
+        .count();
+    (a, b, label, outcomes)
+}
+
+#[test]
+fn a_lost_introduction_is_asked_for_again() {
+    for (ka, kb) in [
+        (NatKind::PortRestricted, NatKind::PortRestricted),
+        (NatKind::Symmetric, NatKind::FullCone),
+        (NatKind::FullCone, NatKind::Symmetric),
+    ] {
+        for (to_a, to_b) in [(1, 0), (0, 1), (2, 0), (0, 2)] {
+            let (a, b, label, outcomes) = punch_starved(ka, kb, to_a, to_b);
+            assert!(
+                matches!((&a, &b), (Side::Direct(_), Side::Direct(_))),
+                "{label}: {a:?} / {b:?}"
+            );
+            // One outcome per side: no late failure from a request the
+            // probes already answered, no second session.
+            assert_eq!(outcomes, 2, "{label}");
+        }
+    }
+}
+
+#[test]
+fn a_side_that_never_hears_the_introducer_answers_the_peers_probes() {
+    // Only works where that side's NAT lets the peer's first probes in.
+    for (ka, kb, to_a, to_b) in [
+        (NatKind::FullCone, NatKind::Symmetric, u32::MAX, 0),
+        (NatKind::Symmetric, NatKind::FullCone, 0, u32::MAX),
+        (NatKind::Open, NatKind::PortRestricted, u32::MAX, 0),
+    ] {
+        let (a, b, label, outcomes) = punch_starved(ka, kb, to_a, to_b);
+        assert!(
+            matches!((&a, &b), (Side::Direct(_), Side::Direct(_))),
+            "{label}: {a:?} / {b:?}"
+        );
+        assert_eq!(outcomes, 2, "{label}");
+    }
+    // A port-restricted side that never hears about the punch never opens
+    // its NAT: the requester fails with a stable kind, the other side
+    // never started.
+    let (a, b, label, outcomes) = punch_starved(
+        NatKind::PortRestricted,
+        NatKind::PortRestricted,
+        0,
+        u32::MAX,
+    );
+    assert!(
+        matches!(
+            (&a, &b),
+            (
+                Side::Failed {
+                    kind: TraversalErrorKind::PunchFailed,
+                    ..
+                },
+                Side::Pending
+            )
+        ),
+        "{label}: {a:?} / {b:?}"
+    );
+    assert_eq!(outcomes, 1, "{label}");
+}

@@ -55,6 +55,7 @@ struct Link {
     rtt: Duration,
     nat: NatType,
     why: Option<String>,
+    last_session_end: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +64,9 @@ struct Pending {
     via: NodeId,
     attempts: u32,
     next: Instant,
+    /// Our introduction arrived; the request stays open until a probe from
+    /// the peer shows that its half arrived too.
+    introduced: bool,
 }
 
 /// The short status reason for a failed punch.
@@ -237,6 +241,7 @@ impl Traversal {
                         rtt: info.rtt,
                         nat: NatType::Unknown,
                         why: None,
+                        last_session_end: None,
                     },
                 );
                 let nat = self.nat.report().nat;
@@ -315,6 +320,7 @@ impl Traversal {
                 via,
                 attempts: 1,
                 next: now + self.config.request_retry,
+                introduced: false,
             },
         );
         self.control(via, TraversalMsg::ReachRequest { req, target: peer });
@@ -438,17 +444,48 @@ impl Traversal {
         if peer == self.me || !self.links.contains_key(peer.as_bytes()) {
             return;
         }
+        let fire_at = now + Duration::from_millis(u64::from(intro.fire_in_ms));
         if intro.requester == self.me {
-            match self.pending.get(&peer) {
+            let retry = self.config.request_retry;
+            match self.pending.get_mut(&peer) {
                 Some(p) if p.req == intro.req => {
-                    self.pending.remove(&peer);
+                    // If no probe from the peer shows up soon after the fire
+                    // time, its half was lost: ask again (free of budget).
+                    if !p.introduced {
+                        p.introduced = true;
+                        p.next = fire_at + retry;
+                    }
                 }
+                // The peer's probes started a session first: merge below.
+                _ if self.sessions.contains_key(&peer) => {}
                 _ => return,
             }
         } else if intro.requester != peer {
             return;
         }
-        if self.sessions.contains_key(&peer) || self.sessions.len() >= self.config.max_sessions {
+        if let Some(link) = self.links.get_mut(peer.as_bytes()) {
+            if intro.peer_nat != NatType::Unknown {
+                link.nat = intro.peer_nat;
+            }
+        }
+        if let Some(session) = self.sessions.get_mut(&peer) {
+            // Running already (a duplicate, or started by the peer's
+            // probes): the introduced candidates join it.
+            session.add_introduced(fire_at, &intro.candidates);
+            return;
+        }
+        self.start_session(peer, intro.req, &intro.candidates, intro.peer_nat, fire_at);
+    }
+
+    fn start_session(
+        &mut self,
+        peer: NodeId,
+        req: u64,
+        candidates: &[SocketAddr],
+        peer_nat: NatType,
+        fire_at: Instant,
+    ) {
+        if self.sessions.len() >= self.config.max_sessions {
             return;
         }
         let timing = PunchTiming {
@@ -458,27 +495,52 @@ impl Traversal {
             nominate_interval: self.config.nominate_interval,
             peer_reflexive: self.config.peer_reflexive,
         };
-        let fire_at = now + Duration::from_millis(u64::from(intro.fire_in_ms));
         let session = PunchSession::new(
             fire_at,
             peer,
-            intro.req,
+            req,
             self.me < peer,
-            &intro.candidates,
-            intro.peer_nat,
+            candidates,
+            peer_nat,
             timing,
         );
-        if let Some(link) = self.links.get_mut(peer.as_bytes()) {
-            if intro.peer_nat != NatType::Unknown {
-                link.nat = intro.peer_nat;
-            }
-        }
         self.stats.punches_attempted += 1;
         self.sessions.insert(peer, session);
         // Tell the peer our NAT type directly too (control messages are
         // unreliable; its `why` on failure depends on it).
         let nat = self.nat.report().nat;
         self.control(peer, TraversalMsg::NatInfo { nat });
+    }
+
+    /// Whether a valid probe from `peer` at `src` may start a session: its
+    /// introduction may have been lost on the way to us. Not for
+    /// keepalives, not on the current direct path, not while or shortly
+    /// after another session with the peer.
+    fn may_answer_with_session(
+        &self,
+        now: Instant,
+        peer: &NodeId,
+        src: SocketAddr,
+        flags: u8,
+    ) -> bool {
+        if flags & FLAG_KEEPALIVE != 0
+            || self.sessions.contains_key(peer)
+            || self.direct.get(peer) == Some(&src)
+            || !self.config.peer_reflexive
+        {
+            return false;
+        }
+        let quiet = self
+            .config
+            .probe_schedule
+            .last()
+            .copied()
+            .unwrap_or_default()
+            + self.config.punch_grace;
+        match self.links.get(peer.as_bytes()) {
+            Some(link) => link.last_session_end.is_none_or(|t| now >= t + quiet),
+            None => false,
+        }
     }
 
     fn on_rejected(&mut self, from: NodeId, req: u64, target: NodeId, reason: RejectReason) {
@@ -512,6 +574,12 @@ impl Traversal {
     }
 
     fn on_probe(&mut self, now: Instant, peer: NodeId, src: SocketAddr, frame: &ProbeFrame) {
+        // The peer is probing: whatever we requested has reached it.
+        self.pending.remove(&peer);
+        if self.may_answer_with_session(now, &peer, src, frame.flags) {
+            let peer_nat = self.peer_nat(&peer).unwrap_or_default();
+            self.start_session(peer, 0, &[], peer_nat, now);
+        }
         let direct = self.direct.get(&peer).copied();
         let (accepted, known) = match self.sessions.get_mut(&peer) {
             Some(session) => {
@@ -641,6 +709,11 @@ impl Traversal {
             let Some(p) = self.pending.get_mut(&peer) else {
                 continue;
             };
+            if p.introduced && p.attempts >= self.config.request_attempts {
+                // The session decides the outcome.
+                self.pending.remove(&peer);
+                continue;
+            }
             if p.attempts >= self.config.request_attempts {
                 let via = p.via;
                 self.pending.remove(&peer);
@@ -660,6 +733,10 @@ impl Traversal {
     }
 
     fn settle(&mut self, now: Instant, peer: NodeId, outcome: Outcome, peer_nat: NatType) {
+        self.pending.remove(&peer);
+        if let Some(link) = self.links.get_mut(peer.as_bytes()) {
+            link.last_session_end = Some(now);
+        }
         match outcome {
             Outcome::Direct(addr) => {
                 self.stats.punches_succeeded += 1;

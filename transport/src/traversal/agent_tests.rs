@@ -38,9 +38,13 @@ fn drain(core: &mut Traversal) -> Vec<TraversalTransmit> {
 }
 
 fn probe_from(sender: NodeId, key: &[u8; 32], kind: ProbeKind) -> [u8; PROBE_LEN] {
+    flagged_probe(sender, key, kind, 0)
+}
+
+fn flagged_probe(sender: NodeId, key: &[u8; 32], kind: ProbeKind, flags: u8) -> [u8; PROBE_LEN] {
     let frame = ProbeFrame {
         kind,
-        flags: 0,
+        flags,
         tx: [1; TX_LEN],
         sender: *sender.as_bytes(),
         addr: sa("203.0.113.1:1000"),
@@ -89,7 +93,7 @@ fn valid_probe_is_answered_at_its_source_never_larger() {
     connect(&mut a, now, id(2), None);
     drain(&mut a);
     let src = sa("203.0.113.9:9999");
-    let probe = probe_from(id(2), &KEY, ProbeKind::Probe);
+    let probe = flagged_probe(id(2), &KEY, ProbeKind::Probe, FLAG_KEEPALIVE);
     assert!(a.handle_frame(now, src, &probe));
     let out = drain(&mut a);
     assert_eq!(out.len(), 1);
@@ -102,11 +106,12 @@ fn valid_probe_is_answered_at_its_source_never_larger() {
     assert!(ProbeKey::new(&KEY).verify(&bytes));
     let reply = ProbeFrame::parse(&bytes).unwrap();
     assert_eq!(reply.kind, ProbeKind::Reply);
+    assert_eq!(reply.flags, FLAG_KEEPALIVE);
     assert_eq!(reply.tx, [1; TX_LEN]);
     assert_eq!(reply.addr, src, "the reply tells the prober what we saw");
     assert_eq!(reply.sender, *id(1).as_bytes());
-    // No session was created by an unsolicited (if valid) probe, and an
-    // unsolicited reply changes nothing.
+    // A keepalive starts no session, and an unsolicited reply changes
+    // nothing.
     assert!(!a.is_punching(&id(2)));
     let stray_reply = probe_from(id(2), &KEY, ProbeKind::Reply);
     assert!(a.handle_frame(now, src, &stray_reply));
@@ -281,4 +286,35 @@ fn disconnect_forgets_the_peer() {
     let probe = probe_from(id(2), &KEY, ProbeKind::Probe);
     assert!(a.handle_frame(now, sa("203.0.113.2:1"), &probe));
     assert_eq!(a.stats().probes_invalid, 1);
+}
+
+#[test]
+fn a_probe_without_an_introduction_starts_a_session_once() {
+    // Our half of the introduction may have been lost: the peer's
+    // authenticated probe makes us punch back at its source.
+    let now = Instant::now();
+    let mut a = core(1);
+    connect(&mut a, now, id(2), None);
+    drain(&mut a);
+    let src = sa("203.0.113.9:9999");
+    assert!(a.handle_frame(now, src, &probe_from(id(2), &KEY, ProbeKind::Probe)));
+    assert!(a.is_punching(&id(2)));
+    let frames: Vec<(SocketAddr, u8)> = drain(&mut a)
+        .into_iter()
+        .filter_map(|t| match t {
+            TraversalTransmit::Frame { dst, data } => Some((dst, data[0])),
+            TraversalTransmit::Control { .. } => None,
+        })
+        .collect();
+    assert_eq!(
+        frames,
+        [
+            (src, relay_proto::wire::probe::PROBE_REPLY),
+            (src, relay_proto::wire::probe::PROBE)
+        ]
+    );
+    assert_eq!(a.stats().punches_attempted, 1);
+    // More probes join the same session.
+    a.handle_frame(now, src, &probe_from(id(2), &KEY, ProbeKind::Probe));
+    assert_eq!(a.stats().punches_attempted, 1);
 }

@@ -176,6 +176,19 @@ impl PunchSession {
         session
     }
 
+    /// Adds introduced candidates to a running session, probed from
+    /// `start` on (duplicates and excess are ignored).
+    pub fn add_introduced(&mut self, start: Instant, candidates: &[SocketAddr]) {
+        if self.phase != Phase::Probing {
+            return;
+        }
+        for addr in candidates {
+            self.add_candidate(*addr, CandidateOrigin::Introduced, start);
+        }
+        let last = self.timing.schedule.last().copied().unwrap_or_default();
+        self.deadline = self.deadline.max(start + last + self.timing.grace);
+    }
+
     /// The peer.
     pub fn peer(&self) -> NodeId {
         self.peer

@@ -114,6 +114,9 @@ pub struct World {
     pub lost: u64,
     next_public: u8,
     next_site: u8,
+    /// Drop this many of the introductions addressed to a host (a lossy
+    /// control channel at its worst).
+    pub drop_introductions: BTreeMap<HostId, u32>,
 }
 
 impl World {
@@ -135,6 +138,7 @@ impl World {
             lost: 0,
             next_public: 1,
             next_site: 1,
+            drop_introductions: BTreeMap::new(),
         }
     }
 
@@ -357,6 +361,15 @@ impl World {
                         let Some(&hops) = self.connections.get(&(h.min(to), h.max(to))) else {
                             continue;
                         };
+                        if matches!(msg, TraversalMsg::Introduce(_)) {
+                            if let Some(left) = self.drop_introductions.get_mut(&to) {
+                                if *left > 0 {
+                                    *left -= 1;
+                                    self.lost += 1;
+                                    continue;
+                                }
+                            }
+                        }
                         let bytes = msg.encode().expect("valid message");
                         self.enqueue(
                             self.net.latency * hops,
