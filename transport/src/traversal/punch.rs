@@ -182,11 +182,15 @@ impl PunchSession {
         if self.phase != Phase::Probing {
             return;
         }
+        let before = self.candidates.len();
         for addr in candidates {
             self.add_candidate(*addr, CandidateOrigin::Introduced, start);
         }
-        let last = self.timing.schedule.last().copied().unwrap_or_default();
-        self.deadline = self.deadline.max(start + last + self.timing.grace);
+        if self.candidates.len() > before {
+            // New candidates get their whole schedule.
+            let last = self.timing.schedule.last().copied().unwrap_or_default();
+            self.deadline = self.deadline.max(start + last + self.timing.grace);
+        }
     }
 
     /// The peer.
@@ -549,6 +553,27 @@ mod tests {
             PunchSession::new(t0, peer(), 1, true, &[c], NatType::Symmetric, timing(false));
         off.on_probe(t0, prflx, 0);
         assert_eq!(off.candidates().count(), 1);
+    }
+
+    #[test]
+    fn late_introduced_candidates_join_with_their_own_schedule() {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(6);
+        let mut s = PunchSession::new(t0, peer(), 0, true, &[], NatType::Unknown, timing(true));
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(800)));
+        let c = sa("203.0.113.2:2000");
+        let t1 = t0 + Duration::from_millis(500);
+        s.add_introduced(t1, &[c]);
+        assert_eq!(s.poll_timeout(), Some(t1));
+        assert_eq!(run(&mut s, t1, &mut rng).len(), 1);
+        // A duplicate does not extend the session.
+        s.add_introduced(t1 + Duration::from_millis(200), &[c]);
+        let mut now = t1;
+        while s.outcome().is_none() {
+            now = s.poll_timeout().unwrap();
+            run(&mut s, now, &mut rng);
+        }
+        assert_eq!(now, t1 + Duration::from_millis(800));
     }
 
     #[test]
