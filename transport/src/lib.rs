@@ -57,6 +57,7 @@ pub mod events;
 pub mod noise;
 pub mod relay;
 pub mod socket;
+pub mod traversal;
 
 mod endpoint;
 

@@ -262,7 +262,9 @@ mod tests {
                 node_id: SecretKey::generate().node_id(),
                 reason: GoneReason::Left,
             },
-            ControlMsg::Traversal(TraversalMsg::Reserved),
+            ControlMsg::Traversal(TraversalMsg::NatInfo {
+                nat: crate::wire::traversal::NatType::Cone,
+            }),
         ]
     }
 

@@ -4,8 +4,10 @@
 //! - [`relay`]: relay frames on the UDP port (first bytes `0x01`, `0x02`);
 //! - [`control`]: the transport control channel carried in QUIC datagrams
 //!   (prefix `0x00`; application datagrams use `0x01`);
+//! - [`probe`]: traversal probes on the UDP port (first bytes `0x10`, `0x11`);
 //! - [`traversal`]: traversal messages, one variant of the control channel.
 
 pub mod control;
+pub mod probe;
 pub mod relay;
 pub mod traversal;

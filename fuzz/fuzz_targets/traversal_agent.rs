@@ -1,0 +1,66 @@
+//! Arbitrary frames and control messages into a traversal core that has a
+//! peer and a punch in progress: it never panics, and never answers with
+//! more reply bytes than it was sent in frames.
+#![no_main]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use relay_proto::wire::traversal::TraversalMsg;
+use relay_proto::SecretKey;
+use relay_transport::traversal::{ConnectionInfo, Traversal, TraversalConfig, TraversalTransmit};
+
+fuzz_target!(|data: &[u8]| {
+    let now = Instant::now();
+    let me = SecretKey::from_bytes(&[1; 32]).node_id();
+    let peer = SecretKey::from_bytes(&[2; 32]).node_id();
+    let intro = SecretKey::from_bytes(&[3; 32]).node_id();
+    let mut core = Traversal::new(me, TraversalConfig::default(), [0; 32]);
+    let src: SocketAddr = "203.0.113.7:4000".parse().expect("addr");
+    for (node, observed) in [(peer, None), (intro, Some(src))] {
+        core.handle_connection(
+            now,
+            node,
+            ConnectionInfo {
+                probe_key: [9; 32],
+                observed,
+                rtt: Duration::from_millis(50),
+            },
+        );
+    }
+    let _ = core.request_direct(now, peer, Some(intro));
+    while core.poll_transmit().is_some() {}
+    let mut inbound = 0usize;
+    // Chunks: first byte picks the input kind, then a length byte.
+    let mut rest = data;
+    let mut t = now;
+    while rest.len() >= 2 {
+        let (kind, len) = (rest[0], rest[1] as usize);
+        let body = &rest[2..(2 + len).min(rest.len())];
+        rest = &rest[(2 + len).min(rest.len())..];
+        t += Duration::from_millis(u64::from(kind));
+        match kind % 3 {
+            0 => {
+                inbound += body.len();
+                core.handle_frame(t, src, body);
+            }
+            1 => {
+                if let Ok(msg) = TraversalMsg::decode(body) {
+                    core.handle_control(t, intro, msg);
+                }
+            }
+            _ => core.handle_timeout(t),
+        }
+    }
+    // Every reply (0x11) answers one valid inbound probe of the same size.
+    let mut replied = 0usize;
+    while let Some(tx) = core.poll_transmit() {
+        if let TraversalTransmit::Frame { data, .. } = tx {
+            if data.first() == Some(&0x11) {
+                replied += data.len();
+            }
+        }
+    }
+    assert!(replied <= inbound, "replies {replied} > inbound {inbound}");
+});

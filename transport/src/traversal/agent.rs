@@ -1,0 +1,772 @@
+//! The traversal agent: one node's whole traversal state, composed of the
+//! NAT classifier, the introducer, punch sessions and keepalives.
+//!
+//! It is sans-IO in the style of quinn-proto: the driver feeds inputs with
+//! `handle_*(now, ..)`, sends what [`Traversal::poll_transmit`] yields,
+//! reacts to [`Traversal::poll_event`], and calls
+//! [`Traversal::handle_timeout`] at [`Traversal::poll_timeout`]. Nothing in
+//! here reads a clock, touches a socket or spawns a task; randomness comes
+//! from a seeded generator, so a simulated world replays exactly.
+//!
+//! Probe frames are only acted on when their tag verifies with the key of
+//! the peer they claim to come from; anything else is counted and dropped
+//! without allocating state. Replies are the same size as probes.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+use relay_proto::wire::probe::{
+    ProbeFrame, ProbeKind, FLAG_KEEPALIVE, FLAG_NOMINATE, PROBE_LEN, TAG_LEN,
+};
+use relay_proto::wire::traversal::{Introduction, NatType, RejectReason, TraversalMsg};
+use relay_proto::NodeId;
+
+use super::auth::ProbeKey;
+use super::config::TraversalConfig;
+use super::error::{TraversalError, TraversalErrorKind};
+use super::introducer::{Introducer, Side};
+use super::keepalive::Keepalives;
+use super::nat::{NatClassifier, NatReport, Observation};
+use super::output::{TraversalEvent, TraversalTransmit};
+use super::punch::{Outcome, ProbeOut, PunchSession, PunchTiming};
+use super::stats::TraversalStats;
+
+/// What the driver knows about one live connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// The pair's shared probe key (the transport exports it from the
+    /// connection's handshake).
+    pub probe_key: [u8; 32],
+    /// The real address we see the peer at, when the connection runs on a
+    /// direct path (`None` when relayed).
+    pub observed: Option<SocketAddr>,
+    /// The connection's smoothed RTT.
+    pub rtt: Duration,
+}
+
+#[derive(Debug)]
+struct Link {
+    node: NodeId,
+    key: ProbeKey,
+    observed: Option<SocketAddr>,
+    rtt: Duration,
+    nat: NatType,
+    why: Option<String>,
+    last_session_end: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    req: u64,
+    via: NodeId,
+    attempts: u32,
+    next: Instant,
+    /// Our introduction arrived; the request stays open until a probe from
+    /// the peer shows that its half arrived too.
+    introduced: bool,
+}
+
+/// The short status reason for a failed punch.
+pub fn failure_why(ours: NatType, theirs: NatType) -> String {
+    if ours == NatType::Symmetric || theirs == NatType::Symmetric {
+        format!("{ours} x {theirs}")
+    } else {
+        "punch-failed: timeout".to_string()
+    }
+}
+
+/// One node's traversal core. See the module docs.
+#[derive(Debug)]
+pub struct Traversal {
+    me: NodeId,
+    config: TraversalConfig,
+    rng: StdRng,
+    nat: NatClassifier,
+    introducer: Introducer,
+    keepalives: Keepalives,
+    links: BTreeMap<[u8; 32], Link>,
+    sessions: BTreeMap<NodeId, PunchSession>,
+    pending: BTreeMap<NodeId, Pending>,
+    direct: BTreeMap<NodeId, SocketAddr>,
+    transmits: VecDeque<TraversalTransmit>,
+    events: VecDeque<TraversalEvent>,
+    stats: TraversalStats,
+}
+
+impl Traversal {
+    /// A core for node `me`. `seed` drives transaction ids and request ids;
+    /// give it fresh randomness outside tests.
+    pub fn new(me: NodeId, config: TraversalConfig, seed: [u8; 32]) -> Self {
+        let nat = NatClassifier::new(
+            config.public_addr,
+            config.reclassify_interval,
+            config.observation_ttl,
+            config.reflex_timeout,
+        );
+        let introducer = Introducer::new(
+            config.introducer,
+            config.intro_burst,
+            config.intro_refill,
+            config.fire_margin,
+        );
+        let keepalives = Keepalives::new(config.keepalive_interval, config.keepalive_misses);
+        Self {
+            me,
+            config,
+            rng: StdRng::from_seed(seed),
+            nat,
+            introducer,
+            keepalives,
+            links: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            direct: BTreeMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: TraversalStats::default(),
+        }
+    }
+
+    // ---- queries -------------------------------------------------------
+
+    /// Our NAT type and reflexive address.
+    pub fn nat(&self) -> NatReport {
+        self.nat.report()
+    }
+
+    /// Every live observation of our address (for `netcheck`).
+    pub fn observations(&self) -> impl Iterator<Item = (&NodeId, &Observation)> {
+        self.nat.observations()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &TraversalStats {
+        &self.stats
+    }
+
+    /// The direct path found for `peer`, if any.
+    pub fn direct_path(&self, peer: &NodeId) -> Option<SocketAddr> {
+        self.direct.get(peer).copied()
+    }
+
+    /// Why `peer` is not direct, after a failure ("symmetric x symmetric",
+    /// "punch-failed: timeout", ...).
+    pub fn why(&self, peer: &NodeId) -> Option<&str> {
+        self.links.get(peer.as_bytes())?.why.as_deref()
+    }
+
+    /// The NAT type `peer` reported.
+    pub fn peer_nat(&self, peer: &NodeId) -> Option<NatType> {
+        self.links.get(peer.as_bytes()).map(|l| l.nat)
+    }
+
+    /// Whether a punch towards `peer` is in progress.
+    pub fn is_punching(&self, peer: &NodeId) -> bool {
+        self.sessions.contains_key(peer) || self.pending.contains_key(peer)
+    }
+
+    // ---- outputs -------------------------------------------------------
+
+    /// The next thing to send.
+    pub fn poll_transmit(&mut self) -> Option<TraversalTransmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<TraversalEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut at = self.nat.poll_timeout();
+        let mut take = |t: Option<Instant>| {
+            if let Some(t) = t {
+                at = Some(at.map_or(t, |a| a.min(t)));
+            }
+        };
+        take(self.keepalives.poll_timeout());
+        for s in self.sessions.values() {
+            take(s.poll_timeout());
+        }
+        for p in self.pending.values() {
+            take(Some(p.next));
+        }
+        at
+    }
+
+    // ---- inputs --------------------------------------------------------
+
+    /// A peer reports the address it sees our socket at. `observer_ip` is
+    /// the observer's own IP, `local` the address our traffic left from.
+    pub fn handle_observed_addr(
+        &mut self,
+        now: Instant,
+        observer: NodeId,
+        observer_ip: IpAddr,
+        observed: SocketAddr,
+        local: SocketAddr,
+    ) {
+        if let Some(report) =
+            self.nat
+                .handle_observation(now, observer, observer_ip, observed, local)
+        {
+            self.nat_changed(report);
+        }
+    }
+
+    /// A connection to `peer` is up, or its facts changed.
+    pub fn handle_connection(&mut self, now: Instant, peer: NodeId, info: ConnectionInfo) {
+        self.nat.start(now);
+        if peer == self.me {
+            return;
+        }
+        let key = ProbeKey::new(&info.probe_key);
+        match self.links.get_mut(peer.as_bytes()) {
+            Some(link) => {
+                link.key = key;
+                link.observed = info.observed;
+                link.rtt = info.rtt;
+            }
+            None => {
+                self.links.insert(
+                    *peer.as_bytes(),
+                    Link {
+                        node: peer,
+                        key,
+                        observed: info.observed,
+                        rtt: info.rtt,
+                        nat: NatType::Unknown,
+                        why: None,
+                        last_session_end: None,
+                    },
+                );
+                let nat = self.nat.report().nat;
+                self.control(peer, TraversalMsg::NatInfo { nat });
+            }
+        }
+    }
+
+    /// The connection to `peer` is gone: forget everything about it.
+    pub fn handle_disconnect(&mut self, now: Instant, peer: &NodeId) {
+        self.links.remove(peer.as_bytes());
+        self.sessions.remove(peer);
+        self.pending.remove(peer);
+        self.direct.remove(peer);
+        self.keepalives.remove(peer);
+        self.introducer.forget(peer);
+        if let Some(report) = self.nat.remove_observer(peer) {
+            self.nat_changed(report);
+        }
+        self.drive(now);
+    }
+
+    /// Traffic from `peer` arrived on its direct path (keeps keepalives
+    /// quiet while the path is busy).
+    pub fn handle_path_activity(&mut self, now: Instant, peer: &NodeId) {
+        self.keepalives.activity(now, peer, None);
+    }
+
+    /// The driver moved `peer` off its direct path: stop keeping it.
+    pub fn forget_direct_path(&mut self, peer: &NodeId) {
+        self.direct.remove(peer);
+        self.keepalives.remove(peer);
+    }
+
+    /// Asks introducer `via` to introduce us to `peer`. Progress and
+    /// failures arrive as events; immediate refusals are returned.
+    pub fn request_direct(
+        &mut self,
+        now: Instant,
+        peer: NodeId,
+        via: Option<NodeId>,
+    ) -> Result<(), TraversalError> {
+        self.nat.start(now);
+        if peer == self.me {
+            return Err(TraversalError::new(
+                TraversalErrorKind::Unsupported,
+                "cannot punch towards ourselves",
+            ));
+        }
+        if !self.links.contains_key(peer.as_bytes()) {
+            return Err(TraversalError::new(
+                TraversalErrorKind::PeerNotReachable,
+                format!("no connection to {} to key probes with", peer.fmt_short()),
+            ));
+        }
+        let Some(via) = via else {
+            return Err(TraversalError::new(
+                TraversalErrorKind::RendezvousNoRelay,
+                "no introducer connected to both sides",
+            ));
+        };
+        if via == peer || via == self.me || !self.links.contains_key(via.as_bytes()) {
+            return Err(TraversalError::new(
+                TraversalErrorKind::RendezvousNoRelay,
+                format!("introducer {} is not connected", via.fmt_short()),
+            ));
+        }
+        if self.is_punching(&peer) {
+            return Ok(());
+        }
+        let req = self.rng.next_u64();
+        self.pending.insert(
+            peer,
+            Pending {
+                req,
+                via,
+                attempts: 1,
+                next: now + self.config.request_retry,
+                introduced: false,
+            },
+        );
+        self.control(via, TraversalMsg::ReachRequest { req, target: peer });
+        Ok(())
+    }
+
+    /// A traversal control message from a connected peer.
+    pub fn handle_control(&mut self, now: Instant, from: NodeId, msg: TraversalMsg) {
+        if !self.links.contains_key(from.as_bytes()) || msg.validate().is_err() {
+            return;
+        }
+        match msg {
+            TraversalMsg::NatInfo { nat } => {
+                if let Some(link) = self.links.get_mut(from.as_bytes()) {
+                    link.nat = nat;
+                }
+            }
+            TraversalMsg::ReachRequest { req, target } => self.introduce(now, from, req, target),
+            TraversalMsg::Introduce(intro) => self.on_introduce(now, intro),
+            TraversalMsg::Rejected {
+                req,
+                target,
+                reason,
+            } => self.on_rejected(from, req, target, reason),
+        }
+        self.drive(now);
+    }
+
+    /// One of our UDP frames arrived from `src`. Returns `false` when it is
+    /// not a traversal frame (the caller may hand it elsewhere).
+    pub fn handle_frame(&mut self, now: Instant, src: SocketAddr, data: &[u8]) -> bool {
+        if !ProbeFrame::is_probe_frame(data) {
+            return false;
+        }
+        let Some((peer, frame)) = self.authenticate(data) else {
+            self.stats.probes_invalid += 1;
+            return true;
+        };
+        self.stats.probes_received += 1;
+        match frame.kind {
+            ProbeKind::Probe => self.on_probe(now, peer, src, &frame),
+            ProbeKind::Reply => self.on_reply(now, peer, src, &frame),
+        }
+        self.drive(now);
+        true
+    }
+
+    /// Timers are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.drive(now);
+    }
+
+    // ---- internals -----------------------------------------------------
+
+    fn control(&mut self, to: NodeId, msg: TraversalMsg) {
+        self.transmits
+            .push_back(TraversalTransmit::Control { to, msg });
+    }
+
+    fn nat_changed(&mut self, report: NatReport) {
+        self.events.push_back(TraversalEvent::NatChanged(report));
+        let peers: Vec<NodeId> = self.links.values().map(|l| l.node).collect();
+        for peer in peers {
+            self.control(peer, TraversalMsg::NatInfo { nat: report.nat });
+        }
+    }
+
+    fn record_failure(&mut self, peer: NodeId, error: TraversalError, why: String) {
+        self.stats.relay_fallbacks += 1;
+        self.stats.last_error = Some(error.to_string());
+        if let Some(link) = self.links.get_mut(peer.as_bytes()) {
+            link.why = Some(why.clone());
+        }
+        self.events
+            .push_back(TraversalEvent::PunchFailed { peer, error, why });
+    }
+
+    fn side(&self, node: &NodeId) -> Option<Side> {
+        self.links.get(node.as_bytes()).map(|l| Side {
+            node: l.node,
+            observed: l.observed,
+            rtt: l.rtt,
+            nat: l.nat,
+        })
+    }
+
+    fn introduce(&mut self, now: Instant, from: NodeId, req: u64, target: NodeId) {
+        let Some(requester) = self.side(&from) else {
+            return;
+        };
+        let target_side = if target == from || target == self.me {
+            None
+        } else {
+            self.side(&target)
+        };
+        match self
+            .introducer
+            .handle_request(now, req, &requester, target_side.as_ref())
+        {
+            Ok((to_requester, to_target)) => {
+                self.stats.introductions += 1;
+                self.control(from, TraversalMsg::Introduce(to_requester));
+                self.control(target, TraversalMsg::Introduce(to_target));
+            }
+            Err(reason) => {
+                self.stats.introductions_rejected += 1;
+                self.control(
+                    from,
+                    TraversalMsg::Rejected {
+                        req,
+                        target,
+                        reason,
+                    },
+                );
+            }
+        }
+    }
+
+    fn on_introduce(&mut self, now: Instant, intro: Introduction) {
+        let peer = intro.peer;
+        if peer == self.me || !self.links.contains_key(peer.as_bytes()) {
+            return;
+        }
+        let fire_at = now + Duration::from_millis(u64::from(intro.fire_in_ms));
+        if intro.requester == self.me {
+            let retry = self.config.request_retry;
+            match self.pending.get_mut(&peer) {
+                Some(p) if p.req == intro.req => {
+                    // If no probe from the peer shows up soon after the fire
+                    // time, its half was lost: ask again (free of budget).
+                    if !p.introduced {
+                        p.introduced = true;
+                        p.next = fire_at + retry;
+                    }
+                }
+                // The peer's probes started a session first: merge below.
+                _ if self.sessions.contains_key(&peer) => {}
+                _ => return,
+            }
+        } else if intro.requester != peer {
+            return;
+        }
+        if let Some(link) = self.links.get_mut(peer.as_bytes()) {
+            if intro.peer_nat != NatType::Unknown {
+                link.nat = intro.peer_nat;
+            }
+        }
+        if let Some(session) = self.sessions.get_mut(&peer) {
+            // Running already (a duplicate, or started by the peer's
+            // probes): the introduced candidates join it.
+            session.add_introduced(fire_at, &intro.candidates);
+            return;
+        }
+        self.start_session(peer, intro.req, &intro.candidates, intro.peer_nat, fire_at);
+    }
+
+    fn start_session(
+        &mut self,
+        peer: NodeId,
+        req: u64,
+        candidates: &[SocketAddr],
+        peer_nat: NatType,
+        fire_at: Instant,
+    ) {
+        if self.sessions.len() >= self.config.max_sessions {
+            return;
+        }
+        let timing = PunchTiming {
+            schedule: self.config.probe_schedule.clone(),
+            grace: self.config.punch_grace,
+            nominate_attempts: self.config.nominate_attempts,
+            nominate_interval: self.config.nominate_interval,
+            peer_reflexive: self.config.peer_reflexive,
+        };
+        let session = PunchSession::new(
+            fire_at,
+            peer,
+            req,
+            self.me < peer,
+            candidates,
+            peer_nat,
+            timing,
+        );
+        self.stats.punches_attempted += 1;
+        self.sessions.insert(peer, session);
+        // Tell the peer our NAT type directly too (control messages are
+        // unreliable; its `why` on failure depends on it).
+        let nat = self.nat.report().nat;
+        self.control(peer, TraversalMsg::NatInfo { nat });
+    }
+
+    /// Whether a valid probe from `peer` at `src` may start a session: its
+    /// introduction may have been lost on the way to us. Not for
+    /// keepalives, not on the current direct path, not while or shortly
+    /// after another session with the peer.
+    fn may_answer_with_session(
+        &self,
+        now: Instant,
+        peer: &NodeId,
+        src: SocketAddr,
+        flags: u8,
+    ) -> bool {
+        if flags & FLAG_KEEPALIVE != 0
+            || self.sessions.contains_key(peer)
+            || self.direct.get(peer) == Some(&src)
+            || !self.config.peer_reflexive
+        {
+            return false;
+        }
+        let quiet = self
+            .config
+            .probe_schedule
+            .last()
+            .copied()
+            .unwrap_or_default()
+            + self.config.punch_grace;
+        match self.links.get(peer.as_bytes()) {
+            Some(link) => link.last_session_end.is_none_or(|t| now >= t + quiet),
+            None => false,
+        }
+    }
+
+    fn on_rejected(&mut self, from: NodeId, req: u64, target: NodeId, reason: RejectReason) {
+        match self.pending.get(&target) {
+            Some(p) if p.req == req && p.via == from => {}
+            _ => return,
+        }
+        self.pending.remove(&target);
+        let kind = match reason {
+            RejectReason::NotConnected => TraversalErrorKind::PeerNotReachable,
+            RejectReason::Budget | RejectReason::NoObservedAddr | RejectReason::Disabled => {
+                TraversalErrorKind::RendezvousRejected
+            }
+        };
+        let error = TraversalError::new(
+            kind,
+            format!("introducer {}: {}", from.fmt_short(), reason.as_str()),
+        );
+        let why = error.to_string();
+        self.record_failure(target, error, why);
+    }
+
+    fn authenticate(&self, data: &[u8]) -> Option<(NodeId, ProbeFrame)> {
+        let bytes: &[u8; PROBE_LEN] = data.try_into().ok()?;
+        let frame = ProbeFrame::parse(bytes).ok()?;
+        let link = self.links.get(&frame.sender)?;
+        if !link.key.verify(bytes) {
+            return None;
+        }
+        Some((link.node, frame))
+    }
+
+    fn on_probe(&mut self, now: Instant, peer: NodeId, src: SocketAddr, frame: &ProbeFrame) {
+        // The peer is probing: whatever we requested has reached it.
+        self.pending.remove(&peer);
+        if self.may_answer_with_session(now, &peer, src, frame.flags) {
+            let peer_nat = self.peer_nat(&peer).unwrap_or_default();
+            self.start_session(peer, 0, &[], peer_nat, now);
+        }
+        let direct = self.direct.get(&peer).copied();
+        let (accepted, known) = match self.sessions.get_mut(&peer) {
+            Some(session) => {
+                let accepted = session.on_probe(now, src, frame.flags);
+                let known = session.candidates().any(|(a, _)| a == src);
+                (accepted, known)
+            }
+            None => (
+                frame.has(FLAG_NOMINATE) && direct == Some(src),
+                direct == Some(src),
+            ),
+        };
+        if direct == Some(src) {
+            self.keepalives.activity(now, &peer, Some(src));
+        }
+        // Without peer-reflexive learning a node only answers addresses it
+        // was told about; with it, it answers wherever the probe came from.
+        if !self.config.peer_reflexive && !known {
+            return;
+        }
+        let mut flags = frame.flags & FLAG_KEEPALIVE;
+        if accepted {
+            flags |= FLAG_NOMINATE;
+        }
+        let reply = ProbeFrame {
+            kind: ProbeKind::Reply,
+            flags,
+            tx: frame.tx,
+            sender: *self.me.as_bytes(),
+            addr: src,
+            tag: [0; TAG_LEN],
+        };
+        self.send_sealed(peer, src, &reply);
+    }
+
+    fn on_reply(&mut self, now: Instant, peer: NodeId, src: SocketAddr, frame: &ProbeFrame) {
+        if let Some(session) = self.sessions.get_mut(&peer) {
+            if session.on_reply(now, src, &frame.tx, frame.flags) {
+                return;
+            }
+        }
+        self.keepalives.on_reply(now, &peer, src, &frame.tx);
+    }
+
+    fn send_sealed(&mut self, peer: NodeId, dst: SocketAddr, frame: &ProbeFrame) {
+        let Some(link) = self.links.get(peer.as_bytes()) else {
+            return;
+        };
+        if let Ok(bytes) = link.key.seal(frame) {
+            self.stats.probes_sent += 1;
+            self.transmits.push_back(TraversalTransmit::Frame {
+                dst,
+                data: bytes.to_vec(),
+            });
+        }
+    }
+
+    fn send_probe(&mut self, peer: NodeId, probe: ProbeOut) {
+        let frame = ProbeFrame {
+            kind: ProbeKind::Probe,
+            flags: probe.flags,
+            tx: probe.tx,
+            sender: *self.me.as_bytes(),
+            addr: probe.addr,
+            tag: [0; TAG_LEN],
+        };
+        self.send_sealed(peer, probe.addr, &frame);
+    }
+
+    /// Runs every timer due at `now` and settles finished sessions.
+    fn drive(&mut self, now: Instant) {
+        let (changed, error) = self.nat.handle_timeout(now);
+        if let Some(report) = changed {
+            self.nat_changed(report);
+        }
+        if let Some(error) = error {
+            self.stats.last_error = Some(error.to_string());
+            self.events.push_back(TraversalEvent::Error(error));
+        }
+
+        self.drive_pending(now);
+
+        let mut probes = Vec::new();
+        let mut finished = Vec::new();
+        for (peer, session) in &mut self.sessions {
+            let mut out = Vec::new();
+            session.handle_timeout(now, &mut self.rng, &mut out);
+            probes.extend(out.into_iter().map(|p| (*peer, p)));
+            if let Some(outcome) = session.outcome() {
+                finished.push((*peer, outcome, session.peer_nat()));
+            }
+        }
+        let mut lost = Vec::new();
+        self.keepalives
+            .handle_timeout(now, &mut self.rng, &mut probes, &mut lost);
+        for (peer, probe) in probes {
+            self.send_probe(peer, probe);
+        }
+        for (peer, addr) in lost {
+            self.direct.remove(&peer);
+            let error = TraversalError::new(
+                TraversalErrorKind::PunchFailed,
+                format!("direct path {addr} stopped answering keepalives"),
+            );
+            self.stats.relay_fallbacks += 1;
+            self.stats.last_error = Some(error.to_string());
+            if let Some(link) = self.links.get_mut(peer.as_bytes()) {
+                link.why = Some("direct path lost".to_string());
+            }
+            self.events
+                .push_back(TraversalEvent::DirectPathLost { peer, addr });
+        }
+        for (peer, outcome, peer_nat) in finished {
+            self.sessions.remove(&peer);
+            self.settle(now, peer, outcome, peer_nat);
+        }
+    }
+
+    fn drive_pending(&mut self, now: Instant) {
+        let due: Vec<NodeId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.next <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in due {
+            let Some(p) = self.pending.get_mut(&peer) else {
+                continue;
+            };
+            if p.introduced && p.attempts >= self.config.request_attempts {
+                // The session decides the outcome.
+                self.pending.remove(&peer);
+                continue;
+            }
+            if p.attempts >= self.config.request_attempts {
+                let via = p.via;
+                self.pending.remove(&peer);
+                let error = TraversalError::new(
+                    TraversalErrorKind::PeerNotReachable,
+                    format!("introducer {} did not answer", via.fmt_short()),
+                );
+                let why = error.to_string();
+                self.record_failure(peer, error, why);
+                continue;
+            }
+            p.attempts += 1;
+            p.next = now + self.config.request_retry;
+            let (req, via) = (p.req, p.via);
+            self.control(via, TraversalMsg::ReachRequest { req, target: peer });
+        }
+    }
+
+    fn settle(&mut self, now: Instant, peer: NodeId, outcome: Outcome, peer_nat: NatType) {
+        self.pending.remove(&peer);
+        if let Some(link) = self.links.get_mut(peer.as_bytes()) {
+            link.last_session_end = Some(now);
+        }
+        match outcome {
+            Outcome::Direct(addr) => {
+                self.stats.punches_succeeded += 1;
+                if self.direct.get(&peer) != Some(&addr) {
+                    self.stats.direct_upgrades += 1;
+                }
+                self.direct.insert(peer, addr);
+                self.keepalives.insert(now, peer, addr);
+                if let Some(link) = self.links.get_mut(peer.as_bytes()) {
+                    link.why = None;
+                }
+                self.events
+                    .push_back(TraversalEvent::DirectPathFound { peer, addr });
+            }
+            Outcome::Failed { probes, candidates } => {
+                let ours = self.nat.report().nat;
+                let peer_nat = self.peer_nat(&peer).unwrap_or(peer_nat);
+                let why = failure_why(ours, peer_nat);
+                let error = TraversalError::new(
+                    TraversalErrorKind::PunchFailed,
+                    format!(
+                        "timeout after {probes} probes to {candidates} candidates ({ours} x {peer_nat})"
+                    ),
+                );
+                self.record_failure(peer, error, why);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "agent_tests.rs"]
+mod tests;

@@ -1,0 +1,320 @@
+//! Unit tests of the agent's input handling: authentication, replies,
+//! request retries and message hygiene. Whole punches run in
+//! `tests/traversal_sim.rs`.
+
+use super::*;
+use relay_proto::wire::probe::TX_LEN;
+use relay_proto::wire::traversal::Introduction;
+use relay_proto::SecretKey;
+
+const KEY: [u8; 32] = [42; 32];
+
+fn id(n: u8) -> NodeId {
+    SecretKey::from_bytes(&[n; 32]).node_id()
+}
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn core(n: u8) -> Traversal {
+    Traversal::new(id(n), TraversalConfig::default(), [n; 32])
+}
+
+fn connect(core: &mut Traversal, now: Instant, peer: NodeId, observed: Option<SocketAddr>) {
+    core.handle_connection(
+        now,
+        peer,
+        ConnectionInfo {
+            probe_key: KEY,
+            observed,
+            rtt: Duration::from_millis(80),
+        },
+    );
+}
+
+fn drain(core: &mut Traversal) -> Vec<TraversalTransmit> {
+    std::iter::from_fn(|| core.poll_transmit()).collect()
+}
+
+fn probe_from(sender: NodeId, key: &[u8; 32], kind: ProbeKind) -> [u8; PROBE_LEN] {
+    flagged_probe(sender, key, kind, 0)
+}
+
+fn flagged_probe(sender: NodeId, key: &[u8; 32], kind: ProbeKind, flags: u8) -> [u8; PROBE_LEN] {
+    let frame = ProbeFrame {
+        kind,
+        flags,
+        tx: [1; TX_LEN],
+        sender: *sender.as_bytes(),
+        addr: sa("203.0.113.1:1000"),
+        tag: [0; TAG_LEN],
+    };
+    ProbeKey::new(key).seal(&frame).unwrap()
+}
+
+#[test]
+fn invalid_probes_are_dropped_without_reply_or_state() {
+    let now = Instant::now();
+    let mut a = core(1);
+    connect(&mut a, now, id(2), None);
+    drain(&mut a);
+    let src = sa("203.0.113.9:9999");
+
+    let wrong_key = probe_from(id(2), &[7; 32], ProbeKind::Probe);
+    let unknown_sender = probe_from(id(3), &KEY, ProbeKind::Probe);
+    let reflected = probe_from(id(1), &KEY, ProbeKind::Probe);
+    let good = probe_from(id(2), &KEY, ProbeKind::Probe);
+    let mut bad_flags = good;
+    bad_flags[1] = 0x80;
+    let inputs: [&[u8]; 5] = [
+        &wrong_key,
+        &unknown_sender,
+        &reflected,
+        &good[..40],
+        &bad_flags,
+    ];
+    for data in inputs {
+        assert!(a.handle_frame(now, src, data));
+    }
+    assert_eq!(a.stats().probes_invalid, 5);
+    assert_eq!(a.stats().probes_received, 0);
+    assert!(drain(&mut a).is_empty());
+    assert!(!a.is_punching(&id(2)));
+    // Not a traversal frame at all: left for someone else.
+    assert!(!a.handle_frame(now, src, &[0x01, 0, 0]));
+    assert!(!a.handle_frame(now, src, &[]));
+}
+
+#[test]
+fn valid_probe_is_answered_at_its_source_never_larger() {
+    let now = Instant::now();
+    let mut a = core(1);
+    connect(&mut a, now, id(2), None);
+    drain(&mut a);
+    let src = sa("203.0.113.9:9999");
+    let probe = flagged_probe(id(2), &KEY, ProbeKind::Probe, FLAG_KEEPALIVE);
+    assert!(a.handle_frame(now, src, &probe));
+    let out = drain(&mut a);
+    assert_eq!(out.len(), 1);
+    let TraversalTransmit::Frame { dst, data } = &out[0] else {
+        panic!("{out:?}");
+    };
+    assert_eq!(*dst, src);
+    assert!(data.len() <= probe.len());
+    let bytes: [u8; PROBE_LEN] = data.as_slice().try_into().unwrap();
+    assert!(ProbeKey::new(&KEY).verify(&bytes));
+    let reply = ProbeFrame::parse(&bytes).unwrap();
+    assert_eq!(reply.kind, ProbeKind::Reply);
+    assert_eq!(reply.flags, FLAG_KEEPALIVE);
+    assert_eq!(reply.tx, [1; TX_LEN]);
+    assert_eq!(reply.addr, src, "the reply tells the prober what we saw");
+    assert_eq!(reply.sender, *id(1).as_bytes());
+    // A keepalive starts no session, and an unsolicited reply changes
+    // nothing.
+    assert!(!a.is_punching(&id(2)));
+    let stray_reply = probe_from(id(2), &KEY, ProbeKind::Reply);
+    assert!(a.handle_frame(now, src, &stray_reply));
+    assert!(drain(&mut a).is_empty());
+    assert_eq!(a.direct_path(&id(2)), None);
+}
+
+#[test]
+fn silent_introducer_yields_peer_not_reachable_after_retries() {
+    let t0 = Instant::now();
+    let mut a = core(1);
+    connect(&mut a, t0, id(2), None);
+    connect(&mut a, t0, id(3), Some(sa("198.51.100.3:7000")));
+    drain(&mut a);
+    a.request_direct(t0, id(2), Some(id(3))).unwrap();
+    // A second request while one is pending is a no-op.
+    a.request_direct(t0, id(2), Some(id(3))).unwrap();
+    let mut requests = Vec::new();
+    let mut failed = None;
+    for _ in 0..20 {
+        requests.extend(drain(&mut a).into_iter().filter_map(|t| match t {
+            TraversalTransmit::Control {
+                to,
+                msg: TraversalMsg::ReachRequest { req, target },
+            } => Some((to, req, target)),
+            _ => None,
+        }));
+        if let Some(event) = a.poll_event() {
+            failed = Some(event);
+            break;
+        }
+        let Some(t) = a.poll_timeout() else { break };
+        a.handle_timeout(t);
+    }
+    assert_eq!(requests.len(), 3);
+    assert!(requests.iter().all(|r| *r == (id(3), requests[0].1, id(2))));
+    let Some(TraversalEvent::PunchFailed { peer, error, .. }) = failed else {
+        panic!("{failed:?}");
+    };
+    assert_eq!(peer, id(2));
+    assert_eq!(error.kind, TraversalErrorKind::PeerNotReachable);
+    assert_eq!(a.stats().relay_fallbacks, 1);
+    assert!(!a.is_punching(&id(2)));
+}
+
+fn introduction(requester: NodeId, peer: NodeId, req: u64) -> TraversalMsg {
+    TraversalMsg::Introduce(Introduction {
+        req,
+        requester,
+        peer,
+        candidates: vec![sa("203.0.113.2:4000")],
+        peer_nat: NatType::Cone,
+        fire_in_ms: 10,
+    })
+}
+
+#[test]
+fn introductions_are_only_taken_from_peers_and_for_known_peers() {
+    let now = Instant::now();
+    let mut a = core(1);
+    connect(&mut a, now, id(2), None);
+    connect(&mut a, now, id(3), Some(sa("198.51.100.3:7000")));
+    drain(&mut a);
+    // From a node we have no connection to.
+    a.handle_control(now, id(9), introduction(id(2), id(2), 1));
+    // For a peer we hold no key for.
+    a.handle_control(now, id(3), introduction(id(8), id(8), 1));
+    // Claiming to answer our request when we made none.
+    a.handle_control(now, id(3), introduction(id(1), id(2), 1));
+    // Inconsistent: a third party as requester.
+    a.handle_control(now, id(3), introduction(id(5), id(2), 1));
+    assert!(!a.is_punching(&id(2)));
+    assert_eq!(a.stats().punches_attempted, 0);
+    // A proper one starts a session, once.
+    a.handle_control(now, id(3), introduction(id(2), id(2), 1));
+    a.handle_control(now, id(3), introduction(id(2), id(2), 1));
+    assert!(a.is_punching(&id(2)));
+    assert_eq!(a.stats().punches_attempted, 1);
+    assert_eq!(a.peer_nat(&id(2)), Some(NatType::Cone));
+}
+
+#[test]
+fn introducer_answers_both_sides_with_observed_addresses() {
+    let now = Instant::now();
+    let mut i = core(3);
+    let (addr_a, addr_b) = (sa("203.0.113.1:40000"), sa("203.0.113.2:40000"));
+    connect(&mut i, now, id(1), Some(addr_a));
+    connect(&mut i, now, id(2), Some(addr_b));
+    drain(&mut i);
+    i.handle_control(
+        now,
+        id(1),
+        TraversalMsg::ReachRequest {
+            req: 5,
+            target: id(2),
+        },
+    );
+    let out = drain(&mut i);
+    let intros: Vec<(NodeId, Introduction)> = out
+        .into_iter()
+        .filter_map(|t| match t {
+            TraversalTransmit::Control {
+                to,
+                msg: TraversalMsg::Introduce(intro),
+            } => Some((to, intro)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(intros.len(), 2);
+    assert_eq!(intros[0].0, id(1));
+    assert_eq!(intros[0].1.candidates, vec![addr_b]);
+    assert_eq!(intros[1].0, id(2));
+    assert_eq!(intros[1].1.candidates, vec![addr_a]);
+    assert_eq!(i.stats().introductions, 1);
+
+    // Asking to be introduced to ourselves or to the introducer is refused.
+    i.handle_control(
+        now,
+        id(1),
+        TraversalMsg::ReachRequest {
+            req: 6,
+            target: id(1),
+        },
+    );
+    i.handle_control(
+        now,
+        id(1),
+        TraversalMsg::ReachRequest {
+            req: 7,
+            target: id(3),
+        },
+    );
+    let refused = drain(&mut i)
+        .into_iter()
+        .filter(|t| {
+            matches!(
+                t,
+                TraversalTransmit::Control {
+                    msg: TraversalMsg::Rejected {
+                        reason: RejectReason::NotConnected,
+                        ..
+                    },
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(refused, 2);
+}
+
+#[test]
+fn disconnect_forgets_the_peer() {
+    let now = Instant::now();
+    let mut a = core(1);
+    connect(&mut a, now, id(2), None);
+    connect(&mut a, now, id(3), Some(sa("198.51.100.3:7000")));
+    a.handle_observed_addr(
+        now,
+        id(3),
+        sa("198.51.100.3:7000").ip(),
+        sa("203.0.113.1:4000"),
+        sa("10.0.0.2:5000"),
+    );
+    a.handle_control(now, id(3), introduction(id(2), id(2), 1));
+    assert!(a.is_punching(&id(2)));
+    a.handle_disconnect(now, &id(2));
+    assert!(!a.is_punching(&id(2)));
+    assert_eq!(a.why(&id(2)), None);
+    a.handle_disconnect(now, &id(3));
+    assert_eq!(a.observations().count(), 0);
+    // Probes from a forgotten peer no longer authenticate.
+    let probe = probe_from(id(2), &KEY, ProbeKind::Probe);
+    assert!(a.handle_frame(now, sa("203.0.113.2:1"), &probe));
+    assert_eq!(a.stats().probes_invalid, 1);
+}
+
+#[test]
+fn a_probe_without_an_introduction_starts_a_session_once() {
+    // Our half of the introduction may have been lost: the peer's
+    // authenticated probe makes us punch back at its source.
+    let now = Instant::now();
+    let mut a = core(1);
+    connect(&mut a, now, id(2), None);
+    drain(&mut a);
+    let src = sa("203.0.113.9:9999");
+    assert!(a.handle_frame(now, src, &probe_from(id(2), &KEY, ProbeKind::Probe)));
+    assert!(a.is_punching(&id(2)));
+    let frames: Vec<(SocketAddr, u8)> = drain(&mut a)
+        .into_iter()
+        .filter_map(|t| match t {
+            TraversalTransmit::Frame { dst, data } => Some((dst, data[0])),
+            TraversalTransmit::Control { .. } => None,
+        })
+        .collect();
+    assert_eq!(
+        frames,
+        [
+            (src, relay_proto::wire::probe::PROBE_REPLY),
+            (src, relay_proto::wire::probe::PROBE)
+        ]
+    );
+    assert_eq!(a.stats().punches_attempted, 1);
+    // More probes join the same session.
+    a.handle_frame(now, src, &probe_from(id(2), &KEY, ProbeKind::Probe));
+    assert_eq!(a.stats().punches_attempted, 1);
+}

@@ -1,0 +1,192 @@
+//! Keepalives on idle direct paths.
+//!
+//! A NAT forgets an idle UDP binding after some tens of seconds (RFC 4787
+//! asks for at least 2 min, many NATs use 30 s). On a direct path that
+//! carried nothing from the peer for `interval` (20 s by default), we send
+//! a probe flagged `KEEPALIVE`; the peer's reply refreshes the bindings on
+//! both sides. Traffic from the peer on the path (reported by the driver)
+//! counts as activity. After `max_misses` keepalives in a row go
+//! unanswered, the path is declared lost.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+use relay_proto::wire::probe::{FLAG_KEEPALIVE, TX_LEN};
+use relay_proto::NodeId;
+
+use super::punch::ProbeOut;
+
+#[derive(Debug, Clone, Copy)]
+struct KeptPath {
+    addr: SocketAddr,
+    next: Instant,
+    outstanding: Option<[u8; TX_LEN]>,
+    misses: u32,
+}
+
+/// Keepalive state for every direct path. Sans-IO.
+#[derive(Debug)]
+pub struct Keepalives {
+    interval: Duration,
+    max_misses: u32,
+    paths: BTreeMap<NodeId, KeptPath>,
+}
+
+impl Keepalives {
+    /// Keepalives every `interval` of silence; lost after `max_misses`.
+    pub fn new(interval: Duration, max_misses: u32) -> Self {
+        Self {
+            interval,
+            max_misses: max_misses.max(1),
+            paths: BTreeMap::new(),
+        }
+    }
+
+    /// Starts keeping `peer`'s direct path at `addr` alive.
+    pub fn insert(&mut self, now: Instant, peer: NodeId, addr: SocketAddr) {
+        self.paths.insert(
+            peer,
+            KeptPath {
+                addr,
+                next: now + self.interval,
+                outstanding: None,
+                misses: 0,
+            },
+        );
+    }
+
+    /// Stops keeping `peer`'s path.
+    pub fn remove(&mut self, peer: &NodeId) {
+        self.paths.remove(peer);
+    }
+
+    /// Something arrived from `peer` on `addr`: the path is alive.
+    pub fn activity(&mut self, now: Instant, peer: &NodeId, addr: Option<SocketAddr>) {
+        if let Some(path) = self.paths.get_mut(peer) {
+            if addr.is_none_or(|a| a == path.addr) {
+                path.next = now + self.interval;
+                path.outstanding = None;
+                path.misses = 0;
+            }
+        }
+    }
+
+    /// A valid reply from `peer`; returns whether it answered a keepalive.
+    pub fn on_reply(
+        &mut self,
+        now: Instant,
+        peer: &NodeId,
+        src: SocketAddr,
+        tx: &[u8; TX_LEN],
+    ) -> bool {
+        let Some(path) = self.paths.get_mut(peer) else {
+            return false;
+        };
+        if path.addr != src || path.outstanding != Some(*tx) {
+            return false;
+        }
+        path.outstanding = None;
+        path.misses = 0;
+        path.next = now + self.interval;
+        true
+    }
+
+    /// Sends due keepalives into `out` and lost paths into `lost`.
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        rng: &mut dyn RngCore,
+        out: &mut Vec<(NodeId, ProbeOut)>,
+        lost: &mut Vec<(NodeId, SocketAddr)>,
+    ) {
+        for (peer, path) in &mut self.paths {
+            if path.next > now {
+                continue;
+            }
+            if path.outstanding.is_some() {
+                path.misses += 1;
+                if path.misses >= self.max_misses {
+                    lost.push((*peer, path.addr));
+                    continue;
+                }
+            }
+            let mut tx = [0u8; TX_LEN];
+            rng.fill_bytes(&mut tx);
+            path.outstanding = Some(tx);
+            path.next = now + self.interval;
+            out.push((
+                *peer,
+                ProbeOut {
+                    addr: path.addr,
+                    tx,
+                    flags: FLAG_KEEPALIVE,
+                },
+            ));
+        }
+        for (peer, _) in lost.iter() {
+            self.paths.remove(peer);
+        }
+    }
+
+    /// The next instant [`Self::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.paths.values().map(|p| p.next).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+    use relay_proto::SecretKey;
+
+    fn peer() -> NodeId {
+        SecretKey::from_bytes(&[4; 32]).node_id()
+    }
+
+    #[test]
+    fn idle_path_gets_keepalives_and_replies_keep_it() {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(1);
+        let addr: SocketAddr = "203.0.113.4:4000".parse().unwrap();
+        let mut k = Keepalives::new(Duration::from_secs(20), 3);
+        k.insert(t0, peer(), addr);
+        assert_eq!(k.poll_timeout(), Some(t0 + Duration::from_secs(20)));
+        for round in 1..=10u32 {
+            let now = k.poll_timeout().unwrap();
+            let (mut out, mut lost) = (Vec::new(), Vec::new());
+            k.handle_timeout(now, &mut rng, &mut out, &mut lost);
+            assert_eq!(out.len(), 1, "round {round}");
+            assert_eq!(out[0].1.flags, FLAG_KEEPALIVE);
+            assert!(lost.is_empty());
+            assert!(!k.on_reply(now, &peer(), "203.0.113.4:1".parse().unwrap(), &out[0].1.tx));
+            assert!(k.on_reply(now, &peer(), addr, &out[0].1.tx));
+        }
+    }
+
+    #[test]
+    fn unanswered_keepalives_lose_the_path_and_activity_resets() {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(2);
+        let addr: SocketAddr = "203.0.113.4:4000".parse().unwrap();
+        let mut k = Keepalives::new(Duration::from_secs(20), 3);
+        k.insert(t0, peer(), addr);
+        // Activity postpones the keepalive.
+        k.activity(t0 + Duration::from_secs(10), &peer(), Some(addr));
+        assert_eq!(k.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+        let mut sent = 0;
+        let mut lost = Vec::new();
+        while lost.is_empty() {
+            let now = k.poll_timeout().unwrap();
+            let mut out = Vec::new();
+            k.handle_timeout(now, &mut rng, &mut out, &mut lost);
+            sent += out.len();
+        }
+        assert_eq!(sent, 3);
+        assert_eq!(lost, vec![(peer(), addr)]);
+        assert_eq!(k.poll_timeout(), None);
+    }
+}

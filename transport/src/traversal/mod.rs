@@ -1,0 +1,49 @@
+//! NAT traversal: observed addresses, NAT classification, introductions,
+//! hole punching with authenticated probes, and keepalives.
+//!
+//! Everything here is a sans-IO state machine ([`Traversal`]): the async
+//! driver owns the clock and the sockets, feeds inputs with `handle_*`, and
+//! drains `poll_transmit` / `poll_event` / `poll_timeout`. A test can run a
+//! whole NATed mesh in one thread on simulated time (see
+//! `tests/traversal_sim.rs`).
+//!
+//! ## The flow
+//!
+//! 1. Every connection reports the address it sees the other side at; the
+//!    driver feeds those to [`Traversal::handle_observed_addr`] and the
+//!    [`nat`] classifier decides open / cone / symmetric / unknown.
+//! 2. A and B are connected (perhaps through a relay) and share a probe
+//!    key. A calls [`Traversal::request_direct`] with an introducer I, a
+//!    node connected to both. I answers both with the other's
+//!    I-observed address and a fire time ([`introducer`]).
+//! 3. At the fire time both send probes (`0x10`) to every candidate and
+//!    answer probes with replies (`0x11`) sent to where each probe came
+//!    from; sources of probes become peer-reflexive candidates ([`punch`]).
+//! 4. The first address validated both ways and nominated by the lower
+//!    NodeId wins: [`TraversalEvent::DirectPathFound`]. Otherwise
+//!    [`TraversalEvent::PunchFailed`] with a `why` for status and the peer
+//!    stays relayed.
+//! 5. Idle direct paths get keepalives ([`keepalive`]);
+//!    [`TraversalEvent::DirectPathLost`] when they stop answering.
+//!
+//! The wire formats live in `relay_proto::wire::{probe, traversal}`.
+
+mod agent;
+pub mod auth;
+mod config;
+mod error;
+pub mod introducer;
+pub mod keepalive;
+pub mod nat;
+mod output;
+pub mod punch;
+mod stats;
+
+pub use agent::{failure_why, ConnectionInfo, Traversal};
+pub use auth::ProbeKey;
+pub use config::TraversalConfig;
+pub use error::{TraversalError, TraversalErrorKind};
+pub use nat::{NatReport, Observation};
+pub use output::{TraversalEvent, TraversalTransmit};
+pub use relay_proto::wire::traversal::{NatType, TraversalMsg};
+pub use stats::TraversalStats;

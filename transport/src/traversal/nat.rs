@@ -1,0 +1,454 @@
+//! Observed addresses and NAT classification.
+//!
+//! Peers tell us which address they see our socket at (our *reflexive*
+//! address). From those observations we classify our NAT:
+//!
+//! - **unknown**: fewer than two observers on different IPs;
+//! - **open**: every observer sees our own bind address;
+//! - **cone**: every observer sees the same external ip:port
+//!   (endpoint-independent mapping, RFC 4787 §4.1);
+//! - **symmetric**: observers on different IPs see different external
+//!   addresses (endpoint-dependent mapping).
+//!
+//! Only the latest observation per observer counts, and for several
+//! observers on one IP only the newest one (one IP is one destination to a
+//! NAT that maps per address). Observations expire after a TTL, the table is
+//! bounded, and the classification is recomputed whenever an observation
+//! changes and on a periodic timer. A configured public address pins the
+//! result to open and skips classification.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use relay_proto::wire::traversal::NatType;
+use relay_proto::NodeId;
+
+use super::error::{TraversalError, TraversalErrorKind};
+
+/// Observers remembered at most; the oldest is evicted beyond this.
+pub const MAX_OBSERVERS: usize = 32;
+
+/// The classifier's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NatReport {
+    /// NAT type.
+    pub nat: NatType,
+    /// Our reflexive address: the common one for open/cone, the newest
+    /// observation otherwise.
+    pub reflex_addr: Option<SocketAddr>,
+}
+
+/// One observer's latest view of us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observation {
+    /// The observer's IP (the destination our NAT mapped for).
+    pub observer_ip: IpAddr,
+    /// The address it sees us at.
+    pub observed: SocketAddr,
+    /// Our local address the observed traffic left from.
+    pub local: SocketAddr,
+    /// When it was reported.
+    pub at: Instant,
+}
+
+/// Classifies our NAT from observations. Sans-IO.
+#[derive(Debug)]
+pub struct NatClassifier {
+    public_addr: Option<SocketAddr>,
+    ttl: Duration,
+    interval: Duration,
+    reflex_timeout: Duration,
+    observations: BTreeMap<NodeId, Observation>,
+    report: NatReport,
+    next_reclassify: Option<Instant>,
+    reflex_deadline: Option<Instant>,
+    started: bool,
+}
+
+impl NatClassifier {
+    /// A classifier; `public_addr` pins the result.
+    pub fn new(
+        public_addr: Option<SocketAddr>,
+        interval: Duration,
+        ttl: Duration,
+        reflex_timeout: Duration,
+    ) -> Self {
+        let report = match public_addr {
+            Some(addr) => NatReport {
+                nat: NatType::Open,
+                reflex_addr: Some(addr),
+            },
+            None => NatReport::default(),
+        };
+        Self {
+            public_addr,
+            ttl,
+            interval,
+            reflex_timeout,
+            observations: BTreeMap::new(),
+            report,
+            next_reclassify: None,
+            reflex_deadline: None,
+            started: false,
+        }
+    }
+
+    /// Arms the timers on first use.
+    pub fn start(&mut self, now: Instant) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        if self.public_addr.is_none() {
+            self.reflex_deadline = Some(now + self.reflex_timeout);
+            self.next_reclassify = Some(now + self.interval);
+        }
+    }
+
+    /// The current verdict.
+    pub fn report(&self) -> NatReport {
+        self.report
+    }
+
+    /// Every live observation, by observer.
+    pub fn observations(&self) -> impl Iterator<Item = (&NodeId, &Observation)> {
+        self.observations.iter()
+    }
+
+    /// Records that `observer` (at `observer_ip`) sees our socket, bound at
+    /// `local`, as `observed`. Returns the new verdict if it changed.
+    pub fn handle_observation(
+        &mut self,
+        now: Instant,
+        observer: NodeId,
+        observer_ip: IpAddr,
+        observed: SocketAddr,
+        local: SocketAddr,
+    ) -> Option<NatReport> {
+        self.start(now);
+        self.reflex_deadline = None;
+        let obs = Observation {
+            observer_ip,
+            observed,
+            local,
+            at: now,
+        };
+        self.observations.insert(observer, obs);
+        while self.observations.len() > MAX_OBSERVERS {
+            let oldest = self
+                .observations
+                .iter()
+                .min_by_key(|(_, o)| o.at)
+                .map(|(id, _)| *id);
+            match oldest {
+                Some(id) => self.observations.remove(&id),
+                None => break,
+            };
+        }
+        self.reclassify()
+    }
+
+    /// Forgets an observer (its connection is gone).
+    pub fn remove_observer(&mut self, observer: &NodeId) -> Option<NatReport> {
+        self.observations.remove(observer)?;
+        self.reclassify()
+    }
+
+    /// Periodic work: expiry, re-classification and the reflex timeout.
+    /// Returns a changed verdict and/or a `reflex-timeout` error.
+    pub fn handle_timeout(&mut self, now: Instant) -> (Option<NatReport>, Option<TraversalError>) {
+        let mut error = None;
+        if self.reflex_deadline.is_some_and(|d| now >= d) {
+            self.reflex_deadline = None;
+            error = Some(TraversalError::new(
+                TraversalErrorKind::ReflexTimeout,
+                format!(
+                    "no peer reported our address within {} s",
+                    self.reflex_timeout.as_secs()
+                ),
+            ));
+        }
+        let mut changed = None;
+        if self.next_reclassify.is_some_and(|t| now >= t) {
+            self.next_reclassify = Some(now + self.interval);
+            let ttl = self.ttl;
+            self.observations
+                .retain(|_, o| now.saturating_duration_since(o.at) < ttl);
+            changed = self.reclassify();
+        }
+        (changed, error)
+    }
+
+    /// The next instant [`Self::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.reflex_deadline, self.next_reclassify) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn reclassify(&mut self) -> Option<NatReport> {
+        if self.public_addr.is_some() {
+            return None;
+        }
+        let report = classify(self.observations.values());
+        if report == self.report {
+            return None;
+        }
+        self.report = report;
+        Some(report)
+    }
+}
+
+/// The pure classification rule over a set of observations.
+pub fn classify<'a>(observations: impl Iterator<Item = &'a Observation>) -> NatReport {
+    // Newest observation per observer IP.
+    let mut per_ip: BTreeMap<IpAddr, &Observation> = BTreeMap::new();
+    let mut newest: Option<&Observation> = None;
+    for obs in observations {
+        if newest.is_none_or(|n| obs.at > n.at) {
+            newest = Some(obs);
+        }
+        let slot = per_ip.entry(obs.observer_ip).or_insert(obs);
+        if obs.at > slot.at {
+            *slot = obs;
+        }
+    }
+    let newest_addr = newest.map(|o| o.observed);
+    if per_ip.len() < 2 {
+        return NatReport {
+            nat: NatType::Unknown,
+            reflex_addr: newest_addr,
+        };
+    }
+    let views: Vec<&Observation> = per_ip.into_values().collect();
+    if views.iter().all(|o| o.observed == o.local) {
+        return NatReport {
+            nat: NatType::Open,
+            reflex_addr: newest_addr,
+        };
+    }
+    let first = views[0].observed;
+    if views.iter().all(|o| o.observed == first) {
+        return NatReport {
+            nat: NatType::Cone,
+            reflex_addr: Some(first),
+        };
+    }
+    NatReport {
+        nat: NatType::Symmetric,
+        reflex_addr: newest_addr,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relay_proto::SecretKey;
+
+    fn id(n: u8) -> NodeId {
+        SecretKey::from_bytes(&[n; 32]).node_id()
+    }
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn classifier() -> NatClassifier {
+        NatClassifier::new(
+            None,
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+            Duration::from_secs(10),
+        )
+    }
+
+    const LOCAL: &str = "10.0.0.2:5000";
+
+    #[test]
+    fn unknown_until_two_observer_ips() {
+        let now = Instant::now();
+        let mut c = classifier();
+        let r = c.handle_observation(
+            now,
+            id(1),
+            ip("198.51.100.1"),
+            sa("203.0.113.1:7000"),
+            sa(LOCAL),
+        );
+        assert_eq!(
+            r,
+            Some(NatReport {
+                nat: NatType::Unknown,
+                reflex_addr: Some(sa("203.0.113.1:7000"))
+            })
+        );
+        // A second observer on the same IP does not count.
+        let r = c.handle_observation(
+            now,
+            id(2),
+            ip("198.51.100.1"),
+            sa("203.0.113.1:7000"),
+            sa(LOCAL),
+        );
+        assert_eq!(r, None);
+        assert_eq!(c.report().nat, NatType::Unknown);
+    }
+
+    #[test]
+    fn cone_open_and_symmetric() {
+        let now = Instant::now();
+        let mut c = classifier();
+        c.handle_observation(
+            now,
+            id(1),
+            ip("198.51.100.1"),
+            sa("203.0.113.1:7000"),
+            sa(LOCAL),
+        );
+        let r = c.handle_observation(
+            now,
+            id(2),
+            ip("198.51.100.2"),
+            sa("203.0.113.1:7000"),
+            sa(LOCAL),
+        );
+        assert_eq!(
+            r,
+            Some(NatReport {
+                nat: NatType::Cone,
+                reflex_addr: Some(sa("203.0.113.1:7000"))
+            })
+        );
+
+        // The mapping changes per destination: symmetric.
+        let later = now + Duration::from_secs(1);
+        let r = c.handle_observation(
+            later,
+            id(2),
+            ip("198.51.100.2"),
+            sa("203.0.113.1:7001"),
+            sa(LOCAL),
+        );
+        assert_eq!(
+            r,
+            Some(NatReport {
+                nat: NatType::Symmetric,
+                reflex_addr: Some(sa("203.0.113.1:7001"))
+            })
+        );
+
+        let mut open = classifier();
+        let me = "198.51.100.7:5000";
+        open.handle_observation(now, id(1), ip("198.51.100.1"), sa(me), sa(me));
+        let r = open.handle_observation(now, id(2), ip("203.0.113.50"), sa(me), sa(me));
+        assert_eq!(r.map(|r| r.nat), Some(NatType::Open));
+    }
+
+    #[test]
+    fn expiry_and_removal_reclassify() {
+        let now = Instant::now();
+        let mut c = classifier();
+        c.handle_observation(
+            now,
+            id(1),
+            ip("198.51.100.1"),
+            sa("203.0.113.1:7000"),
+            sa(LOCAL),
+        );
+        c.handle_observation(
+            now + Duration::from_secs(300),
+            id(2),
+            ip("198.51.100.2"),
+            sa("203.0.113.1:7000"),
+            sa(LOCAL),
+        );
+        assert_eq!(c.report().nat, NatType::Cone);
+        // At 660 s the first observation (at 0 s) is past its 600 s TTL.
+        let mut t = now;
+        let mut changed = None;
+        while t < now + Duration::from_secs(700) {
+            t = c.poll_timeout().unwrap();
+            let (r, _) = c.handle_timeout(t);
+            if r.is_some() {
+                changed = r;
+                break;
+            }
+        }
+        assert_eq!(changed.map(|r| r.nat), Some(NatType::Unknown));
+        assert_eq!(c.remove_observer(&id(2)), Some(NatReport::default()));
+    }
+
+    #[test]
+    fn reflex_timeout_fires_once_without_observations() {
+        let now = Instant::now();
+        let mut c = classifier();
+        c.start(now);
+        let (_, err) = c.handle_timeout(now + Duration::from_secs(10));
+        assert_eq!(err.map(|e| e.kind), Some(TraversalErrorKind::ReflexTimeout));
+        let (_, err) = c.handle_timeout(now + Duration::from_secs(20));
+        assert_eq!(err, None);
+    }
+
+    #[test]
+    fn public_addr_pins_open() {
+        let now = Instant::now();
+        let pinned = sa("198.51.100.9:4433");
+        let mut c = NatClassifier::new(
+            Some(pinned),
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+            Duration::from_secs(10),
+        );
+        c.start(now);
+        assert_eq!(c.poll_timeout(), None);
+        assert_eq!(
+            c.handle_observation(
+                now,
+                id(1),
+                ip("198.51.100.1"),
+                sa("203.0.113.1:1"),
+                sa(LOCAL)
+            ),
+            None
+        );
+        assert_eq!(
+            c.handle_observation(
+                now,
+                id(2),
+                ip("198.51.100.2"),
+                sa("203.0.113.1:2"),
+                sa(LOCAL)
+            ),
+            None
+        );
+        assert_eq!(
+            c.report(),
+            NatReport {
+                nat: NatType::Open,
+                reflex_addr: Some(pinned)
+            }
+        );
+    }
+
+    #[test]
+    fn observer_table_is_bounded() {
+        let now = Instant::now();
+        let mut c = classifier();
+        for i in 0..(MAX_OBSERVERS as u8 + 10) {
+            c.handle_observation(
+                now + Duration::from_millis(i as u64),
+                id(i + 1),
+                IpAddr::from([198, 51, 100, i]),
+                sa("203.0.113.1:7000"),
+                sa(LOCAL),
+            );
+        }
+        assert_eq!(c.observations().count(), MAX_OBSERVERS);
+    }
+}

@@ -1,0 +1,62 @@
+//! What the traversal core asks its driver to send, and what it reports.
+
+use std::net::SocketAddr;
+
+use relay_proto::wire::traversal::TraversalMsg;
+use relay_proto::NodeId;
+
+use super::error::TraversalError;
+use super::nat::NatReport;
+
+/// Something to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraversalTransmit {
+    /// A UDP frame (probe or reply) from our path socket to a real address.
+    Frame {
+        /// Destination.
+        dst: SocketAddr,
+        /// The whole frame, type byte first.
+        data: Vec<u8>,
+    },
+    /// A control message on the connection to a peer.
+    Control {
+        /// The peer.
+        to: NodeId,
+        /// The message.
+        msg: TraversalMsg,
+    },
+}
+
+/// Something that happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraversalEvent {
+    /// Our NAT classification or reflexive address changed.
+    NatChanged(NatReport),
+    /// A direct path to `peer` at `addr` is validated both ways and agreed
+    /// on by both sides.
+    DirectPathFound {
+        /// The peer.
+        peer: NodeId,
+        /// Its address on the direct path.
+        addr: SocketAddr,
+    },
+    /// Keepalives on a direct path went unanswered: use another path.
+    DirectPathLost {
+        /// The peer.
+        peer: NodeId,
+        /// The address that stopped answering.
+        addr: SocketAddr,
+    },
+    /// Going direct to `peer` failed; it stays on its current path.
+    PunchFailed {
+        /// The peer.
+        peer: NodeId,
+        /// What failed.
+        error: TraversalError,
+        /// A short reason for status, e.g. "symmetric x symmetric" or
+        /// "punch-failed: timeout".
+        why: String,
+    },
+    /// A failure not tied to one peer (e.g. `reflex-timeout`).
+    Error(TraversalError),
+}

@@ -1,0 +1,644 @@
+//! The traversal core in a deterministic simulated world with modelled NATs
+//! (see `sim/`): RFC 4787 outcomes for every pair of NAT kinds, the
+//! peer-reflexive case, keepalives against binding timeouts, introduction
+//! budgets and failure kinds. Same seed, same trace; no real sleeps.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod sim;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use relay_proto::NodeId;
+use relay_transport::traversal::{NatType, TraversalConfig, TraversalErrorKind, TraversalEvent};
+use sim::{HostId, Impairment, NatKind, Record, World};
+
+const KINDS: [NatKind; 5] = [
+    NatKind::Open,
+    NatKind::FullCone,
+    NatKind::AddressRestricted,
+    NatKind::PortRestricted,
+    NatKind::Symmetric,
+];
+
+const LONG_BINDINGS: Duration = Duration::from_secs(600);
+
+/// How one side's attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Side {
+    Direct(SocketAddr),
+    Failed {
+        kind: TraversalErrorKind,
+        why: String,
+    },
+    Pending,
+}
+
+struct Setup {
+    world: World,
+    a: HostId,
+    b: HostId,
+    introducer: HostId,
+}
+
+/// Introducer I and a second observer O on the internet; A behind `ka`, B
+/// behind `kb`; A and B connected through a relay; A, B connected to I and
+/// O directly.
+fn setup(
+    seed: u64,
+    ka: NatKind,
+    kb: NatKind,
+    config: &TraversalConfig,
+    binding: Duration,
+) -> Setup {
+    let mut world = World::new(seed, Impairment::default());
+    let introducer = world.add_public(config.clone());
+    let observer = world.add_public(config.clone());
+    let a = world.add_site(ka, binding, config.clone());
+    let b = world.add_site(kb, binding, config.clone());
+    for site in [a, b] {
+        world.connect_direct(site, introducer);
+        world.connect_direct(site, observer);
+    }
+    world.connect_relayed(a, b);
+    world.run_for(Duration::from_secs(1));
+    Setup {
+        world,
+        a,
+        b,
+        introducer,
+    }
+}
+
+fn id(world: &World, h: HostId) -> NodeId {
+    world.hosts[h].id
+}
+
+fn side_outcome(records: &[Record], host: HostId, peer: NodeId) -> (Side, Option<Duration>) {
+    let mut out = (Side::Pending, None);
+    for r in records.iter().filter(|r| r.host == host) {
+        match &r.event {
+            TraversalEvent::DirectPathFound { peer: p, addr } if *p == peer => {
+                out = (Side::Direct(*addr), Some(r.at));
+            }
+            TraversalEvent::PunchFailed {
+                peer: p,
+                error,
+                why,
+            } if *p == peer => {
+                out = (
+                    Side::Failed {
+                        kind: error.kind,
+                        why: why.clone(),
+                    },
+                    Some(r.at),
+                );
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+struct PairResult {
+    a: Side,
+    b: Side,
+    /// Time from the request to the later of the two sides' outcomes.
+    settle: Duration,
+    a_nat: NatType,
+    b_nat: NatType,
+    trace: Vec<Record>,
+}
+
+fn punch(seed: u64, ka: NatKind, kb: NatKind, config: &TraversalConfig) -> (Setup, PairResult) {
+    let mut s = setup(seed, ka, kb, config, LONG_BINDINGS);
+    let (aid, bid, iid) = (
+        id(&s.world, s.a),
+        id(&s.world, s.b),
+        id(&s.world, s.introducer),
+    );
+    let start = s.world.elapsed();
+    let now = s.world.now();
+    s.world.hosts[s.a]
+        .core
+        .request_direct(now, bid, Some(iid))
+        .unwrap();
+    s.world.run_for(Duration::from_secs(15));
+    let (a, at_a) = side_outcome(&s.world.records, s.a, bid);
+    let (b, at_b) = side_outcome(&s.world.records, s.b, aid);
+    let settle = at_a.unwrap_or_default().max(at_b.unwrap_or_default()) - start;
+    let result = PairResult {
+        a,
+        b,
+        settle,
+        a_nat: s.world.hosts[s.a].core.nat().nat,
+        b_nat: s.world.hosts[s.b].core.nat().nat,
+        trace: s.world.records.clone(),
+    };
+    (s, result)
+}
+
+fn expected_nat(kind: NatKind) -> NatType {
+    match kind {
+        NatKind::Open => NatType::Open,
+        NatKind::Symmetric => NatType::Symmetric,
+        _ => NatType::Cone,
+    }
+}
+
+/// RFC 4787: with endpoint-independent mapping on one side, a punch works
+/// unless the other side maps per destination AND the first side filters
+/// by address and port. Peer-reflexive learning covers the rest.
+fn expect_direct(ka: NatKind, kb: NatKind) -> bool {
+    use NatKind::*;
+    !matches!(
+        (ka, kb),
+        (Symmetric, Symmetric) | (Symmetric, PortRestricted) | (PortRestricted, Symmetric)
+    )
+}
+
+fn check_pair(seed: u64, ka: NatKind, kb: NatKind) -> PairResult {
+    let (mut s, r) = punch(seed, ka, kb, &TraversalConfig::default());
+    let label = format!("{ka:?} x {kb:?} (seed {seed})");
+    assert_eq!(r.a_nat, expected_nat(ka), "{label}: A's classification");
+    assert_eq!(r.b_nat, expected_nat(kb), "{label}: B's classification");
+    if expect_direct(ka, kb) {
+        let (Side::Direct(a_to_b), Side::Direct(b_to_a)) = (&r.a, &r.b) else {
+            panic!("{label}: expected direct, got A {:?} / B {:?}", r.a, r.b);
+        };
+        // Each side's chosen address really reaches the other through the
+        // NATs as they are now.
+        assert_eq!(s.world.reachable(s.a, *a_to_b), Some(s.b), "{label}");
+        assert_eq!(s.world.reachable(s.b, *b_to_a), Some(s.a), "{label}");
+        let stats = s.world.hosts[s.a].core.stats();
+        assert_eq!(
+            (
+                stats.punches_attempted,
+                stats.punches_succeeded,
+                stats.direct_upgrades
+            ),
+            (1, 1, 1),
+            "{label}"
+        );
+        assert_eq!(
+            s.world.hosts[s.a].core.direct_path(&id(&s.world, s.b)),
+            Some(*a_to_b)
+        );
+    } else {
+        let why_a = format!("{} x {}", r.a_nat, r.b_nat);
+        let why_b = format!("{} x {}", r.b_nat, r.a_nat);
+        assert_eq!(
+            r.a,
+            Side::Failed {
+                kind: TraversalErrorKind::PunchFailed,
+                why: why_a
+            },
+            "{label}"
+        );
+        assert_eq!(
+            r.b,
+            Side::Failed {
+                kind: TraversalErrorKind::PunchFailed,
+                why: why_b.clone()
+            },
+            "{label}"
+        );
+        let core = &s.world.hosts[s.b].core;
+        assert_eq!(core.why(&id(&s.world, s.a)), Some(why_b.as_str()));
+        let stats = core.stats();
+        assert_eq!(
+            (
+                stats.punches_attempted,
+                stats.punches_succeeded,
+                stats.relay_fallbacks
+            ),
+            (1, 0, 1)
+        );
+        assert!(stats
+            .last_error
+            .as_deref()
+            .unwrap()
+            .starts_with("punch-failed: timeout"));
+    }
+    r
+}
+
+#[test]
+fn rfc4787_matrix() {
+    let mut table = String::new();
+    for ka in KINDS {
+        for kb in KINDS {
+            let r = check_pair(7, ka, kb);
+            let outcome = match (&r.a, &r.b) {
+                (Side::Direct(_), Side::Direct(_)) => "direct".to_string(),
+                (Side::Failed { why, .. }, _) => format!("relayed ({why})"),
+                other => format!("{other:?}"),
+            };
+            table.push_str(&format!("{ka:?} x {kb:?}: {outcome} in {:?}\n", r.settle));
+            if expect_direct(ka, kb) {
+                // Simulated time: fire lead + a few RTTs, even with loss.
+                assert!(
+                    r.settle < Duration::from_secs(2),
+                    "{ka:?} x {kb:?}: {:?}",
+                    r.settle
+                );
+            }
+        }
+    }
+    eprintln!("{table}");
+}
+
+#[test]
+fn outcomes_hold_across_seeds() {
+    for seed in [1u64, 2, 3, 4] {
+        for (ka, kb) in [
+            (NatKind::PortRestricted, NatKind::PortRestricted),
+            (NatKind::Symmetric, NatKind::FullCone),
+            (NatKind::Symmetric, NatKind::Symmetric),
+            (NatKind::PortRestricted, NatKind::Symmetric),
+        ] {
+            check_pair(seed, ka, kb);
+        }
+    }
+}
+
+#[test]
+fn same_seed_same_trace() {
+    for (ka, kb) in [
+        (NatKind::Symmetric, NatKind::FullCone),
+        (NatKind::PortRestricted, NatKind::Symmetric),
+    ] {
+        let (s1, r1) = punch(99, ka, kb, &TraversalConfig::default());
+        let (s2, r2) = punch(99, ka, kb, &TraversalConfig::default());
+        assert!(!r1.trace.is_empty());
+        assert_eq!(r1.trace, r2.trace);
+        assert_eq!(
+            (s1.world.lost, s1.world.filtered),
+            (s2.world.lost, s2.world.filtered)
+        );
+        assert_eq!(
+            s1.world.hosts[s1.a].core.stats(),
+            s2.world.hosts[s2.a].core.stats()
+        );
+    }
+}
+
+#[test]
+fn symmetric_facing_full_cone_needs_peer_reflexive_replies() {
+    for (ka, kb) in [
+        (NatKind::Symmetric, NatKind::FullCone),
+        (NatKind::FullCone, NatKind::Symmetric),
+    ] {
+        let with = TraversalConfig::default();
+        let (_, r) = punch(5, ka, kb, &with);
+        assert!(
+            matches!((&r.a, &r.b), (Side::Direct(_), Side::Direct(_))),
+            "{ka:?} x {kb:?}"
+        );
+
+        let without = TraversalConfig {
+            peer_reflexive: false,
+            ..TraversalConfig::default()
+        };
+        let (_, r) = punch(5, ka, kb, &without);
+        assert!(
+            matches!(
+                (&r.a, &r.b),
+                (
+                    Side::Failed {
+                        kind: TraversalErrorKind::PunchFailed,
+                        ..
+                    },
+                    Side::Failed { .. }
+                )
+            ),
+            "{ka:?} x {kb:?} without peer-reflexive: {:?} / {:?}",
+            r.a,
+            r.b
+        );
+    }
+}
+
+#[test]
+fn symmetric_side_finds_peer_at_its_public_mapping_and_is_found_at_a_new_port() {
+    // A symmetric NAT gives the punch a port the introducer never saw: B can
+    // only have learned it from A's probes.
+    let (s, r) = punch(
+        11,
+        NatKind::Symmetric,
+        NatKind::FullCone,
+        &TraversalConfig::default(),
+    );
+    let Side::Direct(b_to_a) = r.b else {
+        panic!("{:?}", r.b)
+    };
+    let intro_saw_a = s.world.hosts[s.introducer].core.stats().introductions;
+    assert_eq!(intro_saw_a, 1);
+    let reflex_a = s.world.hosts[s.a].core.nat().reflex_addr.unwrap();
+    assert_eq!(b_to_a.ip(), reflex_a.ip());
+    let observed: Vec<SocketAddr> = s.world.hosts[s.a]
+        .core
+        .observations()
+        .map(|(_, o)| o.observed)
+        .collect();
+    assert!(
+        !observed.contains(&b_to_a),
+        "{b_to_a} was observed by an introducer"
+    );
+}
+
+#[test]
+fn keepalives_hold_bindings_and_detect_a_rebinding() {
+    let binding = Duration::from_secs(30);
+    let config = TraversalConfig::default();
+    let mut s = setup(
+        3,
+        NatKind::PortRestricted,
+        NatKind::PortRestricted,
+        &config,
+        binding,
+    );
+    let (bid, iid) = (id(&s.world, s.b), id(&s.world, s.introducer));
+    let now = s.world.now();
+    s.world.hosts[s.a]
+        .core
+        .request_direct(now, bid, Some(iid))
+        .unwrap();
+    s.world.run_for(Duration::from_secs(5));
+    let addr_b = s.world.hosts[s.a].core.direct_path(&bid).unwrap();
+    let addr_a = s.world.hosts[s.b]
+        .core
+        .direct_path(&id(&s.world, s.a))
+        .unwrap();
+
+    // Ten minutes of idleness: 30 s bindings survive on 20 s keepalives.
+    let sent_before = s.world.hosts[s.a].core.stats().probes_sent;
+    s.world.run_for(Duration::from_secs(600));
+    assert!(s.world.hosts[s.a].core.stats().probes_sent >= sent_before + 25);
+    assert!(!s
+        .world
+        .records
+        .iter()
+        .any(|r| matches!(r.event, TraversalEvent::DirectPathLost { .. })));
+    assert_eq!(s.world.reachable(s.a, addr_b), Some(s.b));
+    assert_eq!(s.world.reachable(s.b, addr_a), Some(s.a));
+
+    // B's NAT reboots: its binding (and port) are gone, so keepalives go
+    // unanswered on both sides and both report the path lost.
+    s.world.flush_nat(s.b);
+    s.world.run_for(Duration::from_secs(120));
+    let lost: Vec<HostId> = s
+        .world
+        .records
+        .iter()
+        .filter(|r| matches!(r.event, TraversalEvent::DirectPathLost { .. }))
+        .map(|r| r.host)
+        .collect();
+    assert!(lost.contains(&s.a) && lost.contains(&s.b), "{lost:?}");
+    assert_eq!(s.world.hosts[s.a].core.direct_path(&bid), None);
+    assert_eq!(s.world.hosts[s.a].core.stats().relay_fallbacks, 1);
+}
+
+#[test]
+fn without_keepalives_idle_bindings_expire() {
+    let binding = Duration::from_secs(30);
+    let config = TraversalConfig {
+        keepalive_interval: Duration::from_secs(3600),
+        ..TraversalConfig::default()
+    };
+    let mut s = setup(
+        3,
+        NatKind::PortRestricted,
+        NatKind::PortRestricted,
+        &config,
+        binding,
+    );
+    let (bid, iid) = (id(&s.world, s.b), id(&s.world, s.introducer));
+    let now = s.world.now();
+    s.world.hosts[s.a]
+        .core
+        .request_direct(now, bid, Some(iid))
+        .unwrap();
+    s.world.run_for(Duration::from_secs(5));
+    let addr_b = s.world.hosts[s.a].core.direct_path(&bid).unwrap();
+    s.world.run_for(Duration::from_secs(120));
+    assert_eq!(s.world.reachable(s.a, addr_b), None);
+}
+
+#[test]
+fn introducer_budget_rejects_with_stable_kind() {
+    let config = TraversalConfig {
+        intro_burst: 2,
+        intro_refill: Duration::from_secs(3600),
+        ..TraversalConfig::default()
+    };
+    let mut s = setup(
+        8,
+        NatKind::FullCone,
+        NatKind::FullCone,
+        &config,
+        LONG_BINDINGS,
+    );
+    let (bid, iid) = (id(&s.world, s.b), id(&s.world, s.introducer));
+    for _ in 0..3 {
+        let now = s.world.now();
+        s.world.hosts[s.a]
+            .core
+            .request_direct(now, bid, Some(iid))
+            .unwrap();
+        s.world.run_for(Duration::from_secs(10));
+    }
+    let outcomes: Vec<&TraversalEvent> = s
+        .world
+        .records
+        .iter()
+        .filter(|r| r.host == s.a)
+        .map(|r| &r.event)
+        .filter(|e| {
+            matches!(
+                e,
+                TraversalEvent::DirectPathFound { .. } | TraversalEvent::PunchFailed { .. }
+            )
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    assert!(matches!(
+        outcomes[0],
+        TraversalEvent::DirectPathFound { .. }
+    ));
+    assert!(matches!(
+        outcomes[1],
+        TraversalEvent::DirectPathFound { .. }
+    ));
+    let TraversalEvent::PunchFailed { error, why, .. } = outcomes[2] else {
+        panic!("{:?}", outcomes[2]);
+    };
+    assert_eq!(error.kind, TraversalErrorKind::RendezvousRejected);
+    assert!(why.starts_with("rendezvous-rejected: "), "{why}");
+    let stats = s.world.hosts[s.a].core.stats();
+    // The second success found the same path: not a new upgrade.
+    assert_eq!((stats.punches_succeeded, stats.direct_upgrades), (2, 1));
+    assert_eq!(
+        s.world.hosts[s.introducer]
+            .core
+            .stats()
+            .introductions_rejected,
+        1
+    );
+}
+
+#[test]
+fn rendezvous_failures_have_stable_kinds() {
+    let config = TraversalConfig::default();
+    let mut world = World::new(4, Impairment::default());
+    let introducer = world.add_public(config.clone());
+    let a = world.add_site(NatKind::PortRestricted, LONG_BINDINGS, config.clone());
+    let b = world.add_site(NatKind::PortRestricted, LONG_BINDINGS, config.clone());
+    let stranger = world.add_site(NatKind::FullCone, LONG_BINDINGS, config.clone());
+    world.connect_direct(a, introducer);
+    world.connect_relayed(a, b);
+    world.connect_relayed(a, stranger);
+    world.connect_relayed(b, stranger);
+    world.run_for(Duration::from_secs(1));
+    let (bid, iid, sid) = (
+        world.hosts[b].id,
+        world.hosts[introducer].id,
+        world.hosts[stranger].id,
+    );
+    let now = world.now();
+
+    let core = &mut world.hosts[a].core;
+    let err = core.request_direct(now, bid, None).unwrap_err();
+    assert_eq!(err.kind, TraversalErrorKind::RendezvousNoRelay);
+    assert!(err.to_string().starts_with("rendezvous-no-relay: "));
+    let err = core.request_direct(now, bid, Some(sid)).map(|_| ());
+    assert!(err.is_ok(), "a connected peer may be asked to introduce");
+    let unknown = relay_proto::SecretKey::from_bytes(&[77; 32]).node_id();
+    let err = core.request_direct(now, unknown, Some(iid)).unwrap_err();
+    assert_eq!(err.kind, TraversalErrorKind::PeerNotReachable);
+
+    // `stranger` is reached through a relay: it observed no address for A
+    // and cannot introduce; the introducer is not connected to B.
+    world.run_for(Duration::from_secs(5));
+    let now = world.now();
+    world.hosts[a]
+        .core
+        .request_direct(now, bid, Some(iid))
+        .unwrap();
+    world.run_for(Duration::from_secs(5));
+    let kinds: Vec<TraversalErrorKind> = world
+        .records
+        .iter()
+        .filter(|r| r.host == a)
+        .filter_map(|r| match &r.event {
+            TraversalEvent::PunchFailed { error, .. } => Some(error.kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            TraversalErrorKind::RendezvousRejected,
+            TraversalErrorKind::PeerNotReachable
+        ]
+    );
+}
+
+/// Runs A -> B with some introductions withheld; returns both outcomes
+/// after checking them for agreement and reachability.
+fn punch_starved(ka: NatKind, kb: NatKind, to_a: u32, to_b: u32) -> (Side, Side, String, usize) {
+    let config = TraversalConfig::default();
+    let mut s = setup(21, ka, kb, &config, LONG_BINDINGS);
+    s.world.drop_introductions.insert(s.a, to_a);
+    s.world.drop_introductions.insert(s.b, to_b);
+    let (aid, bid, iid) = (
+        id(&s.world, s.a),
+        id(&s.world, s.b),
+        id(&s.world, s.introducer),
+    );
+    let now = s.world.now();
+    s.world.hosts[s.a]
+        .core
+        .request_direct(now, bid, Some(iid))
+        .unwrap();
+    s.world.run_for(Duration::from_secs(20));
+    let (a, _) = side_outcome(&s.world.records, s.a, bid);
+    let (b, _) = side_outcome(&s.world.records, s.b, aid);
+    let label = format!("{ka:?} x {kb:?}, {to_a} / {to_b} introductions withheld");
+    if let (Side::Direct(a_to_b), Side::Direct(b_to_a)) = (&a, &b) {
+        assert_eq!(s.world.reachable(s.a, *a_to_b), Some(s.b), "{label}");
+        assert_eq!(s.world.reachable(s.b, *b_to_a), Some(s.a), "{label}");
+    }
+    let outcomes = s
+        .world
+        .records
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.event,
+                TraversalEvent::DirectPathFound { .. } | TraversalEvent::PunchFailed { .. }
+            )
+        })
+        .count();
+    (a, b, label, outcomes)
+}
+
+#[test]
+fn a_lost_introduction_is_asked_for_again() {
+    for (ka, kb) in [
+        (NatKind::PortRestricted, NatKind::PortRestricted),
+        (NatKind::Symmetric, NatKind::FullCone),
+        (NatKind::FullCone, NatKind::Symmetric),
+    ] {
+        for (to_a, to_b) in [(1, 0), (0, 1), (2, 0), (0, 2)] {
+            let (a, b, label, outcomes) = punch_starved(ka, kb, to_a, to_b);
+            assert!(
+                matches!((&a, &b), (Side::Direct(_), Side::Direct(_))),
+                "{label}: {a:?} / {b:?}"
+            );
+            // One outcome per side: no late failure from a request the
+            // probes already answered, no second session.
+            assert_eq!(outcomes, 2, "{label}");
+        }
+    }
+}
+
+#[test]
+fn a_side_that_never_hears_the_introducer_answers_the_peers_probes() {
+    // Only works where that side's NAT lets the peer's first probes in.
+    for (ka, kb, to_a, to_b) in [
+        (NatKind::FullCone, NatKind::Symmetric, u32::MAX, 0),
+        (NatKind::Symmetric, NatKind::FullCone, 0, u32::MAX),
+        (NatKind::Open, NatKind::PortRestricted, u32::MAX, 0),
+    ] {
+        let (a, b, label, outcomes) = punch_starved(ka, kb, to_a, to_b);
+        assert!(
+            matches!((&a, &b), (Side::Direct(_), Side::Direct(_))),
+            "{label}: {a:?} / {b:?}"
+        );
+        assert_eq!(outcomes, 2, "{label}");
+    }
+    // A port-restricted side that never hears about the punch never opens
+    // its NAT: the requester fails with a stable kind, the other side
+    // never started.
+    let (a, b, label, outcomes) = punch_starved(
+        NatKind::PortRestricted,
+        NatKind::PortRestricted,
+        0,
+        u32::MAX,
+    );
+    assert!(
+        matches!(
+            (&a, &b),
+            (
+                Side::Failed {
+                    kind: TraversalErrorKind::PunchFailed,
+                    ..
+                },
+                Side::Pending
+            )
+        ),
+        "{label}: {a:?} / {b:?}"
+    );
+    assert_eq!(outcomes, 1, "{label}");
+}
