@@ -2,13 +2,27 @@
 //! handshake in memory (both sides, the baseline) against a full relay-node
 //! connect on loopback.
 //!
+//! Three criterion benchmarks, each one full handshake with both sides in
+//! this process:
+//! - `snow_ikpsk2_in_memory`: the bare Noise handshake, no I/O (baseline);
+//! - `relay_noise_quinn_connect`: a QUIC connect on loopback between bare
+//!   quinn endpoints running relay-node's Noise crypto;
+//! - `stock_quinn_rustls_connect`: the same with stock quinn + rustls.
+//!
+//! Then it samples connect latency (p50/p99) for those two and for a full
+//! [`relay_transport::Transport::connect`] (fresh client Transport per
+//! sample), and prints handshakes/s and ratios from this run.
+//!
 //! Run: `cargo bench -p relay-tests --bench handshake`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
+use relay_transport::NetworkKey;
+
+mod common;
 
 const PATTERN: &str = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s";
 /// Stand-in for the QUIC transport parameters each side carries as payload.
@@ -74,6 +88,115 @@ fn bench_snow(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_relay_connect(c: &mut Criterion) {
+    let rt = common::runtime();
+    let network_key = NetworkKey::generate();
+    let (server, server_id, addr) =
+        rt.block_on(async { common::relay::noise_server(&network_key) });
+    let client = rt.block_on(async { common::relay::noise_endpoint(None) });
+    let config = common::relay::noise_client_config(&network_key);
+    let mut group = c.benchmark_group("handshake");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("relay_noise_quinn_connect", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let (c, s) = common::relay::noise_connect(
+                    &server,
+                    &client,
+                    config.clone(),
+                    addr,
+                    &server_id,
+                )
+                .await;
+                c.close(0u32.into(), b"");
+                s.close(0u32.into(), b"");
+            })
+        })
+    });
+    group.finish();
+}
+
+fn bench_stock_connect(c: &mut Criterion) {
+    let rt = common::runtime();
+    let configs = common::stock::configs(None);
+    let (server, client, addr) = rt.block_on(async { common::stock::endpoints(&configs) });
+    let mut group = c.benchmark_group("handshake");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("stock_quinn_rustls_connect", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let (c, s) = common::stock::connect(&server, &client, addr).await;
+                c.close(0u32.into(), b"");
+                s.close(0u32.into(), b"");
+            })
+        })
+    });
+    group.finish();
+}
+
+/// Connect latency samples (client side: from dial to connected).
+struct Latency {
+    name: &'static str,
+    samples: Vec<Duration>,
+}
+
+fn connect_latencies(samples: usize) -> Vec<Latency> {
+    let rt = common::runtime();
+    let network_key = NetworkKey::generate();
+    rt.block_on(async {
+        let mut out = Vec::new();
+
+        let (server, server_id, addr) = common::relay::noise_server(&network_key);
+        let client = common::relay::noise_endpoint(None);
+        let config = common::relay::noise_client_config(&network_key);
+        let mut times = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let start = Instant::now();
+            let (c, s) =
+                common::relay::noise_connect(&server, &client, config.clone(), addr, &server_id)
+                    .await;
+            times.push(start.elapsed());
+            c.close(0u32.into(), b"");
+            s.close(0u32.into(), b"");
+        }
+        out.push(Latency {
+            name: "relay-node noise quinn endpoint",
+            samples: times,
+        });
+
+        let configs = common::stock::configs(None);
+        let (server, client, addr) = common::stock::endpoints(&configs);
+        let mut times = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let start = Instant::now();
+            let (c, s) = common::stock::connect(&server, &client, addr).await;
+            times.push(start.elapsed());
+            c.close(0u32.into(), b"");
+            s.close(0u32.into(), b"");
+        }
+        out.push(Latency {
+            name: "stock quinn + rustls",
+            samples: times,
+        });
+
+        let server = common::relay::bind_transport(&network_key).await;
+        let server_addr = common::relay::transport_addr(&server);
+        let mut times = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let client = common::relay::bind_transport(&network_key).await;
+            let start = Instant::now();
+            client.connect(server.node_id(), server_addr).await.unwrap();
+            times.push(start.elapsed());
+            tokio::spawn(async move { client.close().await });
+        }
+        out.push(Latency {
+            name: "relay-node Transport::connect",
+            samples: times,
+        });
+        out
+    })
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -83,6 +206,61 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_snow
+    targets = bench_snow, bench_relay_connect, bench_stock_connect
 }
-criterion_main!(benches);
+
+fn main() {
+    let since = SystemTime::now();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+
+    let samples = std::env::var("RELAY_BENCH_CONNECT_SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if common::bench_mode() { 300 } else { 3 });
+    println!();
+    println!("connect latency on loopback ({samples} sequential connects each, client side):");
+    for mut latency in connect_latencies(samples) {
+        let p50 = common::percentile(&mut latency.samples, 50.0);
+        let p99 = common::percentile(&mut latency.samples, 99.0);
+        println!(
+            "  {:34} p50 {:8.3} ms   p99 {:8.3} ms",
+            latency.name,
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
+    }
+
+    let get = |id: &str| common::estimate(&format!("handshake/{id}"), since);
+    let snow = get("snow_ikpsk2_in_memory");
+    let relay = get("relay_noise_quinn_connect");
+    let stock = get("stock_quinn_rustls_connect");
+    if let (Some(snow), Some(relay), Some(stock)) = (snow, relay, stock) {
+        let per_sec = |e: common::Estimate| 1e9 / e.mean_ns;
+        println!();
+        println!("summary (criterion means, both sides in one process):");
+        println!(
+            "  snow IKpsk2 in memory        {:8.0} handshakes/s  ({:.3} ms each)",
+            per_sec(snow),
+            snow.mean_ns / 1e6
+        );
+        println!(
+            "  relay-node connect (quinn)   {:8.0} connects/s    ({:.3} ms each)",
+            per_sec(relay),
+            relay.mean_ns / 1e6
+        );
+        println!(
+            "  stock quinn+rustls connect   {:8.0} connects/s    ({:.3} ms each)",
+            per_sec(stock),
+            stock.mean_ns / 1e6
+        );
+        println!(
+            "  relay-node connect / snow handshake time = {:.2}x",
+            relay.mean_ns / snow.mean_ns
+        );
+        println!(
+            "  relay-node connects/s / stock quinn connects/s = {:.2}x",
+            stock.mean_ns / relay.mean_ns
+        );
+    }
+}

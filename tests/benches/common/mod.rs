@@ -2,6 +2,9 @@
 //! criterion just wrote, so a bench can print ratios from the same run.
 #![allow(dead_code)]
 
+pub mod relay;
+pub mod stock;
+
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -50,4 +53,24 @@ pub fn estimate(full_id: &str, since: SystemTime) -> Option<Estimate> {
 /// under `cargo test`, where benches only run a quick smoke pass.
 pub fn bench_mode() -> bool {
     std::env::args().any(|a| a == "--bench")
+}
+
+/// The `p`-th percentile (0..=100) of `samples` (sorted in place), by the
+/// nearest-rank method; zero for no samples.
+pub fn percentile(samples: &mut [std::time::Duration], p: f64) -> std::time::Duration {
+    if samples.is_empty() {
+        return std::time::Duration::ZERO;
+    }
+    samples.sort_unstable();
+    let rank = ((p / 100.0) * samples.len() as f64).ceil() as usize;
+    samples[rank.clamp(1, samples.len()) - 1]
+}
+
+/// A tokio runtime like a node's on this machine: two worker threads.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }

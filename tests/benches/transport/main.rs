@@ -1,0 +1,306 @@
+//! Transport benchmarks with a custom main that prints one table:
+//! raw UDP, stock quinn + rustls (ChaCha20-Poly1305) and relay-node's
+//! Transport on loopback: one-way bulk throughput, 64-byte request/response
+//! RTT, and memory per idle connection, with ratios from this one run.
+//!
+//! Run: `cargo bench -p relay-tests --bench transport`. Without `--bench`
+//! (i.e. under `cargo test`) it runs a tiny smoke version.
+//!
+//! Sizes (env vars; defaults in bench mode / smoke mode):
+//! - `RELAY_BENCH_BULK_MIB` bulk transfer size (256 / 4)
+//! - `RELAY_BENCH_UDP_MIB` raw UDP volume (256 / 4)
+//! - `RELAY_BENCH_UDP_WINDOW` raw UDP datagrams in flight beyond the
+//!   receiver's count, 0 = unthrottled blasting (256)
+//! - `RELAY_BENCH_REPEATS` bulk and UDP repetitions, median reported (3 / 1)
+//! - `RELAY_BENCH_RTT_ROUNDS` measured round trips (5000 / 50)
+//! - `RELAY_BENCH_IDLE_CONNS` idle connections for the memory figure (1000 / 20)
+//! - `RELAY_BENCH_ONLY` comma list of what to run (everything by default):
+//!   sections `aead,udp,bulk,rtt,mem` and stacks `stock,relay`; a stack
+//!   measurement runs when both its section and its stack are listed
+//!   (e.g. `bulk,rtt,stock`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../common/mod.rs"]
+mod common;
+mod memory;
+mod runs;
+mod streams;
+mod udp;
+
+use std::time::{Duration, Instant};
+
+use runs::Stack;
+
+const MIB: u64 = 1024 * 1024;
+
+/// Benchmark sizes, from env vars.
+struct Settings {
+    bulk_bytes: u64,
+    udp_bytes: u64,
+    udp_window: u64,
+    repeats: usize,
+    rtt_rounds: usize,
+    idle_conns: u64,
+    only: Option<Vec<String>>,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+impl Settings {
+    fn from_env(bench: bool) -> Self {
+        let pick = |full: u64, smoke: u64| if bench { full } else { smoke };
+        Self {
+            bulk_bytes: env_or("RELAY_BENCH_BULK_MIB", pick(256, 4)) * MIB,
+            udp_bytes: env_or("RELAY_BENCH_UDP_MIB", pick(256, 4)) * MIB,
+            udp_window: env_or("RELAY_BENCH_UDP_WINDOW", 256),
+            repeats: env_or("RELAY_BENCH_REPEATS", pick(3, 1)).max(1) as usize,
+            rtt_rounds: env_or("RELAY_BENCH_RTT_ROUNDS", pick(5000, 50)).max(1) as usize,
+            idle_conns: env_or("RELAY_BENCH_IDLE_CONNS", pick(1000, 20)).max(1),
+            only: std::env::var("RELAY_BENCH_ONLY")
+                .ok()
+                .map(|v| v.split(',').map(|s| s.trim().to_string()).collect()),
+        }
+    }
+
+    fn runs(&self, section: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|s| s == section))
+    }
+}
+
+/// The median of `times` (sorted in place).
+fn median(times: &mut [Duration]) -> Duration {
+    common::percentile(times, 50.0)
+}
+
+fn mb_per_s(bytes: u64, time: Duration) -> f64 {
+    bytes as f64 / time.as_secs_f64().max(1e-9) / 1e6
+}
+
+/// ring ChaCha20-Poly1305 seal of 1200-byte packets on one core, MB/s
+/// (a quick in-run reference; `--bench aead` measures it properly).
+fn raw_aead_mb_per_s(duration: Duration) -> f64 {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+    let key = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &[7; 32]).unwrap());
+    let mut buf = vec![0xa5u8; udp::DATAGRAM];
+    let start = Instant::now();
+    let mut packets = 0u64;
+    while start.elapsed() < duration {
+        for _ in 0..256 {
+            packets += 1;
+            let mut nonce = [0u8; 12];
+            nonce[4..].copy_from_slice(&packets.to_be_bytes());
+            let tag = key
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(&[0x40u8; 16]),
+                    std::hint::black_box(&mut buf),
+                )
+                .unwrap();
+            let _ = std::hint::black_box(tag);
+        }
+    }
+    mb_per_s(packets * udp::DATAGRAM as u64, start.elapsed())
+}
+
+fn fmt_times(times: &[Duration], bytes: u64) -> String {
+    times
+        .iter()
+        .map(|t| format!("{:.0}", mb_per_s(bytes, *t)))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn main() {
+    if let Ok(stack) = std::env::var(memory::CHILD_ENV) {
+        memory::child(&stack, env_or("RELAY_BENCH_IDLE_CONNS", 1000));
+        return;
+    }
+    let bench = common::bench_mode();
+    let settings = Settings::from_env(bench);
+    let rt = common::runtime();
+    let started = Instant::now();
+    println!(
+        "transport bench ({}): bulk {} MiB x{}, udp {} MiB x{} (window {}), {} round trips, {} idle connections",
+        if bench { "bench mode" } else { "smoke mode" },
+        settings.bulk_bytes / MIB,
+        settings.repeats,
+        settings.udp_bytes / MIB,
+        settings.repeats,
+        settings.udp_window,
+        settings.rtt_rounds,
+        settings.idle_conns
+    );
+    println!();
+    println!("{:42} {:>14}   detail", "measurement", "result");
+
+    let mut aead = None;
+    if settings.runs("aead") {
+        let v = raw_aead_mb_per_s(Duration::from_millis(if bench { 1000 } else { 50 }));
+        println!(
+            "{:42} {:>9.0} MB/s   ring seal, 1200 B, one core",
+            "raw AEAD (ChaCha20-Poly1305)", v
+        );
+        aead = Some(v);
+    }
+
+    let mut udp_rate = None;
+    if settings.runs("udp") {
+        let datagrams = settings.udp_bytes / udp::DATAGRAM as u64;
+        for (io, name) in [
+            (udp::Io::Plain, "raw UDP one-way, 1 syscall/datagram"),
+            (udp::Io::Batched, "raw UDP one-way, GSO/GRO (quinn-udp)"),
+        ] {
+            let mut results: Vec<udp::UdpResult> = (0..settings.repeats)
+                .map(|_| udp::run(io, datagrams, settings.udp_window))
+                .collect();
+            results.sort_by(|a, b| a.received_mb_per_s().total_cmp(&b.received_mb_per_s()));
+            let mid = results[results.len() / 2];
+            let all = results
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{:.0} ({:.0}% lost)",
+                        r.received_mb_per_s(),
+                        r.loss_percent()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" / ");
+            println!(
+                "{:42} {:>9.0} MB/s   received; runs: {all}",
+                name,
+                mid.received_mb_per_s()
+            );
+            // The batched figure is the ceiling quinn-based stacks share.
+            if io == udp::Io::Batched {
+                udp_rate = Some(mid.received_mb_per_s());
+            }
+        }
+    }
+
+    let bulk = |stack: Stack| {
+        let mut times = rt.block_on(runs::bulk(stack, settings.bulk_bytes, settings.repeats));
+        let detail = fmt_times(&times, settings.bulk_bytes);
+        let rate = mb_per_s(settings.bulk_bytes, median(&mut times));
+        (rate, detail)
+    };
+    let mut stock_rate = None;
+    if settings.runs("bulk") && settings.runs("stock") {
+        let (rate, detail) = bulk(Stack::Stock);
+        println!(
+            "{:42} {:>9.0} MB/s   runs: {detail}",
+            "stock quinn+rustls bulk one-way", rate
+        );
+        stock_rate = Some(rate);
+    }
+    let mut relay_rate = None;
+    if settings.runs("bulk") && settings.runs("relay") {
+        let (rate, detail) = bulk(Stack::Relay);
+        println!(
+            "{:42} {:>9.0} MB/s   runs: {detail}",
+            "relay-node Transport bulk one-way", rate
+        );
+        relay_rate = Some(rate);
+    }
+
+    let mut rtts = Vec::new();
+    if settings.runs("rtt") {
+        let warmup = (settings.rtt_rounds / 10).max(10);
+        for (stack, key, name) in [
+            (Stack::Stock, "stock", "stock quinn+rustls"),
+            (Stack::Relay, "relay", "relay-node Transport"),
+        ] {
+            if !settings.runs(key) {
+                continue;
+            }
+            let mut times = rt.block_on(runs::round_trips(stack, warmup, settings.rtt_rounds));
+            let p50 = common::percentile(&mut times, 50.0);
+            let p99 = common::percentile(&mut times, 99.0);
+            println!(
+                "{:42} {:>9.1} us     p99 {:.1} us",
+                format!("{name} 64 B RTT p50"),
+                us(p50),
+                us(p99)
+            );
+            rtts.push((name, p50, p99));
+        }
+    }
+
+    let mut mems = Vec::new();
+    if settings.runs("mem") {
+        for (stack, name) in [("stock", "stock quinn+rustls"), ("relay", "relay-node")] {
+            if !settings.runs(stack) {
+                continue;
+            }
+            let m = memory::measure(stack, settings.idle_conns);
+            println!(
+                "{:42} {:>9.1} KiB    RSS {} -> {} KiB for {} connections (both sides)",
+                format!("{name} memory per idle connection"),
+                m.kib_per_connection(),
+                m.before_kib,
+                m.after_kib,
+                m.connections
+            );
+            mems.push((name, m));
+        }
+    }
+
+    println!();
+    println!("ratios (this run):");
+    if let (Some(relay), Some(stock)) = (relay_rate, stock_rate) {
+        println!(
+            "  relay-node bulk / stock quinn bulk      = {:.2}x",
+            relay / stock
+        );
+    }
+    if let (Some(relay), Some(udp)) = (relay_rate, udp_rate) {
+        println!(
+            "  relay-node bulk / raw UDP (GSO/GRO)     = {:.2}x",
+            relay / udp
+        );
+    }
+    if let (Some(stock), Some(udp)) = (stock_rate, udp_rate) {
+        println!(
+            "  stock quinn bulk / raw UDP (GSO/GRO)    = {:.2}x",
+            stock / udp
+        );
+    }
+    if let (Some(relay), Some(aead)) = (relay_rate, aead) {
+        println!(
+            "  relay-node bulk / raw AEAD (one core)   = {:.2}x",
+            relay / aead
+        );
+    }
+    if let (Some(stock), Some(aead)) = (stock_rate, aead) {
+        println!(
+            "  stock quinn bulk / raw AEAD (one core)  = {:.2}x",
+            stock / aead
+        );
+    }
+    if let [("stock quinn+rustls", stock_p50, _), (_, relay_p50, _)] = rtts.as_slice() {
+        println!(
+            "  relay-node RTT p50 / stock quinn RTT p50 = {:.2}x",
+            relay_p50.as_secs_f64() / stock_p50.as_secs_f64().max(1e-12)
+        );
+    }
+    if let [("stock quinn+rustls", stock_mem), (_, relay_mem)] = mems.as_slice() {
+        println!(
+            "  relay-node / stock quinn memory per connection = {:.2}x",
+            relay_mem.kib_per_connection() / stock_mem.kib_per_connection().max(1e-9)
+        );
+    }
+    println!();
+    println!("targets: bulk >= stock quinn; <= 64 KiB per idle connection");
+    println!("total bench time {:.1} s", started.elapsed().as_secs_f64());
+}
