@@ -1,49 +1,239 @@
 //! The transport endpoint: owns the quinn endpoint, the path socket and the
-//! peer table. STUB: signatures are the contract; bodies are being written.
+//! peer table, and implements the public [`Transport`] API.
+//!
+//! The work is split by job:
+//!
+//! - [`peers`]: the peer table and the duplicate tie-break;
+//! - [`dial`]: outbound dials (coalesced per peer), persistent peers and
+//!   their capped exponential backoff;
+//! - [`accept`]: the accept loop for inbound handshakes;
+//! - [`conn`]: what happens to an authenticated connection: registration,
+//!   stream/datagram forwarding into [`Transport::accept`], path and close
+//!   watching, and the events that go with them.
 
+mod accept;
+mod conn;
+mod dial;
+mod peers;
+
+use std::fmt;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 use relay_proto::NodeId;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::{BindError, DialError, Incoming, PeerEvent, PeerInfo, StreamError, TransportConfig};
+use crate::noise::{self, NoiseConfig, NoiseStats};
+use crate::socket::{Path, PathSocket, SocketOptions, SocketStats};
+use crate::{
+    BindError, DialError, DialErrorKind, Incoming, PathKind, PeerEvent, PeerInfo, PeerState,
+    StreamError, TransportConfig, CLOSE_SHUTDOWN,
+};
+
+use peers::{LiveConn, PeerTable};
+
+/// Capacity of the queue behind [`Transport::accept`]. When it is full the
+/// per-connection forwarders wait: back-pressure reaches quinn's own
+/// (bounded) stream and datagram limits.
+const INCOMING_QUEUE: usize = 1024;
+/// Capacity of the event channel; slow subscribers see `Lagged`.
+const EVENT_QUEUE: usize = 256;
+/// How long [`Transport::close`] waits for connections to drain.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// State shared by the transport's handles and background tasks.
+pub(crate) struct Shared {
+    pub(crate) node_id: NodeId,
+    pub(crate) config: TransportConfig,
+    pub(crate) endpoint: quinn::Endpoint,
+    pub(crate) socket: Arc<PathSocket>,
+    pub(crate) client_config: quinn::ClientConfig,
+    pub(crate) noise_stats: Arc<NoiseStats>,
+    pub(crate) peers: Mutex<PeerTable>,
+    pub(crate) events: broadcast::Sender<PeerEvent>,
+    /// Taken on close, so [`Transport::accept`] ends once the forwarders
+    /// are gone.
+    pub(crate) incoming_tx: Mutex<Option<mpsc::Sender<Incoming>>>,
+    incoming_rx: tokio::sync::Mutex<mpsc::Receiver<Incoming>>,
+    /// Becomes `true` when the transport closes.
+    pub(crate) shutdown: watch::Sender<bool>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("node_id", &self.node_id)
+            .field("socket", &self.socket)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// The peer table, locked. Never hold the guard across an `.await`.
+    pub(crate) fn table(&self) -> MutexGuard<'_, PeerTable> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends an event; having no subscriber is fine.
+    pub(crate) fn emit(&self, event: PeerEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// A sender for the accept queue, unless closed.
+    pub(crate) fn incoming_sender(&self) -> Option<mpsc::Sender<Incoming>> {
+        self.incoming_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The live connection to `node_id`.
+    fn live(&self, node_id: &NodeId) -> Option<LiveConn> {
+        self.table().peers.get(node_id)?.live().cloned()
+    }
+
+    /// Stops everything without waiting: no new connections or dials, every
+    /// connection and the endpoint closed with [`CLOSE_SHUTDOWN`].
+    fn shutdown_now(&self) {
+        let conns: Vec<quinn::Connection> = {
+            let mut table = self.table();
+            table.closed = true;
+            table
+                .peers
+                .values()
+                .filter_map(|e| e.conn.as_ref().map(|c| c.conn.clone()))
+                .collect()
+        };
+        self.shutdown.send_replace(true);
+        let code = quinn::VarInt::from_u32(CLOSE_SHUTDOWN);
+        for conn in conns {
+            conn.close(code, b"shutdown");
+        }
+        self.endpoint.close(code, b"shutdown");
+    }
+}
+
+/// The last user handle: dropping it shuts the transport down.
+#[derive(Debug)]
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.shutdown_now();
+        self.shared
+            .incoming_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
+}
 
 /// A running endpoint. Cheap to clone; all clones share one endpoint.
 #[derive(Debug, Clone)]
 pub struct Transport {
-    _private: (),
+    handle: Arc<Handle>,
 }
 
 impl Transport {
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
     /// Binds the UDP socket and starts accepting connections.
     pub async fn bind(config: TransportConfig) -> Result<Self, BindError> {
-        let _ = config;
-        todo!()
+        let options = SocketOptions {
+            unadopted_ttl: config.idle_timeout,
+            ..SocketOptions::default()
+        };
+        let socket = PathSocket::bind(config.listen, &options).map_err(|source| BindError::Io {
+            addr: config.listen,
+            source,
+        })?;
+        let socket = Arc::new(socket);
+
+        let mut transport = quinn::TransportConfig::default();
+        let idle = quinn::IdleTimeout::try_from(config.idle_timeout)
+            .map_err(|e| BindError::Config(format!("idle timeout: {e}")))?;
+        transport
+            .keep_alive_interval(Some(config.keep_alive))
+            .max_idle_timeout(Some(idle))
+            .datagram_receive_buffer_size(Some(1 << 20))
+            .datagram_send_buffer_size(1 << 20);
+        let transport = Arc::new(transport);
+
+        let noise_config = NoiseConfig::new(config.secret_key.clone(), config.network_key.clone());
+        let noise_stats = noise_config.stats.clone();
+        let server_config = noise::server_config(&noise_config, transport.clone());
+        let client_config = noise::client_config(&noise_config, transport);
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
+            noise::endpoint_config(),
+            Some(server_config),
+            socket.clone(),
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|source| BindError::Io {
+            addr: config.listen,
+            source,
+        })?;
+
+        let (events, _) = broadcast::channel(EVENT_QUEUE);
+        let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
+        let node_id = config.secret_key.node_id();
+        let shared = Arc::new(Shared {
+            node_id,
+            config,
+            endpoint,
+            socket,
+            client_config,
+            noise_stats,
+            peers: Mutex::new(PeerTable::default()),
+            events,
+            incoming_tx: Mutex::new(Some(incoming_tx)),
+            incoming_rx: tokio::sync::Mutex::new(incoming_rx),
+            shutdown: watch::Sender::new(false),
+        });
+        tokio::spawn(accept::accept_loop(shared.clone()));
+        tracing::info!(
+            node = %node_id.fmt_short(),
+            addr = %shared.socket.real_local_addr(),
+            "transport bound"
+        );
+        Ok(Self {
+            handle: Arc::new(Handle { shared }),
+        })
     }
 
     /// This node's identity.
     pub fn node_id(&self) -> NodeId {
-        todo!()
+        self.shared().node_id
     }
 
     /// The addresses the UDP socket is bound to (with the real port).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        todo!()
+        vec![self.shared().socket.real_local_addr()]
     }
 
     /// Dials `node_id` at `addr` once; returns when connected (or already
     /// connected). Leaves no state behind on failure.
     pub async fn connect(&self, node_id: NodeId, addr: SocketAddr) -> Result<(), DialError> {
-        let _ = (node_id, addr);
-        todo!()
+        dial::connect(self.shared(), node_id, addr).await
     }
 
     /// Keeps `node_id` connected: dials `addr` now and redials with capped
     /// exponential backoff whenever the connection is lost.
     pub fn add_peer(&self, node_id: NodeId, addr: SocketAddr) {
-        let _ = (node_id, addr);
-        todo!()
+        dial::add_peer(self.shared(), node_id, addr);
+    }
+
+    fn connection(&self, node_id: &NodeId) -> Result<quinn::Connection, StreamError> {
+        self.shared()
+            .live(node_id)
+            .map(|c| c.conn)
+            .ok_or_else(|| StreamError::NotConnected(node_id.to_string()))
     }
 
     /// Opens a bidirectional stream to a connected peer.
@@ -51,39 +241,149 @@ impl Transport {
         &self,
         node_id: NodeId,
     ) -> Result<(quinn::SendStream, quinn::RecvStream), StreamError> {
-        let _ = node_id;
-        todo!()
+        let conn = self.connection(&node_id)?;
+        conn.open_bi()
+            .await
+            .map_err(|e| StreamError::ConnectionLost(conn::describe(&e)))
     }
 
     /// Opens a unidirectional stream to a connected peer.
     pub async fn open_uni(&self, node_id: NodeId) -> Result<quinn::SendStream, StreamError> {
-        let _ = node_id;
-        todo!()
+        let conn = self.connection(&node_id)?;
+        conn.open_uni()
+            .await
+            .map_err(|e| StreamError::ConnectionLost(conn::describe(&e)))
     }
 
     /// Sends an unreliable datagram to a connected peer.
     pub fn send_datagram(&self, node_id: NodeId, data: Bytes) -> Result<(), StreamError> {
-        let _ = (node_id, data);
-        todo!()
+        let conn = self.connection(&node_id)?;
+        conn.send_datagram(data).map_err(|e| match e {
+            quinn::SendDatagramError::ConnectionLost(e) => {
+                StreamError::ConnectionLost(conn::describe(&e))
+            }
+            other => StreamError::Datagram(other.to_string()),
+        })
     }
 
     /// The next stream or datagram a peer opened or sent. `None` once closed.
     pub async fn accept(&self) -> Option<Incoming> {
-        todo!()
+        self.shared().incoming_rx.lock().await.recv().await
     }
 
     /// Peer events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<PeerEvent> {
-        todo!()
+        self.shared().events.subscribe()
     }
 
     /// A snapshot of every known peer.
     pub fn peers(&self) -> Vec<PeerInfo> {
-        todo!()
+        let shared = self.shared();
+        let snapshot: Vec<(NodeId, Option<LiveConn>, bool)> = shared
+            .table()
+            .peers
+            .iter()
+            .map(|(id, e)| {
+                let trying = e.dial.is_some() || e.persistent.is_some();
+                (*id, e.live().cloned(), trying)
+            })
+            .collect();
+        let mut infos: Vec<PeerInfo> = snapshot
+            .into_iter()
+            .map(|(node_id, live, trying)| match live {
+                Some(live) => {
+                    let path = shared.socket.path(&live.mapped());
+                    let stats = live.conn.stats();
+                    PeerInfo {
+                        node_id,
+                        state: PeerState::Connected,
+                        path: path.map_or(PathKind::None, |p| p.kind()),
+                        remote_addr: path.and_then(|p| p.direct_addr()),
+                        rtt: Some(live.conn.rtt()),
+                        bytes_sent: stats.udp_tx.bytes,
+                        bytes_received: stats.udp_rx.bytes,
+                        since: Some(live.since),
+                        outbound: live.outbound,
+                    }
+                }
+                None => PeerInfo {
+                    node_id,
+                    state: if trying {
+                        PeerState::Connecting
+                    } else {
+                        PeerState::Disconnected
+                    },
+                    path: PathKind::None,
+                    remote_addr: None,
+                    rtt: None,
+                    bytes_sent: 0,
+                    bytes_received: 0,
+                    since: None,
+                    outbound: false,
+                },
+            })
+            .collect();
+        infos.sort_by_key(|p| p.node_id);
+        infos
+    }
+
+    /// Moves a connected peer to another path under its live connection:
+    /// no new handshake, streams carry on. Emits [`PeerEvent::PathChanged`].
+    /// Traversal and relaying use this; so do tests.
+    pub fn set_path(&self, node_id: NodeId, path: Path) -> Result<(), StreamError> {
+        let shared = self.shared();
+        let live = shared
+            .live(&node_id)
+            .ok_or_else(|| StreamError::NotConnected(node_id.to_string()))?;
+        let old = shared.socket.set_path(&live.mapped(), path);
+        if old.is_none() {
+            return Err(StreamError::NotConnected(node_id.to_string()));
+        }
+        tracing::info!(
+            peer = %node_id.fmt_short(),
+            path = path.kind().as_str(),
+            remote = ?path.direct_addr(),
+            "path changed"
+        );
+        shared.emit(PeerEvent::PathChanged {
+            node_id,
+            path: path.kind(),
+            remote_addr: path.direct_addr(),
+        });
+        Ok(())
+    }
+
+    /// Counters of the path socket.
+    pub fn socket_stats(&self) -> SocketStats {
+        self.shared().socket.stats()
+    }
+
+    /// Counters of the Noise layer.
+    pub fn noise_stats(&self) -> &NoiseStats {
+        &self.shared().noise_stats
+    }
+
+    /// The path socket, for layers that send their own frames on it
+    /// (traversal, relay).
+    pub fn path_socket(&self) -> &Arc<PathSocket> {
+        &self.shared().socket
     }
 
     /// Closes every connection cleanly and stops the endpoint.
     pub async fn close(&self) {
-        todo!()
+        let shared = self.shared();
+        shared.shutdown_now();
+        let _ = tokio::time::timeout(CLOSE_WAIT, shared.endpoint.wait_idle()).await;
+        shared
+            .incoming_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        tracing::info!(node = %shared.node_id.fmt_short(), "transport closed");
     }
+}
+
+/// A dial error for a closed transport.
+pub(crate) fn closed_error() -> DialError {
+    DialError::new(DialErrorKind::EndpointClosed, "the transport is closed")
 }

@@ -1,11 +1,37 @@
 //! Noise-in-QUIC: quinn's pluggable crypto driven by a `snow` handshake.
 //!
-//! STUB: the signatures below are the contract; bodies are being written.
+//! One key exchange, one layer of encryption: a Noise IK handshake (IKpsk2
+//! with the mesh network key) runs in QUIC's CRYPTO frames, its payloads
+//! carry the QUIC transport parameters, and its split keys the packet
+//! protection. The pieces:
+//!
+//! - [`handshake`](self::handshake): snow state, CRYPTO framing, payload codec;
+//! - `session`: quinn's `Session`, the key hand-over order;
+//! - `keys`: packet/header protection and the key schedule;
+//! - `config`: quinn's crypto client/server configs and quinn configs;
+//! - `retry`: Retry integrity tags, reset and token keys;
+//! - `classify`: failure → [`crate::DialErrorKind`].
+//!
+//! The dialer passes the peer's NodeId text as the server name; after the
+//! handshake `quinn::Connection::peer_identity()` holds a `Box<NodeId>`
+//! ([`peer_node_id`]).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use relay_proto::{NetworkKey, NodeId, SecretKey};
+
+mod classify;
+mod config;
+mod handshake;
+mod keys;
+mod retry;
+mod session;
+
+pub use classify::classify_connect_error;
+#[doc(hidden)]
+pub use handshake::{decode_payload, HandshakePayload, PayloadError, PayloadKind};
+pub use session::NoiseHandshakeData;
 
 /// The private QUIC version relay-node speaks.
 pub const QUIC_VERSION: u32 = 0x524e_0001;
@@ -16,6 +42,9 @@ pub const ALERT_MSG1_REJECTED: u8 = 0x51;
 /// CRYPTO_ERROR alert: the initiator could not process handshake message 2
 /// (wrong network key).
 pub const ALERT_MSG2_REJECTED: u8 = 0x52;
+/// CRYPTO_ERROR alert: one side runs with a network key and the other
+/// without (maps to `network-key-mismatch`).
+pub const ALERT_MODE_MISMATCH: u8 = 0x53;
 
 /// Counters the crypto layer keeps, shared by every session of an endpoint.
 #[derive(Debug, Default)]
@@ -59,8 +88,7 @@ pub fn client_config(
     config: &NoiseConfig,
     transport: Arc<quinn::TransportConfig>,
 ) -> quinn::ClientConfig {
-    let _ = (config, transport);
-    todo!("noise client config")
+    config::client_config(config, transport)
 }
 
 /// A quinn server config.
@@ -68,18 +96,19 @@ pub fn server_config(
     config: &NoiseConfig,
     transport: Arc<quinn::TransportConfig>,
 ) -> quinn::ServerConfig {
-    let _ = (config, transport);
-    todo!("noise server config")
+    config::server_config(config, transport)
 }
 
 /// A quinn endpoint config speaking [`QUIC_VERSION`] only, with keyed reset
 /// tokens and the fixed bit never greased.
 pub fn endpoint_config() -> quinn::EndpointConfig {
-    todo!("noise endpoint config")
+    config::endpoint_config()
 }
 
 /// The authenticated NodeId of a connection's peer.
 pub fn peer_node_id(conn: &quinn::Connection) -> Option<NodeId> {
-    let _ = conn;
-    todo!("peer node id")
+    conn.peer_identity()?
+        .downcast::<NodeId>()
+        .ok()
+        .map(|id| *id)
 }

@@ -1,4 +1,376 @@
 //! The path socket: a quinn `AsyncUdpSocket` that shows quinn one stable
 //! mapped address per peer and picks the real path underneath.
 //!
-//! STUB: being written.
+//! ## What quinn sees
+//!
+//! quinn only ever sees mapped addresses (see [`mapping`]): `try_send`
+//! rewrites each transmit's destination from mapped to real, `poll_recv`
+//! rewrites each received datagram's source from real to mapped. Changing a
+//! peer's path ([`PathSocket::set_path`]) is therefore invisible to quinn:
+//! the connection keeps its address, keys and streams, with no new
+//! handshake. The socket reports an unspecified IPv6 local address (with the
+//! real port) to quinn, because mapped addresses are IPv6.
+//!
+//! ## Demux
+//!
+//! One UDP port carries QUIC packets and our own frames; see [`demux`]. Any
+//! datagram whose first byte is `0x00..=0x3f` is ours and goes to the frame
+//! channel ([`PathSocket::take_frames`]); it never reaches quinn.
+//!
+//! ## Batching
+//!
+//! The direct path keeps quinn-udp's batching: real I/O goes through
+//! `quinn_udp::UdpSocketState` (GSO on send, GRO on receive, ECN), and the
+//! segment limits quinn asks for come from that state. The common path costs
+//! one table lookup per transmit / per receive buffer, never an extra
+//! syscall or copy.
+
+pub mod demux;
+pub mod mapping;
+mod poller;
+
+use std::fmt;
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use quinn::udp::{RecvMeta, Transmit, UdpSocketState};
+use relay_proto::NodeId;
+use tokio::io::Interest;
+use tokio::sync::mpsc;
+
+pub use demux::Frame;
+pub use mapping::{is_mapped, Path};
+
+use demux::FrameSink;
+use mapping::{canonical, MappedTable};
+use poller::WritePoller;
+
+/// Tunables for a [`PathSocket`].
+#[derive(Debug, Clone)]
+pub struct SocketOptions {
+    /// Bound on un-adopted (unauthenticated) mapped entries.
+    pub max_unadopted: usize,
+    /// Lifetime of an un-adopted entry.
+    pub unadopted_ttl: Duration,
+    /// Capacity of the frame channel.
+    pub frame_queue: usize,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        Self {
+            max_unadopted: mapping::DEFAULT_MAX_UNADOPTED,
+            unadopted_ttl: Duration::from_secs(30),
+            frame_queue: demux::DEFAULT_FRAME_QUEUE,
+        }
+    }
+}
+
+/// Counters of the path socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketStats {
+    /// Transmits dropped because no usable path stands behind the address.
+    pub unroutable: u64,
+    /// Frames handed to the frame channel.
+    pub frames_delivered: u64,
+    /// Frames dropped because the frame channel was full or unclaimed.
+    pub frames_dropped: u64,
+    /// Mapped entries (adopted and not).
+    pub mapped_entries: usize,
+    /// Un-adopted mapped entries.
+    pub unadopted_entries: usize,
+}
+
+/// The path socket. See the module docs.
+pub struct PathSocket {
+    io: Arc<tokio::net::UdpSocket>,
+    state: UdpSocketState,
+    local: SocketAddr,
+    table: RwLock<MappedTable>,
+    frames: FrameSink,
+    frames_rx: Mutex<Option<mpsc::Receiver<Frame>>>,
+    unroutable: AtomicU64,
+}
+
+impl fmt::Debug for PathSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PathSocket")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PathSocket {
+    /// Binds the real UDP socket. Must run inside a tokio runtime.
+    pub fn bind(addr: SocketAddr, options: &SocketOptions) -> io::Result<Self> {
+        let std_socket = std::net::UdpSocket::bind(addr)?;
+        std_socket.set_nonblocking(true)?;
+        let state = UdpSocketState::new((&std_socket).into())?;
+        let io = tokio::net::UdpSocket::from_std(std_socket)?;
+        let local = io.local_addr()?;
+        let (frames, frames_rx) = FrameSink::new(options.frame_queue);
+        Ok(Self {
+            io: Arc::new(io),
+            state,
+            local,
+            table: RwLock::new(MappedTable::new(
+                options.max_unadopted,
+                options.unadopted_ttl,
+            )),
+            frames,
+            frames_rx: Mutex::new(Some(frames_rx)),
+            unroutable: AtomicU64::new(0),
+        })
+    }
+
+    /// The real address the UDP socket is bound to.
+    pub fn real_local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, MappedTable> {
+        self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, MappedTable> {
+        self.table.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this socket can reach `addr` at all (address family).
+    pub fn can_reach(&self, addr: &SocketAddr) -> bool {
+        self.to_socket_family(canonical(*addr)).is_some()
+    }
+
+    /// The mapped address to dial `node` at `real` with (allocated or
+    /// reused; see [`MappedTable::outbound`]).
+    pub fn map_outbound(&self, node: NodeId, real: SocketAddr) -> SocketAddr {
+        self.write().outbound(node, canonical(real))
+    }
+
+    /// Marks an inbound mapped address as `node`'s after its handshake.
+    pub fn adopt(&self, mapped: &SocketAddr, node: NodeId) -> bool {
+        self.write().adopt(mapped, node)
+    }
+
+    /// Moves the peer behind `mapped` to a new path; quinn does not notice.
+    /// Returns the old path, or `None` if `mapped` is unknown.
+    pub fn set_path(&self, mapped: &SocketAddr, path: Path) -> Option<Path> {
+        let path = match path {
+            Path::Direct(real) => Path::Direct(canonical(real)),
+            other => other,
+        };
+        self.write().set_path(mapped, path)
+    }
+
+    /// The path behind a mapped address.
+    pub fn path(&self, mapped: &SocketAddr) -> Option<Path> {
+        self.read().route(mapped)
+    }
+
+    /// `node`'s current mapped address.
+    pub fn mapped_addr(&self, node: &NodeId) -> Option<SocketAddr> {
+        self.read().mapped_of(node)
+    }
+
+    /// Forgets `node`'s current mapped address entirely (a failed dial
+    /// leaves nothing behind).
+    pub fn forget_node(&self, node: &NodeId) {
+        self.write().remove_node(node);
+    }
+
+    /// Hands `node`'s address back to the bounded un-adopted pool (its
+    /// connection ended; a handshake in flight on it may still adopt it).
+    pub fn demote_node(&self, node: &NodeId) {
+        self.write().demote_node(node, Instant::now());
+    }
+
+    /// Demotes `mapped` unless it is its owner's current address.
+    pub fn demote_retired(&self, mapped: &SocketAddr) {
+        self.write().demote_retired(mapped, Instant::now());
+    }
+
+    /// The receiver of our own frames (traversal, relay). Only the first
+    /// caller gets it; until it is taken, frames are dropped and counted.
+    pub fn take_frames(&self) -> Option<mpsc::Receiver<Frame>> {
+        self.frames_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Sends one of our own frames to a real address. The first byte must
+    /// be a frame type (`0x00..=0x3f`) so the receiver does not take it for
+    /// QUIC.
+    pub async fn send_frame(&self, real: SocketAddr, data: &[u8]) -> io::Result<()> {
+        match data.first() {
+            Some(first) if !demux::is_quic(*first) => {}
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "frame must start with a type byte 0x00..=0x3f",
+                ))
+            }
+        }
+        let dest = self
+            .to_socket_family(canonical(real))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "address family"))?;
+        self.io.send_to(data, dest).await.map(|_| ())
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> SocketStats {
+        let table = self.read();
+        SocketStats {
+            unroutable: self.unroutable.load(Ordering::Relaxed),
+            frames_delivered: self.frames.delivered(),
+            frames_dropped: self.frames.dropped(),
+            mapped_entries: table.len(),
+            unadopted_entries: table.unadopted_len(),
+        }
+    }
+
+    /// A real (canonical) address in the form the bound socket sends to, or
+    /// `None` if the socket's family cannot reach it.
+    fn to_socket_family(&self, real: SocketAddr) -> Option<SocketAddr> {
+        match (self.local, real) {
+            (SocketAddr::V4(_), SocketAddr::V4(_)) | (SocketAddr::V6(_), SocketAddr::V6(_)) => {
+                Some(real)
+            }
+            (SocketAddr::V6(_), SocketAddr::V4(v4)) => Some(SocketAddr::new(
+                IpAddr::V6(v4.ip().to_ipv6_mapped()),
+                v4.port(),
+            )),
+            (SocketAddr::V4(_), SocketAddr::V6(_)) => None,
+        }
+    }
+
+    /// Rewrites a batch of received buffers for quinn: pulls out our frames,
+    /// maps real sources to mapped addresses, and packs the remaining
+    /// buffers to the front. Returns how many are left.
+    fn rewrite_received(
+        &self,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+        count: usize,
+    ) -> usize {
+        let mut out = 0;
+        for i in 0..count.min(meta.len()).min(bufs.len()) {
+            let real = canonical(meta[i].addr);
+            let len = meta[i].len.min(bufs[i].len());
+            let stride = meta[i].stride;
+            let buf = &mut bufs[i][..len];
+            let len = if demux::all_quic(buf, stride) {
+                len
+            } else {
+                demux::split_frames(buf, stride, |frame| self.frames.deliver(real, frame))
+            };
+            if len == 0 {
+                continue;
+            }
+            let known = self.read().lookup_real(&real);
+            let mapped = match known {
+                Some(mapped) => mapped,
+                None => self.write().inbound(real, Instant::now()),
+            };
+            meta[i].addr = mapped;
+            meta[i].len = len;
+            if meta[i].stride > len || meta[i].stride == 0 {
+                meta[i].stride = len;
+            }
+            if out != i {
+                meta[out] = meta[i];
+                let (head, tail) = bufs.split_at_mut(i);
+                head[out][..len].copy_from_slice(&tail[0][..len]);
+            }
+            out += 1;
+        }
+        out
+    }
+}
+
+impl quinn::AsyncUdpSocket for PathSocket {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn quinn::UdpPoller>> {
+        Box::pin(WritePoller::new(self.io.clone()))
+    }
+
+    fn try_send(&self, transmit: &Transmit<'_>) -> io::Result<()> {
+        let route = self.read().route(&transmit.destination);
+        let dest = match route {
+            Some(Path::Direct(real)) => self.to_socket_family(real),
+            // Relayed paths are served by the relay module once it exists.
+            Some(Path::Relayed { .. }) | None => None,
+        };
+        let Some(destination) = dest else {
+            // Like a packet lost on the way: quinn's loss recovery copes.
+            self.unroutable.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        };
+        let src_ip = transmit
+            .src_ip
+            .filter(|ip| ip.is_ipv4() == destination.is_ipv4() || self.local.is_ipv6());
+        let real = Transmit {
+            destination,
+            ecn: transmit.ecn,
+            contents: transmit.contents,
+            segment_size: transmit.segment_size,
+            src_ip,
+        };
+        self.io.try_io(Interest::WRITABLE, || {
+            self.state.send((&*self.io).into(), &real)
+        })
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match self.io.poll_recv_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+            let received = self.io.try_io(Interest::READABLE, || {
+                self.state.recv((&*self.io).into(), bufs, meta)
+            });
+            // As quinn's own socket does: any receive error (WouldBlock,
+            // ICMP-induced resets) means "try again".
+            let Ok(count) = received else {
+                continue;
+            };
+            let left = self.rewrite_received(bufs, meta, count);
+            if left > 0 {
+                return Poll::Ready(Ok(left));
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(SocketAddr::new(
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            self.local.port(),
+        ))
+    }
+
+    fn may_fragment(&self) -> bool {
+        self.state.may_fragment()
+    }
+
+    fn max_transmit_segments(&self) -> usize {
+        self.state.max_gso_segments()
+    }
+
+    fn max_receive_segments(&self) -> usize {
+        self.state.gro_segments()
+    }
+}
+
+#[cfg(test)]
+mod tests;

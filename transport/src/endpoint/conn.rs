@@ -1,0 +1,234 @@
+//! Life of an authenticated connection: registration in the peer table
+//! (with the duplicate tie-break), forwarding what the peer opens or sends
+//! into the accept queue, watching for migration and close, and the events
+//! that go with each step.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use relay_proto::NodeId;
+use tokio::sync::mpsc;
+
+use super::peers::{new_wins, LiveConn};
+use super::{closed_error, Shared};
+use crate::noise;
+use crate::{
+    DialError, DialErrorKind, Incoming, PathKind, PeerEvent, CLOSE_DUPLICATE, CLOSE_SHUTDOWN,
+};
+
+/// How often a connection is checked for a peer-initiated migration (the
+/// peer's packets arriving from a new real address).
+const MIGRATION_CHECK: Duration = Duration::from_secs(1);
+
+/// Enters a freshly authenticated connection into the peer table.
+///
+/// Returns `Ok` when afterwards a connection to that peer exists: this one,
+/// or the one that beat it in the tie-break (the loser is closed with
+/// [`CLOSE_DUPLICATE`]).
+pub(crate) fn register(
+    shared: &Arc<Shared>,
+    conn: quinn::Connection,
+    outbound: bool,
+) -> Result<NodeId, DialError> {
+    let Some(peer) = noise::peer_node_id(&conn) else {
+        conn.close(0u32.into(), b"identity");
+        return Err(DialError::new(
+            DialErrorKind::Transport,
+            "handshake ended without a peer identity",
+        ));
+    };
+    if peer == shared.node_id {
+        conn.close(0u32.into(), b"self");
+        return Err(DialError::new(
+            DialErrorKind::InvalidAddress,
+            "connected to ourselves",
+        ));
+    }
+    let mapped = conn.remote_address();
+    let live = LiveConn {
+        conn: conn.clone(),
+        outbound,
+        since: SystemTime::now(),
+    };
+    let (kept, replaced) = {
+        let mut table = shared.table();
+        if table.closed {
+            drop(table);
+            conn.close(quinn::VarInt::from_u32(CLOSE_SHUTDOWN), b"shutdown");
+            return Err(closed_error());
+        }
+        let entry = table.peers.entry(peer).or_default();
+        let keep = match entry.live() {
+            Some(current) => new_wins(&shared.node_id, &peer, current.outbound, outbound),
+            None => true,
+        };
+        if keep {
+            shared.socket.adopt(&mapped, peer);
+            (true, entry.conn.replace(live))
+        } else {
+            (false, None)
+        }
+    };
+    let duplicate = quinn::VarInt::from_u32(CLOSE_DUPLICATE);
+    if !kept {
+        tracing::debug!(peer = %peer.fmt_short(), outbound, "duplicate connection lost the tie-break");
+        conn.close(duplicate, b"duplicate");
+        return Ok(peer);
+    }
+    if let Some(old) = replaced.filter(LiveConn::is_alive) {
+        tracing::debug!(peer = %peer.fmt_short(), "replacing a duplicate connection");
+        old.conn.close(duplicate, b"duplicate");
+    }
+
+    let path = shared.socket.path(&mapped);
+    let remote_addr = path.and_then(|p| p.direct_addr());
+    tracing::info!(peer = %peer.fmt_short(), outbound, remote = ?remote_addr, "connected");
+    if let Some(tx) = shared.incoming_sender() {
+        tokio::spawn(forward_bi(conn.clone(), peer, tx.clone()));
+        tokio::spawn(forward_uni(conn.clone(), peer, tx.clone()));
+        tokio::spawn(forward_datagrams(conn.clone(), peer, tx));
+    }
+    tokio::spawn(watch(shared.clone(), peer, conn));
+    shared.emit(PeerEvent::Connected {
+        node_id: peer,
+        path: path.map_or(PathKind::None, |p| p.kind()),
+        remote_addr,
+    });
+    Ok(peer)
+}
+
+async fn forward_bi(conn: quinn::Connection, from: NodeId, tx: mpsc::Sender<Incoming>) {
+    while let Ok((send, recv)) = conn.accept_bi().await {
+        if tx.send(Incoming::Bi { from, send, recv }).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn forward_uni(conn: quinn::Connection, from: NodeId, tx: mpsc::Sender<Incoming>) {
+    while let Ok(recv) = conn.accept_uni().await {
+        if tx.send(Incoming::Uni { from, recv }).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn forward_datagrams(conn: quinn::Connection, from: NodeId, tx: mpsc::Sender<Incoming>) {
+    while let Ok(data) = conn.read_datagram().await {
+        if tx.send(Incoming::Datagram { from, data }).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Watches one registered connection until it closes.
+async fn watch(shared: Arc<Shared>, peer: NodeId, conn: quinn::Connection) {
+    let id = conn.stable_id();
+    let mut mapped = conn.remote_address();
+    let mut tick = tokio::time::interval(MIGRATION_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let reason = loop {
+        tokio::select! {
+            reason = conn.closed() => break reason,
+            _ = tick.tick() => {
+                let now = conn.remote_address();
+                if now != mapped {
+                    mapped = now;
+                    migrated(&shared, peer, id, now);
+                }
+            }
+        }
+    };
+    closed(&shared, peer, id, mapped, &reason);
+}
+
+/// The peer moved to a new real address and quinn followed it (a new mapped
+/// address): make it the peer's address and report the new path.
+fn migrated(shared: &Shared, peer: NodeId, id: usize, mapped: SocketAddr) {
+    {
+        let table = shared.table();
+        let current = table
+            .peers
+            .get(&peer)
+            .and_then(|e| e.conn.as_ref())
+            .is_some_and(|c| c.conn.stable_id() == id);
+        if !current {
+            return;
+        }
+        shared.socket.adopt(&mapped, peer);
+    }
+    let path = shared.socket.path(&mapped);
+    let remote_addr = path.and_then(|p| p.direct_addr());
+    tracing::info!(peer = %peer.fmt_short(), remote = ?remote_addr, "peer migrated");
+    shared.emit(PeerEvent::PathChanged {
+        node_id: peer,
+        path: path.map_or(PathKind::None, |p| p.kind()),
+        remote_addr,
+    });
+}
+
+/// A registered connection closed: update the table, wake the redialer,
+/// report it.
+fn closed(
+    shared: &Shared,
+    peer: NodeId,
+    id: usize,
+    mapped: SocketAddr,
+    reason: &quinn::ConnectionError,
+) {
+    let was_current = {
+        let mut table = shared.table();
+        let current = table
+            .peers
+            .get(&peer)
+            .and_then(|e| e.conn.as_ref())
+            .is_some_and(|c| c.conn.stable_id() == id);
+        if current {
+            let mut idle = false;
+            if let Some(entry) = table.peers.get_mut(&peer) {
+                entry.conn = None;
+                if let Some(persistent) = &entry.persistent {
+                    persistent.wake.notify_one();
+                }
+                idle = entry.is_idle();
+            }
+            if idle {
+                table.peers.remove(&peer);
+                shared.socket.demote_node(&peer);
+            }
+        } else {
+            shared.socket.demote_retired(&mapped);
+        }
+        current
+    };
+    if was_current {
+        let reason = describe(reason);
+        tracing::info!(peer = %peer.fmt_short(), %reason, "disconnected");
+        shared.emit(PeerEvent::Disconnected {
+            node_id: peer,
+            reason,
+        });
+    }
+}
+
+/// A connection error as `kind: detail`.
+pub(crate) fn describe(e: &quinn::ConnectionError) -> String {
+    use quinn::ConnectionError as E;
+    match e {
+        E::ApplicationClosed(c) if c.error_code == quinn::VarInt::from_u32(CLOSE_SHUTDOWN) => {
+            "peer-shutdown: the peer shut down".to_owned()
+        }
+        E::ApplicationClosed(c) if c.error_code == quinn::VarInt::from_u32(CLOSE_DUPLICATE) => {
+            "duplicate: replaced by the connection the tie-break kept".to_owned()
+        }
+        E::ApplicationClosed(c) => format!("peer-closed: application code {}", c.error_code),
+        E::LocallyClosed => "local-close: closed by this node".to_owned(),
+        E::TimedOut => "timeout: nothing heard within the idle timeout".to_owned(),
+        E::Reset => "reset: the peer reset the connection".to_owned(),
+        E::ConnectionClosed(c) => format!("transport: the peer closed with {c}"),
+        E::TransportError(t) => format!("transport: {t}"),
+        E::VersionMismatch => "version-mismatch: no common QUIC version".to_owned(),
+        E::CidsExhausted => "transport: connection IDs exhausted".to_owned(),
+    }
+}

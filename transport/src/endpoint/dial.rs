@@ -1,0 +1,322 @@
+//! Outbound dials and persistent peers.
+//!
+//! - [`connect`] dials a peer once. Concurrent calls for the same peer share
+//!   one dial (so one node never races itself into duplicate connections),
+//!   the dial runs in its own task (so a caller giving up cannot leave the
+//!   table half-updated), and a failure removes every trace: no peer entry,
+//!   no mapped address, no connection.
+//! - [`add_peer`] keeps a peer connected: it dials now and, whenever the
+//!   connection is lost, redials with exponential backoff from
+//!   `reconnect_min` to `reconnect_max`, reset after each success.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use relay_proto::NodeId;
+use tokio::sync::{watch, Notify};
+
+use super::peers::{DialStatus, Persistent};
+use super::{closed_error, conn, Shared};
+use crate::noise;
+use crate::{DialError, DialErrorKind};
+
+/// Dials `node` at `addr` once, or joins the dial already running; `Ok`
+/// when a connection to `node` exists.
+pub(crate) async fn connect(
+    shared: &Arc<Shared>,
+    node: NodeId,
+    addr: SocketAddr,
+) -> Result<(), DialError> {
+    if node == shared.node_id {
+        return Err(DialError::new(
+            DialErrorKind::InvalidAddress,
+            "cannot dial ourselves",
+        ));
+    }
+    let mut status = {
+        let mut table = shared.table();
+        if table.closed {
+            return Err(closed_error());
+        }
+        let entry = table.peers.entry(node).or_default();
+        if entry.live().is_some() {
+            return Ok(());
+        }
+        match &entry.dial {
+            Some(status) => status.clone(),
+            None => {
+                let (tx, rx) = watch::channel(None);
+                entry.dial = Some(rx.clone());
+                tokio::spawn(run_dial(shared.clone(), node, addr, tx));
+                rx
+            }
+        }
+    };
+    let result = match status.wait_for(Option::is_some).await {
+        Ok(result) => result.clone(),
+        Err(_) => None,
+    };
+    result.unwrap_or_else(|| Err(lost_dial()))
+}
+
+fn lost_dial() -> DialError {
+    DialError::new(
+        DialErrorKind::Transport,
+        "the dial task ended without a result",
+    )
+}
+
+/// Runs one dial to completion and publishes the result.
+async fn run_dial(
+    shared: Arc<Shared>,
+    node: NodeId,
+    addr: SocketAddr,
+    tx: watch::Sender<DialStatus>,
+) {
+    let result = match dial_once(&shared, node, addr).await {
+        Ok(Some(conn)) => conn::register(&shared, conn, true).map(|_| ()),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    let result = {
+        let mut table = shared.table();
+        let mut forget = false;
+        let result = match table.peers.get_mut(&node) {
+            Some(entry) => {
+                let ours = entry
+                    .dial
+                    .as_ref()
+                    .is_some_and(|rx| rx.same_channel(&tx.subscribe()));
+                if ours {
+                    entry.dial = None;
+                }
+                let result = match result {
+                    // Lost this dial, but a connection exists (the peer's).
+                    Err(_) if entry.live().is_some() => Ok(()),
+                    other => other,
+                };
+                forget = result.is_err() && entry.is_idle();
+                result
+            }
+            None => result,
+        };
+        if forget {
+            table.peers.remove(&node);
+            shared.socket.forget_node(&node);
+        }
+        result
+    };
+    match &result {
+        Ok(()) => tracing::debug!(peer = %node.fmt_short(), %addr, "dial done"),
+        Err(e) => tracing::debug!(peer = %node.fmt_short(), %addr, error = %e, "dial failed"),
+    }
+    let _ = tx.send(Some(result));
+}
+
+/// One QUIC dial. `Ok(None)`: a connection appeared meanwhile, nothing
+/// dialed.
+async fn dial_once(
+    shared: &Shared,
+    node: NodeId,
+    addr: SocketAddr,
+) -> Result<Option<quinn::Connection>, DialError> {
+    if addr.port() == 0 || addr.ip().is_unspecified() || !shared.socket.can_reach(&addr) {
+        return Err(DialError::new(
+            DialErrorKind::InvalidAddress,
+            format!(
+                "cannot dial {addr} from {}",
+                shared.socket.real_local_addr()
+            ),
+        ));
+    }
+    let mapped = {
+        let table = shared.table();
+        if table.peers.get(&node).and_then(|e| e.live()).is_some() {
+            return Ok(None);
+        }
+        // Mapping under the table lock: registration cannot slip in between.
+        shared.socket.map_outbound(node, addr)
+    };
+    tracing::debug!(peer = %node.fmt_short(), %addr, "dialing");
+    let connecting = shared
+        .endpoint
+        .connect_with(shared.client_config.clone(), mapped, &node.to_string())
+        .map_err(connect_error)?;
+    let timeout = shared.config.dial_timeout;
+    let conn = match tokio::time::timeout(timeout, connecting).await {
+        Err(_) => {
+            return Err(DialError::new(
+                DialErrorKind::Timeout,
+                format!("no handshake with {addr} within {timeout:?}"),
+            ))
+        }
+        Ok(Err(e)) => {
+            return Err(DialError::new(
+                noise::classify_connect_error(&e),
+                e.to_string(),
+            ))
+        }
+        Ok(Ok(conn)) => conn,
+    };
+    if noise::peer_node_id(&conn) != Some(node) {
+        conn.close(0u32.into(), b"identity");
+        return Err(DialError::new(
+            DialErrorKind::PeerKeyMismatch,
+            "the peer authenticated as another node",
+        ));
+    }
+    Ok(Some(conn))
+}
+
+/// quinn refused to start the dial.
+fn connect_error(e: quinn::ConnectError) -> DialError {
+    use quinn::ConnectError as E;
+    let kind = match &e {
+        E::EndpointStopping => DialErrorKind::EndpointClosed,
+        E::InvalidServerName(_) | E::InvalidRemoteAddress(_) => DialErrorKind::InvalidAddress,
+        E::UnsupportedVersion => DialErrorKind::VersionMismatch,
+        E::CidsExhausted | E::NoDefaultClientConfig => DialErrorKind::Transport,
+    };
+    DialError::new(kind, e.to_string())
+}
+
+/// Makes `node` persistent (or updates its address) and starts its redial
+/// task if it has none.
+pub(crate) fn add_peer(shared: &Arc<Shared>, node: NodeId, addr: SocketAddr) {
+    if node == shared.node_id {
+        tracing::warn!("add_peer: ignoring our own NodeId");
+        return;
+    }
+    let start = {
+        let mut table = shared.table();
+        if table.closed {
+            return;
+        }
+        let entry = table.peers.entry(node).or_default();
+        match &mut entry.persistent {
+            Some(persistent) => {
+                persistent.addr = addr;
+                false
+            }
+            None => {
+                entry.persistent = Some(Persistent {
+                    addr,
+                    wake: Arc::new(Notify::new()),
+                });
+                true
+            }
+        }
+    };
+    if start {
+        tracing::debug!(peer = %node.fmt_short(), %addr, "persistent peer added");
+        tokio::spawn(keep_connected(shared.clone(), node));
+    }
+}
+
+/// The redial loop of one persistent peer.
+async fn keep_connected(shared: Arc<Shared>, node: NodeId) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut backoff = Backoff::new(shared.config.reconnect_min, shared.config.reconnect_max);
+    let mut delay = None;
+    loop {
+        if let Some(delay) = delay {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+        let (addr, wake, connected) = {
+            let table = shared.table();
+            if table.closed {
+                return;
+            }
+            let Some(entry) = table.peers.get(&node) else {
+                return;
+            };
+            let Some(persistent) = &entry.persistent else {
+                return;
+            };
+            (
+                persistent.addr,
+                persistent.wake.clone(),
+                entry.live().is_some(),
+            )
+        };
+        if connected {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            backoff.reset();
+            delay = Some(backoff.next_delay());
+            continue;
+        }
+        match connect(&shared, node, addr).await {
+            Ok(()) => {
+                backoff.reset();
+                delay = None;
+            }
+            Err(e) if e.kind == DialErrorKind::EndpointClosed => return,
+            Err(e) => {
+                let next = backoff.next_delay();
+                tracing::debug!(peer = %node.fmt_short(), error = %e, retry_in = ?next, "redial failed");
+                delay = Some(next);
+            }
+        }
+    }
+}
+
+/// Capped exponential backoff.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
+        let max = max.max(min);
+        Self {
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    /// The delay to wait now; doubles the next one, up to the cap.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = delay.saturating_mul(2).min(self.max);
+        delay
+    }
+
+    /// Back to the minimum after a success.
+    pub(crate) fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_resets() {
+        let ms = Duration::from_millis;
+        let mut b = Backoff::new(ms(100), ms(500));
+        let seq: Vec<_> = (0..5).map(|_| b.next_delay()).collect();
+        assert_eq!(seq, vec![ms(100), ms(200), ms(400), ms(500), ms(500)]);
+        b.reset();
+        assert_eq!(b.next_delay(), ms(100));
+    }
+
+    #[test]
+    fn backoff_with_max_below_min_uses_min() {
+        let ms = Duration::from_millis;
+        let mut b = Backoff::new(ms(300), ms(100));
+        assert_eq!(b.next_delay(), ms(300));
+        assert_eq!(b.next_delay(), ms(300));
+    }
+}

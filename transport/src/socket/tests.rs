@@ -1,0 +1,211 @@
+//! Path socket tests against real loopback UDP sockets.
+
+use std::future::poll_fn;
+use std::io::IoSliceMut;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use quinn::udp::{RecvMeta, Transmit};
+use quinn::AsyncUdpSocket;
+use relay_proto::SecretKey;
+use tokio::net::UdpSocket;
+
+use super::*;
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn path_socket(options: &SocketOptions) -> Arc<PathSocket> {
+    Arc::new(PathSocket::bind(loopback(), options).unwrap())
+}
+
+async fn raw() -> UdpSocket {
+    UdpSocket::bind(loopback()).await.unwrap()
+}
+
+/// Receives one batch through the quinn-facing API.
+async fn recv_batch(sock: &PathSocket) -> Vec<(SocketAddr, Vec<u8>)> {
+    let mut storage = vec![[0u8; 2048]; 4];
+    let mut metas = [RecvMeta::default(); 4];
+    let n = {
+        let mut bufs: Vec<IoSliceMut<'_>> =
+            storage.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+        let n = tokio::time::timeout(
+            TIMEOUT,
+            poll_fn(|cx| sock.poll_recv(cx, &mut bufs, &mut metas)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        n
+    };
+    (0..n)
+        .map(|i| (metas[i].addr, storage[i][..metas[i].len].to_vec()))
+        .collect()
+}
+
+/// Sends through the quinn-facing API, waiting for writability as quinn does.
+async fn send(sock: &Arc<PathSocket>, to: SocketAddr, data: &[u8]) {
+    let t = Transmit {
+        destination: to,
+        ecn: None,
+        contents: data,
+        segment_size: None,
+        src_ip: None,
+    };
+    let mut poller = sock.clone().create_io_poller();
+    loop {
+        match sock.try_send(&t) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                tokio::time::timeout(TIMEOUT, poll_fn(|cx| poller.as_mut().poll_writable(cx)))
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+            Err(e) => panic!("send failed: {e}"),
+        }
+    }
+}
+
+async fn raw_recv(sock: &UdpSocket) -> (SocketAddr, Vec<u8>) {
+    let mut buf = [0u8; 2048];
+    let (n, from) = tokio::time::timeout(TIMEOUT, sock.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    (from, buf[..n].to_vec())
+}
+
+#[tokio::test]
+async fn quinn_sees_only_mapped_addresses() {
+    let sock = path_socket(&SocketOptions::default());
+    let local = sock.local_addr().unwrap();
+    assert!(local.is_ipv6(), "quinn must accept IPv6 mapped peers");
+    assert_eq!(local.port(), sock.real_local_addr().port());
+
+    let peer = raw().await;
+    peer.send_to(&[0x40, 1, 2, 3], sock.real_local_addr())
+        .await
+        .unwrap();
+    let got = recv_batch(&sock).await;
+    assert_eq!(got.len(), 1);
+    let (mapped, data) = &got[0];
+    assert!(is_mapped(mapped), "{mapped} is not a mapped address");
+    assert_eq!(data, &[0x40, 1, 2, 3]);
+    assert_eq!(sock.stats().unadopted_entries, 1);
+
+    // Replies to the mapped address reach the real one.
+    send(&sock, *mapped, &[0x41, 9]).await;
+    let (from, data) = raw_recv(&peer).await;
+    assert_eq!(from, sock.real_local_addr());
+    assert_eq!(data, vec![0x41, 9]);
+
+    // Adoption keeps the same address.
+    let node = SecretKey::generate().node_id();
+    assert!(sock.adopt(mapped, node));
+    assert_eq!(sock.mapped_addr(&node), Some(*mapped));
+    assert_eq!(sock.stats().unadopted_entries, 0);
+}
+
+#[tokio::test]
+async fn frames_never_reach_quinn() {
+    let sock = path_socket(&SocketOptions::default());
+    let mut frames = sock.take_frames().unwrap();
+    assert!(sock.take_frames().is_none(), "only one receiver");
+    let peer = raw().await;
+    let to = sock.real_local_addr();
+    peer.send_to(&[0x01, 0xaa], to).await.unwrap();
+    peer.send_to(&[0x3f], to).await.unwrap();
+    peer.send_to(&[0xc0, 7], to).await.unwrap();
+
+    let mut quic = Vec::new();
+    while quic.is_empty() {
+        quic = recv_batch(&sock).await;
+    }
+    assert_eq!(quic.len(), 1);
+    assert_eq!(quic[0].1, vec![0xc0, 7]);
+
+    let f1 = frames.recv().await.unwrap();
+    let f2 = frames.recv().await.unwrap();
+    assert_eq!(f1.src, peer.local_addr().unwrap());
+    assert_eq!(&f1.data[..], &[0x01, 0xaa]);
+    assert_eq!(&f2.data[..], &[0x3f]);
+    // Frames from unknown sources allocate nothing.
+    assert_eq!(sock.stats().mapped_entries, 1);
+    assert_eq!(sock.stats().frames_delivered, 2);
+}
+
+#[tokio::test]
+async fn send_frame_rejects_quic_looking_data() {
+    let sock = path_socket(&SocketOptions::default());
+    let peer = raw().await;
+    let to = peer.local_addr().unwrap();
+    assert!(sock.send_frame(to, &[0x40]).await.is_err());
+    assert!(sock.send_frame(to, &[]).await.is_err());
+    sock.send_frame(to, &[0x02, 5]).await.unwrap();
+    assert_eq!(raw_recv(&peer).await.1, vec![0x02, 5]);
+}
+
+#[tokio::test]
+async fn set_path_moves_traffic_under_the_same_address() {
+    let sock = path_socket(&SocketOptions::default());
+    let first = raw().await;
+    let second = raw().await;
+    let node = SecretKey::generate().node_id();
+    let mapped = sock.map_outbound(node, first.local_addr().unwrap());
+    assert!(is_mapped(&mapped));
+
+    send(&sock, mapped, &[0x40, 1]).await;
+    assert_eq!(raw_recv(&first).await.1, vec![0x40, 1]);
+
+    let old = sock.set_path(&mapped, Path::Direct(second.local_addr().unwrap()));
+    assert_eq!(old, Some(Path::Direct(first.local_addr().unwrap())));
+    send(&sock, mapped, &[0x40, 2]).await;
+    assert_eq!(raw_recv(&second).await.1, vec![0x40, 2]);
+
+    // Packets from the new real address arrive under the old mapped one.
+    second
+        .send_to(&[0x40, 3], sock.real_local_addr())
+        .await
+        .unwrap();
+    let got = recv_batch(&sock).await;
+    assert_eq!(got, vec![(mapped, vec![0x40, 3])]);
+}
+
+#[tokio::test]
+async fn unroutable_sends_are_dropped_and_counted() {
+    let sock = path_socket(&SocketOptions::default());
+    let unknown: SocketAddr = "[fd52:4e00::ffff]:1".parse().unwrap();
+    send(&sock, unknown, &[0x40]).await;
+    let relay = SecretKey::generate().node_id();
+    let node = SecretKey::generate().node_id();
+    let mapped = sock.map_outbound(node, "127.0.0.1:9".parse().unwrap());
+    sock.set_path(&mapped, Path::Relayed { relay });
+    send(&sock, mapped, &[0x40]).await;
+    assert_eq!(sock.stats().unroutable, 2);
+}
+
+#[tokio::test]
+async fn unauthenticated_sources_are_bounded() {
+    let options = SocketOptions {
+        max_unadopted: 3,
+        ..SocketOptions::default()
+    };
+    let sock = path_socket(&options);
+    let mut peers = Vec::new();
+    for _ in 0..6 {
+        peers.push(raw().await);
+    }
+    for peer in &peers {
+        peer.send_to(&[0xc0], sock.real_local_addr()).await.unwrap();
+        let got = recv_batch(&sock).await;
+        assert_eq!(got.len(), 1);
+    }
+    let stats = sock.stats();
+    assert_eq!(stats.unadopted_entries, 3);
+    assert_eq!(stats.mapped_entries, 3);
+}
