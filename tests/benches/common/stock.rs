@@ -36,6 +36,8 @@ pub struct StockConfigs {
     pub server: quinn::ServerConfig,
     /// Trusts exactly that certificate.
     pub client: quinn::ClientConfig,
+    /// The certificate (DER).
+    pub cert: CertificateDer<'static>,
 }
 
 /// Builds the configs with quinn's default transport settings, or `transport`
@@ -56,7 +58,22 @@ pub fn configs(transport: Option<Arc<quinn::TransportConfig>>) -> StockConfigs {
     let server_quic =
         QuicServerConfig::with_initial(Arc::new(server_tls), initial_suite()).unwrap();
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_quic));
+    if let Some(transport) = &transport {
+        server.transport_config(transport.clone());
+    }
+    let client = client_config(cert.clone(), transport);
+    StockConfigs {
+        server,
+        client,
+        cert,
+    }
+}
 
+/// A client config trusting exactly `cert`.
+pub fn client_config(
+    cert: CertificateDer<'static>,
+    transport: Option<Arc<quinn::TransportConfig>>,
+) -> quinn::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert).unwrap();
     let client_tls = rustls::ClientConfig::builder_with_provider(chacha_only_provider())
@@ -67,12 +84,10 @@ pub fn configs(transport: Option<Arc<quinn::TransportConfig>>) -> StockConfigs {
     let client_quic =
         QuicClientConfig::with_initial(Arc::new(client_tls), initial_suite()).unwrap();
     let mut client = quinn::ClientConfig::new(Arc::new(client_quic));
-
     if let Some(transport) = transport {
-        server.transport_config(transport.clone());
         client.transport_config(transport);
     }
-    StockConfigs { server, client }
+    client
 }
 
 /// A server endpoint and a client endpoint on loopback (call inside a tokio

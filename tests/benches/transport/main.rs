@@ -14,6 +14,7 @@
 //! - `RELAY_BENCH_REPEATS` bulk and UDP repetitions, median reported (3 / 1)
 //! - `RELAY_BENCH_RTT_ROUNDS` measured round trips (5000 / 50)
 //! - `RELAY_BENCH_IDLE_CONNS` idle connections for the memory figure (1000 / 20)
+//! - `RELAY_BENCH_IDLE_MS` idle wait before reading RSS (2000 / 200)
 //! - `RELAY_BENCH_ONLY` comma list of what to run (everything by default):
 //!   sections `aead,udp,bulk,rtt,mem` and stacks `stock,relay`; a stack
 //!   measurement runs when both its section and its stack are listed
@@ -128,6 +129,10 @@ fn main() {
     }
     let bench = common::bench_mode();
     let settings = Settings::from_env(bench);
+    if !bench && std::env::var_os(memory::IDLE_ENV).is_none() {
+        // Smoke mode: children inherit a short idle wait.
+        std::env::set_var(memory::IDLE_ENV, "200");
+    }
     let rt = common::runtime();
     let started = Instant::now();
     println!(
@@ -245,12 +250,24 @@ fn main() {
             }
             let m = memory::measure(stack, settings.idle_conns);
             println!(
-                "{:42} {:>9.1} KiB    RSS {} -> {} KiB for {} connections (both sides)",
-                format!("{name} memory per idle connection"),
-                m.kib_per_connection(),
-                m.before_kib,
-                m.after_kib,
-                m.connections
+                "{:42} {:>9.1} KiB    server RSS {} -> {} KiB for {} idle connections",
+                format!("{name} mem/idle conn, server side"),
+                m.server.kib_per_connection(),
+                m.server.before_kib,
+                m.server.after_kib,
+                m.server.connections
+            );
+            println!(
+                "{:42} {:>9.1} KiB    client RSS {} -> {} KiB (one quinn endpoint per connection)",
+                format!("{name} mem/idle conn, client side"),
+                m.client.kib_per_connection(),
+                m.client.before_kib,
+                m.client.after_kib,
+            );
+            println!(
+                "{:42} {:>9.1} KiB",
+                format!("{name} mem/idle conn, both sides"),
+                m.server.kib_per_connection() + m.client.kib_per_connection()
             );
             mems.push((name, m));
         }
@@ -296,8 +313,8 @@ fn main() {
     }
     if let [("stock quinn+rustls", stock_mem), (_, relay_mem)] = mems.as_slice() {
         println!(
-            "  relay-node / stock quinn memory per connection = {:.2}x",
-            relay_mem.kib_per_connection() / stock_mem.kib_per_connection().max(1e-9)
+            "  relay-node / stock quinn memory per connection (server side) = {:.2}x",
+            relay_mem.server.kib_per_connection() / stock_mem.server.kib_per_connection().max(1e-9)
         );
     }
     println!();
