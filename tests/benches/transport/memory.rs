@@ -31,7 +31,8 @@ use tokio::task::JoinSet;
 use crate::common;
 
 /// Env var that turns the bench binary into a memory-measuring child:
-/// `server-stock`, `server-relay`, `client-stock` or `client-relay`.
+/// `server-stock`, `server-relay`, `client-stock`, `client-stock-shared` or
+/// `client-relay`.
 pub const CHILD_ENV: &str = "RELAY_BENCH_CHILD";
 const ADDR_ENV: &str = "RELAY_BENCH_SERVER_ADDR";
 const ID_ENV: &str = "RELAY_BENCH_SERVER_ID";
@@ -160,12 +161,16 @@ impl ChildProc {
     }
 }
 
-/// Measures `stack` ("stock" or "relay") with `connections` connections.
+/// Measures `stack` with `connections` connections: "stock", "relay", or
+/// "stock-shared" (stock server; the client opens every connection from one
+/// shared endpoint, which shows how much of the client figure is
+/// per-endpoint cost).
 pub fn measure(stack: &str, connections: u64) -> MemResult {
+    let server_role = if stack == "relay" { "relay" } else { "stock" };
     let network_key = NetworkKey::generate();
     let key_hex = hex(network_key.as_bytes());
     let mut server = ChildProc::spawn(
-        &format!("server-{stack}"),
+        &format!("server-{server_role}"),
         connections,
         &[(KEY_ENV, key_hex.clone())],
     );
@@ -205,7 +210,9 @@ pub fn child(role: &str, connections: u64) {
     match role {
         "server-stock" => server_stock(&rt, connections),
         "server-relay" => server_relay(&rt, connections),
-        "client-stock" | "client-relay" => client(&rt, role == "client-relay", connections),
+        "client-stock" => client(&rt, Client::Stock, connections),
+        "client-stock-shared" => client(&rt, Client::StockShared, connections),
+        "client-relay" => client(&rt, Client::Relay, connections),
         other => panic!("unknown child role {other}"),
     }
 }
@@ -295,37 +302,65 @@ fn network_key_from_env() -> NetworkKey {
     NetworkKey::from_bytes(bytes)
 }
 
-/// One client connection, from its own endpoint.
-async fn dial_one(
-    relay: bool,
+/// How the client process connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Client {
+    /// relay-node Noise configs, one endpoint per connection.
+    Relay,
+    /// quinn + rustls, one endpoint per connection.
+    Stock,
+    /// quinn + rustls, every connection from one endpoint.
+    StockShared,
+}
+
+/// What a client dial needs.
+#[derive(Clone)]
+struct DialSpec {
+    kind: Client,
     addr: SocketAddr,
     server_id: Option<NodeId>,
     key: Option<NetworkKey>,
     stock: Option<quinn::ClientConfig>,
-) -> (quinn::Endpoint, quinn::Connection) {
-    if relay {
-        let (Some(id), Some(key)) = (server_id, key) else {
-            panic!("relay client needs the server id and key");
-        };
-        let endpoint = common::relay::noise_endpoint(None);
-        let config = common::relay::noise_client_config(&key);
-        let conn = common::relay::noise_dial(&endpoint, config, addr, &id).await;
-        (endpoint, conn)
-    } else {
-        let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-        endpoint.set_default_client_config(stock.unwrap());
-        let conn = endpoint
-            .connect(addr, common::stock::SERVER_NAME)
-            .unwrap()
-            .await
-            .unwrap();
-        (endpoint, conn)
+    shared: Option<quinn::Endpoint>,
+}
+
+/// One client connection; returns the endpoint it made, if its own.
+async fn dial_one(spec: DialSpec) -> (Option<quinn::Endpoint>, quinn::Connection) {
+    match spec.kind {
+        Client::Relay => {
+            let (Some(id), Some(key)) = (spec.server_id, spec.key) else {
+                panic!("relay client needs the server id and key");
+            };
+            let endpoint = common::relay::noise_endpoint(None);
+            let config = common::relay::noise_client_config(&key);
+            let conn = common::relay::noise_dial(&endpoint, config, spec.addr, &id).await;
+            (Some(endpoint), conn)
+        }
+        Client::Stock | Client::StockShared => {
+            let own = match &spec.shared {
+                Some(_) => None,
+                None => {
+                    let mut endpoint =
+                        quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+                    endpoint.set_default_client_config(spec.stock.clone().unwrap());
+                    Some(endpoint)
+                }
+            };
+            let endpoint = own.as_ref().or(spec.shared.as_ref()).unwrap();
+            let conn = endpoint
+                .connect(spec.addr, common::stock::SERVER_NAME)
+                .unwrap()
+                .await
+                .unwrap();
+            (own, conn)
+        }
     }
 }
 
-fn client(rt: &tokio::runtime::Runtime, relay: bool, n: u64) {
+fn client(rt: &tokio::runtime::Runtime, kind: Client, n: u64) {
     let addr: SocketAddr = std::env::var(ADDR_ENV).unwrap().parse().unwrap();
     let server_id: Option<NodeId> = std::env::var(ID_ENV).ok().and_then(|s| s.parse().ok());
+    let relay = kind == Client::Relay;
     let key = relay.then(network_key_from_env);
     // The stock client trusts the server's self-signed certificate, which
     // the server printed and the parent passed on.
@@ -333,8 +368,22 @@ fn client(rt: &tokio::runtime::Runtime, relay: bool, n: u64) {
         let cert = unhex(&std::env::var(CERT_ENV).unwrap());
         common::stock::client_config(cert.into(), None)
     });
+    let shared = (kind == Client::StockShared).then(|| {
+        let _guard = rt.enter();
+        let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        endpoint.set_default_client_config(stock.clone().unwrap());
+        endpoint
+    });
+    let spec = DialSpec {
+        kind,
+        addr,
+        server_id,
+        key,
+        stock,
+        shared,
+    };
 
-    let warm = rt.block_on(dial_one(relay, addr, server_id, key.clone(), stock.clone()));
+    let warm = rt.block_on(dial_one(spec.clone()));
     std::thread::sleep(idle());
     let before_kib = rss_kib();
     say("WARM");
@@ -346,7 +395,7 @@ fn client(rt: &tokio::runtime::Runtime, relay: bool, n: u64) {
             let batch = left.min(DIAL_BATCH as u64);
             let mut set = JoinSet::new();
             for _ in 0..batch {
-                set.spawn(dial_one(relay, addr, server_id, key.clone(), stock.clone()));
+                set.spawn(dial_one(spec.clone()));
             }
             while let Some(pair) = set.join_next().await {
                 held.push(pair.unwrap());
@@ -362,7 +411,7 @@ fn client(rt: &tokio::runtime::Runtime, relay: bool, n: u64) {
     };
     say(&format!("CLIENT {}", growth.line()));
     for _ in std::io::stdin().lines() {}
-    drop((warm, held));
+    drop((warm, held, spec));
 }
 
 /// Polls `done` until it holds (panics after [`SETTLE_LIMIT`]).
