@@ -84,11 +84,14 @@ fn main() {
     let ring = common::estimate("aead_seal_1200B/ring", since);
     let rc = common::estimate("aead_seal_1200B/rustcrypto", since);
     if let (Some(ring), Some(rc)) = (ring, rc) {
-        let gbps = |e: common::Estimate| PACKET as f64 / e.mean_ns;
+        let gbps = |e: common::Estimate| PACKET as f64 / e.typical_ns;
         println!();
-        println!("summary (mean, 1200-byte seal, one core):");
+        println!("summary (criterion point estimates, 1200-byte seal, one core):");
         println!("  ring        {:6.3} GB/s", gbps(ring));
         println!("  rustcrypto  {:6.3} GB/s", gbps(rc));
-        println!("  ring / rustcrypto = {:.2}x", rc.mean_ns / ring.mean_ns);
+        println!(
+            "  ring / rustcrypto = {:.2}x",
+            rc.typical_ns / ring.typical_ns
+        );
     }
 }

@@ -236,31 +236,31 @@ fn main() {
     let relay = get("relay_noise_quinn_connect");
     let stock = get("stock_quinn_rustls_connect");
     if let (Some(snow), Some(relay), Some(stock)) = (snow, relay, stock) {
-        let per_sec = |e: common::Estimate| 1e9 / e.mean_ns;
+        let per_sec = |e: common::Estimate| 1e9 / e.typical_ns;
         println!();
-        println!("summary (criterion means, both sides in one process):");
+        println!("summary (criterion point estimates, both sides in one process):");
         println!(
             "  snow IKpsk2 in memory        {:8.0} handshakes/s  ({:.3} ms each)",
             per_sec(snow),
-            snow.mean_ns / 1e6
+            snow.typical_ns / 1e6
         );
         println!(
             "  relay-node connect (quinn)   {:8.0} connects/s    ({:.3} ms each)",
             per_sec(relay),
-            relay.mean_ns / 1e6
+            relay.typical_ns / 1e6
         );
         println!(
             "  stock quinn+rustls connect   {:8.0} connects/s    ({:.3} ms each)",
             per_sec(stock),
-            stock.mean_ns / 1e6
+            stock.typical_ns / 1e6
         );
         println!(
             "  relay-node connect / snow handshake time = {:.2}x",
-            relay.mean_ns / snow.mean_ns
+            relay.typical_ns / snow.typical_ns
         );
         println!(
             "  relay-node connects/s / stock quinn connects/s = {:.2}x",
-            stock.mean_ns / relay.mean_ns
+            stock.typical_ns / relay.typical_ns
         );
     }
 }

@@ -15,6 +15,9 @@ pub struct Estimate {
     pub mean_ns: f64,
     /// Median time per iteration.
     pub median_ns: f64,
+    /// The figure criterion prints: the slope of the linear fit when it has
+    /// one, else the mean.
+    pub typical_ns: f64,
 }
 
 /// Criterion's output directory, found the way criterion finds it.
@@ -43,9 +46,11 @@ pub fn estimate(full_id: &str, since: SystemTime) -> Option<Estimate> {
     }
     let text = std::fs::read_to_string(&path).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let mean_ns = json["mean"]["point_estimate"].as_f64()?;
     Some(Estimate {
-        mean_ns: json["mean"]["point_estimate"].as_f64()?,
+        mean_ns,
         median_ns: json["median"]["point_estimate"].as_f64()?,
+        typical_ns: json["slope"]["point_estimate"].as_f64().unwrap_or(mean_ns),
     })
 }
 
