@@ -11,7 +11,7 @@
 //! - `RELAY_BENCH_UDP_MIB` raw UDP volume (256 / 4)
 //! - `RELAY_BENCH_UDP_WINDOW` raw UDP datagrams in flight beyond the
 //!   receiver's count, 0 = unthrottled blasting (256)
-//! - `RELAY_BENCH_REPEATS` bulk and UDP repetitions, median reported (3 / 1)
+//! - `RELAY_BENCH_REPEATS` bulk and UDP repetitions, median reported (5 / 1)
 //! - `RELAY_BENCH_RTT_ROUNDS` measured round trips (5000 / 50)
 //! - `RELAY_BENCH_IDLE_CONNS` idle connections for the memory figure (1000 / 20)
 //! - `RELAY_BENCH_IDLE_MS` idle wait before reading RSS (2000 / 200)
@@ -59,7 +59,7 @@ impl Settings {
             bulk_bytes: env_or("RELAY_BENCH_BULK_MIB", pick(256, 4)) * MIB,
             udp_bytes: env_or("RELAY_BENCH_UDP_MIB", pick(256, 4)) * MIB,
             udp_window: env_or("RELAY_BENCH_UDP_WINDOW", 256),
-            repeats: env_or("RELAY_BENCH_REPEATS", pick(3, 1)).max(1) as usize,
+            repeats: env_or("RELAY_BENCH_REPEATS", pick(5, 1)).max(1) as usize,
             rtt_rounds: env_or("RELAY_BENCH_RTT_ROUNDS", pick(5000, 50)).max(1) as usize,
             idle_conns: env_or("RELAY_BENCH_IDLE_CONNS", pick(1000, 20)).max(1),
             only: std::env::var("RELAY_BENCH_ONLY")
@@ -116,6 +116,14 @@ fn fmt_times(times: &[Duration], bytes: u64) -> String {
         .map(|t| format!("{:.0}", mb_per_s(bytes, *t)))
         .collect::<Vec<_>>()
         .join(" / ")
+}
+
+/// The `RELAY_BENCH_ONLY` name of a stack.
+fn stack_key(stack: Stack) -> &'static str {
+    match stack {
+        Stack::Stock => "stock",
+        Stack::Relay => "relay",
+    }
 }
 
 fn us(d: Duration) -> f64 {
@@ -194,53 +202,87 @@ fn main() {
         }
     }
 
-    let bulk = |stack: Stack| {
-        let mut times = rt.block_on(runs::bulk(stack, settings.bulk_bytes, settings.repeats));
-        let detail = fmt_times(&times, settings.bulk_bytes);
-        let rate = mb_per_s(settings.bulk_bytes, median(&mut times));
-        (rate, detail)
-    };
+    // Stack rigs, used in turn so outside load hits both alike.
+    let stacks: Vec<(Stack, &str)> = [
+        (Stack::Stock, "stock quinn+rustls"),
+        (Stack::Relay, "relay-node Transport"),
+    ]
+    .into_iter()
+    .filter(|(stack, _)| settings.runs(stack_key(*stack)))
+    .collect();
+    let rigs: Vec<runs::Rig> = rt.block_on(async {
+        let mut rigs = Vec::new();
+        for (stack, _) in &stacks {
+            rigs.push(runs::Rig::new(*stack).await);
+        }
+        rigs
+    });
+
     let mut stock_rate = None;
-    if settings.runs("bulk") && settings.runs("stock") {
-        let (rate, detail) = bulk(Stack::Stock);
-        println!(
-            "{:42} {:>9.0} MB/s   runs: {detail}",
-            "stock quinn+rustls bulk one-way", rate
-        );
-        stock_rate = Some(rate);
-    }
     let mut relay_rate = None;
-    if settings.runs("bulk") && settings.runs("relay") {
-        let (rate, detail) = bulk(Stack::Relay);
-        println!(
-            "{:42} {:>9.0} MB/s   runs: {detail}",
-            "relay-node Transport bulk one-way", rate
-        );
-        relay_rate = Some(rate);
+    if settings.runs("bulk") {
+        let mut times = vec![Vec::new(); rigs.len()];
+        for _ in 0..settings.repeats {
+            for (rig, t) in rigs.iter().zip(times.iter_mut()) {
+                t.push(rt.block_on(rig.bulk(settings.bulk_bytes)));
+            }
+        }
+        for ((stack, name), mut t) in stacks.iter().zip(times) {
+            let detail = fmt_times(&t, settings.bulk_bytes);
+            let rate = mb_per_s(settings.bulk_bytes, median(&mut t));
+            println!(
+                "{:42} {:>9.0} MB/s   median; runs: {detail}",
+                format!("{name} bulk one-way"),
+                rate
+            );
+            match stack {
+                Stack::Stock => stock_rate = Some(rate),
+                Stack::Relay => relay_rate = Some(rate),
+            }
+        }
     }
 
     let mut rtts = Vec::new();
     if settings.runs("rtt") {
+        const BLOCKS: usize = 10;
+        let per_block = settings.rtt_rounds.div_ceil(BLOCKS);
         let warmup = (settings.rtt_rounds / 10).max(10);
-        for (stack, key, name) in [
-            (Stack::Stock, "stock", "stock quinn+rustls"),
-            (Stack::Relay, "relay", "relay-node Transport"),
-        ] {
-            if !settings.runs(key) {
-                continue;
+        let all = rt.block_on(async {
+            let mut echoes = Vec::new();
+            for rig in &rigs {
+                let mut echo = rig.echo_stream().await;
+                echo.round_trips(warmup).await;
+                echoes.push(echo);
             }
-            let mut times = rt.block_on(runs::round_trips(stack, warmup, settings.rtt_rounds));
+            let mut all = vec![Vec::new(); echoes.len()];
+            for _ in 0..BLOCKS {
+                for (echo, times) in echoes.iter_mut().zip(all.iter_mut()) {
+                    times.extend(echo.round_trips(per_block).await);
+                }
+            }
+            for echo in echoes {
+                echo.finish().await;
+            }
+            all
+        });
+        for ((stack, name), mut times) in stacks.iter().zip(all) {
             let p50 = common::percentile(&mut times, 50.0);
             let p99 = common::percentile(&mut times, 99.0);
             println!(
-                "{:42} {:>9.1} us     p99 {:.1} us",
+                "{:42} {:>9.1} us     p99 {:.1} us ({} round trips)",
                 format!("{name} 64 B RTT p50"),
                 us(p50),
-                us(p99)
+                us(p99),
+                times.len()
             );
-            rtts.push((name, p50, p99));
+            rtts.push((*stack, p50, p99));
         }
     }
+    rt.block_on(async {
+        for rig in rigs {
+            rig.close().await;
+        }
+    });
 
     let mut mems = Vec::new();
     if settings.runs("mem") {
@@ -310,7 +352,7 @@ fn main() {
             stock / aead
         );
     }
-    if let [("stock quinn+rustls", stock_p50, _), (_, relay_p50, _)] = rtts.as_slice() {
+    if let [(Stack::Stock, stock_p50, _), (Stack::Relay, relay_p50, _)] = rtts.as_slice() {
         println!(
             "  relay-node RTT p50 / stock quinn RTT p50 = {:.2}x",
             relay_p50.as_secs_f64() / stock_p50.as_secs_f64().max(1e-12)

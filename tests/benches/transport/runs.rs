@@ -1,14 +1,16 @@
-//! Per-stack drivers: set up one connection on loopback for stock quinn or
-//! relay-node and run the stream workloads of [`crate::streams`] on it.
+//! Per-stack rigs: one connection on loopback for stock quinn or relay-node,
+//! on which the stream workloads of [`crate::streams`] run. Both rigs are
+//! built first and then used in turn, so load from other processes hits
+//! both stacks alike.
 
 use std::time::Duration;
 
-use relay_transport::NetworkKey;
+use relay_transport::{NetworkKey, Transport};
 
 use crate::common;
-use crate::streams;
+use crate::streams::{self, EchoStream};
 
-/// Which stack a run uses.
+/// Which stack a rig uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stack {
     /// quinn + rustls, ChaCha20-Poly1305 only.
@@ -17,62 +19,98 @@ pub enum Stack {
     Relay,
 }
 
-/// One-way bulk: `repeats` transfers of `total` bytes on fresh streams of
-/// one connection; returns each transfer's time.
-pub async fn bulk(stack: Stack, total: u64, repeats: usize) -> Vec<Duration> {
-    let mut times = Vec::with_capacity(repeats);
-    match stack {
-        Stack::Stock => {
-            let configs = common::stock::configs(None);
-            let (server, client, addr) = common::stock::endpoints(&configs);
-            let (client_conn, server_conn) = common::stock::connect(&server, &client, addr).await;
-            for _ in 0..repeats {
-                let send = client_conn.open_uni().await.unwrap();
-                let server_conn = server_conn.clone();
-                let recv = async move { server_conn.accept_uni().await.unwrap() };
-                times.push(streams::bulk(send, recv, total).await);
+/// One live connection of a stack.
+#[derive(Debug)]
+pub enum Rig {
+    /// Stock quinn: endpoints kept alive with the connection.
+    Stock {
+        /// Server and client endpoints.
+        endpoints: (quinn::Endpoint, quinn::Endpoint),
+        /// Client side.
+        client: quinn::Connection,
+        /// Server side.
+        server: quinn::Connection,
+    },
+    /// relay-node: two connected Transports.
+    Relay {
+        /// The accepting side.
+        server: Transport,
+        /// The dialling side.
+        client: Transport,
+    },
+}
+
+impl Rig {
+    /// Sets up a connected pair for `stack`.
+    pub async fn new(stack: Stack) -> Self {
+        match stack {
+            Stack::Stock => {
+                let configs = common::stock::configs(None);
+                let (server_ep, client_ep, addr) = common::stock::endpoints(&configs);
+                let (client, server) = common::stock::connect(&server_ep, &client_ep, addr).await;
+                Rig::Stock {
+                    endpoints: (server_ep, client_ep),
+                    client,
+                    server,
+                }
             }
-            client_conn.close(0u32.into(), b"done");
+            Stack::Relay => {
+                let network_key = NetworkKey::generate();
+                let (server, client) = common::relay::transport_pair(&network_key).await;
+                Rig::Relay { server, client }
+            }
         }
-        Stack::Relay => {
-            let network_key = NetworkKey::generate();
-            let (server, client) = common::relay::transport_pair(&network_key).await;
-            for _ in 0..repeats {
+    }
+
+    /// One-way bulk of `total` bytes on a fresh unidirectional stream.
+    pub async fn bulk(&self, total: u64) -> Duration {
+        match self {
+            Rig::Stock { client, server, .. } => {
+                let send = client.open_uni().await.unwrap();
+                let server = server.clone();
+                let recv = async move { server.accept_uni().await.unwrap() };
+                streams::bulk(send, recv, total).await
+            }
+            Rig::Relay { server, client } => {
                 let send = client.open_uni(server.node_id()).await.unwrap();
                 let accepting = server.clone();
                 let recv = async move { common::relay::accept_uni(&accepting).await };
-                times.push(streams::bulk(send, recv, total).await);
+                streams::bulk(send, recv, total).await
             }
-            client.close().await;
-            server.close().await;
         }
     }
-    times
-}
 
-/// Request/response round trips on one bidirectional stream.
-pub async fn round_trips(stack: Stack, warmup: usize, rounds: usize) -> Vec<Duration> {
-    match stack {
-        Stack::Stock => {
-            let configs = common::stock::configs(None);
-            let (server, client, addr) = common::stock::endpoints(&configs);
-            let (client_conn, server_conn) = common::stock::connect(&server, &client, addr).await;
-            let (send, recv) = client_conn.open_bi().await.unwrap();
-            let accept = async move { server_conn.accept_bi().await.unwrap() };
-            let times = streams::round_trips(send, recv, accept, warmup, rounds).await;
-            client_conn.close(0u32.into(), b"done");
-            times
+    /// A bidirectional stream the peer echoes on.
+    pub async fn echo_stream(&self) -> EchoStream {
+        match self {
+            Rig::Stock { client, server, .. } => {
+                let (send, recv) = client.open_bi().await.unwrap();
+                let server = server.clone();
+                EchoStream::new(send, recv, async move { server.accept_bi().await.unwrap() })
+            }
+            Rig::Relay { server, client } => {
+                let (send, recv) = client.open_bi(server.node_id()).await.unwrap();
+                let accepting = server.clone();
+                EchoStream::new(send, recv, async move {
+                    common::relay::accept_bi(&accepting).await
+                })
+            }
         }
-        Stack::Relay => {
-            let network_key = NetworkKey::generate();
-            let (server, client) = common::relay::transport_pair(&network_key).await;
-            let (send, recv) = client.open_bi(server.node_id()).await.unwrap();
-            let accepting = server.clone();
-            let accept = async move { common::relay::accept_bi(&accepting).await };
-            let times = streams::round_trips(send, recv, accept, warmup, rounds).await;
-            client.close().await;
-            server.close().await;
-            times
+    }
+
+    /// Closes the connection cleanly.
+    pub async fn close(self) {
+        match self {
+            Rig::Stock {
+                endpoints, client, ..
+            } => {
+                client.close(0u32.into(), b"done");
+                endpoints.1.wait_idle().await;
+            }
+            Rig::Relay { server, client } => {
+                client.close().await;
+                server.close().await;
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use quinn::{RecvStream, SendStream};
+use tokio::task::JoinHandle;
 
 /// Size of each application write in the bulk run.
 const WRITE_CHUNK: usize = 64 * 1024;
@@ -42,39 +43,50 @@ where
     end - start
 }
 
-/// Runs `warmup + rounds` request/response round trips of
-/// [`RTT_MESSAGE`] bytes on (`send`, `recv`); `server` resolves to the
-/// peer's halves, which echo. Returns the `rounds` measured round-trip times.
-pub async fn round_trips<F>(
-    mut send: SendStream,
-    mut recv: RecvStream,
-    server: F,
-    warmup: usize,
-    rounds: usize,
-) -> Vec<Duration>
-where
-    F: Future<Output = (SendStream, RecvStream)> + Send + 'static,
-{
-    let echo = tokio::spawn(async move {
-        let (mut send, mut recv) = server.await;
-        let mut buf = [0u8; RTT_MESSAGE];
-        while recv.read_exact(&mut buf).await.is_ok() {
-            send.write_all(&buf).await.unwrap();
-        }
-        let _ = send.finish();
-    });
-    let request = [0x42u8; RTT_MESSAGE];
-    let mut response = [0u8; RTT_MESSAGE];
-    let mut times = Vec::with_capacity(rounds);
-    for i in 0..warmup + rounds {
-        let start = Instant::now();
-        send.write_all(&request).await.unwrap();
-        recv.read_exact(&mut response).await.unwrap();
-        if i >= warmup {
+/// A bidirectional stream whose peer echoes every [`RTT_MESSAGE`]-byte
+/// request.
+#[derive(Debug)]
+pub struct EchoStream {
+    send: SendStream,
+    recv: RecvStream,
+    echo: JoinHandle<()>,
+}
+
+impl EchoStream {
+    /// Starts the echo on the peer's halves (what `server` resolves to; a
+    /// peer only sees the stream after the first request).
+    pub fn new<F>(send: SendStream, recv: RecvStream, server: F) -> Self
+    where
+        F: Future<Output = (SendStream, RecvStream)> + Send + 'static,
+    {
+        let echo = tokio::spawn(async move {
+            let (mut send, mut recv) = server.await;
+            let mut buf = [0u8; RTT_MESSAGE];
+            while recv.read_exact(&mut buf).await.is_ok() {
+                send.write_all(&buf).await.unwrap();
+            }
+            let _ = send.finish();
+        });
+        Self { send, recv, echo }
+    }
+
+    /// Runs `rounds` request/response round trips; returns each one's time.
+    pub async fn round_trips(&mut self, rounds: usize) -> Vec<Duration> {
+        let request = [0x42u8; RTT_MESSAGE];
+        let mut response = [0u8; RTT_MESSAGE];
+        let mut times = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let start = Instant::now();
+            self.send.write_all(&request).await.unwrap();
+            self.recv.read_exact(&mut response).await.unwrap();
             times.push(start.elapsed());
         }
+        times
     }
-    send.finish().unwrap();
-    echo.await.unwrap();
-    times
+
+    /// Ends the stream and waits for the echo to finish.
+    pub async fn finish(mut self) {
+        self.send.finish().unwrap();
+        self.echo.await.unwrap();
+    }
 }
