@@ -2,9 +2,10 @@
 //! handshake in memory (both sides, the baseline) against a full relay-node
 //! connect on loopback.
 //!
-//! Three criterion benchmarks, each one full handshake with both sides in
-//! this process:
+//! Criterion benchmarks; all but the DH one are one full handshake with both
+//! sides in this process:
 //! - `snow_ikpsk2_in_memory`: the bare Noise handshake, no I/O (baseline);
+//! - `snow_x25519_dh`: one X25519 DH as snow computes it (IK does 4 a side);
 //! - `relay_noise_quinn_connect`: a QUIC connect on loopback between bare
 //!   quinn endpoints running relay-node's Noise crypto;
 //! - `stock_quinn_rustls_connect`: the same with stock quinn + rustls.
@@ -88,6 +89,26 @@ fn bench_snow(c: &mut Criterion) {
     group.finish();
 }
 
+/// One X25519 Diffie-Hellman with the implementation snow uses (its
+/// default resolver); an IK handshake does four per side.
+fn bench_dh(c: &mut Criterion) {
+    use snow::params::DHChoice;
+    use snow::resolvers::{CryptoResolver, DefaultResolver};
+    let keys = keys();
+    let mut dh = DefaultResolver.resolve_dh(&DHChoice::Curve25519).unwrap();
+    dh.set(&keys.initiator_private);
+    let mut out = [0u8; 32];
+    let mut group = c.benchmark_group("handshake");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("snow_x25519_dh", |b| {
+        b.iter(|| {
+            dh.dh(black_box(&keys.responder_public), &mut out).unwrap();
+            out[0]
+        })
+    });
+    group.finish();
+}
+
 fn bench_relay_connect(c: &mut Criterion) {
     let rt = common::runtime();
     let network_key = NetworkKey::generate();
@@ -140,60 +161,67 @@ struct Latency {
     samples: Vec<Duration>,
 }
 
+/// Samples connect latency for the three setups in turn (one connect of
+/// each per round), so outside load hits them alike.
 fn connect_latencies(samples: usize) -> Vec<Latency> {
     let rt = common::runtime();
     let network_key = NetworkKey::generate();
     rt.block_on(async {
-        let mut out = Vec::new();
-
-        let (server, server_id, addr) = common::relay::noise_server(&network_key);
-        let client = common::relay::noise_endpoint(None);
-        let config = common::relay::noise_client_config(&network_key);
-        let mut times = Vec::with_capacity(samples);
-        for _ in 0..samples {
-            let start = Instant::now();
-            let (c, s) =
-                common::relay::noise_connect(&server, &client, config.clone(), addr, &server_id)
-                    .await;
-            times.push(start.elapsed());
-            c.close(0u32.into(), b"");
-            s.close(0u32.into(), b"");
-        }
-        out.push(Latency {
-            name: "relay-node noise quinn endpoint",
-            samples: times,
-        });
+        let (noise_server, server_id, noise_addr) = common::relay::noise_server(&network_key);
+        let noise_client = common::relay::noise_endpoint(None);
+        let noise_config = common::relay::noise_client_config(&network_key);
 
         let configs = common::stock::configs(None);
-        let (server, client, addr) = common::stock::endpoints(&configs);
-        let mut times = Vec::with_capacity(samples);
+        let (stock_server, stock_client, stock_addr) = common::stock::endpoints(&configs);
+
+        let node = common::relay::bind_transport(&network_key).await;
+        let node_addr = common::relay::transport_addr(&node);
+
+        let mut noise = Vec::with_capacity(samples);
+        let mut stock = Vec::with_capacity(samples);
+        let mut transport = Vec::with_capacity(samples);
         for _ in 0..samples {
             let start = Instant::now();
-            let (c, s) = common::stock::connect(&server, &client, addr).await;
-            times.push(start.elapsed());
+            let (c, s) = common::relay::noise_connect(
+                &noise_server,
+                &noise_client,
+                noise_config.clone(),
+                noise_addr,
+                &server_id,
+            )
+            .await;
+            noise.push(start.elapsed());
             c.close(0u32.into(), b"");
             s.close(0u32.into(), b"");
-        }
-        out.push(Latency {
-            name: "stock quinn + rustls",
-            samples: times,
-        });
 
-        let server = common::relay::bind_transport(&network_key).await;
-        let server_addr = common::relay::transport_addr(&server);
-        let mut times = Vec::with_capacity(samples);
-        for _ in 0..samples {
+            let start = Instant::now();
+            let (c, s) = common::stock::connect(&stock_server, &stock_client, stock_addr).await;
+            stock.push(start.elapsed());
+            c.close(0u32.into(), b"");
+            s.close(0u32.into(), b"");
+
+            // A fresh client Transport each time (bound outside the timing):
+            // connect() to an already connected peer returns at once.
             let client = common::relay::bind_transport(&network_key).await;
             let start = Instant::now();
-            client.connect(server.node_id(), server_addr).await.unwrap();
-            times.push(start.elapsed());
+            client.connect(node.node_id(), node_addr).await.unwrap();
+            transport.push(start.elapsed());
             tokio::spawn(async move { client.close().await });
         }
-        out.push(Latency {
-            name: "relay-node Transport::connect",
-            samples: times,
-        });
-        out
+        vec![
+            Latency {
+                name: "relay-node noise quinn endpoint",
+                samples: noise,
+            },
+            Latency {
+                name: "stock quinn + rustls",
+                samples: stock,
+            },
+            Latency {
+                name: "relay-node Transport::connect",
+                samples: transport,
+            },
+        ]
     })
 }
 
@@ -206,7 +234,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_snow, bench_relay_connect, bench_stock_connect
+    targets = bench_snow, bench_dh, bench_relay_connect, bench_stock_connect
 }
 
 fn main() {
@@ -219,7 +247,9 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(if common::bench_mode() { 300 } else { 3 });
     println!();
-    println!("connect latency on loopback ({samples} sequential connects each, client side):");
+    println!(
+        "connect latency on loopback ({samples} sequential connects each, interleaved, client side):"
+    );
     for mut latency in connect_latencies(samples) {
         let p50 = common::percentile(&mut latency.samples, 50.0);
         let p99 = common::percentile(&mut latency.samples, 99.0);
@@ -235,6 +265,14 @@ fn main() {
     let snow = get("snow_ikpsk2_in_memory");
     let relay = get("relay_noise_quinn_connect");
     let stock = get("stock_quinn_rustls_connect");
+    if let Some(dh) = get("snow_x25519_dh") {
+        println!();
+        println!(
+            "snow's X25519: {:.1} us per DH; 8 DH (4 per side) = {:.3} ms of each handshake",
+            dh.typical_ns / 1e3,
+            8.0 * dh.typical_ns / 1e6
+        );
+    }
     if let (Some(snow), Some(relay), Some(stock)) = (snow, relay, stock) {
         let per_sec = |e: common::Estimate| 1e9 / e.typical_ns;
         println!();
