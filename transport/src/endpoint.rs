@@ -40,8 +40,10 @@ use peers::{LiveConn, PeerTable};
 const INCOMING_QUEUE: usize = 1024;
 /// Capacity of the event channel; slow subscribers see `Lagged`.
 const EVENT_QUEUE: usize = 256;
-/// How long [`Transport::close`] waits for connections to drain.
-const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// How long [`Transport::close`] waits for connections to drain. Every
+/// CONNECTION_CLOSE is already sent by then; draining only absorbs late
+/// packets, and a dial refused before any RTT sample drains for seconds.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// State shared by the transport's handles and background tasks.
 pub(crate) struct Shared {

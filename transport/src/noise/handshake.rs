@@ -156,12 +156,13 @@ impl FrameReader {
             return Err(FrameError::Trailing);
         }
         self.buf.extend_from_slice(data);
-        let (Some(&mode), Some(&hi), Some(&lo)) =
-            (self.buf.first(), self.buf.get(1), self.buf.get(2))
-        else {
+        let Some(&mode) = self.buf.first() else {
             return Ok(None);
         };
         let mode = Mode::from_byte(mode).ok_or(FrameError::UnknownMode(mode))?;
+        let (Some(&hi), Some(&lo)) = (self.buf.get(1), self.buf.get(2)) else {
+            return Ok(None);
+        };
         let total = FRAME_HEADER + usize::from(u16::from_be_bytes([hi, lo]));
         if self.buf.len() < total {
             return Ok(None);
@@ -318,7 +319,7 @@ mod tests {
         assert_eq!(r.push(b"x").unwrap_err(), FrameError::Trailing);
 
         let mut r = FrameReader::default();
-        assert_eq!(r.push(&[7, 0, 0]).unwrap_err(), FrameError::UnknownMode(7));
+        assert_eq!(r.push(&[7]).unwrap_err(), FrameError::UnknownMode(7));
 
         let mut r = FrameReader::default();
         let mut long = out.clone();

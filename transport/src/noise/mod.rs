@@ -31,6 +31,8 @@ mod session;
 pub use classify::classify_connect_error;
 #[doc(hidden)]
 pub use handshake::{decode_payload, HandshakePayload, PayloadError, PayloadKind};
+#[doc(hidden)]
+pub use session::fuzz_responder;
 pub use session::NoiseHandshakeData;
 
 /// The private QUIC version relay-node speaks.

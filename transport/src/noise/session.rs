@@ -441,3 +441,258 @@ impl Session for NoiseSession {
             .map_err(|_| ExportKeyingMaterialError)
     }
 }
+
+/// Fuzzing hook: feeds arbitrary CRYPTO stream bytes (split in two reads at
+/// a point chosen by the first byte) to a fresh responder, then drains what
+/// it would hand to quinn. Must never panic.
+#[doc(hidden)]
+pub fn fuzz_responder(data: &[u8]) {
+    let config = Arc::new(NoiseConfig::new(
+        relay_proto::SecretKey::from_bytes(&[7; 32]),
+        None,
+    ));
+    let Ok(params) = TransportParameters::read(Side::Client, &mut &[][..]) else {
+        return;
+    };
+    let mut session = NoiseSession::server(config, super::QUIC_VERSION, &params);
+    let cut = data.first().map_or(0, |&b| usize::from(b).min(data.len()));
+    let (a, b) = data.split_at(cut);
+    for part in [a, b] {
+        if session.read_handshake(part).is_err() {
+            break;
+        }
+    }
+    let _ = session.transport_parameters();
+    let _ = session.peer_identity();
+    while session.write_handshake(&mut Vec::new()).is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use bytes::BytesMut;
+    use relay_proto::{NetworkKey, SecretKey};
+
+    use super::*;
+    use crate::noise::QUIC_VERSION;
+
+    fn params() -> TransportParameters {
+        TransportParameters::read(Side::Server, &mut &[][..]).unwrap()
+    }
+
+    fn cfg(network_key: Option<NetworkKey>) -> Arc<NoiseConfig> {
+        Arc::new(NoiseConfig::new(SecretKey::generate(), network_key))
+    }
+
+    /// `a` seals, `b` opens.
+    fn interop(a: &dyn PacketKey, b: &dyn PacketKey) -> bool {
+        let header = [0x40u8, 1, 2, 3];
+        let mut buf = header.to_vec();
+        buf.extend_from_slice(b"noise in quic");
+        buf.extend_from_slice(&[0; 16]);
+        a.encrypt(3, &mut buf, header.len());
+        let mut body = BytesMut::from(&buf[header.len()..]);
+        b.decrypt(3, &header, &mut body).is_ok() && &body[..] == b"noise in quic"
+    }
+
+    struct Done {
+        client: NoiseSession,
+        server: NoiseSession,
+        client_1rtt: Keys,
+        server_1rtt: Keys,
+    }
+
+    fn handshake(ccfg: Arc<NoiseConfig>, scfg: Arc<NoiseConfig>) -> Done {
+        let server_id = scfg.secret_key.node_id();
+        let mut c = NoiseSession::client(ccfg, QUIC_VERSION, server_id, &params()).unwrap();
+        let mut s = NoiseSession::server(scfg, QUIC_VERSION, &params());
+        assert!(c.is_handshaking() && s.is_handshaking());
+
+        let mut m1 = Vec::new();
+        let c_hs = c.write_handshake(&mut m1).unwrap();
+        assert!(!m1.is_empty());
+        assert!(c.write_handshake(&mut Vec::new()).is_none());
+
+        assert!(s.read_handshake(&m1).unwrap());
+        let mut nothing = Vec::new();
+        let s_hs = s.write_handshake(&mut nothing).unwrap();
+        assert!(nothing.is_empty(), "server writes nothing into Initial");
+        assert!(interop(&*c_hs.packet.local, &*s_hs.packet.remote));
+        assert!(interop(&*s_hs.packet.local, &*c_hs.packet.remote));
+
+        let mut m2 = Vec::new();
+        let server_1rtt = s.write_handshake(&mut m2).unwrap();
+        assert!(!m2.is_empty());
+        assert!(!s.is_handshaking());
+        assert!(s.write_handshake(&mut Vec::new()).is_none());
+
+        assert!(c.read_handshake(&m2).unwrap());
+        let mut nothing = Vec::new();
+        let client_1rtt = c.write_handshake(&mut nothing).unwrap();
+        assert!(nothing.is_empty());
+        assert!(!c.is_handshaking());
+        Done {
+            client: c,
+            server: s,
+            client_1rtt,
+            server_1rtt,
+        }
+    }
+
+    #[test]
+    fn hand_over_order_keys_and_updates() {
+        let nk = NetworkKey::generate();
+        let mut ccfg = NoiseConfig::new(SecretKey::generate(), Some(nk.clone()));
+        ccfg.confidentiality_limit = Some(12_345);
+        let client_id = ccfg.secret_key.node_id();
+        let scfg = cfg(Some(nk));
+        let server_id = scfg.secret_key.node_id();
+        let ccfg = Arc::new(ccfg);
+        let mut d = handshake(ccfg.clone(), scfg.clone());
+
+        assert!(interop(
+            &*d.client_1rtt.packet.local,
+            &*d.server_1rtt.packet.remote
+        ));
+        assert!(interop(
+            &*d.server_1rtt.packet.local,
+            &*d.client_1rtt.packet.remote
+        ));
+        assert_eq!(d.client_1rtt.packet.local.confidentiality_limit(), 12_345);
+        assert_eq!(
+            *d.client
+                .peer_identity()
+                .unwrap()
+                .downcast::<NodeId>()
+                .unwrap(),
+            server_id
+        );
+        assert_eq!(
+            *d.server
+                .peer_identity()
+                .unwrap()
+                .downcast::<NodeId>()
+                .unwrap(),
+            client_id
+        );
+        assert!(d.client.transport_parameters().unwrap().is_some());
+        assert!(d.server.transport_parameters().unwrap().is_some());
+
+        // Precompute at upgrade, then one update on each side.
+        let c1 = d.client.next_1rtt_keys().unwrap();
+        let s1 = d.server.next_1rtt_keys().unwrap();
+        assert!(interop(&*c1.local, &*s1.remote));
+        assert!(!interop(&*c1.local, &*d.server_1rtt.packet.remote));
+        let c2 = d.client.next_1rtt_keys().unwrap();
+        let s2 = d.server.next_1rtt_keys().unwrap();
+        assert!(interop(&*s2.local, &*c2.remote));
+        assert_eq!(ccfg.stats.key_updates.load(Ordering::Relaxed), 1);
+        assert_eq!(scfg.stats.key_updates.load(Ordering::Relaxed), 1);
+        assert_eq!(ccfg.stats.handshakes.load(Ordering::Relaxed), 1);
+        assert_eq!(scfg.stats.handshakes.load(Ordering::Relaxed), 1);
+
+        let (mut a, mut b) = ([0u8; 48], [0u8; 48]);
+        d.client.export_keying_material(&mut a, b"l", b"c").unwrap();
+        d.server.export_keying_material(&mut b, b"l", b"c").unwrap();
+        assert_eq!(a, b);
+        let mut too_long = vec![0u8; 255 * 32 + 1];
+        assert!(d
+            .client
+            .export_keying_material(&mut too_long, b"l", b"c")
+            .is_err());
+    }
+
+    #[test]
+    fn exporter_unavailable_before_handshake() {
+        let scfg = cfg(None);
+        let c = NoiseSession::client(
+            cfg(None),
+            QUIC_VERSION,
+            scfg.secret_key.node_id(),
+            &params(),
+        )
+        .unwrap();
+        assert!(c.export_keying_material(&mut [0u8; 8], b"l", b"").is_err());
+        assert!(c.peer_identity().is_none());
+    }
+
+    #[test]
+    fn garbage_crypto_data_is_an_error_never_a_panic() {
+        let inputs: Vec<Vec<u8>> = vec![
+            vec![0],
+            vec![1, 0, 0],
+            vec![2, 0, 1, 9],
+            vec![1, 0, 200].into_iter().chain([7u8; 200]).collect(),
+            vec![1, 0xff, 0xff]
+                .into_iter()
+                .chain([0u8; 65535])
+                .collect(),
+            vec![9; 4],
+        ];
+        for input in inputs {
+            let mut s = NoiseSession::server(cfg(None), QUIC_VERSION, &params());
+            assert!(s.read_handshake(&input).is_err(), "{:?}", &input[..3]);
+            assert!(s.write_handshake(&mut Vec::new()).is_none());
+            assert!(s.read_handshake(&input).is_err());
+        }
+        // A client reads no message 2 from garbage either (a complete frame
+        // of 48 junk bytes).
+        let scfg = cfg(None);
+        let mut c = NoiseSession::client(
+            cfg(None),
+            QUIC_VERSION,
+            scfg.secret_key.node_id(),
+            &params(),
+        )
+        .unwrap();
+        c.write_handshake(&mut Vec::new()).unwrap();
+        let err = c.read_handshake(&[1, 0, 48].repeat(17)).unwrap_err();
+        assert_eq!(err.code, TransportErrorCode::crypto(ALERT_MSG2_REJECTED));
+        assert!(c.peer_identity().is_none());
+    }
+
+    #[test]
+    fn initiator_claiming_another_node_id_is_rejected() {
+        let liar = cfg(None);
+        let scfg = cfg(None);
+        let mut state = build_state(
+            &liar,
+            QUIC_VERSION,
+            Some(&scfg.secret_key.node_id().to_x25519_public()),
+        )
+        .unwrap();
+        let claimed = SecretKey::generate().node_id();
+        let payload = encode_payload(Some(&claimed), &params());
+        let mut msg = vec![0u8; MAX_NOISE_MSG];
+        let n = state.write_message(&payload, &mut msg).unwrap();
+        let mut bytes = Vec::new();
+        encode_frame(Mode::Ik, &msg[..n], &mut bytes).unwrap();
+
+        let mut s = NoiseSession::server(scfg.clone(), QUIC_VERSION, &params());
+        let err = s.read_handshake(&bytes).unwrap_err();
+        assert_eq!(err.code, TransportErrorCode::crypto(ALERT_MSG1_REJECTED));
+        assert_eq!(err.reason, WIRE_REASON);
+        assert!(s.peer_identity().is_none());
+        assert_eq!(scfg.stats.handshake_failures.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn message1_split_across_reads() {
+        let scfg = cfg(None);
+        let mut c = NoiseSession::client(
+            cfg(None),
+            QUIC_VERSION,
+            scfg.secret_key.node_id(),
+            &params(),
+        )
+        .unwrap();
+        let mut m1 = Vec::new();
+        c.write_handshake(&mut m1).unwrap();
+        let mut s = NoiseSession::server(scfg, QUIC_VERSION, &params());
+        for b in &m1[..m1.len() - 1] {
+            assert!(!s.read_handshake(std::slice::from_ref(b)).unwrap());
+        }
+        assert!(s.read_handshake(&m1[m1.len() - 1..]).unwrap());
+    }
+}

@@ -209,3 +209,99 @@ async fn unauthenticated_sources_are_bounded() {
     assert_eq!(stats.unadopted_entries, 3);
     assert_eq!(stats.mapped_entries, 3);
 }
+
+/// Splits received buffers into datagrams by their stride.
+fn segments(batch: &[(SocketAddr, Vec<u8>, usize)]) -> Vec<(SocketAddr, Vec<u8>)> {
+    batch
+        .iter()
+        .flat_map(|(addr, data, stride)| {
+            let stride = (*stride).max(1);
+            data.chunks(stride).map(move |c| (*addr, c.to_vec()))
+        })
+        .collect()
+}
+
+/// Like `recv_batch`, keeping each buffer's stride.
+async fn recv_strided(sock: &PathSocket) -> Vec<(SocketAddr, Vec<u8>, usize)> {
+    let mut storage = vec![[0u8; 4096]; 4];
+    let mut metas = [RecvMeta::default(); 4];
+    let n = {
+        let mut bufs: Vec<IoSliceMut<'_>> =
+            storage.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+        tokio::time::timeout(
+            TIMEOUT,
+            poll_fn(|cx| sock.poll_recv(cx, &mut bufs, &mut metas)),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+    };
+    (0..n)
+        .map(|i| {
+            (
+                metas[i].addr,
+                storage[i][..metas[i].len].to_vec(),
+                metas[i].stride,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn batched_sends_and_receives_keep_segments_and_demux() {
+    let tx = path_socket(&SocketOptions::default());
+    let rx = path_socket(&SocketOptions::default());
+    let mut frames = rx.take_frames().unwrap();
+    let node = SecretKey::generate().node_id();
+    let mapped = tx.map_outbound(node, rx.real_local_addr());
+    let segs = tx.max_transmit_segments().min(3);
+
+    // QUIC, one of our frames, QUIC: 100 bytes each, one transmit when GSO
+    // is available.
+    let mut contents = Vec::new();
+    for first in [0x40u8, 0x01, 0x41].iter().take(segs.max(1)) {
+        contents.extend(std::iter::once(*first).chain(std::iter::repeat_n(*first, 99)));
+    }
+    let t = Transmit {
+        destination: mapped,
+        ecn: None,
+        contents: &contents,
+        segment_size: (segs > 1).then_some(100),
+        src_ip: None,
+    };
+    let mut poller = tx.clone().create_io_poller();
+    loop {
+        match tx.try_send(&t) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                poll_fn(|cx| poller.as_mut().poll_writable(cx))
+                    .await
+                    .unwrap();
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    let want_quic: Vec<u8> = [0x40u8, 0x41]
+        .into_iter()
+        .filter(|b| segs > 1 || *b == 0x40)
+        .collect();
+    let mut quic = Vec::new();
+    while quic.len() < want_quic.len() {
+        quic.extend(segments(&recv_strided(&rx).await));
+    }
+    assert!(quic
+        .iter()
+        .all(|(from, d)| is_mapped(from) && d.len() == 100));
+    let firsts: Vec<u8> = quic.iter().map(|(_, d)| d[0]).collect();
+    assert_eq!(firsts, want_quic);
+    if segs > 1 {
+        let f = tokio::time::timeout(TIMEOUT, frames.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.data.len(), 100);
+        assert_eq!(f.data[0], 0x01);
+        assert_eq!(f.src, tx.real_local_addr());
+    }
+}
