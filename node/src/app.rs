@@ -88,8 +88,13 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             print_line(&invite(&dir, addrs)?.encode());
         }
         Command::Id => print_line(&keystore::load_identity(&dir)?.node_id().to_string()),
-        Command::Run { listen, peers } => {
+        Command::Run {
+            listen,
+            peers,
+            relay,
+        } => {
             let options = RunOptions {
+                relay,
                 listen: args::host_port(&listen)?,
                 peers: peers
                     .iter()

@@ -53,6 +53,12 @@ pub enum Command {
         /// A peer to keep connected (repeatable).
         #[arg(long = "peer", value_name = "NODEID@HOST:PORT")]
         peers: Vec<String>,
+        /// Relay for authenticated mesh members (off by default). Relays
+        /// forward only end-to-end encrypted packets, within per-client
+        /// limits shown by `status`. Every node uses the relays among its
+        /// peers whether or not it relays itself.
+        #[arg(long)]
+        relay: bool,
     },
     /// Show the running node's peers.
     Status {

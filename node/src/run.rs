@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub listen: SocketAddr,
     /// Peers to keep connected, in addition to the bootstrap file's.
     pub peers: Vec<(NodeId, SocketAddr)>,
+    /// Relay for authenticated mesh members.
+    pub relay: bool,
 }
 
 /// Running the node failed.
@@ -96,11 +98,12 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
     let bootstrap = Bootstrap::load(dir)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
 
-    let config = TransportConfig::new(
+    let mut config = TransportConfig::new(
         keys.secret_key.clone(),
         Some(keys.network_key.clone()),
         options.listen,
     );
+    config.relay = options.relay;
     let transport = Transport::bind(config).await?;
     let node_id = transport.node_id();
     let listen = transport.local_addrs();

@@ -42,6 +42,7 @@ impl NodeService {
             self.transport.node_id().to_string(),
             &self.transport.local_addrs(),
             self.transport.peers(),
+            &self.transport.relay_status(),
         )
     }
 

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use relay_transport::PeerInfo;
+use relay_transport::{PeerInfo, RelayStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::timefmt;
@@ -17,6 +17,86 @@ pub struct StatusReport {
     pub listen: Vec<String>,
     /// Every known peer.
     pub peers: Vec<PeerReport>,
+    /// This node's relay server.
+    #[serde(default)]
+    pub relay: RelayReport,
+}
+
+/// The relay section of a [`StatusReport`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RelayReport {
+    /// Whether this node relays for others (`run --relay`).
+    pub enabled: bool,
+    /// Registered clients now.
+    pub clients: usize,
+    /// Live relayed sessions (client pairs) now.
+    pub sessions: usize,
+    /// Inner packet bytes forwarded.
+    pub bytes_forwarded: u64,
+    /// Frames forwarded.
+    pub packets_forwarded: u64,
+    /// Frames dropped (all reasons: rate, queue, unknown source or
+    /// destination, malformed, session limit).
+    pub packets_dropped: u64,
+    /// The per-client limits enforced.
+    pub limits: RelayLimitsReport,
+}
+
+/// Per-client relay limits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RelayLimitsReport {
+    /// Sustained relayed bytes per second per client.
+    pub rate_bytes_per_sec: u64,
+    /// Burst above the rate, in bytes.
+    pub burst_bytes: u64,
+    /// Frames queued per client at most.
+    pub queue_packets: usize,
+    /// Bytes queued per client at most.
+    pub queue_bytes: usize,
+    /// Clients served at once at most.
+    pub max_clients: usize,
+    /// Distinct peers per client at most.
+    pub max_sessions_per_client: usize,
+}
+
+impl RelayReport {
+    /// Converts the transport's relay status.
+    pub fn from_status(s: &RelayStatus) -> Self {
+        Self {
+            enabled: s.enabled,
+            clients: s.stats.clients,
+            sessions: s.stats.sessions,
+            bytes_forwarded: s.stats.bytes_forwarded,
+            packets_forwarded: s.stats.packets_forwarded,
+            packets_dropped: s.stats.packets_dropped,
+            limits: RelayLimitsReport {
+                rate_bytes_per_sec: s.limits.rate_bytes_per_sec,
+                burst_bytes: s.limits.burst_bytes,
+                queue_packets: s.limits.queue_packets,
+                queue_bytes: s.limits.queue_bytes,
+                max_clients: s.limits.max_clients,
+                max_sessions_per_client: s.limits.max_sessions_per_client,
+            },
+        }
+    }
+
+    /// One line for the table form.
+    pub fn line(&self) -> String {
+        if !self.enabled {
+            return "off".into();
+        }
+        format!(
+            "on: {} clients, {} sessions, {} forwarded, {} dropped; per client {}/s (burst {}), queue {} frames / {}",
+            self.clients,
+            self.sessions,
+            human_bytes(self.bytes_forwarded),
+            self.packets_dropped,
+            human_bytes(self.limits.rate_bytes_per_sec),
+            human_bytes(self.limits.burst_bytes),
+            self.limits.queue_packets,
+            human_bytes(self.limits.queue_bytes as u64),
+        )
+    }
 }
 
 /// One peer in a [`StatusReport`].
@@ -28,15 +108,25 @@ pub struct PeerReport {
     pub state: String,
     /// "direct" | "relayed" | "none".
     pub path: String,
-    /// The real remote address, if any.
+    /// The real remote address, if any (direct paths).
     pub remote_addr: Option<String>,
+    /// The relay's NodeId, when the path is relayed.
+    #[serde(default)]
+    pub via: Option<String>,
+    /// How often the current connection changed paths.
+    #[serde(default)]
+    pub path_changes: u32,
+    /// The address this peer observes for us, if it told us.
+    #[serde(default)]
+    pub observed_addr: Option<String>,
     /// Smoothed RTT in milliseconds.
     pub rtt_ms: Option<f64>,
     /// UDP payload bytes sent on the current connection.
     pub bytes_sent: u64,
     /// UDP payload bytes received on the current connection.
     pub bytes_received: u64,
-    /// When the current connection was established (RFC 3339, UTC).
+    /// When the current connection was established (RFC 3339, UTC); it
+    /// stays the same across path changes.
     pub since: Option<String>,
     /// The same instant in Unix seconds.
     pub since_unix: Option<u64>,
@@ -46,25 +136,32 @@ pub struct PeerReport {
 
 impl StatusReport {
     /// Builds a report from transport snapshots; peers sorted by NodeId.
-    pub fn new(node_id: String, listen: &[SocketAddr], mut peers: Vec<PeerInfo>) -> Self {
+    pub fn new(
+        node_id: String,
+        listen: &[SocketAddr],
+        mut peers: Vec<PeerInfo>,
+        relay: &RelayStatus,
+    ) -> Self {
         peers.sort_by_key(|p| p.node_id);
         Self {
             node_id,
             listen: listen.iter().map(ToString::to_string).collect(),
             peers: peers.iter().map(PeerReport::from_info).collect(),
+            relay: RelayReport::from_status(relay),
         }
     }
 
     /// The human-readable form: a header and an aligned peer table.
     pub fn render_table(&self) -> String {
         let mut out = format!(
-            "node    {}\nlisten  {}\n",
+            "node    {}\nlisten  {}\nrelay   {}\n",
             self.node_id,
             if self.listen.is_empty() {
                 "-".to_string()
             } else {
                 self.listen.join(", ")
-            }
+            },
+            self.relay.line()
         );
         if self.peers.is_empty() {
             out.push_str("peers   none\n");
@@ -82,7 +179,11 @@ impl StatusReport {
                 p.node_id.clone(),
                 p.state.clone(),
                 p.path.clone(),
-                p.remote_addr.clone().unwrap_or_else(|| "-".into()),
+                match (&p.remote_addr, &p.via) {
+                    (Some(addr), _) => addr.clone(),
+                    (None, Some(via)) => format!("via {}", short(via)),
+                    (None, None) => "-".into(),
+                },
                 p.rtt_ms
                     .map(|ms| format!("{ms:.2}ms"))
                     .unwrap_or_else(|| "-".into()),
@@ -123,6 +224,9 @@ impl PeerReport {
             state: p.state.as_str().to_string(),
             path: p.path.as_str().to_string(),
             remote_addr: p.remote_addr.map(|a| a.to_string()),
+            via: p.via.map(|v| v.to_string()),
+            path_changes: p.path_changes,
+            observed_addr: p.observed_addr.map(|a| a.to_string()),
             rtt_ms: p.rtt.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
             bytes_sent: p.bytes_sent,
             bytes_received: p.bytes_received,
@@ -131,6 +235,11 @@ impl PeerReport {
             outbound: p.outbound,
         }
     }
+}
+
+/// The first 10 characters of a NodeId, for the table.
+fn short(id: &str) -> &str {
+    id.get(..10).unwrap_or(id)
 }
 
 /// `1234` -> `1.2 KiB`.
@@ -153,7 +262,7 @@ fn human_bytes(n: u64) -> String {
 mod tests {
     use super::*;
     use relay_proto::SecretKey;
-    use relay_transport::{PathKind, PeerState};
+    use relay_transport::{PathKind, PeerState, RelayLimits, RelayStats};
     use std::time::{Duration, UNIX_EPOCH};
 
     fn sample() -> StatusReport {
@@ -162,16 +271,40 @@ mod tests {
             state: PeerState::Connected,
             path: PathKind::Direct,
             remote_addr: Some("127.0.0.1:7421".parse().unwrap()),
+            via: None,
+            path_changes: 0,
+            observed_addr: Some("127.0.0.1:7420".parse().unwrap()),
             rtt: Some(Duration::from_micros(1234)),
             bytes_sent: 2048,
             bytes_received: 10,
             since: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
             outbound: true,
         };
+        let relayed = PeerInfo {
+            node_id: SecretKey::from_bytes(&[6; 32]).node_id(),
+            path: PathKind::Relayed,
+            remote_addr: None,
+            via: Some(SecretKey::from_bytes(&[4; 32]).node_id()),
+            path_changes: 2,
+            observed_addr: None,
+            ..peer.clone()
+        };
+        let relay = RelayStatus {
+            enabled: true,
+            limits: RelayLimits::default(),
+            stats: RelayStats {
+                clients: 2,
+                sessions: 1,
+                bytes_forwarded: 4096,
+                packets_dropped: 3,
+                ..RelayStats::default()
+            },
+        };
         StatusReport::new(
             SecretKey::from_bytes(&[5; 32]).node_id().to_string(),
             &["127.0.0.1:7420".parse().unwrap()],
-            vec![peer],
+            vec![peer, relayed],
+            &relay,
         )
     }
 
@@ -179,7 +312,12 @@ mod tests {
     fn json_shape() {
         let v = serde_json::to_value(sample()).unwrap();
         assert_eq!(v["listen"][0], "127.0.0.1:7420");
-        let p = &v["peers"][0];
+        let p = v["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["path"] == "direct")
+            .unwrap();
         assert_eq!(p["state"], "connected");
         assert_eq!(p["path"], "direct");
         assert_eq!(p["remote_addr"], "127.0.0.1:7421");
@@ -188,6 +326,31 @@ mod tests {
         assert_eq!(p["since"], "2023-11-14T22:13:20Z");
         assert_eq!(p["since_unix"], 1_700_000_000u64);
         assert_eq!(p["outbound"], true);
+        assert_eq!(p["via"], serde_json::Value::Null);
+        assert_eq!(p["path_changes"], 0);
+        let r = v["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["path"] == "relayed")
+            .unwrap();
+        assert_eq!(
+            r["via"],
+            SecretKey::from_bytes(&[4; 32])
+                .node_id()
+                .to_string()
+                .as_str()
+        );
+        assert_eq!(r["path_changes"], 2);
+        assert_eq!(r["since"], p["since"]);
+        let relay = &v["relay"];
+        assert_eq!(relay["enabled"], true);
+        assert_eq!(relay["clients"], 2);
+        assert_eq!(relay["sessions"], 1);
+        assert_eq!(relay["bytes_forwarded"], 4096);
+        assert_eq!(relay["packets_dropped"], 3);
+        assert_eq!(relay["limits"]["rate_bytes_per_sec"], 8 << 20);
+        assert!(relay["limits"]["queue_packets"].as_u64().unwrap() > 0);
     }
 
     #[test]
@@ -195,10 +358,13 @@ mod tests {
         let table = sample().render_table();
         let lines: Vec<&str> = table.lines().collect();
         let header = lines.iter().find(|l| l.starts_with("NODE_ID")).unwrap();
-        let row = lines.last().unwrap();
+        let row = lines.iter().find(|l| l.contains("direct")).unwrap();
         assert_eq!(header.find("STATE"), row.find("connected"));
         assert_eq!(header.find("RTT"), row.find("1.23ms"));
         assert!(row.contains("2.0 KiB"));
+        let relayed = lines.iter().find(|l| l.contains("relayed")).unwrap();
+        assert_eq!(header.find("REMOTE"), relayed.find("via "));
+        assert!(table.contains("relay   on: 2 clients, 1 sessions"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod error;
 mod keys;
 mod node_id;
 mod ticket;
+pub mod wire;
 
 pub use base32::{decode as base32_decode, encode as base32_encode, Base32Error};
 pub use error::{ParseNodeIdError, ParseTicketError};

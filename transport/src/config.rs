@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use relay_proto::{NetworkKey, SecretKey};
 
+use crate::relay::RelayLimits;
+
 /// Everything [`crate::Transport::bind`] needs.
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
@@ -24,6 +26,11 @@ pub struct TransportConfig {
     pub reconnect_max: Duration,
     /// How long a dial may take before it fails with `timeout`.
     pub dial_timeout: Duration,
+    /// Relay for authenticated mesh members (off by default). Whether or
+    /// not this is set, the node uses any peer that offers relaying.
+    pub relay: bool,
+    /// The per-client limits enforced (and stated) when relaying.
+    pub relay_limits: RelayLimits,
 }
 
 impl TransportConfig {
@@ -38,6 +45,8 @@ impl TransportConfig {
             reconnect_min: Duration::from_millis(250),
             reconnect_max: Duration::from_secs(30),
             dial_timeout: Duration::from_secs(10),
+            relay: false,
+            relay_limits: RelayLimits::default(),
         }
     }
 }

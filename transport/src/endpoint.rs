@@ -9,28 +9,40 @@
 //! - [`accept`]: the accept loop for inbound handshakes;
 //! - [`conn`]: what happens to an authenticated connection: registration,
 //!   stream/datagram forwarding into [`Transport::accept`], path and close
-//!   watching, and the events that go with them.
+//!   watching, and the events that go with them;
+//! - [`control`]: the control channel on each connection;
+//! - [`paths`]: moving a live connection to another path.
 
 mod accept;
-mod conn;
+pub(crate) mod conn;
+pub(crate) mod control;
 mod dial;
+pub(crate) mod paths;
 mod peers;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
+use relay_proto::wire::control::{ControlMsg, DATAGRAM_APP};
+use relay_proto::wire::traversal::TraversalMsg;
 use relay_proto::NodeId;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::noise::{self, NoiseConfig, NoiseStats};
-use crate::socket::{Path, PathSocket, SocketOptions, SocketStats};
+use crate::relay::client::RelayClients;
+use crate::relay::driver::{self, RelayService};
+use crate::relay::{RelayStats, RelayStatus};
+use crate::socket::{Frame, Path, PathSocket, SocketOptions, SocketStats};
 use crate::{
     BindError, DialError, DialErrorKind, Incoming, PathKind, PeerEvent, PeerInfo, PeerState,
-    StreamError, TransportConfig, CLOSE_SHUTDOWN,
+    StreamError, TransportConfig, CLOSE_SHUTDOWN, MAX_UDP_PAYLOAD,
 };
+
+use dial::Route;
 
 use peers::{LiveConn, PeerTable};
 
@@ -44,6 +56,9 @@ const EVENT_QUEUE: usize = 256;
 /// CONNECTION_CLOSE is already sent by then; draining only absorbs late
 /// packets, and a dial refused before any RTT sample drains for seconds.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// Capacity of the queues handing frames and traversal messages to the
+/// traversal layer; beyond it they are dropped.
+const TRAVERSAL_QUEUE: usize = 1024;
 
 /// State shared by the transport's handles and background tasks.
 pub(crate) struct Shared {
@@ -61,6 +76,19 @@ pub(crate) struct Shared {
     incoming_rx: tokio::sync::Mutex<mpsc::Receiver<Incoming>>,
     /// Becomes `true` when the transport closes.
     pub(crate) shutdown: watch::Sender<bool>,
+    /// The relay server, when this node relays.
+    pub(crate) relay_server: Option<Arc<RelayService>>,
+    /// The relays this node uses.
+    pub(crate) relays: Mutex<RelayClients>,
+    /// Bumped whenever the set of relays changes.
+    pub(crate) relays_changed: watch::Sender<u64>,
+    /// What each peer observes for us.
+    pub(crate) observed: Mutex<HashMap<NodeId, SocketAddr>>,
+    /// Traversal messages received, for the traversal layer.
+    pub(crate) traversal_tx: mpsc::Sender<(NodeId, TraversalMsg)>,
+    traversal_rx: Mutex<Option<mpsc::Receiver<(NodeId, TraversalMsg)>>>,
+    /// Our frames other than relay frames, for the traversal layer.
+    other_frames_rx: Mutex<Option<mpsc::Receiver<Frame>>>,
 }
 
 impl fmt::Debug for Shared {
@@ -92,7 +120,7 @@ impl Shared {
     }
 
     /// The live connection to `node_id`.
-    fn live(&self, node_id: &NodeId) -> Option<LiveConn> {
+    pub(crate) fn live(&self, node_id: &NodeId) -> Option<LiveConn> {
         self.table().peers.get(node_id)?.live().cloned()
     }
 
@@ -160,9 +188,14 @@ impl Transport {
         let mut transport = quinn::TransportConfig::default();
         let idle = quinn::IdleTimeout::try_from(config.idle_timeout)
             .map_err(|e| BindError::Config(format!("idle timeout: {e}")))?;
+        let mut mtu = quinn::MtuDiscoveryConfig::default();
+        mtu.upper_bound(MAX_UDP_PAYLOAD);
         transport
             .keep_alive_interval(Some(config.keep_alive))
             .max_idle_timeout(Some(idle))
+            .initial_mtu(1200)
+            .min_mtu(1200)
+            .mtu_discovery_config(Some(mtu))
             .datagram_receive_buffer_size(Some(1 << 20))
             .datagram_send_buffer_size(1 << 20);
         let transport = Arc::new(transport);
@@ -185,6 +218,12 @@ impl Transport {
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
         let node_id = config.secret_key.node_id();
+        let relay_server = config
+            .relay
+            .then(|| Arc::new(RelayService::new(config.relay_limits)));
+        let (traversal_tx, traversal_rx) = mpsc::channel(TRAVERSAL_QUEUE);
+        let (other_tx, other_rx) = mpsc::channel(TRAVERSAL_QUEUE);
+        let frames = socket.take_frames();
         let shared = Arc::new(Shared {
             node_id,
             config,
@@ -197,11 +236,22 @@ impl Transport {
             incoming_tx: Mutex::new(Some(incoming_tx)),
             incoming_rx: tokio::sync::Mutex::new(incoming_rx),
             shutdown: watch::Sender::new(false),
+            relay_server,
+            relays: Mutex::default(),
+            relays_changed: watch::Sender::new(0),
+            observed: Mutex::default(),
+            traversal_tx,
+            traversal_rx: Mutex::new(Some(traversal_rx)),
+            other_frames_rx: Mutex::new(Some(other_rx)),
         });
         tokio::spawn(accept::accept_loop(shared.clone()));
+        if let Some(frames) = frames {
+            tokio::spawn(driver::frame_loop(shared.clone(), frames, other_tx));
+        }
         tracing::info!(
             node = %node_id.fmt_short(),
             addr = %shared.socket.real_local_addr(),
+            relay = shared.relay_server.is_some(),
             "transport bound"
         );
         Ok(Self {
@@ -222,7 +272,90 @@ impl Transport {
     /// Dials `node_id` at `addr` once; returns when connected (or already
     /// connected). Leaves no state behind on failure.
     pub async fn connect(&self, node_id: NodeId, addr: SocketAddr) -> Result<(), DialError> {
-        dial::connect(self.shared(), node_id, addr).await
+        dial::connect(self.shared(), node_id, Route::Addr(addr)).await
+    }
+
+    /// Dials `node_id` knowing only its NodeId: through a connected relay
+    /// that serves us (waiting up to the dial timeout for a registration in
+    /// progress). Returns when connected (or already connected). Fails with
+    /// `no-relay` when no relay serves us and `peer-not-reachable` when no
+    /// relay knows the peer. The connection starts relayed; a later
+    /// [`Transport::set_path`] may move it to a direct path.
+    pub async fn connect_relayed(&self, node_id: NodeId) -> Result<(), DialError> {
+        dial::connect(self.shared(), node_id, Route::Relay).await
+    }
+
+    /// The relays that serve us now (connected, registration confirmed).
+    pub fn relays(&self) -> Vec<NodeId> {
+        self.shared()
+            .relays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .registered()
+    }
+
+    /// This node's relay server: enabled, limits, counters.
+    pub fn relay_status(&self) -> RelayStatus {
+        let shared = self.shared();
+        match &shared.relay_server {
+            Some(relay) => RelayStatus {
+                enabled: true,
+                limits: relay.limits(),
+                stats: relay.stats(),
+            },
+            None => RelayStatus {
+                enabled: false,
+                limits: shared.config.relay_limits,
+                stats: RelayStats::default(),
+            },
+        }
+    }
+
+    /// The addresses connected peers observe for us (our reflexive
+    /// addresses as each of them sees them), sorted by peer.
+    pub fn observed_addrs(&self) -> Vec<(NodeId, SocketAddr)> {
+        let mut out: Vec<(NodeId, SocketAddr)> = self
+            .shared()
+            .observed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, addr)| (*id, *addr))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Sends a control message to a connected peer (unreliable: the
+    /// traversal layer retries what matters).
+    pub fn send_control(&self, node_id: NodeId, msg: &ControlMsg) -> Result<(), StreamError> {
+        if control::send_to(self.shared(), &node_id, msg) {
+            Ok(())
+        } else {
+            Err(StreamError::NotConnected(node_id.to_string()))
+        }
+    }
+
+    /// The receiver of traversal control messages from peers. Only the
+    /// first caller gets it; until then they are dropped.
+    pub fn take_traversal_messages(&self) -> Option<mpsc::Receiver<(NodeId, TraversalMsg)>> {
+        self.shared()
+            .traversal_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// The receiver of our own UDP frames other than relay frames
+    /// (traversal probes). The transport owns the path socket's frame
+    /// channel; this is the way to them. Only the first caller gets it;
+    /// until then they are dropped.
+    pub fn take_frames(&self) -> Option<mpsc::Receiver<Frame>> {
+        self.shared()
+            .other_frames_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// Keeps `node_id` connected: dials `addr` now and redials with capped
@@ -260,7 +393,10 @@ impl Transport {
     /// Sends an unreliable datagram to a connected peer.
     pub fn send_datagram(&self, node_id: NodeId, data: Bytes) -> Result<(), StreamError> {
         let conn = self.connection(&node_id)?;
-        conn.send_datagram(data).map_err(|e| match e {
+        let mut framed = BytesMut::with_capacity(data.len() + 1);
+        framed.put_u8(DATAGRAM_APP);
+        framed.put_slice(&data);
+        conn.send_datagram(framed.freeze()).map_err(|e| match e {
             quinn::SendDatagramError::ConnectionLost(e) => {
                 StreamError::ConnectionLost(conn::describe(&e))
             }
@@ -281,6 +417,11 @@ impl Transport {
     /// A snapshot of every known peer.
     pub fn peers(&self) -> Vec<PeerInfo> {
         let shared = self.shared();
+        let observed = shared
+            .observed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let snapshot: Vec<(NodeId, Option<LiveConn>, bool)> = shared
             .table()
             .peers
@@ -301,6 +442,9 @@ impl Transport {
                         state: PeerState::Connected,
                         path: path.map_or(PathKind::None, |p| p.kind()),
                         remote_addr: path.and_then(|p| p.direct_addr()),
+                        via: path.as_ref().and_then(paths::relay_of),
+                        path_changes: live.path_change_count(),
+                        observed_addr: observed.get(&node_id).copied(),
                         rtt: Some(live.conn.rtt()),
                         bytes_sent: stats.udp_tx.bytes,
                         bytes_received: stats.udp_rx.bytes,
@@ -317,6 +461,9 @@ impl Transport {
                     },
                     path: PathKind::None,
                     remote_addr: None,
+                    via: None,
+                    path_changes: 0,
+                    observed_addr: None,
                     rtt: None,
                     bytes_sent: 0,
                     bytes_received: 0,
@@ -333,26 +480,7 @@ impl Transport {
     /// no new handshake, streams carry on. Emits [`PeerEvent::PathChanged`].
     /// Traversal and relaying use this; so do tests.
     pub fn set_path(&self, node_id: NodeId, path: Path) -> Result<(), StreamError> {
-        let shared = self.shared();
-        let live = shared
-            .live(&node_id)
-            .ok_or_else(|| StreamError::NotConnected(node_id.to_string()))?;
-        let old = shared.socket.set_path(&live.mapped(), path);
-        if old.is_none() {
-            return Err(StreamError::NotConnected(node_id.to_string()));
-        }
-        tracing::info!(
-            peer = %node_id.fmt_short(),
-            path = path.kind().as_str(),
-            remote = ?path.direct_addr(),
-            "path changed"
-        );
-        shared.emit(PeerEvent::PathChanged {
-            node_id,
-            path: path.kind(),
-            remote_addr: path.direct_addr(),
-        });
-        Ok(())
+        paths::change(self.shared(), node_id, path)
     }
 
     /// Counters of the path socket.

@@ -37,6 +37,10 @@ pub enum DialErrorKind {
     EndpointClosed,
     /// Anything else on the QUIC layer.
     Transport,
+    /// Dialing by NodeId alone, but no connected relay serves us.
+    NoRelay,
+    /// No relay we use knows the peer.
+    PeerNotReachable,
 }
 
 impl DialErrorKind {
@@ -51,6 +55,8 @@ impl DialErrorKind {
             Self::InvalidAddress => "invalid-address",
             Self::EndpointClosed => "endpoint-closed",
             Self::Transport => "transport",
+            Self::NoRelay => "no-relay",
+            Self::PeerNotReachable => "peer-not-reachable",
         }
     }
 }

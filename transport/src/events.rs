@@ -72,6 +72,26 @@ pub enum PeerEvent {
         /// The new real remote address.
         remote_addr: Option<SocketAddr>,
     },
+    /// A relay reports that `node_id` left it, or is not its client.
+    /// Emitted whether or not a connection to the peer exists; a
+    /// connection relayed through that relay then moves to another relay
+    /// or closes with reason `peer-gone: ...`.
+    PeerGone {
+        /// The peer.
+        node_id: NodeId,
+        /// The relay that reported it.
+        relay: NodeId,
+        /// "left" | "unknown".
+        reason: String,
+    },
+    /// A peer told us the address it observes for us (our reflexive
+    /// address as seen from it); emitted when it changes.
+    ObservedAddr {
+        /// The observing peer.
+        node_id: NodeId,
+        /// Our address as it sees it.
+        addr: SocketAddr,
+    },
     /// The connection is gone.
     Disconnected {
         /// The peer.
@@ -90,8 +110,15 @@ pub struct PeerInfo {
     pub state: PeerState,
     /// Current path.
     pub path: PathKind,
-    /// The real address the path goes to.
+    /// The real address the path goes to (direct paths).
     pub remote_addr: Option<SocketAddr>,
+    /// The relay carrying the path (relayed paths).
+    pub via: Option<NodeId>,
+    /// How often the current connection changed paths.
+    pub path_changes: u32,
+    /// The address this peer observes for us (our reflexive address as
+    /// seen from it), if it told us.
+    pub observed_addr: Option<SocketAddr>,
     /// Smoothed RTT of the connection.
     pub rtt: Option<Duration>,
     /// UDP payload bytes sent on the current connection.

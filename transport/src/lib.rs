@@ -8,13 +8,29 @@
 //!
 //! Beneath quinn sits the *path socket* ([`socket`]): quinn only ever sees a
 //! stable mapped address per peer, and the socket decides which real path
-//! (direct today; punched and relayed later) carries the packets, so a path
-//! can change without a new handshake.
+//! (direct, punched or relayed) carries the packets, so a path can change
+//! without a new handshake.
+//!
+//! ## The control channel
+//!
+//! Every QUIC datagram carries a one-byte prefix the transport adds and
+//! strips: `0x00` for its own control messages (observed addresses, relay
+//! registration, peer gone, traversal; see `relay_proto::wire::control`),
+//! `0x01` for application datagrams. Upper layers never see the prefix.
+//!
+//! ## MTU
+//!
+//! Every connection starts at quinn's 1200-byte MTU and path MTU discovery
+//! stops at [`MAX_UDP_PAYLOAD`] (1400), so that a packet still fits when
+//! its path becomes relayed and gains the 33-byte relay header (1433 bytes,
+//! within a 1500-byte Ethernet path's 1472 for IPv4 UDP).
 //!
 //! ## The API the upper layers use
 //!
 //! - [`Transport::bind`] starts an endpoint from a [`TransportConfig`].
 //! - [`Transport::connect`] dials a NodeId at an address once;
+//!   [`Transport::connect_relayed`] dials a NodeId with no address, through
+//!   a relay (see [`relay`]);
 //!   [`Transport::add_peer`] keeps a peer connected, redialling with capped
 //!   backoff.
 //! - [`Transport::open_bi`] / [`Transport::open_uni`] open reliable streams to
@@ -39,6 +55,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod noise;
+pub mod relay;
 pub mod socket;
 
 mod endpoint;
@@ -48,9 +65,18 @@ pub use endpoint::Transport;
 pub use error::{BindError, DialError, DialErrorKind, StreamError};
 pub use events::{Incoming, PathKind, PeerEvent, PeerInfo, PeerState};
 pub use quinn::{RecvStream, SendStream};
+pub use relay::{RelayLimits, RelayStats, RelayStatus};
+pub use relay_proto::wire::control::ControlMsg;
+pub use relay_proto::wire::traversal::TraversalMsg;
 pub use relay_proto::{NetworkKey, NodeId, SecretKey};
 
 /// Application close code: a duplicate connection lost the tie-break.
 pub const CLOSE_DUPLICATE: u32 = 1;
 /// Application close code: the node is shutting down.
 pub const CLOSE_SHUTDOWN: u32 = 2;
+/// Application close code: a relay reported the peer gone and no other
+/// path reaches it.
+pub const CLOSE_PEER_GONE: u32 = 3;
+/// Largest UDP payload path MTU discovery grows a connection to; see the
+/// crate docs ("MTU").
+pub const MAX_UDP_PAYLOAD: u16 = 1400;

@@ -55,20 +55,27 @@ pub struct PongReport {
     pub node_id: String,
     /// "direct" | "relayed" | "none": the path at the time of the pong.
     pub path: String,
-    /// The real remote address of that path.
+    /// The real remote address of that path (direct paths).
     pub remote_addr: Option<String>,
+    /// The relay's NodeId (relayed paths).
+    #[serde(default)]
+    pub via: Option<String>,
     /// Round-trip time in milliseconds (microsecond precision).
     pub rtt_ms: f64,
 }
 
 impl PongReport {
-    /// The CLI's line: `pong from <id> via <path> <addr> in <ms> ms`.
+    /// The CLI's line: `pong from <id> via <path> <addr> in <ms> ms`, where
+    /// `<addr>` is the relay's NodeId on a relayed path.
     pub fn line(&self) -> String {
         format!(
             "pong from {} via {} {} in {:.3} ms",
             self.node_id,
             self.path,
-            self.remote_addr.as_deref().unwrap_or("-"),
+            self.remote_addr
+                .as_deref()
+                .or(self.via.as_deref())
+                .unwrap_or("-"),
             self.rtt_ms
         )
     }
@@ -136,8 +143,10 @@ impl From<StreamError> for PingError {
     }
 }
 
-/// Pings `peer` once. If it is not connected and `known_addr` is given, dials
-/// it first. The whole exchange, dial included, is bounded by `timeout`.
+/// Pings `peer` once. If it is not connected, dials it first: at
+/// `known_addr` when given, else through a relay (any relay we use that
+/// has `peer` as a client). The whole exchange, dial included, is bounded
+/// by `timeout`.
 pub async fn ping(
     transport: &Transport,
     peer: NodeId,
@@ -157,13 +166,20 @@ pub async fn ping(
         .iter()
         .any(|p| p.node_id == peer && p.state == PeerState::Connected);
     if !connected {
-        if let Some(addr) = known_addr {
-            match tokio::time::timeout_at(deadline, transport.connect(peer, addr)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) if e.kind == DialErrorKind::Timeout => return Err(timed_out()),
-                Ok(Err(e)) => return Err(PingError::Dial(e)),
-                Err(_) => return Err(timed_out()),
+        let dial = async {
+            match known_addr {
+                Some(addr) => transport.connect(peer, addr).await,
+                None => transport.connect_relayed(peer).await,
             }
+        };
+        match tokio::time::timeout_at(deadline, dial).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if e.kind == DialErrorKind::Timeout => return Err(timed_out()),
+            Ok(Err(e)) if e.kind == DialErrorKind::NoRelay => {
+                return Err(StreamError::NotConnected(peer.to_string()).into())
+            }
+            Ok(Err(e)) => return Err(PingError::Dial(e)),
+            Err(_) => return Err(timed_out()),
         }
     }
     let rtt = tokio::time::timeout_at(deadline, exchange(transport, peer))
@@ -176,7 +192,11 @@ pub async fn ping(
             .as_ref()
             .map_or("none", |p| p.path.as_str())
             .to_string(),
-        remote_addr: info.and_then(|p| p.remote_addr).map(|a| a.to_string()),
+        remote_addr: info
+            .as_ref()
+            .and_then(|p| p.remote_addr)
+            .map(|a| a.to_string()),
+        via: info.and_then(|p| p.via).map(|v| v.to_string()),
         rtt_ms: (rtt.as_secs_f64() * 1e6).round() / 1e3,
     })
 }
@@ -210,12 +230,20 @@ mod tests {
             node_id: "abc".into(),
             path: "direct".into(),
             remote_addr: Some("127.0.0.1:7420".into()),
+            via: None,
             rtt_ms: 0.4567,
         };
         assert_eq!(
             pong.line(),
             "pong from abc via direct 127.0.0.1:7420 in 0.457 ms"
         );
+        let relayed = PongReport {
+            path: "relayed".into(),
+            remote_addr: None,
+            via: Some("rrr".into()),
+            ..pong
+        };
+        assert_eq!(relayed.line(), "pong from abc via relayed rrr in 0.457 ms");
     }
 
     #[test]

@@ -1,20 +1,24 @@
 //! Life of an authenticated connection: registration in the peer table
 //! (with the duplicate tie-break), forwarding what the peer opens or sends
-//! into the accept queue, watching for migration and close, and the events
-//! that go with each step.
+//! into the accept queue (datagrams: application ones only; control ones
+//! go to [`super::control`]), watching for migration and close, and the
+//! events that go with each step.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use bytes::Bytes;
+use relay_proto::wire::control::{DATAGRAM_APP, DATAGRAM_CONTROL};
 use relay_proto::NodeId;
 use tokio::sync::mpsc;
 
 use super::peers::{new_wins, LiveConn};
-use super::{closed_error, Shared};
+use super::{closed_error, control, paths, Shared};
 use crate::noise;
 use crate::{
-    DialError, DialErrorKind, Incoming, PathKind, PeerEvent, CLOSE_DUPLICATE, CLOSE_SHUTDOWN,
+    DialError, DialErrorKind, Incoming, PathKind, PeerEvent, CLOSE_DUPLICATE, CLOSE_PEER_GONE,
+    CLOSE_SHUTDOWN,
 };
 
 /// How often a connection is checked for a peer-initiated migration (the
@@ -46,11 +50,7 @@ pub(crate) fn register(
         ));
     }
     let mapped = conn.remote_address();
-    let live = LiveConn {
-        conn: conn.clone(),
-        outbound,
-        since: SystemTime::now(),
-    };
+    let live = LiveConn::new(conn.clone(), outbound);
     let (kept, replaced) = {
         let mut table = shared.table();
         if table.closed {
@@ -83,12 +83,14 @@ pub(crate) fn register(
 
     let path = shared.socket.path(&mapped);
     let remote_addr = path.and_then(|p| p.direct_addr());
-    tracing::info!(peer = %peer.fmt_short(), outbound, remote = ?remote_addr, "connected");
+    let via = path.as_ref().and_then(paths::relay_of);
+    tracing::info!(peer = %peer.fmt_short(), outbound, remote = ?remote_addr, via = ?via.map(|v| v.fmt_short()), "connected");
     if let Some(tx) = shared.incoming_sender() {
         tokio::spawn(forward_bi(conn.clone(), peer, tx.clone()));
         tokio::spawn(forward_uni(conn.clone(), peer, tx.clone()));
-        tokio::spawn(forward_datagrams(conn.clone(), peer, tx));
+        tokio::spawn(forward_datagrams(shared.clone(), conn.clone(), peer, tx));
     }
+    tokio::spawn(control::announce(shared.clone(), peer, conn.clone()));
     tokio::spawn(watch(shared.clone(), peer, conn));
     shared.emit(PeerEvent::Connected {
         node_id: peer,
@@ -114,10 +116,27 @@ async fn forward_uni(conn: quinn::Connection, from: NodeId, tx: mpsc::Sender<Inc
     }
 }
 
-async fn forward_datagrams(conn: quinn::Connection, from: NodeId, tx: mpsc::Sender<Incoming>) {
+/// Splits the connection's datagrams by prefix: application datagrams
+/// (prefix stripped) go to the accept queue, control messages are handled
+/// here, anything else is dropped.
+async fn forward_datagrams(
+    shared: Arc<Shared>,
+    conn: quinn::Connection,
+    from: NodeId,
+    tx: mpsc::Sender<Incoming>,
+) {
     while let Ok(data) = conn.read_datagram().await {
-        if tx.send(Incoming::Datagram { from, data }).await.is_err() {
-            break;
+        match data.first() {
+            Some(&DATAGRAM_APP) => {
+                let data: Bytes = data.slice(1..);
+                if tx.send(Incoming::Datagram { from, data }).await.is_err() {
+                    break;
+                }
+            }
+            Some(&DATAGRAM_CONTROL) => control::handle(&shared, from, &conn, &data[1..]),
+            _ => {
+                tracing::debug!(peer = %from.fmt_short(), "datagram without a known prefix dropped")
+            }
         }
     }
 }
@@ -140,7 +159,38 @@ async fn watch(shared: Arc<Shared>, peer: NodeId, conn: quinn::Connection) {
             }
         }
     };
-    closed(&shared, peer, id, mapped, &reason);
+    let note = {
+        let table = shared.table();
+        table
+            .peers
+            .get(&peer)
+            .and_then(|e| e.conn.as_ref())
+            .filter(|c| c.conn.stable_id() == id)
+            .and_then(LiveConn::close_note)
+    };
+    if closed(&shared, peer, id, mapped, &reason, note) {
+        shared
+            .observed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&peer);
+        crate::relay::client::on_relay_lost(&shared, peer);
+        if let Some(relay) = &shared.relay_server {
+            relay.client_left(&shared, peer).await;
+        }
+    }
+}
+
+/// Closes the connection to `node` with [`CLOSE_PEER_GONE`], reporting
+/// `note` as the reason.
+pub(crate) fn close_with_note(shared: &Shared, node: &NodeId, note: String) {
+    let Some(live) = shared.live(node) else {
+        return;
+    };
+    tracing::info!(peer = %node.fmt_short(), reason = %note, "closing");
+    live.set_close_note(note);
+    live.conn
+        .close(quinn::VarInt::from_u32(CLOSE_PEER_GONE), b"peer-gone");
 }
 
 /// The peer moved to a new real address and quinn followed it (a new mapped
@@ -152,13 +202,17 @@ fn migrated(shared: &Shared, peer: NodeId, id: usize, mapped: SocketAddr) {
             .peers
             .get(&peer)
             .and_then(|e| e.conn.as_ref())
-            .is_some_and(|c| c.conn.stable_id() == id);
-        if !current {
+            .filter(|c| c.conn.stable_id() == id);
+        let Some(current) = current else {
             return;
-        }
+        };
+        current.count_path_change();
         shared.socket.adopt(&mapped, peer);
     }
     let path = shared.socket.path(&mapped);
+    if let (Some(relay), Some(path)) = (&shared.relay_server, path) {
+        relay.update_path(&peer, path);
+    }
     let remote_addr = path.and_then(|p| p.direct_addr());
     tracing::info!(peer = %peer.fmt_short(), remote = ?remote_addr, "peer migrated");
     shared.emit(PeerEvent::PathChanged {
@@ -169,14 +223,15 @@ fn migrated(shared: &Shared, peer: NodeId, id: usize, mapped: SocketAddr) {
 }
 
 /// A registered connection closed: update the table, wake the redialer,
-/// report it.
+/// report it. Returns whether it was the peer's current connection.
 fn closed(
     shared: &Shared,
     peer: NodeId,
     id: usize,
     mapped: SocketAddr,
     reason: &quinn::ConnectionError,
-) {
+    note: Option<String>,
+) -> bool {
     let was_current = {
         let mut table = shared.table();
         let current = table
@@ -203,13 +258,17 @@ fn closed(
         current
     };
     if was_current {
-        let reason = describe(reason);
+        let reason = match (reason, note) {
+            (quinn::ConnectionError::LocallyClosed, Some(note)) => note,
+            (reason, _) => describe(reason),
+        };
         tracing::info!(peer = %peer.fmt_short(), %reason, "disconnected");
         shared.emit(PeerEvent::Disconnected {
             node_id: peer,
             reason,
         });
     }
+    was_current
 }
 
 /// A connection error as `kind: detail`.
@@ -221,6 +280,9 @@ pub(crate) fn describe(e: &quinn::ConnectionError) -> String {
         }
         E::ApplicationClosed(c) if c.error_code == quinn::VarInt::from_u32(CLOSE_DUPLICATE) => {
             "duplicate: replaced by the connection the tie-break kept".to_owned()
+        }
+        E::ApplicationClosed(c) if c.error_code == quinn::VarInt::from_u32(CLOSE_PEER_GONE) => {
+            "peer-gone: the peer lost every relayed path to this node".to_owned()
         }
         E::ApplicationClosed(c) => format!("peer-closed: application code {}", c.error_code),
         E::LocallyClosed => "local-close: closed by this node".to_owned(),

@@ -8,7 +8,14 @@
 //! - [`add_peer`] keeps a peer connected: it dials now and, whenever the
 //!   connection is lost, redials with exponential backoff from
 //!   `reconnect_min` to `reconnect_max`, reset after each success.
+//!
+//! A dial goes to a known address ([`Route::Addr`]) or, with only the
+//! NodeId known, through a registered relay ([`Route::Relay`]; see
+//! `relay::client`): the first bytes then flow over the relay at once, and
+//! traversal may later move the live connection to a direct path with
+//! `Transport::set_path`.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,14 +26,33 @@ use tokio::sync::{watch, Notify};
 use super::peers::{DialStatus, Persistent};
 use super::{closed_error, conn, Shared};
 use crate::noise;
+use crate::relay::client as relays;
 use crate::{DialError, DialErrorKind};
 
-/// Dials `node` at `addr` once, or joins the dial already running; `Ok`
-/// when a connection to `node` exists.
+/// Where a dial goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Straight to this address.
+    Addr(SocketAddr),
+    /// Through a registered relay.
+    Relay,
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Addr(addr) => write!(f, "{addr}"),
+            Self::Relay => f.write_str("a relay"),
+        }
+    }
+}
+
+/// Dials `node` once, or joins the dial already running; `Ok` when a
+/// connection to `node` exists.
 pub(crate) async fn connect(
     shared: &Arc<Shared>,
     node: NodeId,
-    addr: SocketAddr,
+    route: Route,
 ) -> Result<(), DialError> {
     if node == shared.node_id {
         return Err(DialError::new(
@@ -48,7 +74,7 @@ pub(crate) async fn connect(
             None => {
                 let (tx, rx) = watch::channel(None);
                 entry.dial = Some(rx.clone());
-                tokio::spawn(run_dial(shared.clone(), node, addr, tx));
+                tokio::spawn(run_dial(shared.clone(), node, route, tx));
                 rx
             }
         }
@@ -68,13 +94,8 @@ fn lost_dial() -> DialError {
 }
 
 /// Runs one dial to completion and publishes the result.
-async fn run_dial(
-    shared: Arc<Shared>,
-    node: NodeId,
-    addr: SocketAddr,
-    tx: watch::Sender<DialStatus>,
-) {
-    let result = match dial_once(&shared, node, addr).await {
+async fn run_dial(shared: Arc<Shared>, node: NodeId, route: Route, tx: watch::Sender<DialStatus>) {
+    let result = match dial_once(&shared, node, route).await {
         Ok(Some(conn)) => conn::register(&shared, conn, true).map(|_| ()),
         Ok(None) => Ok(()),
         Err(e) => Err(e),
@@ -108,8 +129,8 @@ async fn run_dial(
         result
     };
     match &result {
-        Ok(()) => tracing::debug!(peer = %node.fmt_short(), %addr, "dial done"),
-        Err(e) => tracing::debug!(peer = %node.fmt_short(), %addr, error = %e, "dial failed"),
+        Ok(()) => tracing::debug!(peer = %node.fmt_short(), to = %route, "dial done"),
+        Err(e) => tracing::debug!(peer = %node.fmt_short(), to = %route, error = %e, "dial failed"),
     }
     let _ = tx.send(Some(result));
 }
@@ -119,8 +140,12 @@ async fn run_dial(
 async fn dial_once(
     shared: &Shared,
     node: NodeId,
-    addr: SocketAddr,
+    route: Route,
 ) -> Result<Option<quinn::Connection>, DialError> {
+    let addr = match route {
+        Route::Addr(addr) => addr,
+        Route::Relay => return dial_relayed(shared, node).await,
+    };
     if addr.port() == 0 || addr.ip().is_unspecified() || !shared.socket.can_reach(&addr) {
         return Err(DialError::new(
             DialErrorKind::InvalidAddress,
@@ -139,16 +164,66 @@ async fn dial_once(
         shared.socket.map_outbound(node, addr)
     };
     tracing::debug!(peer = %node.fmt_short(), %addr, "dialing");
+    handshake(shared, node, mapped, &addr.to_string(), None).await
+}
+
+/// Dials `node` through a registered relay.
+async fn dial_relayed(
+    shared: &Shared,
+    node: NodeId,
+) -> Result<Option<quinn::Connection>, DialError> {
+    let relay = relays::pick_for_dial(shared, &node).await?;
+    let unreachable = relays::start_dial(shared, node);
+    let mapped = {
+        let table = shared.table();
+        if table.peers.get(&node).and_then(|e| e.live()).is_some() {
+            drop(table);
+            relays::end_dial(shared, &node);
+            return Ok(None);
+        }
+        shared.socket.map_outbound_relayed(node, relay)
+    };
+    tracing::debug!(peer = %node.fmt_short(), relay = %relay.fmt_short(), "dialing through relay");
+    let what = format!("{} through relay {}", node.fmt_short(), relay.fmt_short());
+    let result = handshake(shared, node, mapped, &what, Some(&unreachable)).await;
+    relays::end_dial(shared, &node);
+    result
+}
+
+/// Runs the QUIC handshake to `mapped` and checks the peer's identity.
+/// `unreachable` fires when no relay reaches the peer.
+async fn handshake(
+    shared: &Shared,
+    node: NodeId,
+    mapped: SocketAddr,
+    what: &str,
+    unreachable: Option<&Notify>,
+) -> Result<Option<quinn::Connection>, DialError> {
     let connecting = shared
         .endpoint
         .connect_with(shared.client_config.clone(), mapped, &node.to_string())
         .map_err(connect_error)?;
     let timeout = shared.config.dial_timeout;
-    let conn = match tokio::time::timeout(timeout, connecting).await {
+    let gone = async {
+        match unreachable {
+            Some(n) => n.notified().await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        outcome = tokio::time::timeout(timeout, connecting) => outcome,
+        () = gone => {
+            return Err(DialError::new(
+                DialErrorKind::PeerNotReachable,
+                format!("no relay reaches {what}"),
+            ))
+        }
+    };
+    let conn = match outcome {
         Err(_) => {
             return Err(DialError::new(
                 DialErrorKind::Timeout,
-                format!("no handshake with {addr} within {timeout:?}"),
+                format!("no handshake with {what} within {timeout:?}"),
             ))
         }
         Ok(Err(e)) => {
@@ -252,7 +327,7 @@ async fn keep_connected(shared: Arc<Shared>, node: NodeId) {
             delay = Some(backoff.next_delay());
             continue;
         }
-        match connect(&shared, node, addr).await {
+        match connect(&shared, node, Route::Addr(addr)).await {
             Ok(()) => {
                 backoff.reset();
                 delay = None;

@@ -7,7 +7,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use relay_proto::NodeId;
@@ -26,9 +27,44 @@ pub(crate) struct LiveConn {
     pub(crate) outbound: bool,
     /// When it was established; unchanged by path changes.
     pub(crate) since: SystemTime,
+    /// Path changes so far.
+    pub(crate) path_changes: Arc<AtomicU32>,
+    /// Why this node closed it, when the close code alone does not say.
+    pub(crate) close_note: Arc<Mutex<Option<String>>>,
 }
 
 impl LiveConn {
+    /// A freshly established connection.
+    pub(crate) fn new(conn: quinn::Connection, outbound: bool) -> Self {
+        Self {
+            conn,
+            outbound,
+            since: SystemTime::now(),
+            path_changes: Arc::default(),
+            close_note: Arc::default(),
+        }
+    }
+
+    pub(crate) fn count_path_change(&self) {
+        self.path_changes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn path_change_count(&self) -> u32 {
+        self.path_changes.load(Ordering::Relaxed)
+    }
+
+    /// Records why we close it (reported instead of `local-close`).
+    pub(crate) fn set_close_note(&self, note: String) {
+        *self.close_note.lock().unwrap_or_else(|e| e.into_inner()) = Some(note);
+    }
+
+    pub(crate) fn close_note(&self) -> Option<String> {
+        self.close_note
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub(crate) fn is_alive(&self) -> bool {
         self.conn.close_reason().is_none()
     }

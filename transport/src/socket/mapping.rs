@@ -6,8 +6,9 @@
 //! fixed port [`MAPPED_PORT`]. This table maps
 //!
 //! - mapped address -> the peer's current [`Path`] (for sending),
-//! - real address -> mapped address (for receiving, direct paths only),
-//! - NodeId -> mapped address (so redials reuse the peer's address).
+//! - real address -> mapped address (for receiving on direct paths),
+//! - NodeId -> mapped address (so redials reuse the peer's address, and
+//!   relayed packets, which name their source NodeId, find it).
 //!
 //! Entries come from two places:
 //!
@@ -19,6 +20,10 @@
 //!   unauthenticated packets, so they are bounded: at most
 //!   `max_unadopted` exist (the oldest is evicted first) and each expires
 //!   after `unadopted_ttl`.
+//! - **Relayed packets** from a source NodeId with no address allocate an
+//!   un-adopted entry on a relayed path back through the relay they came
+//!   from, *claimed* for that NodeId (the relay vouches for the source; the
+//!   handshake still proves it). They share the same bound and expiry.
 //!
 //! The table is pure data: callers pass the clock in, so it is unit tested
 //! without sockets.
@@ -47,9 +52,8 @@ pub const DEFAULT_MAX_UNADOPTED: usize = 1024;
 pub enum Path {
     /// Straight to this UDP address.
     Direct(SocketAddr),
-    /// Through a relay node. Sending on such a path needs the relay module
-    /// (not part of this layer yet); until then packets on it are dropped and
-    /// counted.
+    /// Through a relay node: each packet goes to the relay's current real
+    /// address inside a relay-send frame naming the peer.
     Relayed {
         /// The relay carrying the packets.
         relay: NodeId,
@@ -108,6 +112,9 @@ struct Entry {
     /// The direct address of the path before the last change: packets
     /// still in flight on it keep arriving under this mapped address.
     previous: Option<SocketAddr>,
+    /// The NodeId relayed packets on this entry are for, while no owner
+    /// is proven (un-adopted relayed entries).
+    claimed: Option<NodeId>,
 }
 
 /// The table. See the module docs.
@@ -116,6 +123,8 @@ pub struct MappedTable {
     entries: HashMap<SocketAddr, Entry>,
     by_real: HashMap<SocketAddr, SocketAddr>,
     by_node: HashMap<NodeId, SocketAddr>,
+    /// Un-adopted entries reached through a relay, by claimed NodeId.
+    by_claimed: HashMap<NodeId, SocketAddr>,
     /// Un-adopted entries in allocation order, with their expiry. May hold
     /// stale items (since adopted or removed); they are skipped lazily.
     unadopted: VecDeque<(SocketAddr, Instant)>,
@@ -132,6 +141,7 @@ impl MappedTable {
             entries: HashMap::new(),
             by_real: HashMap::new(),
             by_node: HashMap::new(),
+            by_claimed: HashMap::new(),
             unadopted: VecDeque::new(),
             unadopted_count: 0,
             next: 1,
@@ -149,6 +159,7 @@ impl MappedTable {
                 path,
                 owner,
                 previous: None,
+                claimed: None,
             },
         );
         if let Path::Direct(real) = path {
@@ -173,13 +184,79 @@ impl MappedTable {
         if let Some(mapped) = self.by_real.get(&real) {
             return *mapped;
         }
+        self.allocate_unadopted(Path::Direct(real), now)
+    }
+
+    /// The mapped address for a packet relayed from `src`, if one exists:
+    /// the node's own address, else its claimed un-adopted entry.
+    pub fn lookup_relayed(&self, src: &NodeId) -> Option<SocketAddr> {
+        self.by_node
+            .get(src)
+            .or_else(|| self.by_claimed.get(src))
+            .copied()
+    }
+
+    /// The mapped address for a packet relayed from `src` through `relay`,
+    /// allocating an un-adopted entry claimed for `src` on a relayed path
+    /// back through `relay` if there is none.
+    pub fn inbound_relayed(&mut self, src: NodeId, relay: NodeId, now: Instant) -> SocketAddr {
+        if let Some(mapped) = self.lookup_relayed(&src) {
+            return mapped;
+        }
+        let mapped = self.allocate_unadopted(Path::Relayed { relay }, now);
+        if let Some(entry) = self.entries.get_mut(&mapped) {
+            entry.claimed = Some(src);
+        }
+        self.by_claimed.insert(src, mapped);
+        mapped
+    }
+
+    /// Every entry relayed through `relay`, with the NodeId it is for.
+    pub fn relayed_through(&self, relay: &NodeId) -> Vec<(SocketAddr, Option<NodeId>)> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.path == Path::Relayed { relay: *relay })
+            .map(|(m, e)| (*m, e.owner.or(e.claimed)))
+            .collect()
+    }
+
+    /// The NodeId relayed packets sent to `mapped` are addressed to: its
+    /// owner, else the NodeId it was claimed for.
+    pub fn relay_target(&self, mapped: &SocketAddr) -> Option<NodeId> {
+        let entry = self.entries.get(mapped)?;
+        entry.owner.or(entry.claimed)
+    }
+
+    /// The mapped address to dial `node` through `relay` with: the node's
+    /// own address (moved onto the relay) or a new adopted one.
+    pub fn outbound_relayed(&mut self, node: NodeId, relay: NodeId) -> SocketAddr {
+        let path = Path::Relayed { relay };
+        if let Some(mapped) = self.by_node.get(&node).copied() {
+            if self.entries.contains_key(&mapped) {
+                self.set_path(&mapped, path);
+                return mapped;
+            }
+            self.by_node.remove(&node);
+        }
+        if let Some(mapped) = self.by_claimed.get(&node).copied() {
+            self.adopt(&mapped, node);
+            self.set_path(&mapped, path);
+            return mapped;
+        }
+        let mapped = self.allocate(path, Some(node));
+        self.by_node.insert(node, mapped);
+        mapped
+    }
+
+    /// Allocates an un-adopted entry (within the bound).
+    fn allocate_unadopted(&mut self, path: Path, now: Instant) -> SocketAddr {
         self.expire(now);
         while self.unadopted_count >= self.max_unadopted {
             if !self.evict_oldest() {
                 break;
             }
         }
-        let mapped = self.allocate(Path::Direct(real), None);
+        let mapped = self.allocate(path, None);
         self.unadopted_count += 1;
         self.unadopted.push_back((mapped, now + self.unadopted_ttl));
         if self.unadopted.len() > self.max_unadopted.saturating_mul(2) {
@@ -223,6 +300,11 @@ impl MappedTable {
             self.unadopted_count = self.unadopted_count.saturating_sub(1);
         }
         entry.owner = Some(node);
+        if let Some(claimed) = entry.claimed.take() {
+            if self.by_claimed.get(&claimed) == Some(mapped) {
+                self.by_claimed.remove(&claimed);
+            }
+        }
         self.by_node.insert(node, *mapped);
         true
     }
@@ -290,6 +372,11 @@ impl MappedTable {
         if let Some(previous) = entry.previous {
             self.unlink_real(&previous, mapped);
         }
+        if let Some(claimed) = entry.claimed {
+            if self.by_claimed.get(&claimed) == Some(mapped) {
+                self.by_claimed.remove(&claimed);
+            }
+        }
     }
 
     /// Hands an adopted entry back to the un-adopted pool: it keeps routing
@@ -302,8 +389,16 @@ impl MappedTable {
         let Some(node) = entry.owner.take() else {
             return;
         };
+        let relayed = matches!(entry.path, Path::Relayed { .. });
+        if relayed {
+            // Late relayed packets from the node still land here.
+            entry.claimed = Some(node);
+        }
         if self.by_node.get(&node) == Some(mapped) {
             self.by_node.remove(&node);
+        }
+        if relayed && !self.by_claimed.contains_key(&node) {
+            self.by_claimed.insert(node, *mapped);
         }
         self.expire(now);
         while self.unadopted_count >= self.max_unadopted {
@@ -565,6 +660,62 @@ mod tests {
         assert_eq!(t.owner(&m1), None);
         assert_eq!(t.unadopted_len(), 1);
         assert_eq!(t.mapped_of(&n), Some(m2));
+    }
+
+    #[test]
+    fn relayed_inbound_is_claimed_bounded_and_adopted() {
+        let mut t = table();
+        let now = Instant::now();
+        let (src, relay) = (node(), node());
+        let m = t.inbound_relayed(src, relay, now);
+        assert_eq!(t.inbound_relayed(src, relay, now), m, "same source");
+        assert_eq!(t.route(&m), Some(Path::Relayed { relay }));
+        assert_eq!(t.relay_target(&m), Some(src));
+        assert_eq!(t.owner(&m), None);
+        assert_eq!(t.unadopted_len(), 1);
+        for _ in 0..10 {
+            t.inbound_relayed(node(), relay, now);
+        }
+        assert_eq!(t.unadopted_len(), 4, "shares the un-adopted bound");
+        let m = t.inbound_relayed(src, relay, now);
+        assert!(t.adopt(&m, src));
+        assert_eq!(t.mapped_of(&src), Some(m));
+        assert_eq!(t.lookup_relayed(&src), Some(m));
+        assert_eq!(t.relay_target(&m), Some(src));
+    }
+
+    #[test]
+    fn relayed_outbound_reuses_and_moves() {
+        let mut t = table();
+        let (n, r1, r2) = (node(), node(), node());
+        let m = t.outbound_relayed(n, r1);
+        assert_eq!(t.route(&m), Some(Path::Relayed { relay: r1 }));
+        assert_eq!(t.relay_target(&m), Some(n));
+        assert_eq!(t.outbound_relayed(n, r2), m);
+        assert_eq!(t.route(&m), Some(Path::Relayed { relay: r2 }));
+        // A direct dial later reuses the same address.
+        assert_eq!(t.outbound(n, addr("10.0.0.1:1")), m);
+        assert_eq!(t.lookup_relayed(&n), Some(m));
+        // An outbound relayed dial adopts a pending claimed entry.
+        let other = node();
+        let pending = t.inbound_relayed(other, r1, Instant::now());
+        assert_eq!(t.outbound_relayed(other, r2), pending);
+        assert_eq!(t.owner(&pending), Some(other));
+        assert_eq!(t.unadopted_len(), 0);
+    }
+
+    #[test]
+    fn demoted_relayed_entry_stays_claimed() {
+        let mut t = table();
+        let now = Instant::now();
+        let (n, r) = (node(), node());
+        let m = t.outbound_relayed(n, r);
+        t.demote_node(&n, now);
+        assert_eq!(t.mapped_of(&n), None);
+        assert_eq!(t.lookup_relayed(&n), Some(m));
+        assert_eq!(t.relay_target(&m), Some(n));
+        t.remove(&m);
+        assert_eq!(t.lookup_relayed(&n), None);
     }
 
     #[test]

@@ -17,6 +17,10 @@
 //! datagram whose first byte is `0x00..=0x3f` is ours and goes to the frame
 //! channel ([`PathSocket::take_frames`]); it never reaches quinn.
 //!
+//! Relay-recv frames (`0x02`) are the exception: they carry QUIC packets of
+//! relayed connections, which are unwrapped and handed to quinn; see
+//! [`relayed`].
+//!
 //! ## Batching
 //!
 //! The direct path keeps quinn-udp's batching: real I/O goes through
@@ -28,6 +32,7 @@
 pub mod demux;
 pub mod mapping;
 mod poller;
+mod relayed;
 
 use std::fmt;
 use std::io::{self, IoSliceMut};
@@ -39,6 +44,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use quinn::udp::{RecvMeta, Transmit, UdpSocketState};
+use relay_proto::wire::relay::RELAY_RECV;
 use relay_proto::NodeId;
 use tokio::io::Interest;
 use tokio::sync::mpsc;
@@ -59,6 +65,8 @@ pub struct SocketOptions {
     pub unadopted_ttl: Duration,
     /// Capacity of the frame channel.
     pub frame_queue: usize,
+    /// Capacity of the inbox of unwrapped relayed packets.
+    pub relayed_queue: usize,
 }
 
 impl Default for SocketOptions {
@@ -67,6 +75,7 @@ impl Default for SocketOptions {
             max_unadopted: mapping::DEFAULT_MAX_UNADOPTED,
             unadopted_ttl: Duration::from_secs(30),
             frame_queue: demux::DEFAULT_FRAME_QUEUE,
+            relayed_queue: relayed::DEFAULT_RELAYED_QUEUE,
         }
     }
 }
@@ -84,6 +93,13 @@ pub struct SocketStats {
     pub mapped_entries: usize,
     /// Un-adopted mapped entries.
     pub unadopted_entries: usize,
+    /// QUIC datagrams sent on relayed paths.
+    pub relayed_sent: u64,
+    /// Relayed QUIC datagrams received and handed to quinn.
+    pub relayed_received: u64,
+    /// Relayed datagrams dropped (malformed, not from a relay we use, inbox
+    /// full, oversized).
+    pub relayed_dropped: u64,
 }
 
 /// The path socket. See the module docs.
@@ -95,6 +111,7 @@ pub struct PathSocket {
     frames: FrameSink,
     frames_rx: Mutex<Option<mpsc::Receiver<Frame>>>,
     unroutable: AtomicU64,
+    relayed: relayed::RelayedIo,
 }
 
 impl fmt::Debug for PathSocket {
@@ -125,6 +142,7 @@ impl PathSocket {
             frames,
             frames_rx: Mutex::new(Some(frames_rx)),
             unroutable: AtomicU64::new(0),
+            relayed: relayed::RelayedIo::new(options.relayed_queue),
         })
     }
 
@@ -231,6 +249,9 @@ impl PathSocket {
             frames_dropped: self.frames.dropped(),
             mapped_entries: table.len(),
             unadopted_entries: table.unadopted_len(),
+            relayed_sent: self.relayed.sent.load(Ordering::Relaxed),
+            relayed_received: self.relayed.received.load(Ordering::Relaxed),
+            relayed_dropped: self.relayed.dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -267,7 +288,13 @@ impl PathSocket {
             let len = if demux::all_quic(buf, stride) {
                 len
             } else {
-                demux::split_frames(buf, stride, |frame| self.frames.deliver(real, frame))
+                demux::split_frames(buf, stride, |frame| {
+                    if frame.first() == Some(&RELAY_RECV) {
+                        self.accept_relayed(real, frame);
+                    } else {
+                        self.frames.deliver(real, frame);
+                    }
+                })
             };
             if len == 0 {
                 continue;
@@ -300,9 +327,11 @@ impl quinn::AsyncUdpSocket for PathSocket {
 
     fn try_send(&self, transmit: &Transmit<'_>) -> io::Result<()> {
         let route = self.read().route(&transmit.destination);
+        if let Some(relay) = route.as_ref().and_then(relayed::relay_of) {
+            return self.send_relayed(transmit, &relay);
+        }
         let dest = match route {
             Some(Path::Direct(real)) => self.to_socket_family(real),
-            // Relayed paths are served by the relay module once it exists.
             Some(Path::Relayed { .. }) | None => None,
         };
         let Some(destination) = dest else {
@@ -332,6 +361,12 @@ impl quinn::AsyncUdpSocket for PathSocket {
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
         loop {
+            if self.relayed_pending() {
+                let filled = self.drain_relayed(bufs, meta);
+                if filled > 0 {
+                    return Poll::Ready(Ok(filled));
+                }
+            }
             match self.io.poll_recv_ready(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),

@@ -1,0 +1,11 @@
+//! Wire codecs: the frames and messages nodes exchange, parsed and emitted
+//! without I/O. Every decoder returns a typed error and never panics.
+//!
+//! - [`relay`]: relay frames on the UDP port (first bytes `0x01`, `0x02`);
+//! - [`control`]: the transport control channel carried in QUIC datagrams
+//!   (prefix `0x00`; application datagrams use `0x01`);
+//! - [`traversal`]: traversal messages, one variant of the control channel.
+
+pub mod control;
+pub mod relay;
+pub mod traversal;
