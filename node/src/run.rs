@@ -178,22 +178,30 @@ fn dial_peers(
     peers: &[(NodeId, SocketAddr)],
     bootstrap: &Bootstrap,
 ) -> HashMap<NodeId, SocketAddr> {
-    let mut known = HashMap::new();
-    let from_bootstrap = bootstrap
-        .peers
-        .iter()
-        .filter_map(|p| p.addrs.first().map(|a| (p.node_id, *a)));
-    // `--peer` comes last so it overrides a bootstrap address.
-    for (id, addr) in from_bootstrap.chain(peers.iter().copied()) {
-        if id == transport.node_id() {
-            tracing::warn!(%addr, "ignoring a peer entry for this node itself");
-            continue;
+    let mut all: HashMap<NodeId, Vec<SocketAddr>> = HashMap::new();
+    for p in &bootstrap.peers {
+        if !p.addrs.is_empty() {
+            all.insert(p.node_id, p.addrs.clone());
         }
-        known.insert(id, addr);
     }
-    for (id, addr) in &known {
-        tracing::info!(peer = %id, %addr, "dialing peer");
-        transport.add_peer(*id, *addr);
+    // `--peer` comes last so it overrides a bootstrap address.
+    for (id, addr) in peers.iter().copied() {
+        all.insert(id, vec![addr]);
+    }
+    all.retain(|id, addrs| {
+        if *id == transport.node_id() {
+            tracing::warn!(?addrs, "ignoring a peer entry for this node itself");
+            return false;
+        }
+        true
+    });
+    let mut known = HashMap::new();
+    for (id, addrs) in all {
+        tracing::info!(peer = %id, ?addrs, "dialing peer");
+        if let Some(first) = addrs.first() {
+            known.insert(id, *first);
+        }
+        transport.add_peer_addrs(id, addrs);
     }
     known
 }

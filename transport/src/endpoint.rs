@@ -361,7 +361,13 @@ impl Transport {
     /// Keeps `node_id` connected: dials `addr` now and redials with capped
     /// exponential backoff whenever the connection is lost.
     pub fn add_peer(&self, node_id: NodeId, addr: SocketAddr) {
-        dial::add_peer(self.shared(), node_id, addr);
+        dial::add_peer(self.shared(), node_id, vec![addr]);
+    }
+
+    /// Like [`Transport::add_peer`] with several addresses (for example all
+    /// of a join ticket's): each redial attempt tries the next one in turn.
+    pub fn add_peer_addrs(&self, node_id: NodeId, addrs: Vec<SocketAddr>) {
+        dial::add_peer(self.shared(), node_id, addrs);
     }
 
     fn connection(&self, node_id: &NodeId) -> Result<quinn::Connection, StreamError> {

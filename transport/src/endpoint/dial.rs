@@ -256,11 +256,15 @@ fn connect_error(e: quinn::ConnectError) -> DialError {
     DialError::new(kind, e.to_string())
 }
 
-/// Makes `node` persistent (or updates its address) and starts its redial
-/// task if it has none.
-pub(crate) fn add_peer(shared: &Arc<Shared>, node: NodeId, addr: SocketAddr) {
+/// Makes `node` persistent (or replaces its addresses) and starts its redial
+/// task if it has none. Each attempt dials the next address in turn.
+pub(crate) fn add_peer(shared: &Arc<Shared>, node: NodeId, addrs: Vec<SocketAddr>) {
     if node == shared.node_id {
         tracing::warn!("add_peer: ignoring our own NodeId");
+        return;
+    }
+    if addrs.is_empty() {
+        tracing::warn!(peer = %node.fmt_short(), "add_peer: no address given");
         return;
     }
     let start = {
@@ -271,12 +275,14 @@ pub(crate) fn add_peer(shared: &Arc<Shared>, node: NodeId, addr: SocketAddr) {
         let entry = table.peers.entry(node).or_default();
         match &mut entry.persistent {
             Some(persistent) => {
-                persistent.addr = addr;
+                persistent.addrs = addrs.clone();
+                persistent.next = 0;
                 false
             }
             None => {
                 entry.persistent = Some(Persistent {
-                    addr,
+                    addrs: addrs.clone(),
+                    next: 0,
                     wake: Arc::new(Notify::new()),
                 });
                 true
@@ -284,7 +290,7 @@ pub(crate) fn add_peer(shared: &Arc<Shared>, node: NodeId, addr: SocketAddr) {
         }
     };
     if start {
-        tracing::debug!(peer = %node.fmt_short(), %addr, "persistent peer added");
+        tracing::debug!(peer = %node.fmt_short(), ?addrs, "persistent peer added");
         tokio::spawn(keep_connected(shared.clone(), node));
     }
 }
@@ -302,21 +308,27 @@ async fn keep_connected(shared: Arc<Shared>, node: NodeId) {
             }
         }
         let (addr, wake, connected) = {
-            let table = shared.table();
+            let mut table = shared.table();
             if table.closed {
                 return;
             }
-            let Some(entry) = table.peers.get(&node) else {
+            let Some(entry) = table.peers.get_mut(&node) else {
                 return;
             };
-            let Some(persistent) = &entry.persistent else {
+            let connected = entry.live().is_some();
+            let Some(persistent) = &mut entry.persistent else {
                 return;
             };
-            (
-                persistent.addr,
-                persistent.wake.clone(),
-                entry.live().is_some(),
-            )
+            let Some(&addr) = persistent
+                .addrs
+                .get(persistent.next % persistent.addrs.len().max(1))
+            else {
+                return;
+            };
+            if !connected {
+                persistent.next = persistent.next.wrapping_add(1);
+            }
+            (addr, persistent.wake.clone(), connected)
         };
         if connected {
             tokio::select! {

@@ -78,8 +78,10 @@ impl LiveConn {
 /// Redial settings of a persistent peer.
 #[derive(Debug)]
 pub(crate) struct Persistent {
-    /// Where to redial.
-    pub(crate) addr: SocketAddr,
+    /// Where to redial: tried in turn, one address per attempt.
+    pub(crate) addrs: Vec<SocketAddr>,
+    /// Index of the address the next attempt uses.
+    pub(crate) next: usize,
     /// Woken when the connection is lost.
     pub(crate) wake: Arc<Notify>,
 }
