@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod relay;
+pub mod relay_node;
 pub mod stock;
 
 use std::path::PathBuf;
