@@ -239,7 +239,10 @@ fn median_run(mut runs: Vec<DriverRun>) -> DriverRun {
 
 /// The end-to-end driver figure: relayed and direct runs, interleaved.
 fn driver(bench: bool) -> (DriverRun, DriverRun) {
-    let frames: u64 = env_or("RELAY_BENCH_DRIVER_FRAMES", if bench { 200_000 } else { 2000 });
+    let frames: u64 = env_or(
+        "RELAY_BENCH_DRIVER_FRAMES",
+        if bench { 200_000 } else { 2000 },
+    );
     let window: u64 = env_or("RELAY_BENCH_DRIVER_WINDOW", 256).max(1);
     let repeats: usize = env_or("RELAY_BENCH_REPEATS", if bench { 5 } else { 1 }).max(1);
     let network_key = NetworkKey::generate();
@@ -361,7 +364,15 @@ fn main() {
     }
     println!(
         "  load average (1/5/15 min) around the driver part: {} -> {}",
-        load_before.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
-        load_after.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load_before
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        load_after
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
 }

@@ -18,9 +18,10 @@ async fn redial_moves_on_to_the_next_address() {
 
     let mut events = a.subscribe();
     a.add_peer_addrs(b.node_id(), vec![dead_addr, addr(&b)]);
-    event(&mut events, |e| {
-        matches!(e, PeerEvent::Connected { node_id, .. } if *node_id == b.node_id())
-    })
+    event(
+        &mut events,
+        |e| matches!(e, PeerEvent::Connected { node_id, .. } if *node_id == b.node_id()),
+    )
     .await;
     let peer = a
         .peers()
