@@ -170,11 +170,23 @@ struct DriverRun {
     received: u64,
     sent: u64,
     time: Duration,
+    /// CPU time of the relay's thread during the run (relayed runs).
+    relay_cpu: Option<Duration>,
 }
 
 impl DriverRun {
     fn pps(&self) -> f64 {
         self.received as f64 / self.time.as_secs_f64().max(1e-9)
+    }
+
+    /// Relay CPU per frame B received, in ns.
+    fn relay_ns_per_frame(&self) -> Option<f64> {
+        Some(self.relay_cpu?.as_secs_f64() * 1e9 / self.received.max(1) as f64)
+    }
+
+    /// Share of the run's wall time the relay's thread was on a CPU.
+    fn relay_busy(&self) -> Option<f64> {
+        Some(self.relay_cpu?.as_secs_f64() / self.time.as_secs_f64().max(1e-9))
     }
 }
 
@@ -229,6 +241,7 @@ async fn driver_run(
         received,
         sent,
         time: last_arrival - start,
+        relay_cpu: None,
     }
 }
 
@@ -260,9 +273,14 @@ fn driver(bench: bool) -> (DriverRun, DriverRun) {
         let mut relayed = Vec::new();
         for _ in 0..repeats {
             direct.push(driver_run(&a, &b, b_addr, &frame, Hop::Direct, frames, window).await);
-            relayed.push(
-                driver_run(&a, &b, relay.addr(), &frame, Hop::Relayed, frames, window).await,
-            );
+            let cpu_before = relay.cpu_time();
+            let mut run =
+                driver_run(&a, &b, relay.addr(), &frame, Hop::Relayed, frames, window).await;
+            run.relay_cpu = relay
+                .cpu_time()
+                .zip(cpu_before)
+                .map(|(after, before)| after.saturating_sub(before));
+            relayed.push(run);
         }
         let after = relay.transport.relay_status().stats;
         println!();
@@ -278,6 +296,12 @@ fn driver(bench: bool) -> (DriverRun, DriverRun) {
             let lost: u64 = runs.iter().map(|r| r.sent - r.received).sum();
             println!("  {name:18} runs (pps): {all}; frames lost: {lost}");
         }
+        let cpu = relayed
+            .iter()
+            .filter_map(|r| Some(format!("{:.0} ns ({:.0}% busy)", r.relay_ns_per_frame()?, r.relay_busy()? * 100.0)))
+            .collect::<Vec<_>>()
+            .join(" / ");
+        println!("  relay thread CPU per frame: {cpu}");
         println!(
             "  relay counters: forwarded {}, dropped by the core {}, dropped at its frame queue {}; B's relayed inbox dropped {}",
             after.packets_forwarded - before.packets_forwarded,
@@ -355,11 +379,20 @@ fn main() {
             "  relayed / direct (pps)             = {:.2}x",
             relayed.pps() / direct.pps().max(1e-9)
         );
-        if let Some(core) = core {
+        if let Some(ns) = relayed.relay_ns_per_frame() {
             println!(
-                "  driver relayed pps / core pps      = {:.3}x (the rest is syscalls and tasks)",
-                relayed.pps() * core / 1e9
+                "  relay thread CPU per frame         {:10.0} ns  = {:.0} pps per core, {:.2} Mpps/core {:.3}x of the core alone",
+                ns,
+                1e9 / ns,
+                1e3 / ns,
+                core.map_or(0.0, |core| core / ns)
             );
+            if let Some(busy) = relayed.relay_busy() {
+                println!(
+                    "  relay thread busy during the run   {:10.0} %",
+                    busy * 100.0
+                );
+            }
         }
     }
     println!(

@@ -4,6 +4,7 @@
 //! main runtime reach it over loopback UDP like any remote relay.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ pub struct RelayThread {
     /// A handle on the relay (its sync methods are safe to call from any
     /// thread; its async ones belong to the relay's runtime).
     pub transport: Transport,
+    /// `/proc/<pid>/task/<tid>/schedstat` of the relay's thread.
+    schedstat: Option<PathBuf>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -44,6 +47,10 @@ impl RelayThread {
                     .enable_all()
                     .build()
                     .unwrap();
+                // "<pid>/task/<tid>" of this thread.
+                let schedstat = std::fs::read_link("/proc/thread-self")
+                    .ok()
+                    .map(|p| PathBuf::from("/proc").join(p).join("schedstat"));
                 rt.block_on(async move {
                     let mut config = TransportConfig::new(
                         SecretKey::generate(),
@@ -53,15 +60,16 @@ impl RelayThread {
                     config.relay = true;
                     config.relay_limits = limits;
                     let transport = Transport::bind(config).await.unwrap();
-                    ready_tx.send(transport.clone()).unwrap();
+                    ready_tx.send((transport.clone(), schedstat)).unwrap();
                     let _ = stop_rx.await;
                     transport.close().await;
                 });
             })
             .unwrap();
-        let transport = ready_rx.recv().unwrap();
+        let (transport, schedstat) = ready_rx.recv().unwrap();
         Self {
             transport,
+            schedstat,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -75,6 +83,14 @@ impl RelayThread {
     /// The relay's loopback address.
     pub fn addr(&self) -> SocketAddr {
         super::relay::transport_addr(&self.transport)
+    }
+
+    /// CPU time the relay's thread has used so far (from the kernel's
+    /// schedstat), if readable.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let text = std::fs::read_to_string(self.schedstat.as_ref()?).ok()?;
+        let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+        Some(Duration::from_nanos(ns))
     }
 
     /// Closes the relay and joins its thread.

@@ -185,11 +185,27 @@ fn main() {
     let mut bulk = Vec::new();
     if settings.runs("bulk") {
         let mut times = vec![Vec::new(); rigs.len()];
+        let mut relay_cpu = Duration::ZERO;
+        let mut relay_wall = Duration::ZERO;
+        let forwarded_before = rigs.iter().find_map(Rig::relay_stats);
         for _ in 0..settings.repeats {
             for (rig, t) in rigs.iter().zip(times.iter_mut()) {
-                t.push(rt.block_on(rig.bulk(settings.bulk_bytes)));
+                let cpu_before = rig.relay_cpu();
+                let time = rt.block_on(rig.bulk(settings.bulk_bytes));
+                if let (Some(before), Some(after)) = (cpu_before, rig.relay_cpu()) {
+                    relay_cpu += after.saturating_sub(before);
+                    relay_wall += time;
+                }
+                t.push(time);
             }
         }
+        let forwarded = rigs
+            .iter()
+            .find_map(Rig::relay_stats)
+            .zip(forwarded_before)
+            .map_or(0, |(after, before)| {
+                after.packets_forwarded - before.packets_forwarded
+            });
         for ((_, name), mut t) in ROUTES.iter().zip(times) {
             let runs = t
                 .iter()
@@ -203,6 +219,15 @@ fn main() {
                 rate
             );
             bulk.push(rate);
+        }
+        if !relay_wall.is_zero() {
+            println!(
+                "{:40} {:>8.0} %    busy during relayed bulk; {:.0} ns CPU per forwarded frame ({} frames)",
+                "relay thread (one core)",
+                relay_cpu.as_secs_f64() / relay_wall.as_secs_f64() * 100.0,
+                relay_cpu.as_secs_f64() * 1e9 / forwarded.max(1) as f64,
+                forwarded
+            );
         }
     }
 

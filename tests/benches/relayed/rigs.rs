@@ -57,6 +57,11 @@ impl Rig {
             .map(|r| r.transport.relay_status().stats)
     }
 
+    /// CPU time the relay's thread has used (relayed rigs only).
+    pub fn relay_cpu(&self) -> Option<Duration> {
+        self.relay.as_ref().and_then(RelayThread::cpu_time)
+    }
+
     /// One-way bulk of `total` bytes from A to B on a fresh stream.
     pub async fn bulk(&self, total: u64) -> Duration {
         let send = self.a.open_uni(self.b.node_id()).await.unwrap();
