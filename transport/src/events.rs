@@ -129,6 +129,9 @@ pub struct PeerInfo {
     pub since: Option<SystemTime>,
     /// Whether we initiated the current connection.
     pub outbound: bool,
+    /// Why the peer is not on a direct path, when traversal knows
+    /// ("symmetric x symmetric", "punch-failed: timeout", ...).
+    pub why: Option<String>,
 }
 
 /// Something a peer opened or sent to us.

@@ -43,6 +43,8 @@ pub const MAPPED_PORT: u16 = 1;
 
 /// Default bound on un-adopted (unauthenticated) entries.
 pub const DEFAULT_MAX_UNADOPTED: usize = 1024;
+/// Extra receive addresses (aliases) one entry may hold.
+pub const MAX_ALIASES: usize = 4;
 
 /// The real path behind a mapped address.
 ///
@@ -115,6 +117,8 @@ struct Entry {
     /// The NodeId relayed packets on this entry are for, while no owner
     /// is proven (un-adopted relayed entries).
     claimed: Option<NodeId>,
+    /// Further real addresses whose packets map here (oldest first).
+    aliases: Vec<SocketAddr>,
 }
 
 /// The table. See the module docs.
@@ -160,6 +164,7 @@ impl MappedTable {
                 owner,
                 previous: None,
                 claimed: None,
+                aliases: Vec::new(),
             },
         );
         if let Path::Direct(real) = path {
@@ -335,6 +340,43 @@ impl MappedTable {
         Some(old)
     }
 
+    /// Maps packets from `real` to `mapped` too, without changing where
+    /// `mapped` sends: for an address its (authenticated) owner was seen
+    /// at, so that the owner's packets from there reach the same
+    /// connection before the send path moves to it. Only an address no
+    /// entry receives from yet is taken, and an entry keeps at most
+    /// [`MAX_ALIASES`] (the oldest is dropped first). Returns whether
+    /// `real` now maps to `mapped`.
+    pub fn alias(&mut self, mapped: &SocketAddr, real: SocketAddr) -> bool {
+        match self.by_real.get(&real) {
+            Some(m) => return m == mapped,
+            None if !self.entries.contains_key(mapped) => return false,
+            None => {}
+        }
+        self.by_real.insert(real, *mapped);
+        let dropped = match self.entries.get_mut(mapped) {
+            Some(entry) => {
+                entry.aliases.push(real);
+                if entry.aliases.len() > MAX_ALIASES {
+                    Some(entry.aliases.remove(0))
+                } else {
+                    None
+                }
+            }
+            None => None,
+        };
+        if let Some(old) = dropped {
+            let in_use = self
+                .entries
+                .get(mapped)
+                .is_some_and(|e| e.path.direct_addr() == Some(old) || e.previous == Some(old));
+            if !in_use {
+                self.unlink_real(&old, mapped);
+            }
+        }
+        true
+    }
+
     /// Removes the real -> mapped link if it points at `mapped`, re-pointing
     /// it at another entry on the same real address if one exists.
     fn unlink_real(&mut self, real: &SocketAddr, mapped: &SocketAddr) {
@@ -371,6 +413,9 @@ impl MappedTable {
         }
         if let Some(previous) = entry.previous {
             self.unlink_real(&previous, mapped);
+        }
+        for alias in &entry.aliases {
+            self.unlink_real(alias, mapped);
         }
         if let Some(claimed) = entry.claimed {
             if self.by_claimed.get(&claimed) == Some(mapped) {
@@ -629,6 +674,35 @@ mod tests {
         t.remove(&m);
         assert_eq!(t.lookup_real(&addr("10.0.0.1:1")), None);
         assert_eq!(t.set_path(&addr("[::1]:1"), Path::Relayed { relay }), None);
+    }
+
+    #[test]
+    fn aliases_map_inbound_only_free_addresses_and_are_bounded() {
+        let mut t = table();
+        let relay = node();
+        let n = node();
+        let m = t.outbound_relayed(n, relay);
+        let other = t.outbound(node(), addr("10.0.0.9:9"));
+        assert!(t.alias(&m, addr("10.0.0.1:1")));
+        assert_eq!(t.lookup_real(&addr("10.0.0.1:1")), Some(m));
+        assert_eq!(
+            t.route(&m),
+            Some(Path::Relayed { relay }),
+            "send path unchanged"
+        );
+        assert!(!t.alias(&m, addr("10.0.0.9:9")), "taken by another entry");
+        assert_eq!(t.lookup_real(&addr("10.0.0.9:9")), Some(other));
+        for port in 2..=5 {
+            assert!(t.alias(&m, addr(&format!("10.0.0.1:{port}"))));
+        }
+        assert_eq!(t.lookup_real(&addr("10.0.0.1:1")), None, "oldest dropped");
+        assert_eq!(t.lookup_real(&addr("10.0.0.1:5")), Some(m));
+        t.set_path(&m, Path::Direct(addr("10.0.0.1:5")));
+        t.remove(&m);
+        for port in 2..=5 {
+            assert_eq!(t.lookup_real(&addr(&format!("10.0.0.1:{port}"))), None);
+        }
+        assert!(!t.alias(&m, addr("10.0.0.1:1")), "unknown entry");
     }
 
     #[test]
