@@ -38,7 +38,7 @@ use crate::relay::driver::{self, RelayService};
 use crate::relay::{RelayStats, RelayStatus};
 use crate::socket::{Frame, Path, PathSocket, SocketOptions, SocketStats};
 use crate::traversal::driver::{self as traversal_driver, TraversalService};
-use crate::traversal::TraversalSnapshot;
+use crate::traversal::{TraversalError, TraversalErrorKind, TraversalSnapshot};
 use crate::{
     BindError, DialError, DialErrorKind, Incoming, PathKind, PeerEvent, PeerInfo, PeerState,
     StreamError, TransportConfig, CLOSE_SHUTDOWN, MAX_UDP_PAYLOAD,
@@ -267,11 +267,13 @@ impl Transport {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .take();
-            if let (Some(frames), Some(messages)) = (frames, messages) {
+            let commands = service.take_commands();
+            if let (Some(frames), Some(messages), Some(commands)) = (frames, messages, commands) {
                 let inputs = traversal_driver::Inputs {
                     frames,
                     messages,
                     events: shared.events.subscribe(),
+                    commands,
                 };
                 tokio::spawn(traversal_driver::run(
                     shared.clone(),
@@ -526,6 +528,33 @@ impl Transport {
     /// Traversal and relaying use this; so do tests.
     pub fn set_path(&self, node_id: NodeId, path: Path) -> Result<(), StreamError> {
         paths::change(self.shared(), node_id, path)
+    }
+
+    /// Asks traversal to try a direct path to a connected, relayed peer now
+    /// instead of at its next scheduled attempt (a no-op when the peer is
+    /// direct or a punch is running). Progress shows in
+    /// [`PeerEvent::PathChanged`] and [`Transport::traversal_snapshot`].
+    pub fn request_direct(&self, node_id: NodeId) -> Result<(), TraversalError> {
+        let shared = self.shared();
+        let Some(traversal) = &shared.traversal else {
+            return Err(TraversalError::new(
+                TraversalErrorKind::Unsupported,
+                "traversal is off on this node",
+            ));
+        };
+        if shared.live(&node_id).is_none() {
+            return Err(TraversalError::new(
+                TraversalErrorKind::PeerNotReachable,
+                format!("not connected to {}", node_id.fmt_short()),
+            ));
+        }
+        if !traversal.request_direct(node_id) {
+            return Err(TraversalError::new(
+                TraversalErrorKind::Transport,
+                "traversal is busy; try again",
+            ));
+        }
+        Ok(())
     }
 
     /// NAT type, reflexive address, traversal counters, per-peer reasons

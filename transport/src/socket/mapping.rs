@@ -30,6 +30,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use relay_proto::NodeId;
@@ -107,7 +108,7 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Entry {
     path: Path,
     owner: Option<NodeId>,
@@ -119,6 +120,8 @@ struct Entry {
     claimed: Option<NodeId>,
     /// Further real addresses whose packets map here (oldest first).
     aliases: Vec<SocketAddr>,
+    /// Receive batches that came from the current direct path's address.
+    direct_rx: AtomicU64,
 }
 
 /// The table. See the module docs.
@@ -165,6 +168,7 @@ impl MappedTable {
                 previous: None,
                 claimed: None,
                 aliases: Vec::new(),
+                direct_rx: AtomicU64::new(0),
             },
         );
         if let Path::Direct(real) = path {
@@ -181,6 +185,27 @@ impl MappedTable {
     /// The mapped address for a real source, if known (receive side).
     pub fn lookup_real(&self, real: &SocketAddr) -> Option<SocketAddr> {
         self.by_real.get(real).copied()
+    }
+
+    /// [`Self::lookup_real`] for a received batch, counting it for the
+    /// entry when it came from the entry's current direct path (see
+    /// [`Self::direct_received`]). Takes only a shared borrow.
+    pub fn receive_from(&self, real: &SocketAddr) -> Option<SocketAddr> {
+        let mapped = self.by_real.get(real)?;
+        if let Some(entry) = self.entries.get(mapped) {
+            if entry.path == Path::Direct(*real) {
+                entry.direct_rx.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Some(*mapped)
+    }
+
+    /// How many receive batches arrived on `mapped`'s direct path (only
+    /// while it was the current path; relayed packets never count).
+    pub fn direct_received(&self, mapped: &SocketAddr) -> Option<u64> {
+        self.entries
+            .get(mapped)
+            .map(|e| e.direct_rx.load(Ordering::Relaxed))
     }
 
     /// The mapped address for a real source, allocating an un-adopted entry
@@ -703,6 +728,20 @@ mod tests {
             assert_eq!(t.lookup_real(&addr(&format!("10.0.0.1:{port}"))), None);
         }
         assert!(!t.alias(&m, addr("10.0.0.1:1")), "unknown entry");
+    }
+
+    #[test]
+    fn only_packets_on_the_direct_path_count() {
+        let mut t = table();
+        let m = t.outbound_relayed(node(), node());
+        assert!(t.alias(&m, addr("10.0.0.1:1")));
+        assert_eq!(t.receive_from(&addr("10.0.0.1:1")), Some(m));
+        assert_eq!(t.direct_received(&m), Some(0), "not the current path");
+        t.set_path(&m, Path::Direct(addr("10.0.0.1:1")));
+        t.receive_from(&addr("10.0.0.1:1"));
+        t.receive_from(&addr("10.0.0.1:1"));
+        assert_eq!(t.direct_received(&m), Some(2));
+        assert_eq!(t.receive_from(&addr("10.0.0.7:7")), None);
     }
 
     #[test]

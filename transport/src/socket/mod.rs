@@ -207,6 +207,15 @@ impl PathSocket {
         self.write().alias(&mapped, real)
     }
 
+    /// How many receive batches from `node` arrived on its current direct
+    /// path (relayed packets and packets from other addresses do not
+    /// count): traversal's "the direct path is alive" signal.
+    pub fn direct_received(&self, node: &NodeId) -> Option<u64> {
+        let table = self.read();
+        let mapped = table.mapped_of(node)?;
+        table.direct_received(&mapped)
+    }
+
     /// Fault injection for tests: drops every datagram (QUIC or frame) sent
     /// to or received from `addr`, as a path that died would; `None` ends
     /// it. Costs one relaxed atomic load per batch when unused.
@@ -342,7 +351,7 @@ impl PathSocket {
             if len == 0 {
                 continue;
             }
-            let known = self.read().lookup_real(&real);
+            let known = self.read().receive_from(&real);
             let mapped = match known {
                 Some(mapped) => mapped,
                 None => self.write().inbound(real, Instant::now()),

@@ -66,20 +66,26 @@ const ACCEPTOR_DELAY: Duration = Duration::from_secs(2);
 const RETRY_MIN: Duration = Duration::from_secs(15);
 /// Longest delay between punch attempts.
 const RETRY_MAX: Duration = Duration::from_secs(300);
+/// Capacity of the command queue.
+const COMMAND_QUEUE: usize = 64;
 
 /// The traversal core of one transport, shared between its driver task
 /// and status readers.
 #[derive(Debug)]
 pub(crate) struct TraversalService {
     core: Mutex<Traversal>,
+    /// "Try to go direct to this peer now" ([`Self::request_direct`]).
+    commands: mpsc::Sender<NodeId>,
+    commands_rx: Mutex<Option<mpsc::Receiver<NodeId>>>,
 }
 
 impl TraversalService {
-    /// A core for `shared`'s node. Keepalives are timed so that a dead
-    /// direct path is noticed (4 intervals) well within the connection's
-    /// idle timeout, and the relay can take over before quinn gives up.
+    /// A core for node `me`. Keepalives are timed so that a dead direct
+    /// path is noticed (after 4 silent intervals) well within the
+    /// connection's idle timeout `idle`, and the relay takes over before
+    /// quinn gives up.
     pub(crate) fn new(me: NodeId, public_addr: Option<SocketAddr>, idle: Duration) -> Self {
-        let keepalive = (idle / 6).clamp(Duration::from_millis(500), Duration::from_secs(20));
+        let keepalive = (idle / 10).clamp(Duration::from_millis(300), Duration::from_secs(20));
         let config = TraversalConfig {
             public_addr,
             keepalive_interval: keepalive,
@@ -87,9 +93,27 @@ impl TraversalService {
         };
         let mut seed = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut seed);
+        let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         Self {
             core: Mutex::new(Traversal::new(me, config, seed)),
+            commands,
+            commands_rx: Mutex::new(Some(commands_rx)),
         }
+    }
+
+    /// The command receiver, for the driver (once).
+    pub(crate) fn take_commands(&self) -> Option<mpsc::Receiver<NodeId>> {
+        self.commands_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Asks the driver to try a direct path to `peer` now (it is skipped
+    /// when the peer is not relayed or a punch is running). Returns false
+    /// when the driver's queue is full.
+    pub(crate) fn request_direct(&self, peer: NodeId) -> bool {
+        self.commands.try_send(peer).is_ok()
     }
 
     fn core(&self) -> MutexGuard<'_, Traversal> {
@@ -127,7 +151,7 @@ struct Track {
     backoff: Duration,
     /// The relay a direct path fell back to.
     backup: Option<NodeId>,
-    /// Datagrams received on the connection at the last tick.
+    /// Receive batches seen on the peer's direct path at the last tick.
     rx: u64,
 }
 
@@ -136,6 +160,7 @@ pub(crate) struct Inputs {
     pub(crate) frames: mpsc::Receiver<Frame>,
     pub(crate) messages: mpsc::Receiver<(NodeId, TraversalMsg)>,
     pub(crate) events: broadcast::Receiver<PeerEvent>,
+    pub(crate) commands: mpsc::Receiver<NodeId>,
 }
 
 struct Driver {
@@ -154,6 +179,7 @@ pub(crate) async fn run(shared: Arc<Shared>, service: Arc<TraversalService>, inp
         mut frames,
         mut messages,
         mut events,
+        mut commands,
     } = inputs;
     let mut shutdown = shared.shutdown.subscribe();
     let mut driver = Driver {
@@ -201,6 +227,10 @@ pub(crate) async fn run(shared: Arc<Shared>, service: Arc<TraversalService>, inp
                 Err(broadcast::error::RecvError::Lagged(_)) => driver.resync(),
                 Err(broadcast::error::RecvError::Closed) => break,
             },
+            peer = commands.recv() => {
+                let Some(peer) = peer else { break };
+                driver.direct_now(peer);
+            }
             () = timer => driver.service.core().handle_timeout(now_std(Instant::now())),
             _ = tick.tick() => driver.on_tick(),
         }
@@ -275,7 +305,6 @@ impl Driver {
         let track = self.peers.entry(peer).or_default();
         if fresh {
             track.backoff = RETRY_MIN;
-            track.rx = 0;
         }
         if matches!(path, Some(Path::Relayed { .. })) && (fresh || track.next_try.is_none()) {
             track.next_try = Some(if outbound { now } else { now + ACCEPTOR_DELAY });
@@ -407,6 +436,18 @@ impl Driver {
         }
     }
 
+    /// An explicit request to go direct to `peer` now.
+    fn direct_now(&mut self, peer: NodeId) {
+        if self.shared.live(&peer).is_none() {
+            return;
+        }
+        let now = Instant::now();
+        let track = self.peers.entry(peer).or_default();
+        track.next_try = Some(now);
+        track.backoff = RETRY_MIN;
+        self.try_direct(peer, now);
+    }
+
     /// Once a second: traffic on direct paths, due punch retries.
     fn on_tick(&mut self) {
         let now = Instant::now();
@@ -420,24 +461,20 @@ impl Driver {
     /// Tells the core when the peer's direct path carried anything since
     /// the last tick, so keepalives only go out on idle paths.
     fn report_activity(&mut self, peer: NodeId, now: Instant) {
-        let Some(live) = self.shared.live(&peer) else {
+        let Some(rx) = self.shared.socket.direct_received(&peer) else {
             return;
         };
-        let rx = live.conn.stats().udp_rx.datagrams;
         let Some(track) = self.peers.get_mut(&peer) else {
             return;
         };
         let active = rx > track.rx;
         track.rx = rx;
-        if !active {
-            return;
-        }
-        let path = self.shared.socket.path(&live.mapped());
-        let mut core = self.service.core();
-        if let Some(direct) = core.direct_path(&peer) {
-            if path == Some(Path::Direct(direct)) {
-                core.handle_path_activity(now_std(now), &peer);
-            }
+        if active {
+            // Counted only on the current direct path; the core ignores
+            // peers it keeps no direct path for.
+            self.service
+                .core()
+                .handle_path_activity(now_std(now), &peer);
         }
     }
 
@@ -552,6 +589,14 @@ impl Driver {
         match paths::change(&self.shared, peer, Path::Relayed { relay }) {
             Ok(()) => {
                 tracing::info!(peer = %peer.fmt_short(), %addr, via = %relay.fmt_short(), "direct path lost; relayed again");
+                // Something to send now: quinn's loss recovery, backed off
+                // while the path was dead, hears from the peer at once.
+                let nat = self.core().nat().nat;
+                control::send_to(
+                    &self.shared,
+                    &peer,
+                    &ControlMsg::Traversal(TraversalMsg::NatInfo { nat }),
+                );
                 if let Some(track) = self.peers.get_mut(&peer) {
                     track.next_try = Some(Instant::now() + track.backoff);
                     track.backoff = (track.backoff * 2).min(RETRY_MAX);
