@@ -12,12 +12,17 @@ use crate::cli::{Cli, Command};
 use crate::control::client::{ClientError, ControlClient};
 use crate::control::Request;
 use crate::datadir::{DataDir, DataDirError};
+use crate::http::HttpOptions;
 use crate::init::{init, InitError};
 use crate::invite::{invite, InviteError};
 use crate::keystore::{self, LoadKeyError};
+use crate::netcheck::NetcheckReport;
 use crate::protocols::ping::PongReport;
 use crate::run::{run, RunError, RunOptions};
 use crate::status::StatusReport;
+use crate::until_direct::{
+    until_direct, ControlDriver, Progress, UntilDirectError, UntilDirectOptions,
+};
 
 /// Any failure of a command, printed as `kind: detail`.
 #[derive(Debug, Error)]
@@ -46,6 +51,9 @@ pub enum AppError {
     /// The async runtime could not start.
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
+    /// `ping --until-direct` saw no direct path.
+    #[error(transparent)]
+    UntilDirect(#[from] UntilDirectError),
 }
 
 impl AppError {
@@ -60,6 +68,7 @@ impl AppError {
             Self::Run(e) => e.kind(),
             Self::Control(e) => e.kind(),
             Self::Runtime(_) => "runtime",
+            Self::UntilDirect(e) => &e.kind,
         }
     }
 }
@@ -92,9 +101,21 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             listen,
             peers,
             relay,
+            http,
+            http_allow_remote,
+            http_token_file,
         } => {
+            let http = match http {
+                Some(addr) => Some(HttpOptions {
+                    addr: args::host_port(&addr)?,
+                    allow_remote: http_allow_remote,
+                    token_file: http_token_file,
+                }),
+                None => None,
+            };
             let options = RunOptions {
                 relay,
+                http,
                 listen: args::host_port(&listen)?,
                 peers: peers
                     .iter()
@@ -116,11 +137,40 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
                 print_text(&status.render_table());
             }
         }
+        Command::Netcheck { json } => {
+            let report: NetcheckReport = ControlClient::connect(&dir)?.call(&Request::Netcheck)?;
+            if json {
+                print_line(&serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else {
+                print_text(&report.render_text());
+            }
+        }
+        Command::Ping {
+            node_id,
+            until_direct: true,
+            interval_ms,
+            timeout_ms,
+            timeout,
+            ..
+        } => {
+            let id = args::node_id(&node_id)?;
+            let mut driver = ControlDriver::new(ControlClient::connect(&dir)?, id);
+            let options = UntilDirectOptions {
+                timeout: Duration::from_secs(timeout),
+                interval: Duration::from_millis(interval_ms),
+                ping_timeout: Duration::from_millis(timeout_ms),
+            };
+            until_direct(&mut driver, &id.to_string(), options, &mut |p| match p {
+                Progress::Pong(pong) => print_line(&pong.line()),
+                Progress::Error(e) => eprintln!("ping: {e}"),
+            })?;
+        }
         Command::Ping {
             node_id,
             count,
             interval_ms,
             timeout_ms,
+            ..
         } => {
             let node_id = args::node_id(&node_id)?;
             let mut client = ControlClient::connect(&dir)?;

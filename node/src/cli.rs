@@ -59,10 +59,29 @@ pub enum Command {
         /// peers whether or not it relays itself.
         #[arg(long)]
         relay: bool,
+        /// Serve read-only HTTP (GET /metrics, /status, /healthz) on this TCP
+        /// address; off unless given. Suggested: 127.0.0.1:9742. Loopback
+        /// only, unless --http-allow-remote and --http-token-file are given.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
+        /// Allow --http on a non-loopback address (requires --http-token-file).
+        #[arg(long, requires = "http")]
+        http_allow_remote: bool,
+        /// File holding the bearer token every HTTP request must carry
+        /// (at least 16 bytes, mode 0600); only its SHA-256 digest is kept.
+        #[arg(long, value_name = "FILE", requires = "http")]
+        http_token_file: Option<std::path::PathBuf>,
     },
     /// Show the running node's peers.
     Status {
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the running node's view of the network: NAT type, the address
+    /// each observing peer sees it at, and the RTT to each relay.
+    Netcheck {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -83,6 +102,15 @@ pub enum Command {
         #[arg(short = 'W', long = "timeout-ms", value_name = "MS", default_value_t = 5000,
               value_parser = clap::value_parser!(u64).range(1..=60_000))]
         timeout_ms: u64,
+        /// Ping until a pong comes over a direct path (exit 0), or fail with
+        /// `kind: detail` after --timeout seconds. Ignores -c.
+        #[arg(long, conflicts_with = "count")]
+        until_direct: bool,
+        /// Seconds --until-direct waits for a direct path (1-3600).
+        #[arg(long, value_name = "SECS", requires = "until_direct",
+              default_value_t = crate::until_direct::DEFAULT_TIMEOUT_SECS,
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout: u64,
     },
 }
 
@@ -103,6 +131,29 @@ mod tests {
         assert!(Cli::try_parse_from(["relay-node", "ping", &id, "-c", "x"]).is_err());
         let cli = Cli::try_parse_from(["relay-node", "ping", &id]).unwrap();
         assert!(matches!(cli.command, Command::Ping { count: 3, .. }));
+    }
+
+    #[test]
+    fn operator_flags() {
+        let id = "a".repeat(52);
+        let cli = Cli::try_parse_from(["relay-node", "ping", &id, "--until-direct"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Ping {
+                until_direct: true,
+                timeout: 15,
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["relay-node", "ping", &id, "--timeout", "3"]).is_err());
+        assert!(
+            Cli::try_parse_from(["relay-node", "ping", &id, "--until-direct", "-c", "2"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["relay-node", "run", "--http-allow-remote"]).is_err());
+        let cli = Cli::try_parse_from(["relay-node", "run", "--http", "127.0.0.1:0"]).unwrap();
+        assert!(matches!(cli.command, Command::Run { http: Some(_), .. }));
+        let cli = Cli::try_parse_from(["relay-node", "netcheck", "--json"]).unwrap();
+        assert!(matches!(cli.command, Command::Netcheck { json: true }));
     }
 
     #[test]

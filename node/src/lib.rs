@@ -12,7 +12,11 @@
 //! - the **control socket** ([`control`]): newline-delimited JSON between
 //!   the CLI and the running node, answered by [`service`];
 //! - the **stream protocols** a node speaks to its peers, routed by their
-//!   first byte ([`protocols`]; ping today).
+//!   first byte ([`protocols`]; ping today);
+//! - the **operator surface**: the read-only HTTP endpoint ([`http`]),
+//!   Prometheus metrics ([`metrics`]), `netcheck` ([`netcheck`]),
+//!   `ping --until-direct` ([`until_direct`]) and the traversal state they
+//!   and `status` show ([`traversal_view`]).
 //!
 //! ## What this layer must not know about
 //!
@@ -29,16 +33,21 @@ pub mod bootstrap;
 pub mod cli;
 pub mod control;
 pub mod datadir;
+pub mod http;
 pub mod init;
 pub mod invite;
 pub mod keystore;
 pub mod lock;
 pub mod logging;
+pub mod metrics;
+pub mod netcheck;
 pub mod protocols;
 pub mod run;
 pub mod service;
 pub mod status;
 pub mod timefmt;
+pub mod traversal_view;
+pub mod until_direct;
 
 #[cfg(test)]
 mod testutil;

@@ -1,7 +1,7 @@
 //! `relay-node run`: the node process. Takes the run lock, loads (or
 //! creates) the identity, binds the transport, dials the configured peers,
-//! serves the control socket and incoming streams, and shuts down cleanly on
-//! Ctrl-C or SIGTERM.
+//! serves the control socket, incoming streams and (if configured) the
+//! read-only HTTP endpoint, and shuts down cleanly on Ctrl-C or SIGTERM.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -15,9 +15,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::bootstrap::{Bootstrap, BootstrapError};
 use crate::control::server::ControlSocket;
 use crate::datadir::{DataDir, DataDirError};
+use crate::http::{HttpError, HttpOptions, HttpServer};
 use crate::init::{init, InitError};
 use crate::keystore::{self, LoadKeyError};
 use crate::lock::{LockError, RunLock};
+use crate::metrics::collector::{self, NodeStats};
 use crate::protocols::{serve_incoming, Dispatcher};
 use crate::service::NodeService;
 
@@ -33,6 +35,8 @@ pub struct RunOptions {
     pub peers: Vec<(NodeId, SocketAddr)>,
     /// Relay for authenticated mesh members.
     pub relay: bool,
+    /// The read-only HTTP endpoint, if configured.
+    pub http: Option<HttpOptions>,
 }
 
 /// Running the node failed.
@@ -67,6 +71,9 @@ pub enum RunError {
     /// Signal handlers could not be installed.
     #[error("signal: {0}")]
     Signal(std::io::Error),
+    /// The HTTP endpoint could not start.
+    #[error(transparent)]
+    Http(#[from] HttpError),
 }
 
 impl RunError {
@@ -82,6 +89,7 @@ impl RunError {
             Self::Bind(BindError::Config(_)) => "config",
             Self::Control { .. } => "control-socket",
             Self::Signal(_) => "signal",
+            Self::Http(e) => e.kind(),
         }
     }
 }
@@ -112,6 +120,10 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
         path: control_path.display().to_string(),
         source,
     })?;
+    let http = match &options.http {
+        Some(http) => Some(HttpServer::bind(http).await?),
+        None => None,
+    };
 
     for addr in &listen {
         tracing::info!(node_id = %node_id, %addr, data_dir = %dir, "relay-node listening");
@@ -119,9 +131,19 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
         let _ = writeln!(stdout, "relay-node {node_id} listening on {addr}");
         let _ = stdout.flush();
     }
+    if let Some(http) = &http {
+        let addr = http.local_addr();
+        tracing::info!(%addr, "http listening");
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "http listening on {addr}");
+        let _ = stdout.flush();
+    }
 
     let known = dial_peers(&transport, &options.peers, &bootstrap);
-    let service = Arc::new(NodeService::new(transport.clone(), known));
+    let stats = Arc::new(NodeStats::new());
+    let collect = tokio::spawn(collector::collect(transport.clone(), stats.clone()));
+    let service = Arc::new(NodeService::new(transport.clone(), known).with_stats(stats));
+    let http = http.map(|http| tokio::spawn(http.serve(service.clone())));
     let accept = tokio::spawn(serve_incoming(
         transport.clone(),
         Dispatcher::with_builtins(),
@@ -139,6 +161,10 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
     }
 
     accept.abort();
+    collect.abort();
+    if let Some(http) = http {
+        http.abort();
+    }
     drop(control);
     transport.close().await;
     tracing::info!("stopped");

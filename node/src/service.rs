@@ -1,5 +1,6 @@
-//! The running node's answers to control requests: status from the
-//! transport's snapshots, and pings through the ping protocol.
+//! The running node's answers to control requests: status and netcheck
+//! from the transport's snapshots (plus the traversal snapshot), and pings
+//! through the ping protocol. The HTTP endpoint reads the same status.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,8 +11,11 @@ use relay_transport::{NodeId, Transport};
 
 use crate::control::server::{BoxFuture, ControlHandler};
 use crate::control::{Request, Response};
+use crate::metrics::collector::NodeStats;
+use crate::netcheck::{netcheck_report, NetcheckReport};
 use crate::protocols::ping;
 use crate::status::StatusReport;
+use crate::traversal_view::{NoTraversal, TraversalSource};
 
 /// Ping timeout when the request names none.
 pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,6 +29,10 @@ pub struct NodeService {
     /// Addresses we were told about (`--peer`, bootstrap), for dialing a peer
     /// that is not connected when asked to ping it.
     known: Arc<Mutex<HashMap<NodeId, SocketAddr>>>,
+    /// NAT type, punch counters and per-peer reasons.
+    traversal: Arc<dyn TraversalSource>,
+    /// The node's own counters (metrics).
+    stats: Arc<NodeStats>,
 }
 
 impl NodeService {
@@ -33,7 +41,36 @@ impl NodeService {
         Self {
             transport,
             known: Arc::new(Mutex::new(known)),
+            traversal: Arc::new(NoTraversal),
+            stats: Arc::new(NodeStats::new()),
         }
+    }
+
+    /// Uses `source` for the traversal state in status, netcheck and metrics.
+    pub fn with_traversal(mut self, source: Arc<dyn TraversalSource>) -> Self {
+        self.traversal = source;
+        self
+    }
+
+    /// Uses `stats` for the node's own counters.
+    pub fn with_stats(mut self, stats: Arc<NodeStats>) -> Self {
+        self.stats = stats;
+        self
+    }
+
+    /// The transport this service answers for.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// The node's own counters.
+    pub fn stats(&self) -> &Arc<NodeStats> {
+        &self.stats
+    }
+
+    /// The node's view of the network.
+    pub fn netcheck(&self) -> NetcheckReport {
+        netcheck_report(&self.transport, &self.traversal.snapshot())
     }
 
     /// The current status.
@@ -44,6 +81,7 @@ impl NodeService {
             self.transport.peers(),
             &self.transport.relay_status(),
         )
+        .with_traversal(&self.traversal.snapshot(), &self.transport.observed_addrs())
     }
 
     /// An address for `peer`: one we were told, else the last one seen.
@@ -83,6 +121,7 @@ impl ControlHandler for NodeService {
                     node_id,
                     timeout_ms,
                 } => self.ping(node_id, timeout_ms).await,
+                Request::Netcheck => Response::ok(&self.netcheck()),
             }
         })
     }

@@ -7,6 +7,7 @@ use relay_transport::{PeerInfo, RelayStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::timefmt;
+use crate::traversal_view::{NatSection, TraversalSection, TraversalSnapshot};
 
 /// What `status --json` prints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,6 +21,12 @@ pub struct StatusReport {
     /// This node's relay server.
     #[serde(default)]
     pub relay: RelayReport,
+    /// This node's NAT type and reflexive address.
+    #[serde(default)]
+    pub nat: NatSection,
+    /// Hole punching counters and the last failure.
+    #[serde(default)]
+    pub traversal: TraversalSection,
 }
 
 /// The relay section of a [`StatusReport`].
@@ -119,6 +126,9 @@ pub struct PeerReport {
     /// The address this peer observes for us, if it told us.
     #[serde(default)]
     pub observed_addr: Option<String>,
+    /// Why the peer is not direct, when known (null when direct).
+    #[serde(default)]
+    pub why: Option<String>,
     /// Smoothed RTT in milliseconds.
     pub rtt_ms: Option<f64>,
     /// UDP payload bytes sent on the current connection.
@@ -148,20 +158,49 @@ impl StatusReport {
             listen: listen.iter().map(ToString::to_string).collect(),
             peers: peers.iter().map(PeerReport::from_info).collect(),
             relay: RelayReport::from_status(relay),
+            nat: NatSection::default(),
+            traversal: TraversalSection::default(),
         }
+    }
+
+    /// Adds the traversal state: `nat`, `traversal` and each non-direct
+    /// peer's `why`. `observed` is what peers report as our address.
+    pub fn with_traversal(
+        mut self,
+        snapshot: &TraversalSnapshot,
+        observed: &[(relay_transport::NodeId, SocketAddr)],
+    ) -> Self {
+        self.nat = NatSection::new(snapshot, observed);
+        self.traversal = TraversalSection::new(snapshot);
+        for peer in &mut self.peers {
+            peer.why = if peer.path == "direct" {
+                None
+            } else {
+                peer.node_id
+                    .parse::<relay_transport::NodeId>()
+                    .ok()
+                    .and_then(|id| snapshot.why.get(&id).cloned())
+            };
+        }
+        self
     }
 
     /// The human-readable form: a header and an aligned peer table.
     pub fn render_table(&self) -> String {
         let mut out = format!(
-            "node    {}\nlisten  {}\nrelay   {}\n",
+            "node    {}\nlisten  {}\nrelay   {}\nnat     {}\npunch   {}\n",
             self.node_id,
             if self.listen.is_empty() {
                 "-".to_string()
             } else {
                 self.listen.join(", ")
             },
-            self.relay.line()
+            self.relay.line(),
+            match &self.nat.reflex_addr {
+                Some(addr) => format!("{} {addr}", self.nat.nat_type),
+                None => self.nat.nat_type.clone(),
+            },
+            self.traversal.line(),
         );
         if self.peers.is_empty() {
             out.push_str("peers   none\n");
@@ -169,7 +208,7 @@ impl StatusReport {
         }
         out.push('\n');
         let header = [
-            "NODE_ID", "STATE", "PATH", "REMOTE", "RTT", "SENT", "RECV", "DIR", "SINCE",
+            "NODE_ID", "STATE", "PATH", "REMOTE", "RTT", "SENT", "RECV", "DIR", "SINCE", "WHY",
         ]
         .map(String::from)
         .to_vec();
@@ -196,6 +235,7 @@ impl StatusReport {
                 }
                 .to_string(),
                 p.since.clone().unwrap_or_else(|| "-".into()),
+                p.why.clone().unwrap_or_else(|| "-".into()),
             ]);
         }
         let cols = rows.first().map_or(0, Vec::len);
@@ -227,6 +267,7 @@ impl PeerReport {
             via: p.via.map(|v| v.to_string()),
             path_changes: p.path_changes,
             observed_addr: p.observed_addr.map(|a| a.to_string()),
+            why: None,
             rtt_ms: p.rtt.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
             bytes_sent: p.bytes_sent,
             bytes_received: p.bytes_received,
@@ -365,6 +406,61 @@ mod tests {
         let relayed = lines.iter().find(|l| l.contains("relayed")).unwrap();
         assert_eq!(header.find("REMOTE"), relayed.find("via "));
         assert!(table.contains("relay   on: 2 clients, 1 sessions"));
+    }
+
+    #[test]
+    fn traversal_sections_default_and_fill() {
+        let v = serde_json::to_value(sample()).unwrap();
+        assert_eq!(v["nat"]["type"], "unknown");
+        assert!(v["nat"]["reflex_addr"].is_null());
+        for key in [
+            "punches_attempted",
+            "punches_succeeded",
+            "relay_fallbacks",
+            "direct_upgrades",
+        ] {
+            assert_eq!(v["traversal"][key], 0, "{key}");
+        }
+        assert!(v["traversal"]["last_error"].is_null());
+        assert!(v["peers"][0]["why"].is_null());
+
+        let direct = SecretKey::from_bytes(&[4; 32]).node_id();
+        let relayed = SecretKey::from_bytes(&[6; 32]).node_id();
+        let mut snap = TraversalSnapshot {
+            nat_type: "symmetric".into(),
+            punches_attempted: 3,
+            punches_succeeded: 1,
+            relay_fallbacks: 2,
+            direct_upgrades: 1,
+            last_error: Some("punch-failed: timeout".into()),
+            ..TraversalSnapshot::default()
+        };
+        snap.why.insert(relayed, "symmetric x symmetric".into());
+        snap.why.insert(direct, "stale".into());
+        let observed = [(direct, "203.0.113.5:7420".parse().unwrap())];
+        let report = sample().with_traversal(&snap, &observed);
+        let v = serde_json::to_value(&report).unwrap();
+        assert_eq!(v["nat"]["type"], "symmetric");
+        assert_eq!(v["nat"]["reflex_addr"], "203.0.113.5:7420");
+        assert_eq!(v["traversal"]["punches_attempted"], 3);
+        assert_eq!(v["traversal"]["last_error"], "punch-failed: timeout");
+        for p in v["peers"].as_array().unwrap() {
+            if p["path"] == "direct" {
+                assert!(p["why"].is_null(), "direct peers have no why");
+            } else {
+                assert_eq!(p["why"], "symmetric x symmetric");
+            }
+        }
+        let table = report.render_table();
+        assert!(table.contains("nat     symmetric 203.0.113.5:7420"));
+        assert!(table.contains("punch   3 attempted, 1 succeeded, 2 relay fallbacks, 1 upgrades"));
+        assert!(table.contains("symmetric x symmetric"));
+        // Old JSON without the new sections still parses.
+        let mut old = serde_json::to_value(sample()).unwrap();
+        old.as_object_mut().unwrap().remove("nat");
+        old.as_object_mut().unwrap().remove("traversal");
+        let back: StatusReport = serde_json::from_value(old).unwrap();
+        assert_eq!(back.nat.nat_type, "unknown");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! ```json
 //! {"op":"status"}
 //! {"op":"ping","node_id":"<52 chars>","timeout_ms":5000}
+//! {"op":"netcheck"}
 //! ```
 //!
 //! and every response is either `{"ok":true,"result":...}` or
@@ -39,6 +40,8 @@ pub enum Request {
         #[serde(default)]
         timeout_ms: Option<u64>,
     },
+    /// The node's view of the network ([`crate::netcheck::NetcheckReport`]).
+    Netcheck,
 }
 
 /// An error carried in a response: a stable kind and a human detail.
@@ -99,6 +102,10 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Request::Status).unwrap(),
             r#"{"op":"status"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"op":"netcheck"}"#).unwrap(),
+            Request::Netcheck
         );
         let id = SecretKey::generate().node_id();
         let text = format!(r#"{{"op":"ping","node_id":"{id}"}}"#);

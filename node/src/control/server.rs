@@ -120,7 +120,9 @@ mod tests {
             Box::pin(async move {
                 match request {
                     Request::Status => Response::ok(&serde_json::json!({"status": "fine"})),
-                    Request::Ping { .. } => Response::error("not-connected", "nobody"),
+                    Request::Ping { .. } | Request::Netcheck => {
+                        Response::error("not-connected", "nobody")
+                    }
                 }
             })
         }

@@ -1,0 +1,323 @@
+//! Prometheus metrics (`GET /metrics` on the HTTP endpoint).
+//!
+//! Every value comes from one [`MetricsInput`]: the same [`StatusReport`]
+//! `status --json` prints (peers, paths, relay server, NAT, punches), the
+//! transport's Noise and path-socket counters ([`TransportCounters`]) and
+//! the node's own counters ([`collector::NodeCounters`]: path changes and
+//! bytes per path type). [`render`] turns it into the text format.
+//!
+//! All names start with `relay_node_`; per-path series carry a `path` label
+//! (`direct` | `relayed`).
+
+pub mod collector;
+pub mod text;
+
+use relay_transport::Transport;
+
+use crate::status::StatusReport;
+use crate::traversal_view::NAT_TYPES;
+use collector::NodeCounters;
+use text::{count, Kind, TextWriter};
+
+/// Counters read from the transport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransportCounters {
+    /// Completed Noise handshakes.
+    pub handshakes: u64,
+    /// Failed Noise handshakes.
+    pub handshake_failures: u64,
+    /// 1-RTT key updates.
+    pub key_updates: u64,
+    /// Transmits dropped for want of a usable path.
+    pub unroutable: u64,
+    /// Own frames (relay, traversal) handed up.
+    pub frames_delivered: u64,
+    /// Own frames dropped (channel full or unclaimed).
+    pub frames_dropped: u64,
+    /// Mapped peer addresses.
+    pub mapped_entries: u64,
+    /// QUIC datagrams sent on relayed paths.
+    pub relayed_sent: u64,
+    /// Relayed QUIC datagrams received.
+    pub relayed_received: u64,
+    /// Relayed datagrams dropped.
+    pub relayed_dropped: u64,
+}
+
+impl TransportCounters {
+    /// Reads the transport's counters now.
+    pub fn read(transport: &Transport) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        let noise = transport.noise_stats();
+        let socket = transport.socket_stats();
+        Self {
+            handshakes: noise.handshakes.load(Relaxed),
+            handshake_failures: noise.handshake_failures.load(Relaxed),
+            key_updates: noise.key_updates.load(Relaxed),
+            unroutable: socket.unroutable,
+            frames_delivered: socket.frames_delivered,
+            frames_dropped: socket.frames_dropped,
+            mapped_entries: u64::try_from(socket.mapped_entries).unwrap_or(u64::MAX),
+            relayed_sent: socket.relayed_sent,
+            relayed_received: socket.relayed_received,
+            relayed_dropped: socket.relayed_dropped,
+        }
+    }
+}
+
+/// Everything one exposition is built from.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsInput<'a> {
+    /// The status report (as `status --json`).
+    pub status: &'a StatusReport,
+    /// Transport counters.
+    pub transport: TransportCounters,
+    /// The node's own counters.
+    pub node: NodeCounters,
+}
+
+const PATHS: [&str; 2] = ["direct", "relayed"];
+const STATES: [&str; 3] = ["connected", "connecting", "disconnected"];
+
+/// The exposition text.
+pub fn render(input: &MetricsInput<'_>) -> String {
+    let mut w = TextWriter::new();
+    peers(&mut w, input.status);
+    paths(&mut w, input);
+    traversal(&mut w, input.status);
+    relay(&mut w, input.status);
+    transport(&mut w, &input.transport);
+    w.finish()
+}
+
+fn peers(w: &mut TextWriter, status: &StatusReport) {
+    w.family(
+        "relay_node_info",
+        Kind::Gauge,
+        "Always 1; labels name this node and its version.",
+    );
+    w.sample(
+        "relay_node_info",
+        &[
+            ("node_id", &status.node_id),
+            ("version", env!("CARGO_PKG_VERSION")),
+        ],
+        1.0,
+    );
+    w.family("relay_node_peers", Kind::Gauge, "Known peers by state.");
+    for state in STATES {
+        let n = status.peers.iter().filter(|p| p.state == state).count();
+        w.sample("relay_node_peers", &[("state", state)], n as f64);
+    }
+    w.family(
+        "relay_node_peer_paths",
+        Kind::Gauge,
+        "Connected peers by the path type they use now.",
+    );
+    for path in PATHS {
+        let n = status
+            .peers
+            .iter()
+            .filter(|p| p.state == "connected" && p.path == path)
+            .count();
+        w.sample("relay_node_peer_paths", &[("path", path)], n as f64);
+    }
+    w.family(
+        "relay_node_peer_rtt_seconds",
+        Kind::Gauge,
+        "Smoothed round-trip time of each connected peer, on its current path.",
+    );
+    for p in &status.peers {
+        if let (Some(ms), true) = (p.rtt_ms, PATHS.contains(&p.path.as_str())) {
+            w.sample(
+                "relay_node_peer_rtt_seconds",
+                &[("peer", &p.node_id), ("path", &p.path)],
+                ms / 1e3,
+            );
+        }
+    }
+}
+
+fn paths(w: &mut TextWriter, input: &MetricsInput<'_>) {
+    let node = &input.node;
+    w.single(
+        "relay_node_path_changes_total",
+        Kind::Counter,
+        "Path changes under live connections (no new handshake).",
+        count(node.path_changes),
+    );
+    w.single(
+        "relay_node_connections_total",
+        Kind::Counter,
+        "Connections established.",
+        count(node.connections),
+    );
+    w.single(
+        "relay_node_disconnections_total",
+        Kind::Counter,
+        "Connections lost or closed.",
+        count(node.disconnections),
+    );
+    for (name, help, bytes) in [
+        (
+            "relay_node_peer_bytes_sent_total",
+            "UDP payload bytes sent to peers, by path type (credited to the path in use when sampled, every second).",
+            node.bytes_sent,
+        ),
+        (
+            "relay_node_peer_bytes_received_total",
+            "UDP payload bytes received from peers, by path type (credited to the path in use when sampled, every second).",
+            node.bytes_received,
+        ),
+    ] {
+        w.family(name, Kind::Counter, help);
+        w.sample(name, &[("path", "direct")], count(bytes.direct));
+        w.sample(name, &[("path", "relayed")], count(bytes.relayed));
+    }
+}
+
+fn traversal(w: &mut TextWriter, status: &StatusReport) {
+    w.family(
+        "relay_node_nat_type",
+        Kind::Gauge,
+        "1 for this node's NAT type, 0 for the others.",
+    );
+    for t in NAT_TYPES {
+        let on = status.nat.nat_type == t;
+        w.sample(
+            "relay_node_nat_type",
+            &[("type", t)],
+            f64::from(u8::from(on)),
+        );
+    }
+    let t = &status.traversal;
+    for (name, help, value) in [
+        (
+            "relay_node_punches_attempted_total",
+            "Hole punch sessions started.",
+            t.punches_attempted,
+        ),
+        (
+            "relay_node_punches_succeeded_total",
+            "Hole punch sessions that found a direct path.",
+            t.punches_succeeded,
+        ),
+        (
+            "relay_node_relay_fallbacks_total",
+            "Times a peer stayed on or went back to a relayed path.",
+            t.relay_fallbacks,
+        ),
+        (
+            "relay_node_direct_upgrades_total",
+            "Times a peer got a new direct path.",
+            t.direct_upgrades,
+        ),
+    ] {
+        w.single(name, Kind::Counter, help, count(value));
+    }
+}
+
+fn relay(w: &mut TextWriter, status: &StatusReport) {
+    let r = &status.relay;
+    w.single(
+        "relay_node_relay_enabled",
+        Kind::Gauge,
+        "1 when this node relays for mesh members (run --relay).",
+        f64::from(u8::from(r.enabled)),
+    );
+    w.single(
+        "relay_node_relay_clients",
+        Kind::Gauge,
+        "Clients registered with this node's relay.",
+        r.clients as f64,
+    );
+    w.single(
+        "relay_node_relay_sessions",
+        Kind::Gauge,
+        "Live relayed sessions (client pairs).",
+        r.sessions as f64,
+    );
+    w.single(
+        "relay_node_relay_bytes_forwarded_total",
+        Kind::Counter,
+        "Inner packet bytes this relay forwarded.",
+        count(r.bytes_forwarded),
+    );
+    w.single(
+        "relay_node_relay_packets_forwarded_total",
+        Kind::Counter,
+        "Frames this relay forwarded.",
+        count(r.packets_forwarded),
+    );
+    w.single(
+        "relay_node_relay_packets_dropped_total",
+        Kind::Counter,
+        "Frames this relay dropped (limits, unknown source or destination, malformed).",
+        count(r.packets_dropped),
+    );
+}
+
+fn transport(w: &mut TextWriter, t: &TransportCounters) {
+    for (name, help, value) in [
+        (
+            "relay_node_handshakes_total",
+            "Completed Noise handshakes.",
+            t.handshakes,
+        ),
+        (
+            "relay_node_handshake_failures_total",
+            "Failed Noise handshakes.",
+            t.handshake_failures,
+        ),
+        (
+            "relay_node_key_updates_total",
+            "QUIC 1-RTT key updates.",
+            t.key_updates,
+        ),
+        (
+            "relay_node_socket_unroutable_total",
+            "Packets dropped because no usable path stood behind a peer address.",
+            t.unroutable,
+        ),
+        (
+            "relay_node_socket_frames_delivered_total",
+            "Relay and traversal frames handed up by the path socket.",
+            t.frames_delivered,
+        ),
+        (
+            "relay_node_socket_frames_dropped_total",
+            "Relay and traversal frames dropped by the path socket (queue full or unclaimed).",
+            t.frames_dropped,
+        ),
+    ] {
+        w.single(name, Kind::Counter, help, count(value));
+    }
+    w.single(
+        "relay_node_socket_mapped_entries",
+        Kind::Gauge,
+        "Peer addresses mapped by the path socket.",
+        count(t.mapped_entries),
+    );
+    for (name, help, value) in [
+        (
+            "relay_node_socket_relayed_packets_sent_total",
+            "QUIC packets sent on relayed paths.",
+            t.relayed_sent,
+        ),
+        (
+            "relay_node_socket_relayed_packets_received_total",
+            "QUIC packets received on relayed paths.",
+            t.relayed_received,
+        ),
+        (
+            "relay_node_socket_relayed_packets_dropped_total",
+            "Relayed packets dropped on receipt or send.",
+            t.relayed_dropped,
+        ),
+    ] {
+        w.single(name, Kind::Counter, help, count(value));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,199 @@
+//! What the node knows about NAT traversal, as one plain snapshot.
+//!
+//! `status`, `netcheck` and the metrics all read NAT type, reflexive
+//! address, punch counters and per-peer "why not direct" reasons from a
+//! [`TraversalSnapshot`]. Whatever runs traversal implements
+//! [`TraversalSource`]; until a node has one, [`NoTraversal`] answers with
+//! honest defaults: NAT type `unknown`, zero counters, no last error and no
+//! reasons. The status and JSON types built from the snapshot live here too
+//! ([`NatSection`], [`TraversalSection`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+
+use relay_transport::NodeId;
+use serde::{Deserialize, Serialize};
+
+/// NAT type text when nothing has classified the NAT.
+pub const NAT_UNKNOWN: &str = "unknown";
+/// Every NAT type text, in a fixed order (metrics one-hot encode these).
+pub const NAT_TYPES: [&str; 4] = ["unknown", "open", "cone", "symmetric"];
+
+/// Traversal state at one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraversalSnapshot {
+    /// "unknown" | "open" | "cone" | "symmetric".
+    pub nat_type: String,
+    /// Our reflexive address as the classifier sees it, if it has one.
+    pub reflex_addr: Option<SocketAddr>,
+    /// Punch sessions started.
+    pub punches_attempted: u64,
+    /// Punch sessions that found a direct path.
+    pub punches_succeeded: u64,
+    /// Times a peer stayed on (or went back to) a relayed path.
+    pub relay_fallbacks: u64,
+    /// Times a peer got a new direct path.
+    pub direct_upgrades: u64,
+    /// The last traversal failure, as `kind: detail`.
+    pub last_error: Option<String>,
+    /// Why a peer is not direct, for peers that have a reason.
+    pub why: BTreeMap<NodeId, String>,
+}
+
+impl Default for TraversalSnapshot {
+    fn default() -> Self {
+        Self {
+            nat_type: NAT_UNKNOWN.to_string(),
+            reflex_addr: None,
+            punches_attempted: 0,
+            punches_succeeded: 0,
+            relay_fallbacks: 0,
+            direct_upgrades: 0,
+            last_error: None,
+            why: BTreeMap::new(),
+        }
+    }
+}
+
+/// Something that can report traversal state.
+pub trait TraversalSource: Send + Sync + fmt::Debug {
+    /// The current state.
+    fn snapshot(&self) -> TraversalSnapshot;
+}
+
+/// The source of a node that runs no traversal: defaults only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoTraversal;
+
+impl TraversalSource for NoTraversal {
+    fn snapshot(&self) -> TraversalSnapshot {
+        TraversalSnapshot::default()
+    }
+}
+
+/// `status --json` `nat`: the NAT type and our reflexive address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatSection {
+    /// "unknown" | "open" | "cone" | "symmetric".
+    #[serde(rename = "type")]
+    pub nat_type: String,
+    /// Our reflexive address: the classifier's, else the address the
+    /// first observing peer reported (`ip:port`).
+    pub reflex_addr: Option<String>,
+}
+
+impl Default for NatSection {
+    fn default() -> Self {
+        Self {
+            nat_type: NAT_UNKNOWN.to_string(),
+            reflex_addr: None,
+        }
+    }
+}
+
+impl NatSection {
+    /// From a snapshot, falling back to the first observed address (sorted
+    /// by observer) for the reflexive address.
+    pub fn new(snapshot: &TraversalSnapshot, observed: &[(NodeId, SocketAddr)]) -> Self {
+        let reflex = snapshot
+            .reflex_addr
+            .or_else(|| observed.first().map(|(_, addr)| *addr));
+        Self {
+            nat_type: snapshot.nat_type.clone(),
+            reflex_addr: reflex.map(|a| a.to_string()),
+        }
+    }
+}
+
+/// `status --json` `traversal`: punch counters and the last failure.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraversalSection {
+    /// Punch sessions started.
+    pub punches_attempted: u64,
+    /// Punch sessions that found a direct path.
+    pub punches_succeeded: u64,
+    /// Times a peer stayed on (or went back to) a relayed path.
+    pub relay_fallbacks: u64,
+    /// Times a peer got a new direct path.
+    pub direct_upgrades: u64,
+    /// The last traversal failure, as `kind: detail`.
+    pub last_error: Option<String>,
+}
+
+impl TraversalSection {
+    /// From a snapshot.
+    pub fn new(s: &TraversalSnapshot) -> Self {
+        Self {
+            punches_attempted: s.punches_attempted,
+            punches_succeeded: s.punches_succeeded,
+            relay_fallbacks: s.relay_fallbacks,
+            direct_upgrades: s.direct_upgrades,
+            last_error: s.last_error.clone(),
+        }
+    }
+
+    /// One line for the status table.
+    pub fn line(&self) -> String {
+        let mut line = format!(
+            "{} attempted, {} succeeded, {} relay fallbacks, {} upgrades",
+            self.punches_attempted,
+            self.punches_succeeded,
+            self.relay_fallbacks,
+            self.direct_upgrades
+        );
+        if let Some(e) = &self.last_error {
+            line.push_str("; last error ");
+            line.push_str(e);
+        }
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relay_transport::SecretKey;
+
+    #[test]
+    fn defaults_are_honest() {
+        let s = NoTraversal.snapshot();
+        assert_eq!(s.nat_type, "unknown");
+        assert_eq!(s.punches_attempted, 0);
+        assert!(s.last_error.is_none() && s.why.is_empty());
+        let nat = NatSection::new(&s, &[]);
+        assert_eq!(nat, NatSection::default());
+        let v = serde_json::to_value(&nat).unwrap();
+        assert_eq!(v["type"], "unknown");
+        assert!(v["reflex_addr"].is_null());
+    }
+
+    #[test]
+    fn reflex_addr_prefers_the_classifier() {
+        let observer = SecretKey::from_bytes(&[1; 32]).node_id();
+        let seen: SocketAddr = "203.0.113.7:4000".parse().unwrap();
+        let mut s = TraversalSnapshot::default();
+        assert_eq!(
+            NatSection::new(&s, &[(observer, seen)])
+                .reflex_addr
+                .as_deref(),
+            Some("203.0.113.7:4000")
+        );
+        s.nat_type = "cone".into();
+        s.reflex_addr = Some("203.0.113.9:1".parse().unwrap());
+        let nat = NatSection::new(&s, &[(observer, seen)]);
+        assert_eq!(nat.nat_type, "cone");
+        assert_eq!(nat.reflex_addr.as_deref(), Some("203.0.113.9:1"));
+    }
+
+    #[test]
+    fn traversal_line() {
+        let mut t = TraversalSection::new(&TraversalSnapshot::default());
+        assert_eq!(
+            t.line(),
+            "0 attempted, 0 succeeded, 0 relay fallbacks, 0 upgrades"
+        );
+        t.last_error = Some("punch-failed: timeout".into());
+        assert!(t.line().ends_with("; last error punch-failed: timeout"));
+    }
+}
