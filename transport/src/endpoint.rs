@@ -480,7 +480,7 @@ impl Transport {
                     let stats = live.conn.stats();
                     let why = match (path, &shared.traversal) {
                         (Some(Path::Direct(_)), _) | (_, None) => None,
-                        (_, Some(t)) => t.why(&node_id),
+                        (_, Some(t)) => Some(t.why(&node_id)),
                     };
                     PeerInfo {
                         node_id,
@@ -557,22 +557,27 @@ impl Transport {
         Ok(())
     }
 
-    /// NAT type, reflexive address, traversal counters, per-peer reasons
-    /// for not being direct, and the observations behind the NAT type.
+    /// NAT type, reflexive address, traversal counters, why each connected
+    /// peer not on a direct path is not direct, and the observations
+    /// behind the NAT type.
     /// All defaults (`enabled: false`) when traversal is off.
     pub fn traversal_snapshot(&self) -> TraversalSnapshot {
         let shared = self.shared();
         let Some(traversal) = &shared.traversal else {
             return TraversalSnapshot::default();
         };
-        let peers: Vec<NodeId> = shared
+        let live: Vec<(NodeId, SocketAddr)> = shared
             .table()
             .peers
             .iter()
-            .filter(|(_, e)| e.live().is_some())
-            .map(|(id, _)| *id)
+            .filter_map(|(id, e)| e.live().map(|c| (*id, c.mapped())))
             .collect();
-        traversal.snapshot(&peers)
+        let not_direct: Vec<NodeId> = live
+            .into_iter()
+            .filter(|(_, mapped)| !matches!(shared.socket.path(mapped), Some(Path::Direct(_))))
+            .map(|(id, _)| id)
+            .collect();
+        traversal.snapshot(&not_direct)
     }
 
     /// Counters of the path socket.

@@ -129,8 +129,10 @@ pub struct PeerInfo {
     pub since: Option<SystemTime>,
     /// Whether we initiated the current connection.
     pub outbound: bool,
-    /// Why the peer is not on a direct path, when traversal knows
-    /// ("symmetric x symmetric", "punch-failed: timeout", ...).
+    /// Why a connected peer is not on a direct path, when traversal runs:
+    /// the last failure ("symmetric x symmetric", "punch-failed: timeout",
+    /// "direct path lost", ...), else "punching" or "punch pending".
+    /// `None` on a direct path.
     pub why: Option<String>,
 }
 

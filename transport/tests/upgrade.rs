@@ -168,6 +168,7 @@ async fn relayed_connection_upgrades_to_direct_without_loss_and_falls_back() {
     let before = info(&a, b_id);
     assert_eq!(before.path, PathKind::Relayed);
     assert_eq!(before.via, Some(r_id));
+    assert!(before.why.is_some(), "a relayed peer has a why");
     let b_before = info(&b, a_id);
     let (a_hs, b_hs) = (handshakes(&a), handshakes(&b));
 
@@ -181,9 +182,14 @@ async fn relayed_connection_upgrades_to_direct_without_loss_and_falls_back() {
     assert_eq!(info(&a, b_id).path, PathKind::Relayed);
 
     // Both sides' punches fail while A drops B's traffic; each says why.
-    poll_until(|| info(&a, b_id).why.is_some() && info(&b, a_id).why.is_some()).await;
-    assert_eq!(info(&a, b_id).why.as_deref(), Some("punch-failed: timeout"));
+    let failed =
+        |t: &Transport, peer| info(t, peer).why.as_deref() == Some("punch-failed: timeout");
+    poll_until(|| failed(&a, b_id) && failed(&b, a_id)).await;
     let snap = a.traversal_snapshot();
+    assert_eq!(
+        snap.why.get(&b_id).map(String::as_str),
+        Some("punch-failed: timeout")
+    );
     assert!(snap.enabled);
     assert!(snap.stats.punches_attempted >= 1);
     assert!(snap.stats.relay_fallbacks >= 1);
@@ -233,6 +239,7 @@ async fn relayed_connection_upgrades_to_direct_without_loss_and_falls_back() {
     assert_eq!(after.via, None);
     assert_eq!(after.remote_addr, Some(addr(&b)));
     assert_eq!(after.why, None);
+    assert!(!a.traversal_snapshot().why.contains_key(&b_id));
     assert_eq!(after.since, before.since, "same connection");
     assert!(after.path_changes >= 1);
     let b_after = info(&b, a_id);

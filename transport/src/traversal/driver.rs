@@ -120,12 +120,13 @@ impl TraversalService {
         self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Everything status needs, read at once.
-    pub(crate) fn snapshot(&self, peers: &[NodeId]) -> TraversalSnapshot {
+    /// Everything status needs, read at once; `why` for `not_direct`
+    /// (the connected peers not on a direct path).
+    pub(crate) fn snapshot(&self, not_direct: &[NodeId]) -> TraversalSnapshot {
         let core = self.core();
-        let why: BTreeMap<NodeId, String> = peers
+        let why: BTreeMap<NodeId, String> = not_direct
             .iter()
-            .filter_map(|p| core.why(p).map(|w| (*p, w.to_owned())))
+            .map(|p| (*p, why_not_direct(&core, p)))
             .collect();
         TraversalSnapshot {
             enabled: true,
@@ -136,9 +137,20 @@ impl TraversalService {
         }
     }
 
-    /// Why `peer` is not direct, if traversal knows.
-    pub(crate) fn why(&self, peer: &NodeId) -> Option<String> {
-        self.core().why(peer).map(str::to_owned)
+    /// Why `peer`, connected but not on a direct path, is not direct.
+    pub(crate) fn why(&self, peer: &NodeId) -> String {
+        why_not_direct(&self.core(), peer)
+    }
+}
+
+/// The last failure's reason ("symmetric x symmetric", "punch-failed:
+/// timeout", "direct path lost", ...), else "punching" while a punch
+/// runs, else "punch pending" (not tried yet, or waiting for a retry).
+fn why_not_direct(core: &Traversal, peer: &NodeId) -> String {
+    match core.why(peer) {
+        Some(why) => why.to_owned(),
+        None if core.is_punching(peer) => "punching".to_owned(),
+        None => "punch pending".to_owned(),
     }
 }
 
