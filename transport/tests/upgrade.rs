@@ -288,3 +288,37 @@ async fn relayed_connection_upgrades_to_direct_without_loss_and_falls_back() {
         t.close().await;
     }
 }
+
+#[tokio::test]
+async fn public_addr_pins_the_nat_and_traversal_can_be_off() {
+    init_tracing();
+    let public: std::net::SocketAddr = "203.0.113.5:4433".parse().unwrap();
+    let mut c = config(SecretKey::generate(), None);
+    c.public_addr = Some(public);
+    let pinned = Transport::bind(c).await.unwrap();
+    let snap = pinned.traversal_snapshot();
+    assert!(snap.enabled);
+    assert_eq!(snap.nat.nat, relay_transport::traversal::NatType::Open);
+    assert_eq!(snap.nat.reflex_addr, Some(public));
+    assert!(pinned.take_frames().is_none(), "traversal owns the frames");
+
+    let mut c = config(SecretKey::generate(), None);
+    c.traversal = false;
+    let off = Transport::bind(c).await.unwrap();
+    let snap = off.traversal_snapshot();
+    assert!(!snap.enabled);
+    assert_eq!(snap.stats, Default::default());
+    assert!(off.take_frames().is_some(), "left to the caller");
+    let e = off.request_direct(pinned.node_id()).unwrap_err();
+    assert_eq!(
+        e.kind,
+        relay_transport::traversal::TraversalErrorKind::Unsupported
+    );
+    let e = pinned.request_direct(off.node_id()).unwrap_err();
+    assert_eq!(
+        e.kind,
+        relay_transport::traversal::TraversalErrorKind::PeerNotReachable
+    );
+    pinned.close().await;
+    off.close().await;
+}
