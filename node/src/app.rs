@@ -101,6 +101,8 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             listen,
             peers,
             relay,
+            public_addr,
+            no_traversal,
             http,
             http_allow_remote,
             http_token_file,
@@ -115,6 +117,8 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             };
             let options = RunOptions {
                 relay,
+                public_addr: public_addr.map(|a| args::host_port(&a)).transpose()?,
+                traversal: !no_traversal,
                 http,
                 listen: args::host_port(&listen)?,
                 peers: peers

@@ -59,6 +59,16 @@ pub enum Command {
         /// peers whether or not it relays itself.
         #[arg(long)]
         relay: bool,
+        /// This node's known public address (HOST:PORT, e.g. a host with a
+        /// public IP or a static port forward): pins the NAT type to open
+        /// with this reflexive address and skips classification.
+        #[arg(long, value_name = "ADDR")]
+        public_addr: Option<String>,
+        /// Turn NAT traversal off: no NAT classification, no introductions,
+        /// no hole punching; relayed connections stay relayed. On by
+        /// default.
+        #[arg(long, conflicts_with = "public_addr")]
+        no_traversal: bool,
         /// Serve read-only HTTP (GET /metrics, /status, /healthz) on this TCP
         /// address; off unless given. Suggested: 127.0.0.1:9742. Loopback
         /// only, unless --http-allow-remote and --http-token-file are given.
@@ -152,6 +162,15 @@ mod tests {
         assert!(Cli::try_parse_from(["relay-node", "run", "--http-allow-remote"]).is_err());
         let cli = Cli::try_parse_from(["relay-node", "run", "--http", "127.0.0.1:0"]).unwrap();
         assert!(matches!(cli.command, Command::Run { http: Some(_), .. }));
+        let cli = Cli::try_parse_from(["relay-node", "run", "--public-addr", "203.0.113.5:4433"])
+            .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Run {
+                public_addr: Some(_),
+                ..
+            }
+        ));
         let cli = Cli::try_parse_from(["relay-node", "netcheck", "--json"]).unwrap();
         assert!(matches!(cli.command, Command::Netcheck { json: true }));
     }

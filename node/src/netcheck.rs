@@ -212,6 +212,7 @@ mod tests {
             bytes_received: 0,
             since: None,
             outbound: true,
+            why: None,
         }
     }
 

@@ -22,6 +22,7 @@ use crate::lock::{LockError, RunLock};
 use crate::metrics::collector::{self, NodeStats};
 use crate::protocols::{serve_incoming, Dispatcher};
 use crate::service::NodeService;
+use crate::traversal_view::TransportTraversal;
 
 /// The default UDP listen address.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7420";
@@ -35,6 +36,10 @@ pub struct RunOptions {
     pub peers: Vec<(NodeId, SocketAddr)>,
     /// Relay for authenticated mesh members.
     pub relay: bool,
+    /// A known public address (pins the NAT type; `--public-addr`).
+    pub public_addr: Option<SocketAddr>,
+    /// Run NAT traversal (off with `--no-traversal`).
+    pub traversal: bool,
     /// The read-only HTTP endpoint, if configured.
     pub http: Option<HttpOptions>,
 }
@@ -112,6 +117,8 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
         options.listen,
     );
     config.relay = options.relay;
+    config.public_addr = options.public_addr;
+    config.traversal = options.traversal;
     let transport = Transport::bind(config).await?;
     let node_id = transport.node_id();
     let listen = transport.local_addrs();
@@ -142,7 +149,11 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
     let known = dial_peers(&transport, &options.peers, &bootstrap);
     let stats = Arc::new(NodeStats::new());
     let collect = tokio::spawn(collector::collect(transport.clone(), stats.clone()));
-    let service = Arc::new(NodeService::new(transport.clone(), known).with_stats(stats));
+    let service = Arc::new(
+        NodeService::new(transport.clone(), known)
+            .with_stats(stats)
+            .with_traversal(Arc::new(TransportTraversal::new(transport.clone()))),
+    );
     let http = http.map(|http| tokio::spawn(http.serve(service.clone())));
     let accept = tokio::spawn(serve_incoming(
         transport.clone(),

@@ -320,6 +320,7 @@ mod tests {
             bytes_received: 10,
             since: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
             outbound: true,
+            why: None,
         };
         let relayed = PeerInfo {
             node_id: SecretKey::from_bytes(&[6; 32]).node_id(),

@@ -3,16 +3,17 @@
 //! `status`, `netcheck` and the metrics all read NAT type, reflexive
 //! address, punch counters and per-peer "why not direct" reasons from a
 //! [`TraversalSnapshot`]. Whatever runs traversal implements
-//! [`TraversalSource`]; until a node has one, [`NoTraversal`] answers with
-//! honest defaults: NAT type `unknown`, zero counters, no last error and no
-//! reasons. The status and JSON types built from the snapshot live here too
+//! [`TraversalSource`]: a running node uses [`TransportTraversal`] (the
+//! transport's own traversal, `Transport::traversal_snapshot`); a node
+//! without one uses [`NoTraversal`], which answers with honest defaults:
+//! NAT type `unknown`, zero counters, no last error and no reasons. The status and JSON types built from the snapshot live here too
 //! ([`NatSection`], [`TraversalSection`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 
-use relay_transport::NodeId;
+use relay_transport::{NodeId, Transport};
 use serde::{Deserialize, Serialize};
 
 /// NAT type text when nothing has classified the NAT.
@@ -69,6 +70,38 @@ pub struct NoTraversal;
 impl TraversalSource for NoTraversal {
     fn snapshot(&self) -> TraversalSnapshot {
         TraversalSnapshot::default()
+    }
+}
+
+/// The traversal state of a running transport.
+#[derive(Debug, Clone)]
+pub struct TransportTraversal {
+    transport: Transport,
+}
+
+impl TransportTraversal {
+    /// Reads `transport`'s traversal.
+    pub fn new(transport: Transport) -> Self {
+        Self { transport }
+    }
+}
+
+impl TraversalSource for TransportTraversal {
+    fn snapshot(&self) -> TraversalSnapshot {
+        let t = self.transport.traversal_snapshot();
+        if !t.enabled {
+            return TraversalSnapshot::default();
+        }
+        TraversalSnapshot {
+            nat_type: t.nat.nat.as_str().to_string(),
+            reflex_addr: t.nat.reflex_addr,
+            punches_attempted: t.stats.punches_attempted,
+            punches_succeeded: t.stats.punches_succeeded,
+            relay_fallbacks: t.stats.relay_fallbacks,
+            direct_upgrades: t.stats.direct_upgrades,
+            last_error: t.stats.last_error,
+            why: t.why,
+        }
     }
 }
 

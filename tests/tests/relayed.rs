@@ -55,8 +55,9 @@ fn ping_by_node_id_through_a_relay_process() {
         assert!(init.success(), "{init:?}");
     }
     let peer_r = format!("{id_r}@{addr_r}");
-    let mut node_a = start(&dir_a, &[]);
-    let mut node_b = start(&dir_b, &["--peer", &peer_r]);
+    // Traversal off: on loopback A and B would go direct at once.
+    let mut node_a = start(&dir_a, &["--no-traversal"]);
+    let mut node_b = start(&dir_b, &["--no-traversal", "--peer", &peer_r]);
     let (id_a, id_b) = (node_a.node_id.clone(), node_b.node_id.clone());
 
     // R serves both as relay clients.

@@ -31,6 +31,15 @@ pub struct TransportConfig {
     pub relay: bool,
     /// The per-client limits enforced (and stated) when relaying.
     pub relay_limits: RelayLimits,
+    /// Run NAT traversal: classify our NAT, introduce peers to each other,
+    /// and move relayed connections to direct paths when a punch succeeds
+    /// (default true). Off, relayed connections stay relayed and
+    /// [`crate::Transport::take_frames`] /
+    /// [`crate::Transport::take_traversal_messages`] are left to the caller.
+    pub traversal: bool,
+    /// A known public address of this node: pins the NAT type to open with
+    /// this reflexive address and skips classification. Default none.
+    pub public_addr: Option<SocketAddr>,
 }
 
 impl TransportConfig {
@@ -47,6 +56,8 @@ impl TransportConfig {
             dial_timeout: Duration::from_secs(10),
             relay: false,
             relay_limits: RelayLimits::default(),
+            traversal: true,
+            public_addr: None,
         }
     }
 }

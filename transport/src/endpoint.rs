@@ -37,6 +37,8 @@ use crate::relay::client::RelayClients;
 use crate::relay::driver::{self, RelayService};
 use crate::relay::{RelayStats, RelayStatus};
 use crate::socket::{Frame, Path, PathSocket, SocketOptions, SocketStats};
+use crate::traversal::driver::{self as traversal_driver, TraversalService};
+use crate::traversal::{TraversalError, TraversalErrorKind, TraversalSnapshot};
 use crate::{
     BindError, DialError, DialErrorKind, Incoming, PathKind, PeerEvent, PeerInfo, PeerState,
     StreamError, TransportConfig, CLOSE_SHUTDOWN, MAX_UDP_PAYLOAD,
@@ -89,6 +91,8 @@ pub(crate) struct Shared {
     traversal_rx: Mutex<Option<mpsc::Receiver<(NodeId, TraversalMsg)>>>,
     /// Our frames other than relay frames, for the traversal layer.
     other_frames_rx: Mutex<Option<mpsc::Receiver<Frame>>>,
+    /// The traversal core, when traversal runs.
+    pub(crate) traversal: Option<Arc<TraversalService>>,
 }
 
 impl fmt::Debug for Shared {
@@ -224,6 +228,13 @@ impl Transport {
         let (traversal_tx, traversal_rx) = mpsc::channel(TRAVERSAL_QUEUE);
         let (other_tx, other_rx) = mpsc::channel(TRAVERSAL_QUEUE);
         let frames = socket.take_frames();
+        let traversal = config.traversal.then(|| {
+            Arc::new(TraversalService::new(
+                node_id,
+                config.public_addr,
+                config.idle_timeout,
+            ))
+        });
         let shared = Arc::new(Shared {
             node_id,
             config,
@@ -243,7 +254,34 @@ impl Transport {
             traversal_tx,
             traversal_rx: Mutex::new(Some(traversal_rx)),
             other_frames_rx: Mutex::new(Some(other_rx)),
+            traversal,
         });
+        if let Some(service) = &shared.traversal {
+            let frames = shared
+                .other_frames_rx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            let messages = shared
+                .traversal_rx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            let commands = service.take_commands();
+            if let (Some(frames), Some(messages), Some(commands)) = (frames, messages, commands) {
+                let inputs = traversal_driver::Inputs {
+                    frames,
+                    messages,
+                    events: shared.events.subscribe(),
+                    commands,
+                };
+                tokio::spawn(traversal_driver::run(
+                    shared.clone(),
+                    service.clone(),
+                    inputs,
+                ));
+            }
+        }
         tokio::spawn(accept::accept_loop(shared.clone()));
         if let Some(frames) = frames {
             tokio::spawn(driver::frame_loop(shared.clone(), frames, other_tx));
@@ -337,7 +375,9 @@ impl Transport {
     }
 
     /// The receiver of traversal control messages from peers. Only the
-    /// first caller gets it; until then they are dropped.
+    /// first caller gets it; until then they are dropped. With
+    /// [`TransportConfig::traversal`] on, the transport's own traversal
+    /// takes it and this returns `None`.
     pub fn take_traversal_messages(&self) -> Option<mpsc::Receiver<(NodeId, TraversalMsg)>> {
         self.shared()
             .traversal_rx
@@ -349,7 +389,8 @@ impl Transport {
     /// The receiver of our own UDP frames other than relay frames
     /// (traversal probes). The transport owns the path socket's frame
     /// channel; this is the way to them. Only the first caller gets it;
-    /// until then they are dropped.
+    /// until then they are dropped. With [`TransportConfig::traversal`] on,
+    /// the transport's own traversal takes it and this returns `None`.
     pub fn take_frames(&self) -> Option<mpsc::Receiver<Frame>> {
         self.shared()
             .other_frames_rx
@@ -443,6 +484,10 @@ impl Transport {
                 Some(live) => {
                     let path = shared.socket.path(&live.mapped());
                     let stats = live.conn.stats();
+                    let why = match (path, &shared.traversal) {
+                        (Some(Path::Direct(_)), _) | (_, None) => None,
+                        (_, Some(t)) => Some(t.why(&node_id)),
+                    };
                     PeerInfo {
                         node_id,
                         state: PeerState::Connected,
@@ -456,6 +501,7 @@ impl Transport {
                         bytes_received: stats.udp_rx.bytes,
                         since: Some(live.since),
                         outbound: live.outbound,
+                        why,
                     }
                 }
                 None => PeerInfo {
@@ -475,6 +521,7 @@ impl Transport {
                     bytes_received: 0,
                     since: None,
                     outbound: false,
+                    why: None,
                 },
             })
             .collect();
@@ -487,6 +534,56 @@ impl Transport {
     /// Traversal and relaying use this; so do tests.
     pub fn set_path(&self, node_id: NodeId, path: Path) -> Result<(), StreamError> {
         paths::change(self.shared(), node_id, path)
+    }
+
+    /// Asks traversal to try a direct path to a connected, relayed peer now
+    /// instead of at its next scheduled attempt (a no-op when the peer is
+    /// direct or a punch is running). Progress shows in
+    /// [`PeerEvent::PathChanged`] and [`Transport::traversal_snapshot`].
+    pub fn request_direct(&self, node_id: NodeId) -> Result<(), TraversalError> {
+        let shared = self.shared();
+        let Some(traversal) = &shared.traversal else {
+            return Err(TraversalError::new(
+                TraversalErrorKind::Unsupported,
+                "traversal is off on this node",
+            ));
+        };
+        if shared.live(&node_id).is_none() {
+            return Err(TraversalError::new(
+                TraversalErrorKind::PeerNotReachable,
+                format!("not connected to {}", node_id.fmt_short()),
+            ));
+        }
+        if !traversal.request_direct(node_id) {
+            return Err(TraversalError::new(
+                TraversalErrorKind::Transport,
+                "traversal is busy; try again",
+            ));
+        }
+        Ok(())
+    }
+
+    /// NAT type, reflexive address, traversal counters, why each connected
+    /// peer not on a direct path is not direct, and the observations
+    /// behind the NAT type.
+    /// All defaults (`enabled: false`) when traversal is off.
+    pub fn traversal_snapshot(&self) -> TraversalSnapshot {
+        let shared = self.shared();
+        let Some(traversal) = &shared.traversal else {
+            return TraversalSnapshot::default();
+        };
+        let live: Vec<(NodeId, SocketAddr)> = shared
+            .table()
+            .peers
+            .iter()
+            .filter_map(|(id, e)| e.live().map(|c| (*id, c.mapped())))
+            .collect();
+        let not_direct: Vec<NodeId> = live
+            .into_iter()
+            .filter(|(_, mapped)| !matches!(shared.socket.path(mapped), Some(Path::Direct(_))))
+            .map(|(id, _)| id)
+            .collect();
+        traversal.snapshot(&not_direct)
     }
 
     /// Counters of the path socket.

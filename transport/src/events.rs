@@ -129,6 +129,11 @@ pub struct PeerInfo {
     pub since: Option<SystemTime>,
     /// Whether we initiated the current connection.
     pub outbound: bool,
+    /// Why a connected peer is not on a direct path, when traversal runs:
+    /// the last failure ("symmetric x symmetric", "punch-failed: timeout",
+    /// "direct path lost", ...), else "punching" or "punch pending".
+    /// `None` on a direct path.
+    pub why: Option<String>,
 }
 
 /// Something a peer opened or sent to us.

@@ -70,6 +70,7 @@ pub use relay::{RelayLimits, RelayStats, RelayStatus};
 pub use relay_proto::wire::control::ControlMsg;
 pub use relay_proto::wire::traversal::TraversalMsg;
 pub use relay_proto::{NetworkKey, NodeId, SecretKey};
+pub use traversal::TraversalSnapshot;
 
 /// Application close code: a duplicate connection lost the tie-break.
 pub const CLOSE_DUPLICATE: u32 = 1;

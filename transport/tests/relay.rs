@@ -2,7 +2,8 @@
 //! connected only to relay R (they never learn each other's address), A
 //! reaches B by NodeId alone, the relay forwards only ciphertext, refuses
 //! strangers, enforces its rate limit, reports peers gone, and a relayed
-//! connection fails over to another relay without breaking.
+//! connection fails over to another relay without breaking. Traversal is
+//! off on the clients here, so relayed paths stay relayed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -39,6 +40,16 @@ async fn poll_until(mut cond: impl FnMut() -> bool) {
         }
     })
     .await;
+}
+
+/// A relay client with traversal off: these tests pin relayed paths (on
+/// loopback traversal would move them to direct at once; `upgrade.rs`
+/// covers that).
+async fn client() -> Transport {
+    init_tracing();
+    let mut c = config(SecretKey::generate(), None);
+    c.traversal = false;
+    Transport::bind(c).await.unwrap()
 }
 
 async fn connected_to_relay(client: &Transport, relay: &Transport) {
@@ -123,8 +134,8 @@ fn plaintext(len: usize) -> Vec<u8> {
 #[tokio::test]
 async fn reach_by_node_id_through_relay_carries_only_ciphertext() {
     let r = relay_node(RelayLimits::default()).await;
-    let a = transport(None).await;
-    let b = transport(None).await;
+    let a = client().await;
+    let b = client().await;
     let _a_seen = serve(&a);
     let _b_seen = serve(&b);
     let (a_id, b_id, r_id) = (a.node_id(), b.node_id(), r.node_id());
@@ -191,7 +202,7 @@ async fn reach_by_node_id_through_relay_carries_only_ciphertext() {
 #[tokio::test]
 async fn relay_refuses_frames_from_non_clients() {
     let r = relay_node(RelayLimits::default()).await;
-    let b = transport(None).await;
+    let b = client().await;
     connected_to_relay(&b, &r).await;
     // A stranger (no authenticated connection, not registered) sends a
     // well-formed relay-send frame naming a real client.
@@ -213,7 +224,7 @@ async fn relay_refuses_frames_from_non_clients() {
         tokio::time::timeout(Duration::from_millis(200), stranger.recv_from(&mut buf)).await;
     assert!(reply.is_err(), "a stranger got a reply");
     // A node that does not relay refuses registration; nobody uses it.
-    let plain = transport(None).await;
+    let plain = client().await;
     within(b.connect(plain.node_id(), addr(&plain)))
         .await
         .unwrap();
@@ -232,8 +243,8 @@ async fn rate_limit_drops_and_counts_without_breaking_the_connection() {
         ..RelayLimits::default()
     };
     let r = relay_node(limits).await;
-    let a = transport(None).await;
-    let b = transport(None).await;
+    let a = client().await;
+    let b = client().await;
     let _b_seen = serve(&b);
     connected_to_relay(&a, &r).await;
     connected_to_relay(&b, &r).await;
@@ -260,7 +271,7 @@ async fn rate_limit_drops_and_counts_without_breaking_the_connection() {
 
 #[tokio::test]
 async fn unknown_node_and_no_relay_fail_with_kinds() {
-    let a = transport(None).await;
+    let a = client().await;
     let stranger = SecretKey::generate().node_id();
     let e = within(a.connect_relayed(stranger)).await.unwrap_err();
     assert_eq!(e.kind, DialErrorKind::NoRelay, "{e}");
@@ -280,8 +291,8 @@ async fn unknown_node_and_no_relay_fail_with_kinds() {
 #[tokio::test]
 async fn peer_leaving_the_relay_is_reported_gone() {
     let r = relay_node(RelayLimits::default()).await;
-    let a = transport(None).await;
-    let b = transport(None).await;
+    let a = client().await;
+    let b = client().await;
     let _b_seen = serve(&b);
     connected_to_relay(&a, &r).await;
     connected_to_relay(&b, &r).await;
@@ -314,8 +325,8 @@ async fn peer_vanishing_behind_the_relay_closes_with_peer_gone() {
     rc.idle_timeout = Duration::from_secs(2);
     rc.keep_alive = Duration::from_millis(300);
     let r = Transport::bind(rc).await.unwrap();
-    let a = transport(None).await;
-    let b = transport(None).await;
+    let a = client().await;
+    let b = client().await;
     let _b_seen = serve(&b);
     connected_to_relay(&a, &r).await;
     let b_shim = shim(addr(&r)).await;
@@ -340,8 +351,8 @@ async fn peer_vanishing_behind_the_relay_closes_with_peer_gone() {
 async fn relayed_connection_fails_over_to_another_relay() {
     let r1 = relay_node(RelayLimits::default()).await;
     let r2 = relay_node(RelayLimits::default()).await;
-    let a = transport(None).await;
-    let b = transport(None).await;
+    let a = client().await;
+    let b = client().await;
     let _b_seen = serve(&b);
     for client in [&a, &b] {
         connected_to_relay(client, &r1).await;

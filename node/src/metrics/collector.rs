@@ -178,6 +178,7 @@ mod tests {
             bytes_received: received,
             since: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(since)),
             outbound: true,
+            why: None,
         }
     }
 

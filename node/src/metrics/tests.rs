@@ -24,6 +24,7 @@ fn status() -> StatusReport {
         bytes_received: 20,
         since: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
         outbound: true,
+        why: None,
     };
     let relayed = PeerInfo {
         node_id: SecretKey::from_bytes(&[2; 32]).node_id(),

@@ -30,6 +30,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use relay_proto::NodeId;
@@ -43,6 +44,8 @@ pub const MAPPED_PORT: u16 = 1;
 
 /// Default bound on un-adopted (unauthenticated) entries.
 pub const DEFAULT_MAX_UNADOPTED: usize = 1024;
+/// Extra receive addresses (aliases) one entry may hold.
+pub const MAX_ALIASES: usize = 4;
 
 /// The real path behind a mapped address.
 ///
@@ -105,7 +108,7 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Entry {
     path: Path,
     owner: Option<NodeId>,
@@ -115,6 +118,10 @@ struct Entry {
     /// The NodeId relayed packets on this entry are for, while no owner
     /// is proven (un-adopted relayed entries).
     claimed: Option<NodeId>,
+    /// Further real addresses whose packets map here (oldest first).
+    aliases: Vec<SocketAddr>,
+    /// Receive batches that came from the current direct path's address.
+    direct_rx: AtomicU64,
 }
 
 /// The table. See the module docs.
@@ -160,6 +167,8 @@ impl MappedTable {
                 owner,
                 previous: None,
                 claimed: None,
+                aliases: Vec::new(),
+                direct_rx: AtomicU64::new(0),
             },
         );
         if let Path::Direct(real) = path {
@@ -176,6 +185,27 @@ impl MappedTable {
     /// The mapped address for a real source, if known (receive side).
     pub fn lookup_real(&self, real: &SocketAddr) -> Option<SocketAddr> {
         self.by_real.get(real).copied()
+    }
+
+    /// [`Self::lookup_real`] for a received batch, counting it for the
+    /// entry when it came from the entry's current direct path (see
+    /// [`Self::direct_received`]). Takes only a shared borrow.
+    pub fn receive_from(&self, real: &SocketAddr) -> Option<SocketAddr> {
+        let mapped = self.by_real.get(real)?;
+        if let Some(entry) = self.entries.get(mapped) {
+            if entry.path == Path::Direct(*real) {
+                entry.direct_rx.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Some(*mapped)
+    }
+
+    /// How many receive batches arrived on `mapped`'s direct path (only
+    /// while it was the current path; relayed packets never count).
+    pub fn direct_received(&self, mapped: &SocketAddr) -> Option<u64> {
+        self.entries
+            .get(mapped)
+            .map(|e| e.direct_rx.load(Ordering::Relaxed))
     }
 
     /// The mapped address for a real source, allocating an un-adopted entry
@@ -335,6 +365,43 @@ impl MappedTable {
         Some(old)
     }
 
+    /// Maps packets from `real` to `mapped` too, without changing where
+    /// `mapped` sends: for an address its (authenticated) owner was seen
+    /// at, so that the owner's packets from there reach the same
+    /// connection before the send path moves to it. Only an address no
+    /// entry receives from yet is taken, and an entry keeps at most
+    /// [`MAX_ALIASES`] (the oldest is dropped first). Returns whether
+    /// `real` now maps to `mapped`.
+    pub fn alias(&mut self, mapped: &SocketAddr, real: SocketAddr) -> bool {
+        match self.by_real.get(&real) {
+            Some(m) => return m == mapped,
+            None if !self.entries.contains_key(mapped) => return false,
+            None => {}
+        }
+        self.by_real.insert(real, *mapped);
+        let dropped = match self.entries.get_mut(mapped) {
+            Some(entry) => {
+                entry.aliases.push(real);
+                if entry.aliases.len() > MAX_ALIASES {
+                    Some(entry.aliases.remove(0))
+                } else {
+                    None
+                }
+            }
+            None => None,
+        };
+        if let Some(old) = dropped {
+            let in_use = self
+                .entries
+                .get(mapped)
+                .is_some_and(|e| e.path.direct_addr() == Some(old) || e.previous == Some(old));
+            if !in_use {
+                self.unlink_real(&old, mapped);
+            }
+        }
+        true
+    }
+
     /// Removes the real -> mapped link if it points at `mapped`, re-pointing
     /// it at another entry on the same real address if one exists.
     fn unlink_real(&mut self, real: &SocketAddr, mapped: &SocketAddr) {
@@ -371,6 +438,9 @@ impl MappedTable {
         }
         if let Some(previous) = entry.previous {
             self.unlink_real(&previous, mapped);
+        }
+        for alias in &entry.aliases {
+            self.unlink_real(alias, mapped);
         }
         if let Some(claimed) = entry.claimed {
             if self.by_claimed.get(&claimed) == Some(mapped) {
@@ -629,6 +699,49 @@ mod tests {
         t.remove(&m);
         assert_eq!(t.lookup_real(&addr("10.0.0.1:1")), None);
         assert_eq!(t.set_path(&addr("[::1]:1"), Path::Relayed { relay }), None);
+    }
+
+    #[test]
+    fn aliases_map_inbound_only_free_addresses_and_are_bounded() {
+        let mut t = table();
+        let relay = node();
+        let n = node();
+        let m = t.outbound_relayed(n, relay);
+        let other = t.outbound(node(), addr("10.0.0.9:9"));
+        assert!(t.alias(&m, addr("10.0.0.1:1")));
+        assert_eq!(t.lookup_real(&addr("10.0.0.1:1")), Some(m));
+        assert_eq!(
+            t.route(&m),
+            Some(Path::Relayed { relay }),
+            "send path unchanged"
+        );
+        assert!(!t.alias(&m, addr("10.0.0.9:9")), "taken by another entry");
+        assert_eq!(t.lookup_real(&addr("10.0.0.9:9")), Some(other));
+        for port in 2..=5 {
+            assert!(t.alias(&m, addr(&format!("10.0.0.1:{port}"))));
+        }
+        assert_eq!(t.lookup_real(&addr("10.0.0.1:1")), None, "oldest dropped");
+        assert_eq!(t.lookup_real(&addr("10.0.0.1:5")), Some(m));
+        t.set_path(&m, Path::Direct(addr("10.0.0.1:5")));
+        t.remove(&m);
+        for port in 2..=5 {
+            assert_eq!(t.lookup_real(&addr(&format!("10.0.0.1:{port}"))), None);
+        }
+        assert!(!t.alias(&m, addr("10.0.0.1:1")), "unknown entry");
+    }
+
+    #[test]
+    fn only_packets_on_the_direct_path_count() {
+        let mut t = table();
+        let m = t.outbound_relayed(node(), node());
+        assert!(t.alias(&m, addr("10.0.0.1:1")));
+        assert_eq!(t.receive_from(&addr("10.0.0.1:1")), Some(m));
+        assert_eq!(t.direct_received(&m), Some(0), "not the current path");
+        t.set_path(&m, Path::Direct(addr("10.0.0.1:1")));
+        t.receive_from(&addr("10.0.0.1:1"));
+        t.receive_from(&addr("10.0.0.1:1"));
+        assert_eq!(t.direct_received(&m), Some(2));
+        assert_eq!(t.receive_from(&addr("10.0.0.7:7")), None);
     }
 
     #[test]

@@ -38,7 +38,7 @@ use std::fmt;
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -112,6 +112,10 @@ pub struct PathSocket {
     frames_rx: Mutex<Option<mpsc::Receiver<Frame>>>,
     unroutable: AtomicU64,
     relayed: relayed::RelayedIo,
+    /// Fault injection for tests: traffic to and from this address is
+    /// dropped (see [`PathSocket::drop_traffic_with`]).
+    blackhole: RwLock<Option<SocketAddr>>,
+    blackhole_set: AtomicBool,
 }
 
 impl fmt::Debug for PathSocket {
@@ -143,6 +147,8 @@ impl PathSocket {
             frames_rx: Mutex::new(Some(frames_rx)),
             unroutable: AtomicU64::new(0),
             relayed: relayed::RelayedIo::new(options.relayed_queue),
+            blackhole: RwLock::new(None),
+            blackhole_set: AtomicBool::new(false),
         })
     }
 
@@ -183,6 +189,46 @@ impl PathSocket {
             other => other,
         };
         self.write().set_path(mapped, path)
+    }
+
+    /// Maps packets from `real` to `node`'s mapped address too, without
+    /// moving where its packets go (an address the authenticated peer was
+    /// seen at while punching: its packets from there must reach the same
+    /// connection, never look like a new peer). Only a real address no
+    /// entry receives from yet is taken; see [`MappedTable::alias`].
+    pub fn alias_inbound(&self, node: &NodeId, real: SocketAddr) -> bool {
+        let real = canonical(real);
+        let Some(mapped) = self.mapped_addr(node) else {
+            return false;
+        };
+        if let Some(current) = self.read().lookup_real(&real) {
+            return current == mapped;
+        }
+        self.write().alias(&mapped, real)
+    }
+
+    /// How many receive batches from `node` arrived on its current direct
+    /// path (relayed packets and packets from other addresses do not
+    /// count): traversal's "the direct path is alive" signal.
+    pub fn direct_received(&self, node: &NodeId) -> Option<u64> {
+        let table = self.read();
+        let mapped = table.mapped_of(node)?;
+        table.direct_received(&mapped)
+    }
+
+    /// Fault injection for tests: drops every datagram (QUIC or frame) sent
+    /// to or received from `addr`, as a path that died would; `None` ends
+    /// it. Costs one relaxed atomic load per batch when unused.
+    #[doc(hidden)]
+    pub fn drop_traffic_with(&self, addr: Option<SocketAddr>) {
+        *self.blackhole.write().unwrap_or_else(|e| e.into_inner()) = addr.map(canonical);
+        self.blackhole_set.store(addr.is_some(), Ordering::Relaxed);
+    }
+
+    /// Whether traffic with `real` (canonical) is being dropped.
+    fn blackholed(&self, real: &SocketAddr) -> bool {
+        self.blackhole_set.load(Ordering::Relaxed)
+            && *self.blackhole.read().unwrap_or_else(|e| e.into_inner()) == Some(*real)
     }
 
     /// The path behind a mapped address.
@@ -234,6 +280,9 @@ impl PathSocket {
                 ))
             }
         }
+        if self.blackholed(&canonical(real)) {
+            return Ok(());
+        }
         let dest = self
             .to_socket_family(canonical(real))
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "address family"))?;
@@ -282,6 +331,9 @@ impl PathSocket {
         let mut out = 0;
         for i in 0..count.min(meta.len()).min(bufs.len()) {
             let real = canonical(meta[i].addr);
+            if self.blackholed(&real) {
+                continue;
+            }
             let len = meta[i].len.min(bufs[i].len());
             let stride = meta[i].stride;
             let buf = &mut bufs[i][..len];
@@ -299,7 +351,7 @@ impl PathSocket {
             if len == 0 {
                 continue;
             }
-            let known = self.read().lookup_real(&real);
+            let known = self.read().receive_from(&real);
             let mapped = match known {
                 Some(mapped) => mapped,
                 None => self.write().inbound(real, Instant::now()),
@@ -339,6 +391,9 @@ impl quinn::AsyncUdpSocket for PathSocket {
             self.unroutable.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         };
+        if self.blackholed(&canonical(destination)) {
+            return Ok(());
+        }
         let src_ip = transmit
             .src_ip
             .filter(|ip| ip.is_ipv4() == destination.is_ipv4() || self.local.is_ipv6());

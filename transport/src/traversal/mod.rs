@@ -27,16 +27,23 @@
 //!    [`TraversalEvent::DirectPathLost`] when they stop answering.
 //!
 //! The wire formats live in `relay_proto::wire::{probe, traversal}`.
+//!
+//! Inside a transport, `driver` runs the core: it owns the clock, feeds it
+//! frames, control messages and connection events, and moves relayed
+//! connections to the direct paths it finds (see
+//! [`crate::TransportConfig::traversal`]).
 
 mod agent;
 pub mod auth;
 mod config;
+pub(crate) mod driver;
 mod error;
 pub mod introducer;
 pub mod keepalive;
 pub mod nat;
 mod output;
 pub mod punch;
+mod snapshot;
 mod stats;
 
 pub use agent::{failure_why, ConnectionInfo, Traversal};
@@ -46,4 +53,5 @@ pub use error::{TraversalError, TraversalErrorKind};
 pub use nat::{NatReport, Observation};
 pub use output::{TraversalEvent, TraversalTransmit};
 pub use relay_proto::wire::traversal::{NatType, TraversalMsg};
+pub use snapshot::TraversalSnapshot;
 pub use stats::TraversalStats;
