@@ -19,22 +19,11 @@ use crate::control::client::{ClientError, ControlClient};
 use crate::control::Request;
 use crate::protocols::ping::PongReport;
 use crate::status::StatusReport;
+use relay_transport::traversal::TraversalErrorKind;
 use relay_transport::NodeId;
 
 /// Default `--timeout` for `--until-direct`, in seconds.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 15;
-
-/// Traversal error kinds a `why` may start with (`kind: detail`).
-pub const TRAVERSAL_KINDS: [&str; 8] = [
-    "reflex-timeout",
-    "peer-not-reachable",
-    "transport",
-    "rendezvous-no-relay",
-    "rendezvous-rejected",
-    "punch-failed",
-    "port-map-unavailable",
-    "unsupported",
-];
 
 /// What the loop needs from the outside world.
 pub trait PingDriver {
@@ -144,10 +133,12 @@ pub fn until_direct(
     }
     Err(match driver.why() {
         Some(why) => match why.split_once(": ") {
-            Some((kind, detail)) if TRAVERSAL_KINDS.contains(&kind) => UntilDirectError {
-                kind: kind.to_string(),
-                detail: format!("{detail} ({within})"),
-            },
+            Some((kind, detail)) if TraversalErrorKind::from_str_kind(kind).is_some() => {
+                UntilDirectError {
+                    kind: kind.to_string(),
+                    detail: format!("{detail} ({within})"),
+                }
+            }
             _ => UntilDirectError {
                 kind: "punch-failed".into(),
                 detail: format!("{within}: {why}"),

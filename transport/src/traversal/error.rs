@@ -25,6 +25,23 @@ pub enum TraversalErrorKind {
 }
 
 impl TraversalErrorKind {
+    /// Every kind, in documentation order.
+    pub const ALL: [Self; 8] = [
+        Self::ReflexTimeout,
+        Self::PeerNotReachable,
+        Self::Transport,
+        Self::RendezvousNoRelay,
+        Self::RendezvousRejected,
+        Self::PunchFailed,
+        Self::PortMapUnavailable,
+        Self::Unsupported,
+    ];
+
+    /// The kind whose stable text is `text`.
+    pub fn from_str_kind(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
     /// The stable text of this kind.
     pub fn as_str(&self) -> &'static str {
         match self {
