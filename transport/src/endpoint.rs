@@ -323,6 +323,19 @@ impl Transport {
         dial::connect(self.shared(), node_id, Route::Relay).await
     }
 
+    /// Dials `node_id` by the best route known: through a relay that serves
+    /// us when there is one (so the first bytes flow at once; traversal then
+    /// upgrades the path to direct), falling back to `addr` when no relay
+    /// knows the peer; straight to `addr` when no relay serves us. With
+    /// neither a relay nor an address, fails with `no-relay`.
+    pub async fn connect_best(
+        &self,
+        node_id: NodeId,
+        addr: Option<SocketAddr>,
+    ) -> Result<(), DialError> {
+        dial::connect_best(self.shared(), node_id, addr).await
+    }
+
     /// The relays that serve us now (connected, registration confirmed).
     pub fn relays(&self) -> Vec<NodeId> {
         self.shared()

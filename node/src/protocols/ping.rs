@@ -166,12 +166,7 @@ pub async fn ping(
         .iter()
         .any(|p| p.node_id == peer && p.state == PeerState::Connected);
     if !connected {
-        let dial = async {
-            match known_addr {
-                Some(addr) => transport.connect(peer, addr).await,
-                None => transport.connect_relayed(peer).await,
-            }
-        };
+        let dial = transport.connect_best(peer, known_addr);
         match tokio::time::timeout_at(deadline, dial).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) if e.kind == DialErrorKind::Timeout => return Err(timed_out()),

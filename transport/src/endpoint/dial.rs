@@ -256,6 +256,36 @@ fn connect_error(e: quinn::ConnectError) -> DialError {
     DialError::new(kind, e.to_string())
 }
 
+/// Relay first when a relay other than `node` serves us, else `addr`.
+pub(crate) async fn connect_best(
+    shared: &Arc<Shared>,
+    node: NodeId,
+    addr: Option<SocketAddr>,
+) -> Result<(), DialError> {
+    let relays = shared
+        .relays
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .registered();
+    let via_relay = relays.iter().any(|r| *r != node);
+    match (via_relay, addr) {
+        (true, None) | (false, None) => connect(shared, node, Route::Relay).await,
+        (false, Some(addr)) => connect(shared, node, Route::Addr(addr)).await,
+        (true, Some(addr)) => match connect(shared, node, Route::Relay).await {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind,
+                    DialErrorKind::PeerNotReachable | DialErrorKind::NoRelay
+                ) =>
+            {
+                connect(shared, node, Route::Addr(addr)).await
+            }
+            Err(e) => Err(e),
+        },
+    }
+}
+
 /// Makes `node` persistent (or replaces its addresses) and starts its redial
 /// task if it has none. Each attempt dials the next address in turn.
 pub(crate) fn add_peer(shared: &Arc<Shared>, node: NodeId, addrs: Vec<SocketAddr>) {
@@ -339,7 +369,25 @@ async fn keep_connected(shared: Arc<Shared>, node: NodeId) {
             delay = Some(backoff.next_delay());
             continue;
         }
-        match connect(&shared, node, Route::Addr(addr)).await {
+        let mut result = connect(&shared, node, Route::Addr(addr)).await;
+        if let Err(e) = &result {
+            let relayable = !matches!(
+                e.kind,
+                DialErrorKind::EndpointClosed
+                    | DialErrorKind::PeerKeyMismatch
+                    | DialErrorKind::NetworkKeyMismatch
+            );
+            let relays = shared
+                .relays
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .registered();
+            if relayable && relays.iter().any(|r| *r != node) {
+                tracing::debug!(peer = %node.fmt_short(), error = %e, "direct redial failed; trying a relay");
+                result = connect(&shared, node, Route::Relay).await;
+            }
+        }
+        match result {
             Ok(()) => {
                 backoff.reset();
                 delay = None;
