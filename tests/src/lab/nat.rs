@@ -204,7 +204,7 @@ fn has_labnat(router: &Netns) -> bool {
 }
 
 /// The `packets N` value in `nft list counter` output.
-fn parse_packets(out: &str) -> Option<u64> {
+pub(crate) fn parse_packets(out: &str) -> Option<u64> {
     let mut words = out.split_whitespace();
     while let Some(word) = words.next() {
         if word == "packets" {
