@@ -16,8 +16,9 @@
 //!   with `via` = the relay's NodeId and a `why` naming the NAT pair
 //!   ("symmetric x symmetric", "symmetric x cone" / "cone x symmetric").
 //!
-//! Every case runs with the crate's tests (about 5 s each); each is
-//! skipped with `SKIPPED: ...` unless root with `ip` and `nft`.
+//! Every case runs with the crate's tests (about 3 s for a direct pair,
+//! 20 s for a relayed one, which waits for its punch to fail and then for
+//! `--until-direct` to give up); each is skipped with `SKIPPED: ...` unless root with `ip` and `nft`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
