@@ -8,13 +8,17 @@
 //! - [`guard`]: serialization and teardown on drop, even on panic;
 //! - [`skip`]: whether the lab can run here, and the `SKIPPED` line;
 //! - [`udp`]: the `lab-udp` helper processes used to observe NATs;
-//! - [`node`]: real `relay-node` processes inside lab namespaces.
+//! - [`node`]: real `relay-node` processes inside lab namespaces;
+//! - [`pingwatch`]: `ping --until-direct` with each pong timestamped;
+//! - [`logtime`]: event times read back from a node's log.
 
 pub mod cmd;
 pub mod guard;
+pub mod logtime;
 pub mod nat;
 pub mod netns;
 pub mod node;
+pub mod pingwatch;
 pub mod skip;
 pub mod topology;
 pub mod udp;
