@@ -31,6 +31,7 @@
 //!   (`open`, `fullcone`, `portrestricted`, `symmetric`) (all / `fullcone-fullcone`)
 //! - `RELAY_LAB_BENCH_INTERVAL_MS` ping interval (10)
 //! - `RELAY_LAB_BENCH_TIMEOUT_S` how long a trial waits for direct (10)
+//! - `RELAY_LAB_BENCH_LOG_DIR` keep both nodes' logs of every trial there
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod table;

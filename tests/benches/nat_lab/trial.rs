@@ -66,6 +66,8 @@ impl Trial {
 /// A lab for one pair, with its relay running.
 #[derive(Debug)]
 pub struct PairLab {
+    a: NatPreset,
+    b: NatPreset,
     bin: PathBuf,
     // Field order is drop order: nodes and files before the lab's teardown.
     relay: LabNode,
@@ -87,6 +89,8 @@ impl PairLab {
         let relay = LabNode::start(&bin, &host.ns, &dir, &["--relay", "--listen", &addr], SETUP)?;
         let ticket = relay.invite(&addr)?;
         Ok(Self {
+            a,
+            b,
             bin,
             relay,
             ticket,
@@ -125,6 +129,7 @@ impl PairLab {
         let relayed = run.first("relayed");
         let direct = run.first("direct");
         let switch = logtime::first_logged(&a.log(), logtime::SWITCH_MESSAGE);
+        self.keep_logs(n, &[("a", a), ("b", b)]);
         let to_direct = match (relayed, direct) {
             (Some(r), Some(d)) => Some(d.at.saturating_duration_since(r.at)),
             (None, Some(_)) => Some(Duration::ZERO),
@@ -140,6 +145,23 @@ impl PairLab {
             direct_first: first.is_some_and(|p| p.path == "direct"),
             error: (!run.success).then(|| first_line(&run.stderr)),
         })
+    }
+}
+
+impl PairLab {
+    /// Copies the nodes' logs to `$RELAY_LAB_BENCH_LOG_DIR`, when set, as
+    /// `<A>-<B>-<trial>-<a|b>.log` (for looking into slow or failed trials;
+    /// set `RUST_LOG` for more detail).
+    fn keep_logs(&self, n: usize, nodes: &[(&str, &LabNode)]) {
+        let Some(dir) = std::env::var_os("RELAY_LAB_BENCH_LOG_DIR") else {
+            return;
+        };
+        let dir = PathBuf::from(dir);
+        let _ = std::fs::create_dir_all(&dir);
+        let (a, b) = (self.a, self.b);
+        for (side, node) in nodes {
+            let _ = std::fs::write(dir.join(format!("{a}-{b}-{n}-{side}.log")), node.log());
+        }
     }
 }
 
