@@ -2,7 +2,9 @@
 //!
 //! Order: `$RELAY_NODE_BIN`; else `relay-node` next to the test binary's
 //! directory (`target/<profile>/deps/..`); if that is missing, build it once
-//! with `cargo build -p relay-node --bin relay-node` and look again.
+//! with `cargo build -p relay-node --bin relay-node` (plus `--release` when
+//! the test binary itself lives under `target/release`, as benches do) and
+//! look again.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -31,8 +33,12 @@ fn locate() -> Result<PathBuf, String> {
         return Ok(guess);
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-p", "relay-node", "--bin", "relay-node"])
+    let mut build = Command::new(cargo);
+    build.args(["build", "-p", "relay-node", "--bin", "relay-node"]);
+    if is_release_dir(&guess) {
+        build.arg("--release");
+    }
+    let status = build
         .status()
         .map_err(|e| format!("cannot run cargo to build relay-node: {e}"))?;
     if !status.success() {
@@ -46,6 +52,14 @@ fn locate() -> Result<PathBuf, String> {
             guess.display()
         ))
     }
+}
+
+/// Whether `bin` sits in a `release` profile directory (where `cargo
+/// bench` puts its binaries).
+fn is_release_dir(bin: &std::path::Path) -> bool {
+    bin.parent()
+        .and_then(|d| d.file_name())
+        .is_some_and(|n| n == "release")
 }
 
 /// `<dir of the running test binary>/../relay-node`.

@@ -11,14 +11,18 @@
 //! - [`udp`]: the `lab-udp` helper processes used to observe NATs;
 //! - [`node`]: real `relay-node` processes inside lab namespaces;
 //! - [`stream`]: the `lab-stream` helper (a transport embedding the
-//!   library) streaming numbered words between two sites.
+//!   library) streaming numbered words between two sites;
+//! - [`pingwatch`]: `ping --until-direct` with each pong timestamped;
+//! - [`logtime`]: event times read back from a node's log.
 
 pub mod block;
 pub mod cmd;
 pub mod guard;
+pub mod logtime;
 pub mod nat;
 pub mod netns;
 pub mod node;
+pub mod pingwatch;
 pub mod skip;
 pub mod stream;
 pub mod topology;

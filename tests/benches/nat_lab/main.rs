@@ -1,0 +1,212 @@
+//! The NAT lab traversal benchmark: how fast, and how often, two nodes
+//! behind modelled NATs go from relayed to direct.
+//!
+//! For every unordered pair of presets (open, full cone, port-restricted
+//! cone, symmetric: 10 pairs) it builds one lab (`trial::PairLab`) and runs
+//! independent trials in it: fresh nodes with fresh identities and ports,
+//! NAT mappings flushed. In each trial node A, knowing only B's NodeId,
+//! runs `ping B --until-direct -i INTERVAL`, and the bench measures:
+//!
+//! - **first relayed pong**: from spawning the ping to its first pong,
+//!   which comes over the relay (dial through the relay, Noise handshake,
+//!   one ping round trip, plus the CLI's own start, a few ms);
+//! - **relayed -> direct**: from the first relayed pong to the first
+//!   direct pong, both stamped on arrival (resolution: the ping interval
+//!   plus one round trip), or a failure when `--until-direct` times out;
+//! - **switch logged**: from the first relayed pong to A's own log
+//!   timestamp of its `relayed -> direct` switch (same clock).
+//!
+//! It prints a markdown table per run, the RFC 4787 prediction per pair,
+//! and the check of the target: p50 relayed -> direct ≤ 1 s for every
+//! cone x cone pair.
+//!
+//! Run: `cargo bench -p relay-tests --bench nat_lab` (root, `ip` and `nft`;
+//! `conntrack` for flushing mappings between trials). Elsewhere it prints
+//! `SKIPPED: <reason>` and exits 0. Without `--bench` in its arguments
+//! (`cargo test --benches`) it runs one full-cone x full-cone trial.
+//!
+//! Env vars (bench / smoke defaults):
+//! - `RELAY_LAB_BENCH_TRIALS` trials per pair (20 / 1)
+//! - `RELAY_LAB_BENCH_PAIRS` comma list of pairs `a-b` with preset names
+//!   (`open`, `fullcone`, `portrestricted`, `symmetric`) (all / `fullcone-fullcone`)
+//! - `RELAY_LAB_BENCH_INTERVAL_MS` ping interval (10)
+//! - `RELAY_LAB_BENCH_TIMEOUT_S` how long a trial waits for direct (10)
+//! - `RELAY_LAB_BENCH_LOG_DIR` keep both nodes' logs of every trial there
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod table;
+mod trial;
+
+use std::time::{Duration, Instant};
+
+use relay_tests::lab::skip::{lab_available, report_skip, tool_available};
+use relay_tests::lab::NatPreset;
+use relay_tests::relay_node_bin;
+
+use table::{cone_x_cone, PairSummary, HEADER};
+use trial::{PairLab, PingPlan};
+
+const TARGET: Duration = Duration::from_secs(1);
+
+struct Settings {
+    trials: usize,
+    pairs: Vec<(NatPreset, NatPreset)>,
+    plan: PingPlan,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn preset(name: &str) -> NatPreset {
+    NatPreset::ALL
+        .into_iter()
+        .find(|p| p.name() == name)
+        .unwrap_or_else(|| panic!("unknown preset {name:?}"))
+}
+
+/// Every unordered pair of presets, in `NatPreset::ALL` order.
+fn all_pairs() -> Vec<(NatPreset, NatPreset)> {
+    let all = NatPreset::ALL;
+    let mut pairs = Vec::new();
+    for (i, &a) in all.iter().enumerate() {
+        for &b in &all[i..] {
+            pairs.push((a, b));
+        }
+    }
+    pairs
+}
+
+impl Settings {
+    fn from_env(bench: bool) -> Self {
+        let pairs = match std::env::var("RELAY_LAB_BENCH_PAIRS") {
+            Ok(list) => list
+                .split(',')
+                .map(|p| {
+                    let (a, b) = p.trim().split_once('-').expect("pair as a-b");
+                    (preset(a), preset(b))
+                })
+                .collect(),
+            Err(_) if bench => all_pairs(),
+            Err(_) => vec![(NatPreset::FullCone, NatPreset::FullCone)],
+        };
+        Self {
+            trials: env_or("RELAY_LAB_BENCH_TRIALS", if bench { 20 } else { 1 }).max(1),
+            pairs,
+            plan: PingPlan {
+                interval: Duration::from_millis(env_or("RELAY_LAB_BENCH_INTERVAL_MS", 10)),
+                timeout: Duration::from_secs(env_or("RELAY_LAB_BENCH_TIMEOUT_S", 10).max(1)),
+            },
+        }
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    if let Err(reason) = lab_available() {
+        report_skip("nat_lab bench", &reason);
+        return;
+    }
+    let conntrack = tool_available("conntrack").is_ok();
+    let settings = Settings::from_env(bench);
+    let bin = relay_node_bin().expect("relay-node binary");
+    println!(
+        "nat_lab: {} pair(s) x {} trial(s), ping interval {} ms, timeout {} s, mappings flushed between trials: {}",
+        settings.pairs.len(),
+        settings.trials,
+        settings.plan.interval.as_millis(),
+        settings.plan.timeout.as_secs(),
+        if conntrack { "yes" } else { "no (conntrack missing; fresh ports only)" },
+    );
+    println!("nat_lab: load average at start {}", loadavg());
+    let started = Instant::now();
+    let mut summaries = Vec::new();
+    for &(a, b) in &settings.pairs {
+        let lab = PairLab::build(bin.clone(), a, b).expect("build the pair's lab");
+        let mut summary = PairSummary {
+            a,
+            b,
+            trials: Vec::new(),
+            setup_errors: Vec::new(),
+        };
+        for n in 0..settings.trials {
+            match lab.trial(n, settings.plan, conntrack) {
+                Ok(t) => {
+                    eprintln!(
+                        "nat_lab: {a} x {b} #{n}: first relayed pong {:?}, to direct {:?}, switch logged {:?} ms{}",
+                        t.first_relayed,
+                        t.to_direct,
+                        t.switch_logged_ms.map(|v| v.round()),
+                        t.error.as_deref().map(|e| format!(", {e}")).unwrap_or_default(),
+                    );
+                    summary.trials.push(t);
+                }
+                Err(e) => {
+                    eprintln!("nat_lab: {a} x {b} #{n}: setup failed: {e}");
+                    summary.setup_errors.push(e);
+                }
+            }
+        }
+        drop(lab);
+        println!("{}", summary.row());
+        summaries.push(summary);
+    }
+    let took = started.elapsed();
+
+    println!();
+    println!("{HEADER}");
+    for s in &summaries {
+        println!("{}", s.row());
+    }
+    println!();
+    for s in &summaries {
+        for (kind, n) in s.errors() {
+            println!(
+                "nat_lab: {} x {}: {n} trial(s) failed with {kind}",
+                s.a, s.b
+            );
+        }
+        if !s.setup_errors.is_empty() {
+            println!(
+                "nat_lab: {} x {}: {} trial(s) not run (setup failed; first: {})",
+                s.a,
+                s.b,
+                s.setup_errors.len(),
+                s.setup_errors[0].lines().next().unwrap_or_default()
+            );
+        }
+        let first = s.trials.iter().filter(|t| t.direct_first).count();
+        if first > 0 {
+            println!(
+                "nat_lab: {} x {}: {first} trial(s) direct from the first pong",
+                s.a, s.b
+            );
+        }
+    }
+    for s in summaries.iter().filter(|s| cone_x_cone(s.a, s.b)) {
+        let verdict = match s.p50_to_direct() {
+            Some(p50) if p50 <= TARGET => format!("met ({:.0} ms)", p50.as_secs_f64() * 1e3),
+            Some(p50) => format!("MISSED ({:.0} ms)", p50.as_secs_f64() * 1e3),
+            None => "MISSED (never direct)".into(),
+        };
+        println!(
+            "nat_lab: target cone x cone p50 <= 1 s: {} x {}: {verdict}",
+            s.a, s.b
+        );
+    }
+    println!(
+        "nat_lab: {} trials in {:.0} s; load average at end {}",
+        summaries.iter().map(|s| s.trials.len()).sum::<usize>(),
+        took.as_secs_f64(),
+        loadavg()
+    );
+}

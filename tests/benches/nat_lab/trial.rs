@@ -1,0 +1,182 @@
+//! One NAT pair's lab and its trials.
+//!
+//! A [`PairLab`] is one lab (a public relay, site 0 with preset A, site 1
+//! with preset B) and a relay node that lives for all of the pair's trials.
+//! Each trial is independent of the ones before it:
+//!
+//! - both NAT routers forget every mapping first (`Site::rebind`: conntrack
+//!   flushed, cone maps emptied), when `conntrack` is installed;
+//! - both site nodes are new: fresh data dirs, so fresh identities, and a
+//!   listen port no earlier trial used, so even without a rebind no NAT
+//!   mapping or conntrack entry can carry over;
+//! - they join through the relay's ticket, dial only the relay, and the
+//!   trial starts once both are connected to it.
+//!
+//! Then A runs `ping B --until-direct -i INTERVAL` (by NodeId alone) and the
+//! trial reads the pong times (see `relay_tests::lab::pingwatch`) and A's
+//! log time of its switch to direct.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use relay_tests::lab::node::{init, is_connected_via};
+use relay_tests::lab::{logtime, pingwatch, Lab, LabNode, NatPreset};
+use relay_tests::TempDir;
+
+/// Bound for setup steps (node start, joining the relay); not a measurement.
+const SETUP: Duration = Duration::from_secs(30);
+/// The relay's port.
+const RELAY_PORT: u16 = 7420;
+/// Site nodes listen on `BASE_PORT + trial` (mod 1000).
+const BASE_PORT: u16 = 7500;
+
+/// How a trial pings.
+#[derive(Debug, Clone, Copy)]
+pub struct PingPlan {
+    /// Pause between pings.
+    pub interval: Duration,
+    /// How long `--until-direct` waits for a direct path.
+    pub timeout: Duration,
+}
+
+/// What one trial measured.
+#[derive(Debug, Clone)]
+pub struct Trial {
+    /// From spawning `ping` to the first pong (over the relay).
+    pub first_relayed: Option<Duration>,
+    /// From the first relayed pong to the first direct pong.
+    pub to_direct: Option<Duration>,
+    /// From the first relayed pong to A's own log line of the switch
+    /// (negative if the switch was logged before that pong arrived).
+    pub switch_logged_ms: Option<f64>,
+    /// The first pong was already direct (no relayed phase seen).
+    pub direct_first: bool,
+    /// The CLI's error when no direct path came.
+    pub error: Option<String>,
+}
+
+impl Trial {
+    /// Whether the trial reached a direct path.
+    pub fn direct(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// A lab for one pair, with its relay running.
+#[derive(Debug)]
+pub struct PairLab {
+    a: NatPreset,
+    b: NatPreset,
+    bin: PathBuf,
+    // Field order is drop order: nodes and files before the lab's teardown.
+    relay: LabNode,
+    ticket: String,
+    tmp: TempDir,
+    lab: Lab,
+}
+
+impl PairLab {
+    /// Builds the lab for presets `a` (site 0) and `b` (site 1) and starts
+    /// the relay on the public host.
+    pub fn build(bin: PathBuf, a: NatPreset, b: NatPreset) -> Result<Self, String> {
+        let lab = Lab::build(1, &[a, b]).map_err(|e| format!("lab: {e}"))?;
+        let tmp = TempDir::new("natbench").map_err(|e| format!("tempdir: {e}"))?;
+        let host = lab.public(0).ok_or("no public host")?;
+        let addr = SocketAddr::new(IpAddr::V4(host.addr), RELAY_PORT).to_string();
+        let dir = tmp.join("relay");
+        init(&bin, &dir, None)?;
+        let relay = LabNode::start(&bin, &host.ns, &dir, &["--relay", "--listen", &addr], SETUP)?;
+        let ticket = relay.invite(&addr)?;
+        Ok(Self {
+            a,
+            b,
+            bin,
+            relay,
+            ticket,
+            tmp,
+            lab,
+        })
+    }
+
+    /// Runs trial number `n` (0-based).
+    pub fn trial(&self, n: usize, plan: PingPlan, conntrack: bool) -> Result<Trial, String> {
+        let port = BASE_PORT + u16::try_from(n % 1000).unwrap_or(0);
+        let mut nodes = Vec::new();
+        for i in 0..2 {
+            let site = self.lab.site(i).ok_or("missing site")?;
+            if conntrack {
+                site.rebind().map_err(|e| format!("rebind: {e}"))?;
+            }
+            let dir = self.tmp.join(&format!("t{n}-n{i}"));
+            init(&self.bin, &dir, Some(&self.ticket))?;
+            let listen = format!("0.0.0.0:{port}");
+            nodes.push(LabNode::start(
+                &self.bin,
+                &site.host,
+                &dir,
+                &["--listen", &listen],
+                SETUP,
+            )?);
+        }
+        for node in &nodes {
+            node.wait_peer(&self.relay.id, SETUP, |p| is_connected_via(p, "direct"))
+                .ok_or_else(|| format!("node never reached the relay:\n{}", node.log()))?;
+        }
+        let (a, b) = (&nodes[0], &nodes[1]);
+        let run = pingwatch::until_direct(&self.bin, &a.dir, &b.id, plan.interval, plan.timeout)?;
+        let first = run.pongs.first();
+        let relayed = run.first("relayed");
+        let direct = run.first("direct");
+        let switch = logtime::first_logged(&a.log(), logtime::SWITCH_MESSAGE);
+        self.keep_logs(n, &[("a", a), ("b", b)]);
+        let to_direct = match (relayed, direct) {
+            (Some(r), Some(d)) => Some(d.at.saturating_duration_since(r.at)),
+            (None, Some(_)) => Some(Duration::ZERO),
+            _ => None,
+        };
+        Ok(Trial {
+            first_relayed: relayed.map(|r| r.at.saturating_duration_since(run.started)),
+            to_direct: to_direct.filter(|_| run.success),
+            switch_logged_ms: match (relayed, switch) {
+                (Some(r), Some(s)) => Some(signed_ms(r.wall, s)),
+                _ => None,
+            },
+            direct_first: first.is_some_and(|p| p.path == "direct"),
+            error: (!run.success).then(|| first_line(&run.stderr)),
+        })
+    }
+}
+
+impl PairLab {
+    /// Copies the nodes' logs to `$RELAY_LAB_BENCH_LOG_DIR`, when set, as
+    /// `<A>-<B>-<trial>-<a|b>.log` (for looking into slow or failed trials;
+    /// set `RUST_LOG` for more detail).
+    fn keep_logs(&self, n: usize, nodes: &[(&str, &LabNode)]) {
+        let Some(dir) = std::env::var_os("RELAY_LAB_BENCH_LOG_DIR") else {
+            return;
+        };
+        let dir = PathBuf::from(dir);
+        let _ = std::fs::create_dir_all(&dir);
+        let (a, b) = (self.a, self.b);
+        for (side, node) in nodes {
+            let _ = std::fs::write(dir.join(format!("{a}-{b}-{n}-{side}.log")), node.log());
+        }
+    }
+}
+
+/// `to - from` in milliseconds, signed.
+fn signed_ms(from: SystemTime, to: SystemTime) -> f64 {
+    match to.duration_since(from) {
+        Ok(d) => d.as_secs_f64() * 1e3,
+        Err(e) => -e.duration().as_secs_f64() * 1e3,
+    }
+}
+
+fn first_line(text: &str) -> String {
+    let line = text.lines().rfind(|l| l.starts_with("error: "));
+    line.or_else(|| text.lines().last())
+        .unwrap_or("no output")
+        .trim()
+        .to_string()
+}
