@@ -55,6 +55,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod noise;
+pub mod portmap;
 pub mod relay;
 pub mod socket;
 pub mod traversal;
