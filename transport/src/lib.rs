@@ -66,6 +66,7 @@ pub use config::TransportConfig;
 pub use endpoint::Transport;
 pub use error::{BindError, DialError, DialErrorKind, StreamError};
 pub use events::{Incoming, PathKind, PeerEvent, PeerInfo, PeerState};
+pub use portmap::{PortMapConfig, PortMapStatus};
 pub use quinn::{RecvStream, SendStream};
 pub use relay::{RelayLimits, RelayStats, RelayStatus};
 pub use relay_proto::wire::control::ControlMsg;

@@ -306,7 +306,7 @@ impl PcpResponse {
         if data.len() < HEADER_LEN {
             return Err(PcpError::TooShort(data.len()));
         }
-        if data.len() > MAX_LEN || data.len() % 4 != 0 {
+        if data.len() > MAX_LEN || !data.len().is_multiple_of(4) {
             return Err(PcpError::BadLength(data.len()));
         }
         if data[1] & RESPONSE_BIT == 0 {

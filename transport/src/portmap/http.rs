@@ -67,7 +67,7 @@ impl HttpResponse {
         if data.len() > MAX_RESPONSE {
             return Err(HttpError::TooLarge);
         }
-        let (status_line, headers, rest) = parse_head(data)?;
+        let ((status_line, headers), rest) = parse_head(data)?;
         let status = parse_status(&status_line)?;
         let chunked = header(&headers, "transfer-encoding")
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
@@ -95,9 +95,12 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
         .map(|(_, v)| v.as_str())
 }
 
+/// A message head: the first line and the headers.
+pub type Head = (String, Vec<(String, String)>);
+
 /// Splits a message into its first line, its headers and what follows
 /// the blank line. Used for SSDP answers too (HTTP over UDP).
-pub fn parse_head(data: &[u8]) -> Result<(String, Vec<(String, String)>, &[u8]), HttpError> {
+pub fn parse_head(data: &[u8]) -> Result<(Head, &[u8]), HttpError> {
     let window = &data[..data.len().min(MAX_HEAD)];
     let end = find(window, b"\r\n\r\n")
         .map(|i| (i, i + 4))
@@ -117,7 +120,7 @@ pub fn parse_head(data: &[u8]) -> Result<(String, Vec<(String, String)>, &[u8]),
         let (name, value) = line.split_once(':').ok_or(HttpError::Header)?;
         headers.push((name.trim().to_owned(), value.trim().to_owned()));
     }
-    Ok((first, headers, &data[end.1..]))
+    Ok(((first, headers), &data[end.1..]))
 }
 
 fn parse_status(line: &str) -> Result<u16, HttpError> {

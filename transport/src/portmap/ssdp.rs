@@ -54,7 +54,7 @@ pub fn parse_answer(src: SocketAddr, data: &[u8]) -> Result<HttpUrl, SsdpError> 
     if data.len() > MAX_ANSWER {
         return Err(SsdpError::TooLong);
     }
-    let (first, headers, _) = parse_head(data).map_err(|_| SsdpError::NotAnswer)?;
+    let ((first, headers), _) = parse_head(data).map_err(|_| SsdpError::NotAnswer)?;
     let mut status = first.split_whitespace();
     if !status.next().is_some_and(|v| v.starts_with("HTTP/1.")) || status.next() != Some("200") {
         return Err(SsdpError::NotAnswer);
