@@ -103,6 +103,7 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             relay,
             public_addr,
             no_traversal,
+            no_port_map,
             http,
             http_allow_remote,
             http_token_file,
@@ -119,6 +120,7 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
                 relay,
                 public_addr: public_addr.map(|a| args::host_port(&a)).transpose()?,
                 traversal: !no_traversal,
+                port_map: !no_port_map,
                 http,
                 listen: args::host_port(&listen)?,
                 peers: peers

@@ -69,6 +69,11 @@ pub enum Command {
         /// default.
         #[arg(long, conflicts_with = "public_addr")]
         no_traversal: bool,
+        /// Turn port mapping off: do not ask the default gateway (PCP,
+        /// NAT-PMP, UPnP-IGD) to forward our UDP port. On by default; the
+        /// mapped address becomes a traversal candidate.
+        #[arg(long)]
+        no_port_map: bool,
         /// Serve read-only HTTP (GET /metrics, /status, /healthz) on this TCP
         /// address; off unless given. Suggested: 127.0.0.1:9742. Loopback
         /// only, unless --http-allow-remote and --http-token-file are given.
@@ -168,6 +173,14 @@ mod tests {
             cli.command,
             Command::Run {
                 public_addr: Some(_),
+                ..
+            }
+        ));
+        let cli = Cli::try_parse_from(["relay-node", "run", "--no-port-map"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Run {
+                no_port_map: true,
                 ..
             }
         ));

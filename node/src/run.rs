@@ -40,6 +40,8 @@ pub struct RunOptions {
     pub public_addr: Option<SocketAddr>,
     /// Run NAT traversal (off with `--no-traversal`).
     pub traversal: bool,
+    /// Map our port on the gateway (off with `--no-port-map`).
+    pub port_map: bool,
     /// The read-only HTTP endpoint, if configured.
     pub http: Option<HttpOptions>,
 }
@@ -119,6 +121,7 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
     config.relay = options.relay;
     config.public_addr = options.public_addr;
     config.traversal = options.traversal;
+    config.port_map.enabled = options.port_map;
     let transport = Transport::bind(config).await?;
     let node_id = transport.node_id();
     let listen = transport.local_addrs();
