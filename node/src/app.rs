@@ -104,6 +104,7 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             public_addr,
             no_traversal,
             no_port_map,
+            port_map_protocols,
             http,
             http_allow_remote,
             http_token_file,
@@ -121,6 +122,7 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
                 public_addr: public_addr.map(|a| args::host_port(&a)).transpose()?,
                 traversal: !no_traversal,
                 port_map: !no_port_map,
+                port_map_protocols: port_map_protocols.map(|l| l.0),
                 http,
                 listen: args::host_port(&listen)?,
                 peers: peers

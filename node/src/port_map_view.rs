@@ -4,6 +4,7 @@
 //! (`port-map-unavailable: ...`). Built from the transport's
 //! `PortMapStatus`.
 
+use relay_transport::portmap::Protocol;
 use relay_transport::PortMapStatus;
 use serde::{Deserialize, Serialize};
 
@@ -54,10 +55,40 @@ impl PortMapSection {
     }
 }
 
+/// `run --port-map-protocols`: the protocols to try, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolList(pub Vec<Protocol>);
+
+/// Parses `pcp,nat-pmp,upnp-igd` (any non-empty subset, in the order to
+/// try; no repeats).
+pub fn parse_protocols(input: &str) -> Result<ProtocolList, String> {
+    let mut list = Vec::new();
+    for name in input.split(',') {
+        let p = Protocol::parse(name).ok_or_else(|| {
+            format!("unknown protocol {name:?} (expected pcp, nat-pmp, upnp-igd)")
+        })?;
+        if list.contains(&p) {
+            return Err(format!("{p} given twice"));
+        }
+        list.push(p);
+    }
+    Ok(ProtocolList(list))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use relay_transport::portmap::Protocol;
+
+    #[test]
+    fn protocol_lists() {
+        assert_eq!(
+            parse_protocols("upnp-igd,pcp"),
+            Ok(ProtocolList(vec![Protocol::UpnpIgd, Protocol::Pcp]))
+        );
+        assert!(parse_protocols("pcp,pcp").is_err());
+        assert!(parse_protocols("smtp").is_err());
+        assert!(parse_protocols("").is_err());
+    }
     use std::time::Duration;
 
     #[test]
