@@ -8,10 +8,13 @@
 //! - [`guard`]: serialization and teardown on drop, even on panic;
 //! - [`skip`]: whether the lab can run here, and the `SKIPPED` line;
 //! - [`udp`]: the `lab-udp` helper processes used to observe NATs;
-//! - [`node`]: real `relay-node` processes inside lab namespaces.
+//! - [`node`]: real `relay-node` processes inside lab namespaces;
+//! - [`miniupnpd`]: Debian's miniupnpd (UPnP-IGD, NAT-PMP, PCP) in a lab
+//!   router.
 
 pub mod cmd;
 pub mod guard;
+pub mod miniupnpd;
 pub mod nat;
 pub mod netns;
 pub mod node;
