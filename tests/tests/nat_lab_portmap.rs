@@ -55,7 +55,9 @@ fn wait_port_map(
     pred: impl Fn(&serde_json::Value) -> bool,
 ) -> Option<serde_json::Value> {
     poll_until(DEADLINE, POLL, || {
-        json(node, "status").map(|s| s["port_map"].clone()).filter(|p| pred(p))
+        json(node, "status")
+            .map(|s| s["port_map"].clone())
+            .filter(|p| pred(p))
     })
 }
 
@@ -129,7 +131,10 @@ fn symmetric_made_reachable_by_port_mapping() {
     assert!(pm["error"].is_null(), "{pm}");
     let netcheck = json(a, "netcheck").unwrap();
     assert_eq!(netcheck["port_map"]["protocol"], "pcp");
-    assert_eq!(netcheck["port_map"]["external_addr"], mapped_addr().as_str());
+    assert_eq!(
+        netcheck["port_map"]["external_addr"],
+        mapped_addr().as_str()
+    );
     let text = a.cli(&["netcheck"]).stdout;
     assert!(
         text.contains(&format!("port map  pcp {}", mapped_addr())),

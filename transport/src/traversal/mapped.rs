@@ -9,17 +9,20 @@
 //!   outermost NAT (double NAT) is left out, as it would not work anyway.
 //! - **Letting the peer go first.** A gateway that maps our port forwards
 //!   inbound packets to it, but a NAT with endpoint-dependent mapping
-//!   gives *our own* first packet towards the peer a fresh, random port.
-//!   Worse, that outbound flow then shadows the mapping for the same pair
-//!   of addresses: the peer's probes to the mapped port collide with it in
-//!   the gateway's connection tracking and are dropped. So a node that
-//!   holds a mapping starts its own scheduled probes one RTT (the current
-//!   connection's, clamped to 50 ms..1 s) after the fire time: the peer's
-//!   probes arrive first through the mapping, and every packet we send
-//!   afterwards to that peer address belongs to the peer's flow and leaves
-//!   from the mapped port. Probes from the peer are still answered at
-//!   once, and a peer that cannot reach the mapping is probed normally,
-//!   just a little later.
+//!   gives *our own* first packet towards the peer a fresh, random port,
+//!   and that outbound flow has the same inside 5-tuple as the peer's
+//!   inbound flow through the mapping will have. Linux conntrack resolves
+//!   the collision by rewriting the peer's source port on the inbound flow
+//!   (we then see the peer at a peer-reflexive alias, and the punch still
+//!   works: the lab passes with or without what follows); a gateway that
+//!   drops the colliding packet instead would defeat the mapping. So a
+//!   node that holds a mapping starts its own scheduled probes one RTT
+//!   (the current connection's, clamped to 50 ms..1 s) after the fire
+//!   time: the peer's probes arrive first through the mapping, and every
+//!   packet we send afterwards to that peer address belongs to the peer's
+//!   flow and leaves from the mapped port. Probes from the peer are still
+//!   answered at once, and a peer that cannot reach the mapping is probed
+//!   normally, one RTT later.
 
 use std::net::SocketAddr;
 use std::time::Duration;
