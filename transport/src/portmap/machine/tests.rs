@@ -354,6 +354,32 @@ fn nat_pmp_epoch_reset_maps_again() {
     m.handle_gateway(now, &map_answer(4));
     assert_eq!(m.status(now).state, "mapped");
     assert_eq!(m.status(now).expires_in, Some(secs(7200)));
+    assert!(
+        events(&mut m).is_empty(),
+        "same address: nothing to publish"
+    );
+
+    // The gateway's external address changes: mapped again, published.
+    let sent = gateway_sends(&run_until(&mut m, &mut now, t0 + secs(360)));
+    assert_eq!(sent, vec![natpmp::external_address_request().to_vec()]);
+    let new_ip = Ipv4Addr::new(198, 51, 101, 99);
+    m.handle_gateway(
+        now,
+        &pmp(
+            NatPmpResult::Success,
+            124,
+            NatPmpBody::ExternalAddress { ip: new_ip },
+        ),
+    );
+    assert_eq!(gateway_sends(&transmits(&mut m)).len(), 1);
+    m.handle_gateway(now, &map_answer(124));
+    assert_eq!(
+        events(&mut m),
+        vec![PortMapEvent::Mapped {
+            protocol: Protocol::NatPmp,
+            external: SocketAddr::new(IpAddr::V4(new_ip), PORT)
+        }]
+    );
 }
 
 #[test]

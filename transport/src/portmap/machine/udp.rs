@@ -265,12 +265,15 @@ impl PortMapper {
                 tracing::info!(
                     "port map: the gateway restarted or changed address (NAT-PMP); mapping again"
                 );
-                if moved {
-                    if let Some(m) = &mut self.mapping {
-                        m.external.set_ip(IpAddr::V4(ip));
-                    }
-                }
+                // Map again; the answer publishes the (new) address.
                 self.renew(now);
+                if let Phase::Udp {
+                    step: UdpStep::PmpMap { ip: step_ip },
+                    ..
+                } = &mut self.phase
+                {
+                    *step_ip = ip;
+                }
             } else {
                 self.back_to_mapped(now);
             }
