@@ -40,7 +40,11 @@
 //! - [`Transport::subscribe`] yields [`PeerEvent`]s: connected, path changed,
 //!   disconnected.
 //! - [`Transport::peers`] snapshots every peer as [`PeerInfo`] for status.
-//! - [`Transport::close`] closes every connection cleanly.
+//! - [`Transport::port_map_status`] reports the port mapping of our UDP
+//!   port on the default gateway (PCP, NAT-PMP, UPnP-IGD; see [`portmap`]),
+//!   whose mapped address traversal publishes as a candidate.
+//! - [`Transport::close`] closes every connection cleanly (and releases the
+//!   port mapping).
 //!
 //! There is exactly one connection per pair of nodes. When both dial at once,
 //! the connection initiated by the lower NodeId wins and the other is closed
