@@ -103,6 +103,8 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             relay,
             public_addr,
             no_traversal,
+            no_port_map,
+            port_map_protocols,
             http,
             http_allow_remote,
             http_token_file,
@@ -119,6 +121,8 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
                 relay,
                 public_addr: public_addr.map(|a| args::host_port(&a)).transpose()?,
                 traversal: !no_traversal,
+                port_map: !no_port_map,
+                port_map_protocols: port_map_protocols.map(|l| l.0),
                 http,
                 listen: args::host_port(&listen)?,
                 peers: peers

@@ -69,6 +69,16 @@ pub enum Command {
         /// default.
         #[arg(long, conflicts_with = "public_addr")]
         no_traversal: bool,
+        /// Turn port mapping off: do not ask the default gateway (PCP,
+        /// NAT-PMP, UPnP-IGD) to forward our UDP port. On by default; the
+        /// mapped address becomes a traversal candidate.
+        #[arg(long)]
+        no_port_map: bool,
+        /// Port-mapping protocols to try, in order (comma-separated subset
+        /// of pcp, nat-pmp, upnp-igd). Default: pcp,nat-pmp,upnp-igd.
+        #[arg(long, value_name = "LIST", conflicts_with = "no_port_map",
+              value_parser = crate::port_map_view::parse_protocols)]
+        port_map_protocols: Option<crate::port_map_view::ProtocolList>,
         /// Serve read-only HTTP (GET /metrics, /status, /healthz) on this TCP
         /// address; off unless given. Suggested: 127.0.0.1:9742. Loopback
         /// only, unless --http-allow-remote and --http-token-file are given.
@@ -168,6 +178,24 @@ mod tests {
             cli.command,
             Command::Run {
                 public_addr: Some(_),
+                ..
+            }
+        ));
+        let cli =
+            Cli::try_parse_from(["relay-node", "run", "--port-map-protocols", "nat-pmp"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Run {
+                port_map_protocols: Some(_),
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["relay-node", "run", "--port-map-protocols", "x"]).is_err());
+        let cli = Cli::try_parse_from(["relay-node", "run", "--no-port-map"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Run {
+                no_port_map: true,
                 ..
             }
         ));

@@ -41,6 +41,7 @@ pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod netcheck;
+pub mod port_map_view;
 pub mod protocols;
 pub mod run;
 pub mod service;

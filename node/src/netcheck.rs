@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use relay_transport::{NodeId, PeerInfo, Transport};
 use serde::{Deserialize, Serialize};
 
+use crate::port_map_view::PortMapSection;
 use crate::traversal_view::{NatSection, TraversalSnapshot};
 
 /// What `netcheck --json` prints.
@@ -28,6 +29,10 @@ pub struct NetcheckReport {
     pub observations: Vec<ObservationReport>,
     /// One entry per relay serving us, sorted by NodeId.
     pub relays: Vec<RelayRtt>,
+    /// Port mapping on the gateway (as in `status`): the protocol and
+    /// mapped address, or `error: "port-map-unavailable: ..."`.
+    #[serde(default)]
+    pub port_map: PortMapSection,
 }
 
 /// What one peer sees of us.
@@ -64,6 +69,7 @@ pub fn netcheck_report(transport: &Transport, extra: &TraversalSnapshot) -> Netc
         &transport.relays(),
         extra,
     )
+    .with_port_map(PortMapSection::new(&transport.port_map_status()))
 }
 
 impl NetcheckReport {
@@ -112,7 +118,14 @@ impl NetcheckReport {
             nat: NatSection::new(extra, &observed),
             observations,
             relays,
+            port_map: PortMapSection::default(),
         }
+    }
+
+    /// Adds the port-mapping state.
+    pub fn with_port_map(mut self, port_map: PortMapSection) -> Self {
+        self.port_map = port_map;
+        self
     }
 
     /// The human-readable form.
@@ -144,6 +157,7 @@ impl NetcheckReport {
             }
             out.push_str(&table(&rows));
         }
+        out.push_str(&format!("port map  {}\n", self.port_map.line()));
         if self.relays.is_empty() {
             out.push_str("relays    none\n");
         } else {
@@ -292,6 +306,24 @@ mod tests {
         assert!(text.contains("nat       symmetric (reflexive address 198.51.100.77:40002)"));
         assert!(text.contains("OBSERVER"));
         assert!(text.contains("12.00ms"));
+        assert!(text.contains("port map  off"));
+        let v = serde_json::to_value(&report).unwrap();
+        assert_eq!(v["port_map"]["state"], "off");
+        assert!(v["port_map"]["protocol"].is_null());
+        let unavailable = report.clone().with_port_map(PortMapSection {
+            state: "unavailable".into(),
+            error: Some("port-map-unavailable: pcp: no answer".into()),
+            ..PortMapSection::default()
+        });
+        let v = serde_json::to_value(&unavailable).unwrap();
+        assert!(v["port_map"]["protocol"].is_null());
+        assert_eq!(
+            v["port_map"]["error"],
+            "port-map-unavailable: pcp: no answer"
+        );
+        assert!(unavailable
+            .render_text()
+            .contains("port map  none: port-map-unavailable: pcp: no answer"));
         let empty = NetcheckReport::build(id(9), &[], &[], &[], &[], &extra).render_text();
         assert!(empty.contains("observed  none"));
         assert!(empty.contains("relays    none"));

@@ -40,6 +40,11 @@ pub struct RunOptions {
     pub public_addr: Option<SocketAddr>,
     /// Run NAT traversal (off with `--no-traversal`).
     pub traversal: bool,
+    /// Map our port on the gateway (off with `--no-port-map`).
+    pub port_map: bool,
+    /// The port-mapping protocols to try, in order (`--port-map-protocols`;
+    /// `None`: the transport's default).
+    pub port_map_protocols: Option<Vec<relay_transport::portmap::Protocol>>,
     /// The read-only HTTP endpoint, if configured.
     pub http: Option<HttpOptions>,
 }
@@ -119,6 +124,10 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
     config.relay = options.relay;
     config.public_addr = options.public_addr;
     config.traversal = options.traversal;
+    config.port_map.enabled = options.port_map;
+    if let Some(protocols) = &options.port_map_protocols {
+        config.port_map.protocols = protocols.clone();
+    }
     let transport = Transport::bind(config).await?;
     let node_id = transport.node_id();
     let listen = transport.local_addrs();

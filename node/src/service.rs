@@ -82,6 +82,7 @@ impl NodeService {
             &self.transport.relay_status(),
         )
         .with_traversal(&self.traversal.snapshot(), &self.transport.observed_addrs())
+        .with_port_map(&self.transport.port_map_status())
     }
 
     /// An address for `peer`: one we were told, else the last one seen.

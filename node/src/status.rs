@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use relay_transport::{PeerInfo, RelayStatus};
 use serde::{Deserialize, Serialize};
 
+use crate::port_map_view::PortMapSection;
 use crate::timefmt;
 use crate::traversal_view::{NatSection, TraversalSection, TraversalSnapshot};
 
@@ -27,6 +28,10 @@ pub struct StatusReport {
     /// Hole punching counters and the last failure.
     #[serde(default)]
     pub traversal: TraversalSection,
+    /// Port mapping on the gateway: protocol, mapped address, time left,
+    /// or why there is none.
+    #[serde(default)]
+    pub port_map: PortMapSection,
 }
 
 /// The relay section of a [`StatusReport`].
@@ -160,7 +165,14 @@ impl StatusReport {
             relay: RelayReport::from_status(relay),
             nat: NatSection::default(),
             traversal: TraversalSection::default(),
+            port_map: PortMapSection::default(),
         }
+    }
+
+    /// Adds the port-mapping state.
+    pub fn with_port_map(mut self, status: &relay_transport::PortMapStatus) -> Self {
+        self.port_map = PortMapSection::new(status);
+        self
     }
 
     /// Adds the traversal state: `nat`, `traversal` and each non-direct
@@ -188,7 +200,7 @@ impl StatusReport {
     /// The human-readable form: a header and an aligned peer table.
     pub fn render_table(&self) -> String {
         let mut out = format!(
-            "node    {}\nlisten  {}\nrelay   {}\nnat     {}\npunch   {}\n",
+            "node    {}\nlisten  {}\nrelay   {}\nnat     {}\npunch   {}\nportmap {}\n",
             self.node_id,
             if self.listen.is_empty() {
                 "-".to_string()
@@ -201,6 +213,7 @@ impl StatusReport {
                 None => self.nat.nat_type.clone(),
             },
             self.traversal.line(),
+            self.port_map.line(),
         );
         if self.peers.is_empty() {
             out.push_str("peers   none\n");
@@ -462,6 +475,33 @@ mod tests {
         old.as_object_mut().unwrap().remove("traversal");
         let back: StatusReport = serde_json::from_value(old).unwrap();
         assert_eq!(back.nat.nat_type, "unknown");
+    }
+
+    #[test]
+    fn port_map_section() {
+        let v = serde_json::to_value(sample()).unwrap();
+        assert_eq!(v["port_map"]["state"], "off");
+        assert!(v["port_map"]["protocol"].is_null());
+        let status = relay_transport::PortMapStatus {
+            enabled: true,
+            state: "mapped",
+            protocol: Some(relay_transport::portmap::Protocol::Pcp),
+            external_addr: Some("198.51.101.10:40000".parse().unwrap()),
+            expires_in: Some(Duration::from_secs(3600)),
+            error: None,
+        };
+        let report = sample().with_port_map(&status);
+        let v = serde_json::to_value(&report).unwrap();
+        assert_eq!(v["port_map"]["protocol"], "pcp");
+        assert_eq!(v["port_map"]["external_addr"], "198.51.101.10:40000");
+        assert_eq!(v["port_map"]["expires_in_s"], 3600);
+        assert!(report
+            .render_table()
+            .contains("portmap pcp 198.51.101.10:40000 (expires in 3600 s)"));
+        let mut old = v;
+        old.as_object_mut().unwrap().remove("port_map");
+        let back: StatusReport = serde_json::from_value(old).unwrap();
+        assert_eq!(back.port_map.state, "off");
     }
 
     #[test]

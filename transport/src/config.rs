@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use relay_proto::{NetworkKey, SecretKey};
 
+use crate::portmap::PortMapConfig;
 use crate::relay::RelayLimits;
 
 /// Everything [`crate::Transport::bind`] needs.
@@ -40,6 +41,11 @@ pub struct TransportConfig {
     /// A known public address of this node: pins the NAT type to open with
     /// this reflexive address and skips classification. Default none.
     pub public_addr: Option<SocketAddr>,
+    /// Port mapping (PCP, NAT-PMP, UPnP-IGD) of our UDP port on the
+    /// default gateway; on by default (`run --no-port-map` turns it off).
+    /// The mapped address becomes a traversal candidate. See
+    /// [`crate::portmap`].
+    pub port_map: PortMapConfig,
 }
 
 impl TransportConfig {
@@ -58,6 +64,7 @@ impl TransportConfig {
             relay_limits: RelayLimits::default(),
             traversal: true,
             public_addr: None,
+            port_map: PortMapConfig::default(),
         }
     }
 }

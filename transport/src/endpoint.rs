@@ -33,6 +33,8 @@ use relay_proto::NodeId;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::noise::{self, NoiseConfig, NoiseStats};
+use crate::portmap::driver::{self as portmap_driver, PortMapService};
+use crate::portmap::PortMapStatus;
 use crate::relay::client::RelayClients;
 use crate::relay::driver::{self, RelayService};
 use crate::relay::{RelayStats, RelayStatus};
@@ -93,6 +95,8 @@ pub(crate) struct Shared {
     other_frames_rx: Mutex<Option<mpsc::Receiver<Frame>>>,
     /// The traversal core, when traversal runs.
     pub(crate) traversal: Option<Arc<TraversalService>>,
+    /// Port mapping, when it runs.
+    pub(crate) portmap: Option<Arc<PortMapService>>,
 }
 
 impl fmt::Debug for Shared {
@@ -235,6 +239,10 @@ impl Transport {
                 config.idle_timeout,
             ))
         });
+        let portmap = config
+            .port_map
+            .enabled
+            .then(|| Arc::new(PortMapService::new(config.port_map.clone())));
         let shared = Arc::new(Shared {
             node_id,
             config,
@@ -255,6 +263,7 @@ impl Transport {
             traversal_rx: Mutex::new(Some(traversal_rx)),
             other_frames_rx: Mutex::new(Some(other_rx)),
             traversal,
+            portmap,
         });
         if let Some(service) = &shared.traversal {
             let frames = shared
@@ -281,6 +290,9 @@ impl Transport {
                     inputs,
                 ));
             }
+        }
+        if let Some(service) = &shared.portmap {
+            tokio::spawn(portmap_driver::run(shared.clone(), service.clone()));
         }
         tokio::spawn(accept::accept_loop(shared.clone()));
         if let Some(frames) = frames {
@@ -599,6 +611,17 @@ impl Transport {
         traversal.snapshot(&not_direct)
     }
 
+    /// Port mapping: the protocol that holds a mapping of our UDP port on
+    /// the gateway, the mapped address and its time left, or why there is
+    /// none (`port-map-unavailable: ...`). `state` is "off" when
+    /// [`TransportConfig::port_map`] is disabled.
+    pub fn port_map_status(&self) -> PortMapStatus {
+        match &self.shared().portmap {
+            Some(service) => service.status(),
+            None => PortMapStatus::off(),
+        }
+    }
+
     /// Counters of the path socket.
     pub fn socket_stats(&self) -> SocketStats {
         self.shared().socket.stats()
@@ -619,6 +642,10 @@ impl Transport {
     pub async fn close(&self) {
         let shared = self.shared();
         shared.shutdown_now();
+        if let Some(portmap) = &shared.portmap {
+            // Releasing the mapping takes one exchange with the gateway.
+            portmap.wait_stopped(portmap_driver::RELEASE_BUDGET).await;
+        }
         let _ = tokio::time::timeout(CLOSE_WAIT, shared.endpoint.wait_idle()).await;
         shared
             .incoming_tx

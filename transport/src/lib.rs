@@ -40,7 +40,11 @@
 //! - [`Transport::subscribe`] yields [`PeerEvent`]s: connected, path changed,
 //!   disconnected.
 //! - [`Transport::peers`] snapshots every peer as [`PeerInfo`] for status.
-//! - [`Transport::close`] closes every connection cleanly.
+//! - [`Transport::port_map_status`] reports the port mapping of our UDP
+//!   port on the default gateway (PCP, NAT-PMP, UPnP-IGD; see [`portmap`]),
+//!   whose mapped address traversal publishes as a candidate.
+//! - [`Transport::close`] closes every connection cleanly (and releases the
+//!   port mapping).
 //!
 //! There is exactly one connection per pair of nodes. When both dial at once,
 //! the connection initiated by the lower NodeId wins and the other is closed
@@ -55,6 +59,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod noise;
+pub mod portmap;
 pub mod relay;
 pub mod socket;
 pub mod traversal;
@@ -65,6 +70,7 @@ pub use config::TransportConfig;
 pub use endpoint::Transport;
 pub use error::{BindError, DialError, DialErrorKind, StreamError};
 pub use events::{Incoming, PathKind, PeerEvent, PeerInfo, PeerState};
+pub use portmap::{PortMapConfig, PortMapStatus};
 pub use quinn::{RecvStream, SendStream};
 pub use relay::{RelayLimits, RelayStats, RelayStatus};
 pub use relay_proto::wire::control::ControlMsg;

@@ -5,9 +5,13 @@
 //! - [`control`]: the transport control channel carried in QUIC datagrams
 //!   (prefix `0x00`; application datagrams use `0x01`);
 //! - [`probe`]: traversal probes on the UDP port (first bytes `0x10`, `0x11`);
-//! - [`traversal`]: traversal messages, one variant of the control channel.
+//! - [`traversal`]: traversal messages, one variant of the control channel;
+//! - [`natpmp`], [`pcp`]: port-mapping requests to and responses from the
+//!   default gateway (RFC 6886, RFC 6887).
 
 pub mod control;
+pub mod natpmp;
+pub mod pcp;
 pub mod probe;
 pub mod relay;
 pub mod traversal;

@@ -130,6 +130,14 @@ pub enum TraversalMsg {
         /// Why.
         reason: RejectReason,
     },
+    /// "My gateway maps this external address to my socket" (a port
+    /// mapping: NAT-PMP, PCP or UPnP-IGD), or `None` when the mapping is
+    /// gone. An introducer adds it to the sender's candidates only when
+    /// its IP is the one it observes the sender at.
+    PortMapped {
+        /// The mapped external address.
+        addr: Option<SocketAddr>,
+    },
 }
 
 /// Why a traversal message was rejected.
@@ -147,6 +155,9 @@ pub enum TraversalMsgError {
     /// Fire time too far ahead.
     #[error("fire time {0} ms is beyond {MAX_FIRE_IN_MS} ms")]
     FireTime(u32),
+    /// A mapped address with port 0 or an unspecified IP.
+    #[error("invalid mapped address in traversal message")]
+    MappedAddr,
     /// A NodeId that is not a valid key.
     #[error("invalid NodeId in traversal message")]
     NodeId,
@@ -173,6 +184,12 @@ impl TraversalMsg {
     pub fn validate(&self) -> Result<(), TraversalMsgError> {
         match self {
             Self::NatInfo { .. } => Ok(()),
+            Self::PortMapped { addr } => match addr {
+                Some(a) if a.port() == 0 || a.ip().is_unspecified() => {
+                    Err(TraversalMsgError::MappedAddr)
+                }
+                _ => Ok(()),
+            },
             Self::ReachRequest { target, .. } | Self::Rejected { target, .. } => check_id(target),
             Self::Introduce(intro) => {
                 if intro.candidates.len() > MAX_CANDIDATES {
@@ -243,6 +260,10 @@ mod tests {
                 target: id(4),
                 reason: RejectReason::Budget,
             },
+            TraversalMsg::PortMapped {
+                addr: Some("198.51.101.10:40000".parse().unwrap()),
+            },
+            TraversalMsg::PortMapped { addr: None },
         ];
         for msg in msgs {
             let bytes = msg.encode().unwrap();
@@ -271,6 +292,15 @@ mod tests {
             TraversalMsg::decode(&[0xff, 0xff]),
             Err(TraversalMsgError::Malformed)
         );
+        for bad in ["0.0.0.0:4000", "198.51.101.10:0"] {
+            assert_eq!(
+                TraversalMsg::PortMapped {
+                    addr: Some(bad.parse().unwrap())
+                }
+                .encode(),
+                Err(TraversalMsgError::MappedAddr)
+            );
+        }
     }
 
     #[test]

@@ -13,12 +13,15 @@
 //! - [`stream`]: the `lab-stream` helper (a transport embedding the
 //!   library) streaming numbered words between two sites;
 //! - [`pingwatch`]: `ping --until-direct` with each pong timestamped;
-//! - [`logtime`]: event times read back from a node's log.
+//! - [`logtime`]: event times read back from a node's log;
+//! - [`miniupnpd`]: Debian's miniupnpd (UPnP-IGD, NAT-PMP, PCP) in a lab
+//!   router.
 
 pub mod block;
 pub mod cmd;
 pub mod guard;
 pub mod logtime;
+pub mod miniupnpd;
 pub mod nat;
 pub mod netns;
 pub mod node;

@@ -29,6 +29,7 @@ use super::config::TraversalConfig;
 use super::error::{TraversalError, TraversalErrorKind};
 use super::introducer::{Introducer, Side};
 use super::keepalive::Keepalives;
+use super::mapped::{add_mapped_candidate, mapped_probe_delay};
 use super::nat::{NatClassifier, NatReport, Observation};
 use super::output::{TraversalEvent, TraversalTransmit};
 use super::punch::{Outcome, ProbeOut, PunchSession, PunchTiming};
@@ -56,6 +57,8 @@ struct Link {
     nat: NatType,
     why: Option<String>,
     last_session_end: Option<Instant>,
+    /// The port-mapped address the peer published.
+    mapped: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +94,8 @@ pub struct Traversal {
     sessions: BTreeMap<NodeId, PunchSession>,
     pending: BTreeMap<NodeId, Pending>,
     direct: BTreeMap<NodeId, SocketAddr>,
+    /// Our own port-mapped address (see [`super::mapped`]).
+    mapped: Option<SocketAddr>,
     transmits: VecDeque<TraversalTransmit>,
     events: VecDeque<TraversalEvent>,
     stats: TraversalStats,
@@ -124,6 +129,7 @@ impl Traversal {
             sessions: BTreeMap::new(),
             pending: BTreeMap::new(),
             direct: BTreeMap::new(),
+            mapped: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: TraversalStats::default(),
@@ -161,6 +167,16 @@ impl Traversal {
     /// The NAT type `peer` reported.
     pub fn peer_nat(&self, peer: &NodeId) -> Option<NatType> {
         self.links.get(peer.as_bytes()).map(|l| l.nat)
+    }
+
+    /// Our port-mapped address, if we hold a mapping.
+    pub fn port_mapping(&self) -> Option<SocketAddr> {
+        self.mapped
+    }
+
+    /// The port-mapped address `peer` published.
+    pub fn peer_mapping(&self, peer: &NodeId) -> Option<SocketAddr> {
+        self.links.get(peer.as_bytes())?.mapped
     }
 
     /// Whether a punch towards `peer` is in progress.
@@ -242,12 +258,31 @@ impl Traversal {
                         nat: NatType::Unknown,
                         why: None,
                         last_session_end: None,
+                        mapped: None,
                     },
                 );
                 let nat = self.nat.report().nat;
                 self.control(peer, TraversalMsg::NatInfo { nat });
+                if let Some(addr) = self.mapped {
+                    self.control(peer, TraversalMsg::PortMapped { addr: Some(addr) });
+                }
             }
         }
+    }
+
+    /// Our port mapping changed: `Some(external address)` while we hold
+    /// one. Every peer is told, so introducers can hand it out.
+    pub fn handle_port_mapping(&mut self, now: Instant, addr: Option<SocketAddr>) {
+        let addr = addr.filter(super::mapped::valid_mapped);
+        if addr == self.mapped {
+            return;
+        }
+        self.mapped = addr;
+        let peers: Vec<NodeId> = self.links.values().map(|l| l.node).collect();
+        for peer in peers {
+            self.control(peer, TraversalMsg::PortMapped { addr });
+        }
+        self.drive(now);
     }
 
     /// The connection to `peer` is gone: forget everything about it.
@@ -339,6 +374,11 @@ impl Traversal {
                 }
             }
             TraversalMsg::ReachRequest { req, target } => self.introduce(now, from, req, target),
+            TraversalMsg::PortMapped { addr } => {
+                if let Some(link) = self.links.get_mut(from.as_bytes()) {
+                    link.mapped = addr.filter(super::mapped::valid_mapped);
+                }
+            }
             TraversalMsg::Introduce(intro) => self.on_introduce(now, intro),
             TraversalMsg::Rejected {
                 req,
@@ -420,7 +460,20 @@ impl Traversal {
             .introducer
             .handle_request(now, req, &requester, target_side.as_ref())
         {
-            Ok((to_requester, to_target)) => {
+            Ok((mut to_requester, mut to_target)) => {
+                // Port-mapped candidates, on the IP we observe (mapped.rs).
+                let target_link = self.links.get(target.as_bytes());
+                add_mapped_candidate(
+                    &mut to_requester.candidates,
+                    target_link.and_then(|l| l.observed),
+                    target_link.and_then(|l| l.mapped),
+                );
+                let requester_link = self.links.get(from.as_bytes());
+                add_mapped_candidate(
+                    &mut to_target.candidates,
+                    requester_link.and_then(|l| l.observed),
+                    requester_link.and_then(|l| l.mapped),
+                );
                 self.stats.introductions += 1;
                 self.control(from, TraversalMsg::Introduce(to_requester));
                 self.control(target, TraversalMsg::Introduce(to_target));
@@ -444,7 +497,12 @@ impl Traversal {
         if peer == self.me || !self.links.contains_key(peer.as_bytes()) {
             return;
         }
-        let fire_at = now + Duration::from_millis(u64::from(intro.fire_in_ms));
+        let mut fire_at = now + Duration::from_millis(u64::from(intro.fire_in_ms));
+        if self.mapped.is_some() {
+            // Let the peer's probes reach our mapping first (mapped.rs).
+            let rtt = self.links.get(peer.as_bytes()).map(|l| l.rtt);
+            fire_at += mapped_probe_delay(rtt.unwrap_or_default());
+        }
         if intro.requester == self.me {
             let retry = self.config.request_retry;
             match self.pending.get_mut(&peer) {

@@ -318,3 +318,92 @@ fn a_probe_without_an_introduction_starts_a_session_once() {
     a.handle_frame(now, src, &probe_from(id(2), &KEY, ProbeKind::Probe));
     assert_eq!(a.stats().punches_attempted, 1);
 }
+
+fn controls(out: &[TraversalTransmit]) -> Vec<(NodeId, TraversalMsg)> {
+    out.iter()
+        .filter_map(|t| match t {
+            TraversalTransmit::Control { to, msg } => Some((*to, msg.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn port_mapping_is_published_and_introduced_on_the_observed_ip_only() {
+    let now = Instant::now();
+    let (a, b) = (id(1), id(2));
+    let mut intro = core(9);
+    let mut core_a = core(1);
+    connect(&mut core_a, now, id(9), None);
+    connect(&mut core_a, now, b, None);
+    drain(&mut core_a);
+
+    // A gets a mapping: every peer is told, once.
+    let mapped = sa("198.51.101.10:40000");
+    core_a.handle_port_mapping(now, Some(mapped));
+    let sent = controls(&drain(&mut core_a));
+    assert_eq!(sent.len(), 2);
+    assert!(sent
+        .iter()
+        .all(|(_, m)| *m == TraversalMsg::PortMapped { addr: Some(mapped) }));
+    core_a.handle_port_mapping(now, Some(mapped));
+    assert!(drain(&mut core_a).is_empty());
+    assert_eq!(core_a.port_mapping(), Some(mapped));
+    // A peer that connects later hears it too.
+    connect(&mut core_a, now, id(3), None);
+    assert!(controls(&drain(&mut core_a))
+        .contains(&(id(3), TraversalMsg::PortMapped { addr: Some(mapped) })));
+
+    // The introducer sees A at the mapping's IP (another port: a symmetric
+    // NAT's flow towards it) and B elsewhere.
+    connect(&mut intro, now, a, Some(sa("198.51.101.10:31000")));
+    connect(&mut intro, now, b, Some(sa("203.0.113.20:5000")));
+    drain(&mut intro);
+    intro.handle_control(now, a, TraversalMsg::PortMapped { addr: Some(mapped) });
+    assert_eq!(intro.peer_mapping(&a), Some(mapped));
+    // B claims a mapping on an IP the introducer never saw it at.
+    intro.handle_control(
+        now,
+        b,
+        TraversalMsg::PortMapped {
+            addr: Some(sa("192.0.2.66:80")),
+        },
+    );
+    intro.handle_control(now, b, TraversalMsg::ReachRequest { req: 5, target: a });
+    let out = controls(&drain(&mut intro));
+    let to_b = out
+        .iter()
+        .find_map(|(to, m)| match m {
+            TraversalMsg::Introduce(i) if *to == b => Some(i.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(to_b.candidates, vec![sa("198.51.101.10:31000"), mapped]);
+    let to_a = out
+        .iter()
+        .find_map(|(to, m)| match m {
+            TraversalMsg::Introduce(i) if *to == a => Some(i.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(to_a.candidates, vec![sa("203.0.113.20:5000")]);
+
+    // Holding a mapping, A starts its own probes one RTT (80 ms) after
+    // the fire time, so B's probes reach the mapping first.
+    core_a.handle_control(now, id(9), TraversalMsg::Introduce(to_a.clone()));
+    let fire = now + Duration::from_millis(u64::from(to_a.fire_in_ms));
+    core_a.handle_timeout(fire + Duration::from_millis(79));
+    assert!(drain(&mut core_a)
+        .iter()
+        .all(|t| !matches!(t, TraversalTransmit::Frame { .. })));
+    core_a.handle_timeout(fire + Duration::from_millis(80));
+    assert!(drain(&mut core_a).iter().any(
+        |t| matches!(t, TraversalTransmit::Frame { dst, .. } if *dst == sa("203.0.113.20:5000"))
+    ));
+
+    // The mapping goes away: peers are told.
+    core_a.handle_port_mapping(now, None);
+    assert!(controls(&drain(&mut core_a))
+        .iter()
+        .all(|(_, m)| *m == TraversalMsg::PortMapped { addr: None }));
+}

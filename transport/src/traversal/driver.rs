@@ -44,7 +44,7 @@ use relay_proto::wire::control::ControlMsg;
 use relay_proto::wire::probe::ProbeFrame;
 use relay_proto::wire::traversal::TraversalMsg;
 use relay_proto::NodeId;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use super::snapshot::TraversalSnapshot;
@@ -77,6 +77,8 @@ pub(crate) struct TraversalService {
     /// "Try to go direct to this peer now" ([`Self::request_direct`]).
     commands: mpsc::Sender<NodeId>,
     commands_rx: Mutex<Option<mpsc::Receiver<NodeId>>>,
+    /// Our port-mapped address, from the port-mapping driver.
+    mapped: watch::Sender<Option<SocketAddr>>,
 }
 
 impl TraversalService {
@@ -98,7 +100,18 @@ impl TraversalService {
             core: Mutex::new(Traversal::new(me, config, seed)),
             commands,
             commands_rx: Mutex::new(Some(commands_rx)),
+            mapped: watch::Sender::new(None),
         }
+    }
+
+    /// Our port mapping changed (`crate::portmap`): the driver hands it to
+    /// the core, which tells every peer.
+    pub(crate) fn set_port_mapping(&self, addr: Option<SocketAddr>) {
+        self.mapped.send_if_modified(|current| {
+            let changed = *current != addr;
+            *current = addr;
+            changed
+        });
     }
 
     /// The command receiver, for the driver (once).
@@ -194,6 +207,7 @@ pub(crate) async fn run(shared: Arc<Shared>, service: Arc<TraversalService>, inp
         mut commands,
     } = inputs;
     let mut shutdown = shared.shutdown.subscribe();
+    let mut mapped = service.mapped.subscribe();
     let mut driver = Driver {
         shared,
         service,
@@ -244,6 +258,10 @@ pub(crate) async fn run(shared: Arc<Shared>, service: Arc<TraversalService>, inp
                 driver.direct_now(peer);
             }
             () = timer => driver.service.core().handle_timeout(now_std(Instant::now())),
+            Ok(()) = mapped.changed() => {
+                let addr = *mapped.borrow_and_update();
+                driver.service.core().handle_port_mapping(now_std(Instant::now()), addr);
+            }
             _ = tick.tick() => driver.on_tick(),
         }
         driver.flush().await;

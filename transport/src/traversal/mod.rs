@@ -40,6 +40,7 @@ pub(crate) mod driver;
 mod error;
 pub mod introducer;
 pub mod keepalive;
+pub mod mapped;
 pub mod nat;
 mod output;
 pub mod punch;
