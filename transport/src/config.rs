@@ -40,6 +40,11 @@ pub struct TransportConfig {
     /// A known public address of this node: pins the NAT type to open with
     /// this reflexive address and skips classification. Default none.
     pub public_addr: Option<SocketAddr>,
+    /// Birthday-paradox probing when one side of a punch is behind a
+    /// symmetric NAT and the other behind a cone (default true; needs
+    /// `traversal`). It opens up to 256 extra UDP sockets and sends up to
+    /// 200 packets/s for a few seconds; see docs/TRAVERSAL.md.
+    pub birthday: bool,
 }
 
 impl TransportConfig {
@@ -58,6 +63,7 @@ impl TransportConfig {
             relay_limits: RelayLimits::default(),
             traversal: true,
             public_addr: None,
+            birthday: true,
         }
     }
 }

@@ -233,6 +233,7 @@ impl Transport {
                 node_id,
                 config.public_addr,
                 config.idle_timeout,
+                config.birthday,
             ))
         });
         let shared = Arc::new(Shared {

@@ -25,6 +25,7 @@ use relay_proto::wire::traversal::{Introduction, NatType, RejectReason, Traversa
 use relay_proto::NodeId;
 
 use super::auth::ProbeKey;
+use super::birthday::{self, BirthdayRun, PortId, RateLimiter, Role};
 use super::config::TraversalConfig;
 use super::error::{TraversalError, TraversalErrorKind};
 use super::introducer::{Introducer, Side};
@@ -94,6 +95,20 @@ pub struct Traversal {
     transmits: VecDeque<TraversalTransmit>,
     events: VecDeque<TraversalEvent>,
     stats: TraversalStats,
+    /// When each session's birthday run is due to be considered.
+    birthday_due: BTreeMap<NodeId, Instant>,
+    /// Birthday runs, by peer (at most `birthday.max_runs`).
+    birthday: BTreeMap<NodeId, BirthdayRun>,
+    /// The node-wide budget of birthday packets.
+    limiter: RateLimiter,
+    /// The next probe port id to hand out.
+    next_port: PortId,
+    /// Addresses that must be sent to from a probe port.
+    port_routes: BTreeMap<SocketAddr, PortId>,
+    /// The probe port a direct path found by birthday probing runs on.
+    held_ports: BTreeMap<NodeId, PortId>,
+    /// The latest instant seen by `drive`.
+    last_now: Option<Instant>,
 }
 
 impl Traversal {
@@ -113,6 +128,7 @@ impl Traversal {
             config.fire_margin,
         );
         let keepalives = Keepalives::new(config.keepalive_interval, config.keepalive_misses);
+        let limiter = RateLimiter::new(config.birthday.rate, config.birthday.burst);
         Self {
             me,
             config,
@@ -127,6 +143,13 @@ impl Traversal {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: TraversalStats::default(),
+            birthday_due: BTreeMap::new(),
+            birthday: BTreeMap::new(),
+            limiter,
+            next_port: 0,
+            port_routes: BTreeMap::new(),
+            held_ports: BTreeMap::new(),
+            last_now: None,
         }
     }
 
@@ -163,6 +186,19 @@ impl Traversal {
         self.links.get(peer.as_bytes()).map(|l| l.nat)
     }
 
+    /// The probe port packets to `addr` must leave from, if any (a direct
+    /// path found by birthday probing).
+    pub fn port_route(&self, addr: &SocketAddr) -> Option<PortId> {
+        self.port_routes.get(addr).copied()
+    }
+
+    /// Whether a birthday run towards `peer` is sending.
+    pub fn is_birthday_probing(&self, peer: &NodeId) -> bool {
+        self.birthday
+            .get(peer)
+            .is_some_and(|r| r.started() && !r.cancelled())
+    }
+
     /// Whether a punch towards `peer` is in progress.
     pub fn is_punching(&self, peer: &NodeId) -> bool {
         self.sessions.contains_key(peer) || self.pending.contains_key(peer)
@@ -194,6 +230,16 @@ impl Traversal {
         }
         for p in self.pending.values() {
             take(Some(p.next));
+        }
+        for due in self.birthday_due.values() {
+            take(Some(*due));
+        }
+        if let Some(now) = self.last_now {
+            for (peer, run) in &self.birthday {
+                if self.sessions.get(peer).is_some_and(|s| s.is_probing()) {
+                    take(run.poll_timeout(now, &self.limiter));
+                }
+            }
         }
         at
     }
@@ -258,6 +304,8 @@ impl Traversal {
         self.direct.remove(peer);
         self.keepalives.remove(peer);
         self.introducer.forget(peer);
+        self.end_birthday(peer, None);
+        self.release_held(peer);
         if let Some(report) = self.nat.remove_observer(peer) {
             self.nat_changed(report);
         }
@@ -274,6 +322,7 @@ impl Traversal {
     pub fn forget_direct_path(&mut self, peer: &NodeId) {
         self.direct.remove(peer);
         self.keepalives.remove(peer);
+        self.release_held(peer);
     }
 
     /// Asks introducer `via` to introduce us to `peer`. Progress and
@@ -360,6 +409,48 @@ impl Traversal {
             return true;
         };
         self.stats.probes_received += 1;
+        match frame.kind {
+            ProbeKind::Probe => self.on_probe(now, peer, src, &frame),
+            ProbeKind::Reply => self.on_reply(now, peer, src, &frame),
+        }
+        self.drive(now);
+        true
+    }
+
+    /// A frame arrived from `src` on our probe port `port` (birthday
+    /// probing). Returns `false` when it is not a traversal frame. Only an
+    /// authenticated frame from the peer the port was opened for counts;
+    /// the first such source is routed through the port from then on
+    /// ([`TraversalEvent::PortRoute`]).
+    pub fn handle_port_frame(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        src: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        if !ProbeFrame::is_probe_frame(data) {
+            return false;
+        }
+        let Some((peer, frame)) = self.authenticate(data) else {
+            self.stats.probes_invalid += 1;
+            return true;
+        };
+        let owned = self.birthday.get(&peer).is_some_and(|r| r.owns_port(port))
+            || self.held_ports.get(&peer) == Some(&port);
+        if !owned {
+            self.stats.probes_invalid += 1;
+            return true;
+        }
+        self.stats.probes_received += 1;
+        if let std::collections::btree_map::Entry::Vacant(e) = self.port_routes.entry(src) {
+            e.insert(port);
+            self.events.push_back(TraversalEvent::PortRoute {
+                peer,
+                addr: src,
+                port,
+            });
+        }
         match frame.kind {
             ProbeKind::Probe => self.on_probe(now, peer, src, &frame),
             ProbeKind::Reply => self.on_reply(now, peer, src, &frame),
@@ -506,6 +597,10 @@ impl Traversal {
         );
         self.stats.punches_attempted += 1;
         self.sessions.insert(peer, session);
+        if self.config.birthday.enabled {
+            self.birthday_due
+                .insert(peer, fire_at + self.config.birthday.start_delay);
+        }
         // Tell the peer our NAT type directly too (control messages are
         // unreliable; its `why` on failure depends on it).
         let nat = self.nat.report().nat;
@@ -630,8 +725,37 @@ impl Traversal {
         };
         if let Ok(bytes) = link.key.seal(frame) {
             self.stats.probes_sent += 1;
-            self.transmits.push_back(TraversalTransmit::Frame {
-                dst,
+            let data = bytes.to_vec();
+            let transmit = match self.port_routes.get(&dst) {
+                Some(port) => TraversalTransmit::PortFrame {
+                    port: *port,
+                    dst,
+                    data,
+                },
+                None => TraversalTransmit::Frame { dst, data },
+            };
+            self.transmits.push_back(transmit);
+        }
+    }
+
+    /// Sends a probe from probe port `port` (an opening packet).
+    fn send_port_probe(&mut self, peer: NodeId, port: PortId, probe: ProbeOut) {
+        let frame = ProbeFrame {
+            kind: ProbeKind::Probe,
+            flags: probe.flags,
+            tx: probe.tx,
+            sender: *self.me.as_bytes(),
+            addr: probe.addr,
+            tag: [0; TAG_LEN],
+        };
+        let Some(link) = self.links.get(peer.as_bytes()) else {
+            return;
+        };
+        if let Ok(bytes) = link.key.seal(&frame) {
+            self.stats.probes_sent += 1;
+            self.transmits.push_back(TraversalTransmit::PortFrame {
+                port,
+                dst: probe.addr,
                 data: bytes.to_vec(),
             });
         }
@@ -661,6 +785,8 @@ impl Traversal {
         }
 
         self.drive_pending(now);
+        self.last_now = Some(self.last_now.map_or(now, |t| t.max(now)));
+        self.drive_birthday(now);
 
         let mut probes = Vec::new();
         let mut finished = Vec::new();
@@ -680,6 +806,7 @@ impl Traversal {
         }
         for (peer, addr) in lost {
             self.direct.remove(&peer);
+            self.release_held(&peer);
             let error = TraversalError::new(
                 TraversalErrorKind::PunchFailed,
                 format!("direct path {addr} stopped answering keepalives"),
@@ -696,6 +823,127 @@ impl Traversal {
             self.sessions.remove(&peer);
             self.settle(now, peer, outcome, peer_nat);
         }
+    }
+
+    /// Starts due birthday runs and sends what the budget allows.
+    fn drive_birthday(&mut self, now: Instant) {
+        let due: Vec<NodeId> = self
+            .birthday_due
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in due {
+            self.birthday_due.remove(&peer);
+            self.begin_birthday(now, peer);
+        }
+        let mut sends = Vec::new();
+        for (peer, run) in &mut self.birthday {
+            // Once the punch is nominating or done, probing stops.
+            if !self.sessions.get(peer).is_some_and(|s| s.is_probing()) {
+                continue;
+            }
+            let mut out = Vec::new();
+            run.handle_timeout(now, &mut self.limiter, &mut self.rng, &mut out);
+            sends.extend(out.into_iter().map(|o| (*peer, o)));
+        }
+        for (peer, out) in sends {
+            let Some(session) = self.sessions.get_mut(&peer) else {
+                continue;
+            };
+            let Some(probe) = session.extra_probe(&mut self.rng, out.addr) else {
+                continue;
+            };
+            self.stats.birthday_packets += 1;
+            match out.port {
+                Some(port) => self.send_port_probe(peer, port, probe),
+                None => self.send_probe(peer, probe),
+            }
+        }
+    }
+
+    /// Decides, at its due time, whether `peer`'s session gets a birthday
+    /// run: only for cone x symmetric, only if the ordinary punch has seen
+    /// nothing from the peer, and within `max_runs`.
+    fn begin_birthday(&mut self, now: Instant, peer: NodeId) {
+        let Some(session) = self.sessions.get(&peer) else {
+            return;
+        };
+        if session.has_progress() || self.birthday.contains_key(&peer) {
+            return;
+        }
+        let ours = self.nat.report().nat;
+        let theirs = self
+            .peer_nat(&peer)
+            .filter(|nat| *nat != NatType::Unknown)
+            .unwrap_or(session.peer_nat());
+        let Some(role) = birthday::role(ours, theirs) else {
+            return;
+        };
+        if self.birthday.len() >= self.config.birthday.max_runs {
+            return;
+        }
+        // Opener: the peer's one mapped address; prober: the peer's IP.
+        let target = session
+            .candidates()
+            .find(|(_, origin)| *origin == super::punch::CandidateOrigin::Introduced)
+            .map(|(addr, _)| addr);
+        let first_port = self.next_port;
+        let mut run = BirthdayRun::new(role, now, first_port, &self.config.birthday);
+        if role == Role::Opener {
+            self.next_port = self
+                .next_port
+                .wrapping_add(PortId::from(self.config.birthday.ports));
+        }
+        run.begin(target);
+        if run.cancelled() {
+            return;
+        }
+        self.stats.birthday_runs += 1;
+        let until = run.deadline() + self.config.punch_grace;
+        if let Some(session) = self.sessions.get_mut(&peer) {
+            session.extend(until);
+        }
+        self.birthday.insert(peer, run);
+    }
+
+    /// Ends `peer`'s birthday run, if any: counts it, keeps the probe port
+    /// a direct path at `direct` runs on, and releases the others.
+    fn end_birthday(&mut self, peer: &NodeId, direct: Option<SocketAddr>) {
+        self.birthday_due.remove(peer);
+        let Some(run) = self.birthday.remove(peer) else {
+            return;
+        };
+        if direct.is_some() && run.sent() > 0 {
+            self.stats.birthday_successes += 1;
+            self.stats.birthday_packets_won += u64::from(run.sent());
+        }
+        let keep = direct
+            .and_then(|addr| self.port_routes.get(&addr).copied())
+            .filter(|port| run.owns_port(*port));
+        if let Some(port) = keep {
+            if let Some(old) = self.held_ports.insert(*peer, port) {
+                self.release(vec![old]);
+            }
+        }
+        let ports: Vec<PortId> = run.port_ids().filter(|p| Some(*p) != keep).collect();
+        self.release(ports);
+    }
+
+    /// Releases the probe port a direct path to `peer` ran on.
+    fn release_held(&mut self, peer: &NodeId) {
+        if let Some(port) = self.held_ports.remove(peer) {
+            self.release(vec![port]);
+        }
+    }
+
+    fn release(&mut self, ports: Vec<PortId>) {
+        if ports.is_empty() {
+            return;
+        }
+        self.port_routes.retain(|_, p| !ports.contains(p));
+        self.events
+            .push_back(TraversalEvent::ReleasePorts { ports });
     }
 
     fn drive_pending(&mut self, now: Instant) {
@@ -734,6 +982,16 @@ impl Traversal {
 
     fn settle(&mut self, now: Instant, peer: NodeId, outcome: Outcome, peer_nat: NatType) {
         self.pending.remove(&peer);
+        let birthday_sent = self.birthday.get(&peer).map(|r| r.sent());
+        let direct = match outcome {
+            Outcome::Direct(addr) => Some(addr),
+            Outcome::Failed { .. } => None,
+        };
+        if direct.is_some() {
+            // A new direct path replaces the old one and its probe port.
+            self.release_held(&peer);
+        }
+        self.end_birthday(&peer, direct);
         if let Some(link) = self.links.get_mut(peer.as_bytes()) {
             link.last_session_end = Some(now);
         }
@@ -755,10 +1013,14 @@ impl Traversal {
                 let ours = self.nat.report().nat;
                 let peer_nat = self.peer_nat(&peer).unwrap_or(peer_nat);
                 let why = failure_why(ours, peer_nat);
+                let birthday = match birthday_sent {
+                    Some(sent) => format!(", {sent} birthday packets"),
+                    None => String::new(),
+                };
                 let error = TraversalError::new(
                     TraversalErrorKind::PunchFailed,
                     format!(
-                        "timeout after {probes} probes to {candidates} candidates ({ours} x {peer_nat})"
+                        "timeout after {probes} probes to {candidates} candidates ({ours} x {peer_nat}){birthday}"
                     ),
                 );
                 self.record_failure(peer, error, why);

@@ -303,7 +303,7 @@ fn a_probe_without_an_introduction_starts_a_session_once() {
         .into_iter()
         .filter_map(|t| match t {
             TraversalTransmit::Frame { dst, data } => Some((dst, data[0])),
-            TraversalTransmit::Control { .. } => None,
+            TraversalTransmit::Control { .. } | TraversalTransmit::PortFrame { .. } => None,
         })
         .collect();
     assert_eq!(
