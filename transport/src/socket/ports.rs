@@ -402,3 +402,7 @@ pub async fn run_probe_port(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "ports_tests.rs"]
+mod tests;
