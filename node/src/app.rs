@@ -103,6 +103,7 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             relay,
             public_addr,
             no_traversal,
+            no_birthday,
             http,
             http_allow_remote,
             http_token_file,
@@ -119,6 +120,7 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
                 relay,
                 public_addr: public_addr.map(|a| args::host_port(&a)).transpose()?,
                 traversal: !no_traversal,
+                birthday: !no_birthday,
                 http,
                 listen: args::host_port(&listen)?,
                 peers: peers

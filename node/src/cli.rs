@@ -69,6 +69,13 @@ pub enum Command {
         /// default.
         #[arg(long, conflicts_with = "public_addr")]
         no_traversal: bool,
+        /// Turn birthday-paradox probing off. When one side of a punch is
+        /// behind a symmetric NAT and the other behind a cone, the
+        /// symmetric side opens up to 256 extra UDP ports and the cone side
+        /// sends up to 1024 probes to random ports, at most 200 packets/s
+        /// and for at most 8 s per attempt. On by default.
+        #[arg(long)]
+        no_birthday: bool,
         /// Serve read-only HTTP (GET /metrics, /status, /healthz) on this TCP
         /// address; off unless given. Suggested: 127.0.0.1:9742. Loopback
         /// only, unless --http-allow-remote and --http-token-file are given.
@@ -168,6 +175,15 @@ mod tests {
             cli.command,
             Command::Run {
                 public_addr: Some(_),
+                ..
+            }
+        ));
+        let cli = Cli::try_parse_from(["relay-node", "run", "--no-birthday"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Run {
+                no_birthday: true,
+                no_traversal: false,
                 ..
             }
         ));

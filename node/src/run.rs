@@ -40,6 +40,9 @@ pub struct RunOptions {
     pub public_addr: Option<SocketAddr>,
     /// Run NAT traversal (off with `--no-traversal`).
     pub traversal: bool,
+    /// Birthday-paradox probing for cone x symmetric pairs (off with
+    /// `--no-birthday`).
+    pub birthday: bool,
     /// The read-only HTTP endpoint, if configured.
     pub http: Option<HttpOptions>,
 }
@@ -119,6 +122,7 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
     config.relay = options.relay;
     config.public_addr = options.public_addr;
     config.traversal = options.traversal;
+    config.birthday = options.birthday;
     let transport = Transport::bind(config).await?;
     let node_id = transport.node_id();
     let listen = transport.local_addrs();
