@@ -1,21 +1,29 @@
 //! The traversal matrix in the NAT lab: two nodes behind NAT presets that
 //! share a public relay node (`run --relay`) and know nothing of each
-//! other but their NodeIds.
+//! other but their NodeIds. A second public node on another IP (a plain
+//! node, no relaying) is a peer of both, so each has observers on two IPs.
 //!
+//! - Each node classifies its NAT as its preset predicts (`status --json`
+//!   `nat.type`: open -> "open", full cone and port-restricted -> "cone",
+//!   symmetric -> "symmetric"), and `netcheck --json` lists both
+//!   observers.
 //! - Where RFC 4787 says a punch can work (open, full cone and
 //!   port-restricted cone in any combination), `ping NODEID --until-direct`
 //!   must reach a direct path; both sides' `status --json` must say
 //!   `path: "direct"`, and the time to direct is recorded.
 //! - Symmetric x symmetric and symmetric x port-restricted stay relayed with
 //!   traffic flowing: pongs come back and status says `path: "relayed"`
-//!   with `via` = the relay's NodeId and a `why`.
+//!   with `via` = the relay's NodeId and a `why` naming the NAT pair
+//!   ("symmetric x symmetric", "symmetric x cone" / "cone x symmetric").
 //!
 //! Every case runs with the crate's tests (about 5 s each); each is
 //! skipped with `SKIPPED: ...` unless root with `ip` and `nft`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use relay_tests::lab::node::{init, is_connected_via};
@@ -41,17 +49,15 @@ fn record(a: NatPreset, b: NatPreset, outcome: &str) {
     let _ = std::io::stdout().write_all(line.as_bytes());
 }
 
-fn run_case(a: NatPreset, b: NatPreset, expect: Expect) {
-    let bin = relay_node_bin().unwrap();
-    let lab = Lab::build(1, &[a, b]).unwrap();
+/// Starts the relay on public host 0 and the plain observer node on public
+/// host 1; returns them with the relay's join ticket.
+fn start_public_nodes(lab: &Lab, bin: &Path, tmp: &TempDir) -> (LabNode, LabNode, String) {
     let relay_host = lab.public(0).unwrap();
-    let tmp = TempDir::new("matrix").unwrap();
-
     let relay_addr = SocketAddr::new(IpAddr::V4(relay_host.addr), PORT).to_string();
     let relay_dir = tmp.join("relay");
-    init(&bin, &relay_dir, None).unwrap();
+    init(bin, &relay_dir, None).unwrap();
     let relay = LabNode::start(
-        &bin,
+        bin,
         &relay_host.ns,
         &relay_dir,
         &["--relay", "--listen", &relay_addr],
@@ -60,7 +66,61 @@ fn run_case(a: NatPreset, b: NatPreset, expect: Expect) {
     .unwrap();
     let ticket = relay.invite(&relay_addr).unwrap();
 
-    // Both nodes join through the relay's ticket and dial only the relay.
+    // A second public node, on another IP, that relays nothing: with the
+    // relay it gives every site node observers on two IPs.
+    let observer_host = lab.public(1).unwrap();
+    let observer_addr = SocketAddr::new(IpAddr::V4(observer_host.addr), PORT).to_string();
+    let observer_dir = tmp.join("observer");
+    init(bin, &observer_dir, Some(&ticket)).unwrap();
+    let observer = LabNode::start(
+        bin,
+        &observer_host.ns,
+        &observer_dir,
+        &["--listen", &observer_addr],
+        DEADLINE,
+    )
+    .unwrap();
+    (relay, observer, ticket)
+}
+
+/// Waits until `node` classifies its NAT as `preset` predicts, and checks
+/// that `netcheck --json` agrees and lists observers on two IPs.
+fn assert_classified(node: &LabNode, preset: NatPreset, case: &str) {
+    let want = preset.expected_nat_type();
+    let nat = node.wait_nat_type(want, DEADLINE).unwrap_or_else(|| {
+        panic!(
+            "{case}: {preset} node never classified its NAT as {want}; status:\n{}\nnetcheck:\n{}\nlog:\n{}",
+            node.cli(&["status", "--json"]).stdout,
+            node.cli(&["netcheck", "--json"]).stdout,
+            node.log()
+        )
+    });
+    assert!(nat["reflex_addr"].is_string(), "{case}: {nat}");
+    let netcheck = node.netcheck().expect("netcheck --json");
+    assert_eq!(netcheck["nat"]["type"], want, "{case}: {netcheck}");
+    let observations = netcheck["observations"].as_array().unwrap();
+    let observer_ips: BTreeSet<IpAddr> = observations
+        .iter()
+        .filter_map(|o| o["observer_addr"].as_str())
+        .filter_map(|a| a.parse::<SocketAddr>().ok())
+        .map(|a| a.ip())
+        .collect();
+    assert!(
+        observations.len() >= 2 && observer_ips.len() >= 2,
+        "{case}: netcheck lists fewer than two observers on different IPs: {netcheck}"
+    );
+}
+
+fn run_case(a: NatPreset, b: NatPreset, expect: Expect) {
+    let case = format!("{a} x {b}");
+    let bin = relay_node_bin().unwrap();
+    let lab = Lab::build(2, &[a, b]).unwrap();
+    let tmp = TempDir::new("matrix").unwrap();
+    let (relay, observer, ticket) = start_public_nodes(&lab, &bin, &tmp);
+    let observer_peer = format!("{}@{}", observer.id, observer.process.listen);
+
+    // Both nodes join through the relay's ticket and also keep the
+    // observer as a peer; they know each other only by NodeId.
     let nodes: Vec<LabNode> = [0, 1]
         .iter()
         .map(|&i| {
@@ -71,17 +131,30 @@ fn run_case(a: NatPreset, b: NatPreset, expect: Expect) {
                 &bin,
                 &site.host,
                 &dir,
-                &["--listen", &format!("0.0.0.0:{PORT}")],
+                &[
+                    "--listen",
+                    &format!("0.0.0.0:{PORT}"),
+                    "--peer",
+                    &observer_peer,
+                ],
                 DEADLINE,
             )
             .unwrap()
         })
         .collect();
     for node in &nodes {
-        node.wait_peer(&relay.id, DEADLINE, |p| is_connected_via(p, "direct"))
-            .unwrap_or_else(|| panic!("{a} x {b}: no connection to the relay:\n{}", node.log()));
+        for public in [&relay, &observer] {
+            node.wait_peer(&public.id, DEADLINE, |p| is_connected_via(p, "direct"))
+                .unwrap_or_else(|| {
+                    panic!("{case}: no connection to {}:\n{}", public.id, node.log())
+                });
+        }
     }
     let (na, nb) = (&nodes[0], &nodes[1]);
+    // Classification comes first: an introduction carries each side's NAT
+    // type, and a failed punch's `why` names the pair.
+    assert_classified(na, a, &case);
+    assert_classified(nb, b, &case);
 
     match expect {
         Expect::Direct => {
@@ -91,52 +164,64 @@ fn run_case(a: NatPreset, b: NatPreset, expect: Expect) {
             let took = started.elapsed();
             assert!(
                 ping.success(),
-                "{a} x {b}: no direct path: {ping:?}\nA log:\n{}\nB log:\n{}",
+                "{case}: no direct path: {ping:?}\nA log:\n{}\nB log:\n{}",
                 na.log(),
                 nb.log()
             );
             let last = ping.stdout.lines().last().unwrap_or_default();
             assert!(
                 last.starts_with(&format!("pong from {} via direct ", nb.id)),
-                "{a} x {b}: last pong not direct: {ping:?}"
+                "{case}: last pong not direct: {ping:?}"
             );
             for (node, other) in [(na, nb), (nb, na)] {
                 let peer = node
                     .wait_peer(&other.id, DEADLINE, |p| is_connected_via(p, "direct"))
-                    .unwrap_or_else(|| panic!("{a} x {b}: status never said direct"));
-                assert!(peer["via"].is_null(), "{a} x {b}: {peer}");
+                    .unwrap_or_else(|| panic!("{case}: status never said direct"));
+                assert!(peer["via"].is_null(), "{case}: {peer}");
             }
             record(a, b, &format!("direct in {} ms", took.as_millis()));
         }
         Expect::Relayed => {
             let ping = na.cli(&["ping", &nb.id, "-c", "3", "-i", "100"]);
-            assert!(ping.success(), "{a} x {b}: no relayed traffic: {ping:?}");
+            assert!(ping.success(), "{case}: no relayed traffic: {ping:?}");
             let pongs: Vec<&str> = ping.stdout.lines().collect();
-            assert_eq!(pongs.len(), 3, "{a} x {b}: {ping:?}");
+            assert_eq!(pongs.len(), 3, "{case}: {ping:?}");
             for line in pongs {
                 assert!(
                     line.starts_with(&format!("pong from {} via relayed", nb.id)),
-                    "{a} x {b}: {line}"
+                    "{case}: {line}"
                 );
             }
+            // Once the punch has failed, each side's `why` names the NAT
+            // pair from its own point of view ("symmetric x cone" on the
+            // symmetric side, "cone x symmetric" on the other).
             let mut whys = Vec::new();
-            for (node, other) in [(na, nb), (nb, na)] {
-                let peer = node
-                    .wait_peer(&other.id, DEADLINE, |p| is_connected_via(p, "relayed"))
-                    .unwrap_or_else(|| panic!("{a} x {b}: status never said relayed"));
-                whys.push(peer["why"].as_str().unwrap_or_default().to_string());
-                assert_eq!(peer["via"], relay.id.as_str(), "{a} x {b}: {peer}");
-                assert!(
-                    peer["why"].as_str().is_some_and(|w| !w.is_empty()),
-                    "{a} x {b}: relayed without a why: {peer}"
+            for (node, other, ours, theirs) in [(na, nb, a, b), (nb, na, b, a)] {
+                let want = format!(
+                    "{} x {}",
+                    ours.expected_nat_type(),
+                    theirs.expected_nat_type()
                 );
+                let peer = node
+                    .wait_peer(&other.id, DEADLINE, |p| {
+                        is_connected_via(p, "relayed") && p["why"] == want.as_str()
+                    })
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{case}: status never said relayed with why {want:?}; last entry: {:?}\nlog:\n{}",
+                            node.peer(&other.id),
+                            node.log()
+                        )
+                    });
+                assert_eq!(peer["via"], relay.id.as_str(), "{case}: {peer}");
+                whys.push(want);
             }
             // A direct path must not appear where none is possible.
             let until = na.cli(&["ping", &nb.id, "--until-direct", "-W", "3000"]);
-            assert!(!until.success(), "{a} x {b}: went direct: {until:?}");
+            assert!(!until.success(), "{case}: went direct: {until:?}");
             assert!(
                 until.stderr.starts_with("error: "),
-                "{a} x {b}: no `kind: detail`: {until:?}"
+                "{case}: no `kind: detail`: {until:?}"
             );
             record(
                 a,

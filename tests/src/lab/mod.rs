@@ -4,18 +4,23 @@
 //! - [`cmd`]: running `ip`/`nft`/`conntrack`, and [`LabError`];
 //! - [`netns`]: namespaces and veth pairs;
 //! - [`nat`]: NAT presets, loss and rebinding as nftables rulesets;
+//! - [`block`]: blocking the direct path between two sites;
 //! - [`topology`]: building a [`Lab`] of public hosts and NATed sites;
 //! - [`guard`]: serialization and teardown on drop, even on panic;
 //! - [`skip`]: whether the lab can run here, and the `SKIPPED` line;
 //! - [`udp`]: the `lab-udp` helper processes used to observe NATs;
-//! - [`node`]: real `relay-node` processes inside lab namespaces.
+//! - [`node`]: real `relay-node` processes inside lab namespaces;
+//! - [`stream`]: the `lab-stream` helper (a transport embedding the
+//!   library) streaming numbered words between two sites.
 
+pub mod block;
 pub mod cmd;
 pub mod guard;
 pub mod nat;
 pub mod netns;
 pub mod node;
 pub mod skip;
+pub mod stream;
 pub mod topology;
 pub mod udp;
 
@@ -23,5 +28,6 @@ pub use cmd::{LabError, LabResult};
 pub use nat::NatPreset;
 pub use netns::Netns;
 pub use node::LabNode;
+pub use stream::{StreamProc, StreamSetup};
 pub use topology::{Lab, PublicHost, Site};
 pub use udp::{Received, UdpProc};

@@ -82,6 +82,18 @@ impl NatPreset {
         matches!(self, NatPreset::FullCone | NatPreset::PortRestrictedCone)
     }
 
+    /// The NAT type a node behind this preset should classify itself as,
+    /// given observers on two different IPs: "open", "cone" (full cone and
+    /// port-restricted cone map endpoint-independently; classification does
+    /// not test filtering) or "symmetric".
+    pub fn expected_nat_type(self) -> &'static str {
+        match self {
+            NatPreset::Open => "open",
+            NatPreset::FullCone | NatPreset::PortRestrictedCone => "cone",
+            NatPreset::Symmetric => "symmetric",
+        }
+    }
+
     /// Whether anyone may send to a mapped outside port.
     pub fn endpoint_independent_filtering(self) -> bool {
         matches!(self, NatPreset::Open | NatPreset::FullCone)
@@ -192,7 +204,7 @@ fn has_labnat(router: &Netns) -> bool {
 }
 
 /// The `packets N` value in `nft list counter` output.
-fn parse_packets(out: &str) -> Option<u64> {
+pub(crate) fn parse_packets(out: &str) -> Option<u64> {
     let mut words = out.split_whitespace();
     while let Some(word) = words.next() {
         if word == "packets" {

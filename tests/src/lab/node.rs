@@ -1,5 +1,5 @@
 //! Real `relay-node` processes inside lab namespaces, with the CLI verbs the
-//! lab tests use (`status --json`, `ping`, `invite`).
+//! lab tests use (`status --json`, `netcheck --json`, `ping`, `invite`).
 //!
 //! A node runs in its namespace through `ip netns exec`; its data dir and
 //! control socket live on the shared filesystem, so the CLI verbs run from
@@ -85,6 +85,24 @@ impl LabNode {
         out.success()
             .then(|| serde_json::from_str(&out.stdout).ok())
             .flatten()
+    }
+
+    /// `netcheck --json`, parsed; `None` if the verb failed.
+    pub fn netcheck(&self) -> Option<serde_json::Value> {
+        let out = self.cli(&["netcheck", "--json"]);
+        out.success()
+            .then(|| serde_json::from_str(&out.stdout).ok())
+            .flatten()
+    }
+
+    /// Polls `status --json` until its `nat.type` is `nat_type` (at most
+    /// `timeout`); returns the `nat` section.
+    pub fn wait_nat_type(&self, nat_type: &str, timeout: Duration) -> Option<serde_json::Value> {
+        poll_until(timeout, POLL, || {
+            self.status()
+                .map(|s| s["nat"].clone())
+                .filter(|nat| nat["type"] == nat_type)
+        })
     }
 
     /// This node's status entry for `peer`, if listed.

@@ -20,6 +20,7 @@
 
 use std::net::Ipv4Addr;
 
+use super::block;
 use super::cmd::{LabError, LabResult};
 use super::guard::LabGuard;
 use super::nat::{self, NatPreset, LAN_IF, WAN_IF};
@@ -78,6 +79,22 @@ impl Site {
     /// Forgets every mapping of this site's NAT (see [`nat::rebind`]).
     pub fn rebind(&self) -> LabResult<()> {
         nat::rebind(&self.router)
+    }
+
+    /// Drops all UDP between this site's WAN link and `peer` (e.g. another
+    /// site's public address) until [`Site::unblock`]; see [`block`].
+    pub fn block(&self, peer: Ipv4Addr) -> LabResult<()> {
+        block::block(&self.router, peer)
+    }
+
+    /// Lifts [`Site::block`].
+    pub fn unblock(&self) -> LabResult<()> {
+        block::unblock(&self.router)
+    }
+
+    /// Packets the current [`Site::block`] has dropped.
+    pub fn blocked_drops(&self) -> LabResult<u64> {
+        block::blocked_drops(&self.router)
     }
 
     /// Unsolicited inbound UDP packets the router has dropped so far.
