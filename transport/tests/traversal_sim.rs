@@ -686,8 +686,14 @@ fn a_side_that_never_hears_the_introducer_answers_the_peers_probes() {
     assert_eq!(outcomes, 1, "{label}");
 }
 
-/// Birthday packets both sides spent on one pair, if it went direct.
-fn birthday_pair(seed: u64, ka: NatKind, kb: NatKind, config: &TraversalConfig) -> Option<u64> {
+/// Birthday packets both sides spent on one pair and its time to direct,
+/// if it went direct.
+fn birthday_pair(
+    seed: u64,
+    ka: NatKind,
+    kb: NatKind,
+    config: &TraversalConfig,
+) -> Option<(u64, Duration)> {
     let (mut s, r) = punch(seed, ka, kb, config);
     let (Side::Direct(a_to_b), Side::Direct(b_to_a)) = (&r.a, &r.b) else {
         return None;
@@ -705,7 +711,7 @@ fn birthday_pair(seed: u64, ka: NatKind, kb: NatKind, config: &TraversalConfig) 
         );
         packets += stats.birthday_packets;
     }
-    Some(packets)
+    Some((packets, r.settle))
 }
 
 #[test]
@@ -717,11 +723,12 @@ fn cone_x_symmetric_goes_direct_across_seeds() {
         (NatKind::Symmetric, NatKind::PortRestricted),
     ] {
         let seeds = 100..120u64;
-        let runs: Vec<Option<u64>> = seeds
+        let runs: Vec<Option<(u64, Duration)>> = seeds
             .clone()
             .map(|seed| birthday_pair(seed, ka, kb, &config))
             .collect();
-        let won: Vec<u64> = runs.iter().flatten().copied().collect();
+        let won: Vec<u64> = runs.iter().flatten().map(|(p, _)| *p).collect();
+        let times: Vec<Duration> = runs.iter().flatten().map(|(_, t)| *t).collect();
         // 256 ports, 1024 probes, 64512 ports: ~98% per run, so at least
         // 18 of 20 seeds (any seed replays exactly).
         assert!(
@@ -732,12 +739,14 @@ fn cone_x_symmetric_goes_direct_across_seeds() {
         );
         let total: u64 = won.iter().sum();
         report.push_str(&format!(
-            "{ka:?} x {kb:?}: direct in {}/{} seeds, birthday packets per success: mean {}, min {}, max {}\n",
+            "{ka:?} x {kb:?}: direct in {}/{} seeds, birthday packets per success (both sides): mean {}, min {}, max {}; time to direct: mean {:?}, max {:?}\n",
             won.len(),
             runs.len(),
             total / won.len() as u64,
             won.iter().min().unwrap(),
             won.iter().max().unwrap(),
+            times.iter().sum::<Duration>() / times.len() as u32,
+            times.iter().max().unwrap(),
         ));
         // Both sides together: 256 ports opened plus the probes up to a hit,
         // never more than the budget.
