@@ -21,9 +21,11 @@
 //! - With `--no-birthday`, port-restricted x symmetric stays relayed
 //!   ("cone x symmetric" / "symmetric x cone").
 //!
-//! Every case runs with the crate's tests (about 5 s each, birthday cases
-//! up to about 15 s); each is skipped with `SKIPPED: ...` unless root with
-//! `ip` and `nft`. `RELAY_NODE_LAB_REPEAT=N` runs every case N times.
+//! Every case runs with the crate's tests (about 3 s for a direct pair, up
+//! to about 8 s with birthday probing, 20 s for a relayed one, which waits
+//! for its punch to fail and then for `--until-direct` to give up); each is
+//! skipped with `SKIPPED: ...` unless root with `ip` and `nft`.
+//! `RELAY_NODE_LAB_REPEAT=N` runs every case N times.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
