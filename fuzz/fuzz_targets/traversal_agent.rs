@@ -40,10 +40,16 @@ fuzz_target!(|data: &[u8]| {
         let body = &rest[2..(2 + len).min(rest.len())];
         rest = &rest[(2 + len).min(rest.len())..];
         t += Duration::from_millis(u64::from(kind));
-        match kind % 3 {
+        match kind % 4 {
             0 => {
                 inbound += body.len();
                 core.handle_frame(t, src, body);
+            }
+            3 => {
+                // A probe port (birthday probing) the core may or may not
+                // own: the same rules hold.
+                inbound += body.len();
+                core.handle_port_frame(t, u32::from(kind), src, body);
             }
             1 => {
                 if let Ok(msg) = TraversalMsg::decode(body) {
@@ -56,10 +62,14 @@ fuzz_target!(|data: &[u8]| {
     // Every reply (0x11) answers one valid inbound probe of the same size.
     let mut replied = 0usize;
     while let Some(tx) = core.poll_transmit() {
-        if let TraversalTransmit::Frame { data, .. } = tx {
-            if data.first() == Some(&0x11) {
-                replied += data.len();
+        let data = match tx {
+            TraversalTransmit::Frame { data, .. } | TraversalTransmit::PortFrame { data, .. } => {
+                data
             }
+            TraversalTransmit::Control { .. } => continue,
+        };
+        if data.first() == Some(&0x11) {
+            replied += data.len();
         }
     }
     assert!(replied <= inbound, "replies {replied} > inbound {inbound}");

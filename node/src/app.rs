@@ -105,6 +105,7 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             no_traversal,
             no_port_map,
             port_map_protocols,
+            no_birthday,
             http,
             http_allow_remote,
             http_token_file,
@@ -123,6 +124,7 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
                 traversal: !no_traversal,
                 port_map: !no_port_map,
                 port_map_protocols: port_map_protocols.map(|l| l.0),
+                birthday: !no_birthday,
                 http,
                 listen: args::host_port(&listen)?,
                 peers: peers

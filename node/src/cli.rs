@@ -79,6 +79,13 @@ pub enum Command {
         #[arg(long, value_name = "LIST", conflicts_with = "no_port_map",
               value_parser = crate::port_map_view::parse_protocols)]
         port_map_protocols: Option<crate::port_map_view::ProtocolList>,
+        /// Turn birthday-paradox probing off. When one side of a punch is
+        /// behind a symmetric NAT and the other behind a cone, the
+        /// symmetric side opens up to 256 extra UDP ports and the cone side
+        /// sends up to 1024 probes to random ports, at most 200 packets/s
+        /// and for at most 8 s per attempt. On by default.
+        #[arg(long)]
+        no_birthday: bool,
         /// Serve read-only HTTP (GET /metrics, /status, /healthz) on this TCP
         /// address; off unless given. Suggested: 127.0.0.1:9742. Loopback
         /// only, unless --http-allow-remote and --http-token-file are given.
@@ -196,6 +203,15 @@ mod tests {
             cli.command,
             Command::Run {
                 no_port_map: true,
+                ..
+            }
+        ));
+        let cli = Cli::try_parse_from(["relay-node", "run", "--no-birthday"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Run {
+                no_birthday: true,
+                no_traversal: false,
                 ..
             }
         ));

@@ -45,6 +45,9 @@ pub struct RunOptions {
     /// The port-mapping protocols to try, in order (`--port-map-protocols`;
     /// `None`: the transport's default).
     pub port_map_protocols: Option<Vec<relay_transport::portmap::Protocol>>,
+    /// Birthday-paradox probing for cone x symmetric pairs (off with
+    /// `--no-birthday`).
+    pub birthday: bool,
     /// The read-only HTTP endpoint, if configured.
     pub http: Option<HttpOptions>,
 }
@@ -128,6 +131,7 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
     if let Some(protocols) = &options.port_map_protocols {
         config.port_map.protocols = protocols.clone();
     }
+    config.birthday = options.birthday;
     let transport = Transport::bind(config).await?;
     let node_id = transport.node_id();
     let listen = transport.local_addrs();

@@ -40,6 +40,14 @@ pub struct TraversalSnapshot {
     pub last_error: Option<String>,
     /// Why a peer is not direct, for peers that have a reason.
     pub why: BTreeMap<NodeId, String>,
+    /// Birthday-probing runs started (cone x symmetric pairs).
+    pub birthday_runs: u64,
+    /// Birthday packets sent, all runs.
+    pub birthday_packets: u64,
+    /// Birthday runs that ended on a direct path.
+    pub birthday_successes: u64,
+    /// Birthday packets sent by the runs that succeeded.
+    pub birthday_packets_won: u64,
 }
 
 impl Default for TraversalSnapshot {
@@ -53,6 +61,10 @@ impl Default for TraversalSnapshot {
             direct_upgrades: 0,
             last_error: None,
             why: BTreeMap::new(),
+            birthday_runs: 0,
+            birthday_packets: 0,
+            birthday_successes: 0,
+            birthday_packets_won: 0,
         }
     }
 }
@@ -99,8 +111,12 @@ impl TraversalSource for TransportTraversal {
             punches_succeeded: t.stats.punches_succeeded,
             relay_fallbacks: t.stats.relay_fallbacks,
             direct_upgrades: t.stats.direct_upgrades,
-            last_error: t.stats.last_error,
             why: t.why,
+            birthday_runs: t.stats.birthday_runs,
+            birthday_packets: t.stats.birthday_packets,
+            birthday_successes: t.stats.birthday_successes,
+            birthday_packets_won: t.stats.birthday_packets_won,
+            last_error: t.stats.last_error,
         }
     }
 }
@@ -152,6 +168,24 @@ pub struct TraversalSection {
     pub direct_upgrades: u64,
     /// The last traversal failure, as `kind: detail`.
     pub last_error: Option<String>,
+    /// Birthday-paradox probing (cone x symmetric pairs).
+    #[serde(default)]
+    pub birthday: BirthdaySection,
+}
+
+/// `status --json` `traversal.birthday`: what birthday probing spent and
+/// won.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BirthdaySection {
+    /// Runs started.
+    pub runs: u64,
+    /// Runs that ended on a direct path.
+    pub successes: u64,
+    /// Packets sent (ports opened plus random probes), all runs.
+    pub packets: u64,
+    /// Packets this node spent per successful run (`null` before the
+    /// first success).
+    pub packets_per_success: Option<u64>,
 }
 
 impl TraversalSection {
@@ -163,6 +197,12 @@ impl TraversalSection {
             relay_fallbacks: s.relay_fallbacks,
             direct_upgrades: s.direct_upgrades,
             last_error: s.last_error.clone(),
+            birthday: BirthdaySection {
+                runs: s.birthday_runs,
+                successes: s.birthday_successes,
+                packets: s.birthday_packets,
+                packets_per_success: s.birthday_packets_won.checked_div(s.birthday_successes),
+            },
         }
     }
 
@@ -175,6 +215,16 @@ impl TraversalSection {
             self.relay_fallbacks,
             self.direct_upgrades
         );
+        let b = &self.birthday;
+        if b.runs > 0 {
+            line.push_str(&format!(
+                "; birthday {} runs, {} direct, {} packets",
+                b.runs, b.successes, b.packets
+            ));
+            if let Some(per) = b.packets_per_success {
+                line.push_str(&format!(" ({per} per success)"));
+            }
+        }
         if let Some(e) = &self.last_error {
             line.push_str("; last error ");
             line.push_str(e);
@@ -228,5 +278,24 @@ mod tests {
         );
         t.last_error = Some("punch-failed: timeout".into());
         assert!(t.line().ends_with("; last error punch-failed: timeout"));
+        let snap = TraversalSnapshot {
+            birthday_runs: 3,
+            birthday_packets: 1500,
+            birthday_successes: 2,
+            birthday_packets_won: 900,
+            ..TraversalSnapshot::default()
+        };
+        let t = TraversalSection::new(&snap);
+        assert_eq!(t.birthday.packets_per_success, Some(450));
+        assert_eq!(
+            t.line(),
+            "0 attempted, 0 succeeded, 0 relay fallbacks, 0 upgrades; \
+             birthday 3 runs, 2 direct, 1500 packets (450 per success)"
+        );
+        let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(v["birthday"]["packets_per_success"], 450);
+        // Before any success: no per-success figure.
+        let t = TraversalSection::new(&TraversalSnapshot::default());
+        assert!(serde_json::to_value(&t).unwrap()["birthday"]["packets_per_success"].is_null());
     }
 }

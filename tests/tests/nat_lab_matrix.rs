@@ -7,18 +7,25 @@
 //!   `nat.type`: open -> "open", full cone and port-restricted -> "cone",
 //!   symmetric -> "symmetric"), and `netcheck --json` lists both
 //!   observers.
-//! - Where RFC 4787 says a punch can work (open, full cone and
-//!   port-restricted cone in any combination), `ping NODEID --until-direct`
-//!   must reach a direct path; both sides' `status --json` must say
-//!   `path: "direct"`, and the time to direct is recorded.
-//! - Symmetric x symmetric and symmetric x port-restricted stay relayed with
-//!   traffic flowing: pongs come back and status says `path: "relayed"`
-//!   with `via` = the relay's NodeId and a `why` naming the NAT pair
-//!   ("symmetric x symmetric", "symmetric x cone" / "cone x symmetric").
+//! - Where a punch can work (open, full cone and port-restricted cone in
+//!   any combination; full cone x symmetric through peer-reflexive
+//!   candidates; port-restricted x symmetric through birthday-paradox
+//!   probing), `ping NODEID --until-direct` must reach a direct path; both
+//!   sides' `status --json` must say `path: "direct"`, and the time to
+//!   direct is recorded, with the birthday packets both sides spent
+//!   (`traversal.birthday` in `status --json`).
+//! - Symmetric x symmetric stays relayed with traffic flowing: pongs come
+//!   back and status says `path: "relayed"` with `via` = the relay's
+//!   NodeId and a `why` naming the NAT pair ("symmetric x symmetric"); no
+//!   birthday probing runs.
+//! - With `--no-birthday`, port-restricted x symmetric stays relayed
+//!   ("cone x symmetric" / "symmetric x cone").
 //!
-//! Every case runs with the crate's tests (about 3 s for a direct pair,
-//! 20 s for a relayed one, which waits for its punch to fail and then for
-//! `--until-direct` to give up); each is skipped with `SKIPPED: ...` unless root with `ip` and `nft`.
+//! Every case runs with the crate's tests (about 3 s for a direct pair, up
+//! to about 8 s with birthday probing, 20 s for a relayed one, which waits
+//! for its punch to fail and then for `--until-direct` to give up); each is
+//! skipped with `SKIPPED: ...` unless root with `ip` and `nft`.
+//! `RELAY_NODE_LAB_REPEAT=N` runs every case N times.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
@@ -112,8 +119,43 @@ fn assert_classified(node: &LabNode, preset: NatPreset, case: &str) {
     );
 }
 
-fn run_case(a: NatPreset, b: NatPreset, expect: Expect) {
-    let case = format!("{a} x {b}");
+/// Whether only birthday-paradox probing gets this pair direct.
+fn needs_birthday(a: NatPreset, b: NatPreset) -> bool {
+    use NatPreset::*;
+    matches!(
+        (a, b),
+        (Symmetric, PortRestrictedCone) | (PortRestrictedCone, Symmetric)
+    )
+}
+
+/// `traversal.birthday` of `node`'s `status --json`.
+fn birthday_of(node: &LabNode) -> serde_json::Value {
+    node.status()
+        .map(|s| s["traversal"]["birthday"].clone())
+        .unwrap_or_default()
+}
+
+/// How often each case runs (`RELAY_NODE_LAB_REPEAT`, default 1).
+fn repeat() -> usize {
+    std::env::var("RELAY_NODE_LAB_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+fn run_case(a: NatPreset, b: NatPreset, expect: Expect, birthday: bool) {
+    for _ in 0..repeat() {
+        run_once(a, b, expect, birthday);
+    }
+}
+
+fn run_once(a: NatPreset, b: NatPreset, expect: Expect, birthday: bool) {
+    let case = if birthday {
+        format!("{a} x {b}")
+    } else {
+        format!("{a} x {b} (--no-birthday)")
+    };
     let bin = relay_node_bin().unwrap();
     let lab = Lab::build(2, &[a, b]).unwrap();
     let tmp = TempDir::new("matrix").unwrap();
@@ -128,19 +170,12 @@ fn run_case(a: NatPreset, b: NatPreset, expect: Expect) {
             let site = lab.site(i).unwrap();
             let dir = tmp.join(&format!("n{i}"));
             init(&bin, &dir, Some(&ticket)).unwrap();
-            LabNode::start(
-                &bin,
-                &site.host,
-                &dir,
-                &[
-                    "--listen",
-                    &format!("0.0.0.0:{PORT}"),
-                    "--peer",
-                    &observer_peer,
-                ],
-                DEADLINE,
-            )
-            .unwrap()
+            let listen = format!("0.0.0.0:{PORT}");
+            let mut args = vec!["--listen", &listen, "--peer", &observer_peer];
+            if !birthday {
+                args.push("--no-birthday");
+            }
+            LabNode::start(&bin, &site.host, &dir, &args, DEADLINE).unwrap()
         })
         .collect();
     for node in &nodes {
@@ -161,7 +196,15 @@ fn run_case(a: NatPreset, b: NatPreset, expect: Expect) {
         Expect::Direct => {
             // Reach B by NodeId alone: relayed first, then direct.
             let started = Instant::now();
-            let ping = na.cli(&["ping", &nb.id, "--until-direct", "-i", "100"]);
+            let ping = na.cli(&[
+                "ping",
+                &nb.id,
+                "--until-direct",
+                "-i",
+                "100",
+                "--timeout",
+                "40",
+            ]);
             let took = started.elapsed();
             assert!(
                 ping.success(),
@@ -180,7 +223,28 @@ fn run_case(a: NatPreset, b: NatPreset, expect: Expect) {
                     .unwrap_or_else(|| panic!("{case}: status never said direct"));
                 assert!(peer["via"].is_null(), "{case}: {peer}");
             }
-            record(a, b, &format!("direct in {} ms", took.as_millis()));
+            // Birthday probing ran on both sides exactly where it was
+            // needed, and what it spent is recorded.
+            let spent: Vec<serde_json::Value> = [na, nb].iter().map(|n| birthday_of(n)).collect();
+            let packets: u64 = spent.iter().filter_map(|b| b["packets"].as_u64()).sum();
+            if needs_birthday(a, b) {
+                for b in &spent {
+                    assert!(b["successes"].as_u64() >= Some(1), "{case}: {spent:?}");
+                }
+            } else {
+                assert_eq!(packets, 0, "{case}: birthday probing ran: {spent:?}");
+            }
+            record(
+                a,
+                b,
+                &format!(
+                    "direct in {} ms; birthday packets {} ({} + {})",
+                    took.as_millis(),
+                    packets,
+                    spent[0]["packets"],
+                    spent[1]["packets"]
+                ),
+            );
         }
         Expect::Relayed => {
             let ping = na.cli(&["ping", &nb.id, "-c", "3", "-i", "100"]);
@@ -217,6 +281,12 @@ fn run_case(a: NatPreset, b: NatPreset, expect: Expect) {
                 assert_eq!(peer["via"], relay.id.as_str(), "{case}: {peer}");
                 whys.push(want);
             }
+            if a == NatPreset::Symmetric && b == NatPreset::Symmetric {
+                // No fixed port on either side to aim at: no birthday run.
+                for node in [na, nb] {
+                    assert_eq!(birthday_of(node)["runs"], 0, "{case}");
+                }
+            }
             // A direct path must not appear where none is possible.
             let until = na.cli(&["ping", &nb.id, "--until-direct", "-W", "3000"]);
             assert!(!until.success(), "{case}: went direct: {until:?}");
@@ -235,10 +305,13 @@ fn run_case(a: NatPreset, b: NatPreset, expect: Expect) {
 
 macro_rules! matrix_case {
     ($name:ident, $a:ident, $b:ident, $expect:ident) => {
+        matrix_case!($name, $a, $b, $expect, true);
+    };
+    ($name:ident, $a:ident, $b:ident, $expect:ident, $birthday:expr) => {
         #[test]
         fn $name() {
             lab_or_skip!(concat!("nat_lab_matrix::", stringify!($name)));
-            run_case(NatPreset::$a, NatPreset::$b, Expect::$expect);
+            run_case(NatPreset::$a, NatPreset::$b, Expect::$expect, $birthday);
         }
     };
 }
@@ -259,10 +332,24 @@ matrix_case!(
     PortRestrictedCone,
     Direct
 );
-matrix_case!(symmetric_x_symmetric, Symmetric, Symmetric, Relayed);
+matrix_case!(full_cone_x_symmetric, FullCone, Symmetric, Direct);
+matrix_case!(
+    port_restricted_x_symmetric,
+    PortRestrictedCone,
+    Symmetric,
+    Direct
+);
 matrix_case!(
     symmetric_x_port_restricted,
     Symmetric,
     PortRestrictedCone,
-    Relayed
+    Direct
+);
+matrix_case!(symmetric_x_symmetric, Symmetric, Symmetric, Relayed);
+matrix_case!(
+    port_restricted_x_symmetric_no_birthday,
+    PortRestrictedCone,
+    Symmetric,
+    Relayed,
+    false
 );

@@ -46,6 +46,11 @@ pub struct TransportConfig {
     /// The mapped address becomes a traversal candidate. See
     /// [`crate::portmap`].
     pub port_map: PortMapConfig,
+    /// Birthday-paradox probing when one side of a punch is behind a
+    /// symmetric NAT and the other behind a cone (default true; needs
+    /// `traversal`). It opens up to 256 extra UDP sockets and sends up to
+    /// 200 packets/s for a few seconds; see docs/TRAVERSAL.md.
+    pub birthday: bool,
 }
 
 impl TransportConfig {
@@ -65,6 +70,7 @@ impl TransportConfig {
             traversal: true,
             public_addr: None,
             port_map: PortMapConfig::default(),
+            birthday: true,
         }
     }
 }

@@ -237,6 +237,7 @@ impl Transport {
                 node_id,
                 config.public_addr,
                 config.idle_timeout,
+                config.birthday,
             ))
         });
         let portmap = config

@@ -212,6 +212,21 @@ fn traversal(w: &mut TextWriter, status: &StatusReport) {
             "Times a peer got a new direct path.",
             t.direct_upgrades,
         ),
+        (
+            "relay_node_birthday_runs_total",
+            "Birthday-probing runs started (cone x symmetric pairs).",
+            t.birthday.runs,
+        ),
+        (
+            "relay_node_birthday_successes_total",
+            "Birthday-probing runs that ended on a direct path.",
+            t.birthday.successes,
+        ),
+        (
+            "relay_node_birthday_packets_total",
+            "Birthday-probing packets sent (ports opened and random probes).",
+            t.birthday.packets,
+        ),
     ] {
         w.single(name, Kind::Counter, help, count(value));
     }

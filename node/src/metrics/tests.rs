@@ -170,6 +170,7 @@ fn values_come_from_the_snapshot() {
     has("relay_node_punches_succeeded_total 4");
     has("relay_node_relay_fallbacks_total 1");
     has("relay_node_direct_upgrades_total 4");
+    has("relay_node_birthday_packets_total 0");
     has("relay_node_relay_enabled 1");
     has("relay_node_relay_clients 2");
     has("relay_node_relay_sessions 1");

@@ -21,6 +21,11 @@
 //! relayed connections, which are unwrapped and handed to quinn; see
 //! [`relayed`].
 //!
+//! ## Probe ports
+//!
+//! Birthday probing (NAT traversal against a symmetric NAT) opens extra UDP
+//! sockets; the one that wins carries its peer's connection. See [`ports`].
+//!
 //! ## Batching
 //!
 //! The direct path keeps quinn-udp's batching: real I/O goes through
@@ -32,6 +37,7 @@
 pub mod demux;
 pub mod mapping;
 mod poller;
+pub mod ports;
 mod relayed;
 
 use std::fmt;
@@ -51,6 +57,7 @@ use tokio::sync::mpsc;
 
 pub use demux::Frame;
 pub use mapping::{is_mapped, Path};
+pub use ports::{run_probe_port, PortFrame, MAX_PROBE_PORTS};
 
 use demux::FrameSink;
 use mapping::{canonical, MappedTable};
@@ -100,6 +107,15 @@ pub struct SocketStats {
     /// Relayed datagrams dropped (malformed, not from a relay we use, inbox
     /// full, oversized).
     pub relayed_dropped: u64,
+    /// Probe ports open (birthday probing; see [`ports`]).
+    pub probe_ports: usize,
+    /// QUIC transmits sent from probe ports.
+    pub port_sent: u64,
+    /// QUIC datagrams received on probe ports and handed to quinn.
+    pub port_received: u64,
+    /// Datagrams dropped on probe ports (unknown source, queue or send
+    /// buffer full).
+    pub port_dropped: u64,
 }
 
 /// The path socket. See the module docs.
@@ -112,6 +128,7 @@ pub struct PathSocket {
     frames_rx: Mutex<Option<mpsc::Receiver<Frame>>>,
     unroutable: AtomicU64,
     relayed: relayed::RelayedIo,
+    ports: ports::ProbePorts,
     /// Fault injection for tests: traffic to and from this address is
     /// dropped (see [`PathSocket::drop_traffic_with`]).
     blackhole: RwLock<Option<SocketAddr>>,
@@ -147,6 +164,7 @@ impl PathSocket {
             frames_rx: Mutex::new(Some(frames_rx)),
             unroutable: AtomicU64::new(0),
             relayed: relayed::RelayedIo::new(options.relayed_queue),
+            ports: ports::ProbePorts::default(),
             blackhole: RwLock::new(None),
             blackhole_set: AtomicBool::new(false),
         })
@@ -301,6 +319,10 @@ impl PathSocket {
             relayed_sent: self.relayed.sent.load(Ordering::Relaxed),
             relayed_received: self.relayed.received.load(Ordering::Relaxed),
             relayed_dropped: self.relayed.dropped.load(Ordering::Relaxed),
+            probe_ports: self.ports.len(),
+            port_sent: self.ports.sent.load(Ordering::Relaxed),
+            port_received: self.ports.received.load(Ordering::Relaxed),
+            port_dropped: self.ports.dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -394,6 +416,16 @@ impl quinn::AsyncUdpSocket for PathSocket {
         if self.blackholed(&canonical(destination)) {
             return Ok(());
         }
+        if let Some(port) = self.ports.route(&canonical(destination)) {
+            let via = Transmit {
+                destination,
+                ecn: transmit.ecn,
+                contents: transmit.contents,
+                segment_size: transmit.segment_size,
+                src_ip: None,
+            };
+            return self.send_via_port(port, &via);
+        }
         let src_ip = transmit
             .src_ip
             .filter(|ip| ip.is_ipv4() == destination.is_ipv4() || self.local.is_ipv6());
@@ -416,6 +448,12 @@ impl quinn::AsyncUdpSocket for PathSocket {
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
         loop {
+            if self.ports_pending(cx.waker()) {
+                let filled = self.drain_ports(bufs, meta);
+                if filled > 0 {
+                    return Poll::Ready(Ok(filled));
+                }
+            }
             if self.relayed_pending() {
                 let filled = self.drain_relayed(bufs, meta);
                 if filled > 0 {

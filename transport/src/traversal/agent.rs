@@ -25,6 +25,7 @@ use relay_proto::wire::traversal::{Introduction, NatType, RejectReason, Traversa
 use relay_proto::NodeId;
 
 use super::auth::ProbeKey;
+use super::birthday::{BirthdayRun, PortId, RateLimiter};
 use super::config::TraversalConfig;
 use super::error::{TraversalError, TraversalErrorKind};
 use super::introducer::{Introducer, Side};
@@ -99,6 +100,20 @@ pub struct Traversal {
     transmits: VecDeque<TraversalTransmit>,
     events: VecDeque<TraversalEvent>,
     stats: TraversalStats,
+    /// When each session's birthday run is due to be considered.
+    birthday_due: BTreeMap<NodeId, Instant>,
+    /// Birthday runs, by peer (at most `birthday.max_runs`).
+    birthday: BTreeMap<NodeId, BirthdayRun>,
+    /// The node-wide budget of birthday packets.
+    limiter: RateLimiter,
+    /// The next probe port id to hand out.
+    next_port: PortId,
+    /// Addresses that must be sent to from a probe port.
+    port_routes: BTreeMap<SocketAddr, PortId>,
+    /// The probe port a direct path found by birthday probing runs on.
+    held_ports: BTreeMap<NodeId, PortId>,
+    /// The latest instant seen by `drive`.
+    last_now: Option<Instant>,
 }
 
 impl Traversal {
@@ -118,6 +133,7 @@ impl Traversal {
             config.fire_margin,
         );
         let keepalives = Keepalives::new(config.keepalive_interval, config.keepalive_misses);
+        let limiter = RateLimiter::new(config.birthday.rate, config.birthday.burst);
         Self {
             me,
             config,
@@ -133,6 +149,13 @@ impl Traversal {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: TraversalStats::default(),
+            birthday_due: BTreeMap::new(),
+            birthday: BTreeMap::new(),
+            limiter,
+            next_port: 0,
+            port_routes: BTreeMap::new(),
+            held_ports: BTreeMap::new(),
+            last_now: None,
         }
     }
 
@@ -179,6 +202,19 @@ impl Traversal {
         self.links.get(peer.as_bytes())?.mapped
     }
 
+    /// The probe port packets to `addr` must leave from, if any (a direct
+    /// path found by birthday probing).
+    pub fn port_route(&self, addr: &SocketAddr) -> Option<PortId> {
+        self.port_routes.get(addr).copied()
+    }
+
+    /// Whether a birthday run towards `peer` is sending.
+    pub fn is_birthday_probing(&self, peer: &NodeId) -> bool {
+        self.birthday
+            .get(peer)
+            .is_some_and(|r| r.started() && !r.cancelled())
+    }
+
     /// Whether a punch towards `peer` is in progress.
     pub fn is_punching(&self, peer: &NodeId) -> bool {
         self.sessions.contains_key(peer) || self.pending.contains_key(peer)
@@ -210,6 +246,16 @@ impl Traversal {
         }
         for p in self.pending.values() {
             take(Some(p.next));
+        }
+        for due in self.birthday_due.values() {
+            take(Some(*due));
+        }
+        if let Some(now) = self.last_now {
+            for (peer, run) in &self.birthday {
+                if self.sessions.get(peer).is_some_and(|s| s.is_probing()) {
+                    take(run.poll_timeout(now, &self.limiter));
+                }
+            }
         }
         at
     }
@@ -293,6 +339,8 @@ impl Traversal {
         self.direct.remove(peer);
         self.keepalives.remove(peer);
         self.introducer.forget(peer);
+        self.end_birthday(peer, None);
+        self.release_held(peer);
         if let Some(report) = self.nat.remove_observer(peer) {
             self.nat_changed(report);
         }
@@ -309,6 +357,7 @@ impl Traversal {
     pub fn forget_direct_path(&mut self, peer: &NodeId) {
         self.direct.remove(peer);
         self.keepalives.remove(peer);
+        self.release_held(peer);
     }
 
     /// Asks introducer `via` to introduce us to `peer`. Progress and
@@ -564,6 +613,10 @@ impl Traversal {
         );
         self.stats.punches_attempted += 1;
         self.sessions.insert(peer, session);
+        if self.config.birthday.enabled {
+            self.birthday_due
+                .insert(peer, fire_at + self.config.birthday.start_delay);
+        }
         // Tell the peer our NAT type directly too (control messages are
         // unreliable; its `why` on failure depends on it).
         let nat = self.nat.report().nat;
@@ -688,10 +741,16 @@ impl Traversal {
         };
         if let Ok(bytes) = link.key.seal(frame) {
             self.stats.probes_sent += 1;
-            self.transmits.push_back(TraversalTransmit::Frame {
-                dst,
-                data: bytes.to_vec(),
-            });
+            let data = bytes.to_vec();
+            let transmit = match self.port_routes.get(&dst) {
+                Some(port) => TraversalTransmit::PortFrame {
+                    port: *port,
+                    dst,
+                    data,
+                },
+                None => TraversalTransmit::Frame { dst, data },
+            };
+            self.transmits.push_back(transmit);
         }
     }
 
@@ -719,6 +778,8 @@ impl Traversal {
         }
 
         self.drive_pending(now);
+        self.last_now = Some(self.last_now.map_or(now, |t| t.max(now)));
+        self.drive_birthday(now);
 
         let mut probes = Vec::new();
         let mut finished = Vec::new();
@@ -738,6 +799,7 @@ impl Traversal {
         }
         for (peer, addr) in lost {
             self.direct.remove(&peer);
+            self.release_held(&peer);
             let error = TraversalError::new(
                 TraversalErrorKind::PunchFailed,
                 format!("direct path {addr} stopped answering keepalives"),
@@ -792,6 +854,16 @@ impl Traversal {
 
     fn settle(&mut self, now: Instant, peer: NodeId, outcome: Outcome, peer_nat: NatType) {
         self.pending.remove(&peer);
+        let birthday_sent = self.birthday.get(&peer).map(|r| r.sent());
+        let direct = match outcome {
+            Outcome::Direct(addr) => Some(addr),
+            Outcome::Failed { .. } => None,
+        };
+        if direct.is_some() {
+            // A new direct path replaces the old one and its probe port.
+            self.release_held(&peer);
+        }
+        self.end_birthday(&peer, direct);
         if let Some(link) = self.links.get_mut(peer.as_bytes()) {
             link.last_session_end = Some(now);
         }
@@ -813,10 +885,14 @@ impl Traversal {
                 let ours = self.nat.report().nat;
                 let peer_nat = self.peer_nat(&peer).unwrap_or(peer_nat);
                 let why = failure_why(ours, peer_nat);
+                let birthday = match birthday_sent {
+                    Some(sent) => format!(", {sent} birthday packets"),
+                    None => String::new(),
+                };
                 let error = TraversalError::new(
                     TraversalErrorKind::PunchFailed,
                     format!(
-                        "timeout after {probes} probes to {candidates} candidates ({ours} x {peer_nat})"
+                        "timeout after {probes} probes to {candidates} candidates ({ours} x {peer_nat}){birthday}"
                     ),
                 );
                 self.record_failure(peer, error, why);
@@ -824,6 +900,9 @@ impl Traversal {
         }
     }
 }
+
+#[path = "agent_birthday.rs"]
+mod birthday_glue;
 
 #[cfg(test)]
 #[path = "agent_tests.rs"]

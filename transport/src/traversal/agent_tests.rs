@@ -303,7 +303,7 @@ fn a_probe_without_an_introduction_starts_a_session_once() {
         .into_iter()
         .filter_map(|t| match t {
             TraversalTransmit::Frame { dst, data } => Some((dst, data[0])),
-            TraversalTransmit::Control { .. } => None,
+            TraversalTransmit::Control { .. } | TraversalTransmit::PortFrame { .. } => None,
         })
         .collect();
     assert_eq!(
@@ -406,4 +406,30 @@ fn port_mapping_is_published_and_introduced_on_the_observed_ip_only() {
     assert!(controls(&drain(&mut core_a))
         .iter()
         .all(|(_, m)| *m == TraversalMsg::PortMapped { addr: None }));
+}
+
+#[test]
+fn frames_on_a_probe_port_count_only_for_the_run_that_owns_it() {
+    let now = Instant::now();
+    let mut a = core(1);
+    connect(&mut a, now, id(2), None);
+    drain(&mut a);
+    while a.poll_event().is_some() {}
+    let src = sa("203.0.113.9:9999");
+    let good = probe_from(id(2), &KEY, ProbeKind::Probe);
+    // No birthday run owns port 5: even an authenticated probe on it is
+    // refused, answered with nothing, and routes nothing through it.
+    assert!(a.handle_port_frame(now, 5, src, &good));
+    assert_eq!(a.stats().probes_invalid, 1);
+    assert_eq!(a.stats().probes_received, 0);
+    assert!(drain(&mut a).is_empty());
+    assert_eq!(a.port_route(&src), None);
+    assert!(a.poll_event().is_none());
+    assert!(!a.is_punching(&id(2)));
+    // Forged or foreign frames are refused the same way.
+    let forged = probe_from(id(2), &[7; 32], ProbeKind::Probe);
+    assert!(a.handle_port_frame(now, 5, src, &forged));
+    assert_eq!(a.stats().probes_invalid, 2);
+    // Not a traversal frame: left for someone else.
+    assert!(!a.handle_port_frame(now, 5, src, &[0x01, 0]));
 }

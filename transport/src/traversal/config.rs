@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::birthday::BirthdayConfig;
+
 /// Everything the traversal core can be tuned with.
 #[derive(Debug, Clone)]
 pub struct TraversalConfig {
@@ -50,6 +52,9 @@ pub struct TraversalConfig {
     pub peer_reflexive: bool,
     /// Concurrent punch sessions. Default 64.
     pub max_sessions: usize,
+    /// Birthday-paradox probing for cone x symmetric pairs (on by
+    /// default; see `birthday` for the limits).
+    pub birthday: BirthdayConfig,
 }
 
 impl Default for TraversalConfig {
@@ -76,6 +81,7 @@ impl Default for TraversalConfig {
             request_attempts: 3,
             peer_reflexive: true,
             max_sessions: 64,
+            birthday: BirthdayConfig::default(),
         }
     }
 }

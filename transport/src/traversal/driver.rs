@@ -23,6 +23,15 @@
 //! What the core asks for goes out at once: probes with the path socket's
 //! `send_frame`, control messages on the peer's connection.
 //!
+//! ## Probe ports
+//!
+//! Birthday probing (`birthday`) sends from extra UDP sockets. The driver
+//! opens one on the first `PortFrame` for its id, runs a reader task for
+//! it (its frames come back here tagged with the port:
+//! [`Traversal::handle_port_frame`]), installs the path socket's route
+//! when the core reports `PortRoute` (the peer's connection then leaves
+//! from that port), and closes ports on `ReleasePorts` and at shutdown.
+//!
 //! ## Going direct
 //!
 //! A connection on a relayed path asks the relay, connected to both sides,
@@ -45,12 +54,14 @@ use relay_proto::wire::probe::ProbeFrame;
 use relay_proto::wire::traversal::TraversalMsg;
 use relay_proto::NodeId;
 use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::birthday::{BirthdayConfig, PortId};
 use super::snapshot::TraversalSnapshot;
 use super::{ConnectionInfo, Traversal, TraversalConfig, TraversalEvent, TraversalTransmit};
 use crate::endpoint::{control, paths, Shared};
-use crate::socket::{Frame, Path};
+use crate::socket::{run_probe_port, Frame, Path, PortFrame};
 use crate::PeerEvent;
 
 /// The label the probe key is exported with from each connection.
@@ -68,6 +79,8 @@ const RETRY_MIN: Duration = Duration::from_secs(15);
 const RETRY_MAX: Duration = Duration::from_secs(300);
 /// Capacity of the command queue.
 const COMMAND_QUEUE: usize = 64;
+/// Capacity of the queue of frames received on probe ports.
+const PORT_FRAME_QUEUE: usize = 1024;
 
 /// The traversal core of one transport, shared between its driver task
 /// and status readers.
@@ -86,11 +99,20 @@ impl TraversalService {
     /// path is noticed (after 4 silent intervals) well within the
     /// connection's idle timeout `idle`, and the relay takes over before
     /// quinn gives up.
-    pub(crate) fn new(me: NodeId, public_addr: Option<SocketAddr>, idle: Duration) -> Self {
+    pub(crate) fn new(
+        me: NodeId,
+        public_addr: Option<SocketAddr>,
+        idle: Duration,
+        birthday: bool,
+    ) -> Self {
         let keepalive = (idle / 10).clamp(Duration::from_millis(300), Duration::from_secs(20));
         let config = TraversalConfig {
             public_addr,
             keepalive_interval: keepalive,
+            birthday: BirthdayConfig {
+                enabled: birthday,
+                ..BirthdayConfig::default()
+            },
             ..TraversalConfig::default()
         };
         let mut seed = [0u8; 32];
@@ -192,6 +214,10 @@ struct Driver {
     shared: Arc<Shared>,
     service: Arc<TraversalService>,
     peers: HashMap<NodeId, Track>,
+    /// Open probe ports and their reader tasks.
+    ports: HashMap<PortId, JoinHandle<()>>,
+    /// Where the reader tasks put the frames they receive.
+    port_frames: mpsc::Sender<PortFrame>,
 }
 
 fn now_std(now: Instant) -> std::time::Instant {
@@ -208,10 +234,13 @@ pub(crate) async fn run(shared: Arc<Shared>, service: Arc<TraversalService>, inp
     } = inputs;
     let mut shutdown = shared.shutdown.subscribe();
     let mut mapped = service.mapped.subscribe();
+    let (port_frames, mut port_frames_rx) = mpsc::channel(PORT_FRAME_QUEUE);
     let mut driver = Driver {
         shared,
         service,
         peers: HashMap::new(),
+        ports: HashMap::new(),
+        port_frames,
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -232,6 +261,15 @@ pub(crate) async fn run(shared: Arc<Shared>, service: Arc<TraversalService>, inp
                 for _ in 1..BATCH {
                     match frames.try_recv() {
                         Ok(frame) => driver.on_frame(&frame),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Some(frame) = port_frames_rx.recv() => {
+                driver.on_port_frame(&frame);
+                for _ in 1..BATCH {
+                    match port_frames_rx.try_recv() {
+                        Ok(frame) => driver.on_port_frame(&frame),
                         Err(_) => break,
                     }
                 }
@@ -266,6 +304,8 @@ pub(crate) async fn run(shared: Arc<Shared>, service: Arc<TraversalService>, inp
         }
         driver.flush().await;
     }
+    let ports: Vec<PortId> = driver.ports.keys().copied().collect();
+    driver.close_ports(&ports);
     tracing::debug!("traversal driver stopped");
 }
 
@@ -295,6 +335,47 @@ impl Driver {
         };
         if valid && self.shared.socket.alias_inbound(&sender, frame.src) {
             tracing::trace!(peer = %sender.fmt_short(), src = %frame.src, "probe source mapped to the peer");
+        }
+    }
+
+    /// One of our frames arrived on a probe port.
+    fn on_port_frame(&mut self, frame: &PortFrame) {
+        let now = now_std(Instant::now());
+        let mut core = self.core();
+        if !core.handle_port_frame(now, frame.port, frame.src, &frame.data) {
+            tracing::trace!(src = %frame.src, port = frame.port, "unknown frame type on a probe port dropped");
+        }
+    }
+
+    /// Opens probe port `port` unless it is open; false if it cannot be.
+    fn ensure_port(&mut self, port: PortId) -> bool {
+        if self.ports.contains_key(&port) {
+            return true;
+        }
+        match self.shared.socket.open_probe_port(port) {
+            Ok(io) => {
+                let task = tokio::spawn(run_probe_port(
+                    self.shared.socket.clone(),
+                    port,
+                    io,
+                    self.port_frames.clone(),
+                ));
+                self.ports.insert(port, task);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(port, error = %e, "probe port not opened");
+                false
+            }
+        }
+    }
+
+    fn close_ports(&mut self, ports: &[PortId]) {
+        for port in ports {
+            if let Some(task) = self.ports.remove(port) {
+                task.abort();
+            }
+            self.shared.socket.close_probe_port(*port);
         }
     }
 
@@ -531,11 +612,24 @@ impl Driver {
         }
     }
 
-    async fn transmit(&self, transmit: TraversalTransmit) {
+    async fn transmit(&mut self, transmit: TraversalTransmit) {
         match transmit {
             TraversalTransmit::Frame { dst, data } => {
                 if let Err(e) = self.shared.socket.send_frame(dst, &data).await {
                     tracing::debug!(%dst, error = %e, "transport: probe not sent");
+                }
+            }
+            TraversalTransmit::PortFrame { port, dst, data } => {
+                if !self.ensure_port(port) {
+                    return;
+                }
+                let sent = self
+                    .shared
+                    .socket
+                    .send_frame_from_port(port, dst, &data)
+                    .await;
+                if let Err(e) = sent {
+                    tracing::trace!(%dst, port, error = %e, "probe from a probe port not sent");
                 }
             }
             TraversalTransmit::Control { to, msg } => {
@@ -561,6 +655,13 @@ impl Driver {
                 tracing::info!(nat = %report.nat, reflex = ?report.reflex_addr, "NAT classified");
             }
             TraversalEvent::Error(error) => tracing::debug!(%error, "traversal"),
+            TraversalEvent::PortRoute { peer, addr, port } => {
+                if self.shared.socket.route_via_port(addr, port) {
+                    tracing::debug!(peer = %peer.fmt_short(), %addr, port, "birthday probe hit: peer routed through a probe port");
+                    self.shared.socket.alias_inbound(&peer, addr);
+                }
+            }
+            TraversalEvent::ReleasePorts { ports } => self.close_ports(&ports),
         }
     }
 

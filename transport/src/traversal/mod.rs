@@ -23,7 +23,11 @@
 //!    NodeId wins: [`TraversalEvent::DirectPathFound`]. Otherwise
 //!    [`TraversalEvent::PunchFailed`] with a `why` for status and the peer
 //!    stays relayed.
-//! 5. Idle direct paths get keepalives ([`keepalive`]);
+//! 5. A cone x symmetric pair whose ordinary punch shows nothing falls
+//!    back to birthday-paradox probing ([`birthday`]): the symmetric side
+//!    opens many extra ports, the cone side probes random ports, and the
+//!    port that gets hit carries the connection.
+//! 6. Idle direct paths get keepalives ([`keepalive`]);
 //!    [`TraversalEvent::DirectPathLost`] when they stop answering.
 //!
 //! The wire formats live in `relay_proto::wire::{probe, traversal}`.
@@ -35,6 +39,7 @@
 
 mod agent;
 pub mod auth;
+pub mod birthday;
 mod config;
 pub(crate) mod driver;
 mod error;
@@ -49,6 +54,7 @@ mod stats;
 
 pub use agent::{failure_why, ConnectionInfo, Traversal};
 pub use auth::ProbeKey;
+pub use birthday::{BirthdayConfig, PortId};
 pub use config::TraversalConfig;
 pub use error::{TraversalError, TraversalErrorKind};
 pub use nat::{NatReport, Observation};

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use relay_proto::wire::traversal::TraversalMsg;
 use relay_proto::NodeId;
 
+use super::birthday::PortId;
 use super::error::TraversalError;
 use super::nat::NatReport;
 
@@ -13,6 +14,16 @@ use super::nat::NatReport;
 pub enum TraversalTransmit {
     /// A UDP frame (probe or reply) from our path socket to a real address.
     Frame {
+        /// Destination.
+        dst: SocketAddr,
+        /// The whole frame, type byte first.
+        data: Vec<u8>,
+    },
+    /// A UDP frame from one of our extra probe ports (birthday probing,
+    /// see `birthday`). The driver opens the port on first use.
+    PortFrame {
+        /// The probe port to send from.
+        port: PortId,
         /// Destination.
         dst: SocketAddr,
         /// The whole frame, type byte first.
@@ -56,6 +67,24 @@ pub enum TraversalEvent {
         /// A short reason for status, e.g. "symmetric x symmetric" or
         /// "punch-failed: timeout".
         why: String,
+    },
+    /// `peer` answered at `addr` on probe port `port`: from now on every
+    /// packet to `addr`, QUIC included, must leave from that port (the
+    /// mapping it opened in our NAT is the only one `addr` accepts), and
+    /// QUIC arriving there from `addr` belongs to `peer`.
+    PortRoute {
+        /// The peer.
+        peer: NodeId,
+        /// Its address.
+        addr: SocketAddr,
+        /// The probe port.
+        port: PortId,
+    },
+    /// These probe ports are no longer needed: close them and drop any
+    /// route through them.
+    ReleasePorts {
+        /// The ports.
+        ports: Vec<PortId>,
     },
     /// A failure not tied to one peer (e.g. `reflex-timeout`).
     Error(TraversalError),

@@ -47,6 +47,8 @@ pub const MAX_INTRODUCED: usize = 8;
 pub const MAX_PEER_REFLEXIVE: usize = 8;
 /// Outstanding probe transactions kept at most (the oldest is forgotten).
 pub const MAX_OUTSTANDING: usize = 256;
+/// Candidates learned from replies to birthday probes kept at most.
+pub const MAX_BIRTHDAY: usize = 4;
 
 /// Where a candidate came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,6 +57,8 @@ pub enum CandidateOrigin {
     Introduced,
     /// Learned from the source of an inbound probe.
     PeerReflexive,
+    /// Learned from a reply to a birthday probe (see `birthday`).
+    Birthday,
 }
 
 /// A probe the agent must seal and send.
@@ -238,6 +242,7 @@ impl PunchSession {
         let cap = match origin {
             CandidateOrigin::Introduced => MAX_INTRODUCED,
             CandidateOrigin::PeerReflexive => MAX_PEER_REFLEXIVE,
+            CandidateOrigin::Birthday => MAX_BIRTHDAY,
         };
         if count >= cap {
             return false;
@@ -317,6 +322,11 @@ impl PunchSession {
         }
         self.outstanding.remove(pos);
         self.reply_from.insert(src);
+        if !self.is_candidate(&src) {
+            // A birthday probe hit: keep probing the address like any other
+            // candidate (refreshes both NATs, carries the nomination).
+            self.add_candidate(src, CandidateOrigin::Birthday, now);
+        }
         match self.phase {
             Phase::Nominating { addr, .. } if addr == src && flags & FLAG_NOMINATE != 0 => {
                 self.phase = Phase::Done(Outcome::Direct(src));
@@ -327,6 +337,36 @@ impl PunchSession {
             _ => self.maybe_nominate(now, src),
         }
         true
+    }
+
+    /// Whether anything from the peer has arrived yet (a probe or a reply,
+    /// or the session is past probing).
+    pub fn has_progress(&self) -> bool {
+        self.phase != Phase::Probing || !self.probe_from.is_empty() || !self.reply_from.is_empty()
+    }
+
+    /// Whether the session is still probing (not nominating, not done).
+    pub fn is_probing(&self) -> bool {
+        self.phase == Phase::Probing
+    }
+
+    /// Keeps the session probing until at least `until`.
+    pub fn extend(&mut self, until: Instant) {
+        if self.phase == Phase::Probing {
+            self.deadline = self.deadline.max(until);
+        }
+    }
+
+    /// Sends one extra probe to `addr` (a birthday probe), tracked like the
+    /// scheduled ones so that a reply to it validates `addr`. Returns it,
+    /// or `None` once the session is no longer probing.
+    pub fn extra_probe(&mut self, rng: &mut dyn RngCore, addr: SocketAddr) -> Option<ProbeOut> {
+        if self.phase != Phase::Probing {
+            return None;
+        }
+        let mut out = Vec::with_capacity(1);
+        self.send(rng, addr, 0, &mut out);
+        out.pop()
     }
 
     fn maybe_nominate(&mut self, now: Instant, addr: SocketAddr) {

@@ -24,4 +24,22 @@ pub struct TraversalStats {
     pub introductions: u64,
     /// Requests this node refused as introducer.
     pub introductions_rejected: u64,
+    /// Birthday runs started (cone x symmetric pairs whose ordinary punch
+    /// showed nothing; see `birthday`).
+    pub birthday_runs: u64,
+    /// Birthday packets sent (ports opened and random probes), all runs.
+    pub birthday_packets: u64,
+    /// Birthday runs whose punch then found a direct path.
+    pub birthday_successes: u64,
+    /// Birthday packets sent by the runs that succeeded (divide by
+    /// `birthday_successes` for packets per success).
+    pub birthday_packets_won: u64,
+}
+
+impl TraversalStats {
+    /// Birthday packets spent per successful run, if any succeeded.
+    pub fn birthday_packets_per_success(&self) -> Option<u64> {
+        self.birthday_packets_won
+            .checked_div(self.birthday_successes)
+    }
 }

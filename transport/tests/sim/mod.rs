@@ -14,12 +14,17 @@
 //! through a relay, which shares a key but observes no address. Control
 //! messages go over those connections (encoded and decoded with the real
 //! codec), with the same latency and loss as probes.
+//!
+//! Probe ports (birthday probing) are modelled as further local ports of
+//! the host, opened on first use and closed on `ReleasePorts`; like the
+//! real path socket, packets to an address the core routes through a
+//! probe port leave from that port.
 
 #![allow(dead_code)]
 
 pub mod nat;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -27,7 +32,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use relay_proto::{NodeId, SecretKey};
 use relay_transport::traversal::{
-    ConnectionInfo, Traversal, TraversalConfig, TraversalEvent, TraversalMsg, TraversalTransmit,
+    ConnectionInfo, PortId, Traversal, TraversalConfig, TraversalEvent, TraversalMsg,
+    TraversalTransmit,
 };
 
 pub use nat::{Nat, NatKind};
@@ -46,6 +52,15 @@ pub struct Host {
     pub nat: Option<usize>,
     /// Its traversal core.
     pub core: Traversal,
+    /// Probe ports open now.
+    pub ports: BTreeSet<PortId>,
+    /// Probe ports ever opened.
+    pub ports_opened: u64,
+}
+
+/// The local address of probe port `port` of a host bound at `local`.
+pub fn port_local(local: SocketAddr, port: PortId) -> SocketAddr {
+    SocketAddr::new(local.ip(), 20_000 + (port % 40_000) as u16)
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +185,8 @@ impl World {
             local,
             nat: None,
             core,
+            ports: BTreeSet::new(),
+            ports_opened: 0,
         });
         self.hosts.len() - 1
     }
@@ -204,6 +221,8 @@ impl World {
             local,
             nat: Some(self.nats.len() - 1),
             core,
+            ports: BTreeSet::new(),
+            ports_opened: 0,
         });
         self.hosts.len() - 1
     }
@@ -226,9 +245,19 @@ impl World {
     /// Sends one packet from `from`'s socket to `dst` through its NAT, as a
     /// connection's traffic would (no loss). Returns the external source.
     fn egress(&mut self, from: HostId, dst: SocketAddr) -> Option<SocketAddr> {
-        let host = &self.hosts[from];
-        let local = host.local;
-        match host.nat {
+        let local = self.hosts[from].local;
+        self.egress_from(from, local, dst)
+    }
+
+    /// [`Self::egress`] from a given local address of `from` (its socket or
+    /// one of its probe ports).
+    fn egress_from(
+        &mut self,
+        from: HostId,
+        local: SocketAddr,
+        dst: SocketAddr,
+    ) -> Option<SocketAddr> {
+        match self.hosts[from].nat {
             None => Some(local),
             Some(n) => {
                 // No hairpinning: a NAT drops packets to its own address.
@@ -241,24 +270,46 @@ impl World {
         }
     }
 
-    /// Where a packet from `src` to `dst` lands, if anywhere.
-    fn ingress(&mut self, src: SocketAddr, dst: SocketAddr) -> Option<HostId> {
-        if let Some(h) = self
-            .hosts
-            .iter()
-            .position(|h| h.nat.is_none() && h.local == dst)
-        {
-            return Some(h);
-        }
+    /// Where a packet from `src` to `dst` lands, if anywhere: the host and
+    /// the probe port it arrives on (`None`: its own socket).
+    fn ingress_port(
+        &mut self,
+        src: SocketAddr,
+        dst: SocketAddr,
+    ) -> Option<(HostId, Option<PortId>)> {
         let now = self.now;
-        let n = self
+        let (nat, internal) = match self
             .nats
             .iter()
-            .position(|n| IpAddr::V4(n.public_ip) == dst.ip())?;
-        let internal = self.nats[n].inbound(now, src, dst.port())?;
-        self.hosts
-            .iter()
-            .position(|h| h.nat == Some(n) && h.local == internal)
+            .position(|n| IpAddr::V4(n.public_ip) == dst.ip())
+        {
+            Some(n) => (Some(n), self.nats[n].inbound(now, src, dst.port())?),
+            None => (None, dst),
+        };
+        for (h, host) in self.hosts.iter().enumerate() {
+            if host.nat != nat || host.local.ip() != internal.ip() {
+                continue;
+            }
+            if host.local == internal {
+                return Some((h, None));
+            }
+            if let Some(port) = host
+                .ports
+                .iter()
+                .find(|p| port_local(host.local, **p) == internal)
+            {
+                return Some((h, Some(*port)));
+            }
+        }
+        None
+    }
+
+    /// Where a packet from `src` to `dst` lands on a host's own socket.
+    fn ingress(&mut self, src: SocketAddr, dst: SocketAddr) -> Option<HostId> {
+        match self.ingress_port(src, dst)? {
+            (h, None) => Some(h),
+            (_, Some(_)) => None,
+        }
     }
 
     /// Models a QUIC connection from `client` to the public host `server`:
@@ -354,6 +405,17 @@ impl World {
                         };
                         self.enqueue(self.net.latency, Packet::Udp { src, dst, data });
                     }
+                    TraversalTransmit::PortFrame { port, dst, data } => {
+                        if self.hosts[h].ports.insert(port) {
+                            self.hosts[h].ports_opened += 1;
+                        }
+                        let local = port_local(self.hosts[h].local, port);
+                        let Some(src) = self.egress_from(h, local, dst) else {
+                            self.filtered += 1;
+                            continue;
+                        };
+                        self.enqueue(self.net.latency, Packet::Udp { src, dst, data });
+                    }
                     TraversalTransmit::Control { to, msg } => {
                         let Some(to) = self.host_of(&to) else {
                             continue;
@@ -379,6 +441,11 @@ impl World {
                 }
             }
             while let Some(event) = self.hosts[h].core.poll_event() {
+                if let TraversalEvent::ReleasePorts { ports } = &event {
+                    for port in ports {
+                        self.hosts[h].ports.remove(port);
+                    }
+                }
                 self.records.push(Record {
                     at: self.now - self.base,
                     host: h,
@@ -391,9 +458,12 @@ impl World {
     fn deliver(&mut self, packet: Packet) {
         let now = self.now;
         match packet {
-            Packet::Udp { src, dst, data } => match self.ingress(src, dst) {
-                Some(h) => {
+            Packet::Udp { src, dst, data } => match self.ingress_port(src, dst) {
+                Some((h, None)) => {
                     self.hosts[h].core.handle_frame(now, src, &data);
+                }
+                Some((h, Some(port))) => {
+                    self.hosts[h].core.handle_port_frame(now, port, src, &data);
                 }
                 None => self.filtered += 1,
             },
@@ -454,8 +524,14 @@ impl World {
     /// (without loss; it does refresh `from`'s NAT binding like real
     /// traffic would).
     pub fn reachable(&mut self, from: HostId, dst: SocketAddr) -> Option<HostId> {
-        let src = self.egress(from, dst)?;
-        self.ingress(src, dst)
+        // Like the path socket: through the probe port the core routes
+        // `dst` through, if any.
+        let local = match self.hosts[from].core.port_route(&dst) {
+            Some(port) => port_local(self.hosts[from].local, port),
+            None => self.hosts[from].local,
+        };
+        let src = self.egress_from(from, local, dst)?;
+        self.ingress_port(src, dst).map(|(h, _)| h)
     }
 
     /// Flushes the NAT in front of `host` (a reboot / rebinding).
