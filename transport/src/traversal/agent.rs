@@ -407,6 +407,12 @@ impl Traversal {
                 introduced: false,
             },
         );
+        // Control messages are unreliable: refresh the introducer's copy of
+        // our mapping with every request, so a lost announcement costs one
+        // retry, not the mapped candidate.
+        if let Some(addr) = self.mapped {
+            self.control(via, TraversalMsg::PortMapped { addr: Some(addr) });
+        }
         self.control(via, TraversalMsg::ReachRequest { req, target: peer });
         Ok(())
     }
@@ -848,6 +854,12 @@ impl Traversal {
             p.attempts += 1;
             p.next = now + self.config.request_retry;
             let (req, via) = (p.req, p.via);
+            // Control messages are unreliable: refresh the introducer's copy of
+            // our mapping with every request, so a lost announcement costs one
+            // retry, not the mapped candidate.
+            if let Some(addr) = self.mapped {
+                self.control(via, TraversalMsg::PortMapped { addr: Some(addr) });
+            }
             self.control(via, TraversalMsg::ReachRequest { req, target: peer });
         }
     }
