@@ -102,6 +102,7 @@ impl Follower {
                 && now.frames > last.frames
         });
         if !follow {
+            tracing::debug!(peer = %peer.fmt_short(), seen = ?now, "rebind candidate");
             self.last = Some(now);
             return;
         }

@@ -386,13 +386,17 @@ impl PathSocket {
             }
             let known = {
                 let table = self.read();
-                table
-                    .receive_from(&real)
-                    .map(|m| (m, table.owner(&m).is_some()))
+                table.receive_from(&real).map(|m| {
+                    let off_path =
+                        matches!(table.route(&m), Some(Path::Direct(cur)) if cur != real);
+                    (m, table.owner(&m).is_some(), off_path)
+                })
             };
             let mapped = match known {
-                Some((mapped, adopted)) => {
-                    if adopted {
+                Some((mapped, adopted, off_path)) => {
+                    if off_path {
+                        self.cids.off_path(mapped, real);
+                    } else if adopted {
                         self.cids.learn(&bufs[i][..len], mapped);
                     }
                     mapped

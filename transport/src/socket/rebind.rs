@@ -23,6 +23,11 @@
 //!   entry is allocated), and the address is recorded as that entry's
 //!   *rebind candidate* with a packet count. Nothing else changes: the
 //!   packet is not trusted. quinn decrypts it or drops it.
+//! - **Off-path aliases.** Traversal may already map the new address to
+//!   the peer (an alias learned from an authenticated probe), so the
+//!   packets reach quinn under the right address while the send path still
+//!   points at the dead binding. Packets from such an address are recorded
+//!   as the candidate too ([`CidRoutes::off_path`]).
 //! - **Switching** happens in the endpoint (`endpoint/rebind.rs`), only once
 //!   quinn shows it accepted packets that can only have come from the
 //!   candidate; see there.
@@ -57,6 +62,23 @@ struct Inner {
     /// Followed mapped addresses, with how many connections follow each.
     followed: HashMap<SocketAddr, u32>,
     candidates: HashMap<SocketAddr, RebindCandidate>,
+}
+
+impl Inner {
+    /// Counts a batch for `mapped` from `real` as its candidate's.
+    fn note(&mut self, mapped: SocketAddr, real: SocketAddr) {
+        if self.candidates.len() >= MAX_LEARNED_CIDS && !self.candidates.contains_key(&mapped) {
+            self.candidates.clear();
+        }
+        let candidate = self
+            .candidates
+            .entry(mapped)
+            .or_insert(RebindCandidate { real, received: 0 });
+        if candidate.real != real {
+            *candidate = RebindCandidate { real, received: 0 };
+        }
+        candidate.received = candidate.received.saturating_add(1);
+    }
 }
 
 /// CID -> mapped address routes and rebind candidates. See the module docs.
@@ -102,18 +124,18 @@ impl CidRoutes {
         let cid = short_header_dcid(packet)?;
         let mut inner = self.lock();
         let mapped = *inner.by_cid.get(&cid)?;
-        let candidate = inner
-            .candidates
-            .entry(mapped)
-            .or_insert(RebindCandidate { real, received: 0 });
-        if candidate.real != real {
-            *candidate = RebindCandidate { real, received: 0 };
-        }
-        candidate.received = candidate.received.saturating_add(1);
-        if inner.candidates.len() > MAX_LEARNED_CIDS {
-            inner.candidates.clear();
-        }
+        inner.note(mapped, real);
         Some(mapped)
+    }
+
+    /// Packets for followed `mapped` arrived from `real`, an address the
+    /// table maps to it (an alias) but not its current path: records it
+    /// as the rebind candidate.
+    pub fn off_path(&self, mapped: SocketAddr, real: SocketAddr) {
+        let mut inner = self.lock();
+        if inner.followed.contains_key(&mapped) {
+            inner.note(mapped, real);
+        }
     }
 
     /// `mapped`'s rebind candidate.
