@@ -37,6 +37,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Length of the connection IDs this endpoint issues (quinn's default
@@ -85,6 +86,9 @@ impl Inner {
 #[derive(Debug, Default)]
 pub struct CidRoutes {
     inner: Mutex<Inner>,
+    /// The CID learned last: the common case (same CID again) costs one
+    /// atomic load, no lock.
+    last: AtomicU64,
 }
 
 /// The destination CID of a short-header QUIC packet.
@@ -108,8 +112,16 @@ impl CidRoutes {
         let Some(cid) = short_header_dcid(packet) else {
             return;
         };
+        let tag = u64::from_ne_bytes(cid);
+        if self.last.load(Ordering::Relaxed) == tag {
+            return;
+        }
         let mut inner = self.lock();
-        if inner.by_cid.get(&cid) == Some(&mapped) || !inner.followed.contains_key(&mapped) {
+        if !inner.followed.contains_key(&mapped) {
+            return;
+        }
+        self.last.store(tag, Ordering::Relaxed);
+        if inner.by_cid.get(&cid) == Some(&mapped) {
             return;
         }
         if inner.by_cid.len() >= MAX_LEARNED_CIDS {
@@ -175,6 +187,7 @@ impl CidRoutes {
     /// Forgets every CID routed to `mapped`.
     pub fn forget(&self, mapped: &SocketAddr) {
         let mut inner = self.lock();
+        self.last.store(0, Ordering::Relaxed);
         inner.followed.remove(mapped);
         inner.by_cid.retain(|_, m| m != mapped);
         inner.candidates.remove(mapped);
