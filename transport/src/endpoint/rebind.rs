@@ -15,6 +15,9 @@
 //!   only after a packet decrypts, and on a direct path the candidate is
 //!   the only source left, so quinn accepted the candidate's packets.
 //!
+//! A candidate seen while the current path still receives is dropped (late
+//! or spoofed packets); fresh packets from there record a new one.
+//!
 //! The move goes through `paths::change`: same connection, same keys, no
 //! new handshake, `since` unchanged, a PathChanged event.
 
@@ -102,8 +105,21 @@ impl Follower {
                 && now.frames > last.frames
         });
         if !follow {
-            tracing::debug!(peer = %peer.fmt_short(), seen = ?now, "rebind candidate");
-            self.last = Some(now);
+            let old_path_alive = self
+                .last
+                .is_some_and(|last| last.real == now.real && now.direct_rx != last.direct_rx);
+            if old_path_alive {
+                // The current path still carries the peer: the candidate
+                // was stray (late or spoofed packets). Forget it; fresh
+                // packets from there make a new one.
+                shared.socket.clear_rebind_candidate(&peer);
+                self.last = None;
+            } else {
+                if self.last.is_none() {
+                    tracing::debug!(peer = %peer.fmt_short(), candidate = %now.real, "rebind candidate");
+                }
+                self.last = Some(now);
+            }
             return;
         }
         self.last = None;
