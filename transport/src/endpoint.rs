@@ -19,6 +19,7 @@ pub(crate) mod control;
 mod dial;
 pub(crate) mod paths;
 mod peers;
+pub(crate) mod rebind;
 
 use std::collections::HashMap;
 use std::fmt;

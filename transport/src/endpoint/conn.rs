@@ -145,6 +145,13 @@ async fn forward_datagrams(
 async fn watch(shared: Arc<Shared>, peer: NodeId, conn: quinn::Connection) {
     let id = conn.stable_id();
     let mut mapped = conn.remote_address();
+    // A dialed connection's remote never moves in quinn: the socket must
+    // recognize its peer's packets from a rebound NAT (see `rebind`).
+    let followed = conn.side().is_client().then_some(mapped);
+    if let Some(followed) = followed {
+        shared.socket.follow_rebinding(followed);
+    }
+    let mut rebinding = super::rebind::Follower::default();
     let mut tick = tokio::time::interval(MIGRATION_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let reason = loop {
@@ -156,9 +163,13 @@ async fn watch(shared: Arc<Shared>, peer: NodeId, conn: quinn::Connection) {
                     mapped = now;
                     migrated(&shared, peer, id, now);
                 }
+                rebinding.check(&shared, peer, &conn);
             }
         }
     };
+    if let Some(followed) = followed {
+        shared.socket.unfollow_rebinding(&followed);
+    }
     let note = {
         let table = shared.table();
         table

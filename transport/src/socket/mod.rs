@@ -38,6 +38,7 @@ pub mod demux;
 pub mod mapping;
 mod poller;
 pub mod ports;
+pub mod rebind;
 mod relayed;
 
 use std::fmt;
@@ -133,6 +134,7 @@ pub struct PathSocket {
     /// dropped (see [`PathSocket::drop_traffic_with`]).
     blackhole: RwLock<Option<SocketAddr>>,
     blackhole_set: AtomicBool,
+    cids: rebind::CidRoutes,
 }
 
 impl fmt::Debug for PathSocket {
@@ -167,6 +169,7 @@ impl PathSocket {
             ports: ports::ProbePorts::default(),
             blackhole: RwLock::new(None),
             blackhole_set: AtomicBool::new(false),
+            cids: rebind::CidRoutes::default(),
         })
     }
 
@@ -249,6 +252,33 @@ impl PathSocket {
             && *self.blackhole.read().unwrap_or_else(|e| e.into_inner()) == Some(*real)
     }
 
+    /// The address `node`'s packets (recognized by connection ID) lately
+    /// arrived from although it is not their path: a NAT rebinding not yet
+    /// followed. Unauthenticated; see [`rebind`].
+    pub fn rebind_candidate(&self, node: &NodeId) -> Option<rebind::RebindCandidate> {
+        let mapped = self.mapped_addr(node)?;
+        self.cids.candidate(&mapped)
+    }
+
+    /// Starts recognizing packets for the connection on `mapped` by their
+    /// connection ID when they come from an unknown address (a dialed
+    /// connection; see [`rebind`]). Pair with [`Self::unfollow_rebinding`].
+    pub fn follow_rebinding(&self, mapped: SocketAddr) {
+        self.cids.follow(mapped);
+    }
+
+    /// Ends one [`Self::follow_rebinding`].
+    pub fn unfollow_rebinding(&self, mapped: &SocketAddr) {
+        self.cids.unfollow(mapped);
+    }
+
+    /// Drops `node`'s rebind candidate.
+    pub fn clear_rebind_candidate(&self, node: &NodeId) {
+        if let Some(mapped) = self.mapped_addr(node) {
+            self.cids.clear_candidate(&mapped);
+        }
+    }
+
     /// The path behind a mapped address.
     pub fn path(&self, mapped: &SocketAddr) -> Option<Path> {
         self.read().route(mapped)
@@ -262,6 +292,9 @@ impl PathSocket {
     /// Forgets `node`'s current mapped address entirely (a failed dial
     /// leaves nothing behind).
     pub fn forget_node(&self, node: &NodeId) {
+        if let Some(mapped) = self.mapped_addr(node) {
+            self.cids.forget(&mapped);
+        }
         self.write().remove_node(node);
     }
 
@@ -373,10 +406,27 @@ impl PathSocket {
             if len == 0 {
                 continue;
             }
-            let known = self.read().receive_from(&real);
+            let known = {
+                let table = self.read();
+                table.receive_from(&real).map(|m| {
+                    let off_path =
+                        matches!(table.route(&m), Some(Path::Direct(cur)) if cur != real);
+                    (m, table.owner(&m).is_some(), off_path)
+                })
+            };
             let mapped = match known {
-                Some(mapped) => mapped,
-                None => self.write().inbound(real, Instant::now()),
+                Some((mapped, adopted, off_path)) => {
+                    if off_path {
+                        self.cids.off_path(mapped, real);
+                    } else if adopted {
+                        self.cids.learn(&bufs[i][..len], mapped);
+                    }
+                    mapped
+                }
+                None => match self.cids.route_unknown(&bufs[i][..len], real) {
+                    Some(mapped) => mapped,
+                    None => self.write().inbound(real, Instant::now()),
+                },
             };
             meta[i].addr = mapped;
             meta[i].len = len;
