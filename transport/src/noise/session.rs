@@ -28,8 +28,8 @@ use ring::hkdf::{Prk, Salt, HKDF_SHA256};
 use snow::HandshakeState;
 
 use super::handshake::{
-    build_state, decode_payload, encode_frame, encode_payload, Frame, FrameReader, Mode,
-    PayloadKind, MAX_NOISE_MSG,
+    build_state, decode_payload, encode_frame, encode_payload, Frame, FrameReader,
+    HandshakePayload, Mode, PayloadKind, MAX_NOISE_MSG,
 };
 use super::keys::{self, derive_secret, SpaceSecrets};
 use super::{retry, NoiseConfig, ALERT_MODE_MISMATCH, ALERT_MSG1_REJECTED, ALERT_MSG2_REJECTED};
@@ -201,32 +201,45 @@ impl NoiseSession {
         self.fail(TransportErrorCode::INTERNAL_ERROR, detail)
     }
 
-    /// Server: handles message 1 and queues both hand-overs.
-    fn on_msg1(&mut self, frame: Frame) -> Result<(), TransportError> {
-        let Some(mut state) = self.state.take() else {
-            return Err(self.internal("responder state unavailable"));
+    /// Reads one handshake message: checks the peer runs our mode, decrypts
+    /// it (a failure is message 1's or message 2's alert) and decodes the
+    /// payload.
+    fn read_frame(
+        &mut self,
+        state: &mut HandshakeState,
+        frame: &Frame,
+        kind: PayloadKind,
+    ) -> Result<HandshakePayload, TransportError> {
+        let (peer, message, alert) = match kind {
+            PayloadKind::Initiator => ("initiator", "message 1", ALERT_MSG1_REJECTED),
+            PayloadKind::Responder => {
+                ("responder", "message 2 (network key?)", ALERT_MSG2_REJECTED)
+            }
         };
         let ours = Mode::of(self.config.network_key.as_ref());
         if frame.mode != ours {
-            let detail = format!("initiator runs {:?}, we run {ours:?}", frame.mode);
+            let detail = format!("{peer} runs {:?}, we run {ours:?}", frame.mode);
             return Err(self.crypto_alert(ALERT_MODE_MISMATCH, &detail));
         }
         let mut payload = vec![0u8; frame.msg.len()];
         let n = match state.read_message(&frame.msg, &mut payload) {
             Ok(n) => n,
             Err(e) => {
-                let detail = format!("cannot read message 1: {e}");
-                return Err(self.crypto_alert(ALERT_MSG1_REJECTED, &detail));
+                let detail = format!("cannot read {message}: {e}");
+                return Err(self.crypto_alert(alert, &detail));
             }
         };
-        let decoded = match decode_payload(PayloadKind::Initiator, payload.get(..n).unwrap_or(&[]))
-        {
-            Ok(d) => d,
-            Err(e) => {
-                let detail = e.to_string();
-                return Err(self.fail(TransportErrorCode::PROTOCOL_VIOLATION, &detail));
-            }
+        decode_payload(kind, payload.get(..n).unwrap_or(&[]))
+            .map_err(|e| self.fail(TransportErrorCode::PROTOCOL_VIOLATION, &e.to_string()))
+    }
+
+    /// Server: handles message 1 and queues both hand-overs.
+    fn on_msg1(&mut self, frame: Frame) -> Result<(), TransportError> {
+        let Some(mut state) = self.state.take() else {
+            return Err(self.internal("responder state unavailable"));
         };
+        let ours = Mode::of(self.config.network_key.as_ref());
+        let decoded = self.read_frame(&mut state, &frame, PayloadKind::Initiator)?;
         let Some(claimed) = decoded.node_id else {
             return Err(self.internal("message 1 payload without node id"));
         };
@@ -277,27 +290,7 @@ impl NoiseSession {
         let Some(mut state) = self.state.take() else {
             return Err(self.internal("initiator state unavailable"));
         };
-        let ours = Mode::of(self.config.network_key.as_ref());
-        if frame.mode != ours {
-            let detail = format!("responder runs {:?}, we run {ours:?}", frame.mode);
-            return Err(self.crypto_alert(ALERT_MODE_MISMATCH, &detail));
-        }
-        let mut payload = vec![0u8; frame.msg.len()];
-        let n = match state.read_message(&frame.msg, &mut payload) {
-            Ok(n) => n,
-            Err(e) => {
-                let detail = format!("cannot read message 2 (network key?): {e}");
-                return Err(self.crypto_alert(ALERT_MSG2_REJECTED, &detail));
-            }
-        };
-        let decoded = match decode_payload(PayloadKind::Responder, payload.get(..n).unwrap_or(&[]))
-        {
-            Ok(d) => d,
-            Err(e) => {
-                let detail = e.to_string();
-                return Err(self.fail(TransportErrorCode::PROTOCOL_VIOLATION, &detail));
-            }
-        };
+        let decoded = self.read_frame(&mut state, &frame, PayloadKind::Responder)?;
         let one_rtt = match self.finish(&mut state) {
             Ok(k) => k,
             Err(()) => return Err(self.internal("1-RTT key derivation failed")),
