@@ -35,6 +35,7 @@
 //! syscall or copy.
 
 pub mod demux;
+mod inbox;
 pub mod mapping;
 mod poller;
 pub mod ports;

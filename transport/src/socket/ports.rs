@@ -29,7 +29,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::Waker;
 
 use bytes::Bytes;
@@ -68,9 +68,7 @@ struct PortSocket {
     state: UdpSocketState,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use super::inbox::lock;
 
 /// The socket's probe-port state.
 #[derive(Debug, Default)]
@@ -329,27 +327,7 @@ impl PathSocket {
     /// Moves queued probe-port datagrams into quinn's buffers; returns how
     /// many buffers were filled.
     pub(super) fn drain_ports(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> usize {
-        let mut inbox = lock(&self.ports.inbox);
-        let mut filled = 0;
-        while filled < bufs.len().min(meta.len()) {
-            let Some((mapped, packet)) = inbox.pop_front() else {
-                break;
-            };
-            let Some(dst) = bufs[filled].get_mut(..packet.len()) else {
-                self.ports.dropped.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            dst.copy_from_slice(&packet);
-            meta[filled] = RecvMeta {
-                addr: mapped,
-                len: packet.len(),
-                stride: packet.len(),
-                ecn: None,
-                dst_ip: None,
-            };
-            filled += 1;
-        }
-        filled
+        super::inbox::drain(&self.ports.inbox, &self.ports.dropped, bufs, meta)
     }
 }
 

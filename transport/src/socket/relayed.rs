@@ -30,7 +30,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Mutex, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -47,9 +47,7 @@ pub const DEFAULT_RELAYED_QUEUE: usize = 1024;
 /// Validated source NodeIds remembered (validation decompresses a point).
 const ID_CACHE: usize = 4096;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use super::inbox::lock;
 
 /// The socket's relayed-path state.
 #[derive(Debug)]
@@ -230,27 +228,7 @@ impl PathSocket {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> usize {
-        let mut inbox = lock(&self.relayed.inbox);
-        let mut filled = 0;
-        while filled < bufs.len().min(meta.len()) {
-            let Some((mapped, packet)) = inbox.pop_front() else {
-                break;
-            };
-            let Some(dst) = bufs[filled].get_mut(..packet.len()) else {
-                self.relayed.dropped.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            dst.copy_from_slice(&packet);
-            meta[filled] = RecvMeta {
-                addr: mapped,
-                len: packet.len(),
-                stride: packet.len(),
-                ecn: None,
-                dst_ip: None,
-            };
-            filled += 1;
-        }
-        filled
+        super::inbox::drain(&self.relayed.inbox, &self.relayed.dropped, bufs, meta)
     }
 
     /// Whether unwrapped relayed packets wait for quinn.
