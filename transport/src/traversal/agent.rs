@@ -27,6 +27,7 @@ use relay_proto::NodeId;
 use super::auth::ProbeKey;
 use super::birthday::{BirthdayRun, PortId, RateLimiter};
 use super::config::TraversalConfig;
+use super::early::EarlyIntros;
 use super::error::{TraversalError, TraversalErrorKind};
 use super::introducer::{Introducer, Side};
 use super::keepalive::Keepalives;
@@ -114,6 +115,8 @@ pub struct Traversal {
     held_ports: BTreeMap<NodeId, PortId>,
     /// The latest instant seen by `drive`.
     last_now: Option<Instant>,
+    /// Introductions that arrived before their peer's connection.
+    early: EarlyIntros,
 }
 
 impl Traversal {
@@ -156,6 +159,7 @@ impl Traversal {
             port_routes: BTreeMap::new(),
             held_ports: BTreeMap::new(),
             last_now: None,
+            early: EarlyIntros::default(),
         }
     }
 
@@ -311,6 +315,11 @@ impl Traversal {
                 self.control(peer, TraversalMsg::NatInfo { nat });
                 if let Some(addr) = self.mapped {
                     self.control(peer, TraversalMsg::PortMapped { addr: Some(addr) });
+                }
+                // Its introduction may have beaten the connection here.
+                if let Some((at, intro)) = self.early.take(now, &peer) {
+                    self.on_introduce(at, intro);
+                    self.drive(now);
                 }
             }
         }
@@ -549,7 +558,15 @@ impl Traversal {
 
     fn on_introduce(&mut self, now: Instant, intro: Introduction) {
         let peer = intro.peer;
-        if peer == self.me || !self.links.contains_key(peer.as_bytes()) {
+        if peer == self.me {
+            return;
+        }
+        if !self.links.contains_key(peer.as_bytes()) {
+            // Only the side that did not ask can be told before its end of
+            // the connection is up: hold it until then (early.rs).
+            if intro.requester == peer {
+                self.early.push(now, intro);
+            }
             return;
         }
         let mut fire_at = now + Duration::from_millis(u64::from(intro.fire_in_ms));

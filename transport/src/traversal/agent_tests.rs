@@ -433,3 +433,48 @@ fn frames_on_a_probe_port_count_only_for_the_run_that_owns_it() {
     // Not a traversal frame: left for someone else.
     assert!(!a.handle_port_frame(now, 5, src, &[0x01, 0]));
 }
+
+#[test]
+fn introduction_before_the_connection_is_replayed_when_it_comes_up() {
+    let t0 = Instant::now();
+    let mut b = core(2);
+    let introducer = id(3);
+    connect(&mut b, t0, introducer, None);
+    drain(&mut b);
+    let intro = |req| {
+        TraversalMsg::Introduce(Introduction {
+            req,
+            requester: id(1),
+            peer: id(1),
+            candidates: vec![sa("203.0.113.1:4000")],
+            peer_nat: NatType::Cone,
+            fire_in_ms: 100,
+        })
+    };
+    // A asked I; I's answer reaches B before B's end of the A connection.
+    b.handle_control(t0, introducer, intro(9));
+    assert!(!b.is_punching(&id(1)));
+    connect(&mut b, t0 + Duration::from_millis(50), id(1), None);
+    assert!(
+        b.is_punching(&id(1)),
+        "the held introduction started a punch"
+    );
+    // It fires at the time it was given on arrival: 100 ms after t0.
+    let fired = |b: &mut Traversal| {
+        drain(b).iter().any(
+            |t| matches!(t, TraversalTransmit::Frame { dst, .. } if *dst == sa("203.0.113.1:4000")),
+        )
+    };
+    b.handle_timeout(t0 + Duration::from_millis(99));
+    assert!(!fired(&mut b));
+    b.handle_timeout(t0 + Duration::from_millis(100));
+    assert!(fired(&mut b));
+
+    // One that waited longer than the buffer keeps it is dropped.
+    let mut c = core(4);
+    connect(&mut c, t0, introducer, None);
+    drain(&mut c);
+    c.handle_control(t0, introducer, intro(10));
+    connect(&mut c, t0 + crate::traversal::early::EARLY_TTL, id(1), None);
+    assert!(!c.is_punching(&id(1)));
+}

@@ -42,6 +42,7 @@ pub mod auth;
 pub mod birthday;
 mod config;
 pub(crate) mod driver;
+pub mod early;
 mod error;
 pub mod introducer;
 pub mod keepalive;
