@@ -1,8 +1,9 @@
 //! The NAT lab traversal benchmark: how fast, and how often, two nodes
 //! behind modelled NATs go from relayed to direct.
 //!
-//! For every unordered pair of presets (open, full cone, port-restricted
-//! cone, symmetric: 10 pairs) it builds one lab (`trial::PairLab`) and runs
+//! For every ordered pair of presets (open, full cone, port-restricted
+//! cone, symmetric: 16 pairs, so the mixed ones in both orders; A pings B)
+//! it builds one lab (`trial::PairLab`) and runs
 //! independent trials in it: fresh nodes with fresh identities and ports,
 //! NAT mappings flushed. In each trial node A, knowing only B's NodeId,
 //! runs `ping B --until-direct -i INTERVAL`, and the bench measures:
@@ -14,7 +15,9 @@
 //!   direct pong, both stamped on arrival (resolution: the ping interval
 //!   plus one round trip), or a failure when `--until-direct` times out;
 //! - **switch logged**: from the first relayed pong to A's own log
-//!   timestamp of its `relayed -> direct` switch (same clock).
+//!   timestamp of its `relayed -> direct` switch (same clock);
+//! - **birthday packets**: what both sides spent on birthday-paradox
+//!   probing (`traversal.birthday.packets` in `status --json`).
 //!
 //! It prints a markdown table per run, the RFC 4787 prediction per pair,
 //! and the check of the target: p50 relayed -> direct ≤ 1 s for every
@@ -30,7 +33,7 @@
 //! - `RELAY_LAB_BENCH_PAIRS` comma list of pairs `a-b` with preset names
 //!   (`open`, `fullcone`, `portrestricted`, `symmetric`) (all / `fullcone-fullcone`)
 //! - `RELAY_LAB_BENCH_INTERVAL_MS` ping interval (10)
-//! - `RELAY_LAB_BENCH_TIMEOUT_S` how long a trial waits for direct (10)
+//! - `RELAY_LAB_BENCH_TIMEOUT_S` how long a trial waits for direct (15)
 //! - `RELAY_LAB_BENCH_LOG_DIR` keep both nodes' logs of every trial there
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -68,16 +71,12 @@ fn preset(name: &str) -> NatPreset {
         .unwrap_or_else(|| panic!("unknown preset {name:?}"))
 }
 
-/// Every unordered pair of presets, in `NatPreset::ALL` order.
+/// Every ordered pair of presets, in `NatPreset::ALL` order.
 fn all_pairs() -> Vec<(NatPreset, NatPreset)> {
     let all = NatPreset::ALL;
-    let mut pairs = Vec::new();
-    for (i, &a) in all.iter().enumerate() {
-        for &b in &all[i..] {
-            pairs.push((a, b));
-        }
-    }
-    pairs
+    all.iter()
+        .flat_map(|&a| all.iter().map(move |&b| (a, b)))
+        .collect()
 }
 
 impl Settings {
@@ -98,7 +97,7 @@ impl Settings {
             pairs,
             plan: PingPlan {
                 interval: Duration::from_millis(env_or("RELAY_LAB_BENCH_INTERVAL_MS", 10)),
-                timeout: Duration::from_secs(env_or("RELAY_LAB_BENCH_TIMEOUT_S", 10).max(1)),
+                timeout: Duration::from_secs(env_or("RELAY_LAB_BENCH_TIMEOUT_S", 15).max(1)),
             },
         }
     }
@@ -142,10 +141,12 @@ fn main() {
             match lab.trial(n, settings.plan, conntrack) {
                 Ok(t) => {
                     eprintln!(
-                        "nat_lab: {a} x {b} #{n}: first relayed pong {:?}, to direct {:?}, switch logged {:?} ms{}",
+                        "nat_lab: {a} x {b} #{n}: first relayed pong {:?}, to direct {:?}, switch logged {:?} ms, birthday runs {} packets {}{}",
                         t.first_relayed,
                         t.to_direct,
                         t.switch_logged_ms.map(|v| v.round()),
+                        t.birthday_runs,
+                        t.birthday_packets,
                         t.error.as_deref().map(|e| format!(", {e}")).unwrap_or_default(),
                     );
                     summary.trials.push(t);

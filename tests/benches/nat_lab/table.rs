@@ -61,6 +61,23 @@ impl PairSummary {
         v
     }
 
+    /// Birthday packets (both sides) of the direct trials that ran
+    /// birthday probing: (successes, mean, min, max).
+    fn birthday(&self) -> Option<(usize, u64, u64, u64)> {
+        let won: Vec<u64> = self
+            .trials
+            .iter()
+            .filter(|t| t.direct() && t.birthday_runs > 0)
+            .map(|t| t.birthday_packets)
+            .collect();
+        let n = won.len();
+        let mean = won
+            .iter()
+            .sum::<u64>()
+            .checked_div(u64::try_from(n).ok()?)?;
+        Some((n, mean, *won.iter().min()?, *won.iter().max()?))
+    }
+
     /// p50 of the time from relayed to direct, if any trial went direct.
     pub fn p50_to_direct(&self) -> Option<Duration> {
         percentile(&self.to_direct(), 50)
@@ -97,8 +114,11 @@ impl PairSummary {
         } else {
             "relayed"
         };
+        let birthday = self.birthday().map_or("-".into(), |(n, mean, min, max)| {
+            format!("{mean} / {min} / {max} ({n})")
+        });
         format!(
-            "| {} x {} | {} | {direct} ({rate}) | {} | {} | {} | {slow} | {} | {} | {} | {predicted} |",
+            "| {} x {} | {} | {direct} ({rate}) | {} | {} | {} | {slow} | {} | {} | {} | {birthday} | {predicted} |",
             self.a,
             self.b,
             n,
@@ -117,7 +137,7 @@ impl PairSummary {
 const SLOW: Duration = Duration::from_millis(500);
 
 /// The header of the main table.
-pub const HEADER: &str = "| pair (A pings B) | trials | direct (rate) | relayed->direct p50 | p90 | max | ≥ 0.5 s | switch logged p50 | first relayed pong p50 | max | RFC 4787 |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |";
+pub const HEADER: &str = "| pair (A pings B) | trials | direct (rate) | relayed->direct p50 | p90 | max | ≥ 0.5 s | switch logged p50 | first relayed pong p50 | max | birthday packets per success mean / min / max (n) | plain punch (RFC 4787) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |";
 
 /// The kind of a CLI error line `error: kind: detail`.
 fn error_kind(line: &str) -> String {

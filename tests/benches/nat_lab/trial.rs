@@ -1,7 +1,11 @@
 //! One NAT pair's lab and its trials.
 //!
-//! A [`PairLab`] is one lab (a public relay, site 0 with preset A, site 1
-//! with preset B) and a relay node that lives for all of the pair's trials.
+//! A [`PairLab`] is one lab (two public hosts, site 0 with preset A, site 1
+//! with preset B), a relay node and a plain observer node on the public
+//! hosts, both living for all of the pair's trials. The observer sits on a
+//! second public IP, so that each site node hears its reflexive address
+//! from two IPs and classifies its NAT (an introduction carries NAT types,
+//! and birthday probing starts only for a known cone x symmetric pair).
 //! Each trial is independent of the ones before it:
 //!
 //! - both NAT routers forget every mapping first (`Site::rebind`: conntrack
@@ -9,12 +13,15 @@
 //! - both site nodes are new: fresh data dirs, so fresh identities, and a
 //!   listen port no earlier trial used, so even without a rebind no NAT
 //!   mapping or conntrack entry can carry over;
-//! - they join through the relay's ticket, dial only the relay, and the
-//!   trial starts once both are connected to it.
+//! - they join through the relay's ticket, dial the relay and the
+//!   observer (never each other), and the trial starts once both are
+//!   connected to both and have classified their NATs as their presets
+//!   predict.
 //!
 //! Then A runs `ping B --until-direct -i INTERVAL` (by NodeId alone) and the
 //! trial reads the pong times (see `relay_tests::lab::pingwatch`) and A's
-//! log time of its switch to direct.
+//! log time of its switch to direct. Afterwards it reads both nodes'
+//! birthday-probing counters from `status --json`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -54,6 +61,10 @@ pub struct Trial {
     pub direct_first: bool,
     /// The CLI's error when no direct path came.
     pub error: Option<String>,
+    /// Birthday packets both sides sent (ports opened plus probes).
+    pub birthday_packets: u64,
+    /// Birthday runs both sides started.
+    pub birthday_runs: u64,
 }
 
 impl Trial {
@@ -71,6 +82,9 @@ pub struct PairLab {
     bin: PathBuf,
     // Field order is drop order: nodes and files before the lab's teardown.
     relay: LabNode,
+    observer: LabNode,
+    /// The observer as `--peer` wants it: `NODEID@ADDR`.
+    observer_peer: String,
     ticket: String,
     tmp: TempDir,
     lab: Lab,
@@ -80,7 +94,7 @@ impl PairLab {
     /// Builds the lab for presets `a` (site 0) and `b` (site 1) and starts
     /// the relay on the public host.
     pub fn build(bin: PathBuf, a: NatPreset, b: NatPreset) -> Result<Self, String> {
-        let lab = Lab::build(1, &[a, b]).map_err(|e| format!("lab: {e}"))?;
+        let lab = Lab::build(2, &[a, b]).map_err(|e| format!("lab: {e}"))?;
         let tmp = TempDir::new("natbench").map_err(|e| format!("tempdir: {e}"))?;
         let host = lab.public(0).ok_or("no public host")?;
         let addr = SocketAddr::new(IpAddr::V4(host.addr), RELAY_PORT).to_string();
@@ -88,11 +102,19 @@ impl PairLab {
         init(&bin, &dir, None)?;
         let relay = LabNode::start(&bin, &host.ns, &dir, &["--relay", "--listen", &addr], SETUP)?;
         let ticket = relay.invite(&addr)?;
+        let host = lab.public(1).ok_or("no second public host")?;
+        let addr = SocketAddr::new(IpAddr::V4(host.addr), RELAY_PORT).to_string();
+        let dir = tmp.join("observer");
+        init(&bin, &dir, Some(&ticket))?;
+        let observer = LabNode::start(&bin, &host.ns, &dir, &["--listen", &addr], SETUP)?;
+        let observer_peer = format!("{}@{addr}", observer.id);
         Ok(Self {
             a,
             b,
             bin,
             relay,
+            observer,
+            observer_peer,
             ticket,
             tmp,
             lab,
@@ -115,13 +137,18 @@ impl PairLab {
                 &self.bin,
                 &site.host,
                 &dir,
-                &["--listen", &listen],
+                &["--listen", &listen, "--peer", &self.observer_peer],
                 SETUP,
             )?);
         }
-        for node in &nodes {
-            node.wait_peer(&self.relay.id, SETUP, |p| is_connected_via(p, "direct"))
-                .ok_or_else(|| format!("node never reached the relay:\n{}", node.log()))?;
+        for (node, preset) in nodes.iter().zip([self.a, self.b]) {
+            for public in [&self.relay.id, &self.observer.id] {
+                node.wait_peer(public, SETUP, |p| is_connected_via(p, "direct"))
+                    .ok_or_else(|| format!("node never reached {public}:\n{}", node.log()))?;
+            }
+            let want = preset.expected_nat_type();
+            node.wait_nat_type(want, SETUP)
+                .ok_or_else(|| format!("NAT never classified {want}:\n{}", node.log()))?;
         }
         let (a, b) = (&nodes[0], &nodes[1]);
         let run = pingwatch::until_direct(&self.bin, &a.dir, &b.id, plan.interval, plan.timeout)?;
@@ -130,6 +157,13 @@ impl PairLab {
         let direct = run.first("direct");
         let switch = logtime::first_logged(&a.log(), logtime::SWITCH_MESSAGE);
         self.keep_logs(n, &[("a", a), ("b", b)]);
+        let birthday = |key: &str| -> u64 {
+            [a, b]
+                .iter()
+                .filter_map(|node| node.status())
+                .filter_map(|s| s["traversal"]["birthday"][key].as_u64())
+                .sum()
+        };
         let to_direct = match (relayed, direct) {
             (Some(r), Some(d)) => Some(d.at.saturating_duration_since(r.at)),
             (None, Some(_)) => Some(Duration::ZERO),
@@ -144,6 +178,8 @@ impl PairLab {
             },
             direct_first: first.is_some_and(|p| p.path == "direct"),
             error: (!run.success).then(|| first_line(&run.stderr)),
+            birthday_packets: birthday("packets"),
+            birthday_runs: birthday("runs"),
         })
     }
 }
