@@ -417,8 +417,11 @@ impl Traversal {
             },
         );
         // Control messages are unreliable: refresh the introducer's copy of
-        // our mapping with every request, so a lost announcement costs one
-        // retry, not the mapped candidate.
+        // our NAT type and mapping with every request, so a lost
+        // announcement costs one retry, not the mapped candidate or the
+        // NAT type the introduction carries (birthday probing needs it).
+        let nat = self.nat.report().nat;
+        self.control(via, TraversalMsg::NatInfo { nat });
         if let Some(addr) = self.mapped {
             self.control(via, TraversalMsg::PortMapped { addr: Some(addr) });
         }
