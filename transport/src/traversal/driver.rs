@@ -176,6 +176,7 @@ impl TraversalService {
             why,
             observations: core.observations().map(|(id, o)| (*id, *o)).collect(),
             lifetime: core.binding_lifetime(),
+            quic_keep_alive: Duration::ZERO,
         }
     }
 
