@@ -147,7 +147,12 @@ impl Traversal {
 
     /// Observer side: a `BINDING` probe on our socket gets a reply with
     /// the address we saw it from, nothing else (no session, no path).
-    pub(super) fn answer_binding_probe(&mut self, peer: NodeId, src: SocketAddr, frame: &ProbeFrame) {
+    pub(super) fn answer_binding_probe(
+        &mut self,
+        peer: NodeId,
+        src: SocketAddr,
+        frame: &ProbeFrame,
+    ) {
         let reply = ProbeFrame {
             kind: ProbeKind::Reply,
             flags: FLAG_BINDING,

@@ -575,7 +575,11 @@ impl Driver {
         let now = Instant::now();
         let learned = self.core().learned_keepalive();
         if let Some(keep_alive) = learned {
-            if self.shared.quic.set_keep_alive(&self.shared.endpoint, keep_alive) {
+            if self
+                .shared
+                .quic
+                .set_keep_alive(&self.shared.endpoint, keep_alive)
+            {
                 tracing::debug!(?keep_alive, "keepalive interval for new connections");
             }
         }

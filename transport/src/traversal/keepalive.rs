@@ -119,7 +119,9 @@ impl Keepalives {
             return false;
         };
         let current = path.outstanding == Some(*tx);
-        if path.addr != src || !(current || (path.outstanding.is_some() && path.previous == Some(*tx))) {
+        if path.addr != src
+            || !(current || (path.outstanding.is_some() && path.previous == Some(*tx)))
+        {
             return false;
         }
         path.outstanding = None;

@@ -363,11 +363,7 @@ impl LifetimeProbe {
             lower: self.lower,
             upper: self.upper,
             keepalive: self.keepalive(),
-            observer: self
-                .run
-                .as_ref()
-                .map(|r| r.observer.node)
-                .or(self.observer),
+            observer: self.run.as_ref().map(|r| r.observer.node).or(self.observer),
             error: self.error.clone(),
             measurements: self.measurements,
         }
@@ -644,7 +640,11 @@ impl LifetimeProbe {
         match &self.run {
             Some(run) => {
                 let upto = if run.ladder_open { run.rungs.len() } else { 1 };
-                run.rungs.iter().take(upto).filter_map(Rung::next_timer).min()
+                run.rungs
+                    .iter()
+                    .take(upto)
+                    .filter_map(Rung::next_timer)
+                    .min()
             }
             None if self.config.enabled => self.next_start,
             None => None,
