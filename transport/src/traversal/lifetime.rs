@@ -10,7 +10,7 @@
 //! 1. **Pilot.** One fresh probe port sends a probe (flag `BINDING`) to the
 //!    observer's address. The observer replies to where it saw it from,
 //!    which tells us the port's mapped address `M`. At once we send the
-//!    observer a [`TraversalMsg::BindingCheck`] asking for one probe from
+//!    observer a [`BindingCheck`](relay_proto::wire::traversal::TraversalMsg::BindingCheck) asking for one probe from
 //!    its main socket to `M`. If it arrives on the port, the observer
 //!    answers checks and reaches fresh ports; otherwise the measurement is
 //!    `unavailable` (an observer behind a filtering NAT, or an old node).
