@@ -1,6 +1,7 @@
 //! Arbitrary frames and control messages into a traversal core that has a
-//! peer and a punch in progress: it never panics, and never answers with
-//! more reply bytes than it was sent in frames.
+//! peer and a punch in progress: it never panics, never answers with more
+//! reply bytes than it was sent in frames, and sends binding-lifetime
+//! probes (`BindingCheck` answers) only to the IP it observes a peer at.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -60,16 +61,21 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     // Every reply (0x11) answers one valid inbound probe of the same size.
+    // Binding-lifetime probes (0x10 with flag 0x04: answers to
+    // `BindingCheck`s and our own measurement's) only ever go to the one IP
+    // a peer is observed at.
     let mut replied = 0usize;
     while let Some(tx) = core.poll_transmit() {
-        let data = match tx {
-            TraversalTransmit::Frame { data, .. } | TraversalTransmit::PortFrame { data, .. } => {
-                data
-            }
+        let (dst, data) = match tx {
+            TraversalTransmit::Frame { dst, data }
+            | TraversalTransmit::PortFrame { dst, data, .. } => (dst, data),
             TraversalTransmit::Control { .. } => continue,
         };
         if data.first() == Some(&0x11) {
             replied += data.len();
+        }
+        if data.first() == Some(&0x10) && data.get(1).is_some_and(|f| f & 0x04 != 0) {
+            assert_eq!(dst.ip(), src.ip(), "binding probe to {dst}");
         }
     }
     assert!(replied <= inbound, "replies {replied} > inbound {inbound}");

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use relay_transport::{NodeId, PeerInfo, Transport};
 use serde::{Deserialize, Serialize};
 
+use crate::lifetime_view::BindingLifetimeSection;
 use crate::port_map_view::PortMapSection;
 use crate::traversal_view::{NatSection, TraversalSnapshot};
 
@@ -33,6 +34,10 @@ pub struct NetcheckReport {
     /// mapped address, or `error: "port-map-unavailable: ..."`.
     #[serde(default)]
     pub port_map: PortMapSection,
+    /// How long our NAT keeps an idle binding (measured with a directly
+    /// connected peer) and the keepalive interval that follows.
+    #[serde(default)]
+    pub binding_lifetime: BindingLifetimeSection,
 }
 
 /// What one peer sees of us.
@@ -119,6 +124,7 @@ impl NetcheckReport {
             observations,
             relays,
             port_map: PortMapSection::default(),
+            binding_lifetime: extra.binding_lifetime.clone(),
         }
     }
 
@@ -158,6 +164,7 @@ impl NetcheckReport {
             out.push_str(&table(&rows));
         }
         out.push_str(&format!("port map  {}\n", self.port_map.line()));
+        out.push_str(&format!("lifetime  {}\n", self.binding_lifetime.line()));
         if self.relays.is_empty() {
             out.push_str("relays    none\n");
         } else {
@@ -307,6 +314,11 @@ mod tests {
         assert!(text.contains("OBSERVER"));
         assert!(text.contains("12.00ms"));
         assert!(text.contains("port map  off"));
+        assert!(text.contains("lifetime  off"));
+        assert_eq!(
+            serde_json::to_value(&report).unwrap()["binding_lifetime"]["state"],
+            "off"
+        );
         let v = serde_json::to_value(&report).unwrap();
         assert_eq!(v["port_map"]["state"], "off");
         assert!(v["port_map"]["protocol"].is_null());

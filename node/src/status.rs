@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use relay_transport::{PeerInfo, RelayStatus};
 use serde::{Deserialize, Serialize};
 
+use crate::lifetime_view::BindingLifetimeSection;
 use crate::port_map_view::PortMapSection;
 use crate::timefmt;
 use crate::traversal_view::{NatSection, TraversalSection, TraversalSnapshot};
@@ -32,6 +33,10 @@ pub struct StatusReport {
     /// or why there is none.
     #[serde(default)]
     pub port_map: PortMapSection,
+    /// How long our NAT keeps an idle binding and the keepalive interval
+    /// in use (as in `netcheck`).
+    #[serde(default)]
+    pub binding_lifetime: BindingLifetimeSection,
 }
 
 /// The relay section of a [`StatusReport`].
@@ -166,6 +171,7 @@ impl StatusReport {
             nat: NatSection::default(),
             traversal: TraversalSection::default(),
             port_map: PortMapSection::default(),
+            binding_lifetime: BindingLifetimeSection::default(),
         }
     }
 
@@ -184,6 +190,7 @@ impl StatusReport {
     ) -> Self {
         self.nat = NatSection::new(snapshot, observed);
         self.traversal = TraversalSection::new(snapshot);
+        self.binding_lifetime = snapshot.binding_lifetime.clone();
         for peer in &mut self.peers {
             peer.why = if peer.path == "direct" {
                 None
@@ -200,7 +207,7 @@ impl StatusReport {
     /// The human-readable form: a header and an aligned peer table.
     pub fn render_table(&self) -> String {
         let mut out = format!(
-            "node    {}\nlisten  {}\nrelay   {}\nnat     {}\npunch   {}\nportmap {}\n",
+            "node    {}\nlisten  {}\nrelay   {}\nnat     {}\npunch   {}\nportmap {}\nbinding {}\n",
             self.node_id,
             if self.listen.is_empty() {
                 "-".to_string()
@@ -214,6 +221,7 @@ impl StatusReport {
             },
             self.traversal.line(),
             self.port_map.line(),
+            self.binding_lifetime.line(),
         );
         if self.peers.is_empty() {
             out.push_str("peers   none\n");

@@ -16,13 +16,15 @@ use std::net::SocketAddr;
 use relay_transport::{NodeId, Transport};
 use serde::{Deserialize, Serialize};
 
+use crate::lifetime_view::BindingLifetimeSection;
+
 /// NAT type text when nothing has classified the NAT.
 pub const NAT_UNKNOWN: &str = "unknown";
 /// Every NAT type text, in a fixed order (metrics one-hot encode these).
 pub const NAT_TYPES: [&str; 4] = ["unknown", "open", "cone", "symmetric"];
 
 /// Traversal state at one instant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TraversalSnapshot {
     /// "unknown" | "open" | "cone" | "symmetric".
     pub nat_type: String,
@@ -48,6 +50,8 @@ pub struct TraversalSnapshot {
     pub birthday_successes: u64,
     /// Birthday packets sent by the runs that succeeded.
     pub birthday_packets_won: u64,
+    /// Our NAT's binding lifetime and the keepalive interval in use.
+    pub binding_lifetime: BindingLifetimeSection,
 }
 
 impl Default for TraversalSnapshot {
@@ -65,6 +69,7 @@ impl Default for TraversalSnapshot {
             birthday_packets: 0,
             birthday_successes: 0,
             birthday_packets_won: 0,
+            binding_lifetime: BindingLifetimeSection::default(),
         }
     }
 }
@@ -116,6 +121,7 @@ impl TraversalSource for TransportTraversal {
             birthday_packets: t.stats.birthday_packets,
             birthday_successes: t.stats.birthday_successes,
             birthday_packets_won: t.stats.birthday_packets_won,
+            binding_lifetime: BindingLifetimeSection::new(&t.lifetime, t.quic_keep_alive),
             last_error: t.stats.last_error,
         }
     }

@@ -17,7 +17,9 @@ pub struct TransportConfig {
     pub network_key: Option<NetworkKey>,
     /// The UDP address to bind.
     pub listen: SocketAddr,
-    /// How often an idle connection sends a keepalive.
+    /// How often an idle connection sends a keepalive, until traversal has
+    /// measured the NAT binding lifetime; connections made after that use
+    /// the interval learned from it (see docs/TRAVERSAL.md, Keepalives).
     pub keep_alive: Duration,
     /// How long a silent connection lives.
     pub idle_timeout: Duration,

@@ -19,6 +19,7 @@ pub(crate) mod control;
 mod dial;
 pub(crate) mod paths;
 mod peers;
+pub(crate) mod quic;
 pub(crate) mod rebind;
 
 use std::collections::HashMap;
@@ -44,7 +45,7 @@ use crate::traversal::driver::{self as traversal_driver, TraversalService};
 use crate::traversal::{TraversalError, TraversalErrorKind, TraversalSnapshot};
 use crate::{
     BindError, DialError, DialErrorKind, Incoming, PathKind, PeerEvent, PeerInfo, PeerState,
-    StreamError, TransportConfig, CLOSE_SHUTDOWN, MAX_UDP_PAYLOAD,
+    StreamError, TransportConfig, CLOSE_SHUTDOWN,
 };
 
 use dial::Route;
@@ -71,7 +72,8 @@ pub(crate) struct Shared {
     pub(crate) config: TransportConfig,
     pub(crate) endpoint: quinn::Endpoint,
     pub(crate) socket: Arc<PathSocket>,
-    pub(crate) client_config: quinn::ClientConfig,
+    /// quinn's client and server configs (keepalive interval included).
+    pub(crate) quic: quic::QuicConfigs,
     pub(crate) noise_stats: Arc<NoiseStats>,
     pub(crate) peers: Mutex<PeerTable>,
     pub(crate) events: broadcast::Sender<PeerEvent>,
@@ -194,25 +196,20 @@ impl Transport {
         })?;
         let socket = Arc::new(socket);
 
-        let mut transport = quinn::TransportConfig::default();
-        let idle = quinn::IdleTimeout::try_from(config.idle_timeout)
-            .map_err(|e| BindError::Config(format!("idle timeout: {e}")))?;
-        let mut mtu = quinn::MtuDiscoveryConfig::default();
-        mtu.upper_bound(MAX_UDP_PAYLOAD);
-        transport
-            .keep_alive_interval(Some(config.keep_alive))
-            .max_idle_timeout(Some(idle))
-            .initial_mtu(1200)
-            .min_mtu(1200)
-            .mtu_discovery_config(Some(mtu))
-            .datagram_receive_buffer_size(Some(1 << 20))
-            .datagram_send_buffer_size(1 << 20);
+        let transport = quic::transport_config(config.idle_timeout, config.keep_alive)
+            .map_err(BindError::Config)?;
         let transport = Arc::new(transport);
 
         let noise_config = NoiseConfig::new(config.secret_key.clone(), config.network_key.clone());
         let noise_stats = noise_config.stats.clone();
         let server_config = noise::server_config(&noise_config, transport.clone());
         let client_config = noise::client_config(&noise_config, transport);
+        let quic = quic::QuicConfigs::new(
+            config.idle_timeout,
+            config.keep_alive,
+            client_config,
+            server_config.clone(),
+        );
         let endpoint = quinn::Endpoint::new_with_abstract_socket(
             noise::endpoint_config(),
             Some(server_config),
@@ -250,7 +247,7 @@ impl Transport {
             config,
             endpoint,
             socket,
-            client_config,
+            quic,
             noise_stats,
             peers: Mutex::new(PeerTable::default()),
             events,
@@ -610,7 +607,9 @@ impl Transport {
             .filter(|(_, mapped)| !matches!(shared.socket.path(mapped), Some(Path::Direct(_))))
             .map(|(id, _)| id)
             .collect();
-        traversal.snapshot(&not_direct)
+        let mut snapshot = traversal.snapshot(&not_direct);
+        snapshot.quic_keep_alive = shared.quic.keep_alive();
+        snapshot
     }
 
     /// Port mapping: the protocol that holds a mapping of our UDP port on

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use relay_proto::NodeId;
 use relay_transport::traversal::{
-    BirthdayConfig, NatType, TraversalConfig, TraversalErrorKind, TraversalEvent,
+    BirthdayConfig, LifetimeConfig, LifetimeState, NatType, TraversalConfig, TraversalErrorKind,
+    TraversalEvent,
 };
 use sim::{HostId, Impairment, NatKind, Record, World};
 
@@ -24,6 +25,20 @@ const KINDS: [NatKind; 5] = [
 ];
 
 const LONG_BINDINGS: Duration = Duration::from_secs(600);
+
+/// The default config without binding-lifetime measurement: the punch,
+/// keepalive and birthday tests count probe ports, packets and keepalive
+/// rounds, which the measurement's own ports and probes would add to. It
+/// has its own tests at the end.
+fn punch_config() -> TraversalConfig {
+    TraversalConfig {
+        lifetime: LifetimeConfig {
+            enabled: false,
+            ..LifetimeConfig::default()
+        },
+        ..TraversalConfig::default()
+    }
+}
 
 /// How one side's attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,7 +186,7 @@ fn needs_birthday(ka: NatKind, kb: NatKind) -> bool {
 }
 
 fn check_pair(seed: u64, ka: NatKind, kb: NatKind) -> PairResult {
-    let (mut s, r) = punch(seed, ka, kb, &TraversalConfig::default());
+    let (mut s, r) = punch(seed, ka, kb, &punch_config());
     let label = format!("{ka:?} x {kb:?} (seed {seed})");
     assert_eq!(r.a_nat, expected_nat(ka), "{label}: A's classification");
     assert_eq!(r.b_nat, expected_nat(kb), "{label}: B's classification");
@@ -301,8 +316,8 @@ fn same_seed_same_trace() {
         (NatKind::Symmetric, NatKind::FullCone),
         (NatKind::PortRestricted, NatKind::Symmetric),
     ] {
-        let (s1, r1) = punch(99, ka, kb, &TraversalConfig::default());
-        let (s2, r2) = punch(99, ka, kb, &TraversalConfig::default());
+        let (s1, r1) = punch(99, ka, kb, &punch_config());
+        let (s2, r2) = punch(99, ka, kb, &punch_config());
         assert!(!r1.trace.is_empty());
         assert_eq!(r1.trace, r2.trace);
         assert_eq!(
@@ -322,7 +337,7 @@ fn symmetric_facing_full_cone_needs_peer_reflexive_replies() {
         (NatKind::Symmetric, NatKind::FullCone),
         (NatKind::FullCone, NatKind::Symmetric),
     ] {
-        let with = TraversalConfig::default();
+        let with = punch_config();
         let (_, r) = punch(5, ka, kb, &with);
         assert!(
             matches!((&r.a, &r.b), (Side::Direct(_), Side::Direct(_))),
@@ -341,7 +356,7 @@ fn symmetric_facing_full_cone_needs_peer_reflexive_replies() {
                 enabled: false,
                 ..BirthdayConfig::default()
             },
-            ..TraversalConfig::default()
+            ..punch_config()
         };
         let (_, r) = punch(5, ka, kb, &without);
         assert!(
@@ -366,12 +381,7 @@ fn symmetric_facing_full_cone_needs_peer_reflexive_replies() {
 fn symmetric_side_finds_peer_at_its_public_mapping_and_is_found_at_a_new_port() {
     // A symmetric NAT gives the punch a port the introducer never saw: B can
     // only have learned it from A's probes.
-    let (s, r) = punch(
-        11,
-        NatKind::Symmetric,
-        NatKind::FullCone,
-        &TraversalConfig::default(),
-    );
+    let (s, r) = punch(11, NatKind::Symmetric, NatKind::FullCone, &punch_config());
     let Side::Direct(b_to_a) = r.b else {
         panic!("{:?}", r.b)
     };
@@ -393,7 +403,7 @@ fn symmetric_side_finds_peer_at_its_public_mapping_and_is_found_at_a_new_port() 
 #[test]
 fn keepalives_hold_bindings_and_detect_a_rebinding() {
     let binding = Duration::from_secs(30);
-    let config = TraversalConfig::default();
+    let config = punch_config();
     let mut s = setup(
         3,
         NatKind::PortRestricted,
@@ -447,7 +457,7 @@ fn without_keepalives_idle_bindings_expire() {
     let binding = Duration::from_secs(30);
     let config = TraversalConfig {
         keepalive_interval: Duration::from_secs(3600),
-        ..TraversalConfig::default()
+        ..punch_config()
     };
     let mut s = setup(
         3,
@@ -473,7 +483,7 @@ fn introducer_budget_rejects_with_stable_kind() {
     let config = TraversalConfig {
         intro_burst: 2,
         intro_refill: Duration::from_secs(3600),
-        ..TraversalConfig::default()
+        ..punch_config()
     };
     let mut s = setup(
         8,
@@ -532,7 +542,7 @@ fn introducer_budget_rejects_with_stable_kind() {
 
 #[test]
 fn rendezvous_failures_have_stable_kinds() {
-    let config = TraversalConfig::default();
+    let config = punch_config();
     let mut world = World::new(4, Impairment::default());
     let introducer = world.add_public(config.clone());
     let a = world.add_site(NatKind::PortRestricted, LONG_BINDINGS, config.clone());
@@ -590,7 +600,7 @@ fn rendezvous_failures_have_stable_kinds() {
 /// Runs A -> B with some introductions withheld; returns both outcomes
 /// after checking them for agreement and reachability.
 fn punch_starved(ka: NatKind, kb: NatKind, to_a: u32, to_b: u32) -> (Side, Side, String, usize) {
-    let config = TraversalConfig::default();
+    let config = punch_config();
     let mut s = setup(21, ka, kb, &config, LONG_BINDINGS);
     s.world.drop_introductions.insert(s.a, to_a);
     s.world.drop_introductions.insert(s.b, to_b);
@@ -716,7 +726,7 @@ fn birthday_pair(
 
 #[test]
 fn cone_x_symmetric_goes_direct_across_seeds() {
-    let config = TraversalConfig::default();
+    let config = punch_config();
     let mut report = String::new();
     for (ka, kb) in [
         (NatKind::PortRestricted, NatKind::Symmetric),
@@ -765,7 +775,7 @@ fn birthday_off_leaves_cone_x_symmetric_relayed() {
             enabled: false,
             ..BirthdayConfig::default()
         },
-        ..TraversalConfig::default()
+        ..punch_config()
     };
     let (s, r) = punch(7, NatKind::PortRestricted, NatKind::Symmetric, &config);
     assert_eq!(
@@ -795,7 +805,7 @@ fn symmetric_x_symmetric_stays_relayed_without_birthday_probing() {
             seed,
             NatKind::Symmetric,
             NatKind::Symmetric,
-            &TraversalConfig::default(),
+            &punch_config(),
         );
         let want = Side::Failed {
             kind: TraversalErrorKind::PunchFailed,
@@ -829,7 +839,7 @@ fn birthday_probing_keeps_to_its_budget() {
     };
     let config = TraversalConfig {
         birthday: birthday.clone(),
-        ..TraversalConfig::default()
+        ..punch_config()
     };
     let mut s = setup(
         31,
@@ -883,7 +893,7 @@ fn birthday_probing_keeps_to_its_budget() {
 
 #[test]
 fn a_lost_birthday_path_releases_its_port() {
-    let config = TraversalConfig::default();
+    let config = punch_config();
     let mut s = setup(
         7,
         NatKind::Symmetric,
@@ -913,4 +923,113 @@ fn a_lost_birthday_path_releases_its_port() {
     assert_eq!(s.world.hosts[s.a].core.direct_path(&bid), None);
     assert_eq!(s.world.hosts[s.a].core.port_route(&addr), None);
     assert!(s.world.hosts[s.a].ports.is_empty());
+}
+
+/// A and B behind port-restricted NATs whose bindings live `binding`
+/// idle; they measure it (or not), then punch, then stay idle for 60 s.
+/// Returns the world and whether either side lost the direct path.
+fn idle_after_lifetime(config: &TraversalConfig, binding: Duration) -> (Setup, bool) {
+    let mut s = setup(
+        11,
+        NatKind::PortRestricted,
+        NatKind::PortRestricted,
+        config,
+        binding,
+    );
+    // Long enough for a measurement: 5 s start delay, the pilot, the
+    // ladder up to the first dead rung.
+    s.world.run_for(Duration::from_secs(40));
+    // The modelled connections to the public hosts send nothing by
+    // themselves, so their 5 s bindings are long gone: connect again, as
+    // QUIC keepalives would have kept them.
+    let observer = s.introducer + 1;
+    for site in [s.a, s.b] {
+        s.world.connect_direct(site, s.introducer);
+        s.world.connect_direct(site, observer);
+    }
+    let (aid, bid, iid) = (
+        id(&s.world, s.a),
+        id(&s.world, s.b),
+        id(&s.world, s.introducer),
+    );
+    let now = s.world.now();
+    s.world.hosts[s.a]
+        .core
+        .request_direct(now, bid, Some(iid))
+        .unwrap();
+    s.world.run_for(Duration::from_secs(5));
+    assert!(s.world.hosts[s.a].core.direct_path(&bid).is_some());
+    assert!(s.world.hosts[s.b].core.direct_path(&aid).is_some());
+    let from = s.world.elapsed();
+    s.world.run_for(Duration::from_secs(60));
+    let lost = s
+        .world
+        .records
+        .iter()
+        .any(|r| r.at >= from && matches!(r.event, TraversalEvent::DirectPathLost { .. }));
+    (s, lost)
+}
+
+#[test]
+fn measured_binding_lifetime_keeps_a_direct_path_alive() {
+    let binding = Duration::from_secs(5);
+    let config = TraversalConfig::default();
+    let (mut s, lost) = idle_after_lifetime(&config, binding);
+    for h in [s.a, s.b] {
+        let r = s.world.hosts[h].core.binding_lifetime();
+        assert_eq!(r.state, LifetimeState::Measured, "host {h}: {r:?}");
+        // Rungs 2 and 4 s lived, 8 s died: the 5 s lifetime is bracketed.
+        assert_eq!(r.lower, Some(Duration::from_secs(4)), "host {h}");
+        assert_eq!(r.upper, Some(Duration::from_secs(8)), "host {h}");
+        assert_eq!(r.keepalive, Duration::from_secs(2), "host {h}");
+        let observer = r.observer.and_then(|o| s.world.host_of(&o));
+        assert!(
+            observer == Some(s.introducer) || observer == Some(s.introducer + 1),
+            "host {h}: observed by {observer:?}"
+        );
+        // Every probe port is closed again.
+        assert!(s.world.hosts[h].ports.is_empty(), "host {h}");
+        assert_eq!(s.world.hosts[h].ports_opened, 8, "host {h}");
+    }
+    // The observers answered the checks; public hosts need no measurement.
+    let answered: u64 = s
+        .world
+        .hosts
+        .iter()
+        .map(|h| h.core.stats().binding_checks_answered)
+        .sum();
+    assert!(answered >= 2 * 5, "{answered}");
+    assert_eq!(
+        s.world.hosts[s.introducer].core.binding_lifetime().state,
+        LifetimeState::NotNeeded
+    );
+    assert!(!lost, "a direct path was lost despite adaptive keepalives");
+    let (aid, bid) = (id(&s.world, s.a), id(&s.world, s.b));
+    let addr_b = s.world.hosts[s.a].core.direct_path(&bid).unwrap();
+    let addr_a = s.world.hosts[s.b].core.direct_path(&aid).unwrap();
+    assert_eq!(s.world.reachable(s.a, addr_b), Some(s.b));
+    assert_eq!(s.world.reachable(s.b, addr_a), Some(s.a));
+    assert_eq!(s.world.hosts[s.a].core.stats().relay_fallbacks, 0);
+}
+
+#[test]
+fn a_fixed_keepalive_above_the_lifetime_loses_the_path() {
+    // The control case: no measurement, keepalives every 8 s against 5 s
+    // bindings.
+    let binding = Duration::from_secs(5);
+    let config = TraversalConfig {
+        keepalive_interval: Duration::from_secs(8),
+        lifetime: LifetimeConfig {
+            enabled: false,
+            ..LifetimeConfig::default()
+        },
+        ..TraversalConfig::default()
+    };
+    let (s, lost) = idle_after_lifetime(&config, binding);
+    assert_eq!(
+        s.world.hosts[s.a].core.binding_lifetime().state,
+        LifetimeState::Disabled
+    );
+    assert!(lost, "the path survived keepalives slower than the binding");
+    assert!(s.world.hosts[s.a].core.stats().relay_fallbacks >= 1);
 }

@@ -230,6 +230,29 @@ fn traversal(w: &mut TextWriter, status: &StatusReport) {
     ] {
         w.single(name, Kind::Counter, help, count(value));
     }
+    binding_lifetime(w, status);
+}
+
+/// The measured NAT binding lifetime (its lower bound; absent until
+/// measured) and the keepalive interval in use.
+fn binding_lifetime(w: &mut TextWriter, status: &StatusReport) {
+    let b = &status.binding_lifetime;
+    if let Some(lower) = b.lower_s {
+        w.single(
+            "relay_node_binding_lifetime_seconds",
+            Kind::Gauge,
+            "An idle NAT binding of this node lived at least this long (measured).",
+            lower,
+        );
+    }
+    if let Some(k) = b.keepalive_s {
+        w.single(
+            "relay_node_keepalive_interval_seconds",
+            Kind::Gauge,
+            "Keepalive interval on direct paths, from the binding lifetime.",
+            k,
+        );
+    }
 }
 
 fn relay(w: &mut TextWriter, status: &StatusReport) {

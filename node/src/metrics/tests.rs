@@ -61,6 +61,13 @@ fn status() -> StatusReport {
         punches_succeeded: 4,
         relay_fallbacks: 1,
         direct_upgrades: 4,
+        binding_lifetime: crate::lifetime_view::BindingLifetimeSection {
+            state: "measured".into(),
+            lower_s: Some(4.0),
+            upper_s: Some(8.0),
+            keepalive_s: Some(2.0),
+            ..Default::default()
+        },
         ..TraversalSnapshot::default()
     };
     StatusReport::new(
@@ -171,6 +178,8 @@ fn values_come_from_the_snapshot() {
     has("relay_node_relay_fallbacks_total 1");
     has("relay_node_direct_upgrades_total 4");
     has("relay_node_birthday_packets_total 0");
+    has("relay_node_binding_lifetime_seconds 4");
+    has("relay_node_keepalive_interval_seconds 2");
     has("relay_node_relay_enabled 1");
     has("relay_node_relay_clients 2");
     has("relay_node_relay_sessions 1");

@@ -12,7 +12,8 @@
 //! ```
 //!
 //! - `type`: [`PROBE`] or [`PROBE_REPLY`].
-//! - `flags`: [`FLAG_NOMINATE`], [`FLAG_KEEPALIVE`]; other bits must be zero.
+//! - `flags`: [`FLAG_NOMINATE`], [`FLAG_KEEPALIVE`], [`FLAG_BINDING`]; other
+//!   bits must be zero.
 //! - `tx id`: chosen by the prober, echoed by the reply.
 //! - `sender`: the NodeId of the node that built this frame (raw bytes; this
 //!   codec does not validate the key, the receiver only uses it to look up a
@@ -40,8 +41,13 @@ pub const PROBE_REPLY: u8 = 0x11;
 pub const FLAG_NOMINATE: u8 = 0x01;
 /// Flag: a keepalive on an established direct path.
 pub const FLAG_KEEPALIVE: u8 = 0x02;
+/// Flag: a binding-lifetime probe (the measuring node's opening probe
+/// from a fresh port, its reply, and the observer's check probe; see the
+/// transport's `traversal::lifetime`). Answered like any probe, but it
+/// never starts or feeds a punch and its source is not a path.
+pub const FLAG_BINDING: u8 = 0x04;
 /// Every flag this version knows.
-pub const KNOWN_FLAGS: u8 = FLAG_NOMINATE | FLAG_KEEPALIVE;
+pub const KNOWN_FLAGS: u8 = FLAG_NOMINATE | FLAG_KEEPALIVE | FLAG_BINDING;
 /// Length of a transaction id.
 pub const TX_LEN: usize = 12;
 /// Length of the authentication tag.
@@ -264,6 +270,12 @@ mod tests {
         let mut bad = good;
         bad[FLAGS_AT] = 0x80;
         assert_eq!(ProbeFrame::parse(&bad), Err(ProbeError::Flags(0x80)));
+        let mut bad = good;
+        bad[FLAGS_AT] = 0x08;
+        assert_eq!(ProbeFrame::parse(&bad), Err(ProbeError::Flags(0x08)));
+        let mut binding = good;
+        binding[FLAGS_AT] = FLAG_BINDING;
+        assert_eq!(ProbeFrame::parse(&binding).unwrap().flags, FLAG_BINDING);
         let mut bad = good;
         bad[FAMILY_AT] = 5;
         assert_eq!(ProbeFrame::parse(&bad), Err(ProbeError::Family(5)));

@@ -13,6 +13,10 @@
 //!    the two clocks never need to agree).
 //!    Or I refuses A: [`TraversalMsg::Rejected`].
 //!
+//! Separately, a node measuring how long its NAT keeps an idle binding asks
+//! a directly connected peer (the observer) to send one probe to an address
+//! it saw one of our probe ports at: [`TraversalMsg::BindingCheck`].
+//!
 //! Decoding ([`TraversalMsg::decode`]) is total and checks the bounds
 //! ([`TraversalMsg::validate`]); messages decoded as part of a larger
 //! envelope must be validated too.
@@ -138,7 +142,22 @@ pub enum TraversalMsg {
         /// The mapped external address.
         addr: Option<SocketAddr>,
     },
+    /// "Send one probe (flag `BINDING`, transaction id `tx`) from your
+    /// main socket to `addr`": a binding-lifetime check. `addr` is where
+    /// the receiver saw one of the sender's probe ports some seconds ago;
+    /// whether the probe gets through tells whether the sender's NAT still
+    /// holds that binding. The receiver answers only a peer it is connected
+    /// to, only on the IP it observes that peer at, and within a budget.
+    BindingCheck {
+        /// The transaction id the probe must carry.
+        tx: [u8; BINDING_TX_LEN],
+        /// Where to send it.
+        addr: SocketAddr,
+    },
 }
+
+/// Length of a binding check's transaction id (a probe's).
+pub const BINDING_TX_LEN: usize = 12;
 
 /// Why a traversal message was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -158,6 +177,9 @@ pub enum TraversalMsgError {
     /// A mapped address with port 0 or an unspecified IP.
     #[error("invalid mapped address in traversal message")]
     MappedAddr,
+    /// A binding-check address with port 0 or an unspecified IP.
+    #[error("invalid binding-check address in traversal message")]
+    CheckAddr,
     /// A NodeId that is not a valid key.
     #[error("invalid NodeId in traversal message")]
     NodeId,
@@ -190,6 +212,12 @@ impl TraversalMsg {
                 }
                 _ => Ok(()),
             },
+            Self::BindingCheck { addr, .. } => {
+                if addr.port() == 0 || addr.ip().is_unspecified() {
+                    return Err(TraversalMsgError::CheckAddr);
+                }
+                Ok(())
+            }
             Self::ReachRequest { target, .. } | Self::Rejected { target, .. } => check_id(target),
             Self::Introduce(intro) => {
                 if intro.candidates.len() > MAX_CANDIDATES {
@@ -264,6 +292,14 @@ mod tests {
                 addr: Some("198.51.101.10:40000".parse().unwrap()),
             },
             TraversalMsg::PortMapped { addr: None },
+            TraversalMsg::BindingCheck {
+                tx: [7; BINDING_TX_LEN],
+                addr: "198.51.101.10:40001".parse().unwrap(),
+            },
+            TraversalMsg::BindingCheck {
+                tx: [0; BINDING_TX_LEN],
+                addr: "[2001:db8::1]:9".parse().unwrap(),
+            },
         ];
         for msg in msgs {
             let bytes = msg.encode().unwrap();
@@ -301,6 +337,34 @@ mod tests {
                 Err(TraversalMsgError::MappedAddr)
             );
         }
+    }
+
+    #[test]
+    fn binding_check_bounds() {
+        for bad in ["0.0.0.0:4000", "198.51.101.10:0", "[::]:9"] {
+            let msg = TraversalMsg::BindingCheck {
+                tx: [1; BINDING_TX_LEN],
+                addr: bad.parse().unwrap(),
+            };
+            assert_eq!(msg.encode(), Err(TraversalMsgError::CheckAddr));
+            // A peer that encodes it anyway is refused on decode.
+            let bytes = postcard::to_allocvec(&msg).unwrap();
+            assert_eq!(
+                TraversalMsg::decode(&bytes),
+                Err(TraversalMsgError::CheckAddr)
+            );
+        }
+        let good = TraversalMsg::BindingCheck {
+            tx: [1; BINDING_TX_LEN],
+            addr: "198.51.101.10:4000".parse().unwrap(),
+        }
+        .encode()
+        .unwrap();
+        // A 12-byte id is fixed-size: a truncated one does not decode.
+        assert_eq!(
+            TraversalMsg::decode(&good[..good.len() - 1]),
+            Err(TraversalMsgError::Malformed)
+        );
     }
 
     #[test]

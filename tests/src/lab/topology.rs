@@ -97,6 +97,33 @@ impl Site {
         block::blocked_drops(&self.router)
     }
 
+    /// Makes the router forget an idle UDP flow after `secs` seconds:
+    /// both per-namespace conntrack UDP timeouts (`nf_conntrack_udp_timeout`
+    /// for flows seen one way, `nf_conntrack_udp_timeout_stream` for flows
+    /// seen both ways; defaults 30 s and 120 s or more). The presets filter
+    /// through conntrack, so this is the NAT's binding lifetime. Flows that
+    /// exist already take the new value at their next packet.
+    pub fn set_udp_timeout(&self, secs: u32) -> LabResult<()> {
+        let value = secs.to_string();
+        for key in [
+            "nf_conntrack_udp_timeout",
+            "nf_conntrack_udp_timeout_stream",
+        ] {
+            self.router
+                .sysctl(&format!("net/netfilter/{key}"), &value)?;
+            let read = self
+                .router
+                .exec("cat", &[&format!("/proc/sys/net/netfilter/{key}")])?;
+            if read.trim() != value {
+                return Err(LabError::Helper(format!(
+                    "{key} is {} after setting {value}",
+                    read.trim()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Unsolicited inbound UDP packets the router has dropped so far.
     pub fn unsolicited_drops(&self) -> LabResult<u64> {
         nat::unsolicited_drops(&self.router)

@@ -201,7 +201,7 @@ async fn handshake(
 ) -> Result<Option<quinn::Connection>, DialError> {
     let connecting = shared
         .endpoint
-        .connect_with(shared.client_config.clone(), mapped, &node.to_string())
+        .connect_with(shared.quic.client(), mapped, &node.to_string())
         .map_err(connect_error)?;
     let timeout = shared.config.dial_timeout;
     let gone = async {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use relay_proto::wire::probe::{
-    ProbeFrame, ProbeKind, FLAG_KEEPALIVE, FLAG_NOMINATE, PROBE_LEN, TAG_LEN,
+    ProbeFrame, ProbeKind, FLAG_BINDING, FLAG_KEEPALIVE, FLAG_NOMINATE, PROBE_LEN, TAG_LEN,
 };
 use relay_proto::wire::traversal::{Introduction, NatType, RejectReason, TraversalMsg};
 use relay_proto::NodeId;
@@ -31,6 +31,7 @@ use super::early::EarlyIntros;
 use super::error::{TraversalError, TraversalErrorKind};
 use super::introducer::{Introducer, Side};
 use super::keepalive::Keepalives;
+use super::lifetime::{CheckBudget, LifetimeProbe};
 use super::mapped::{add_mapped_candidate, mapped_probe_delay};
 use super::nat::{NatClassifier, NatReport, Observation};
 use super::output::{TraversalEvent, TraversalTransmit};
@@ -117,6 +118,12 @@ pub struct Traversal {
     last_now: Option<Instant>,
     /// Introductions that arrived before their peer's connection.
     early: EarlyIntros,
+    /// Binding-lifetime measurement (`lifetime`).
+    lifetime: LifetimeProbe,
+    /// Our NAT as the measurement last saw it.
+    lifetime_nat: lifetime_glue::NatSeen,
+    /// Observer side: binding checks each peer may still ask for.
+    check_budget: CheckBudget,
 }
 
 impl Traversal {
@@ -135,7 +142,14 @@ impl Traversal {
             config.intro_refill,
             config.fire_margin,
         );
-        let keepalives = Keepalives::new(config.keepalive_interval, config.keepalive_misses);
+        let keepalives = Keepalives::new(
+            config.keepalive_interval,
+            config.keepalive_retry,
+            config.keepalive_misses,
+        );
+        let lifetime = LifetimeProbe::new(config.lifetime.clone(), config.keepalive_interval);
+        let check_budget =
+            CheckBudget::new(config.lifetime.check_burst, config.lifetime.check_refill);
         let limiter = RateLimiter::new(config.birthday.rate, config.birthday.burst);
         Self {
             me,
@@ -160,6 +174,9 @@ impl Traversal {
             held_ports: BTreeMap::new(),
             last_now: None,
             early: EarlyIntros::default(),
+            lifetime,
+            lifetime_nat: (NatType::Unknown, None),
+            check_budget,
         }
     }
 
@@ -245,6 +262,7 @@ impl Traversal {
             }
         };
         take(self.keepalives.poll_timeout());
+        take(self.lifetime.poll_timeout());
         for s in self.sessions.values() {
             take(s.poll_timeout());
         }
@@ -323,6 +341,7 @@ impl Traversal {
                 }
             }
         }
+        self.lifetime_connection(now, peer);
     }
 
     /// Our port mapping changed: `Some(external address)` while we hold
@@ -350,6 +369,7 @@ impl Traversal {
         self.introducer.forget(peer);
         self.end_birthday(peer, None);
         self.release_held(peer);
+        self.lifetime_disconnect(now, peer);
         if let Some(report) = self.nat.remove_observer(peer) {
             self.nat_changed(report);
         }
@@ -447,6 +467,7 @@ impl Traversal {
                 }
             }
             TraversalMsg::Introduce(intro) => self.on_introduce(now, intro),
+            TraversalMsg::BindingCheck { tx, addr } => self.on_binding_check(now, from, tx, addr),
             TraversalMsg::Rejected {
                 req,
                 target,
@@ -468,6 +489,11 @@ impl Traversal {
         };
         self.stats.probes_received += 1;
         match frame.kind {
+            // Binding-lifetime probes are answered and nothing else.
+            ProbeKind::Probe if frame.has(FLAG_BINDING) => {
+                self.answer_binding_probe(peer, src, &frame)
+            }
+            ProbeKind::Reply if frame.has(FLAG_BINDING) => {}
             ProbeKind::Probe => self.on_probe(now, peer, src, &frame),
             ProbeKind::Reply => self.on_reply(now, peer, src, &frame),
         }
@@ -806,6 +832,7 @@ impl Traversal {
         self.drive_pending(now);
         self.last_now = Some(self.last_now.map_or(now, |t| t.max(now)));
         self.drive_birthday(now);
+        self.drive_lifetime(now);
 
         let mut probes = Vec::new();
         let mut finished = Vec::new();
@@ -935,6 +962,9 @@ impl Traversal {
 
 #[path = "agent_birthday.rs"]
 mod birthday_glue;
+
+#[path = "agent_lifetime.rs"]
+mod lifetime_glue;
 
 #[cfg(test)]
 #[path = "agent_tests.rs"]

@@ -35,6 +35,11 @@ impl Traversal {
             self.stats.probes_invalid += 1;
             return true;
         };
+        if self.lifetime.owns_port(port) {
+            self.lifetime_port_frame(now, port, peer, src, &frame);
+            self.drive(now);
+            return true;
+        }
         let owned = self.birthday.get(&peer).is_some_and(|r| r.owns_port(port))
             || self.held_ports.get(&peer) == Some(&port);
         if !owned {

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::birthday::BirthdayConfig;
+use super::lifetime::LifetimeConfig;
 
 /// Everything the traversal core can be tuned with.
 #[derive(Debug, Clone)]
@@ -30,8 +31,12 @@ pub struct TraversalConfig {
     pub nominate_attempts: u32,
     /// Spacing of nominations. Default 250 ms.
     pub nominate_interval: Duration,
-    /// Keepalive period on an idle direct path. Default 20 s.
+    /// Keepalive period on an idle direct path until the binding lifetime
+    /// is measured (`lifetime`). Default 20 s.
     pub keepalive_interval: Duration,
+    /// Wait for a keepalive's reply before it counts as missed and the
+    /// next one goes out. Default 1 s.
+    pub keepalive_retry: Duration,
     /// Unanswered keepalives before a direct path is declared lost.
     /// Default 3.
     pub keepalive_misses: u32,
@@ -55,6 +60,9 @@ pub struct TraversalConfig {
     /// Birthday-paradox probing for cone x symmetric pairs (on by
     /// default; see `birthday` for the limits).
     pub birthday: BirthdayConfig,
+    /// Binding-lifetime measurement and the keepalive interval derived
+    /// from it (see `lifetime`).
+    pub lifetime: LifetimeConfig,
 }
 
 impl Default for TraversalConfig {
@@ -72,6 +80,7 @@ impl Default for TraversalConfig {
             nominate_attempts: 6,
             nominate_interval: Duration::from_millis(250),
             keepalive_interval: Duration::from_secs(20),
+            keepalive_retry: Duration::from_secs(1),
             keepalive_misses: 3,
             introducer: true,
             intro_burst: 8,
@@ -82,6 +91,7 @@ impl Default for TraversalConfig {
             peer_reflexive: true,
             max_sessions: 64,
             birthday: BirthdayConfig::default(),
+            lifetime: LifetimeConfig::default(),
         }
     }
 }

@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use rand::RngCore;
 use relay_proto::wire::control::ControlMsg;
-use relay_proto::wire::probe::ProbeFrame;
+use relay_proto::wire::probe::{ProbeFrame, FLAG_BINDING};
 use relay_proto::wire::traversal::TraversalMsg;
 use relay_proto::NodeId;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -58,6 +58,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::birthday::{BirthdayConfig, PortId};
+use super::lifetime::LifetimeConfig;
 use super::snapshot::TraversalSnapshot;
 use super::{ConnectionInfo, Traversal, TraversalConfig, TraversalEvent, TraversalTransmit};
 use crate::endpoint::{control, paths, Shared};
@@ -96,9 +97,10 @@ pub(crate) struct TraversalService {
 
 impl TraversalService {
     /// A core for node `me`. Keepalives are timed so that a dead direct
-    /// path is noticed (after 4 silent intervals) well within the
-    /// connection's idle timeout `idle`, and the relay takes over before
-    /// quinn gives up.
+    /// path is noticed well within the connection's idle timeout `idle`,
+    /// and the relay takes over before quinn gives up: a tenth of it until
+    /// the NAT binding lifetime is measured, then half the lifetime,
+    /// between 1 s and a third of `idle` (3 misses, 1 s apart, add 3 s).
     pub(crate) fn new(
         me: NodeId,
         public_addr: Option<SocketAddr>,
@@ -109,6 +111,10 @@ impl TraversalService {
         let config = TraversalConfig {
             public_addr,
             keepalive_interval: keepalive,
+            lifetime: LifetimeConfig {
+                keepalive_max: (idle / 3).max(Duration::from_secs(1)),
+                ..LifetimeConfig::default()
+            },
             birthday: BirthdayConfig {
                 enabled: birthday,
                 ..BirthdayConfig::default()
@@ -169,6 +175,8 @@ impl TraversalService {
             stats: core.stats().clone(),
             why,
             observations: core.observations().map(|(id, o)| (*id, *o)).collect(),
+            lifetime: core.binding_lifetime(),
+            quic_keep_alive: Duration::ZERO,
         }
     }
 
@@ -330,6 +338,8 @@ impl Driver {
                 valid.then(|| ProbeFrame::parse(&frame.data).ok()).flatten(),
             )
         };
+        // Binding-lifetime probes come from ports that carry no path.
+        let sender = sender.filter(|f| !f.has(FLAG_BINDING));
         let Some(sender) = sender.and_then(|f| NodeId::from_bytes(&f.sender).ok()) else {
             return;
         };
@@ -559,9 +569,20 @@ impl Driver {
         self.try_direct(peer, now);
     }
 
-    /// Once a second: traffic on direct paths, due punch retries.
+    /// Once a second: traffic on direct paths, due punch retries, the
+    /// learned keepalive interval for new connections.
     fn on_tick(&mut self) {
         let now = Instant::now();
+        let learned = self.core().learned_keepalive();
+        if let Some(keep_alive) = learned {
+            if self
+                .shared
+                .quic
+                .set_keep_alive(&self.shared.endpoint, keep_alive)
+            {
+                tracing::debug!(?keep_alive, "keepalive interval for new connections");
+            }
+        }
         let peers: Vec<NodeId> = self.peers.keys().copied().collect();
         for peer in peers {
             self.report_activity(peer, now);

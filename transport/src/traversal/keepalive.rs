@@ -5,8 +5,11 @@
 //! carried nothing from the peer for `interval` (20 s by default), we send
 //! a probe flagged `KEEPALIVE`; the peer's reply refreshes the bindings on
 //! both sides. Traffic from the peer on the path (reported by the driver)
-//! counts as activity. After `max_misses` keepalives in a row go
-//! unanswered, the path is declared lost.
+//! counts as activity. An unanswered keepalive is a miss; after a miss the
+//! next one goes out after `retry` (1 s in the transport), whatever the
+//! interval, so a dead path is declared lost `interval + max_misses *
+//! retry` after the peer fell silent. The interval follows the measured
+//! NAT binding lifetime ([`super::lifetime`], [`Keepalives::set_interval`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,8 +24,13 @@ use super::punch::ProbeOut;
 #[derive(Debug, Clone, Copy)]
 struct KeptPath {
     addr: SocketAddr,
+    /// When the peer was last heard on the path (or the path started).
+    quiet_since: Instant,
     next: Instant,
     outstanding: Option<[u8; TX_LEN]>,
+    /// The keepalive before `outstanding`, whose reply still counts (a
+    /// round trip may exceed `retry`).
+    previous: Option<[u8; TX_LEN]>,
     misses: u32,
 }
 
@@ -30,17 +38,39 @@ struct KeptPath {
 #[derive(Debug)]
 pub struct Keepalives {
     interval: Duration,
+    retry: Duration,
     max_misses: u32,
     paths: BTreeMap<NodeId, KeptPath>,
 }
 
 impl Keepalives {
-    /// Keepalives every `interval` of silence; lost after `max_misses`.
-    pub fn new(interval: Duration, max_misses: u32) -> Self {
+    /// Keepalives every `interval` of silence; lost after `max_misses`
+    /// unanswered ones, each waited for `retry`.
+    pub fn new(interval: Duration, retry: Duration, max_misses: u32) -> Self {
         Self {
             interval,
+            retry,
             max_misses: max_misses.max(1),
             paths: BTreeMap::new(),
+        }
+    }
+
+    /// The interval of silence before a keepalive.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Changes the interval; paths waiting out a quiet period are
+    /// rescheduled from when they last heard the peer.
+    pub fn set_interval(&mut self, interval: Duration) {
+        if interval == self.interval {
+            return;
+        }
+        self.interval = interval;
+        for path in self.paths.values_mut() {
+            if path.outstanding.is_none() {
+                path.next = path.quiet_since + interval;
+            }
         }
     }
 
@@ -50,8 +80,10 @@ impl Keepalives {
             peer,
             KeptPath {
                 addr,
+                quiet_since: now,
                 next: now + self.interval,
                 outstanding: None,
+                previous: None,
                 misses: 0,
             },
         );
@@ -66,8 +98,10 @@ impl Keepalives {
     pub fn activity(&mut self, now: Instant, peer: &NodeId, addr: Option<SocketAddr>) {
         if let Some(path) = self.paths.get_mut(peer) {
             if addr.is_none_or(|a| a == path.addr) {
+                path.quiet_since = now;
                 path.next = now + self.interval;
                 path.outstanding = None;
+                path.previous = None;
                 path.misses = 0;
             }
         }
@@ -84,11 +118,16 @@ impl Keepalives {
         let Some(path) = self.paths.get_mut(peer) else {
             return false;
         };
-        if path.addr != src || path.outstanding != Some(*tx) {
+        let current = path.outstanding == Some(*tx);
+        if path.addr != src
+            || !(current || (path.outstanding.is_some() && path.previous == Some(*tx)))
+        {
             return false;
         }
         path.outstanding = None;
+        path.previous = None;
         path.misses = 0;
+        path.quiet_since = now;
         path.next = now + self.interval;
         true
     }
@@ -114,8 +153,9 @@ impl Keepalives {
             }
             let mut tx = [0u8; TX_LEN];
             rng.fill_bytes(&mut tx);
+            path.previous = path.outstanding;
             path.outstanding = Some(tx);
-            path.next = now + self.interval;
+            path.next = now + self.retry;
             out.push((
                 *peer,
                 ProbeOut {
@@ -152,11 +192,12 @@ mod tests {
         let t0 = Instant::now();
         let mut rng = StdRng::seed_from_u64(1);
         let addr: SocketAddr = "203.0.113.4:4000".parse().unwrap();
-        let mut k = Keepalives::new(Duration::from_secs(20), 3);
+        let mut k = Keepalives::new(Duration::from_secs(20), Duration::from_secs(1), 3);
         k.insert(t0, peer(), addr);
         assert_eq!(k.poll_timeout(), Some(t0 + Duration::from_secs(20)));
         for round in 1..=10u32 {
             let now = k.poll_timeout().unwrap();
+            assert_eq!(now, t0 + Duration::from_secs(20 * u64::from(round)));
             let (mut out, mut lost) = (Vec::new(), Vec::new());
             k.handle_timeout(now, &mut rng, &mut out, &mut lost);
             assert_eq!(out.len(), 1, "round {round}");
@@ -172,21 +213,51 @@ mod tests {
         let t0 = Instant::now();
         let mut rng = StdRng::seed_from_u64(2);
         let addr: SocketAddr = "203.0.113.4:4000".parse().unwrap();
-        let mut k = Keepalives::new(Duration::from_secs(20), 3);
+        let mut k = Keepalives::new(Duration::from_secs(20), Duration::from_secs(1), 3);
         k.insert(t0, peer(), addr);
         // Activity postpones the keepalive.
         k.activity(t0 + Duration::from_secs(10), &peer(), Some(addr));
         assert_eq!(k.poll_timeout(), Some(t0 + Duration::from_secs(30)));
         let mut sent = 0;
         let mut lost = Vec::new();
+        let mut at = Vec::new();
         while lost.is_empty() {
             let now = k.poll_timeout().unwrap();
             let mut out = Vec::new();
             k.handle_timeout(now, &mut rng, &mut out, &mut lost);
             sent += out.len();
+            at.push(now - t0);
         }
         assert_eq!(sent, 3);
         assert_eq!(lost, vec![(peer(), addr)]);
         assert_eq!(k.poll_timeout(), None);
+        // After the first miss, retries come every second: lost 3 s after
+        // the first keepalive, not 3 intervals.
+        let secs: Vec<u64> = at.iter().map(|d| d.as_secs()).collect();
+        assert_eq!(secs, vec![30, 31, 32, 33]);
+    }
+
+    #[test]
+    fn set_interval_reschedules_quiet_paths() {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(3);
+        let addr: SocketAddr = "203.0.113.4:4000".parse().unwrap();
+        let mut k = Keepalives::new(Duration::from_secs(3), Duration::from_secs(1), 3);
+        k.insert(t0, peer(), addr);
+        k.activity(t0 + Duration::from_secs(1), &peer(), Some(addr));
+        assert_eq!(k.poll_timeout(), Some(t0 + Duration::from_secs(4)));
+        // Shorter: counted from the last activity, not from now.
+        k.set_interval(Duration::from_millis(1500));
+        assert_eq!(k.poll_timeout(), Some(t0 + Duration::from_millis(2500)));
+        let now = k.poll_timeout().unwrap();
+        let (mut out, mut lost) = (Vec::new(), Vec::new());
+        k.handle_timeout(now, &mut rng, &mut out, &mut lost);
+        assert_eq!(out.len(), 1);
+        // An outstanding keepalive keeps its retry time.
+        k.set_interval(Duration::from_secs(8));
+        assert_eq!(k.poll_timeout(), Some(now + Duration::from_secs(1)));
+        assert!(k.on_reply(now, &peer(), addr, &out[0].1.tx));
+        assert_eq!(k.poll_timeout(), Some(now + Duration::from_secs(8)));
+        assert_eq!(k.interval(), Duration::from_secs(8));
     }
 }

@@ -28,7 +28,9 @@
 //!    opens many extra ports, the cone side probes random ports, and the
 //!    port that gets hit carries the connection.
 //! 6. Idle direct paths get keepalives ([`keepalive`]);
-//!    [`TraversalEvent::DirectPathLost`] when they stop answering.
+//!    [`TraversalEvent::DirectPathLost`] when they stop answering. Their
+//!    interval follows our NAT's binding lifetime, measured with the help
+//!    of a directly connected peer ([`lifetime`]).
 //!
 //! The wire formats live in `relay_proto::wire::{probe, traversal}`.
 //!
@@ -46,6 +48,7 @@ pub mod early;
 mod error;
 pub mod introducer;
 pub mod keepalive;
+pub mod lifetime;
 pub mod mapped;
 pub mod nat;
 mod output;
@@ -58,6 +61,7 @@ pub use auth::ProbeKey;
 pub use birthday::{BirthdayConfig, PortId};
 pub use config::TraversalConfig;
 pub use error::{TraversalError, TraversalErrorKind};
+pub use lifetime::{LifetimeConfig, LifetimeReport, LifetimeState};
 pub use nat::{NatReport, Observation};
 pub use output::{TraversalEvent, TraversalTransmit};
 pub use relay_proto::wire::traversal::{NatType, TraversalMsg};

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use relay_proto::NodeId;
 
+use super::lifetime::LifetimeReport;
 use super::nat::{NatReport, Observation};
 use super::stats::TraversalStats;
 
@@ -23,4 +24,10 @@ pub struct TraversalSnapshot {
     pub why: BTreeMap<NodeId, String>,
     /// Every live observation of our address, by observer.
     pub observations: Vec<(NodeId, Observation)>,
+    /// Our NAT's binding lifetime and the keepalive interval in use on
+    /// direct paths.
+    pub lifetime: LifetimeReport,
+    /// The keepalive interval quinn gives new connections (the learned
+    /// one once the lifetime is known; see `endpoint::quic`).
+    pub quic_keep_alive: std::time::Duration,
 }

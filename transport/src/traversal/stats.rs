@@ -34,6 +34,13 @@ pub struct TraversalStats {
     /// Birthday packets sent by the runs that succeeded (divide by
     /// `birthday_successes` for packets per success).
     pub birthday_packets_won: u64,
+    /// Binding-lifetime packets we sent as the measuring side (opening
+    /// probes and checks).
+    pub lifetime_packets: u64,
+    /// Binding checks we answered as an observer.
+    pub binding_checks_answered: u64,
+    /// Binding checks we refused (not observed at that IP, over budget).
+    pub binding_checks_refused: u64,
 }
 
 impl TraversalStats {
