@@ -916,6 +916,9 @@ impl Traversal {
 #[path = "agent_birthday.rs"]
 mod birthday_glue;
 
+#[path = "agent_rebind.rs"]
+mod rebind_glue;
+
 #[cfg(test)]
 #[path = "agent_tests.rs"]
 mod tests;
