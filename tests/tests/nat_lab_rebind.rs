@@ -1,23 +1,34 @@
 //! NAT rebinding in the lab: a reliable stream on a direct cone x cone
-//! path carries on when the router in front of the dialed side forgets
-//! every mapping mid-transfer (conntrack flushed, cone maps emptied), and
-//! loses and duplicates nothing.
+//! path carries on when a router forgets every mapping mid-transfer
+//! (conntrack flushed, cone maps emptied), and loses and duplicates
+//! nothing.
 //!
 //! Set-up as in `nat_lab_continuity`: the real `relay-node run --relay` on
 //! a public host, and two `lab-stream` processes, A (sender, the dialing
 //! side) behind a full-cone NAT and B (receiver) behind a port-restricted
 //! cone NAT. The stream starts relayed and goes direct by itself. Once
-//! both sides are direct and B has counted a few MiB, B's router rebinds:
-//! B's next packets leave from a new outside port. A recognizes them by
-//! connection ID and follows B to the new address (or, should the direct
-//! path stall, falls back to the relay and punches again). A then writes
-//! a few more MiB and finishes.
+//! both sides are direct and B has counted a few MiB, one router rebinds:
+//!
+//! - **B's** (`stream_survives_a_nat_rebinding`): B's next packets leave
+//!   from a new outside port. A recognizes them by connection ID and
+//!   follows B to the new address.
+//! - **A's** (`stream_survives_a_rebinding_of_the_dialing_side`): A's next
+//!   packets leave from a new port, which B's port-restricted NAT drops,
+//!   and A's NAT forgot the old one. Keepalives declare the direct path
+//!   lost, both sides carry on over the relay, and the next punch finds
+//!   A's new address.
+//!
+//! B then counts a few more MiB, and the side that saw its peer rebind
+//! must report it direct at a new address on the rebound site's IP (so the
+//! rebinding really happened and was followed). A writes a few more MiB
+//! and finishes.
 //!
 //! Asserted: B received every word exactly once and in order, the same
 //! word count A sent; both sides end direct; no Noise handshake after the
 //! first connection and the connection's `since` unchanged.
 //!
-//! Skipped with `SKIPPED: ...` unless root with `ip` and `nft`.
+//! Skipped with `SKIPPED: ...` unless root with `ip`, `nft` and
+//! `conntrack`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::{IpAddr, SocketAddr};
@@ -72,13 +83,16 @@ fn remote(line: &str) -> Option<SocketAddr> {
 
 #[test]
 fn stream_survives_a_nat_rebinding() {
-    lab_or_skip!("nat_lab_rebind::stream_survives_a_nat_rebinding");
+    lab_or_skip!("nat_lab_rebind::stream_survives_a_nat_rebinding", needs: "conntrack");
     run(Rebinds::Dialed);
 }
 
 #[test]
 fn stream_survives_a_rebinding_of_the_dialing_side() {
-    lab_or_skip!("nat_lab_rebind::stream_survives_a_rebinding_of_the_dialing_side");
+    lab_or_skip!(
+        "nat_lab_rebind::stream_survives_a_rebinding_of_the_dialing_side",
+        needs: "conntrack"
+    );
     run(Rebinds::Dialing);
 }
 
