@@ -1,4 +1,6 @@
-//! Unique temporary directories, removed on drop.
+//! Unique temporary directories, removed on drop (kept when the
+//! environment sets `RELAY_NODE_KEEP_TMP`, e.g. to read the logs of a
+//! failing lab run; the test prints where).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -34,6 +36,10 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        if std::env::var_os("RELAY_NODE_KEEP_TMP").is_some() {
+            eprintln!("kept {}", self.path.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }

@@ -22,8 +22,10 @@
 //!   half, takes its report and closes. Stdin `direct` calls `Transport::request_direct` for the peer.
 //!
 //! While streaming, both print `path <direct|relayed|none> words <N>` when
-//! the peer's path changes and `why <reason>` when the reason it is not
-//! direct changes (checked every 20 ms), and `progress <N>` every MiB. At
+//! the peer's path changes, `remote <ADDR> words <N>` when the peer's
+//! direct address changes (a new direct path, or a NAT rebinding
+//! followed) and `why <reason>` when the reason it is not direct changes
+//! (checked every 20 ms), and `progress <N>` every MiB. At
 //! the end each prints `summary <json>` (words, words carried while the
 //! path was relayed / direct, the paths seen, Noise handshake counts from
 //! the first connection to the peer to the end, whether the connection's
@@ -223,11 +225,19 @@ impl Watch {
         let (watch, transport) = (self.clone(), transport.clone());
         tokio::spawn(async move {
             let mut why: Option<String> = None;
+            let mut remote: Option<SocketAddr> = None;
             loop {
                 tokio::time::sleep(WATCH_EVERY).await;
                 let Some(info) = peer_info(&transport, watch.peer) else {
                     continue;
                 };
+                if info.remote_addr.is_some() && info.remote_addr != remote {
+                    remote = info.remote_addr;
+                    if let Some(addr) = remote {
+                        let words = watch.words.load(Ordering::Relaxed);
+                        println!("remote {addr} words {words}");
+                    }
+                }
                 let now = code(info.path);
                 if watch.path.swap(now, Ordering::Relaxed) != now {
                     let words = watch.words.load(Ordering::Relaxed);

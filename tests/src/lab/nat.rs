@@ -245,12 +245,39 @@ pub fn loss_drops(ns: &Netns) -> LabResult<u64> {
         .ok_or_else(|| LabError::Helper(format!("no packet count in nft output: {out}")))
 }
 
+/// The nft script that holds (drops) every UDP packet entering `router`,
+/// before conntrack sees it, while its mappings are flushed; with `false`
+/// it removes the hold. Table `inet labhold`, counter `held`.
+pub fn hold_ruleset(on: bool) -> String {
+    let mut script = String::from("table inet labhold { }\ndelete table inet labhold\n");
+    if on {
+        script.push_str(
+            "table inet labhold {\n  counter held { }\n  \
+             chain ingress { type filter hook prerouting priority raw - 10; policy accept;\n    \
+             meta l4proto udp counter name held drop\n  }\n}\n",
+        );
+    }
+    script
+}
+
 /// Forces every mapping in `router` to be forgotten, as when a NAT reboots
 /// or its bindings expire: flushes conntrack and empties the cone maps. The
 /// next packet of every flow gets a fresh outside port (a "rebinding").
+///
+/// The flush must be atomic for the flows: a packet that passes between
+/// `conntrack -F` and emptying the maps (in either order) gets its old
+/// outside port back from `out_map`, or puts it back there, and its flow
+/// keeps that port, so nothing rebinds. So UDP through the router is held
+/// (dropped, [`hold_ruleset`]) for the few milliseconds of the flush, as a
+/// rebooting NAT would drop it.
 pub fn rebind(router: &Netns) -> LabResult<()> {
-    // `conntrack -F` exits 0 also when the table is already empty.
-    router.exec("conntrack", &["-F"])?;
+    router.nft(&hold_ruleset(true))?;
+    let flushed = flush_mappings(router);
+    let released = router.nft(&hold_ruleset(false)).map(drop);
+    flushed.and(released)
+}
+
+fn flush_mappings(router: &Netns) -> LabResult<()> {
     if has_labnat(router) {
         let maps = router.exec("nft", &["list", "maps", "ip"])?;
         for map in ["out_map", "in_map"] {
@@ -259,12 +286,23 @@ pub fn rebind(router: &Netns) -> LabResult<()> {
             }
         }
     }
-    Ok(())
+    // `conntrack -F` exits 0 also when the table is already empty.
+    router.exec("conntrack", &["-F"]).map(drop)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hold_drops_udp_before_conntrack_and_lifts() {
+        let on = hold_ruleset(true);
+        assert!(
+            on.contains("priority raw - 10")
+                && on.contains("meta l4proto udp counter name held drop")
+        );
+        assert!(hold_ruleset(false).ends_with("delete table inet labhold\n"));
+    }
 
     #[test]
     fn open_has_no_rules() {

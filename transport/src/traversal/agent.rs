@@ -965,6 +965,8 @@ mod birthday_glue;
 
 #[path = "agent_lifetime.rs"]
 mod lifetime_glue;
+#[path = "agent_rebind.rs"]
+mod rebind_glue;
 
 #[cfg(test)]
 #[path = "agent_tests.rs"]

@@ -444,9 +444,15 @@ impl Driver {
         {
             let mut core = self.core();
             if let Some(direct) = core.direct_path(&peer) {
-                if path != Some(Path::Direct(direct)) {
+                match path {
+                    Some(Path::Direct(addr)) if addr != direct => {
+                        // A rebinding followed, or a migration: still
+                        // our direct path (agent_rebind.rs).
+                        core.handle_direct_moved(now_std(Instant::now()), &peer, addr);
+                    }
+                    Some(Path::Direct(_)) => {}
                     // Moved off the punched path by someone else.
-                    core.forget_direct_path(&peer);
+                    _ => core.forget_direct_path(&peer),
                 }
             }
         }

@@ -16,6 +16,18 @@
 //! bounded, and the classification is recomputed whenever an observation
 //! changes and on a periodic timer. A configured public address pins the
 //! result to open and skips classification.
+//!
+//! **Rebinding.** When our NAT rebinds (its mapping gets a new port), the
+//! observers learn the new address one by one, and some (a peer that fell
+//! back to a relay) never do. Until then the old and the new address sit
+//! side by side and a cone NAT would look symmetric. So a *change* (an
+//! observer reporting an address other than its previous one) sets aside
+//! every view that is older than the change and disagrees with it: those
+//! were made before the mapping moved. A view that is itself a change less
+//! than [`REBIND_EPISODE`] older counts (both saw the same rebinding, as
+//! the observers of a symmetric NAT do). If fewer than two observer IPs
+//! remain, the previous verdict stands, with the newest address as the
+//! reflexive one.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +40,9 @@ use super::error::{TraversalError, TraversalErrorKind};
 
 /// Observers remembered at most; the oldest is evicted beyond this.
 pub const MAX_OBSERVERS: usize = 32;
+/// Changes of our observed address less than this apart belong to one
+/// rebinding of our NAT (see the module docs).
+pub const REBIND_EPISODE: Duration = Duration::from_secs(30);
 
 /// The classifier's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,8 +63,13 @@ pub struct Observation {
     pub observed: SocketAddr,
     /// Our local address the observed traffic left from.
     pub local: SocketAddr,
-    /// When it was reported.
+    /// When it was reported (last; a repeat of the same address counts).
     pub at: Instant,
+    /// When this observer first reported this address.
+    pub since: Instant,
+    /// Whether it replaced a different address from the same observer (a
+    /// change, e.g. after our NAT rebound).
+    pub changed: bool,
 }
 
 /// Classifies our NAT from observations. Sans-IO.
@@ -128,11 +148,19 @@ impl NatClassifier {
     ) -> Option<NatReport> {
         self.start(now);
         self.reflex_deadline = None;
+        let previous = self.observations.get(&observer);
+        let (since, changed) = match previous {
+            Some(p) if p.observed == observed => (p.since, p.changed),
+            Some(_) => (now, true),
+            None => (now, false),
+        };
         let obs = Observation {
             observer_ip,
             observed,
             local,
             at: now,
+            since,
+            changed,
         };
         self.observations.insert(observer, obs);
         while self.observations.len() > MAX_OBSERVERS {
@@ -192,7 +220,7 @@ impl NatClassifier {
         if self.public_addr.is_some() {
             return None;
         }
-        let report = classify(self.observations.values());
+        let report = classify(self.observations.values(), self.report.nat);
         if report == self.report {
             return None;
         }
@@ -201,8 +229,24 @@ impl NatClassifier {
     }
 }
 
-/// The pure classification rule over a set of observations.
-pub fn classify<'a>(observations: impl Iterator<Item = &'a Observation>) -> NatReport {
+/// Whether `view` was made before a change in `views` that disagrees with
+/// it (see the module docs): it predates our NAT's rebinding.
+fn set_aside(view: &Observation, views: &[&Observation]) -> bool {
+    views.iter().any(|c| {
+        c.changed
+            && c.observer_ip != view.observer_ip
+            && c.observed != view.observed
+            && c.since > view.since
+            && !(view.changed && c.since.saturating_duration_since(view.since) < REBIND_EPISODE)
+    })
+}
+
+/// The pure classification rule over a set of observations; `previous` is
+/// the verdict that stands while a rebinding leaves too few current views.
+pub fn classify<'a>(
+    observations: impl Iterator<Item = &'a Observation>,
+    previous: NatType,
+) -> NatReport {
     // Newest observation per observer IP.
     let mut per_ip: BTreeMap<IpAddr, &Observation> = BTreeMap::new();
     let mut newest: Option<&Observation> = None;
@@ -216,13 +260,27 @@ pub fn classify<'a>(observations: impl Iterator<Item = &'a Observation>) -> NatR
         }
     }
     let newest_addr = newest.map(|o| o.observed);
-    if per_ip.len() < 2 {
+    let all: Vec<&Observation> = per_ip.into_values().collect();
+    let views: Vec<&Observation> = all
+        .iter()
+        .copied()
+        .filter(|v| !set_aside(v, &all))
+        .collect();
+    if views.len() < all.len() && views.len() < 2 {
+        // A rebinding still settling: the verdict stands, at the newest
+        // address.
+        let current = views.iter().max_by_key(|v| v.since).map(|v| v.observed);
+        return NatReport {
+            nat: previous,
+            reflex_addr: current.or(newest_addr),
+        };
+    }
+    if views.len() < 2 {
         return NatReport {
             nat: NatType::Unknown,
             reflex_addr: newest_addr,
         };
     }
-    let views: Vec<&Observation> = per_ip.into_values().collect();
     if views.iter().all(|o| o.observed == o.local) {
         return NatReport {
             nat: NatType::Open,
@@ -326,12 +384,13 @@ mod tests {
             })
         );
 
-        // The mapping changes per destination: symmetric.
+        // A third destination sees another port: the mapping depends on
+        // the destination, symmetric.
         let later = now + Duration::from_secs(1);
         let r = c.handle_observation(
             later,
-            id(2),
-            ip("198.51.100.2"),
+            id(3),
+            ip("198.51.100.3"),
             sa("203.0.113.1:7001"),
             sa(LOCAL),
         );
@@ -348,6 +407,93 @@ mod tests {
         open.handle_observation(now, id(1), ip("198.51.100.1"), sa(me), sa(me));
         let r = open.handle_observation(now, id(2), ip("203.0.113.50"), sa(me), sa(me));
         assert_eq!(r.map(|r| r.nat), Some(NatType::Open));
+    }
+
+    /// Reports `addr` from observer `n` (on its own IP) at `t` seconds.
+    fn see(c: &mut NatClassifier, t0: Instant, t: u64, n: u8, addr: &str) -> Option<NatReport> {
+        c.handle_observation(
+            t0 + Duration::from_secs(t),
+            id(n),
+            IpAddr::from([198, 51, 100, n]),
+            sa(addr),
+            sa(LOCAL),
+        )
+    }
+
+    fn cone(addr: &str) -> Option<NatReport> {
+        Some(NatReport {
+            nat: NatType::Cone,
+            reflex_addr: Some(sa(addr)),
+        })
+    }
+
+    #[test]
+    fn a_rebinding_cone_stays_cone_while_observers_catch_up() {
+        let t0 = Instant::now();
+        let mut c = classifier();
+        see(&mut c, t0, 0, 1, "203.0.113.1:7000");
+        assert_eq!(
+            see(&mut c, t0, 0, 2, "203.0.113.1:7000"),
+            cone("203.0.113.1:7000")
+        );
+        // The NAT rebinds. Observer 1 sees the new port first: observer
+        // 2's older view is set aside, cone stands, the reflexive address
+        // moves.
+        assert_eq!(
+            see(&mut c, t0, 100, 1, "203.0.113.1:7100"),
+            cone("203.0.113.1:7100")
+        );
+        // Observer 2 catches up, seconds later: nothing changes.
+        assert_eq!(see(&mut c, t0, 103, 2, "203.0.113.1:7100"), None);
+        assert_eq!(c.report(), cone("203.0.113.1:7100").unwrap());
+        // Both count again: a third destination at another port is
+        // symmetric.
+        let r = see(&mut c, t0, 110, 3, "203.0.113.1:7200");
+        assert_eq!(r.map(|r| r.nat), Some(NatType::Symmetric));
+    }
+
+    #[test]
+    fn an_observer_that_never_catches_up_does_not_make_it_symmetric() {
+        let t0 = Instant::now();
+        let mut c = classifier();
+        see(&mut c, t0, 0, 1, "203.0.113.1:7000");
+        see(&mut c, t0, 0, 2, "203.0.113.1:7000");
+        see(&mut c, t0, 100, 1, "203.0.113.1:7100");
+        // Observer 2 (say, a peer now relayed) never reports again; the
+        // periodic re-classification keeps cone until its view expires.
+        while let Some(t) = c
+            .poll_timeout()
+            .filter(|t| *t < t0 + Duration::from_secs(590))
+        {
+            let (r, _) = c.handle_timeout(t);
+            assert_eq!(r, None, "at {:?}", t - t0);
+        }
+        assert_eq!(c.report(), cone("203.0.113.1:7100").unwrap());
+        // A repeat of its old view (a re-read, not a new report) changes
+        // nothing either.
+        assert_eq!(see(&mut c, t0, 595, 2, "203.0.113.1:7000"), None);
+        // A new observer that agrees with the new address confirms cone; one
+        // that sees yet another port would make it symmetric.
+        assert_eq!(see(&mut c, t0, 596, 3, "203.0.113.1:7100"), None);
+        let r = see(&mut c, t0, 597, 4, "203.0.113.1:7300");
+        assert_eq!(r.map(|r| r.nat), Some(NatType::Symmetric));
+    }
+
+    #[test]
+    fn a_rebinding_symmetric_nat_stays_symmetric() {
+        let t0 = Instant::now();
+        let mut c = classifier();
+        see(&mut c, t0, 0, 1, "203.0.113.1:7000");
+        let r = see(&mut c, t0, 0, 2, "203.0.113.1:7001");
+        assert_eq!(r.map(|r| r.nat), Some(NatType::Symmetric));
+        // Every flow gets a new port; the observers report a few seconds
+        // apart (one rebinding) and disagree: still symmetric throughout.
+        let r = see(&mut c, t0, 100, 1, "203.0.113.1:8000");
+        assert_eq!(r.map(|r| r.nat), Some(NatType::Symmetric));
+        let r = see(&mut c, t0, 104, 2, "203.0.113.1:8001");
+        assert_eq!(r.map(|r| r.nat), Some(NatType::Symmetric));
+        assert_eq!(c.report().nat, NatType::Symmetric);
+        assert_eq!(c.report().reflex_addr, Some(sa("203.0.113.1:8001")));
     }
 
     #[test]
