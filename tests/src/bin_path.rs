@@ -1,10 +1,13 @@
 //! Finds the `relay-node` binary for multi-process tests.
 //!
 //! Order: `$RELAY_NODE_BIN`; else `relay-node` next to the test binary's
-//! directory (`target/<profile>/deps/..`); if that is missing, build it once
-//! with `cargo build -p relay-node --bin relay-node` (plus `--release` when
-//! the test binary itself lives under `target/release`, as benches do) and
-//! look again.
+//! directory (`target/<profile>/deps/..`), brought up to date once per
+//! process with `cargo build -p relay-node --bin relay-node` (plus
+//! `--release` when the test binary itself lives under `target/release`,
+//! as benches do). Building every time, not only when the file is missing,
+//! matters: `cargo test -p relay-tests` does not rebuild another package's
+//! binary, and a stale one would test old code. When it is up to date the
+//! build is a no-op of a fraction of a second.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -29,9 +32,6 @@ fn locate() -> Result<PathBuf, String> {
         };
     }
     let guess = beside_test_binary()?;
-    if guess.is_file() {
-        return Ok(guess);
-    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
     build.args(["build", "-p", "relay-node", "--bin", "relay-node"]);
