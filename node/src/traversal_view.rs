@@ -48,6 +48,8 @@ pub struct TraversalSnapshot {
     pub birthday_successes: u64,
     /// Birthday packets sent by the runs that succeeded.
     pub birthday_packets_won: u64,
+    /// Times our own address changed.
+    pub address_changes: u64,
 }
 
 impl Default for TraversalSnapshot {
@@ -65,6 +67,7 @@ impl Default for TraversalSnapshot {
             birthday_packets: 0,
             birthday_successes: 0,
             birthday_packets_won: 0,
+            address_changes: 0,
         }
     }
 }
@@ -116,6 +119,7 @@ impl TraversalSource for TransportTraversal {
             birthday_packets: t.stats.birthday_packets,
             birthday_successes: t.stats.birthday_successes,
             birthday_packets_won: t.stats.birthday_packets_won,
+            address_changes: t.stats.address_changes,
             last_error: t.stats.last_error,
         }
     }
@@ -171,6 +175,10 @@ pub struct TraversalSection {
     /// Birthday-paradox probing (cone x symmetric pairs).
     #[serde(default)]
     pub birthday: BirthdaySection,
+    /// Times our own address changed (a move to another network; see
+    /// TRAVERSAL.md, "Address changes").
+    #[serde(default)]
+    pub address_changes: u64,
 }
 
 /// `status --json` `traversal.birthday`: what birthday probing spent and
@@ -197,6 +205,7 @@ impl TraversalSection {
             relay_fallbacks: s.relay_fallbacks,
             direct_upgrades: s.direct_upgrades,
             last_error: s.last_error.clone(),
+            address_changes: s.address_changes,
             birthday: BirthdaySection {
                 runs: s.birthday_runs,
                 successes: s.birthday_successes,
@@ -215,6 +224,9 @@ impl TraversalSection {
             self.relay_fallbacks,
             self.direct_upgrades
         );
+        if self.address_changes > 0 {
+            line.push_str(&format!("; {} address changes", self.address_changes));
+        }
         let b = &self.birthday;
         if b.runs > 0 {
             line.push_str(&format!(

@@ -34,6 +34,7 @@ use super::mapped::{add_mapped_candidate, mapped_probe_delay};
 use super::nat::{NatClassifier, NatReport, Observation};
 use super::output::{TraversalEvent, TraversalTransmit};
 use super::punch::{Outcome, ProbeOut, PunchSession, PunchTiming};
+use super::roam::{AddressWatch, Roaming};
 use super::stats::TraversalStats;
 
 /// What the driver knows about one live connection.
@@ -114,6 +115,10 @@ pub struct Traversal {
     held_ports: BTreeMap<NodeId, PortId>,
     /// The latest instant seen by `drive`.
     last_now: Option<Instant>,
+    /// Notices changes of our own address (see `roam`).
+    watch: AddressWatch,
+    /// Re-punches after an address change.
+    roaming: Roaming,
 }
 
 impl Traversal {
@@ -134,6 +139,8 @@ impl Traversal {
         );
         let keepalives = Keepalives::new(config.keepalive_interval, config.keepalive_misses);
         let limiter = RateLimiter::new(config.birthday.rate, config.birthday.burst);
+        let watch = AddressWatch::new(&config.roam);
+        let roaming = Roaming::new(&config.roam);
         Self {
             me,
             config,
@@ -156,6 +163,8 @@ impl Traversal {
             port_routes: BTreeMap::new(),
             held_ports: BTreeMap::new(),
             last_now: None,
+            watch,
+            roaming,
         }
     }
 
@@ -241,6 +250,7 @@ impl Traversal {
             }
         };
         take(self.keepalives.poll_timeout());
+        take(self.roaming.poll_timeout());
         for s in self.sessions.values() {
             take(s.poll_timeout());
         }
@@ -278,6 +288,8 @@ impl Traversal {
         {
             self.nat_changed(report);
         }
+        self.roam_observed(now, observer_ip, observed);
+        self.drive(now);
     }
 
     /// A connection to `peer` is up, or its facts changed.
@@ -339,6 +351,7 @@ impl Traversal {
         self.direct.remove(peer);
         self.keepalives.remove(peer);
         self.introducer.forget(peer);
+        self.roaming.forget(peer);
         self.end_birthday(peer, None);
         self.release_held(peer);
         if let Some(report) = self.nat.remove_observer(peer) {
@@ -484,6 +497,9 @@ impl Traversal {
     }
 
     fn record_failure(&mut self, peer: NodeId, error: TraversalError, why: String) {
+        if let Some(now) = self.last_now {
+            self.roaming.settled(now, &peer, false);
+        }
         self.stats.relay_fallbacks += 1;
         self.stats.last_error = Some(error.to_string());
         if let Some(link) = self.links.get_mut(peer.as_bytes()) {
@@ -815,6 +831,7 @@ impl Traversal {
             if let Some(link) = self.links.get_mut(peer.as_bytes()) {
                 link.why = Some("direct path lost".to_string());
             }
+            self.roaming.lost(&peer);
             self.events
                 .push_back(TraversalEvent::DirectPathLost { peer, addr });
         }
@@ -822,6 +839,7 @@ impl Traversal {
             self.sessions.remove(&peer);
             self.settle(now, peer, outcome, peer_nat);
         }
+        self.drive_roam(now);
     }
 
     fn drive_pending(&mut self, now: Instant) {
@@ -887,6 +905,7 @@ impl Traversal {
                 }
                 self.direct.insert(peer, addr);
                 self.keepalives.insert(now, peer, addr);
+                self.roaming.settled(now, &peer, true);
                 if let Some(link) = self.links.get_mut(peer.as_bytes()) {
                     link.why = None;
                 }
@@ -915,6 +934,9 @@ impl Traversal {
 
 #[path = "agent_birthday.rs"]
 mod birthday_glue;
+
+#[path = "agent_roam.rs"]
+mod roam_glue;
 
 #[cfg(test)]
 #[path = "agent_tests.rs"]

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::birthday::BirthdayConfig;
+use super::roam::RoamConfig;
 
 /// Everything the traversal core can be tuned with.
 #[derive(Debug, Clone)]
@@ -55,6 +56,8 @@ pub struct TraversalConfig {
     /// Birthday-paradox probing for cone x symmetric pairs (on by
     /// default; see `birthday` for the limits).
     pub birthday: BirthdayConfig,
+    /// Address-change detection and the re-punch after it (see `roam`).
+    pub roam: RoamConfig,
 }
 
 impl Default for TraversalConfig {
@@ -82,6 +85,7 @@ impl Default for TraversalConfig {
             peer_reflexive: true,
             max_sessions: 64,
             birthday: BirthdayConfig::default(),
+            roam: RoamConfig::default(),
         }
     }
 }

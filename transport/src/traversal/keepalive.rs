@@ -24,6 +24,9 @@ struct KeptPath {
     next: Instant,
     outstanding: Option<[u8; TX_LEN]>,
     misses: u32,
+    /// Probing at this shorter interval until the path answers
+    /// ([`Keepalives::probe_now`]).
+    fast: Option<Duration>,
 }
 
 /// Keepalive state for every direct path. Sans-IO.
@@ -53,8 +56,23 @@ impl Keepalives {
                 next: now + self.interval,
                 outstanding: None,
                 misses: 0,
+                fast: None,
             },
         );
+    }
+
+    /// The path to `peer` is suspect (our address changed, or the peer
+    /// reaches us through a relay): probe it now and every `interval`
+    /// until it answers or is lost. Returns whether a path is kept.
+    pub fn probe_now(&mut self, now: Instant, peer: &NodeId, interval: Duration) -> bool {
+        let Some(path) = self.paths.get_mut(peer) else {
+            return false;
+        };
+        if path.fast.is_none() {
+            path.fast = Some(interval.min(self.interval));
+            path.next = now;
+        }
+        true
     }
 
     /// Stops keeping `peer`'s path.
@@ -69,6 +87,7 @@ impl Keepalives {
                 path.next = now + self.interval;
                 path.outstanding = None;
                 path.misses = 0;
+                path.fast = None;
             }
         }
     }
@@ -90,6 +109,7 @@ impl Keepalives {
         path.outstanding = None;
         path.misses = 0;
         path.next = now + self.interval;
+        path.fast = None;
         true
     }
 
@@ -115,7 +135,7 @@ impl Keepalives {
             let mut tx = [0u8; TX_LEN];
             rng.fill_bytes(&mut tx);
             path.outstanding = Some(tx);
-            path.next = now + self.interval;
+            path.next = now + path.fast.unwrap_or(self.interval);
             out.push((
                 *peer,
                 ProbeOut {
@@ -188,5 +208,41 @@ mod tests {
         assert_eq!(sent, 3);
         assert_eq!(lost, vec![(peer(), addr)]);
         assert_eq!(k.poll_timeout(), None);
+    }
+
+    #[test]
+    fn probe_now_probes_fast_until_answered_or_lost() {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(3);
+        let addr: SocketAddr = "203.0.113.4:4000".parse().unwrap();
+        let fast = Duration::from_millis(250);
+        let mut k = Keepalives::new(Duration::from_secs(20), 3);
+        k.insert(t0, peer(), addr);
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(k.probe_now(t1, &peer(), fast));
+        assert_eq!(k.poll_timeout(), Some(t1));
+        // Answered: back to the normal interval.
+        let (mut out, mut lost) = (Vec::new(), Vec::new());
+        k.handle_timeout(t1, &mut rng, &mut out, &mut lost);
+        assert_eq!(k.poll_timeout(), Some(t1 + fast));
+        assert!(k.on_reply(t1, &peer(), addr, &out[0].1.tx));
+        assert_eq!(k.poll_timeout(), Some(t1 + Duration::from_secs(20)));
+        // Unanswered: lost after 3 probes, 3 x 250 ms later.
+        let t2 = t1 + Duration::from_secs(2);
+        assert!(k.probe_now(t2, &peer(), fast));
+        // A second call while probing changes nothing.
+        assert!(k.probe_now(t2 + Duration::from_millis(100), &peer(), fast));
+        let mut sent = 0;
+        let mut lost = Vec::new();
+        let mut now = t2;
+        while lost.is_empty() {
+            now = k.poll_timeout().unwrap();
+            let mut out = Vec::new();
+            k.handle_timeout(now, &mut rng, &mut out, &mut lost);
+            sent += out.len();
+        }
+        assert_eq!(sent, 3);
+        assert_eq!(now, t2 + fast * 3);
+        assert!(!k.probe_now(now, &peer(), fast));
     }
 }

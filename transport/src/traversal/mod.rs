@@ -29,6 +29,10 @@
 //!    port that gets hit carries the connection.
 //! 6. Idle direct paths get keepalives ([`keepalive`]);
 //!    [`TraversalEvent::DirectPathLost`] when they stop answering.
+//! 7. When our own address changes ([`roam`]), direct paths are probed at
+//!    once, the NAT is re-learned from fresh observations, peers are told,
+//!    and every peer whose direct path was lost is re-punched
+//!    ([`TraversalEvent::Repunch`]).
 //!
 //! The wire formats live in `relay_proto::wire::{probe, traversal}`.
 //!
@@ -47,8 +51,10 @@ pub mod introducer;
 pub mod keepalive;
 pub mod mapped;
 pub mod nat;
+mod netwatch;
 mod output;
 pub mod punch;
+pub mod roam;
 mod snapshot;
 mod stats;
 
@@ -60,5 +66,6 @@ pub use error::{TraversalError, TraversalErrorKind};
 pub use nat::{NatReport, Observation};
 pub use output::{TraversalEvent, TraversalTransmit};
 pub use relay_proto::wire::traversal::{NatType, TraversalMsg};
+pub use roam::{AddressChange, RoamCause, RoamConfig};
 pub use snapshot::TraversalSnapshot;
 pub use stats::TraversalStats;

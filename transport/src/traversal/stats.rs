@@ -34,6 +34,8 @@ pub struct TraversalStats {
     /// Birthday packets sent by the runs that succeeded (divide by
     /// `birthday_successes` for packets per success).
     pub birthday_packets_won: u64,
+    /// Times our own address changed (see `roam`).
+    pub address_changes: u64,
 }
 
 impl TraversalStats {
