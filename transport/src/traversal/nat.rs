@@ -141,9 +141,11 @@ impl NatClassifier {
         self.observations.insert(observer, obs);
         if let Some(since) = self.stale_before.filter(|s| now >= *s) {
             // A fresh view after our address changed: views from before
-            // that disagree with it are from the old network.
+            // on another IP are from the old network. (Views on the same
+            // IP may differ in port behind a symmetric NAT; an observer
+            // that saw our port change re-reports anyway.)
             self.observations
-                .retain(|_, o| o.at >= since || o.observed == observed);
+                .retain(|_, o| o.at >= since || o.observed.ip() == observed.ip());
         }
         while self.observations.len() > MAX_OBSERVERS {
             let oldest = self
@@ -160,10 +162,10 @@ impl NatClassifier {
     }
 
     /// Our own address changed at `now`: every observation so far is
-    /// suspect. Each is kept until a fresh one (made from `now` on)
-    /// disagrees with it, so observers that still see us where they did
-    /// (a NAT that kept our mapping) keep counting, and stale views never
-    /// mix with fresh ones into a false "symmetric".
+    /// suspect. Each is kept until a fresh one (made from `now` on) shows
+    /// another IP, so observers that still see us where they did (a NAT
+    /// that kept our mapping) keep counting, and views from the old
+    /// network never mix with fresh ones into a false "symmetric".
     pub fn relearn(&mut self, now: Instant) {
         self.stale_before = Some(now);
     }
