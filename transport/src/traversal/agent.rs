@@ -282,13 +282,15 @@ impl Traversal {
         observed: SocketAddr,
         local: SocketAddr,
     ) {
+        // First: an observation that confirms our move starts re-learning
+        // before it is classified.
+        self.roam_observed(now, observer_ip, observed);
         if let Some(report) =
             self.nat
                 .handle_observation(now, observer, observer_ip, observed, local)
         {
             self.nat_changed(report);
         }
-        self.roam_observed(now, observer_ip, observed);
         self.drive(now);
     }
 

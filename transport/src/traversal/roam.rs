@@ -20,8 +20,10 @@
 //! After a reported change nothing more is reported for `hold` (5 s): a
 //! local address that flaps back and forth within it is reported once
 //! the hold is over, if it still differs from the last one reported.
-//! A reflexive change within the hold is the expected consequence of the
-//! change just reported: it becomes the new baseline silently.
+//! One move is one change: whichever signal confirms it first is
+//! reported, and the other signal confirming within the hold (observers
+//! that saw us move before our own samples confirmed it, or the other way
+//! round) only becomes its new baseline.
 //!
 //! [`Roaming`] is what the agent does afterwards for the peers that were
 //! direct: once a direct path is lost (the agent probes them at once, see
@@ -129,6 +131,8 @@ pub struct AddressWatch {
     reports: BTreeMap<IpAddr, (IpAddr, Instant)>,
     /// No change is reported before this.
     quiet_until: Option<Instant>,
+    /// What the last reported change was.
+    last_cause: Option<RoamCause>,
 }
 
 impl AddressWatch {
@@ -144,6 +148,7 @@ impl AddressWatch {
             reflex: None,
             reports: BTreeMap::new(),
             quiet_until: None,
+            last_cause: None,
         }
     }
 
@@ -163,6 +168,7 @@ impl AddressWatch {
 
     fn report(&mut self, now: Instant, change: AddressChange) -> Option<AddressChange> {
         self.quiet_until = Some(now + self.hold);
+        self.last_cause = Some(change.cause);
         Some(change)
     }
 
@@ -202,7 +208,15 @@ impl AddressWatch {
             _ => 1,
         };
         self.pending = Some((ip, seen));
-        if seen < self.confirm_samples || self.quiet(now) {
+        if seen < self.confirm_samples {
+            return None;
+        }
+        if self.quiet(now) {
+            if self.last_cause == Some(RoamCause::Reflexive) {
+                // The same move, noticed by the observers first.
+                self.pending = None;
+                self.local = Some(ip);
+            }
             return None;
         }
         self.pending = None;
@@ -501,6 +515,26 @@ mod tests {
             assert_eq!(w.handle_local(now, other, Some(ip("10.9.0.2"))), None);
         }
         assert_eq!(w.local(), Some(ip("10.9.0.2")));
+    }
+
+    #[test]
+    fn observers_first_then_the_local_address_is_one_change() {
+        let t0 = Instant::now();
+        let mut w = AddressWatch::new(&RoamConfig::default());
+        let (p0, p1) = (ip("203.0.113.10"), ip("203.0.113.11"));
+        assert_eq!(w.handle_local(t0, ip(RELAY), Some(ip("10.1.0.2"))), None);
+        w.handle_reflexive(t0, p0, ip("198.51.100.10"));
+        w.handle_reflexive(t0, p1, ip("198.51.100.10"));
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(w.handle_local(t1, ip(RELAY), None), None);
+        w.handle_reflexive(t1, p0, ip("198.51.100.12"));
+        let change = w.handle_reflexive(t1, p1, ip("198.51.100.12"));
+        assert_eq!(change.map(|c| c.cause), Some(RoamCause::Reflexive));
+        for i in 2..20 {
+            let now = t0 + Duration::from_secs(i);
+            assert_eq!(w.handle_local(now, ip(RELAY), Some(ip("10.3.1.2"))), None);
+        }
+        assert_eq!(w.local(), Some(ip("10.3.1.2")));
     }
 
     #[test]
