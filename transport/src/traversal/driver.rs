@@ -571,7 +571,6 @@ impl Driver {
         let peers: Vec<NodeId> = self.peers.keys().copied().collect();
         if let Some(dest) = netwatch::destination(&self.shared, &peers) {
             let local = netwatch::source_ip(self.shared.socket.real_local_addr(), dest);
-            tracing::trace!(%dest, ?local, "local address sample");
             self.core().handle_local_addr(now_std(now), dest, local);
         }
         for peer in peers {
