@@ -52,6 +52,8 @@ pub struct TraversalSnapshot {
     pub birthday_packets_won: u64,
     /// Our NAT's binding lifetime and the keepalive interval in use.
     pub binding_lifetime: BindingLifetimeSection,
+    /// Times our own address changed.
+    pub address_changes: u64,
 }
 
 impl Default for TraversalSnapshot {
@@ -70,6 +72,7 @@ impl Default for TraversalSnapshot {
             birthday_successes: 0,
             birthday_packets_won: 0,
             binding_lifetime: BindingLifetimeSection::default(),
+            address_changes: 0,
         }
     }
 }
@@ -122,6 +125,7 @@ impl TraversalSource for TransportTraversal {
             birthday_successes: t.stats.birthday_successes,
             birthday_packets_won: t.stats.birthday_packets_won,
             binding_lifetime: BindingLifetimeSection::new(&t.lifetime, t.quic_keep_alive),
+            address_changes: t.stats.address_changes,
             last_error: t.stats.last_error,
         }
     }
@@ -177,6 +181,10 @@ pub struct TraversalSection {
     /// Birthday-paradox probing (cone x symmetric pairs).
     #[serde(default)]
     pub birthday: BirthdaySection,
+    /// Times our own address changed (a move to another network; see
+    /// TRAVERSAL.md, "Address changes").
+    #[serde(default)]
+    pub address_changes: u64,
 }
 
 /// `status --json` `traversal.birthday`: what birthday probing spent and
@@ -203,6 +211,7 @@ impl TraversalSection {
             relay_fallbacks: s.relay_fallbacks,
             direct_upgrades: s.direct_upgrades,
             last_error: s.last_error.clone(),
+            address_changes: s.address_changes,
             birthday: BirthdaySection {
                 runs: s.birthday_runs,
                 successes: s.birthday_successes,
@@ -221,6 +230,9 @@ impl TraversalSection {
             self.relay_fallbacks,
             self.direct_upgrades
         );
+        if self.address_changes > 0 {
+            line.push_str(&format!("; {} address changes", self.address_changes));
+        }
         let b = &self.birthday;
         if b.runs > 0 {
             line.push_str(&format!(

@@ -213,6 +213,11 @@ fn traversal(w: &mut TextWriter, status: &StatusReport) {
             t.direct_upgrades,
         ),
         (
+            "relay_node_address_changes_total",
+            "Times this node's own address changed.",
+            t.address_changes,
+        ),
+        (
             "relay_node_birthday_runs_total",
             "Birthday-probing runs started (cone x symmetric pairs).",
             t.birthday.runs,

@@ -285,6 +285,51 @@ impl Lab {
         self.sites.push(site.clone());
         Ok(site)
     }
+
+    /// Moves site `from`'s host behind site `to`'s router, as when a
+    /// laptop changes networks: the host's link to its old router is
+    /// deleted, and a new one joins it to `to`'s router on a LAN of its
+    /// own, 10.(to+1).(m).0/24 (router .1, host .2, `m` counting the
+    /// hosts moved there so far), with a new default route. Processes in
+    /// the host namespace keep running (a socket bound to a wildcard
+    /// simply sends from the new address). Site `from` then describes the
+    /// host at its new place; returns that [`Site`]. Only NATed sites.
+    pub fn move_host(&mut self, from: usize, to: usize) -> LabResult<Site> {
+        let (Some(old), Some(dest)) = (self.sites.get(from).cloned(), self.sites.get(to).cloned())
+        else {
+            return Err(LabError::Helper(format!("no site {from} or {to}")));
+        };
+        if from == to || !dest.preset.translates() {
+            return Err(LabError::Helper(format!(
+                "site {to} must be another NATed site"
+            )));
+        }
+        let moved = self
+            .sites
+            .iter()
+            .filter(|s| s.router.name() == dest.router.name())
+            .count();
+        let x = host_octet(1, to);
+        let m = host_octet(0, moved);
+        let gw = Ipv4Addr::new(10, x, m, 1);
+        let host_addr = Ipv4Addr::new(10, x, m, 2);
+        // Deleting one end of a veth pair deletes both.
+        old.host.ip(&["link", "del", HOST_IF])?;
+        let lan = format!("{LAN_IF}{m}");
+        dest.router.veth_to(&lan, &old.host, HOST_IF)?;
+        dest.router.add_addr(&lan, gw, 24)?;
+        old.host.add_addr(HOST_IF, host_addr, 24)?;
+        old.host.default_route(gw)?;
+        let site = Site {
+            preset: dest.preset,
+            router: dest.router,
+            host: old.host,
+            wan_addr: dest.wan_addr,
+            host_addr,
+        };
+        self.sites[from] = site.clone();
+        Ok(site)
+    }
 }
 
 /// `base + offset` as an address octet; callers bound `offset` so it fits.

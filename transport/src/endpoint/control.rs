@@ -5,8 +5,8 @@
 //! - [`handle`] dispatches what a peer sent: observed addresses, relay
 //!   offers and registration, peer-gone reports, traversal messages.
 //! - [`announce`] runs for each connection: it tells the peer the address
-//!   we observe for it (on connect, again when it changes, repeated a few
-//!   times since datagrams may be lost) and, on a relaying node, offers
+//!   we observe for it (on connect, again as soon as its path changes,
+//!   repeated a few times since datagrams may be lost) and, on a relaying node, offers
 //!   relaying until the peer registers (repeated with backoff).
 
 use std::net::SocketAddr;
@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use relay_proto::wire::control::{ControlMsg, RefuseReason};
 use relay_proto::NodeId;
+use tokio::sync::broadcast;
 
 use super::Shared;
 use crate::relay::client;
@@ -112,6 +113,7 @@ fn observed(shared: &Shared, peer: NodeId, addr: SocketAddr) {
 /// Announces to `peer` until the connection closes (see the module docs).
 pub(crate) async fn announce(shared: Arc<Shared>, peer: NodeId, conn: quinn::Connection) {
     let mut shutdown = shared.shutdown.subscribe();
+    let mut events = shared.events.subscribe();
     let mut delay = ANNOUNCE_MIN;
     let mut last: Option<SocketAddr> = None;
     let mut repeats = 0;
@@ -139,10 +141,21 @@ pub(crate) async fn announce(shared: Arc<Shared>, peer: NodeId, conn: quinn::Con
                 );
             }
         }
-        tokio::select! {
-            _ = conn.closed() => return,
-            _ = shutdown.wait_for(|stop| *stop) => return,
-            _ = tokio::time::sleep(delay) => {}
+        // Wake early when the peer's path changes (it moved, e.g. its own
+        // address changed): it learns its new address at once.
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = conn.closed() => return,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                _ = &mut sleep => break,
+                event = events.recv() => match event {
+                    Ok(PeerEvent::PathChanged { node_id, .. }) if node_id == peer => break,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                    _ => {}
+                },
+            }
         }
         delay = (delay * 2).min(ANNOUNCE_MAX);
     }

@@ -122,6 +122,9 @@ struct Entry {
     aliases: Vec<SocketAddr>,
     /// Receive batches that came from the current direct path's address.
     direct_rx: AtomicU64,
+    /// Relayed packets that arrived while the path was direct (the peer
+    /// reaches us through a relay: our direct path may be dead).
+    relayed_rx: AtomicU64,
 }
 
 /// The table. See the module docs.
@@ -169,6 +172,7 @@ impl MappedTable {
                 claimed: None,
                 aliases: Vec::new(),
                 direct_rx: AtomicU64::new(0),
+                relayed_rx: AtomicU64::new(0),
             },
         );
         if let Path::Direct(real) = path {
@@ -206,6 +210,25 @@ impl MappedTable {
         self.entries
             .get(mapped)
             .map(|e| e.direct_rx.load(Ordering::Relaxed))
+    }
+
+    /// Counts a relayed packet handed to quinn under `mapped` when its
+    /// path is direct (see [`Self::relayed_while_direct`]). Takes only a
+    /// shared borrow.
+    pub fn note_relayed(&self, mapped: &SocketAddr) {
+        if let Some(entry) = self.entries.get(mapped) {
+            if matches!(entry.path, Path::Direct(_)) {
+                entry.relayed_rx.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// How many relayed packets arrived for `mapped` while its path was
+    /// direct.
+    pub fn relayed_while_direct(&self, mapped: &SocketAddr) -> Option<u64> {
+        self.entries
+            .get(mapped)
+            .map(|e| e.relayed_rx.load(Ordering::Relaxed))
     }
 
     /// The mapped address for a real source, allocating an un-adopted entry

@@ -238,6 +238,15 @@ impl PathSocket {
         table.direct_received(&mapped)
     }
 
+    /// How many relayed packets from `node` arrived while its path was
+    /// direct: the peer reaches us through a relay, so our direct path to
+    /// it may be dead (traversal then probes it at once).
+    pub fn relayed_while_direct(&self, node: &NodeId) -> Option<u64> {
+        let table = self.read();
+        let mapped = table.mapped_of(node)?;
+        table.relayed_while_direct(&mapped)
+    }
+
     /// Fault injection for tests: drops every datagram (QUIC or frame) sent
     /// to or received from `addr`, as a path that died would; `None` ends
     /// it. Costs one relaxed atomic load per batch when unused.

@@ -207,7 +207,14 @@ impl PathSocket {
         let Some(src) = self.relayed.node_id(&frame.peer) else {
             return dropped();
         };
-        let known = self.read().lookup_relayed(&src);
+        let known = {
+            let table = self.read();
+            let known = table.lookup_relayed(&src);
+            if let Some(mapped) = &known {
+                table.note_relayed(mapped);
+            }
+            known
+        };
         let mapped = match known {
             Some(mapped) => mapped,
             None => self.write().inbound_relayed(src, relay, Instant::now()),

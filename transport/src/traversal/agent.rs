@@ -36,6 +36,7 @@ use super::mapped::{add_mapped_candidate, mapped_probe_delay};
 use super::nat::{NatClassifier, NatReport, Observation};
 use super::output::{TraversalEvent, TraversalTransmit};
 use super::punch::{Outcome, ProbeOut, PunchSession, PunchTiming};
+use super::roam::{AddressWatch, Roaming};
 use super::stats::TraversalStats;
 
 /// What the driver knows about one live connection.
@@ -124,6 +125,10 @@ pub struct Traversal {
     lifetime_nat: lifetime_glue::NatSeen,
     /// Observer side: binding checks each peer may still ask for.
     check_budget: CheckBudget,
+    /// Notices changes of our own address (see `roam`).
+    watch: AddressWatch,
+    /// Re-punches after an address change.
+    roaming: Roaming,
 }
 
 impl Traversal {
@@ -151,6 +156,8 @@ impl Traversal {
         let check_budget =
             CheckBudget::new(config.lifetime.check_burst, config.lifetime.check_refill);
         let limiter = RateLimiter::new(config.birthday.rate, config.birthday.burst);
+        let watch = AddressWatch::new(&config.roam);
+        let roaming = Roaming::new(&config.roam);
         Self {
             me,
             config,
@@ -177,6 +184,8 @@ impl Traversal {
             lifetime,
             lifetime_nat: (NatType::Unknown, None),
             check_budget,
+            watch,
+            roaming,
         }
     }
 
@@ -263,6 +272,7 @@ impl Traversal {
         };
         take(self.keepalives.poll_timeout());
         take(self.lifetime.poll_timeout());
+        take(self.roaming.poll_timeout());
         for s in self.sessions.values() {
             take(s.poll_timeout());
         }
@@ -294,12 +304,16 @@ impl Traversal {
         observed: SocketAddr,
         local: SocketAddr,
     ) {
+        // First: an observation that confirms our move starts re-learning
+        // before it is classified.
+        self.roam_observed(now, observer_ip, observed);
         if let Some(report) =
             self.nat
                 .handle_observation(now, observer, observer_ip, observed, local)
         {
             self.nat_changed(report);
         }
+        self.drive(now);
     }
 
     /// A connection to `peer` is up, or its facts changed.
@@ -367,6 +381,7 @@ impl Traversal {
         self.direct.remove(peer);
         self.keepalives.remove(peer);
         self.introducer.forget(peer);
+        self.roaming.forget(peer);
         self.end_birthday(peer, None);
         self.release_held(peer);
         self.lifetime_disconnect(now, peer);
@@ -522,6 +537,9 @@ impl Traversal {
     }
 
     fn record_failure(&mut self, peer: NodeId, error: TraversalError, why: String) {
+        if let Some(now) = self.last_now {
+            self.roaming.settled(now, &peer, false);
+        }
         self.stats.relay_fallbacks += 1;
         self.stats.last_error = Some(error.to_string());
         if let Some(link) = self.links.get_mut(peer.as_bytes()) {
@@ -862,6 +880,7 @@ impl Traversal {
             if let Some(link) = self.links.get_mut(peer.as_bytes()) {
                 link.why = Some("direct path lost".to_string());
             }
+            self.roaming.lost(&peer);
             self.events
                 .push_back(TraversalEvent::DirectPathLost { peer, addr });
         }
@@ -869,6 +888,7 @@ impl Traversal {
             self.sessions.remove(&peer);
             self.settle(now, peer, outcome, peer_nat);
         }
+        self.drive_roam(now);
     }
 
     fn drive_pending(&mut self, now: Instant) {
@@ -934,6 +954,7 @@ impl Traversal {
                 }
                 self.direct.insert(peer, addr);
                 self.keepalives.insert(now, peer, addr);
+                self.roaming.settled(now, &peer, true);
                 if let Some(link) = self.links.get_mut(peer.as_bytes()) {
                     link.why = None;
                 }
@@ -967,6 +988,8 @@ mod birthday_glue;
 mod lifetime_glue;
 #[path = "agent_rebind.rs"]
 mod rebind_glue;
+#[path = "agent_roam.rs"]
+mod roam_glue;
 
 #[cfg(test)]
 #[path = "agent_tests.rs"]

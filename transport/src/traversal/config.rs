@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::birthday::BirthdayConfig;
 use super::lifetime::LifetimeConfig;
+use super::roam::RoamConfig;
 
 /// Everything the traversal core can be tuned with.
 #[derive(Debug, Clone)]
@@ -63,6 +64,8 @@ pub struct TraversalConfig {
     /// Binding-lifetime measurement and the keepalive interval derived
     /// from it (see `lifetime`).
     pub lifetime: LifetimeConfig,
+    /// Address-change detection and the re-punch after it (see `roam`).
+    pub roam: RoamConfig,
 }
 
 impl Default for TraversalConfig {
@@ -92,6 +95,7 @@ impl Default for TraversalConfig {
             max_sessions: 64,
             birthday: BirthdayConfig::default(),
             lifetime: LifetimeConfig::default(),
+            roam: RoamConfig::default(),
         }
     }
 }

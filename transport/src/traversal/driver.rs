@@ -59,6 +59,7 @@ use tokio::time::Instant;
 
 use super::birthday::{BirthdayConfig, PortId};
 use super::lifetime::LifetimeConfig;
+use super::netwatch;
 use super::snapshot::TraversalSnapshot;
 use super::{ConnectionInfo, Traversal, TraversalConfig, TraversalEvent, TraversalTransmit};
 use crate::endpoint::{control, paths, Shared};
@@ -208,6 +209,10 @@ struct Track {
     backup: Option<NodeId>,
     /// Receive batches seen on the peer's direct path at the last tick.
     rx: u64,
+    /// Relayed packets from the peer while direct, at the last tick.
+    relayed_rx: u64,
+    /// The direct address we moved the connection to (a punch's).
+    punched: Option<SocketAddr>,
 }
 
 /// The receivers the driver takes from the transport.
@@ -575,8 +580,8 @@ impl Driver {
         self.try_direct(peer, now);
     }
 
-    /// Once a second: traffic on direct paths, due punch retries, the
-    /// learned keepalive interval for new connections.
+    /// Once a second: our local address, traffic on direct paths, due
+    /// punch retries, the learned keepalive interval for new connections.
     fn on_tick(&mut self) {
         let now = Instant::now();
         let learned = self.core().learned_keepalive();
@@ -590,9 +595,30 @@ impl Driver {
             }
         }
         let peers: Vec<NodeId> = self.peers.keys().copied().collect();
+        if let Some(dest) = netwatch::destination(&self.shared, &peers) {
+            let local = netwatch::source_ip(self.shared.socket.real_local_addr(), dest);
+            self.core().handle_local_addr(now_std(now), dest, local);
+        }
         for peer in peers {
             self.report_activity(peer, now);
+            self.check_relayed(peer, now);
             self.try_direct(peer, now);
+        }
+    }
+
+    /// A peer on a direct path that sends to us through a relay has
+    /// probably lost that path (its address changed, say): probe ours now.
+    fn check_relayed(&mut self, peer: NodeId, now: Instant) {
+        let Some(relayed) = self.shared.socket.relayed_while_direct(&peer) else {
+            return;
+        };
+        let Some(track) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let more = relayed > track.relayed_rx;
+        track.relayed_rx = relayed;
+        if more && self.service.core().suspect_direct_path(now_std(now), &peer) {
+            tracing::debug!(peer = %peer.fmt_short(), "peer reaches us relayed: probing the direct path now");
         }
     }
 
@@ -689,6 +715,18 @@ impl Driver {
                 }
             }
             TraversalEvent::ReleasePorts { ports } => self.close_ports(&ports),
+            TraversalEvent::AddressChanged(change) => {
+                tracing::info!(
+                    "our address changed: {} -> {} ({}); probing direct paths, re-learning the NAT",
+                    change.old,
+                    change.new,
+                    change.cause.as_str()
+                );
+            }
+            TraversalEvent::Repunch { peer } => {
+                tracing::debug!(peer = %peer.fmt_short(), "re-punching after our address changed");
+                self.direct_now(peer);
+            }
         }
     }
 
@@ -707,6 +745,10 @@ impl Driver {
                 }
             }
             Some(Path::Direct(now)) if now == addr => return,
+            // A path an earlier punch found, replaced by this one (the
+            // peer's address changed): move.
+            Some(Path::Direct(now))
+                if self.peers.get(&peer).and_then(|t| t.punched) == Some(now) => {}
             // Already direct elsewhere (dialed by address): keep that.
             _ => {
                 self.core().forget_direct_path(&peer);
@@ -715,7 +757,12 @@ impl Driver {
         }
         self.shared.socket.alias_inbound(&peer, addr);
         match paths::change(&self.shared, peer, Path::Direct(addr)) {
-            Ok(()) => tracing::info!(peer = %peer.fmt_short(), %addr, "relayed -> direct"),
+            Ok(()) => {
+                if let Some(track) = self.peers.get_mut(&peer) {
+                    track.punched = Some(addr);
+                }
+                tracing::info!(peer = %peer.fmt_short(), %addr, "relayed -> direct")
+            }
             Err(e) => {
                 tracing::debug!(peer = %peer.fmt_short(), error = %e, "direct path not taken")
             }

@@ -32,6 +32,9 @@ struct KeptPath {
     /// round trip may exceed `retry`).
     previous: Option<[u8; TX_LEN]>,
     misses: u32,
+    /// Probing at this shorter interval until the path answers
+    /// ([`Keepalives::probe_now`]).
+    fast: Option<Duration>,
 }
 
 /// Keepalive state for every direct path. Sans-IO.
@@ -85,8 +88,23 @@ impl Keepalives {
                 outstanding: None,
                 previous: None,
                 misses: 0,
+                fast: None,
             },
         );
+    }
+
+    /// The path to `peer` is suspect (our address changed, or the peer
+    /// reaches us through a relay): probe it now and every `interval`
+    /// until it answers or is lost. Returns whether a path is kept.
+    pub fn probe_now(&mut self, now: Instant, peer: &NodeId, interval: Duration) -> bool {
+        let Some(path) = self.paths.get_mut(peer) else {
+            return false;
+        };
+        if path.fast.is_none() {
+            path.fast = Some(interval.min(self.interval));
+            path.next = now;
+        }
+        true
     }
 
     /// Stops keeping `peer`'s path.
@@ -103,6 +121,7 @@ impl Keepalives {
                 path.outstanding = None;
                 path.previous = None;
                 path.misses = 0;
+                path.fast = None;
             }
         }
     }
@@ -129,6 +148,7 @@ impl Keepalives {
         path.misses = 0;
         path.quiet_since = now;
         path.next = now + self.interval;
+        path.fast = None;
         true
     }
 
@@ -155,7 +175,7 @@ impl Keepalives {
             rng.fill_bytes(&mut tx);
             path.previous = path.outstanding;
             path.outstanding = Some(tx);
-            path.next = now + self.retry;
+            path.next = now + path.fast.unwrap_or(self.retry);
             out.push((
                 *peer,
                 ProbeOut {
@@ -259,5 +279,41 @@ mod tests {
         assert!(k.on_reply(now, &peer(), addr, &out[0].1.tx));
         assert_eq!(k.poll_timeout(), Some(now + Duration::from_secs(8)));
         assert_eq!(k.interval(), Duration::from_secs(8));
+    }
+
+    #[test]
+    fn probe_now_probes_fast_until_answered_or_lost() {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(3);
+        let addr: SocketAddr = "203.0.113.4:4000".parse().unwrap();
+        let fast = Duration::from_millis(250);
+        let mut k = Keepalives::new(Duration::from_secs(20), Duration::from_secs(1), 3);
+        k.insert(t0, peer(), addr);
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(k.probe_now(t1, &peer(), fast));
+        assert_eq!(k.poll_timeout(), Some(t1));
+        // Answered: back to the normal interval.
+        let (mut out, mut lost) = (Vec::new(), Vec::new());
+        k.handle_timeout(t1, &mut rng, &mut out, &mut lost);
+        assert_eq!(k.poll_timeout(), Some(t1 + fast));
+        assert!(k.on_reply(t1, &peer(), addr, &out[0].1.tx));
+        assert_eq!(k.poll_timeout(), Some(t1 + Duration::from_secs(20)));
+        // Unanswered: lost after 3 probes, 3 x 250 ms later.
+        let t2 = t1 + Duration::from_secs(2);
+        assert!(k.probe_now(t2, &peer(), fast));
+        // A second call while probing changes nothing.
+        assert!(k.probe_now(t2 + Duration::from_millis(100), &peer(), fast));
+        let mut sent = 0;
+        let mut lost = Vec::new();
+        let mut now = t2;
+        while lost.is_empty() {
+            now = k.poll_timeout().unwrap();
+            let mut out = Vec::new();
+            k.handle_timeout(now, &mut rng, &mut out, &mut lost);
+            sent += out.len();
+        }
+        assert_eq!(sent, 3);
+        assert_eq!(now, t2 + fast * 3);
+        assert!(!k.probe_now(now, &peer(), fast));
     }
 }

@@ -31,6 +31,10 @@
 //!    [`TraversalEvent::DirectPathLost`] when they stop answering. Their
 //!    interval follows our NAT's binding lifetime, measured with the help
 //!    of a directly connected peer ([`lifetime`]).
+//! 7. When our own address changes ([`roam`]), direct paths are probed at
+//!    once, the NAT is re-learned from fresh observations, peers are told,
+//!    and every peer whose direct path was lost is re-punched
+//!    ([`TraversalEvent::Repunch`]).
 //!
 //! The wire formats live in `relay_proto::wire::{probe, traversal}`.
 //!
@@ -51,8 +55,10 @@ pub mod keepalive;
 pub mod lifetime;
 pub mod mapped;
 pub mod nat;
+mod netwatch;
 mod output;
 pub mod punch;
+pub mod roam;
 mod snapshot;
 mod stats;
 
@@ -65,5 +71,6 @@ pub use lifetime::{LifetimeConfig, LifetimeReport, LifetimeState};
 pub use nat::{NatReport, Observation};
 pub use output::{TraversalEvent, TraversalTransmit};
 pub use relay_proto::wire::traversal::{NatType, TraversalMsg};
+pub use roam::{AddressChange, RoamCause, RoamConfig};
 pub use snapshot::TraversalSnapshot;
 pub use stats::TraversalStats;

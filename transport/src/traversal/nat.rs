@@ -84,6 +84,9 @@ pub struct NatClassifier {
     next_reclassify: Option<Instant>,
     reflex_deadline: Option<Instant>,
     started: bool,
+    /// Observations older than this were made before our address
+    /// changed (see [`Self::relearn`]).
+    stale_before: Option<Instant>,
 }
 
 impl NatClassifier {
@@ -111,6 +114,7 @@ impl NatClassifier {
             next_reclassify: None,
             reflex_deadline: None,
             started: false,
+            stale_before: None,
         }
     }
 
@@ -163,6 +167,14 @@ impl NatClassifier {
             changed,
         };
         self.observations.insert(observer, obs);
+        if let Some(since) = self.stale_before.filter(|s| now >= *s) {
+            // A fresh view after our address changed: views from before
+            // on another IP are from the old network. (Views on the same
+            // IP may differ in port behind a symmetric NAT; an observer
+            // that saw our port change re-reports anyway.)
+            self.observations
+                .retain(|_, o| o.at >= since || o.observed.ip() == observed.ip());
+        }
         while self.observations.len() > MAX_OBSERVERS {
             let oldest = self
                 .observations
@@ -175,6 +187,15 @@ impl NatClassifier {
             };
         }
         self.reclassify()
+    }
+
+    /// Our own address changed at `now`: every observation so far is
+    /// suspect. Each is kept until a fresh one (made from `now` on) shows
+    /// another IP, so observers that still see us where they did (a NAT
+    /// that kept our mapping) keep counting, and views from the old
+    /// network never mix with fresh ones into a false "symmetric".
+    pub fn relearn(&mut self, now: Instant) {
+        self.stale_before = Some(now);
     }
 
     /// Forgets an observer (its connection is gone).
@@ -580,6 +601,51 @@ mod tests {
                 reflex_addr: Some(pinned)
             }
         );
+    }
+
+    #[test]
+    fn relearn_drops_stale_views_as_fresh_ones_disagree() {
+        let t0 = Instant::now();
+        let mut c = classifier();
+        let (p0, p1, p2) = (ip("203.0.113.10"), ip("203.0.113.11"), ip("203.0.113.12"));
+        let old = sa("198.51.100.10:7000");
+        let new = sa("198.51.100.12:9000");
+        c.handle_observation(t0, id(1), p0, old, sa(LOCAL));
+        c.handle_observation(t0, id(2), p1, old, sa(LOCAL));
+        c.handle_observation(t0, id(3), p2, old, sa(LOCAL));
+        assert_eq!(c.report().reflex_addr, Some(old));
+        let t1 = t0 + Duration::from_secs(30);
+        c.relearn(t1);
+        // The first fresh view drops the stale ones (no false symmetric).
+        let r = c.handle_observation(t1, id(1), p0, new, sa("10.3.0.2:5000"));
+        assert_eq!(
+            r,
+            Some(NatReport {
+                nat: NatType::Unknown,
+                reflex_addr: Some(new)
+            })
+        );
+        assert_eq!(c.observations().count(), 1);
+        let r = c.handle_observation(t1, id(2), p1, new, sa("10.3.0.2:5000"));
+        assert_eq!(
+            r,
+            Some(NatReport {
+                nat: NatType::Cone,
+                reflex_addr: Some(new)
+            })
+        );
+
+        // A NAT that kept our mapping: stale views that agree stay.
+        let mut kept = classifier();
+        kept.handle_observation(t0, id(1), p0, old, sa(LOCAL));
+        kept.handle_observation(t0, id(2), p1, old, sa(LOCAL));
+        kept.relearn(t1);
+        assert_eq!(
+            kept.handle_observation(t1, id(1), p0, old, sa("10.1.0.3:5000")),
+            None
+        );
+        assert_eq!(kept.observations().count(), 2);
+        assert_eq!(kept.report().nat, NatType::Cone);
     }
 
     #[test]

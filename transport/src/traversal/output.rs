@@ -8,6 +8,7 @@ use relay_proto::NodeId;
 use super::birthday::PortId;
 use super::error::TraversalError;
 use super::nat::NatReport;
+use super::roam::AddressChange;
 
 /// Something to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,4 +89,13 @@ pub enum TraversalEvent {
     },
     /// A failure not tied to one peer (e.g. `reflex-timeout`).
     Error(TraversalError),
+    /// Our own address changed (see `roam`): direct paths are being
+    /// probed, the NAT is re-learned, peers were told.
+    AddressChanged(AddressChange),
+    /// After an address change: ask for an introduction to `peer` now
+    /// (its direct path was lost; see `roam`).
+    Repunch {
+        /// The peer.
+        peer: NodeId,
+    },
 }

@@ -41,6 +41,8 @@ pub struct TraversalStats {
     pub binding_checks_answered: u64,
     /// Binding checks we refused (not observed at that IP, over budget).
     pub binding_checks_refused: u64,
+    /// Times our own address changed (see `roam`).
+    pub address_changes: u64,
 }
 
 impl TraversalStats {

@@ -227,6 +227,27 @@ impl World {
         self.hosts.len() - 1
     }
 
+    /// Moves `host` behind a new NAT of `kind` (a new site: a new LAN
+    /// address and a new public IP), as when a laptop changes networks.
+    /// Its core is not told: it has to notice. Returns the new NAT's
+    /// public IP.
+    pub fn move_host(&mut self, host: HostId, kind: NatKind, timeout: Duration) -> Ipv4Addr {
+        let s = self.next_site;
+        self.next_site += 1;
+        let mut nat_seed = [0u8; 32];
+        self.rng.fill_bytes(&mut nat_seed);
+        let public_ip = Ipv4Addr::new(203, 0, 113, s);
+        self.nats.push(Nat::new(
+            kind,
+            public_ip,
+            timeout,
+            StdRng::from_seed(nat_seed),
+        ));
+        self.hosts[host].nat = Some(self.nats.len() - 1);
+        self.hosts[host].local = SocketAddr::from(([10, 0, s, 2], 5000));
+        public_ip
+    }
+
     /// The host with NodeId `id`.
     pub fn host_of(&self, id: &NodeId) -> Option<HostId> {
         self.hosts.iter().position(|h| h.id == *id)
