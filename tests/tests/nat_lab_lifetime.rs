@@ -20,11 +20,11 @@
 //! Skipped with `SKIPPED: ...` unless root with `ip` and `nft`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
 use relay_tests::lab::node::{init, is_connected_via};
+use relay_tests::lab::public;
 use relay_tests::lab::{Lab, LabNode, NatPreset};
 use relay_tests::process::poll_until;
 use relay_tests::{lab_or_skip, relay_node_bin, TempDir};
@@ -55,32 +55,10 @@ fn setup(sites: usize, bin: &Path) -> Setup {
         lab.site(i).unwrap().set_udp_timeout(TIMEOUT_S).unwrap();
     }
     let tmp = TempDir::new("lifetime").unwrap();
-    let relay_host = lab.public(0).unwrap();
-    let relay_addr = SocketAddr::new(IpAddr::V4(relay_host.addr), PORT).to_string();
-    let relay_dir = tmp.join("relay");
-    init(bin, &relay_dir, None).unwrap();
-    let relay = LabNode::start(
-        bin,
-        &relay_host.ns,
-        &relay_dir,
-        &["--relay", "--listen", &relay_addr],
-        DEADLINE,
-    )
-    .unwrap();
-    let ticket = relay.invite(&relay_addr).unwrap();
-    let observer_host = lab.public(1).unwrap();
-    let observer_addr = SocketAddr::new(IpAddr::V4(observer_host.addr), PORT).to_string();
-    let observer_dir = tmp.join("observer");
-    init(bin, &observer_dir, Some(&ticket)).unwrap();
-    let observer = LabNode::start(
-        bin,
-        &observer_host.ns,
-        &observer_dir,
-        &["--listen", &observer_addr],
-        DEADLINE,
-    )
-    .unwrap();
-    let observer_peer = format!("{}@{}", observer.id, observer.process.listen);
+    let (relay, ticket) =
+        public::start_relay(&lab, bin, &tmp.join("relay"), PORT, DEADLINE).unwrap();
+    let (observer, observer_peer) =
+        public::start_observer(&lab, bin, &tmp.join("observer"), &ticket, PORT, DEADLINE).unwrap();
     let nodes: Vec<LabNode> = (0..sites)
         .map(|i| {
             let site = lab.site(i).unwrap();

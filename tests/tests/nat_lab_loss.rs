@@ -14,11 +14,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use relay_tests::lab::nat::loss_drops;
 use relay_tests::lab::node::{init, is_connected_via};
+use relay_tests::lab::public;
 use relay_tests::lab::{Lab, LabNode, NatPreset};
 use relay_tests::{lab_or_skip, relay_node_bin, TempDir};
 
@@ -36,19 +36,8 @@ fn cone_x_cone_goes_direct_with_2_percent_loss() {
     let lab = Lab::build(1, &[a, b]).unwrap();
     let tmp = TempDir::new("loss").unwrap();
 
-    let relay_host = lab.public(0).unwrap();
-    let relay_addr = SocketAddr::new(IpAddr::V4(relay_host.addr), PORT).to_string();
-    let relay_dir = tmp.join("relay");
-    init(&bin, &relay_dir, None).unwrap();
-    let relay = LabNode::start(
-        &bin,
-        &relay_host.ns,
-        &relay_dir,
-        &["--relay", "--listen", &relay_addr],
-        DEADLINE,
-    )
-    .unwrap();
-    let ticket = relay.invite(&relay_addr).unwrap();
+    let (relay, ticket) =
+        public::start_relay(&lab, &bin, &tmp.join("relay"), PORT, DEADLINE).unwrap();
 
     let sites = [lab.site(0).unwrap(), lab.site(1).unwrap()];
     for site in &sites {

@@ -35,6 +35,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use relay_tests::lab::node::{init, is_connected_via};
+use relay_tests::lab::public;
 use relay_tests::lab::{Lab, LabNode, NatPreset};
 use relay_tests::{lab_or_skip, relay_node_bin, TempDir};
 
@@ -60,34 +61,13 @@ fn record(a: NatPreset, b: NatPreset, outcome: &str) {
 /// Starts the relay on public host 0 and the plain observer node on public
 /// host 1; returns them with the relay's join ticket.
 fn start_public_nodes(lab: &Lab, bin: &Path, tmp: &TempDir) -> (LabNode, LabNode, String) {
-    let relay_host = lab.public(0).unwrap();
-    let relay_addr = SocketAddr::new(IpAddr::V4(relay_host.addr), PORT).to_string();
-    let relay_dir = tmp.join("relay");
-    init(bin, &relay_dir, None).unwrap();
-    let relay = LabNode::start(
-        bin,
-        &relay_host.ns,
-        &relay_dir,
-        &["--relay", "--listen", &relay_addr],
-        DEADLINE,
-    )
-    .unwrap();
-    let ticket = relay.invite(&relay_addr).unwrap();
+    let (relay, ticket) =
+        public::start_relay(lab, bin, &tmp.join("relay"), PORT, DEADLINE).unwrap();
 
     // A second public node, on another IP, that relays nothing: with the
     // relay it gives every site node observers on two IPs.
-    let observer_host = lab.public(1).unwrap();
-    let observer_addr = SocketAddr::new(IpAddr::V4(observer_host.addr), PORT).to_string();
-    let observer_dir = tmp.join("observer");
-    init(bin, &observer_dir, Some(&ticket)).unwrap();
-    let observer = LabNode::start(
-        bin,
-        &observer_host.ns,
-        &observer_dir,
-        &["--listen", &observer_addr],
-        DEADLINE,
-    )
-    .unwrap();
+    let (observer, _) =
+        public::start_observer(lab, bin, &tmp.join("observer"), &ticket, PORT, DEADLINE).unwrap();
     (relay, observer, ticket)
 }
 

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use relay_tests::lab::miniupnpd::{make_mappable, Miniupnpd, MAPPABLE_WAN};
 use relay_tests::lab::node::{init, is_connected_via};
+use relay_tests::lab::public;
 use relay_tests::lab::{Lab, LabNode, NatPreset};
 use relay_tests::process::poll_until;
 use relay_tests::{lab_or_skip, relay_node_bin, TempDir};
@@ -82,19 +83,8 @@ fn symmetric_made_reachable_by_port_mapping() {
     make_mappable(&lab, mapped_site).unwrap();
     let upnpd = Miniupnpd::start(mapped_site, &tmp.join("miniupnpd"), DEADLINE).unwrap();
 
-    let relay_host = lab.public(0).unwrap();
-    let relay_addr = SocketAddr::new(IpAddr::V4(relay_host.addr), PORT).to_string();
-    let relay_dir = tmp.join("relay");
-    init(&bin, &relay_dir, None).unwrap();
-    let relay = LabNode::start(
-        &bin,
-        &relay_host.ns,
-        &relay_dir,
-        &["--relay", "--listen", &relay_addr],
-        DEADLINE,
-    )
-    .unwrap();
-    let ticket = relay.invite(&relay_addr).unwrap();
+    let (relay, ticket) =
+        public::start_relay(&lab, &bin, &tmp.join("relay"), PORT, DEADLINE).unwrap();
     let mut nodes: Vec<LabNode> = [0, 1]
         .iter()
         .map(|&i| {

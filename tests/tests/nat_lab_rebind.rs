@@ -35,8 +35,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use relay_tests::lab::node::init;
-use relay_tests::lab::{Lab, LabNode, NatPreset, StreamProc, StreamSetup};
+use relay_tests::lab::public;
+use relay_tests::lab::{Lab, NatPreset, StreamProc, StreamSetup};
 use relay_tests::{lab_or_skip, relay_node_bin, TempDir};
 use serde_json::Value;
 
@@ -99,23 +99,13 @@ fn stream_survives_a_rebinding_of_the_dialing_side() {
 fn run(rebinds: Rebinds) {
     let bin = relay_node_bin().unwrap();
     let lab = Lab::build(1, &[NatPreset::FullCone, NatPreset::PortRestrictedCone]).unwrap();
-    let relay_host = lab.public(0).unwrap();
     let (site_a, site_b) = (lab.site(0).unwrap(), lab.site(1).unwrap());
     let tmp = TempDir::new("rebind").unwrap();
 
-    let relay_addr = SocketAddr::new(IpAddr::V4(relay_host.addr), PORT).to_string();
-    let relay_dir = tmp.join("relay");
-    init(&bin, &relay_dir, None).unwrap();
-    let relay = LabNode::start(
-        &bin,
-        &relay_host.ns,
-        &relay_dir,
-        &["--relay", "--listen", &relay_addr],
-        DEADLINE,
-    )
-    .unwrap();
+    let (_relay, ticket) =
+        public::start_relay(&lab, &bin, &tmp.join("relay"), PORT, DEADLINE).unwrap();
     let ticket_file = tmp.join("ticket");
-    std::fs::write(&ticket_file, relay.invite(&relay_addr).unwrap()).unwrap();
+    std::fs::write(&ticket_file, ticket).unwrap();
 
     let listen = format!("0.0.0.0:{PORT}");
     let setup = StreamSetup {

@@ -23,12 +23,11 @@
 //! log time of its switch to direct. Afterwards it reads both nodes'
 //! birthday-probing counters from `status --json`.
 
-use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use relay_tests::lab::node::{init, is_connected_via};
-use relay_tests::lab::{logtime, pingwatch, Lab, LabNode, NatPreset};
+use relay_tests::lab::{logtime, pingwatch, public, Lab, LabNode, NatPreset};
 use relay_tests::TempDir;
 
 /// Bound for setup steps (node start, joining the relay); not a measurement.
@@ -96,18 +95,16 @@ impl PairLab {
     pub fn build(bin: PathBuf, a: NatPreset, b: NatPreset) -> Result<Self, String> {
         let lab = Lab::build(2, &[a, b]).map_err(|e| format!("lab: {e}"))?;
         let tmp = TempDir::new("natbench").map_err(|e| format!("tempdir: {e}"))?;
-        let host = lab.public(0).ok_or("no public host")?;
-        let addr = SocketAddr::new(IpAddr::V4(host.addr), RELAY_PORT).to_string();
-        let dir = tmp.join("relay");
-        init(&bin, &dir, None)?;
-        let relay = LabNode::start(&bin, &host.ns, &dir, &["--relay", "--listen", &addr], SETUP)?;
-        let ticket = relay.invite(&addr)?;
-        let host = lab.public(1).ok_or("no second public host")?;
-        let addr = SocketAddr::new(IpAddr::V4(host.addr), RELAY_PORT).to_string();
-        let dir = tmp.join("observer");
-        init(&bin, &dir, Some(&ticket))?;
-        let observer = LabNode::start(&bin, &host.ns, &dir, &["--listen", &addr], SETUP)?;
-        let observer_peer = format!("{}@{addr}", observer.id);
+        let (relay, ticket) =
+            public::start_relay(&lab, &bin, &tmp.join("relay"), RELAY_PORT, SETUP)?;
+        let (observer, observer_peer) = public::start_observer(
+            &lab,
+            &bin,
+            &tmp.join("observer"),
+            &ticket,
+            RELAY_PORT,
+            SETUP,
+        )?;
         Ok(Self {
             a,
             b,

@@ -10,6 +10,7 @@
 //! - [`skip`]: whether the lab can run here, and the `SKIPPED` line;
 //! - [`udp`]: the `lab-udp` helper processes used to observe NATs;
 //! - [`node`]: real `relay-node` processes inside lab namespaces;
+//! - [`public`]: the relay and the second observer on the public hosts;
 //! - [`stream`]: the `lab-stream` helper (a transport embedding the
 //!   library) streaming numbered words between two sites;
 //! - [`pingwatch`]: `ping --until-direct` with each pong timestamped;
@@ -26,6 +27,7 @@ pub mod nat;
 pub mod netns;
 pub mod node;
 pub mod pingwatch;
+pub mod public;
 pub mod skip;
 pub mod stream;
 pub mod topology;
