@@ -82,8 +82,8 @@ pub enum Command {
         /// Turn birthday-paradox probing off. When one side of a punch is
         /// behind a symmetric NAT and the other behind a cone, the
         /// symmetric side opens up to 256 extra UDP ports and the cone side
-        /// sends up to 1024 probes to random ports, at most 200 packets/s
-        /// and for at most 8 s per attempt. On by default.
+        /// sends up to 2048 probes to random ports, at most 200 packets/s
+        /// and for at most 13 s per attempt. On by default.
         #[arg(long)]
         no_birthday: bool,
         /// Serve read-only HTTP (GET /metrics, /status, /healthz) on this TCP

@@ -739,8 +739,9 @@ fn cone_x_symmetric_goes_direct_across_seeds() {
             .collect();
         let won: Vec<u64> = runs.iter().flatten().map(|(p, _)| *p).collect();
         let times: Vec<Duration> = runs.iter().flatten().map(|(_, t)| *t).collect();
-        // 256 ports, 1024 probes, 64512 ports: ~98% per run, so at least
-        // 18 of 20 seeds (any seed replays exactly).
+        // 256 ports, 2048 probes, 64512 ports: ~99.97% per run; the
+        // simulator's 2% loss takes some probes, so at least 18 of 20
+        // seeds (any seed replays exactly).
         assert!(
             won.len() >= 18,
             "{ka:?} x {kb:?}: direct in only {} of {} seeds: {runs:?}",
@@ -761,7 +762,7 @@ fn cone_x_symmetric_goes_direct_across_seeds() {
         // Both sides together: 256 ports opened plus the probes up to a hit,
         // never more than the budget.
         assert!(
-            won.iter().all(|p| (256..=256 + 1024).contains(p)),
+            won.iter().all(|p| (256..=256 + 2048).contains(p)),
             "{won:?}"
         );
     }
