@@ -279,7 +279,13 @@ async fn relayed_connection_upgrades_to_direct_without_loss_and_falls_back() {
     assert_eq!(back.via, Some(r_id));
     assert_eq!(back.since, before.since, "still the same connection");
     assert!(back.path_changes >= 2);
-    assert_eq!(back.why.as_deref(), Some("direct path lost"));
+    // A lost path is punched again 2 s later, so by now the reason may
+    // already be the new attempt.
+    assert!(
+        matches!(back.why.as_deref(), Some("direct path lost" | "punching")),
+        "{:?}",
+        back.why
+    );
     assert!(a.traversal_snapshot().stats.relay_fallbacks > fallbacks);
     assert_eq!(handshakes(&a), a_hs);
     assert_eq!(handshakes(&b), b_hs);

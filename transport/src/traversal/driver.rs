@@ -77,6 +77,11 @@ const TICK: Duration = Duration::from_secs(1);
 const ACCEPTOR_DELAY: Duration = Duration::from_secs(2);
 /// First delay before asking again after a punch failed.
 const RETRY_MIN: Duration = Duration::from_secs(15);
+/// Delay before punching again after a direct path that worked was lost:
+/// the usual cause (a NAT that rebound or forgot our binding, a peer
+/// whose address changed) leaves a fresh punch good odds, and the relay
+/// already observes the new mapping. A failure then backs off as usual.
+const RETRY_AFTER_LOSS: Duration = Duration::from_secs(2);
 /// Longest delay between punch attempts.
 const RETRY_MAX: Duration = Duration::from_secs(300);
 /// Capacity of the command queue.
@@ -803,8 +808,8 @@ impl Driver {
                     &ControlMsg::Traversal(TraversalMsg::NatInfo { nat }),
                 );
                 if let Some(track) = self.peers.get_mut(&peer) {
-                    track.next_try = Some(Instant::now() + track.backoff);
-                    track.backoff = (track.backoff * 2).min(RETRY_MAX);
+                    track.next_try = Some(Instant::now() + RETRY_AFTER_LOSS);
+                    track.backoff = RETRY_MIN;
                 }
             }
             Err(e) => tracing::debug!(peer = %peer.fmt_short(), error = %e, "fallback failed"),
