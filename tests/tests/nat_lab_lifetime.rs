@@ -172,15 +172,7 @@ fn direct_path_survives_idle_on_short_bindings() {
         let b = wait_measured(node);
         assert_brackets(&b, &s);
     }
-    let ping = na.cli(&[
-        "ping",
-        &nb.id,
-        "--until-direct",
-        "-i",
-        "100",
-        "--timeout",
-        "40",
-    ]);
+    let ping = na.ping_until_direct(&nb.id, 40);
     assert!(
         ping.success(),
         "no direct path: {ping:?}\nA log:\n{}\nB log:\n{}",

@@ -176,15 +176,7 @@ fn run_once(a: NatPreset, b: NatPreset, expect: Expect, birthday: bool) {
         Expect::Direct => {
             // Reach B by NodeId alone: relayed first, then direct.
             let started = Instant::now();
-            let ping = na.cli(&[
-                "ping",
-                &nb.id,
-                "--until-direct",
-                "-i",
-                "100",
-                "--timeout",
-                "40",
-            ]);
+            let ping = na.ping_until_direct(&nb.id, 40);
             let took = started.elapsed();
             assert!(
                 ping.success(),

@@ -184,15 +184,7 @@ fn a_node_that_moves_goes_relayed_then_direct_again() {
     assert_eq!(pongs.len().to_string(), PINGS, "{pings:?}");
 
     // Direct again, at the new address, on the same connection.
-    let ping = na.cli(&[
-        "ping",
-        &nb.id,
-        "--until-direct",
-        "-i",
-        "100",
-        "--timeout",
-        "60",
-    ]);
+    let ping = na.ping_until_direct(&nb.id, 60);
     assert!(
         ping.success(),
         "not direct again: {ping:?}\nA log:\n{}\nB log:\n{}",

@@ -152,24 +152,19 @@ fn stream_echo(t: &Transport) {
     });
 }
 
-#[tokio::test]
-async fn dialer_follows_a_rebinding_mid_transfer() {
-    let a = transport(None).await;
-    let b = transport(None).await;
-    stream_echo(&b);
-    let mut a_events = a.subscribe();
-    let b_id = b.node_id();
-    let nat = Nat::new(addr(&b)).await;
-    let old = nat.addr();
-
-    within(a.connect(b_id, old)).await.unwrap();
-    event(&mut a_events, is_connected(b_id)).await;
-    let before = a.peers()[0].clone();
-    assert_eq!(before.remote_addr, Some(old));
-    let handshakes = |t: &Transport| t.noise_stats().handshakes.load(Ordering::Relaxed);
-    let (a_hs, b_hs) = (handshakes(&a), handshakes(&b));
-
-    let data = pattern(600_000, 9);
+/// Streams 600 kB from `a` to B's echo; once 100 kB came back, `rebind`
+/// runs (the shim takes a new port) and the rest goes across it. Asserts
+/// the echo is byte-exact and returns the new address `rebind` gave.
+async fn transfer_across_a_rebinding<F>(
+    a: &Transport,
+    b_id: NodeId,
+    seed: u8,
+    rebind: F,
+) -> SocketAddr
+where
+    F: std::future::Future<Output = SocketAddr>,
+{
+    let data = pattern(600_000, seed);
     let (first, rest) = data.split_at(200_000);
     let (mut send, mut recv) = within(a.open_bi(b_id)).await.unwrap();
     let mut echoed = vec![0u8; 100_000];
@@ -179,9 +174,7 @@ async fn dialer_follows_a_rebinding_mid_transfer() {
     })
     .await;
 
-    // The NAT in front of B rebinds mid-transfer.
-    let new = nat.rebind_outward().await;
-    assert_ne!(new, old);
+    let new = rebind.await;
     let rest = rest.to_vec();
     let writer = tokio::spawn(async move {
         send.write_all(&rest).await.unwrap();
@@ -193,39 +186,44 @@ async fn dialer_follows_a_rebinding_mid_transfer() {
     echoed.extend_from_slice(&tail);
     assert_eq!(echoed.len(), data.len());
     assert!(echoed == data, "echo differs");
+    new
+}
 
-    // A followed B to its new address on the same connection.
+/// `watcher` (with `events` subscribed before the rebinding) moved its
+/// path to `peer` onto `new`: a `PathChanged` event to there, the peer
+/// table showing it, `since` as `before`, and no reconnect.
+async fn assert_followed(
+    watcher: &Transport,
+    events: &mut tokio::sync::broadcast::Receiver<PeerEvent>,
+    peer: NodeId,
+    new: SocketAddr,
+    before: &relay_transport::PeerInfo,
+) {
     let ev = event(
-        &mut a_events,
+        events,
         |ev| matches!(ev, PeerEvent::PathChanged { remote_addr: Some(r), .. } if *r == new),
     )
     .await;
     assert_eq!(
         ev,
         PeerEvent::PathChanged {
-            node_id: b_id,
+            node_id: peer,
             path: PathKind::Direct,
             remote_addr: Some(new),
         }
     );
-    let after = a.peers();
+    let after = watcher.peers();
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].state, PeerState::Connected);
     assert_eq!(after[0].remote_addr, Some(new));
     assert_eq!(after[0].since, before.since);
-    assert_eq!(handshakes(&a), a_hs);
-    assert_eq!(handshakes(&b), b_hs);
-    while let Ok(ev) = a_events.try_recv() {
-        assert!(
-            !matches!(
-                ev,
-                PeerEvent::Connected { .. } | PeerEvent::Disconnected { .. }
-            ),
-            "unexpected {ev:?}"
-        );
-    }
-    // And traffic keeps flowing there.
-    let more = pattern(50_000, 10);
+    assert!(after[0].path_changes >= 1);
+    no_reconnect(events);
+}
+
+/// A fresh 50 kB echo from `a` to `b_id` comes back whole.
+async fn echo_more(a: &Transport, b_id: NodeId, seed: u8) {
+    let more = pattern(50_000, seed);
     let (mut send, mut recv) = within(a.open_bi(b_id)).await.unwrap();
     let echoed = within(async {
         send.write_all(&more).await.unwrap();
@@ -234,9 +232,10 @@ async fn dialer_follows_a_rebinding_mid_transfer() {
     })
     .await;
     assert_eq!(echoed, more);
+}
 
-    a.close().await;
-    b.close().await;
+fn handshakes(t: &Transport) -> u64 {
+    t.noise_stats().handshakes.load(Ordering::Relaxed)
 }
 
 /// No Connected or Disconnected event is left in `events` (the same
@@ -254,6 +253,37 @@ fn no_reconnect(events: &mut tokio::sync::broadcast::Receiver<PeerEvent>) {
 }
 
 #[tokio::test]
+async fn dialer_follows_a_rebinding_mid_transfer() {
+    let a = transport(None).await;
+    let b = transport(None).await;
+    stream_echo(&b);
+    let mut a_events = a.subscribe();
+    let b_id = b.node_id();
+    let nat = Nat::new(addr(&b)).await;
+    let old = nat.addr();
+
+    within(a.connect(b_id, old)).await.unwrap();
+    event(&mut a_events, is_connected(b_id)).await;
+    let before = a.peers()[0].clone();
+    assert_eq!(before.remote_addr, Some(old));
+    let (a_hs, b_hs) = (handshakes(&a), handshakes(&b));
+
+    // The NAT in front of B rebinds mid-transfer.
+    let new = transfer_across_a_rebinding(&a, b_id, 9, nat.rebind_outward()).await;
+    assert_ne!(new, old);
+
+    // A followed B to its new address on the same connection, and
+    // traffic keeps flowing there.
+    assert_followed(&a, &mut a_events, b_id, new, &before).await;
+    assert_eq!(handshakes(&a), a_hs);
+    assert_eq!(handshakes(&b), b_hs);
+    echo_more(&a, b_id, 10).await;
+
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
 async fn acceptor_follows_a_rebinding_of_the_dialer() {
     let a = transport(None).await;
     let b = transport(None).await;
@@ -267,71 +297,21 @@ async fn acceptor_follows_a_rebinding_of_the_dialer() {
     event(&mut b_events, is_connected(a_id)).await;
     let before = b.peers()[0].clone();
     assert_eq!(before.remote_addr, Some(old));
-    let handshakes = |t: &Transport| t.noise_stats().handshakes.load(Ordering::Relaxed);
     let (a_hs, b_hs) = (handshakes(&a), handshakes(&b));
 
-    let data = pattern(600_000, 11);
-    let (first, rest) = data.split_at(200_000);
-    let (mut send, mut recv) = within(a.open_bi(b_id)).await.unwrap();
-    let mut echoed = vec![0u8; 100_000];
-    within(async {
-        send.write_all(first).await.unwrap();
-        recv.read_exact(&mut echoed).await.unwrap();
-    })
-    .await;
-
     // The NAT in front of A rebinds mid-transfer.
-    let new = nat.rebind_inner().await;
+    let new = transfer_across_a_rebinding(&a, b_id, 11, nat.rebind_inner()).await;
     assert_ne!(new, old);
-    let rest = rest.to_vec();
-    let writer = tokio::spawn(async move {
-        send.write_all(&rest).await.unwrap();
-        send.finish().unwrap();
-        send
-    });
-    let tail = within(recv.read_to_end(1 << 21)).await.unwrap();
-    let _send = within(writer).await.unwrap();
-    echoed.extend_from_slice(&tail);
-    assert_eq!(echoed.len(), data.len());
-    assert!(echoed == data, "echo differs");
 
-    // B follows A to its new address on the same connection.
-    let ev = event(
-        &mut b_events,
-        |ev| matches!(ev, PeerEvent::PathChanged { remote_addr: Some(r), .. } if *r == new),
-    )
-    .await;
-    assert_eq!(
-        ev,
-        PeerEvent::PathChanged {
-            node_id: a_id,
-            path: PathKind::Direct,
-            remote_addr: Some(new),
-        }
-    );
-    let after = b.peers();
-    assert_eq!(after.len(), 1);
-    assert_eq!(after[0].state, PeerState::Connected);
-    assert_eq!(after[0].remote_addr, Some(new));
-    assert_eq!(after[0].since, before.since);
-    assert!(after[0].path_changes >= 1);
+    // B follows A to its new address on the same connection; A saw
+    // nothing change.
+    assert_followed(&b, &mut b_events, a_id, new, &before).await;
     assert_eq!(handshakes(&a), a_hs);
     assert_eq!(handshakes(&b), b_hs);
-    no_reconnect(&mut b_events);
-    // A saw nothing change.
-    let a_view = a.peers();
-    assert_eq!(a_view[0].remote_addr, Some(nat.addr()));
+    assert_eq!(a.peers()[0].remote_addr, Some(nat.addr()));
 
-    // Traffic keeps flowing, in both directions, at the new address.
-    let more = pattern(50_000, 12);
-    let (mut send, mut recv) = within(a.open_bi(b_id)).await.unwrap();
-    let echoed = within(async {
-        send.write_all(&more).await.unwrap();
-        send.finish().unwrap();
-        recv.read_to_end(1 << 20).await.unwrap()
-    })
-    .await;
-    assert_eq!(echoed, more);
+    // Traffic keeps flowing at the new address.
+    echo_more(&a, b_id, 12).await;
     assert_eq!(b.peers()[0].remote_addr, Some(new));
     no_reconnect(&mut b_events);
 

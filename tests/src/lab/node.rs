@@ -60,6 +60,22 @@ impl LabNode {
         })
     }
 
+    /// `ping PEER --until-direct -i 100 --timeout SECS`: pings every 100 ms
+    /// until a pong comes over a direct path (the CLI exits 0) or
+    /// `timeout_s` passes.
+    pub fn ping_until_direct(&self, peer: &str, timeout_s: u32) -> CliOutput {
+        let timeout = timeout_s.to_string();
+        self.cli(&[
+            "ping",
+            peer,
+            "--until-direct",
+            "-i",
+            "100",
+            "--timeout",
+            &timeout,
+        ])
+    }
+
     /// Runs a CLI verb against this node's data dir.
     pub fn cli(&self, args: &[&str]) -> CliOutput {
         run_cli(&self.bin, &self.dir, args).unwrap_or_else(|e| CliOutput {
