@@ -97,26 +97,34 @@ fn lost_at(world: &World, host: HostId, after: Duration) -> Option<Duration> {
         .map(|r| r.at)
 }
 
-fn moves_and_goes_direct_again(seed: u64, from: NatKind, to: NatKind, b_kind: NatKind) {
-    let label = format!("A {from:?} -> {to:?}, B {b_kind:?} (seed {seed})");
+/// An introducer and an observer on public addresses, A behind `a_kind`
+/// and B behind `b_kind`, each connected directly to both public hosts,
+/// and A and B connected to each other through the relay.
+fn mesh(seed: u64, a_kind: NatKind, b_kind: NatKind) -> Mesh {
     let config = TraversalConfig::default();
     let mut world = World::new(seed, Impairment::default());
     let introducer = world.add_public(config.clone());
     let observer = world.add_public(config.clone());
-    let a = world.add_site(from, BINDINGS, config.clone());
-    let b = world.add_site(b_kind, BINDINGS, config.clone());
+    let a = world.add_site(a_kind, BINDINGS, config.clone());
+    let b = world.add_site(b_kind, BINDINGS, config);
     for site in [a, b] {
         world.connect_direct(site, introducer);
         world.connect_direct(site, observer);
     }
     world.connect_relayed(a, b);
-    let mut m = Mesh {
+    Mesh {
         world,
         a,
         b,
         introducer,
         observer,
-    };
+    }
+}
+
+fn moves_and_goes_direct_again(seed: u64, from: NatKind, to: NatKind, b_kind: NatKind) {
+    let label = format!("A {from:?} -> {to:?}, B {b_kind:?} (seed {seed})");
+    let mut m = mesh(seed, from, b_kind);
+    let (a, b, introducer) = (m.a, m.b, m.introducer);
     let (aid, bid, iid) = (id(&m.world, a), id(&m.world, b), id(&m.world, introducer));
     let (mut seen, mut next_sample) = (0, Duration::ZERO);
     drive(&mut m, Duration::from_secs(1), &mut seen, &mut next_sample);
@@ -268,24 +276,8 @@ fn a_direct_path_that_still_answers_is_kept() {
     // B's full cone lets A's probes from its new address in, and B
     // answers them there: A's direct path survives the move, nothing is
     // re-punched.
-    let config = TraversalConfig::default();
-    let mut world = World::new(11, Impairment::default());
-    let introducer = world.add_public(config.clone());
-    let observer = world.add_public(config.clone());
-    let a = world.add_site(NatKind::PortRestricted, BINDINGS, config.clone());
-    let b = world.add_site(NatKind::FullCone, BINDINGS, config);
-    for site in [a, b] {
-        world.connect_direct(site, introducer);
-        world.connect_direct(site, observer);
-    }
-    world.connect_relayed(a, b);
-    let mut m = Mesh {
-        world,
-        a,
-        b,
-        introducer,
-        observer,
-    };
+    let mut m = mesh(11, NatKind::PortRestricted, NatKind::FullCone);
+    let (a, b, introducer) = (m.a, m.b, m.introducer);
     let (mut seen, mut next_sample) = (0, Duration::ZERO);
     let bid = id(&m.world, b);
     let iid = id(&m.world, introducer);
@@ -315,24 +307,8 @@ fn a_direct_path_that_still_answers_is_kept() {
 
 #[test]
 fn a_host_that_does_not_move_reports_no_change() {
-    let config = TraversalConfig::default();
-    let mut world = World::new(5, Impairment::default());
-    let introducer = world.add_public(config.clone());
-    let observer = world.add_public(config.clone());
-    let a = world.add_site(NatKind::PortRestricted, BINDINGS, config.clone());
-    let b = world.add_site(NatKind::PortRestricted, BINDINGS, config);
-    for site in [a, b] {
-        world.connect_direct(site, introducer);
-        world.connect_direct(site, observer);
-    }
-    world.connect_relayed(a, b);
-    let mut m = Mesh {
-        world,
-        a,
-        b,
-        introducer,
-        observer,
-    };
+    let mut m = mesh(5, NatKind::PortRestricted, NatKind::PortRestricted);
+    let (a, b, introducer) = (m.a, m.b, m.introducer);
     let (mut seen, mut next_sample) = (0, Duration::ZERO);
     let bid = id(&m.world, b);
     let iid = id(&m.world, introducer);
