@@ -127,6 +127,8 @@ impl PairLab {
             if conntrack {
                 site.rebind().map_err(|e| format!("rebind: {e}"))?;
             }
+            site.seed_mapping(port)
+                .map_err(|e| format!("seed mapping: {e}"))?;
             let dir = self.tmp.join(&format!("t{n}-n{i}"));
             init(&self.bin, &dir, Some(&self.ticket))?;
             let listen = format!("0.0.0.0:{port}");

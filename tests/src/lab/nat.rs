@@ -277,6 +277,34 @@ pub fn rebind(router: &Netns) -> LabResult<()> {
     flushed.and(released)
 }
 
+/// Gives `host:port` its endpoint-independent mapping before any packet
+/// does (cone presets only; a no-op otherwise): `out_map` and `in_map` get
+/// `host . port : wan_port`.
+///
+/// Why: the cone presets allocate an outside port for each new flow and
+/// remember it only after source NAT (the `learn` chain). When a node opens
+/// two flows within microseconds (it dials its relay and another peer at
+/// start), both first packets can pass source NAT before either is
+/// learned, on two cores at once, and get two outside ports: the node then
+/// rightly classifies its "cone" as symmetric. A real endpoint-independent
+/// NAT allocates once; seeding the mapping makes the emulation do the same.
+/// The entry ages and refreshes like a learned one.
+pub fn seed_mapping(router: &Netns, host: Ipv4Addr, port: u16, wan_port: u16) -> LabResult<()> {
+    if !has_labnat(router) {
+        return Ok(());
+    }
+    let maps = router.exec("nft", &["list", "maps", "ip"])?;
+    if !maps.contains("out_map") {
+        return Ok(());
+    }
+    router.nft(&format!(
+        "add element ip labnat out_map {{ {host} . {port} : {wan_port} }}
+         add element ip labnat in_map {{ {wan_port} : {host} . {port} }}
+"
+    ))?;
+    Ok(())
+}
+
 fn flush_mappings(router: &Netns) -> LabResult<()> {
     if has_labnat(router) {
         let maps = router.exec("nft", &["list", "maps", "ip"])?;

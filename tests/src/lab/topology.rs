@@ -26,6 +26,9 @@ use super::guard::LabGuard;
 use super::nat::{self, NatPreset, LAN_IF, WAN_IF};
 use super::netns::Netns;
 
+/// The port the lab's nodes listen on: each cone site's NAT gets its
+/// mapping for the host's port at build time ([`Site::seed_mapping`]).
+pub const SEEDED_PORT: u16 = 7420;
 /// The internet bridge's name inside the internet namespace.
 pub const BRIDGE: &str = "br0";
 /// A host's only interface.
@@ -79,6 +82,18 @@ impl Site {
     /// Forgets every mapping of this site's NAT (see [`nat::rebind`]).
     pub fn rebind(&self) -> LabResult<()> {
         nat::rebind(&self.router)
+    }
+
+    /// Gives the host's UDP `port` its cone mapping before the first packet
+    /// (see [`nat::seed_mapping`]; a no-op on other presets). Sites get it
+    /// for [`SEEDED_PORT`] when built; call it again after [`Site::rebind`]
+    /// or for another port, before a node starts there.
+    pub fn seed_mapping(&self, port: u16) -> LabResult<()> {
+        // Any port of the presets' range, different per host address and
+        // port (a moved host shares its new router with another).
+        let spread = u32::from(port) * 7919 + u32::from(self.host_addr).wrapping_mul(104_729);
+        let wan_port = 20_000 + u16::try_from(spread % 40_000).unwrap_or(0);
+        nat::seed_mapping(&self.router, self.host_addr, port, wan_port)
     }
 
     /// Drops all UDP between this site's WAN link and `peer` (e.g. another
@@ -282,6 +297,7 @@ impl Lab {
             wan_addr,
             host_addr,
         };
+        site.seed_mapping(SEEDED_PORT)?;
         self.sites.push(site.clone());
         Ok(site)
     }
@@ -313,13 +329,6 @@ impl Lab {
         let m = host_octet(0, moved);
         let gw = Ipv4Addr::new(10, x, m, 1);
         let host_addr = Ipv4Addr::new(10, x, m, 2);
-        // Deleting one end of a veth pair deletes both.
-        old.host.ip(&["link", "del", HOST_IF])?;
-        let lan = format!("{LAN_IF}{m}");
-        dest.router.veth_to(&lan, &old.host, HOST_IF)?;
-        dest.router.add_addr(&lan, gw, 24)?;
-        old.host.add_addr(HOST_IF, host_addr, 24)?;
-        old.host.default_route(gw)?;
         let site = Site {
             preset: dest.preset,
             router: dest.router,
@@ -327,6 +336,15 @@ impl Lab {
             wan_addr: dest.wan_addr,
             host_addr,
         };
+        // Before the host's first packet through its new router.
+        site.seed_mapping(SEEDED_PORT)?;
+        // Deleting one end of a veth pair deletes both.
+        site.host.ip(&["link", "del", HOST_IF])?;
+        let lan = format!("{LAN_IF}{m}");
+        site.router.veth_to(&lan, &site.host, HOST_IF)?;
+        site.router.add_addr(&lan, gw, 24)?;
+        site.host.add_addr(HOST_IF, host_addr, 24)?;
+        site.host.default_route(gw)?;
         self.sites[from] = site.clone();
         Ok(site)
     }
