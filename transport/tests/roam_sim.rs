@@ -121,18 +121,24 @@ fn mesh(seed: u64, a_kind: NatKind, b_kind: NatKind) -> Mesh {
     }
 }
 
+/// Runs the mesh for 1 s, then A asks the introducer to introduce it to B.
+fn start_punch(m: &mut Mesh, seen: &mut usize, next_sample: &mut Duration) {
+    drive(m, Duration::from_secs(1), seen, next_sample);
+    let (bid, iid) = (id(&m.world, m.b), id(&m.world, m.introducer));
+    let now = m.world.now();
+    m.world.hosts[m.a]
+        .core
+        .request_direct(now, bid, Some(iid))
+        .unwrap();
+}
+
 fn moves_and_goes_direct_again(seed: u64, from: NatKind, to: NatKind, b_kind: NatKind) {
     let label = format!("A {from:?} -> {to:?}, B {b_kind:?} (seed {seed})");
     let mut m = mesh(seed, from, b_kind);
     let (a, b, introducer) = (m.a, m.b, m.introducer);
-    let (aid, bid, iid) = (id(&m.world, a), id(&m.world, b), id(&m.world, introducer));
+    let (aid, bid) = (id(&m.world, a), id(&m.world, b));
     let (mut seen, mut next_sample) = (0, Duration::ZERO);
-    drive(&mut m, Duration::from_secs(1), &mut seen, &mut next_sample);
-    let now = m.world.now();
-    m.world.hosts[a]
-        .core
-        .request_direct(now, bid, Some(iid))
-        .unwrap();
+    start_punch(&mut m, &mut seen, &mut next_sample);
     drive(&mut m, Duration::from_secs(10), &mut seen, &mut next_sample);
     let old_b = m.world.hosts[a].core.direct_path(&bid).expect(&label);
     let old_a = m.world.hosts[b].core.direct_path(&aid).expect(&label);
@@ -277,16 +283,10 @@ fn a_direct_path_that_still_answers_is_kept() {
     // answers them there: A's direct path survives the move, nothing is
     // re-punched.
     let mut m = mesh(11, NatKind::PortRestricted, NatKind::FullCone);
-    let (a, b, introducer) = (m.a, m.b, m.introducer);
+    let (a, b) = (m.a, m.b);
     let (mut seen, mut next_sample) = (0, Duration::ZERO);
     let bid = id(&m.world, b);
-    let iid = id(&m.world, introducer);
-    drive(&mut m, Duration::from_secs(1), &mut seen, &mut next_sample);
-    let now = m.world.now();
-    m.world.hosts[a]
-        .core
-        .request_direct(now, bid, Some(iid))
-        .unwrap();
+    start_punch(&mut m, &mut seen, &mut next_sample);
     drive(&mut m, Duration::from_secs(10), &mut seen, &mut next_sample);
     let to_b = m.world.hosts[a].core.direct_path(&bid).unwrap();
     let sent = m.world.hosts[a].core.stats().probes_sent;
@@ -311,13 +311,7 @@ fn a_host_that_does_not_move_reports_no_change() {
     let (a, b, introducer) = (m.a, m.b, m.introducer);
     let (mut seen, mut next_sample) = (0, Duration::ZERO);
     let bid = id(&m.world, b);
-    let iid = id(&m.world, introducer);
-    drive(&mut m, Duration::from_secs(1), &mut seen, &mut next_sample);
-    let now = m.world.now();
-    m.world.hosts[a]
-        .core
-        .request_direct(now, bid, Some(iid))
-        .unwrap();
+    start_punch(&mut m, &mut seen, &mut next_sample);
     // Re-observations of the same address (a reconnect) change nothing.
     drive(&mut m, Duration::from_secs(30), &mut seen, &mut next_sample);
     m.world.connect_direct(a, introducer);
