@@ -22,6 +22,9 @@ pub const BOOTSTRAP_FILE: &str = "bootstrap.json";
 pub const LOCK_FILE: &str = "run.lock";
 /// The control socket served by `relay-node run`.
 pub const CONTROL_SOCKET: &str = "control.sock";
+/// The local API socket (HTTP/1.1 over a Unix socket) served by
+/// `relay-node run`.
+pub const API_SOCKET: &str = "api.sock";
 
 /// Resolving or creating the data directory failed.
 #[derive(Debug, Error)]
@@ -105,6 +108,11 @@ impl DataDir {
         self.root.join(CONTROL_SOCKET)
     }
 
+    /// Path of [`API_SOCKET`].
+    pub fn api_socket_path(&self) -> PathBuf {
+        self.root.join(API_SOCKET)
+    }
+
     /// Creates the directory (and parents) if missing and sets it to 0700.
     pub fn create(&self) -> Result<(), DataDirError> {
         let err = |source| DataDirError::Create {
@@ -136,6 +144,7 @@ mod tests {
         assert_eq!(dir.root(), Path::new("/x/y"));
         assert_eq!(dir.identity_path(), Path::new("/x/y/identity.key"));
         assert_eq!(dir.control_socket_path(), Path::new("/x/y/control.sock"));
+        assert_eq!(dir.api_socket_path(), Path::new("/x/y/api.sock"));
     }
 
     #[test]

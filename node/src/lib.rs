@@ -43,6 +43,7 @@ pub mod logging;
 pub mod metrics;
 pub mod netcheck;
 pub mod port_map_view;
+pub mod preflight;
 pub mod protocols;
 pub mod run;
 pub mod service;

@@ -1,5 +1,8 @@
 //! The `relay-node` binary: parse the command line, run it, print any error
 //! as `error: kind: detail` and exit nonzero (2 for usage errors).
+//!
+//! Nothing here uses `eprintln!`: it panics when stderr is closed, which
+//! would turn a clean exit status into 101.
 
 use std::process::ExitCode;
 
@@ -15,7 +18,7 @@ fn main() -> ExitCode {
     match app::execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            logging::stderr_line(&format!("error: {e}"));
             ExitCode::FAILURE
         }
     }
@@ -35,6 +38,6 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     }
     let text = e.render().to_string();
     let text = text.trim_start_matches("error: ");
-    eprintln!("error: usage: {}", text.trim_end());
+    logging::stderr_line(&format!("error: usage: {}", text.trim_end()));
     ExitCode::from(2)
 }

@@ -109,11 +109,14 @@ impl RunError {
 
 /// Runs the node until Ctrl-C or SIGTERM.
 pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
+    crate::preflight::preflight(dir, &options)?;
     dir.create()?;
-    let _lock = RunLock::acquire(dir)?;
+    let _lock = RunLock::acquire(dir).await?;
     if !keystore::identity_exists(dir) {
         let id = init(dir, None)?;
-        eprintln!("relay-node: no identity in {dir}; created a new one: {id}");
+        crate::logging::stderr_line(&format!(
+            "relay-node: no identity in {dir}; created a new one: {id}"
+        ));
     }
     let keys = keystore::load_keys(dir)?;
     let bootstrap = Bootstrap::load(dir)?;

@@ -234,3 +234,92 @@ fn status_and_ping_without_node_are_not_running() {
     assert_fails_with(&relay(&data, &["status", "--json"]), "not-running");
     assert_fails_with(&relay(&data, &["ping", &id]), "not-running");
 }
+
+/// The files `run` may leave in a data dir it was refused on: none but the
+/// ones that were there before.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn run_checks_its_flags_before_any_side_effect() {
+    let tmp = TempDir::new("preflight");
+    let data = tmp.data();
+    // A UDP port in use: a `run` that got as far as binding would fail with
+    // `bind` instead of the flag's kind.
+    let busy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let listen = busy.local_addr().unwrap().to_string();
+    let token = tmp.0.join("token");
+    std::fs::write(&token, "0123456789abcdef0123").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let token = token.to_str().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["--http", "0.0.0.0:0"], "http-not-loopback"),
+        (
+            &["--http", "0.0.0.0:0", "--http-allow-remote"],
+            "http-token-required",
+        ),
+        (
+            &["--http", "127.0.0.1:0", "--http-token-file", token],
+            "http-token",
+        ),
+        (
+            &[
+                "--http",
+                "127.0.0.1:0",
+                "--http-token-file",
+                "/nonexistent/token",
+            ],
+            "http-token",
+        ),
+    ];
+    for (flags, kind) in cases {
+        let mut args = vec!["run", "--listen", &listen];
+        args.extend_from_slice(flags);
+        // On a fresh data dir: nothing is created, no identity made.
+        assert_fails_with(&relay(&data, &args), kind);
+        assert!(!data.exists(), "{flags:?} created the data dir");
+    }
+
+    // On an existing one: nothing is added (no run.lock, no socket).
+    relay(&data, &["init"]);
+    let before = entries(&data);
+    let key_before = std::fs::read(data.join("identity.key")).unwrap();
+    for (flags, kind) in cases {
+        let mut args = vec!["run", "--listen", &listen];
+        args.extend_from_slice(flags);
+        assert_fails_with(&relay(&data, &args), kind);
+        assert_eq!(entries(&data), before, "{flags:?} left files behind");
+    }
+    assert_eq!(
+        std::fs::read(data.join("identity.key")).unwrap(),
+        key_before
+    );
+}
+
+#[test]
+fn run_without_a_network_key_leaves_nothing_behind() {
+    let tmp = TempDir::new("nokey");
+    let data = tmp.data();
+    relay(&data, &["init"]);
+    std::fs::remove_file(data.join("network.key")).unwrap();
+    let before = entries(&data);
+    let out = relay(&data, &["run", "--listen", "127.0.0.1:0"]);
+    assert_fails_with(&out, "no-network-key");
+    assert_eq!(entries(&data), before);
+    assert!(!data.join("run.lock").exists());
+
+    // A corrupt bootstrap file is refused the same way.
+    relay(&tmp.0.join("other"), &["init"]);
+    std::fs::copy(tmp.0.join("other/network.key"), data.join("network.key")).unwrap();
+    std::fs::write(data.join("bootstrap.json"), "{not json").unwrap();
+    let before = entries(&data);
+    let out = relay(&data, &["run", "--listen", "127.0.0.1:0"]);
+    assert_fails_with(&out, "corrupt-config");
+    assert_eq!(entries(&data), before);
+}

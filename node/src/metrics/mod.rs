@@ -87,6 +87,12 @@ pub fn render(input: &MetricsInput<'_>) -> String {
     traversal(&mut w, input.status);
     relay(&mut w, input.status);
     transport(&mut w, &input.transport);
+    w.single(
+        "relay_node_log_lines_dropped_total",
+        Kind::Counter,
+        "Log lines dropped because stderr could not take them (closed, broken pipe).",
+        count(crate::logging::dropped_lines()),
+    );
     w.finish()
 }
 
