@@ -6,7 +6,8 @@
 //! - the **data directory** ([`datadir`]): identity and network key
 //!   ([`keystore`], written atomically with mode 0600 by [`atomic`]),
 //!   bootstrap peers from a join ticket ([`bootstrap`]), the single-instance
-//!   lock ([`lock`]);
+//!   lock ([`lock`]), and `run`'s checks before any side effect
+//!   ([`preflight`]);
 //! - the **verbs**: [`init`], [`invite`], [`run`], and the control-socket
 //!   clients behind `status` and `ping` ([`app`] wires them to [`cli`]);
 //! - the **control socket** ([`control`]): newline-delimited JSON between
