@@ -14,7 +14,8 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
-    logging::init();
+    // Flushes the log queue when main returns (after the error line).
+    let _log = logging::init();
     match app::execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,7 +1,8 @@
 //! The node process under abuse, against real `relay-node` processes on
-//! loopback: a closed stderr (`relay-node run 2>&1 | head -4`) must not
-//! take the node down, and the single-instance guarantee must hold when
-//! files in the data dir are removed.
+//! loopback: a closed stderr (`relay-node run 2>&1 | head -4`) or one
+//! nobody reads must not take the node down or stall it, and the
+//! single-instance guarantee must hold when files in the data dir are
+//! removed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -279,6 +280,72 @@ fn a_closed_stderr_does_not_stop_the_node() {
     let exit = node_a.wait_exit();
     assert_eq!(exit.code(), Some(0), "{exit}");
     assert!(!dir_a.join("run.lock").exists());
+}
+
+#[test]
+fn a_stderr_nobody_reads_does_not_stall_the_node() {
+    let tmp = TempDir::new("stall");
+    let dir_a = tmp.0.join("a");
+    let dir_b = tmp.0.join("b");
+    let id_a = text(&cli(&dir_a, &["init"]).stdout).trim().to_string();
+    // stderr is a pipe we hold open and never read: once its buffer is
+    // full, every write to it blocks.
+    let (_unread, writer) = std::io::pipe().unwrap();
+    let mut child = command(&dir_a)
+        .args(["run", "--listen", "127.0.0.1:0", "--no-port-map"])
+        .args(["--http", "127.0.0.1:0"])
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(writer)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut node_a = Proc(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let done = line.starts_with("http listening on ");
+            lines.push(line);
+            if done {
+                let _ = tx.send(lines);
+                break;
+            }
+        }
+    });
+    let lines = rx.recv_timeout(DEADLINE).unwrap();
+    let listen_a = addr_after(&lines, " listening on ");
+    let http_a = addr_after(&lines, "http listening on ");
+
+    let ticket = cli(&dir_a, &["invite", "--addr", &listen_a.to_string()]);
+    let ticket = text(&ticket.stdout).trim().to_string();
+    let init_b = cli(&dir_b, &["init", "--join", &ticket]);
+    assert!(init_b.status.success(), "{}", text(&init_b.stderr));
+    let id_b = text(&init_b.stdout).trim().to_string();
+    let (_node_b, _) = start(&dir_b);
+
+    // Traffic makes A log (at trace, plenty) until the pipe and then the
+    // log queue are full and lines are dropped.
+    let dropped = poll(|| {
+        let _ = cli(&dir_b, &["ping", &id_a, "-c", "5", "-i", "10"]);
+        let exposition = metrics(http_a);
+        exposition
+            .lines()
+            .find_map(|l| l.strip_prefix("relay_node_log_lines_dropped_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| *v > 0.0)
+    });
+    assert!(dropped.is_some(), "A never dropped a log line");
+
+    // A still serves its peer and its operator.
+    assert!(poll(|| sees_direct(&dir_a, &id_b).then_some(())).is_some());
+    for (dir, peer) in [(&dir_b, &id_a), (&dir_a, &id_b)] {
+        let ping = cli(dir, &["ping", peer, "-c", "2", "-i", "50"]);
+        assert!(ping.status.success(), "{}", text(&ping.stderr));
+    }
+    node_a.signal("TERM");
+    assert_eq!(node_a.wait_exit().code(), Some(0));
 }
 
 #[test]
