@@ -65,14 +65,18 @@ pub fn init() -> LogGuard {
 }
 
 /// Writes one line to stderr, in order with the log lines, without ever
-/// panicking (a closed stderr drops it). For the few lines printed outside
-/// `tracing`, e.g. `error: kind: detail`.
+/// panicking (a closed stderr drops it), and waits (at most
+/// [`FLUSH_TIMEOUT`]) until it is written. For the few lines printed
+/// outside `tracing`, e.g. `error: kind: detail`.
 pub fn stderr_line(line: &str) {
     let mut bytes = Vec::with_capacity(line.len() + 1);
     bytes.extend_from_slice(line.as_bytes());
     bytes.push(b'\n');
     match SINK.get() {
-        Some(sink) => sink.send(bytes),
+        Some(sink) => {
+            sink.send(bytes);
+            sink.flush(FLUSH_TIMEOUT);
+        }
         None => LineSink::direct(&DROPPED).send(bytes),
     }
 }
@@ -104,6 +108,33 @@ impl LineSink {
             queue: None,
             counter,
         }
+    }
+
+    /// Waits until every line queued so far is written (or dropped), for
+    /// at most `timeout`; whether that happened in time.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let Some(queue) = &self.queue else {
+            return true;
+        };
+        let deadline = Instant::now() + timeout;
+        let (ack, done) = sync_channel(1);
+        let mut msg = Msg::Flush(ack);
+        // The queue may be full; wait for room, but not past the deadline.
+        loop {
+            match queue.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(back)) => {
+                    if Instant::now() >= deadline {
+                        return false;
+                    }
+                    msg = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        done.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
     }
 
     /// Hands one whole line on, or drops and counts it.
@@ -170,28 +201,7 @@ impl LogGuard {
     /// Waits until every line queued so far is written (or dropped), for
     /// at most `timeout`; whether that happened in time.
     pub fn flush(&self, timeout: Duration) -> bool {
-        let Some(queue) = &self.sink.queue else {
-            return true;
-        };
-        let deadline = Instant::now() + timeout;
-        let (ack, done) = sync_channel(1);
-        let mut msg = Msg::Flush(ack);
-        // The queue may be full; wait for room, but not past the deadline.
-        loop {
-            match queue.try_send(msg) {
-                Ok(()) => break,
-                Err(TrySendError::Disconnected(_)) => return false,
-                Err(TrySendError::Full(back)) => {
-                    if Instant::now() >= deadline {
-                        return false;
-                    }
-                    msg = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
-        done.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .is_ok()
+        self.sink.flush(timeout)
     }
 }
 
