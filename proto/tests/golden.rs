@@ -1,5 +1,5 @@
-//! Golden bytes: the wire encoding of every message in `relay_proto::wire`,
-//! pinned byte for byte.
+//! Golden bytes: the wire encoding of every message in `relay_proto::wire`
+//! and the join ticket's text form, pinned byte for byte.
 //!
 //! Each test builds one message variant from fixed inputs and compares its
 //! encoding with the expected bytes, written out field by field; then it
@@ -639,4 +639,44 @@ fn pcp_result_codes() {
         assert_eq!(PcpResult::from_code(code), result);
     }
     assert_eq!(PcpResult::Other(200).code(), 200);
+}
+
+// ----------------------------------------------------------------- ticket
+
+#[test]
+fn join_ticket_text_form() {
+    let ticket = relay_proto::Ticket {
+        node_id: id(1),
+        addrs: vec![addr("192.0.2.10:7420"), addr("[2001:db8::1]:7420")],
+        network_key: relay_proto::NetworkKey::from_bytes([7; 32]),
+    };
+    let payload = wire(&[
+        "01", // version
+        ID1,  // node_id
+        "02", // two addresses
+        "00",
+        "c000020a",
+        "fc39", // 192.0.2.10:7420
+        "01",
+        "20010db8000000000000000000000001",
+        "fc39", // [2001:db8::1]:7420
+        "0707070707070707070707070707070707070707070707070707070707070707", // network key
+    ]);
+    let text = ticket.encode();
+    let bytes = relay_proto::base32_decode(text.strip_prefix("rnt1").unwrap()).unwrap();
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    assert_eq!(hex(body), payload);
+    assert_eq!(
+        hex(crc),
+        "a668a4a1",
+        "CRC-32 (ISO-HDLC) of the payload, big-endian"
+    );
+    // The whole text, as another implementation would produce it.
+    let want = concat!(
+        "rnt1agfiry65oqe7dfp5klns2pf2lvzmuzyjx4ozieq36n2iqanub5xvyaqayaaaecx4",
+        "heasaainxaaaaaaaaaaaaaaaaaaad7bza4dqobyha4dqobyha4dqobyha4dqobyha4dq",
+        "obyha4dqobyha4d2m2feue",
+    );
+    assert_eq!(text, want);
+    assert!(relay_proto::Ticket::decode(want).unwrap() == ticket);
 }
