@@ -8,7 +8,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use relay_transport::{BindError, NodeId, Transport, TransportConfig};
+use relay_transport::mux::RegisterError;
+use relay_transport::{BindError, Mux, MuxConfig, NodeId, Transport, TransportConfig};
 use thiserror::Error;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -20,7 +21,7 @@ use crate::init::{init, InitError};
 use crate::keystore::{self, LoadKeyError};
 use crate::lock::{LockError, RunLock};
 use crate::metrics::collector::{self, NodeStats};
-use crate::protocols::{serve_incoming, Dispatcher};
+use crate::protocols;
 use crate::service::NodeService;
 use crate::traversal_view::TransportTraversal;
 
@@ -87,6 +88,9 @@ pub enum RunError {
     /// The HTTP endpoint could not start.
     #[error(transparent)]
     Http(#[from] HttpError),
+    /// A protocol could not be registered on the mux.
+    #[error(transparent)]
+    Protocol(#[from] RegisterError),
 }
 
 impl RunError {
@@ -103,6 +107,7 @@ impl RunError {
             Self::Control { .. } => "control-socket",
             Self::Signal(_) => "signal",
             Self::Http(e) => e.kind(),
+            Self::Protocol(e) => e.kind(),
         }
     }
 }
@@ -162,16 +167,14 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
     let known = dial_peers(&transport, &options.peers, &bootstrap);
     let stats = Arc::new(NodeStats::new());
     let collect = tokio::spawn(collector::collect(transport.clone(), stats.clone()));
+    let mux = Mux::start(transport.clone(), MuxConfig::default());
+    let served = protocols::serve_builtins(&mux)?;
     let service = Arc::new(
-        NodeService::new(transport.clone(), known)
+        NodeService::new(mux.clone(), known)
             .with_stats(stats)
             .with_traversal(Arc::new(TransportTraversal::new(transport.clone()))),
     );
     let http = http.map(|http| tokio::spawn(http.serve(service.clone())));
-    let accept = tokio::spawn(serve_incoming(
-        transport.clone(),
-        Dispatcher::with_builtins(),
-    ));
 
     tokio::select! {
         () = control.serve(service) => {}
@@ -184,7 +187,8 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
         _ = sigterm.recv() => tracing::info!("SIGTERM; shutting down"),
     }
 
-    accept.abort();
+    mux.close();
+    drop(served);
     collect.abort();
     if let Some(http) = http {
         http.abort();
