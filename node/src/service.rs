@@ -67,6 +67,11 @@ impl NodeService {
         &self.transport
     }
 
+    /// The protocol mux the node's protocols run on.
+    pub fn mux(&self) -> &Mux {
+        &self.mux
+    }
+
     /// The node's own counters.
     pub fn stats(&self) -> &Arc<NodeStats> {
         &self.stats
