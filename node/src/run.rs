@@ -1,7 +1,8 @@
 //! `relay-node run`: the node process. Takes the run lock, loads (or
 //! creates) the identity, binds the transport, dials the configured peers,
-//! serves the control socket, incoming streams and (if configured) the
-//! read-only HTTP endpoint, and shuts down cleanly on Ctrl-C or SIGTERM.
+//! serves the control socket, the node's protocols on the transport's mux
+//! and (if configured) the read-only HTTP endpoint, and shuts down cleanly
+//! on Ctrl-C or SIGTERM.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -167,8 +168,9 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
     let known = dial_peers(&transport, &options.peers, &bootstrap);
     let stats = Arc::new(NodeStats::new());
     let collect = tokio::spawn(collector::collect(transport.clone(), stats.clone()));
-    let mux = Mux::start(transport.clone(), MuxConfig::default());
+    let mux = Mux::new(transport.clone(), MuxConfig::default());
     let served = protocols::serve_builtins(&mux)?;
+    mux.start();
     let service = Arc::new(
         NodeService::new(mux.clone(), known)
             .with_stats(stats)

@@ -36,8 +36,9 @@ impl Node {
         ))
         .await
         .unwrap();
-        let mux = Mux::start(transport, MuxConfig::default());
+        let mux = Mux::new(transport, MuxConfig::default());
         let served = protocols::serve_builtins(&mux).unwrap();
+        mux.start();
         Self {
             mux,
             _served: served,

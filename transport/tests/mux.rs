@@ -42,6 +42,14 @@ async fn node() -> Transport {
     node_with(SecretKey::generate()).await
 }
 
+/// A mux routing on `t` (the tests register their protocols before any
+/// peer connects).
+fn started(t: Transport, config: MuxConfig) -> Mux {
+    let mux = Mux::new(t, config);
+    mux.start();
+    mux
+}
+
 /// What a handler saw, besides the bi streams it echoed.
 #[derive(Debug, PartialEq)]
 enum Seen {
@@ -107,8 +115,8 @@ async fn connect(a: &Transport, b: &Transport) {
 async fn bi_uni_and_datagrams_are_routed_by_protocol_id() {
     let a = node().await;
     let b = node().await;
-    let a_mux = Mux::start(a.clone(), MuxConfig::default());
-    let b_mux = Mux::start(b.clone(), MuxConfig::default());
+    let a_mux = started(a.clone(), MuxConfig::default());
+    let b_mux = started(b.clone(), MuxConfig::default());
     let mut echo_seen = serve_echo(
         b_mux
             .register(ECHO, "echo", QueueConfig::default())
@@ -164,8 +172,8 @@ async fn bi_uni_and_datagrams_are_routed_by_protocol_id() {
 async fn unknown_ids_are_refused_and_counted() {
     let a = node().await;
     let b = node().await;
-    let a_mux = Mux::start(a.clone(), MuxConfig::default());
-    let b_mux = Mux::start(b.clone(), MuxConfig::default());
+    let a_mux = started(a.clone(), MuxConfig::default());
+    let b_mux = started(b.clone(), MuxConfig::default());
     let mut echo_seen = serve_echo(
         b_mux
             .register(ECHO, "echo", QueueConfig::default())
@@ -209,9 +217,9 @@ async fn a_stalled_handler_delays_no_other_protocol_peer_or_control_message() {
     let a = node().await;
     let b = node().await;
     let c = node().await;
-    let a_mux = Mux::start(a.clone(), MuxConfig::default());
-    let b_mux = Mux::start(b.clone(), MuxConfig::default());
-    let c_mux = Mux::start(c.clone(), MuxConfig::default());
+    let a_mux = started(a.clone(), MuxConfig::default());
+    let b_mux = started(b.clone(), MuxConfig::default());
+    let c_mux = started(c.clone(), MuxConfig::default());
     let _echo_seen = serve_echo(
         b_mux
             .register(ECHO, "echo", QueueConfig::default())
@@ -282,13 +290,13 @@ async fn streams_awaiting_their_id_are_bounded_per_peer() {
     let a = node().await;
     let b = node().await;
     let c = node().await;
-    let c_mux = Mux::start(c.clone(), MuxConfig::default());
+    let c_mux = started(c.clone(), MuxConfig::default());
     let config = MuxConfig {
         max_pending_per_peer: 2,
         id_timeout: Duration::from_secs(60),
         ..MuxConfig::default()
     };
-    let b_mux = Mux::start(b.clone(), config);
+    let b_mux = started(b.clone(), config);
     let _echo_seen = serve_echo(
         b_mux
             .register(ECHO, "echo", QueueConfig::default())
@@ -339,7 +347,7 @@ async fn a_stream_without_its_id_in_time_is_reset() {
         id_timeout: Duration::from_millis(200),
         ..MuxConfig::default()
     };
-    let b_mux = Mux::start(b.clone(), config);
+    let b_mux = started(b.clone(), config);
     let _echo_seen = serve_echo(
         b_mux
             .register(ECHO, "echo", QueueConfig::default())
@@ -377,8 +385,8 @@ async fn open_by_node_id_dials_and_generations_tell_a_reconnect_from_a_path_chan
     let b_secret = SecretKey::generate();
     let b = node_with(b_secret.clone()).await;
     let b_id = b.node_id();
-    let a_mux = Mux::start(a.clone(), MuxConfig::default());
-    let b_mux = Mux::start(b.clone(), MuxConfig::default());
+    let a_mux = started(a.clone(), MuxConfig::default());
+    let b_mux = started(b.clone(), MuxConfig::default());
     let _echo_seen = serve_echo(
         b_mux
             .register(ECHO, "echo", QueueConfig::default())
@@ -410,7 +418,7 @@ async fn open_by_node_id_dials_and_generations_tell_a_reconnect_from_a_path_chan
     let ev = event(&mut events, is_connection_event(b_id)).await;
     assert!(matches!(ev, PeerEvent::Disconnected { .. }), "{ev:?}");
     let b2 = node_with(b_secret).await;
-    let b2_mux = Mux::start(b2.clone(), MuxConfig::default());
+    let b2_mux = started(b2.clone(), MuxConfig::default());
     let _echo2 = serve_echo(
         b2_mux
             .register(ECHO, "echo", QueueConfig::default())
@@ -427,7 +435,7 @@ async fn open_by_node_id_dials_and_generations_tell_a_reconnect_from_a_path_chan
 #[tokio::test]
 async fn opening_without_address_or_relay_is_typed() {
     let a = node().await;
-    let a_mux = Mux::start(a.clone(), MuxConfig::default());
+    let a_mux = started(a.clone(), MuxConfig::default());
     let stranger = SecretKey::generate().node_id();
     let err = within(a_mux.open_bi(stranger, ECHO)).await.unwrap_err();
     assert_eq!(err.kind(), "not-connected");

@@ -9,8 +9,8 @@ use relay_transport::mux::{Mux, QueueConfig, RegisterError};
 use tokio::task::JoinSet;
 
 /// Registers the built-in protocols (ping) on `mux` and starts serving
-/// them; the tasks end when the mux closes (or are aborted when the
-/// returned set is dropped).
+/// them (start the mux afterwards); the tasks end when the mux closes, or
+/// are aborted when the returned set is dropped.
 pub fn serve_builtins(mux: &Mux) -> Result<JoinSet<()>, RegisterError> {
     let mut tasks = JoinSet::new();
     let ping = mux.register(ping::PING, "ping", QueueConfig::default())?;

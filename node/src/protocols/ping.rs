@@ -22,6 +22,9 @@ pub const MAX_FRAME: usize = 64;
 /// Most pings answered at once; beyond it a ping stream is reset with
 /// [`RESET_BUSY`].
 pub const MAX_CONCURRENT: usize = 64;
+/// How long the responder waits for a whole frame; then the stream is
+/// reset with [`RESET_BAD_FRAME`].
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Answers the pings queued on `rx` until the mux closes.
 pub async fn serve(mut rx: ProtocolRx) {
@@ -52,10 +55,15 @@ pub async fn serve(mut rx: ProtocolRx) {
 
 /// Echoes one ping frame.
 async fn respond(from: NodeId, mut send: SendStream, mut recv: RecvStream) {
-    let frame = match recv.read_to_end(MAX_FRAME).await {
-        Ok(frame) => frame,
-        Err(e) => {
+    let frame = match tokio::time::timeout(FRAME_TIMEOUT, recv.read_to_end(MAX_FRAME)).await {
+        Ok(Ok(frame)) => frame,
+        Ok(Err(e)) => {
             tracing::debug!(peer = %from.fmt_short(), error = %e, "bad ping frame");
+            reset_bi(&mut send, &mut recv, RESET_BAD_FRAME);
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(peer = %from.fmt_short(), "no whole ping frame in time");
             reset_bi(&mut send, &mut recv, RESET_BAD_FRAME);
             return;
         }

@@ -78,7 +78,7 @@ mod registry;
 mod stats;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use relay_proto::NodeId;
 use tokio::sync::watch;
@@ -103,6 +103,8 @@ struct Shared {
     router: Arc<driver::Router>,
     addrs: addrs::AddrBook,
     shutdown: watch::Sender<bool>,
+    /// Taken by the first [`Mux::start`].
+    not_started: Mutex<Option<watch::Receiver<bool>>>,
 }
 
 /// The last handle: dropping it stops the routing task.
@@ -124,10 +126,10 @@ pub struct Mux {
 }
 
 impl Mux {
-    /// Starts routing what peers open or send on `transport`. Must be
-    /// called within a tokio runtime. Routing stops when the transport
-    /// closes, on [`Mux::close`], or when the last handle is dropped.
-    pub fn start(transport: Transport, config: MuxConfig) -> Self {
+    /// A mux over `transport`, not routing yet: register the protocols,
+    /// then [`Mux::start`] it, so that nothing already queued on the
+    /// transport is refused for want of its handler.
+    pub fn new(transport: Transport, config: MuxConfig) -> Self {
         let router = Arc::new(driver::Router {
             registry: Arc::default(),
             pending: Arc::new(pending::Pending::new(
@@ -137,7 +139,6 @@ impl Mux {
             id_timeout: config.id_timeout,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
-        tokio::spawn(driver::run(transport.clone(), router.clone(), shutdown_rx));
         Self {
             handle: Arc::new(Handle {
                 shared: Arc::new(Shared {
@@ -145,8 +146,29 @@ impl Mux {
                     router,
                     addrs: addrs::AddrBook::default(),
                     shutdown,
+                    not_started: Mutex::new(Some(shutdown_rx)),
                 }),
             }),
+        }
+    }
+
+    /// Starts routing what peers open or send on the transport (later
+    /// calls do nothing). Must be called within a tokio runtime. Routing
+    /// stops when the transport closes, on [`Mux::close`], or when the last
+    /// handle is dropped.
+    pub fn start(&self) {
+        let shared = self.shared();
+        let shutdown = shared
+            .not_started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(shutdown) = shutdown {
+            tokio::spawn(driver::run(
+                shared.transport.clone(),
+                shared.router.clone(),
+                shutdown,
+            ));
         }
     }
 
