@@ -6,6 +6,14 @@
 //! when needed. It sits on the public [`Transport`] API only; once a mux
 //! runs, nothing else calls [`Transport::accept`].
 //!
+//! ## Use
+//!
+//! [`Mux::new`] over a transport; [`Mux::register`] each protocol (id,
+//! name, queue bounds), which returns its [`ProtocolRx`]; then
+//! [`Mux::start`]. A handler drains its `ProtocolRx` at its own pace;
+//! [`Mux::open_bi`], [`Mux::open_uni`] and [`Mux::send_datagram`] reach a
+//! peer's handler of the same id; [`Mux::stats`] gives the counters.
+//!
 //! ## Wire
 //!
 //! Every application stream, bidirectional or unidirectional, starts with
