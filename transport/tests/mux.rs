@@ -12,7 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use quinn::{ReadError, ReadToEndError, VarInt};
 use relay_transport::mux::{
-    ProtocolRx, RESET_BUSY, RESET_ID_TIMEOUT, RESET_TOO_MANY_PENDING, RESET_UNKNOWN_PROTOCOL,
+    ProtocolRx, RESET_BUSY, RESET_ID_TIMEOUT, RESET_SHUTDOWN, RESET_TOO_MANY_PENDING,
+    RESET_UNKNOWN_PROTOCOL,
 };
 use relay_transport::socket::Path;
 use relay_transport::traversal::NatType;
@@ -442,4 +443,45 @@ async fn opening_without_address_or_relay_is_typed() {
     let err = within(a_mux.open_uni(a.node_id(), ECHO)).await.unwrap_err();
     assert_eq!(err.kind(), "invalid-peer");
     a.close().await;
+}
+
+#[tokio::test]
+async fn a_dropped_handler_resets_what_it_left_queued_and_unregisters() {
+    let a = node().await;
+    let b = node().await;
+    let a_mux = started(a.clone(), MuxConfig::default());
+    let b_mux = started(b.clone(), MuxConfig::default());
+    let one = QueueConfig {
+        streams: 1,
+        streams_per_peer: 1,
+        ..QueueConfig::default()
+    };
+    let sink = b_mux.register(SINK, "sink", one).unwrap();
+    connect(&a, &b).await;
+
+    // Two streams for a queue of one: one is queued, the other refused.
+    let mut streams = JoinSet::new();
+    for _ in 0..2 {
+        let (mut send, mut recv) = within(a_mux.open_bi(b.node_id(), SINK)).await.unwrap();
+        let _ = send.write_all(b"queued?").await;
+        streams.spawn(async move {
+            let code = recv.read_to_end(1024).await;
+            drop(send);
+            code
+        });
+    }
+    let first = reset_code(within(streams.join_next()).await.unwrap().unwrap());
+    assert_eq!(first, Some(VarInt::from_u32(RESET_BUSY)));
+
+    // Dropping the handler resets the queued one and unregisters.
+    drop(sink);
+    let second = reset_code(within(streams.join_next()).await.unwrap().unwrap());
+    assert_eq!(second, Some(VarInt::from_u32(RESET_SHUTDOWN)));
+    assert!(!b_mux.is_registered(SINK));
+    let (mut send, mut recv) = within(a_mux.open_bi(b.node_id(), SINK)).await.unwrap();
+    let _ = send.write_all(b"anyone?").await;
+    let code = reset_code(within(recv.read_to_end(1024)).await);
+    assert_eq!(code, Some(VarInt::from_u32(RESET_UNKNOWN_PROTOCOL)));
+    a.close().await;
+    b.close().await;
 }
