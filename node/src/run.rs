@@ -1,14 +1,16 @@
 //! `relay-node run`: the node process. Takes the run lock, loads (or
 //! creates) the identity, binds the transport, dials the configured peers,
-//! serves the control socket, incoming streams and (if configured) the
-//! read-only HTTP endpoint, and shuts down cleanly on Ctrl-C or SIGTERM.
+//! serves the control socket, the node's protocols on the transport's mux
+//! and (if configured) the read-only HTTP endpoint, and shuts down cleanly
+//! on Ctrl-C or SIGTERM.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use relay_transport::{BindError, NodeId, Transport, TransportConfig};
+use relay_transport::mux::RegisterError;
+use relay_transport::{BindError, Mux, MuxConfig, NodeId, Transport, TransportConfig};
 use thiserror::Error;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -20,7 +22,7 @@ use crate::init::{init, InitError};
 use crate::keystore::{self, LoadKeyError};
 use crate::lock::{LockError, RunLock};
 use crate::metrics::collector::{self, NodeStats};
-use crate::protocols::{serve_incoming, Dispatcher};
+use crate::protocols;
 use crate::service::NodeService;
 use crate::traversal_view::TransportTraversal;
 
@@ -87,6 +89,9 @@ pub enum RunError {
     /// The HTTP endpoint could not start.
     #[error(transparent)]
     Http(#[from] HttpError),
+    /// A protocol could not be registered on the mux.
+    #[error(transparent)]
+    Protocol(#[from] RegisterError),
 }
 
 impl RunError {
@@ -103,6 +108,7 @@ impl RunError {
             Self::Control { .. } => "control-socket",
             Self::Signal(_) => "signal",
             Self::Http(e) => e.kind(),
+            Self::Protocol(e) => e.kind(),
         }
     }
 }
@@ -165,16 +171,15 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
     let known = dial_peers(&transport, &options.peers, &bootstrap);
     let stats = Arc::new(NodeStats::new());
     let collect = tokio::spawn(collector::collect(transport.clone(), stats.clone()));
+    let mux = Mux::new(transport.clone(), MuxConfig::default());
+    let served = protocols::serve_builtins(&mux)?;
+    mux.start();
     let service = Arc::new(
-        NodeService::new(transport.clone(), known)
+        NodeService::new(mux.clone(), known)
             .with_stats(stats)
             .with_traversal(Arc::new(TransportTraversal::new(transport.clone()))),
     );
     let http = http.map(|http| tokio::spawn(http.serve(service.clone())));
-    let accept = tokio::spawn(serve_incoming(
-        transport.clone(),
-        Dispatcher::with_builtins(),
-    ));
 
     tokio::select! {
         () = control.serve(service) => {}
@@ -187,7 +192,8 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
         _ = sigterm.recv() => tracing::info!("SIGTERM; shutting down"),
     }
 
-    accept.abort();
+    mux.close();
+    drop(served);
     collect.abort();
     if let Some(http) = http {
         http.abort();

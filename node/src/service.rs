@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use relay_transport::{NodeId, Transport};
+use relay_transport::{Mux, NodeId, Transport};
 
 use crate::control::server::{BoxFuture, ControlHandler};
 use crate::control::{Request, Response};
@@ -26,9 +26,8 @@ pub const MAX_PING_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct NodeService {
     transport: Transport,
-    /// Addresses we were told about (`--peer`, bootstrap), for dialing a peer
-    /// that is not connected when asked to ping it.
-    known: Arc<Mutex<HashMap<NodeId, SocketAddr>>>,
+    /// The protocol mux pings go through.
+    mux: Mux,
     /// NAT type, punch counters and per-peer reasons.
     traversal: Arc<dyn TraversalSource>,
     /// The node's own counters (metrics).
@@ -36,11 +35,16 @@ pub struct NodeService {
 }
 
 impl NodeService {
-    /// A service over `transport` with the given known peer addresses.
-    pub fn new(transport: Transport, known: HashMap<NodeId, SocketAddr>) -> Self {
+    /// A service over `mux` (and its transport). The mux remembers the
+    /// `known` peer addresses (`--peer`, bootstrap), to dial a peer that is
+    /// not connected when asked to ping it.
+    pub fn new(mux: Mux, known: HashMap<NodeId, SocketAddr>) -> Self {
+        for (peer, addr) in known {
+            mux.remember_addr(peer, addr);
+        }
         Self {
-            transport,
-            known: Arc::new(Mutex::new(known)),
+            transport: mux.transport().clone(),
+            mux,
             traversal: Arc::new(NoTraversal),
             stats: Arc::new(NodeStats::new()),
         }
@@ -61,6 +65,11 @@ impl NodeService {
     /// The transport this service answers for.
     pub fn transport(&self) -> &Transport {
         &self.transport
+    }
+
+    /// The protocol mux the node's protocols run on.
+    pub fn mux(&self) -> &Mux {
+        &self.mux
     }
 
     /// The node's own counters.
@@ -85,28 +94,12 @@ impl NodeService {
         .with_port_map(&self.transport.port_map_status())
     }
 
-    /// An address for `peer`: one we were told, else the last one seen.
-    fn known_addr(&self, peer: NodeId) -> Option<SocketAddr> {
-        let told = self
-            .known
-            .lock()
-            .ok()
-            .and_then(|known| known.get(&peer).copied());
-        told.or_else(|| {
-            self.transport
-                .peers()
-                .into_iter()
-                .find(|p| p.node_id == peer)
-                .and_then(|p| p.remote_addr)
-        })
-    }
-
     async fn ping(&self, peer: NodeId, timeout_ms: Option<u64>) -> Response {
         let timeout = timeout_ms
             .map(Duration::from_millis)
             .unwrap_or(DEFAULT_PING_TIMEOUT)
             .min(MAX_PING_TIMEOUT);
-        match ping::ping(&self.transport, peer, self.known_addr(peer), timeout).await {
+        match ping::ping(&self.mux, peer, timeout).await {
             Ok(pong) => Response::ok(&pong),
             Err(e) => Response::error(e.kind(), e.detail()),
         }

@@ -4,8 +4,20 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::Bytes;
 use relay_proto::NodeId;
+
+/// The last connection generation handed out.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The next connection generation: strictly increasing within the process,
+/// starting at 1, so a larger number for the same peer is a newer
+/// connection.
+pub(crate) fn next_generation() -> u64 {
+    GENERATION.fetch_add(1, Ordering::Relaxed) + 1
+}
 
 /// Which kind of path carries a peer's packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,6 +74,12 @@ pub enum PeerEvent {
         path: PathKind,
         /// The real remote address.
         remote_addr: Option<SocketAddr>,
+        /// This connection's generation: every connection this process
+        /// makes or accepts gets the next number of one counter, from 1.
+        /// A `Connected` with a new generation for a peer is a reconnect
+        /// (streams of the old connection are gone); a path change keeps
+        /// the generation and is reported as [`PeerEvent::PathChanged`].
+        generation: u64,
     },
     /// The path under a live connection changed.
     PathChanged {
@@ -162,4 +180,13 @@ pub enum Incoming {
         /// Its payload.
         data: Bytes,
     },
+}
+
+impl Incoming {
+    /// The peer that opened or sent it.
+    pub fn from(&self) -> NodeId {
+        match self {
+            Self::Bi { from, .. } | Self::Uni { from, .. } | Self::Datagram { from, .. } => *from,
+        }
+    }
 }

@@ -36,9 +36,11 @@
 //! - [`Transport::open_bi`] / [`Transport::open_uni`] open reliable streams to
 //!   a NodeId; [`Transport::send_datagram`] sends an unreliable datagram.
 //! - [`Transport::accept`] yields what peers open or send to us
-//!   ([`Incoming`]).
-//! - [`Transport::subscribe`] yields [`PeerEvent`]s: connected, path changed,
-//!   disconnected.
+//!   ([`Incoming`]); upper layers use the [`mux`] on top of it instead,
+//!   which routes streams and datagrams to handlers by protocol id and
+//!   opens streams to a NodeId, dialing it when needed.
+//! - [`Transport::subscribe`] yields [`PeerEvent`]s: connected (with the
+//!   connection's generation), path changed, disconnected.
 //! - [`Transport::peers`] snapshots every peer as [`PeerInfo`] for status.
 //! - [`Transport::port_map_status`] reports the port mapping of our UDP
 //!   port on the default gateway (PCP, NAT-PMP, UPnP-IGD; see [`portmap`]),
@@ -58,6 +60,7 @@
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod mux;
 pub mod noise;
 pub mod portmap;
 pub mod relay;
@@ -70,6 +73,7 @@ pub use config::TransportConfig;
 pub use endpoint::Transport;
 pub use error::{BindError, DialError, DialErrorKind, StreamError};
 pub use events::{Incoming, PathKind, PeerEvent, PeerInfo, PeerState};
+pub use mux::{Mux, MuxConfig, OpenError, ProtocolId, ProtocolRx, QueueConfig};
 pub use portmap::{PortMapConfig, PortMapStatus};
 pub use quinn::{RecvStream, SendStream};
 pub use relay::{RelayLimits, RelayStats, RelayStatus};

@@ -1,6 +1,6 @@
 //! The running node as the HTTP endpoint's [`HttpSource`]: `/status` is the
 //! JSON `status --json` prints, and `/metrics` is rendered from that same
-//! report plus the transport's and the node's counters.
+//! report plus the transport's, the node's and the mux's counters.
 
 use super::HttpSource;
 use crate::metrics::{render, MetricsInput, TransportCounters};
@@ -19,6 +19,7 @@ impl HttpSource for NodeService {
             status: &status,
             transport: TransportCounters::read(transport),
             node: self.stats().counters(),
+            mux: &self.mux().stats(),
         })
     }
 }

@@ -231,6 +231,7 @@ mod tests {
             node_id,
             path: PathKind::Relayed,
             remote_addr: None,
+            generation: 1,
         });
         for _ in 0..2 {
             stats.on_event(&PeerEvent::PathChanged {

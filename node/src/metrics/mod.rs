@@ -4,14 +4,17 @@
 //! `status --json` prints (peers, paths, relay server, NAT, punches), the
 //! transport's Noise and path-socket counters ([`TransportCounters`]) and
 //! the node's own counters ([`collector::NodeCounters`]: path changes and
-//! bytes per path type). [`render`] turns it into the text format.
+//! bytes per path type) and the protocol mux's counters. [`render`] turns
+//! it into the text format.
 //!
 //! All names start with `relay_node_`; per-path series carry a `path` label
 //! (`direct` | `relayed`).
 
 pub mod collector;
+mod mux;
 pub mod text;
 
+use relay_transport::mux::MuxStats;
 use relay_transport::Transport;
 
 use crate::status::StatusReport;
@@ -74,6 +77,8 @@ pub struct MetricsInput<'a> {
     pub transport: TransportCounters,
     /// The node's own counters.
     pub node: NodeCounters,
+    /// The protocol mux's counters.
+    pub mux: &'a MuxStats,
 }
 
 const PATHS: [&str; 2] = ["direct", "relayed"];
@@ -93,6 +98,7 @@ pub fn render(input: &MetricsInput<'_>) -> String {
         "Log lines dropped because stderr could not take them (closed, broken pipe).",
         count(crate::logging::dropped_lines()),
     );
+    mux::render(&mut w, input.mux);
     w.finish()
 }
 

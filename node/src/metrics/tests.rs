@@ -8,7 +8,8 @@ use relay_transport::{PathKind, PeerInfo, PeerState, RelayLimits, RelayStats, Re
 use super::collector::{NodeCounters, PathBytes};
 use super::*;
 use crate::traversal_view::TraversalSnapshot;
-use relay_transport::SecretKey;
+use relay_transport::mux::ProtocolStats;
+use relay_transport::{ProtocolId, SecretKey};
 
 fn status() -> StatusReport {
     let direct = PeerInfo {
@@ -101,6 +102,19 @@ fn exposition() -> String {
             },
             ..NodeCounters::default()
         },
+        mux: &MuxStats {
+            protocols: vec![ProtocolStats {
+                id: ProtocolId::new(1),
+                name: "ping",
+                streams_accepted: 9,
+                streams_dropped: 3,
+                datagrams_accepted: 0,
+                datagrams_dropped: 0,
+            }],
+            unknown_protocol: 4,
+            pending: 2,
+            ..MuxStats::default()
+        },
     })
 }
 
@@ -168,6 +182,12 @@ fn values_come_from_the_snapshot() {
     ));
     assert_eq!(text.matches("relay_node_peer_rtt_seconds{").count(), 2);
     has("relay_node_path_changes_total 6");
+    has(r#"relay_node_mux_accepted_total{protocol="ping",kind="stream"} 9"#);
+    has(r#"relay_node_mux_dropped_total{protocol="ping",kind="stream"} 3"#);
+    has(r#"relay_node_mux_dropped_total{protocol="ping",kind="datagram"} 0"#);
+    has(r#"relay_node_mux_refused_total{reason="unknown-protocol"} 4"#);
+    has(r#"relay_node_mux_refused_total{reason="id-timeout"} 0"#);
+    has("relay_node_mux_pending_streams 2");
     has(r#"relay_node_peer_bytes_sent_total{path="direct"} 100"#);
     has(r#"relay_node_peer_bytes_sent_total{path="relayed"} 200"#);
     has(r#"relay_node_peer_bytes_received_total{path="relayed"} 400"#);

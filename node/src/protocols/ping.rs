@@ -1,50 +1,76 @@
-//! Ping (protocol byte [`super::PROTO_PING`]): the initiator sends one frame
+//! Ping (protocol id [`PING`] on the mux): the initiator sends one frame
 //! of [`FRAME_LEN`] random bytes and finishes its side; the responder echoes
 //! the frame back and finishes. Frames over [`MAX_FRAME`] bytes reset the
-//! stream. One ping is one stream.
+//! stream with [`RESET_BAD_FRAME`]. One ping is one stream.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use relay_transport::{
-    DialError, DialErrorKind, NodeId, PeerState, RecvStream, SendStream, StreamError, Transport,
+use relay_transport::mux::{
+    reset_bi, Mux, OpenError, ProtocolId, ProtocolRx, RESET_BAD_FRAME, RESET_BUSY,
 };
+use relay_transport::{DialError, DialErrorKind, Incoming, NodeId, RecvStream, SendStream};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use tokio::task::JoinSet;
 
-use super::{open_stream, reset, StreamProtocol, PROTO_PING, RESET_BAD_FRAME};
-use crate::control::server::BoxFuture;
-
+/// The ping protocol's id on the mux.
+pub const PING: ProtocolId = ProtocolId::new(1);
 /// Size of the frame the initiator sends.
 pub const FRAME_LEN: usize = 16;
 /// Largest frame either side accepts.
 pub const MAX_FRAME: usize = 64;
+/// Most pings answered at once; beyond it a ping stream is reset with
+/// [`RESET_BUSY`].
+pub const MAX_CONCURRENT: usize = 64;
+/// How long the responder waits for a whole frame; then the stream is
+/// reset with [`RESET_BAD_FRAME`].
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The responder side.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PingProtocol;
-
-impl StreamProtocol for PingProtocol {
-    fn serve(
-        &self,
-        from: NodeId,
-        mut send: SendStream,
-        mut recv: RecvStream,
-    ) -> BoxFuture<'static, ()> {
-        Box::pin(async move {
-            let frame = match recv.read_to_end(MAX_FRAME).await {
-                Ok(frame) => frame,
-                Err(e) => {
-                    tracing::debug!(peer = %from.fmt_short(), error = %e, "bad ping frame");
-                    reset(&mut send, &mut recv, RESET_BAD_FRAME);
-                    return;
+/// Answers the pings queued on `rx` until the mux closes.
+pub async fn serve(mut rx: ProtocolRx) {
+    let mut answering = JoinSet::new();
+    loop {
+        tokio::select! {
+            incoming = rx.next_stream() => match incoming {
+                Some(Incoming::Bi { from, mut send, mut recv }) => {
+                    if answering.len() >= MAX_CONCURRENT {
+                        tracing::debug!(peer = %from.fmt_short(), "too many pings at once");
+                        reset_bi(&mut send, &mut recv, RESET_BUSY);
+                    } else {
+                        answering.spawn(respond(from, send, recv));
+                    }
                 }
-            };
-            // A finished stream is still delivered after `send` is dropped.
-            if send.write_all(&frame).await.is_ok() {
-                let _ = send.finish();
-            }
-        })
+                Some(Incoming::Uni { from, mut recv }) => {
+                    tracing::debug!(peer = %from.fmt_short(), "ping on a uni stream");
+                    relay_transport::mux::stop_uni(&mut recv, RESET_BAD_FRAME);
+                }
+                Some(Incoming::Datagram { .. }) => {}
+                None => break,
+            },
+            Some(_) = answering.join_next(), if !answering.is_empty() => {}
+        }
+    }
+    while answering.join_next().await.is_some() {}
+}
+
+/// Echoes one ping frame.
+async fn respond(from: NodeId, mut send: SendStream, mut recv: RecvStream) {
+    let frame = match tokio::time::timeout(FRAME_TIMEOUT, recv.read_to_end(MAX_FRAME)).await {
+        Ok(Ok(frame)) => frame,
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %from.fmt_short(), error = %e, "bad ping frame");
+            reset_bi(&mut send, &mut recv, RESET_BAD_FRAME);
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(peer = %from.fmt_short(), "no whole ping frame in time");
+            reset_bi(&mut send, &mut recv, RESET_BAD_FRAME);
+            return;
+        }
+    };
+    // A finished stream is still delivered after `send` is dropped.
+    if send.write_all(&frame).await.is_ok() {
+        let _ = send.finish();
     }
 }
 
@@ -132,27 +158,25 @@ impl PingError {
     }
 }
 
-impl From<StreamError> for PingError {
-    fn from(e: StreamError) -> Self {
+impl From<OpenError> for PingError {
+    fn from(e: OpenError) -> Self {
         match e {
-            StreamError::NotConnected(d) => Self::NotConnected(format!(
-                "no connection to {d} and no known address (pass --peer to run, or join with a ticket)"
+            OpenError::SelfPeer(peer) => Self::SelfPing(peer),
+            OpenError::NotConnected(peer) => Self::NotConnected(format!(
+                "no connection to {peer} and no known address (pass --peer to run, or join with a ticket)"
             )),
-            StreamError::ConnectionLost(d) | StreamError::Datagram(d) => Self::ConnectionLost(d),
+            OpenError::Dial(e) => Self::Dial(e),
+            OpenError::ConnectionLost(d) => Self::ConnectionLost(d),
         }
     }
 }
 
-/// Pings `peer` once. If it is not connected, dials it first: at
-/// `known_addr` when given, else through a relay (any relay we use that
-/// has `peer` as a client). The whole exchange, dial included, is bounded
-/// by `timeout`.
-pub async fn ping(
-    transport: &Transport,
-    peer: NodeId,
-    known_addr: Option<SocketAddr>,
-    timeout: Duration,
-) -> Result<PongReport, PingError> {
+/// Pings `peer` once through the mux, which dials it first when there is
+/// no connection (at the address it knows for the peer, or through a
+/// relay). The whole exchange, dial included, is bounded by `timeout`; the
+/// round-trip time does not include the dial.
+pub async fn ping(mux: &Mux, peer: NodeId, timeout: Duration) -> Result<PongReport, PingError> {
+    let transport = mux.transport();
     if peer == transport.node_id() {
         return Err(PingError::SelfPing(peer.to_string()));
     }
@@ -161,23 +185,13 @@ pub async fn ping(
         ms: timeout.as_millis(),
     };
     let deadline = tokio::time::Instant::now() + timeout;
-    let connected = transport
-        .peers()
-        .iter()
-        .any(|p| p.node_id == peer && p.state == PeerState::Connected);
-    if !connected {
-        let dial = transport.connect_best(peer, known_addr);
-        match tokio::time::timeout_at(deadline, dial).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) if e.kind == DialErrorKind::Timeout => return Err(timed_out()),
-            Ok(Err(e)) if e.kind == DialErrorKind::NoRelay => {
-                return Err(StreamError::NotConnected(peer.to_string()).into())
-            }
-            Ok(Err(e)) => return Err(PingError::Dial(e)),
-            Err(_) => return Err(timed_out()),
-        }
-    }
-    let rtt = tokio::time::timeout_at(deadline, exchange(transport, peer))
+    let (send, recv) = match tokio::time::timeout_at(deadline, mux.open_bi(peer, PING)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(OpenError::Dial(e))) if e.kind == DialErrorKind::Timeout => return Err(timed_out()),
+        Ok(Err(e)) => return Err(e.into()),
+        Err(_) => return Err(timed_out()),
+    };
+    let rtt = tokio::time::timeout_at(deadline, exchange(send, recv))
         .await
         .map_err(|_| timed_out())??;
     let info = transport.peers().into_iter().find(|p| p.node_id == peer);
@@ -197,10 +211,9 @@ pub async fn ping(
 }
 
 /// One frame out, one echo back; returns the round-trip time.
-async fn exchange(transport: &Transport, peer: NodeId) -> Result<Duration, PingError> {
+async fn exchange(mut send: SendStream, mut recv: RecvStream) -> Result<Duration, PingError> {
     let frame: [u8; FRAME_LEN] = rand::random();
     let start = Instant::now();
-    let (mut send, mut recv) = open_stream(transport, peer, PROTO_PING).await?;
     let lost = |e: &dyn std::fmt::Display| PingError::ConnectionLost(e.to_string());
     send.write_all(&frame).await.map_err(|e| lost(&e))?;
     send.finish().map_err(|e| lost(&e))?;
@@ -252,7 +265,10 @@ mod tests {
         let e = PingError::Dial(DialError::new(DialErrorKind::Refused, "closed"));
         assert_eq!(e.kind(), "refused");
         assert_eq!(e.detail(), "closed");
-        let e: PingError = StreamError::NotConnected("x".into()).into();
+        let e: PingError = OpenError::NotConnected("x".into()).into();
         assert_eq!(e.kind(), "not-connected");
+        assert!(e.detail().contains("pass --peer"), "{e}");
+        let e: PingError = OpenError::SelfPeer("x".into()).into();
+        assert_eq!(e.kind(), "invalid-peer");
     }
 }

@@ -96,6 +96,7 @@ pub(crate) fn register(
         node_id: peer,
         path: path.map_or(PathKind::None, |p| p.kind()),
         remote_addr,
+        generation: crate::events::next_generation(),
     });
     Ok(peer)
 }

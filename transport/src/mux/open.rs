@@ -1,0 +1,73 @@
+//! Opening streams to a NodeId: on the live connection when there is one,
+//! else after dialing it (through [`crate::Transport::connect_best`]: a
+//! relay that serves us, or the address the mux knows for the peer).
+//! Every stream starts with the protocol id.
+
+use relay_proto::NodeId;
+
+use super::addrs::AddrBook;
+use super::error::OpenError;
+use super::id::ProtocolId;
+use crate::{DialErrorKind, RecvStream, SendStream, StreamError, Transport};
+
+/// Opens a bidirectional stream of protocol `id` to `peer`.
+pub(crate) async fn open_bi(
+    transport: &Transport,
+    addrs: &AddrBook,
+    peer: NodeId,
+    id: ProtocolId,
+) -> Result<(SendStream, RecvStream), OpenError> {
+    check_peer(transport, peer)?;
+    let (mut send, recv) = match transport.open_bi(peer).await {
+        Err(StreamError::NotConnected(_)) => {
+            dial(transport, addrs, peer).await?;
+            transport.open_bi(peer).await?
+        }
+        other => other?,
+    };
+    write_id(&mut send, id).await?;
+    Ok((send, recv))
+}
+
+/// Opens a unidirectional stream of protocol `id` to `peer`.
+pub(crate) async fn open_uni(
+    transport: &Transport,
+    addrs: &AddrBook,
+    peer: NodeId,
+    id: ProtocolId,
+) -> Result<SendStream, OpenError> {
+    check_peer(transport, peer)?;
+    let mut send = match transport.open_uni(peer).await {
+        Err(StreamError::NotConnected(_)) => {
+            dial(transport, addrs, peer).await?;
+            transport.open_uni(peer).await?
+        }
+        other => other?,
+    };
+    write_id(&mut send, id).await?;
+    Ok(send)
+}
+
+fn check_peer(transport: &Transport, peer: NodeId) -> Result<(), OpenError> {
+    if peer == transport.node_id() {
+        return Err(OpenError::SelfPeer(peer.to_string()));
+    }
+    Ok(())
+}
+
+/// Dials `peer`: through a relay, or at its known address.
+async fn dial(transport: &Transport, addrs: &AddrBook, peer: NodeId) -> Result<(), OpenError> {
+    match transport.connect_best(peer, addrs.get(&peer)).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind == DialErrorKind::NoRelay => {
+            Err(OpenError::NotConnected(peer.to_string()))
+        }
+        Err(e) => Err(OpenError::Dial(e)),
+    }
+}
+
+async fn write_id(send: &mut SendStream, id: ProtocolId) -> Result<(), OpenError> {
+    send.write_all(&id.to_header())
+        .await
+        .map_err(|e| OpenError::ConnectionLost(e.to_string()))
+}
