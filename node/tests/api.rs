@@ -257,8 +257,13 @@ fn every_route_against_two_nodes() {
     stream.read_exact(&mut echo).unwrap();
     assert_eq!(&echo, &[0, 0, 0, 5, b'h', b'e', b'l', b'l', b'o']);
 
-    // B goes away: A's events say so.
-    drop(b);
+    // B stops (closing its connections): A's events say so.
+    let pid = b.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let seen = read_until(&mut events, r#""type":"disconnected""#);
     assert!(seen.contains("disconnected"));
     drop(a);
