@@ -8,7 +8,9 @@
 //!   cargo bench -p relay-node --bench local_api --profile dev
 //! ```
 //!
-//! Without `RELAY_NODE_OLD_BIN` only the local API is measured. It starts
+//! Without `RELAY_NODE_OLD_BIN` only the local API is measured.
+//! `RELAY_NODE_NEW_BIN` replaces the binary built with the bench (e.g. a
+//! release build, to compare with a release build of the old one). It starts
 //! one node per binary (loopback, no port mapping, no traversal), then for
 //! each round, old and new alternating:
 //! - **kept-alive**: `N` sequential requests over one connection (Rust);
@@ -24,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const NEW_BIN: &str = env!("CARGO_BIN_EXE_relay-node");
+const BUILT_BIN: &str = env!("CARGO_BIN_EXE_relay-node");
 const REQUESTS: usize = 2000;
 const PROCESSES: usize = 100;
 const ROUNDS: usize = 3;
@@ -252,10 +254,12 @@ fn line(what: &str, api: &str, f: &Figures) {
 
 fn main() {
     let old_bin = std::env::var("RELAY_NODE_OLD_BIN").ok();
+    let new_bin = std::env::var("RELAY_NODE_NEW_BIN").unwrap_or_else(|_| BUILT_BIN.to_string());
+    let new_bin = new_bin.as_str();
     let has_curl = Command::new("curl").arg("--version").output().is_ok();
     let base = std::env::temp_dir().join(format!("rn-bench-api-{}", std::process::id()));
     std::fs::create_dir_all(&base).unwrap();
-    let new = Node::start(NEW_BIN, base.join("new"));
+    let new = Node::start(new_bin, base.join("new"));
     let old = old_bin
         .as_deref()
         .map(|bin| Node::start(bin, base.join("old")));
@@ -299,7 +303,7 @@ fn main() {
         line(
             "`relay-node status --json` (process)",
             Api::Http.name(),
-            &cli(NEW_BIN, &new.dir),
+            &cli(new_bin, &new.dir),
         );
         if has_curl {
             line(

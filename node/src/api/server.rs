@@ -167,7 +167,8 @@ impl ApiServer {
                 tracing::warn!(uid, "api connection from a foreign uid refused");
                 if let Ok(permit) = refusals.clone().try_acquire_owned() {
                     let e = ApiError::Forbidden(uid);
-                    tasks.spawn(refuse(stream, e, self.limits.head_timeout, permit));
+                    let head_timeout = self.limits.head_timeout;
+                    tasks.spawn(refuse(stream, e, head_timeout, permit, shutdown.clone()));
                 }
                 continue;
             }
@@ -178,7 +179,8 @@ impl ApiServer {
                     self.stats.busy.fetch_add(1, Relaxed);
                     if let Ok(permit) = refusals.clone().try_acquire_owned() {
                         let e = ApiError::Busy("every api connection is busy".into());
-                        tasks.spawn(refuse(stream, e, self.limits.head_timeout, permit));
+                        let head_timeout = self.limits.head_timeout;
+                        tasks.spawn(refuse(stream, e, head_timeout, permit, shutdown.clone()));
                     }
                     continue;
                 }
@@ -329,6 +331,7 @@ async fn refuse(
     e: ApiError,
     head_timeout: Duration,
     permit: OwnedSemaphorePermit,
+    shutdown: CancellationToken,
 ) {
     let _permit = permit;
     let service = service_fn(move |_req: ApiRequest| {
@@ -342,5 +345,8 @@ async fn refuse(
         .max_buf_size(READ_BUFFER)
         .keep_alive(false);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
-    let _ = tokio::time::timeout(head_timeout + REFUSAL_TIMEOUT, conn).await;
+    tokio::select! {
+        _ = tokio::time::timeout(head_timeout + REFUSAL_TIMEOUT, conn) => {}
+        () = shutdown.cancelled() => {}
+    }
 }
