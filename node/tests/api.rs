@@ -40,6 +40,7 @@ impl Drop for TempDir {
 /// A running `relay-node run`, killed on drop.
 struct Node {
     child: Child,
+    lines: mpsc::Receiver<String>,
     dir: PathBuf,
     stderr: PathBuf,
     listen: String,
@@ -78,6 +79,7 @@ impl Node {
         let words: Vec<&str> = line.split(' ').collect();
         Self {
             child,
+            lines,
             dir: dir.to_path_buf(),
             stderr,
             listen: words[4].to_string(),
@@ -167,7 +169,9 @@ fn every_route_against_two_nodes() {
         .status
         .success());
 
-    let a = Node::start(&dir_a, &[]);
+    let a = Node::start(&dir_a, &["--http", "127.0.0.1:0"]);
+    let http_line = a.lines.recv_timeout(DEADLINE).unwrap();
+    let http_addr = http_line.rsplit(' ').next().unwrap().to_string();
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(a.socket()).unwrap().permissions(),
     );
@@ -234,6 +238,21 @@ fn every_route_against_two_nodes() {
         1,
         "{v}"
     );
+
+    // The subsystems' and the local API's metrics.
+    let mut tcp = std::net::TcpStream::connect(&http_addr).unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut metrics = String::new();
+    tcp.read_to_string(&mut metrics).unwrap();
+    for name in [
+        "relay_node_ping_served_total 1",
+        "relay_node_ping_sent_total 0",
+        "relay_node_api_requests_total",
+        "relay_node_api_refused_total 0",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
 
     // Netcheck.
     let (status, v) = request(&a.socket(), "GET", "/v1/netcheck", "");
