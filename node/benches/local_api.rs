@@ -27,9 +27,32 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BUILT_BIN: &str = env!("CARGO_BIN_EXE_relay-node");
-const REQUESTS: usize = 2000;
-const PROCESSES: usize = 100;
-const ROUNDS: usize = 3;
+/// Sizes of one run: `cargo bench` passes `--bench`; `cargo test --benches`
+/// does not, and then a small smoke run checks the bench still works.
+#[derive(Clone, Copy)]
+struct Sizes {
+    requests: usize,
+    processes: usize,
+    rounds: usize,
+}
+
+impl Sizes {
+    fn from_args() -> Self {
+        if std::env::args().any(|a| a == "--bench") {
+            Self {
+                requests: 2000,
+                processes: 100,
+                rounds: 3,
+            }
+        } else {
+            Self {
+                requests: 50,
+                processes: 3,
+                rounds: 1,
+            }
+        }
+    }
+}
 
 struct Node {
     child: Child,
@@ -157,14 +180,14 @@ fn figures(mut samples: Vec<Duration>, total: Duration) -> Figures {
     }
 }
 
-fn kept_alive(api: Api, dir: &Path) -> Figures {
+fn kept_alive(api: Api, dir: &Path, n: usize) -> Figures {
     let mut stream = BufReader::new(UnixStream::connect(api.socket(dir)).unwrap());
     for _ in 0..100 {
         exchange(api, &mut stream, false);
     }
-    let mut samples = Vec::with_capacity(REQUESTS);
+    let mut samples = Vec::with_capacity(n);
     let start = Instant::now();
-    for _ in 0..REQUESTS {
+    for _ in 0..n {
         let t = Instant::now();
         exchange(api, &mut stream, false);
         samples.push(t.elapsed());
@@ -172,11 +195,11 @@ fn kept_alive(api: Api, dir: &Path) -> Figures {
     figures(samples, start.elapsed())
 }
 
-fn per_connection(api: Api, dir: &Path) -> Figures {
+fn per_connection(api: Api, dir: &Path, n: usize) -> Figures {
     let socket = api.socket(dir);
-    let mut samples = Vec::with_capacity(REQUESTS);
+    let mut samples = Vec::with_capacity(n);
     let start = Instant::now();
-    for _ in 0..REQUESTS {
+    for _ in 0..n {
         let t = Instant::now();
         let mut stream = BufReader::new(UnixStream::connect(&socket).unwrap());
         exchange(api, &mut stream, true);
@@ -185,10 +208,10 @@ fn per_connection(api: Api, dir: &Path) -> Figures {
     figures(samples, start.elapsed())
 }
 
-fn processes(mut run: impl FnMut() -> bool) -> Figures {
-    let mut samples = Vec::with_capacity(PROCESSES);
+fn processes(n: usize, mut run: impl FnMut() -> bool) -> Figures {
+    let mut samples = Vec::with_capacity(n);
     let start = Instant::now();
-    for _ in 0..PROCESSES {
+    for _ in 0..n {
         let t = Instant::now();
         assert!(run());
         samples.push(t.elapsed());
@@ -196,8 +219,8 @@ fn processes(mut run: impl FnMut() -> bool) -> Figures {
     figures(samples, start.elapsed())
 }
 
-fn cli(bin: &str, dir: &Path) -> Figures {
-    processes(|| {
+fn cli(bin: &str, dir: &Path, n: usize) -> Figures {
+    processes(n, || {
         Command::new(bin)
             .arg("--data-dir")
             .arg(dir)
@@ -209,9 +232,9 @@ fn cli(bin: &str, dir: &Path) -> Figures {
     })
 }
 
-fn curl_each(dir: &Path) -> Figures {
+fn curl_each(dir: &Path, n: usize) -> Figures {
     let socket = dir.join("api.sock");
-    processes(|| {
+    processes(n, || {
         Command::new("curl")
             .args(["-sf", "-o", "/dev/null", "--unix-socket"])
             .arg(&socket)
@@ -221,11 +244,11 @@ fn curl_each(dir: &Path) -> Figures {
     })
 }
 
-/// One curl process fetching `REQUESTS` URLs over one connection: req/s.
-fn curl_kept_alive(dir: &Path) -> f64 {
+/// One curl process fetching `n` URLs over one connection: req/s.
+fn curl_kept_alive(dir: &Path, n: usize) -> f64 {
     let config = dir.with_extension("curl.conf");
     let mut text = String::new();
-    for _ in 0..REQUESTS {
+    for _ in 0..n {
         text.push_str("url = \"http://relay-node/v1/status\"\noutput = \"/dev/null\"\n");
     }
     std::fs::write(&config, text).unwrap();
@@ -240,7 +263,7 @@ fn curl_kept_alive(dir: &Path) -> f64 {
     let took = start.elapsed();
     let _ = std::fs::remove_file(&config);
     assert!(ok, "curl failed");
-    REQUESTS as f64 / took.as_secs_f64()
+    n as f64 / took.as_secs_f64()
 }
 
 fn line(what: &str, api: &str, f: &Figures) {
@@ -263,58 +286,46 @@ fn main() {
     let old = old_bin
         .as_deref()
         .map(|bin| Node::start(bin, base.join("old")));
-    // Let both finish starting.
-    std::thread::sleep(Duration::from_millis(500));
+    // Each node binds its socket before it prints its listening line.
+    let z = Sizes::from_args();
+    let n = z.requests;
     println!("| client | server | req/s | p50 µs | p99 µs |");
     println!("| --- | --- | ---: | ---: | ---: |");
-    for round in 1..=ROUNDS {
+    for round in 1..=z.rounds {
         println!("| round {round} | | | | |");
+        let (lines, http) = (Api::Lines.name(), Api::Http.name());
         if let Some(old) = &old {
             line(
                 "Rust, kept alive",
-                Api::Lines.name(),
-                &kept_alive(Api::Lines, &old.dir),
+                lines,
+                &kept_alive(Api::Lines, &old.dir, n),
             );
         }
         line(
             "Rust, kept alive",
-            Api::Http.name(),
-            &kept_alive(Api::Http, &new.dir),
+            http,
+            &kept_alive(Api::Http, &new.dir, n),
         );
         if let Some(old) = &old {
-            line(
-                "Rust, connection per request",
-                Api::Lines.name(),
-                &per_connection(Api::Lines, &old.dir),
-            );
+            let f = per_connection(Api::Lines, &old.dir, n);
+            line("Rust, connection per request", lines, &f);
         }
-        line(
-            "Rust, connection per request",
-            Api::Http.name(),
-            &per_connection(Api::Http, &new.dir),
-        );
+        let f = per_connection(Api::Http, &new.dir, n);
+        line("Rust, connection per request", http, &f);
+        let what = "`relay-node status --json` (process)";
         if let (Some(old), Some(bin)) = (&old, old_bin.as_deref()) {
-            line(
-                "`relay-node status --json` (process)",
-                Api::Lines.name(),
-                &cli(bin, &old.dir),
-            );
+            line(what, lines, &cli(bin, &old.dir, z.processes));
         }
-        line(
-            "`relay-node status --json` (process)",
-            Api::Http.name(),
-            &cli(new_bin, &new.dir),
-        );
+        line(what, http, &cli(new_bin, &new.dir, z.processes));
         if has_curl {
             line(
                 "curl, process per request",
-                Api::Http.name(),
-                &curl_each(&new.dir),
+                http,
+                &curl_each(&new.dir, z.processes),
             );
             println!(
-                "| curl, {REQUESTS} URLs kept alive | {} | {:.0} | | |",
-                Api::Http.name(),
-                curl_kept_alive(&new.dir)
+                "| curl, {n} URLs kept alive | {http} | {:.0} | | |",
+                curl_kept_alive(&new.dir, n)
             );
         }
     }
