@@ -116,6 +116,13 @@ impl ApiServer {
         self
     }
 
+    /// Serves `uid` (and root) instead of this process's own uid: lets a
+    /// test that does not run as root see itself refused.
+    pub fn with_own_uid(mut self, uid: u32) -> Self {
+        self.own_uid = uid;
+        self
+    }
+
     /// The counters.
     pub fn stats(&self) -> Arc<ApiStats> {
         self.stats.clone()

@@ -36,6 +36,10 @@ struct Fixture {
 
 impl Fixture {
     async fn start(limits: Limits) -> Self {
+        Self::start_as(limits, None).await
+    }
+
+    async fn start_as(limits: Limits, own_uid: Option<u32>) -> Self {
         let root = crate::testutil::temp_dir("api");
         let path = root.join("api.sock");
         let key = SecretKey::generate();
@@ -63,7 +67,10 @@ impl Fixture {
                 },
             )
             .unwrap();
-        let server = ApiServer::bind(&path, routes).unwrap().with_limits(limits);
+        let mut server = ApiServer::bind(&path, routes).unwrap().with_limits(limits);
+        if let Some(uid) = own_uid {
+            server = server.with_own_uid(uid);
+        }
         let stats = server.stats();
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(server.serve(shutdown.clone()));
@@ -358,5 +365,23 @@ async fn streams_are_bounded() {
     assert_eq!((status.as_u16(), kind(&v)), (503, "busy"));
     drop(open);
     drop(first);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn another_uid_is_refused_with_403() {
+    let me = super::peercred::own_uid().unwrap();
+    if me == 0 {
+        // Root is always served; tests/api.rs checks a real foreign uid.
+        println!("SKIPPED: running as root, who is always served");
+        return;
+    }
+    let f = Fixture::start_as(Limits::default(), Some(me + 1)).await;
+    let (status, v) = f.call(Method::GET, "/v1/status", "").await;
+    assert_eq!((status.as_u16(), kind(&v)), (403, "forbidden"));
+    assert_eq!(
+        f.stats.refused.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     f.stop().await;
 }
