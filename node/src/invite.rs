@@ -31,7 +31,7 @@ pub enum InviteError {
     },
     /// Asking the running node failed.
     #[error(transparent)]
-    Control(ClientError),
+    Api(ClientError),
 }
 
 impl InviteError {
@@ -40,7 +40,7 @@ impl InviteError {
         match self {
             Self::Key(e) => e.kind(),
             Self::NoAddresses { .. } => "no-addresses",
-            Self::Control(e) => e.kind(),
+            Self::Api(e) => e.kind(),
         }
     }
 }
@@ -56,7 +56,7 @@ pub fn invite(dir: &DataDir, addrs: Vec<SocketAddr>) -> Result<Ticket, InviteErr
                     dir: dir.to_string(),
                 })
             }
-            Err(e) => return Err(InviteError::Control(e)),
+            Err(e) => return Err(InviteError::Api(e)),
         };
         let bound: Vec<SocketAddr> = status
             .listen
