@@ -8,7 +8,8 @@
 //! 2. The same lock on `DIR/run.lock`, which also holds the holder's pid for
 //!    the error message (and keeps out an older binary that locks only that
 //!    file).
-//! 3. No live node answers on `DIR/api.sock` or `DIR/control.sock`: a
+//! 3. No live node answers on `DIR/api.sock` (or `DIR/control.sock`, where
+//!    binaries before the local API served their CLI): a
 //!    successful `connect()` means a node serves this directory even though
 //!    no lock says so (for example an older binary whose lock file was
 //!    removed).
@@ -26,6 +27,10 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::datadir::DataDir;
+
+/// The control socket of binaries before the local API; a live one there
+/// is a running node too.
+const LEGACY_CONTROL_SOCKET: &str = "control.sock";
 
 /// How long a probe `connect()` to a node's socket may take; a listener
 /// that takes longer is alive (its backlog is full).
@@ -117,7 +122,10 @@ impl RunLock {
             path: path.clone(),
             _dir: dir_lock,
         };
-        for socket in [dir.api_socket_path(), dir.control_socket_path()] {
+        for socket in [
+            dir.api_socket_path(),
+            dir.root().join(LEGACY_CONTROL_SOCKET),
+        ] {
             if answers(&socket).await {
                 return Err(LockError::Answering {
                     dir: dir.to_string(),
@@ -244,7 +252,10 @@ mod tests {
     #[tokio::test]
     async fn a_node_answering_on_a_socket_holds_the_dir() {
         let (root, dir) = temp();
-        for socket in [dir.api_socket_path(), dir.control_socket_path()] {
+        for socket in [
+            dir.api_socket_path(),
+            dir.root().join(LEGACY_CONTROL_SOCKET),
+        ] {
             let listener = tokio::net::UnixListener::bind(&socket).unwrap();
             let err = RunLock::acquire(&dir).await.unwrap_err();
             assert_eq!(err.kind(), "lock");

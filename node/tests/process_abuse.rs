@@ -362,7 +362,7 @@ fn removing_files_from_the_data_dir_does_not_admit_a_second_node() {
     assert_fails_with(&second, "lock");
     assert_eq!(second.status.code(), Some(1));
     // Its socket gone as well, the first node still holds the directory.
-    std::fs::remove_file(dir.join("control.sock")).unwrap();
+    std::fs::remove_file(dir.join("api.sock")).unwrap();
     let third = refused_run(&dir);
     assert_fails_with(&third, "lock");
 

@@ -54,7 +54,7 @@
 //!
 //! ## What this layer must not know about
 //!
-//! Channels, RPC, the ledger, files, the CLI and the control socket. It
+//! Channels, RPC, the ledger, files, the CLI and the local API. It
 //! carries bytes between authenticated NodeIds and reports what it sees.
 
 pub mod config;

@@ -3,6 +3,8 @@
 //! the frame back and finishes. Frames over [`MAX_FRAME`] bytes reset the
 //! stream with [`RESET_BAD_FRAME`]. One ping is one stream.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use relay_transport::mux::{
@@ -27,12 +29,18 @@ pub const MAX_CONCURRENT: usize = 64;
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Answers the pings queued on `rx` until the mux closes.
-pub async fn serve(mut rx: ProtocolRx) {
+pub async fn serve(rx: ProtocolRx) {
+    serve_counting(rx, Arc::new(AtomicU64::new(0))).await;
+}
+
+/// [`serve`], counting each ping taken in `served`.
+pub async fn serve_counting(mut rx: ProtocolRx, served: Arc<AtomicU64>) {
     let mut answering = JoinSet::new();
     loop {
         tokio::select! {
             incoming = rx.next_stream() => match incoming {
                 Some(Incoming::Bi { from, mut send, mut recv }) => {
+                    served.fetch_add(1, Ordering::Relaxed);
                     if answering.len() >= MAX_CONCURRENT {
                         tracing::debug!(peer = %from.fmt_short(), "too many pings at once");
                         reset_bi(&mut send, &mut recv, RESET_BUSY);

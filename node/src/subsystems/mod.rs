@@ -1,0 +1,25 @@
+//! The subsystems a node runs. This list is the one place to touch when a
+//! subsystem is added (see [`crate::subsystem`] for what each registers).
+
+pub mod ping;
+
+use std::sync::Arc;
+
+use relay_transport::Mux;
+
+use crate::subsystem::{Subsystem, SubsystemSet};
+
+/// What subsystems are built from.
+#[derive(Debug, Clone)]
+pub struct NodeContext {
+    /// The node's protocol mux (and through it the transport); it knows
+    /// the addresses we were told about (`--peer`, bootstrap), for dialing
+    /// a peer that is not connected.
+    pub mux: Mux,
+}
+
+/// Every subsystem of a running node, in start order.
+pub fn builtins(ctx: &NodeContext) -> SubsystemSet {
+    let list: Vec<Arc<dyn Subsystem>> = vec![Arc::new(ping::PingSubsystem::new(ctx.mux.clone()))];
+    SubsystemSet::new(list)
+}
