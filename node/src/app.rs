@@ -7,21 +7,17 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::api::client::{ApiClient, ClientError};
 use crate::args::{self, ArgError};
 use crate::cli::{Cli, Command};
-use crate::control::client::{ClientError, ControlClient};
-use crate::control::Request;
 use crate::datadir::{DataDir, DataDirError};
 use crate::http::HttpOptions;
 use crate::init::{init, InitError};
 use crate::invite::{invite, InviteError};
 use crate::keystore::{self, LoadKeyError};
-use crate::netcheck::NetcheckReport;
-use crate::protocols::ping::PongReport;
 use crate::run::{run, RunError, RunOptions};
-use crate::status::StatusReport;
 use crate::until_direct::{
-    until_direct, ControlDriver, Progress, UntilDirectError, UntilDirectOptions,
+    until_direct, ApiDriver, Progress, UntilDirectError, UntilDirectOptions,
 };
 
 /// Any failure of a command, printed as `kind: detail`.
@@ -45,9 +41,9 @@ pub enum AppError {
     /// `run` failed.
     #[error(transparent)]
     Run(#[from] RunError),
-    /// A control request failed.
+    /// A local API request failed.
     #[error(transparent)]
-    Control(#[from] ClientError),
+    Api(#[from] ClientError),
     /// The async runtime could not start.
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
@@ -66,7 +62,7 @@ impl AppError {
             Self::Key(e) => e.kind(),
             Self::Invite(e) => e.kind(),
             Self::Run(e) => e.kind(),
-            Self::Control(e) => e.kind(),
+            Self::Api(e) => e.kind(),
             Self::Runtime(_) => "runtime",
             Self::UntilDirect(e) => &e.kind,
         }
@@ -139,7 +135,7 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             runtime.block_on(run(&dir, options))?;
         }
         Command::Status { json } => {
-            let status: StatusReport = ControlClient::connect(&dir)?.call(&Request::Status)?;
+            let status = ApiClient::connect(&dir)?.status()?;
             if json {
                 let text = serde_json::to_string_pretty(&status).unwrap_or_default();
                 print_line(&text);
@@ -148,7 +144,7 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             }
         }
         Command::Netcheck { json } => {
-            let report: NetcheckReport = ControlClient::connect(&dir)?.call(&Request::Netcheck)?;
+            let report = ApiClient::connect(&dir)?.netcheck()?;
             if json {
                 print_line(&serde_json::to_string_pretty(&report).unwrap_or_default());
             } else {
@@ -164,7 +160,7 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             ..
         } => {
             let id = args::node_id(&node_id)?;
-            let mut driver = ControlDriver::new(ControlClient::connect(&dir)?, id);
+            let mut driver = ApiDriver::new(ApiClient::connect(&dir)?, id);
             let options = UntilDirectOptions {
                 timeout: Duration::from_secs(timeout),
                 interval: Duration::from_millis(interval_ms),
@@ -183,15 +179,12 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             ..
         } => {
             let node_id = args::node_id(&node_id)?;
-            let mut client = ControlClient::connect(&dir)?;
+            let mut client = ApiClient::connect(&dir)?;
             for i in 0..count {
                 if i > 0 {
                     std::thread::sleep(Duration::from_millis(interval_ms));
                 }
-                let pong: PongReport = client.call(&Request::Ping {
-                    node_id,
-                    timeout_ms: Some(timeout_ms),
-                })?;
+                let pong = client.ping(&node_id, timeout_ms)?;
                 print_line(&pong.line());
             }
         }

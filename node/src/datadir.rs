@@ -20,8 +20,8 @@ pub const NETWORK_KEY_FILE: &str = "network.key";
 pub const BOOTSTRAP_FILE: &str = "bootstrap.json";
 /// The single-instance lock held by `relay-node run`.
 pub const LOCK_FILE: &str = "run.lock";
-/// The control socket served by `relay-node run`.
-pub const CONTROL_SOCKET: &str = "control.sock";
+/// The local API socket served by `relay-node run` (docs/LOCAL_API.md).
+pub const API_SOCKET: &str = "api.sock";
 
 /// Resolving or creating the data directory failed.
 #[derive(Debug, Error)]
@@ -100,9 +100,9 @@ impl DataDir {
         self.root.join(LOCK_FILE)
     }
 
-    /// Path of [`CONTROL_SOCKET`].
-    pub fn control_socket_path(&self) -> PathBuf {
-        self.root.join(CONTROL_SOCKET)
+    /// Path of [`API_SOCKET`].
+    pub fn api_socket_path(&self) -> PathBuf {
+        self.root.join(API_SOCKET)
     }
 
     /// Creates the directory (and parents) if missing and sets it to 0700.
@@ -135,7 +135,7 @@ mod tests {
         let dir = DataDir::resolve(Some("/x/y".into())).unwrap();
         assert_eq!(dir.root(), Path::new("/x/y"));
         assert_eq!(dir.identity_path(), Path::new("/x/y/identity.key"));
-        assert_eq!(dir.control_socket_path(), Path::new("/x/y/control.sock"));
+        assert_eq!(dir.api_socket_path(), Path::new("/x/y/api.sock"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! a secret: whoever has it can join the mesh.
 //!
 //! Addresses come from `--addr`, or else from the running node's bound
-//! addresses (asked over the control socket). A wildcard bind (`0.0.0.0`,
+//! addresses (asked over the local API). A wildcard bind (`0.0.0.0`,
 //! `[::]`) is expanded to this host's preferred outbound interface address,
 //! found by "connecting" a UDP socket to a documentation address and reading
 //! its local address (no packet is sent); if none is found, loopback is used.
@@ -13,11 +13,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use relay_proto::Ticket;
 use thiserror::Error;
 
-use crate::control::client::{ClientError, ControlClient};
-use crate::control::Request;
+use crate::api::client::{ApiClient, ClientError};
 use crate::datadir::DataDir;
 use crate::keystore::{self, LoadKeyError};
-use crate::status::StatusReport;
 
 /// Building a ticket failed.
 #[derive(Debug, Error)]
@@ -51,16 +49,15 @@ impl InviteError {
 pub fn invite(dir: &DataDir, addrs: Vec<SocketAddr>) -> Result<Ticket, InviteError> {
     let keys = keystore::load_keys(dir)?;
     let addrs = if addrs.is_empty() {
-        let status: StatusReport =
-            match ControlClient::connect(dir).and_then(|mut c| c.call(&Request::Status)) {
-                Ok(status) => status,
-                Err(ClientError::NotRunning { .. }) => {
-                    return Err(InviteError::NoAddresses {
-                        dir: dir.to_string(),
-                    })
-                }
-                Err(e) => return Err(InviteError::Control(e)),
-            };
+        let status = match ApiClient::connect(dir).and_then(|mut c| c.status()) {
+            Ok(status) => status,
+            Err(ClientError::NotRunning { .. }) => {
+                return Err(InviteError::NoAddresses {
+                    dir: dir.to_string(),
+                })
+            }
+            Err(e) => return Err(InviteError::Control(e)),
+        };
         let bound: Vec<SocketAddr> = status
             .listen
             .iter()

@@ -7,10 +7,14 @@
 //!   ([`keystore`], written atomically with mode 0600 by [`atomic`]),
 //!   bootstrap peers from a join ticket ([`bootstrap`]), the single-instance
 //!   lock ([`lock`]);
-//! - the **verbs**: [`init`], [`invite`], [`run`], and the control-socket
-//!   clients behind `status` and `ping` ([`app`] wires them to [`cli`]);
-//! - the **control socket** ([`control`]): newline-delimited JSON between
-//!   the CLI and the running node, answered by [`service`];
+//! - the **verbs**: [`init`], [`invite`], [`run`], and the local API
+//!   clients behind `status`, `netcheck` and `ping` ([`app`] wires them to
+//!   [`cli`]);
+//! - the **local API** ([`api`]): HTTP/1.1 over `DIR/api.sock` for the CLI
+//!   and for users' programs (docs/LOCAL_API.md);
+//! - the **subsystems** a running node is composed of ([`subsystem`]: what
+//!   each registers, and the owner of the node's tasks; [`subsystems`]: the
+//!   list), and the state it reports ([`service`]);
 //! - the **stream protocols** a node speaks to its peers, routed by their
 //!   first byte ([`protocols`]; ping today);
 //! - the **operator surface**: the read-only HTTP endpoint ([`http`]),
@@ -26,12 +30,12 @@
 //! (`Transport`, `PeerInfo`, `PeerEvent`, streams). Wire formats of
 //! identities and tickets belong to `relay-proto`.
 
+pub mod api;
 pub mod app;
 pub mod args;
 pub mod atomic;
 pub mod bootstrap;
 pub mod cli;
-pub mod control;
 pub mod datadir;
 pub mod http;
 pub mod init;
@@ -47,6 +51,8 @@ pub mod protocols;
 pub mod run;
 pub mod service;
 pub mod status;
+pub mod subsystem;
+pub mod subsystems;
 pub mod timefmt;
 pub mod traversal_view;
 pub mod until_direct;

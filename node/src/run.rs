@@ -1,28 +1,38 @@
 //! `relay-node run`: the node process. Takes the run lock, loads (or
 //! creates) the identity, binds the transport, dials the configured peers,
-//! serves the control socket, incoming streams and (if configured) the
-//! read-only HTTP endpoint, and shuts down cleanly on Ctrl-C or SIGTERM.
+//! builds the subsystems ([`crate::subsystems`]), serves the local API
+//! (`DIR/api.sock`), incoming streams and (if configured) the read-only
+//! HTTP endpoint, and on Ctrl-C or SIGTERM cancels every task and drains
+//! them within [`SHUTDOWN_BOUND`].
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use relay_transport::{BindError, NodeId, Transport, TransportConfig};
 use thiserror::Error;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::api::core::{self as api_core, Core};
+use crate::api::router::{RouteError, Routes};
+use crate::api::server::ApiServer;
 use crate::bootstrap::{Bootstrap, BootstrapError};
-use crate::control::server::ControlSocket;
 use crate::datadir::{DataDir, DataDirError};
 use crate::http::{HttpError, HttpOptions, HttpServer};
 use crate::init::{init, InitError};
 use crate::keystore::{self, LoadKeyError};
 use crate::lock::{LockError, RunLock};
 use crate::metrics::collector::{self, NodeStats};
-use crate::protocols::{serve_incoming, Dispatcher};
+use crate::protocols::serve_incoming;
 use crate::service::NodeService;
+use crate::subsystem::Tasks;
+use crate::subsystems::{self, NodeContext};
 use crate::traversal_view::TransportTraversal;
+
+/// How long shutdown waits for the node's tasks to drain.
+pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
 
 /// The default UDP listen address.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7420";
@@ -73,14 +83,17 @@ pub enum RunError {
     /// The transport could not start.
     #[error(transparent)]
     Bind(#[from] BindError),
-    /// The control socket could not be bound.
-    #[error("control-socket: cannot bind {path}: {source}")]
-    Control {
+    /// The local API socket could not be bound.
+    #[error("api-socket: cannot bind {path}: {source}")]
+    Api {
         /// The socket path.
         path: String,
         /// The OS error.
         source: std::io::Error,
     },
+    /// Two subsystems claim the same local API route (a bug).
+    #[error(transparent)]
+    Route(#[from] RouteError),
     /// Signal handlers could not be installed.
     #[error("signal: {0}")]
     Signal(std::io::Error),
@@ -100,7 +113,8 @@ impl RunError {
             Self::Bootstrap(e) => e.kind(),
             Self::Bind(BindError::Io { .. }) => "bind",
             Self::Bind(BindError::Config(_)) => "config",
-            Self::Control { .. } => "control-socket",
+            Self::Api { .. } => "api-socket",
+            Self::Route(e) => e.kind(),
             Self::Signal(_) => "signal",
             Self::Http(e) => e.kind(),
         }
@@ -135,11 +149,18 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
     let transport = Transport::bind(config).await?;
     let node_id = transport.node_id();
     let listen = transport.local_addrs();
-    let control_path = dir.control_socket_path();
-    let control = ControlSocket::bind(&control_path).map_err(|source| RunError::Control {
-        path: control_path.display().to_string(),
-        source,
-    })?;
+    let known = dial_peers(&transport, &options.peers, &bootstrap);
+    let subsystems = subsystems::builtins(&NodeContext {
+        transport: transport.clone(),
+        known,
+    });
+    let stats = Arc::new(NodeStats::new());
+    let service = NodeService::new(transport.clone())
+        .with_stats(stats.clone())
+        .with_traversal(Arc::new(TransportTraversal::new(transport.clone())))
+        .with_subsystems(subsystems.clone());
+    let api = bind_api(dir, &keys.secret_key, &service, &transport, &subsystems)?;
+    let service = service.with_api_stats(api.stats());
     let http = match &options.http {
         Some(http) => Some(HttpServer::bind(http).await?),
         None => None,
@@ -159,22 +180,19 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
         let _ = stdout.flush();
     }
 
-    let known = dial_peers(&transport, &options.peers, &bootstrap);
-    let stats = Arc::new(NodeStats::new());
-    let collect = tokio::spawn(collector::collect(transport.clone(), stats.clone()));
-    let service = Arc::new(
-        NodeService::new(transport.clone(), known)
-            .with_stats(stats)
-            .with_traversal(Arc::new(TransportTraversal::new(transport.clone()))),
+    let tasks = Tasks::new();
+    tasks.spawn("collector", collector::collect(transport.clone(), stats));
+    tasks.spawn(
+        "streams",
+        serve_incoming(transport.clone(), subsystems.protocols()),
     );
-    let http = http.map(|http| tokio::spawn(http.serve(service.clone())));
-    let accept = tokio::spawn(serve_incoming(
-        transport.clone(),
-        Dispatcher::with_builtins(),
-    ));
+    if let Some(http) = http {
+        tasks.spawn("http", http.serve(Arc::new(service.clone())));
+    }
+    subsystems.start(&tasks);
+    tasks.spawn_draining("api", api.serve(tasks.token()));
 
     tokio::select! {
-        () = control.serve(service) => {}
         result = tokio::signal::ctrl_c() => {
             if let Err(e) = result {
                 tracing::warn!(error = %e, "Ctrl-C handler failed; shutting down");
@@ -184,15 +202,48 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
         _ = sigterm.recv() => tracing::info!("SIGTERM; shutting down"),
     }
 
-    accept.abort();
-    collect.abort();
-    if let Some(http) = http {
-        http.abort();
+    if !tasks.shutdown(SHUTDOWN_BOUND).await {
+        tracing::warn!(
+            left = tasks.len(),
+            "tasks still running after {} s; stopping anyway",
+            SHUTDOWN_BOUND.as_secs()
+        );
     }
-    drop(control);
     transport.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Builds the local API (the core routes and every subsystem's) and binds
+/// `DIR/api.sock`.
+fn bind_api(
+    dir: &DataDir,
+    identity: &relay_transport::SecretKey,
+    service: &NodeService,
+    transport: &Transport,
+    subsystems: &crate::subsystem::SubsystemSet,
+) -> Result<ApiServer, RunError> {
+    let mut routes = Routes::new();
+    let status = service.clone();
+    let netcheck = service.clone();
+    let events = transport.clone();
+    api_core::register(
+        &mut routes,
+        Core {
+            identity: identity.clone(),
+            status: Arc::new(move || serde_json::to_value(status.status()).unwrap_or_default()),
+            netcheck: Arc::new(move || {
+                serde_json::to_value(netcheck.netcheck()).unwrap_or_default()
+            }),
+            events: Arc::new(move || events.subscribe()),
+        },
+    )?;
+    subsystems.register_routes(&mut routes)?;
+    let path = dir.api_socket_path();
+    ApiServer::bind(&path, routes).map_err(|source| RunError::Api {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Asks the transport to keep every configured peer connected; returns the

@@ -1,48 +1,44 @@
-//! The running node's answers to control requests: status and netcheck
-//! from the transport's snapshots (plus the traversal snapshot), and pings
-//! through the ping protocol. The HTTP endpoint reads the same status.
+//! The running node's answers: status and netcheck from the transport's
+//! snapshots (plus the traversal snapshot and the subsystems' sections),
+//! and the metrics beyond the shared exposition (subsystems, local API).
+//! The local API and the HTTP endpoint read the same status.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
-use relay_transport::{NodeId, Transport};
+use relay_transport::Transport;
 
-use crate::control::server::{BoxFuture, ControlHandler};
-use crate::control::{Request, Response};
+use crate::api::server::ApiStats;
 use crate::metrics::collector::NodeStats;
+use crate::metrics::text::{count, Kind, TextWriter};
 use crate::netcheck::{netcheck_report, NetcheckReport};
-use crate::protocols::ping;
 use crate::status::StatusReport;
+use crate::subsystem::SubsystemSet;
 use crate::traversal_view::{NoTraversal, TraversalSource};
 
-/// Ping timeout when the request names none.
-pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest ping timeout a request may ask for.
-pub const MAX_PING_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Serves control requests for one running node.
+/// The state a running node reports.
 #[derive(Debug, Clone)]
 pub struct NodeService {
     transport: Transport,
-    /// Addresses we were told about (`--peer`, bootstrap), for dialing a peer
-    /// that is not connected when asked to ping it.
-    known: Arc<Mutex<HashMap<NodeId, SocketAddr>>>,
     /// NAT type, punch counters and per-peer reasons.
     traversal: Arc<dyn TraversalSource>,
     /// The node's own counters (metrics).
     stats: Arc<NodeStats>,
+    /// The subsystems (their status sections and metrics).
+    subsystems: SubsystemSet,
+    /// The local API's counters.
+    api: Option<Arc<ApiStats>>,
 }
 
 impl NodeService {
-    /// A service over `transport` with the given known peer addresses.
-    pub fn new(transport: Transport, known: HashMap<NodeId, SocketAddr>) -> Self {
+    /// A service over `transport`.
+    pub fn new(transport: Transport) -> Self {
         Self {
             transport,
-            known: Arc::new(Mutex::new(known)),
             traversal: Arc::new(NoTraversal),
             stats: Arc::new(NodeStats::new()),
+            subsystems: SubsystemSet::default(),
+            api: None,
         }
     }
 
@@ -55,6 +51,18 @@ impl NodeService {
     /// Uses `stats` for the node's own counters.
     pub fn with_stats(mut self, stats: Arc<NodeStats>) -> Self {
         self.stats = stats;
+        self
+    }
+
+    /// Reports the sections and metrics of `subsystems`.
+    pub fn with_subsystems(mut self, subsystems: SubsystemSet) -> Self {
+        self.subsystems = subsystems;
+        self
+    }
+
+    /// Reports the local API's counters in the metrics.
+    pub fn with_api_stats(mut self, stats: Arc<ApiStats>) -> Self {
+        self.api = Some(stats);
         self
     }
 
@@ -83,47 +91,45 @@ impl NodeService {
         )
         .with_traversal(&self.traversal.snapshot(), &self.transport.observed_addrs())
         .with_port_map(&self.transport.port_map_status())
+        .with_subsystems(self.subsystems.status())
     }
 
-    /// An address for `peer`: one we were told, else the last one seen.
-    fn known_addr(&self, peer: NodeId) -> Option<SocketAddr> {
-        let told = self
-            .known
-            .lock()
-            .ok()
-            .and_then(|known| known.get(&peer).copied());
-        told.or_else(|| {
-            self.transport
-                .peers()
-                .into_iter()
-                .find(|p| p.node_id == peer)
-                .and_then(|p| p.remote_addr)
-        })
-    }
-
-    async fn ping(&self, peer: NodeId, timeout_ms: Option<u64>) -> Response {
-        let timeout = timeout_ms
-            .map(Duration::from_millis)
-            .unwrap_or(DEFAULT_PING_TIMEOUT)
-            .min(MAX_PING_TIMEOUT);
-        match ping::ping(&self.transport, peer, self.known_addr(peer), timeout).await {
-            Ok(pong) => Response::ok(&pong),
-            Err(e) => Response::error(e.kind(), e.detail()),
-        }
-    }
-}
-
-impl ControlHandler for NodeService {
-    fn handle(&self, request: Request) -> BoxFuture<'_, Response> {
-        Box::pin(async move {
-            match request {
-                Request::Status => Response::ok(&self.status()),
-                Request::Ping {
-                    node_id,
-                    timeout_ms,
-                } => self.ping(node_id, timeout_ms).await,
-                Request::Netcheck => Response::ok(&self.netcheck()),
+    /// The subsystems' and the local API's metric families (appended to the
+    /// shared exposition).
+    pub fn extra_metrics(&self) -> String {
+        let mut w = TextWriter::new();
+        self.subsystems.metrics(&mut w);
+        if let Some(api) = &self.api {
+            for (name, help, value) in [
+                (
+                    "relay_node_api_connections_total",
+                    "Local API connections accepted.",
+                    &api.connections,
+                ),
+                (
+                    "relay_node_api_refused_total",
+                    "Local API connections refused for a foreign uid.",
+                    &api.refused,
+                ),
+                (
+                    "relay_node_api_evicted_total",
+                    "Idle or slow local API connections closed to make room.",
+                    &api.evicted,
+                ),
+                (
+                    "relay_node_api_busy_total",
+                    "Local API connections refused because every slot was busy.",
+                    &api.busy,
+                ),
+                (
+                    "relay_node_api_requests_total",
+                    "Local API requests answered.",
+                    &api.requests,
+                ),
+            ] {
+                w.single(name, Kind::Counter, help, count(value.load(Relaxed)));
             }
-        })
+        }
+        w.finish()
     }
 }

@@ -37,6 +37,9 @@ pub struct StatusReport {
     /// in use (as in `netcheck`).
     #[serde(default)]
     pub binding_lifetime: BindingLifetimeSection,
+    /// Each subsystem's own section, keyed by its name (`ping`, ...).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub subsystems: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The relay section of a [`StatusReport`].
@@ -172,7 +175,14 @@ impl StatusReport {
             traversal: TraversalSection::default(),
             port_map: PortMapSection::default(),
             binding_lifetime: BindingLifetimeSection::default(),
+            subsystems: serde_json::Map::new(),
         }
+    }
+
+    /// Adds the subsystems' sections.
+    pub fn with_subsystems(mut self, sections: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.subsystems = sections;
+        self
     }
 
     /// Adds the port-mapping state.

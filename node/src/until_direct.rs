@@ -6,7 +6,8 @@
 //! reports for the peer (its `why` in `status`) when that reason has one of
 //! the traversal error kinds, else `punch-failed`; or, when no pong came at
 //! all, the last ping error's kind. Errors that no amount of waiting cures
-//! (no node running, a bad NodeId, a broken control socket) end it at once.
+//! (no node running, a bad NodeId, a broken local API connection) end it
+//! at once.
 //!
 //! The loop runs against a [`PingDriver`] so tests can drive it with a fake
 //! clock and scripted pongs.
@@ -15,10 +16,8 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::control::client::{ClientError, ControlClient};
-use crate::control::Request;
+use crate::api::client::{ApiClient, ClientError};
 use crate::protocols::ping::PongReport;
-use crate::status::StatusReport;
 use relay_transport::traversal::TraversalErrorKind;
 use relay_transport::NodeId;
 
@@ -174,31 +173,28 @@ fn human_secs(d: Duration) -> String {
     }
 }
 
-/// The real driver: pings and status through the control socket.
+/// The real driver: pings and status through the local API.
 #[derive(Debug)]
-pub struct ControlDriver {
-    client: ControlClient,
+pub struct ApiDriver {
+    client: ApiClient,
     node_id: NodeId,
 }
 
-impl ControlDriver {
+impl ApiDriver {
     /// A driver for `node_id` over a connected client.
-    pub fn new(client: ControlClient, node_id: NodeId) -> Self {
+    pub fn new(client: ApiClient, node_id: NodeId) -> Self {
         Self { client, node_id }
     }
 }
 
-impl PingDriver for ControlDriver {
+impl PingDriver for ApiDriver {
     fn ping(&mut self, timeout: Duration) -> Result<PongReport, ClientError> {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        self.client.call(&Request::Ping {
-            node_id: self.node_id,
-            timeout_ms: Some(timeout_ms),
-        })
+        self.client.ping(&self.node_id, timeout_ms)
     }
 
     fn why(&mut self) -> Option<String> {
-        let status: StatusReport = self.client.call(&Request::Status).ok()?;
+        let status = self.client.status().ok()?;
         let id = self.node_id.to_string();
         status.peers.into_iter().find(|p| p.node_id == id)?.why
     }

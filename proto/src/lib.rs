@@ -1,7 +1,9 @@
 //! # relay-proto: the data every layer of relay-node agrees on
 //!
 //! This crate holds identities ([`NodeId`], [`SecretKey`], [`NetworkKey`]),
-//! the join [`Ticket`] and the text codecs they use. It is pure data: it
+//! the join [`Ticket`] and the text codecs they use, the canonical encoding
+//! of signed data ([`signing`]) and the local API's frame stream
+//! ([`frame_stream`]). It is pure data: it
 //! parses, emits, signs and verifies.
 //!
 //! It must not know about sockets, async runtimes, QUIC, files or clocks.
@@ -10,8 +12,10 @@
 
 mod base32;
 mod error;
+pub mod frame_stream;
 mod keys;
 mod node_id;
+pub mod signing;
 mod ticket;
 pub mod wire;
 

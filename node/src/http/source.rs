@@ -15,10 +15,12 @@ impl HttpSource for NodeService {
         let transport = self.transport();
         self.stats().sample(&transport.peers());
         let status = self.status();
-        render(&MetricsInput {
+        let mut text = render(&MetricsInput {
             status: &status,
             transport: TransportCounters::read(transport),
             node: self.stats().counters(),
-        })
+        });
+        text.push_str(&self.extra_metrics());
+        text
     }
 }

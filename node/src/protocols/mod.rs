@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use relay_transport::{Incoming, NodeId, RecvStream, SendStream, StreamError, Transport};
 
-use crate::control::server::BoxFuture;
+use crate::subsystem::BoxFuture;
 
 /// Protocol byte: ping / echo ([`ping`]).
 pub const PROTO_PING: u8 = 0x01;
@@ -107,13 +107,17 @@ impl Dispatcher {
 /// Routes everything peers open to `dispatcher` until the endpoint closes:
 /// each bidirectional stream is served on its own task; unidirectional
 /// streams (no protocol uses them yet) are stopped; datagrams are dropped.
+///
+/// Stream tasks belong to this future: dropping it (shutdown) ends them.
 pub async fn serve_incoming(transport: Transport, dispatcher: Dispatcher) {
     let dispatcher = Arc::new(dispatcher);
+    let mut streams = tokio::task::JoinSet::new();
     while let Some(incoming) = transport.accept().await {
+        while streams.try_join_next().is_some() {}
         match incoming {
             Incoming::Bi { from, send, recv } => {
                 let dispatcher = dispatcher.clone();
-                tokio::spawn(async move { dispatcher.dispatch(from, send, recv).await });
+                streams.spawn(async move { dispatcher.dispatch(from, send, recv).await });
             }
             Incoming::Uni { from, mut recv } => {
                 tracing::debug!(peer = %from.fmt_short(), "no protocol uses uni streams; stopping");

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::{open_stream, reset, StreamProtocol, PROTO_PING, RESET_BAD_FRAME};
-use crate::control::server::BoxFuture;
+use crate::subsystem::BoxFuture;
 
 /// Size of the frame the initiator sends.
 pub const FRAME_LEN: usize = 16;
@@ -48,7 +48,7 @@ impl StreamProtocol for PingProtocol {
     }
 }
 
-/// One answered ping, as the control socket returns it.
+/// One answered ping, as `POST /v1/ping` returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PongReport {
     /// The peer that answered.
