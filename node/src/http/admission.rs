@@ -6,12 +6,19 @@
 //! one) cannot keep a prompt client out; only when every connection is
 //! already being answered is a new one refused.
 //!
-//! The driver reports each connection's head ([`Admission::head_received`])
-//! and end ([`Admission::closed`]); the state never holds more than
-//! `total` entries, whatever clients do.
+//! The total cap and the eviction are the local API's connection table
+//! ([`ConnTable`]); this adds the per-source cap a TCP endpoint needs. The
+//! driver reports each connection's head ([`Admission::head_received`]) and
+//! end ([`Admission::closed`]); the state never holds more than `total`
+//! entries, whatever clients do.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::Instant;
+
+use crate::api::conns::{self, ConnTable};
+
+pub use crate::api::conns::ConnId;
 
 /// The caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,21 +29,17 @@ pub struct Limits {
     pub per_source: usize,
 }
 
-/// A connection's handle in the [`Admission`] state.
-pub type ConnId = u64;
-
 /// The answer to a new connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admit {
-    /// Serve it.
-    Accept(ConnId),
-    /// Serve it, and close `evict` (the oldest connection still without a
-    /// head), whose place it takes.
-    AcceptEvicting {
+pub enum Admit<T> {
+    /// Serve it (as `id`); if `evicted` is set, close that connection (the
+    /// one that has waited longest for its head) first: this one takes its
+    /// place.
+    Accept {
         /// The new connection.
         id: ConnId,
-        /// The connection to close now.
-        evict: ConnId,
+        /// The value of the connection to close now.
+        evicted: Option<T>,
     },
     /// Its source already has [`Limits::per_source`] connections.
     SourceFull,
@@ -74,99 +77,69 @@ impl Source {
     }
 }
 
+/// The admission state: the local API's connection table (the total cap
+/// and who makes room) plus the cap per source. Each connection carries a
+/// value (the driver's handle to close it).
 #[derive(Debug)]
-struct Entry {
-    source: Source,
-    pending: bool,
-}
-
-/// The admission state.
-#[derive(Debug)]
-pub struct Admission {
-    limits: Limits,
-    next: ConnId,
-    open: HashMap<ConnId, Entry>,
+pub struct Admission<T> {
+    table: ConnTable<(Source, T)>,
     per_source: HashMap<Source, usize>,
-    /// Connections without a head yet; the smallest id is the oldest.
-    pending: BTreeSet<ConnId>,
+    per_source_max: usize,
 }
 
-impl Admission {
+impl<T> Admission<T> {
     /// An empty state.
     pub fn new(limits: Limits) -> Self {
         Self {
-            limits,
-            next: 0,
-            open: HashMap::new(),
+            table: ConnTable::new(limits.total),
             per_source: HashMap::new(),
-            pending: BTreeSet::new(),
+            per_source_max: limits.per_source,
         }
     }
 
-    /// Decides on a new connection from `ip`.
-    pub fn admit(&mut self, ip: IpAddr) -> Admit {
+    /// Decides on a new connection from `ip` at `now`.
+    pub fn admit(&mut self, now: Instant, ip: IpAddr, value: T) -> Admit<T> {
         let source = Source::of(ip);
-        if self.per_source.get(&source).copied().unwrap_or(0) >= self.limits.per_source {
+        if self.per_source.get(&source).copied().unwrap_or(0) >= self.per_source_max {
             return Admit::SourceFull;
         }
-        let evict = if self.open.len() >= self.limits.total {
-            let Some(oldest) = self.pending.first().copied() else {
-                return Admit::Full;
-            };
-            self.closed(oldest);
-            Some(oldest)
-        } else {
-            None
-        };
-        let id = self.next;
-        self.next += 1;
-        self.open.insert(
-            id,
-            Entry {
-                source,
-                pending: true,
-            },
-        );
-        self.pending.insert(id);
-        *self.per_source.entry(source).or_insert(0) += 1;
-        match evict {
-            Some(evict) => Admit::AcceptEvicting { id, evict },
-            None => Admit::Accept(id),
+        match self.table.admit(now, (source, value)) {
+            conns::Admit::Full => Admit::Full,
+            conns::Admit::Admitted { id, evicted } => {
+                *self.per_source.entry(source).or_insert(0) += 1;
+                let evicted = evicted.map(|(source, value)| {
+                    self.release(source);
+                    value
+                });
+                Admit::Accept { id, evicted }
+            }
         }
     }
 
     /// Connection `id` has sent its request head: it is no longer evictable.
     pub fn head_received(&mut self, id: ConnId) {
-        if let Some(entry) = self.open.get_mut(&id) {
-            entry.pending = false;
-            self.pending.remove(&id);
-        }
+        self.table.begin(id);
     }
 
     /// Connection `id` ended (a no-op if it was evicted already).
     pub fn closed(&mut self, id: ConnId) {
-        let Some(entry) = self.open.remove(&id) else {
-            return;
-        };
-        if entry.pending {
-            self.pending.remove(&id);
-        }
-        if let Some(count) = self.per_source.get_mut(&entry.source) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                self.per_source.remove(&entry.source);
-            }
+        if let Some((source, _)) = self.table.remove(id) {
+            self.release(source);
         }
     }
 
     /// Connections open now.
     pub fn open(&self) -> usize {
-        self.open.len()
+        self.table.len()
     }
 
-    /// Connections open now that have not sent their head.
-    pub fn pending(&self) -> usize {
-        self.pending.len()
+    fn release(&mut self, source: Source) {
+        if let Some(count) = self.per_source.get_mut(&source) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.per_source.remove(&source);
+            }
+        }
     }
 }
 
@@ -183,9 +156,14 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn id(admit: Admit) -> ConnId {
-        match admit {
-            Admit::Accept(id) | Admit::AcceptEvicting { id, .. } => id,
+    /// Admits `value` from `from`; returns its id and whom it evicted.
+    fn admit(
+        a: &mut Admission<&'static str>,
+        from: &str,
+        value: &'static str,
+    ) -> (ConnId, Option<&'static str>) {
+        match a.admit(Instant::now(), ip(from), value) {
+            Admit::Accept { id, evicted } => (id, evicted),
             other => panic!("refused: {other:?}"),
         }
     }
@@ -193,60 +171,65 @@ mod tests {
     #[test]
     fn caps_each_source() {
         let mut a = Admission::new(LIMITS);
-        let first = id(a.admit(ip("10.0.0.1")));
-        id(a.admit(ip("10.0.0.1")));
-        assert_eq!(a.admit(ip("10.0.0.1")), Admit::SourceFull);
+        let (first, _) = admit(&mut a, "10.0.0.1", "a");
+        admit(&mut a, "10.0.0.1", "b");
+        assert_eq!(
+            a.admit(Instant::now(), ip("10.0.0.1"), "c"),
+            Admit::SourceFull
+        );
         // The same host seen as IPv4-mapped IPv6 is the same source.
-        assert_eq!(a.admit(ip("::ffff:10.0.0.1")), Admit::SourceFull);
-        id(a.admit(ip("10.0.0.2")));
+        assert_eq!(
+            a.admit(Instant::now(), ip("::ffff:10.0.0.1"), "c"),
+            Admit::SourceFull
+        );
+        admit(&mut a, "10.0.0.2", "d");
         a.closed(first);
-        id(a.admit(ip("10.0.0.1")));
+        admit(&mut a, "10.0.0.1", "e");
         assert_eq!(a.open(), 3);
     }
 
     #[test]
     fn ipv6_sources_are_slash_64s() {
         let mut a = Admission::new(LIMITS);
-        id(a.admit(ip("2001:db8:1:2::1")));
-        id(a.admit(ip("2001:db8:1:2::ffff")));
-        assert_eq!(a.admit(ip("2001:db8:1:2:abcd::1")), Admit::SourceFull);
-        id(a.admit(ip("2001:db8:1:3::1")));
+        admit(&mut a, "2001:db8:1:2::1", "a");
+        admit(&mut a, "2001:db8:1:2::ffff", "b");
+        assert_eq!(
+            a.admit(Instant::now(), ip("2001:db8:1:2:abcd::1"), "c"),
+            Admit::SourceFull
+        );
+        admit(&mut a, "2001:db8:1:3::1", "d");
     }
 
     #[test]
     fn full_evicts_the_oldest_without_a_head() {
         let mut a = Admission::new(LIMITS);
-        let ids: Vec<_> = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]
-            .iter()
-            .map(|s| id(a.admit(ip(s))))
-            .collect();
-        a.head_received(ids[0]);
-        // ids[0] is being answered; ids[1] is the oldest without a head.
-        assert_eq!(
-            a.admit(ip("10.0.0.5")),
-            Admit::AcceptEvicting {
-                id: 4,
-                evict: ids[1]
-            }
-        );
-        assert_eq!((a.open(), a.pending()), (4, 3));
+        let (first, _) = admit(&mut a, "10.0.0.1", "first");
+        let (second, _) = admit(&mut a, "10.0.0.2", "second");
+        admit(&mut a, "10.0.0.3", "third");
+        admit(&mut a, "10.0.0.4", "fourth");
+        a.head_received(first);
+        // `first` is being answered; `second` waited longest for its head.
+        assert_eq!(admit(&mut a, "10.0.0.5", "fifth").1, Some("second"));
+        assert_eq!(a.open(), 4);
         // The evicted one's end is a no-op and frees nothing twice.
-        a.closed(ids[1]);
+        a.closed(second);
         assert_eq!(a.open(), 4);
         // Its source got its slot back at eviction.
-        id(a.admit(ip("10.0.0.2")));
+        assert_eq!(admit(&mut a, "10.0.0.2", "sixth").1, Some("third"));
     }
 
     #[test]
     fn full_of_answered_connections_refuses() {
         let mut a = Admission::new(LIMITS);
+        let mut ids = Vec::new();
         for s in ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"] {
-            let id = id(a.admit(ip(s)));
+            let (id, _) = admit(&mut a, s, "x");
             a.head_received(id);
+            ids.push(id);
         }
-        assert_eq!(a.admit(ip("10.0.0.5")), Admit::Full);
-        a.closed(2);
-        id(a.admit(ip("10.0.0.5")));
+        assert_eq!(a.admit(Instant::now(), ip("10.0.0.5"), "y"), Admit::Full);
+        a.closed(ids[2]);
+        admit(&mut a, "10.0.0.5", "y");
     }
 
     #[test]
@@ -254,7 +237,8 @@ mod tests {
         let mut a = Admission::new(LIMITS);
         for i in 0..10_000u32 {
             let octets = i.to_be_bytes();
-            let _ = a.admit(IpAddr::from([10, octets[1], octets[2], octets[3]]));
+            let from = IpAddr::from([10, octets[1], octets[2], octets[3]]);
+            let _ = a.admit(Instant::now(), from, i);
             assert!(a.open() <= LIMITS.total);
             assert!(a.per_source.len() <= LIMITS.total);
         }

@@ -116,7 +116,8 @@ pub(super) async fn serve(stream: TcpStream, connection: Connection) {
                     }
                 }
                 () = &mut exchange_deadline => break End::Drop,
-                // The sender goes away without a send once the head is in.
+                // Only a connection without a head is evicted; checked again
+                // here in case the head came in meanwhile.
                 Ok(()) = &mut evicted => {
                     if !head_seen.load(Ordering::Acquire) {
                         break End::Drop;

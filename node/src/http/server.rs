@@ -3,10 +3,9 @@
 //! the ones it takes to [`conn::serve`]. Accepting never waits for a
 //! connection to end, so slow clients cannot hold up a prompt one.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -125,53 +124,41 @@ fn refuse(stream: TcpStream) {
     let _ = stream.try_write(BUSY_RESPONSE);
 }
 
-/// The [`Admission`] state shared by the connections, with the way to tell
-/// an evicted one to close.
+/// The [`Admission`] state shared by the connections; each one's value is
+/// the way to tell it to close.
 #[derive(Debug)]
-struct Gate(Mutex<GateState>);
-
-#[derive(Debug)]
-struct GateState {
-    admission: Admission,
-    evict: HashMap<ConnId, oneshot::Sender<()>>,
-}
+struct Gate(Mutex<Admission<oneshot::Sender<()>>>);
 
 impl Gate {
     fn new(limits: Limits) -> Self {
-        Self(Mutex::new(GateState {
-            admission: Admission::new(limits),
-            evict: HashMap::new(),
-        }))
+        Self(Mutex::new(Admission::new(limits)))
     }
 
-    fn lock(&self) -> MutexGuard<'_, GateState> {
+    fn lock(&self) -> MutexGuard<'_, Admission<oneshot::Sender<()>>> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A ticket for a new connection from `peer`, or `None` when refused.
     fn admit(gate: &Arc<Self>, peer: SocketAddr) -> Option<(Ticket, oneshot::Receiver<()>)> {
-        let mut state = gate.lock();
-        let id = match state.admission.admit(peer.ip()) {
-            Admit::Accept(id) => id,
-            Admit::AcceptEvicting { id, evict } => {
-                if let Some(tx) = state.evict.remove(&evict) {
+        let (tx, rx) = oneshot::channel();
+        let admitted = gate.lock().admit(Instant::now(), peer.ip(), tx);
+        match admitted {
+            Admit::Accept { id, evicted } => {
+                if let Some(tx) = evicted {
                     let _ = tx.send(());
+                    tracing::debug!(%peer, "http endpoint full: evicted the connection that waited longest for its head");
                 }
-                tracing::debug!(%peer, "http endpoint full: evicted the oldest connection without a head");
-                id
+                let ticket = Ticket {
+                    gate: gate.clone(),
+                    id,
+                };
+                Some((ticket, rx))
             }
             refused @ (Admit::SourceFull | Admit::Full) => {
                 tracing::debug!(%peer, ?refused, "http connection refused");
-                return None;
+                None
             }
-        };
-        let (tx, rx) = oneshot::channel();
-        state.evict.insert(id, tx);
-        let ticket = Ticket {
-            gate: gate.clone(),
-            id,
-        };
-        Some((ticket, rx))
+        }
     }
 }
 
@@ -185,16 +172,12 @@ pub(super) struct Ticket {
 impl Ticket {
     /// The connection's head is in: it can no longer be evicted.
     pub(super) fn head_received(&self) {
-        let mut state = self.gate.lock();
-        state.admission.head_received(self.id);
-        state.evict.remove(&self.id);
+        self.gate.lock().head_received(self.id);
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut state = self.gate.lock();
-        state.admission.closed(self.id);
-        state.evict.remove(&self.id);
+        self.gate.lock().closed(self.id);
     }
 }
