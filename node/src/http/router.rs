@@ -4,17 +4,14 @@
 //! soon as the head is in), 405 for any other method, 404 for any other
 //! path. Nothing here changes node state, and no request body is ever read.
 
-use std::convert::Infallible;
-
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::header::{
-    HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE,
-    X_CONTENT_TYPE_OPTIONS,
+    HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
 };
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::auth::TokenDigest;
+use crate::api::body::with_type;
 use crate::metrics::text::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 
 /// What the endpoint serves; implemented by the running node.
@@ -25,23 +22,17 @@ pub trait HttpSource: Send + Sync + 'static {
     fn metrics_text(&self) -> String;
 }
 
-/// A response body: a whole text, or a stream (server-sent events).
-pub type Body = BoxBody<Bytes, Infallible>;
+/// A response body: a whole text, or a stream (server-sent events); the
+/// local API's body type.
+pub use crate::api::body::{full, ApiBody as Body};
 
-/// A response with the headers every answer carries.
+/// A response with the headers every answer of this endpoint carries.
 pub fn response(status: StatusCode, content_type: &'static str, body: Body) -> Response<Body> {
-    let mut r = Response::new(body);
-    *r.status_mut() = status;
+    let mut r = with_type(status, content_type, body);
     let headers = r.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     r
-}
-
-/// A whole body.
-pub fn full(body: impl Into<Bytes>) -> Body {
-    Full::new(body.into()).boxed()
 }
 
 /// A plain-text response.
@@ -103,6 +94,8 @@ pub fn route<B>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
+    use hyper::header::CONTENT_TYPE;
 
     struct Fake;
     impl HttpSource for Fake {
