@@ -20,7 +20,8 @@
 //!   without a head makes room. Accepting never waits on a connection.
 //! - **Server-sent events** ([`sse`]) are ready for streaming resources.
 //!
-//! It knows nothing of the node beyond [`HttpSource`].
+//! It knows nothing of the node beyond [`HttpSource`]; it shares the local
+//! API's response bodies and connection table ([`crate::api`]).
 
 pub mod admission;
 pub mod auth;
