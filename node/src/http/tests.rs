@@ -326,12 +326,17 @@ async fn slow_clients_do_not_starve_metrics() {
         assert_eq!(status_of(&r), 200, "{r}");
         tokio::time::sleep(SPACING).await;
     }
+    // The slow clients were really served, slowly: the head timeout (5 s)
+    // passed during the scrapes, so (nearly) every one gets its 408.
+    let _ = tokio::time::timeout(STEP, async {
+        while timeouts.load(Ordering::Relaxed) < SLOW * 9 / 10 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     slow.abort_all();
     server.abort();
-
-    // The slow clients were really served, slowly: the head timeout (5 s)
-    // passed during the scrapes, so (nearly) every one got its 408.
     let timeouts = timeouts.load(Ordering::Relaxed);
     assert!(
         timeouts >= SLOW * 9 / 10,
