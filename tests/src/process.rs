@@ -71,7 +71,7 @@ impl NodeProcess {
 
     /// Like [`NodeProcess::start`], inside network namespace `netns` (run
     /// through `ip netns exec`, which execs the binary in place, so the
-    /// child is the node itself). The data dir and its control socket stay
+    /// child is the node itself). The data dir and its API socket stay
     /// on the shared filesystem, so CLI verbs work from any namespace.
     pub fn start_in_netns(
         netns: &str,

@@ -137,7 +137,7 @@ fn two_nodes_join_connect_and_ping() {
     let lost = cli(&dir_b, &["ping", &stranger, "-c", "1"]);
     assert_fails(&lost, "error: not-connected: ");
 
-    // SIGTERM: clean exit 0, control socket removed, status says not-running.
+    // SIGTERM: clean exit 0, API socket removed, status says not-running.
     node_a.signal("TERM").unwrap();
     let exit = node_a.wait_exit(DEADLINE).unwrap();
     assert!(
@@ -145,13 +145,13 @@ fn two_nodes_join_connect_and_ping() {
         "A exited with {exit}: {}",
         node_a.stderr_log()
     );
-    assert!(!dir_a.join("control.sock").exists());
+    assert!(!dir_a.join("api.sock").exists());
     assert_fails(&cli(&dir_a, &["status"]), "error: not-running: ");
 
     // SIGKILL leaves a stale lock file and socket; the next run recovers.
     node_b.signal("KILL").unwrap();
     node_b.wait_exit(DEADLINE).unwrap();
-    assert!(dir_b.join("control.sock").exists());
+    assert!(dir_b.join("api.sock").exists());
     let mut node_b = start(&dir_b);
     assert_eq!(node_b.node_id, id_b);
     let again = status(&dir_b).expect("restarted node answers status");

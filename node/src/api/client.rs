@@ -169,7 +169,6 @@ impl ApiClient {
                 .body(Full::new(body.clone().unwrap_or_default()))
                 .map_err(|e| ClientError::Protocol(e.to_string()))
         };
-        let request = build()?;
         let Self {
             runtime,
             path: socket,
@@ -178,39 +177,31 @@ impl ApiClient {
         } = self;
         runtime.block_on(async {
             let exchange = async {
-                // A kept-alive connection the node has closed meanwhile is
-                // reopened once; a request it never received is resent.
-                let mut request = Some(request);
+                // A kept-alive connection the node has closed meanwhile
+                // (idle connections time out there) fails before any
+                // answer: the request is sent once more on a new one.
+                // Every route is safe to repeat.
+                let mut last = String::new();
                 for _attempt in 0..2 {
                     let mut current = match conn.take() {
                         Some(c) if !c.sender.is_closed() => c,
                         _ => open(socket, dir).await?,
                     };
-                    if current.sender.ready().await.is_err() {
+                    if let Err(e) = current.sender.ready().await {
+                        last = e.to_string();
                         continue;
                     }
-                    let Some(req) = request.take() else {
-                        break;
-                    };
-                    match current.sender.try_send_request(req).await {
+                    match current.sender.send_request(build()?).await {
                         Ok(response) => {
                             *conn = Some(current);
                             return read_response(response).await;
                         }
-                        Err(mut e) => match e.take_message() {
-                            Some(unsent) => request = Some(unsent),
-                            None => {
-                                return Err(ClientError::Protocol(format!(
-                                    "the node closed the connection: {}",
-                                    e.error()
-                                )))
-                            }
-                        },
+                        Err(e) => last = e.to_string(),
                     }
                 }
-                Err(ClientError::Protocol(
-                    "the node closed the connection".into(),
-                ))
+                Err(ClientError::Protocol(format!(
+                    "the node closed the connection: {last}"
+                )))
             };
             match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
                 Ok(result) => result,
@@ -291,6 +282,48 @@ mod tests {
         let listener = std::os::unix::net::UnixListener::bind(dir.api_socket_path()).unwrap();
         drop(listener);
         assert_eq!(ApiClient::connect(&dir).unwrap_err().kind(), "not-running");
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    /// A server that answers one request per connection and then closes
+    /// it, as the node does with a connection left idle.
+    fn one_per_connection(listener: std::os::unix::net::UnixListener, connections: usize) {
+        use std::io::{BufRead, BufReader, Write};
+        for _ in 0..connections {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let body = br#"{"kind":"ok"}"#;
+            let mut stream = reader.into_inner();
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            )
+            .unwrap();
+            stream.write_all(body).unwrap();
+            // Closed here, without `Connection: close`.
+        }
+    }
+
+    #[test]
+    fn a_connection_the_node_closed_is_reopened() {
+        let root = crate::testutil::temp_dir("reopen");
+        let dir = DataDir::new(&root);
+        let listener = std::os::unix::net::UnixListener::bind(dir.api_socket_path()).unwrap();
+        let server = std::thread::spawn(move || one_per_connection(listener, 3));
+        let mut client = ApiClient::connect(&dir).unwrap();
+        for _ in 0..3 {
+            let v: serde_json::Value = client.get("/v1/anything").unwrap();
+            assert_eq!(v["kind"], "ok");
+        }
+        server.join().unwrap();
         std::fs::remove_dir_all(root).unwrap();
     }
 }

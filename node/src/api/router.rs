@@ -259,8 +259,16 @@ impl Routes {
             match upgraded {
                 Ok(upgraded) => {
                     let io = hyper_util::rt::TokioIo::new(upgraded);
-                    let stream = FrameStream::new(Box::new(io), shutdown);
-                    service.serve(stream).await;
+                    let stream = FrameStream::new(Box::new(io), shutdown.clone());
+                    // A service stuck writing to a client that does not
+                    // read still ends within the drain time of shutdown.
+                    tokio::select! {
+                        () = service.serve(stream) => {}
+                        () = async {
+                            shutdown.cancelled().await;
+                            tokio::time::sleep(super::DRAIN_TIMEOUT).await;
+                        } => {}
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(service = %service_name, error = %e, "stream upgrade failed");

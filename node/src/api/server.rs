@@ -13,9 +13,8 @@ use http_body_util::BodyExt;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -32,8 +31,11 @@ use super::{DRAIN_TIMEOUT, HEAD_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD, MAX_STREAMS}
 const READ_BUFFER: usize = 4 * MAX_HEAD;
 /// Most header fields in one head (hyper answers 431 beyond).
 const MAX_HEADER_FIELDS: usize = 64;
-/// How long writing a refusal may take.
+/// How long writing a refusal may take once its head is in.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
+/// Most refusals (foreign uid, all busy) being answered at once; beyond
+/// that a refused connection is closed without an answer.
+const MAX_REFUSALS: usize = 16;
 
 /// The server's tunables (tests shorten them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +132,7 @@ impl ApiServer {
     pub async fn serve(self, shutdown: CancellationToken) {
         let table = Arc::new(Mutex::new(ConnTable::new(self.limits.max_connections)));
         let tasks = TaskTracker::new();
+        let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
         let ctx = RequestContext {
             streams: Arc::new(Semaphore::new(self.limits.max_streams)),
             tasks: tasks.clone(),
@@ -162,7 +165,11 @@ impl ApiServer {
             if !peercred::allowed(uid, self.own_uid) {
                 self.stats.refused.fetch_add(1, Relaxed);
                 tracing::warn!(uid, "api connection from a foreign uid refused");
-                tasks.spawn(refuse(stream, ApiError::Forbidden(uid)));
+                if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                    let e = ApiError::Forbidden(uid);
+                    let head_timeout = self.limits.head_timeout;
+                    tasks.spawn(refuse(stream, e, head_timeout, permit, shutdown.clone()));
+                }
                 continue;
             }
             let token = shutdown.child_token();
@@ -170,8 +177,11 @@ impl ApiServer {
             let id = match admitted {
                 Admit::Full => {
                     self.stats.busy.fetch_add(1, Relaxed);
-                    let e = ApiError::Busy("every api connection is busy".into());
-                    tasks.spawn(refuse(stream, e));
+                    if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                        let e = ApiError::Busy("every api connection is busy".into());
+                        let head_timeout = self.limits.head_timeout;
+                        tasks.spawn(refuse(stream, e, head_timeout, permit, shutdown.clone()));
+                    }
                     continue;
                 }
                 Admit::Admitted { id, evicted } => {
@@ -314,33 +324,29 @@ async fn answer(routes: &Routes, req: ApiRequest, ctx: RequestContext) -> ApiRes
     routes.dispatch(req, ctx).await
 }
 
-/// Writes one error response without reading the request, then closes.
-async fn refuse(mut stream: UnixStream, e: ApiError) {
-    let mut body = serde_json::to_vec(&e.body()).unwrap_or_default();
-    body.push(b'\n');
-    let status = e.status();
-    let head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("Error"),
-        body.len()
-    );
-    let write = async {
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(&body).await?;
-        stream.shutdown().await?;
-        // Read what the client sent (up to a limit) before closing: closing
-        // with unread bytes can make the client see a reset instead of the
-        // answer.
-        let mut sink = [0u8; 4096];
-        let mut total = 0;
-        while total < MAX_HEAD {
-            match stream.read(&mut sink).await? {
-                0 => break,
-                n => total += n,
-            }
-        }
-        Ok::<(), std::io::Error>(())
-    };
-    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, write).await;
+/// Reads one request head (within the head timeout) and answers it with
+/// `e`, then closes. Holds a refusal permit, so refusals are bounded too.
+async fn refuse(
+    stream: UnixStream,
+    e: ApiError,
+    head_timeout: Duration,
+    permit: OwnedSemaphorePermit,
+    shutdown: CancellationToken,
+) {
+    let _permit = permit;
+    let service = service_fn(move |_req: ApiRequest| {
+        let response = error(&e);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(head_timeout)
+        .max_buf_size(READ_BUFFER)
+        .keep_alive(false);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        _ = tokio::time::timeout(head_timeout + REFUSAL_TIMEOUT, conn) => {}
+        () = shutdown.cancelled() => {}
+    }
 }

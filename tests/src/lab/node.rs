@@ -2,7 +2,7 @@
 //! lab tests use (`status --json`, `netcheck --json`, `ping`, `invite`).
 //!
 //! A node runs in its namespace through `ip netns exec`; its data dir and
-//! control socket live on the shared filesystem, so the CLI verbs run from
+//! API socket live on the shared filesystem, so the CLI verbs run from
 //! the test's own namespace and still reach it.
 
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Runs `relay-node ping NODEID --until-direct` and stamps each pong line
 //! with the bench's clock the moment it arrives on the pipe.
 //!
-//! The CLI prints a pong as soon as the node's control socket returns it
+//! The CLI prints a pong as soon as the node's local API returns it
 //! (stdout is line-buffered), so a line's arrival time is the pong's time at
 //! the node plus a local pipe hop, well under a millisecond. With `-i MS`
 //! the pings go out every `MS` ms plus one round trip, which bounds how late
