@@ -139,6 +139,30 @@ class AgainstRealNodes(unittest.TestCase):
             self.a.client.health(nonce=bytes(65))
         self.assertEqual((e.exception.kind, e.exception.status), ("bad-request", 400))
 
+    def test_health_refuses_a_forged_proof(self) -> None:
+        real = self.a.client.health(nonce=b"\x42" * 16)
+        client = self.a.client
+
+        def answering(**changes: str) -> Client:
+            """A client that gets the real answer with `changes`."""
+            fake = Client(socket_path=client.socket_path)
+            fake._json = lambda *args, **kw: dict(real, **changes)  # type: ignore[method-assign]
+            return fake
+
+        flipped = ("0" if real["signature"][0] != "0" else "1") + real["signature"][1:]
+        forged = [
+            answering(signature=flipped),
+            answering(nonce="43" * 16),
+            answering(node_id="a" * 52),
+            answering(signature="zz"),
+        ]
+        for fake in forged:
+            with self.assertRaises(RelayNodeError) as e:
+                fake.health(nonce=b"\x42" * 16)
+            self.assertEqual(e.exception.kind, "bad-proof")
+        # The unchanged answer passes the same check.
+        self.assertEqual(answering().health(nonce=b"\x42" * 16), real)
+
     def test_status_and_netcheck(self) -> None:
         status = self.a.client.status()
         self.assertEqual(status["node_id"], self.a.node_id)
