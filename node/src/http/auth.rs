@@ -1,11 +1,12 @@
 //! The HTTP endpoint's bearer token. The node reads the token file once and
 //! keeps only the token's SHA-256 digest; a request's `Authorization:
-//! Bearer <token>` is hashed and compared with it in constant time.
+//! Bearer <token>` is hashed and compared with it in constant time (`subtle`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use ring::digest::{digest, SHA256, SHA256_OUTPUT_LEN};
+use subtle::ConstantTimeEq;
 
 /// Shortest token accepted, in bytes.
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -73,12 +74,7 @@ impl TokenDigest {
             return false;
         }
         let theirs = Self::of(token.trim().as_bytes());
-        // Constant time over the digest.
-        self.0
-            .iter()
-            .zip(theirs.0.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        self.0.ct_eq(&theirs.0).into()
     }
 }
 

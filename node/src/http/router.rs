@@ -1,10 +1,17 @@
-//! What the endpoint answers: a pure function from a parsed request head to
-//! a response. `GET` (and `HEAD`) of `/metrics`, `/status` and `/healthz`;
-//! 401 without the bearer token when one is configured, 405 for any other
-//! method, 404 for any other path. Nothing here changes node state.
+//! What the endpoint answers: a pure function from a request's head to a
+//! response. `GET` (and `HEAD`) of `/metrics`, `/status` and `/healthz`;
+//! 401 without the bearer token when one is configured (checked first, as
+//! soon as the head is in), 405 for any other method, 404 for any other
+//! path. Nothing here changes node state, and no request body is ever read.
+
+use bytes::Bytes;
+use hyper::header::{
+    HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+};
+use hyper::{Method, Request, Response, StatusCode};
 
 use super::auth::TokenDigest;
-use super::head::RequestHead;
+use crate::api::body::with_type;
 use crate::metrics::text::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 
 /// What the endpoint serves; implemented by the running node.
@@ -15,117 +22,80 @@ pub trait HttpSource: Send + Sync + 'static {
     fn metrics_text(&self) -> String;
 }
 
-/// A response, ready to serialize.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpResponse {
-    /// Status code.
-    pub status: u16,
-    /// `Content-Type`.
-    pub content_type: &'static str,
-    /// Extra headers.
-    pub headers: Vec<(&'static str, &'static str)>,
-    /// The body.
-    pub body: String,
-    /// Whether to send the body (not for `HEAD`).
-    pub send_body: bool,
+/// A response body: a whole text, or a stream (server-sent events); the
+/// local API's body type.
+pub use crate::api::body::{full, ApiBody as Body};
+
+/// A response with the headers every answer of this endpoint carries.
+pub fn response(status: StatusCode, content_type: &'static str, body: Body) -> Response<Body> {
+    let mut r = with_type(status, content_type, body);
+    let headers = r.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    r
 }
 
-impl HttpResponse {
-    /// A plain-text response.
-    pub fn text(status: u16, body: impl Into<String>) -> Self {
-        Self {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            headers: Vec::new(),
-            body: body.into(),
-            send_body: true,
-        }
-    }
-
-    /// The bytes on the wire. Every response closes the connection.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
-             Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n",
-            self.status,
-            reason(self.status),
-            self.content_type,
-            self.body.len()
-        );
-        for (name, value) in &self.headers {
-            head.push_str(name);
-            head.push_str(": ");
-            head.push_str(value);
-            head.push_str("\r\n");
-        }
-        head.push_str("\r\n");
-        let mut bytes = head.into_bytes();
-        if self.send_body {
-            bytes.extend_from_slice(self.body.as_bytes());
-        }
-        bytes
-    }
+/// A plain-text response.
+pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    response(status, "text/plain; charset=utf-8", full(body))
 }
 
-/// The reason phrase of the codes this endpoint uses.
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
-    }
-}
-
-/// Answers one request.
-pub fn route(
-    head: &RequestHead,
+/// Answers one request (only its head is looked at).
+pub fn route<B>(
+    request: &Request<B>,
     token: Option<&TokenDigest>,
     source: &dyn HttpSource,
-) -> HttpResponse {
+) -> Response<Body> {
     if let Some(token) = token {
-        if !token.admits(head.authorization.as_deref()) {
-            let mut r = HttpResponse::text(401, "unauthorized: a bearer token is required\n");
-            r.headers.push(("WWW-Authenticate", "Bearer"));
-            r.send_body = head.method != "HEAD";
+        let authorization = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !token.admits(authorization) {
+            let mut r = text(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized: a bearer token is required\n",
+            );
+            r.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return r;
         }
     }
-    let is_head = head.method == "HEAD";
-    if head.method != "GET" && !is_head {
-        let mut r = HttpResponse::text(405, "method not allowed: this endpoint is read-only\n");
-        r.headers.push(("Allow", "GET, HEAD"));
+    let method = request.method();
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed: this endpoint is read-only\n",
+        );
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    let mut response = match head.path.as_str() {
-        "/metrics" => HttpResponse {
-            content_type: METRICS_CONTENT_TYPE,
-            ..HttpResponse::text(200, source.metrics_text())
-        },
+    // A HEAD answer is built like a GET one; hyper sends its head only.
+    match request.uri().path() {
+        "/metrics" => response(
+            StatusCode::OK,
+            METRICS_CONTENT_TYPE,
+            full(source.metrics_text()),
+        ),
         "/status" => {
             let mut json = source.status_json();
             json.push('\n');
-            HttpResponse {
-                content_type: "application/json",
-                ..HttpResponse::text(200, json)
-            }
+            response(StatusCode::OK, "application/json", full(json))
         }
-        "/healthz" => HttpResponse::text(200, "ok\n"),
-        _ => HttpResponse::text(404, "not found: try /metrics, /status or /healthz\n"),
-    };
-    response.send_body = !is_head;
-    response
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics, /status or /healthz\n",
+        ),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
+    use hyper::header::CONTENT_TYPE;
 
     struct Fake;
     impl HttpSource for Fake {
@@ -137,77 +107,82 @@ mod tests {
         }
     }
 
-    fn get(method: &str, path: &str, auth: Option<&str>) -> RequestHead {
-        RequestHead {
-            method: method.into(),
-            path: path.into(),
-            authorization: auth.map(String::from),
+    fn req(method: &str, path: &str, auth: Option<&str>) -> Request<()> {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(auth) = auth {
+            b = b.header(AUTHORIZATION, auth);
         }
+        b.body(()).unwrap()
+    }
+
+    fn body_of(r: Response<Body>) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bytes = rt.block_on(r.into_body().collect()).unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    fn content_type(r: &Response<Body>) -> &str {
+        r.headers()[CONTENT_TYPE].to_str().unwrap()
     }
 
     #[test]
     fn routes() {
-        let r = route(&get("GET", "/metrics", None), None, &Fake);
-        assert_eq!((r.status, r.content_type), (200, METRICS_CONTENT_TYPE));
-        assert_eq!(r.body, "relay_node_up 1\n");
-        let r = route(&get("GET", "/status", None), None, &Fake);
-        assert_eq!((r.status, r.content_type), (200, "application/json"));
-        assert_eq!(r.body, "{\"node_id\":\"x\"}\n");
-        let r = route(&get("GET", "/healthz", None), None, &Fake);
-        assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
-        assert_eq!(route(&get("GET", "/", None), None, &Fake).status, 404);
+        let r = route(&req("GET", "/metrics", None), None, &Fake);
         assert_eq!(
-            route(&get("GET", "/metrics/", None), None, &Fake).status,
-            404
+            (r.status(), content_type(&r)),
+            (StatusCode::OK, METRICS_CONTENT_TYPE)
         );
+        assert_eq!(body_of(r), "relay_node_up 1\n");
+        let r = route(&req("GET", "/status?pretty", None), None, &Fake);
+        assert_eq!(
+            (r.status(), content_type(&r)),
+            (StatusCode::OK, "application/json")
+        );
+        assert_eq!(body_of(r), "{\"node_id\":\"x\"}\n");
+        let r = route(&req("GET", "/healthz", None), None, &Fake);
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
+        assert_eq!(r.headers()[X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(body_of(r), "ok\n");
+        let r = route(&req("HEAD", "/healthz", None), None, &Fake);
+        assert_eq!(r.status(), StatusCode::OK);
+        for path in ["/", "/metrics/", "/status.json"] {
+            let r = route(&req("GET", path, None), None, &Fake);
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        }
     }
 
     #[test]
     fn non_get_is_405() {
         for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "get"] {
-            let r = route(&get(method, "/metrics", None), None, &Fake);
-            assert_eq!(r.status, 405, "{method}");
-            assert!(r.headers.contains(&("Allow", "GET, HEAD")));
+            let r = route(&req(method, "/metrics", None), None, &Fake);
+            assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+            assert_eq!(r.headers()[ALLOW], "GET, HEAD");
         }
-    }
-
-    #[test]
-    fn head_has_no_body_but_its_length() {
-        let r = route(&get("HEAD", "/healthz", None), None, &Fake);
-        let text = String::from_utf8(r.to_bytes()).unwrap();
-        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
-        assert!(text.contains("Content-Length: 3\r\n"));
-        assert!(text.ends_with("\r\n\r\n"));
     }
 
     #[test]
     fn token_is_required_when_configured() {
         let token = TokenDigest::of(b"0123456789abcdef");
-        let r = route(&get("GET", "/metrics", None), Some(&token), &Fake);
-        assert_eq!(r.status, 401);
-        assert!(r.headers.contains(&("WWW-Authenticate", "Bearer")));
+        let r = route(&req("GET", "/metrics", None), Some(&token), &Fake);
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer");
+        // Checked before the method: a wrong method without a token is 401.
+        let r = route(&req("POST", "/metrics", None), Some(&token), &Fake);
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         let r = route(
-            &get("GET", "/metrics", Some("Bearer wrong-token-000000")),
+            &req("GET", "/metrics", Some("Bearer wrong-token-000000")),
             Some(&token),
             &Fake,
         );
-        assert_eq!(r.status, 401);
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         let r = route(
-            &get("GET", "/metrics", Some("Bearer 0123456789abcdef")),
+            &req("GET", "/metrics", Some("Bearer 0123456789abcdef")),
             Some(&token),
             &Fake,
         );
-        assert_eq!(r.status, 200);
-    }
-
-    #[test]
-    fn wire_form() {
-        let text = String::from_utf8(HttpResponse::text(404, "nope\n").to_bytes()).unwrap();
-        assert_eq!(
-            text,
-            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\n\
-             Content-Length: 5\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\
-             Connection: close\r\n\r\nnope\n"
-        );
+        assert_eq!(r.status(), StatusCode::OK);
     }
 }

@@ -9,6 +9,7 @@
 
 use relay_proto::wire::probe::{ProbeError, ProbeFrame, PROBE_LEN, TAG_LEN};
 use ring::hmac;
+use subtle::ConstantTimeEq;
 
 const LABEL: &[u8] = b"relay-node traversal probe v1";
 
@@ -50,11 +51,7 @@ impl ProbeKey {
     pub fn verify(&self, bytes: &[u8; PROBE_LEN]) -> bool {
         let expected = self.tag(ProbeFrame::signed_bytes(bytes));
         let got = &bytes[PROBE_LEN - TAG_LEN..];
-        let diff = expected
-            .iter()
-            .zip(got)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        std::hint::black_box(diff) == 0
+        expected.as_slice().ct_eq(got).into()
     }
 }
 
