@@ -37,6 +37,7 @@ pub mod http;
 pub mod init;
 pub mod invite;
 pub mod keystore;
+pub mod ledger;
 pub mod lifetime_view;
 pub mod lock;
 pub mod logging;

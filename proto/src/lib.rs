@@ -11,6 +11,7 @@
 mod base32;
 mod error;
 mod keys;
+pub mod ledger;
 mod node_id;
 mod ticket;
 pub mod wire;
