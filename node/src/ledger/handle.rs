@@ -262,3 +262,54 @@ impl ReplicaStore for Ledger {
         self.shared.store.record_fork(evidence)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::temp_dir;
+    use relay_proto::ledger::body::{PathOutcome, TraversalOutcome};
+
+    fn event(n: u32) -> Body {
+        Body::TraversalOutcome(TraversalOutcome {
+            peer: SecretKey::from_bytes(&[9; 32]).node_id(),
+            outcome: PathOutcome::Direct,
+            time_to_direct_ms: Some(u64::from(n)),
+            why: String::new(),
+            birthday_packets: 0,
+        })
+    }
+
+    #[tokio::test]
+    #[allow(clippy::await_holding_lock)] // the held lock is the point: it parks the writer
+    async fn concurrent_appends_share_a_commit_and_reach_subscribers_in_order() {
+        let dir = temp_dir("ledger-group");
+        let ledger = Ledger::open(&dir, SecretKey::from_bytes(&[1; 32])).unwrap();
+        let mut sub = ledger.subscribe();
+        // Hold the writer at its commit so that all 16 appends queue up.
+        let guard = ledger.shared.publish.lock().unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..16 {
+            let l = ledger.clone();
+            tasks.spawn(async move { l.append_at(i, event(i as u32)).await });
+        }
+        tokio::task::yield_now().await;
+        drop(guard);
+        let mut seqs = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            seqs.push(r.unwrap().unwrap().entry.seq);
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=16).collect::<Vec<u64>>());
+        assert!(ledger.commits() <= 2, "{} commits", ledger.commits());
+        for expect in 1..=16u64 {
+            let got = sub.recv().await.unwrap();
+            assert_eq!(got.cursor, Cursor(expect));
+        }
+        assert!(ledger.verify().unwrap().is_ok());
+        ledger.close();
+        assert!(matches!(
+            ledger.append(event(0)).await,
+            Err(LedgerError::Closed)
+        ));
+    }
+}

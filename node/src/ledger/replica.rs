@@ -45,8 +45,9 @@
 //! ## Forks
 //!
 //! Two different, validly signed entries with one origin and seq are a fork:
-//! both are kept as evidence, the origin is flagged, and no new entry of it
-//! is accepted until an operator forgives it (docs/LEDGER.md).
+//! both are kept as evidence, the origin is flagged, this node's version is
+//! sent to the peer (so it holds the evidence too), and no new entry of the
+//! origin is accepted until an operator forgives it (docs/LEDGER.md).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -601,8 +602,18 @@ impl Replica {
                         self.stats.tampered += 1;
                         return Ok(Vec::new());
                     }
-                    store.record_fork(&[stored, e.clone()])?;
+                    store.record_fork(&[stored.clone(), e.clone()])?;
                     self.stats.forks += 1;
+                    // Show the peer our version: it holds the evidence too.
+                    self.outbox.push_back((
+                        peer_id,
+                        LedgerMsg::Entries {
+                            origin,
+                            from_seq: stored.seq,
+                            to_seq: stored.seq,
+                            entries: vec![stored],
+                        },
+                    ));
                     return Ok(Vec::new());
                 }
             }
@@ -691,3 +702,7 @@ impl Replica {
         Ok(stored)
     }
 }
+
+#[cfg(test)]
+#[path = "replica_tests.rs"]
+mod tests;

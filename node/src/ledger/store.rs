@@ -915,3 +915,7 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;
