@@ -388,6 +388,22 @@ impl Replica {
         Ok(None)
     }
 
+    /// A connected peer whose frontier for `origin` is ahead of ours, if
+    /// any. For this node's own origin after a recovery: do not append
+    /// until this is `None`, or the node forks its own feed.
+    pub fn peer_ahead_on<S: ReplicaStore>(
+        &self,
+        origin: &NodeId,
+        store: &S,
+    ) -> Result<Option<NodeId>, LedgerError> {
+        let ours = store.origin(origin)?.map_or(0, |s| s.frontier);
+        Ok(self
+            .peers
+            .iter()
+            .find(|(_, p)| p.known.get(origin).is_some_and(|s| *s > ours))
+            .map(|(id, _)| *id))
+    }
+
     /// How far `peer` and this node are apart.
     pub fn lag<S: ReplicaStore>(&self, peer: &NodeId, store: &S) -> Result<Lag, LedgerError> {
         let Some(p) = self.peers.get(peer) else {

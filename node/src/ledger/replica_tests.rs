@@ -97,7 +97,29 @@ fn peers_exchange_what_the_other_lacks_in_batches() {
     append(&mut nodes[0], 30);
     append(&mut nodes[1], 5);
     connect(now, &mut nodes, 0, 1);
+    // Before the exchange, the Hellos tell each side who is ahead.
+    let (a, b) = (nodes[0].id, nodes[1].id);
+    {
+        let t = {
+            let Node { replica, store, .. } = &mut nodes[0];
+            replica.poll_transmit(store).unwrap().unwrap()
+        };
+        let Node { replica, store, .. } = &mut nodes[1];
+        replica.handle_message(now, a, &t.bytes, store).unwrap();
+    }
+    assert_eq!(
+        nodes[1].replica.peer_ahead_on(&a, &nodes[1].store).unwrap(),
+        Some(a)
+    );
+    assert_eq!(
+        nodes[1].replica.peer_ahead_on(&b, &nodes[1].store).unwrap(),
+        None
+    );
     pump(now, &mut nodes);
+    assert_eq!(
+        nodes[1].replica.peer_ahead_on(&a, &nodes[1].store).unwrap(),
+        None
+    );
     assert_eq!(nodes[0].store.len(), 35);
     assert_eq!(ids(&nodes[0].store), ids(&nodes[1].store));
     assert_eq!(nodes[1].replica.stats().replicated, 30);
