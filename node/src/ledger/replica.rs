@@ -500,11 +500,13 @@ impl Replica {
             }
             peer.known.insert(item.origin, item.seq);
         }
+        let by_origin: HashMap<NodeId, &VectorItem> =
+            vector.iter().map(|v| (v.origin, v)).collect();
         for mine in ours {
             if !(self.is_member)(&mine.origin) {
                 continue;
             }
-            let theirs = vector.iter().find(|v| v.origin == mine.origin);
+            let theirs = by_origin.get(&mine.origin);
             let their_seq = theirs.map_or(0, |v| v.seq);
             if mine.seq > their_seq {
                 let next = peer.sending.entry(mine.origin).or_insert(their_seq + 1);
@@ -588,13 +590,15 @@ impl Replica {
             }
             peer.entries_bucket.take(n);
             peer.bytes_bucket.take(len);
-            let known = peer.known.entry(origin).or_insert(0);
-            *known = (*known).max(to_seq);
         }
         self.stats.received += n;
         if !(self.is_member)(&origin) {
             self.stats.not_member += n;
             return Ok(Vec::new());
+        }
+        if let Some(peer) = self.peers.get_mut(&peer_id) {
+            let known = peer.known.entry(origin).or_insert(0);
+            *known = (*known).max(to_seq);
         }
         let state = store.origin(&origin)?.unwrap_or(OriginState {
             frontier: 0,
