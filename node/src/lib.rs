@@ -11,6 +11,9 @@
 //!   clients behind `status` and `ping` ([`app`] wires them to [`cli`]);
 //! - the **control socket** ([`control`]): newline-delimited JSON between
 //!   the CLI and the running node, answered by [`service`];
+//! - the **relay ledger** ([`ledger`]): the redb store in the data dir,
+//!   group-committed appends, retention, and the sans-IO replication core
+//!   (not wired into `run` yet);
 //! - the **stream protocols** a node speaks to its peers, routed by their
 //!   first byte ([`protocols`]; ping today);
 //! - the **operator surface**: the read-only HTTP endpoint ([`http`]),

@@ -1,8 +1,10 @@
 //! # relay-proto: the data every layer of relay-node agrees on
 //!
 //! This crate holds identities ([`NodeId`], [`SecretKey`], [`NetworkKey`]),
-//! the join [`Ticket`] and the text codecs they use. It is pure data: it
-//! parses, emits, signs and verifies.
+//! the join [`Ticket`] and the text codecs they use, the wire messages of
+//! the transport ([`wire`]) and the relay ledger's signed entries and
+//! replication messages ([`ledger`]). It is pure data: it parses, emits,
+//! signs and verifies.
 //!
 //! It must not know about sockets, async runtimes, QUIC, files or clocks.
 //! Everything here is deterministic and safe to feed untrusted bytes: every
