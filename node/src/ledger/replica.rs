@@ -107,7 +107,7 @@ pub struct ReplicaConfig {
 impl Default for ReplicaConfig {
     fn default() -> Self {
         Self {
-            batch_entries: 256,
+            batch_entries: MAX_BATCH,
             batch_bytes: 256 * 1024,
             anti_entropy: Duration::from_secs(30),
             want_interval: Duration::from_secs(2),

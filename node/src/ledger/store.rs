@@ -839,11 +839,16 @@ impl<'t> Tables<'t> {
         entry: &Entry,
         retention: Retention,
     ) -> Result<Option<Cursor>, redb::Error> {
-        let body = match entry.body() {
-            Ok(b) => b,
-            Err(_) => return Ok(None),
+        // Only state-like kinds need the body (for their key); the entry
+        // was validated when it was decoded or signed.
+        let rkey = match entry.kind.retention() {
+            RetentionClass::LatestPerKey => match entry.body() {
+                Ok(b) => b.retention_key(),
+                Err(_) => return Ok(None),
+            },
+            RetentionClass::Event | RetentionClass::UntilExpiry => None,
         };
-        if let Some(rkey) = body.retention_key() {
+        if let Some(rkey) = rkey {
             let mut lk = Vec::with_capacity(33 + rkey.len());
             lk.extend_from_slice(entry.origin.as_bytes());
             lk.push(entry.kind.code());

@@ -199,7 +199,21 @@ impl Entry {
 
     /// Reads one entry from `r` (for messages that carry several).
     pub fn read(r: &mut Reader<'_>) -> Result<Self, EntryError> {
-        let origin = r.node_id("origin")?;
+        Self::read_of(r, None)
+    }
+
+    /// Reads one entry that must belong to `origin` (already validated by
+    /// the caller): the origin bytes are compared, not decompressed again.
+    pub fn read_of(r: &mut Reader<'_>, origin: Option<&NodeId>) -> Result<Self, EntryError> {
+        let origin = match origin {
+            None => r.node_id("origin")?,
+            Some(expected) => {
+                if r.array::<32>("origin")? != *expected.as_bytes() {
+                    return Err(CodecError::Invalid("origin").into());
+                }
+                *expected
+            }
+        };
         let seq = r.u64("seq")?;
         let prev_hash = EntryHash(r.array("prev_hash")?);
         let ts_unix_ms = r.u64("ts")?;

@@ -196,7 +196,13 @@ impl LedgerMsg {
                 let n = r.len16("entries", MAX_BATCH)?;
                 let mut entries: Vec<Entry> = Vec::with_capacity(n.min(r.remaining() / 149));
                 for index in 0..n {
-                    let e = Entry::read(&mut r)?;
+                    let e = match Entry::read_of(&mut r, Some(&origin)) {
+                        Ok(e) => e,
+                        Err(EntryError::Malformed(CodecError::Invalid("origin"))) => {
+                            return Err(LedgerMsgError::Misplaced { index })
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                     let after_prev = entries.last().is_none_or(|p| e.seq > p.seq);
                     if e.origin != origin || e.seq < from_seq || e.seq > to_seq || !after_prev {
                         return Err(LedgerMsgError::Misplaced { index });
@@ -301,6 +307,16 @@ mod tests {
         };
         assert_eq!(
             LedgerMsg::decode(&outside.encode()),
+            Err(LedgerMsgError::Misplaced { index: 0 })
+        );
+        let foreign = LedgerMsg::Entries {
+            origin: SecretKey::from_bytes(&[4; 32]).node_id(),
+            from_seq: 1,
+            to_seq: 3,
+            entries: vec![entries[0].clone()],
+        };
+        assert_eq!(
+            LedgerMsg::decode(&foreign.encode()),
             Err(LedgerMsgError::Misplaced { index: 0 })
         );
         let empty_range = LedgerMsg::Entries {
