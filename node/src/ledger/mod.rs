@@ -3,6 +3,7 @@
 //!
 //! - [`handle`] holds [`Ledger`], the node's handle: group-committed appends,
 //!   reads, subscriptions, verification;
+//! - [`follow`] holds [`Follower`]: read-then-follow with no gap or duplicate;
 //! - [`store`] is the redb file `DIR/ledger.redb`, retention, verification;
 //! - [`replica`] is the sans-IO replication core ([`Replica`]);
 //! - [`limits`] holds per-peer replication limits;
@@ -17,6 +18,7 @@
 
 pub mod cursor;
 pub mod error;
+pub mod follow;
 pub mod handle;
 pub mod limits;
 pub mod mem_store;
@@ -26,6 +28,7 @@ pub mod store;
 
 pub use cursor::Cursor;
 pub use error::LedgerError;
+pub use follow::Follower;
 pub use handle::Ledger;
 pub use limits::PeerLimits;
 pub use mem_store::MemStore;
