@@ -669,7 +669,6 @@ impl Replica {
                     let head = &fresh[i - 1];
                     if head.verify_signature().is_err() {
                         self.stats.tampered += 1;
-                        stop = true;
                         break;
                     }
                     accepted.extend_from_slice(&fresh[run_start..i]);
@@ -692,19 +691,12 @@ impl Replica {
             }
             i += 1;
         }
-        let frontier = if stop {
-            accepted
-                .last()
-                .map_or((state.frontier, state.frontier_hash), |e| (e.seq, e.hash()))
-        } else {
-            match accepted.last() {
-                Some(e) if e.seq == to_seq => (to_seq, e.hash()),
-                // The sender holds nothing at `to_seq` (retention dropped
-                // it): its hash is unknown, the next entry starts a run.
-                _ if to_seq > state.frontier => (to_seq, EntryHash::ZERO),
-                _ => (state.frontier, state.frontier_hash),
-            }
-        };
+        // The frontier moves to the last entry verified, never to a range
+        // end no entry backs: an unsigned claim that "nothing exists up to
+        // to_seq" would let a peer make this node skip entries for good.
+        let frontier = accepted
+            .last()
+            .map_or((state.frontier, state.frontier_hash), |e| (e.seq, e.hash()));
         if frontier.0 <= state.frontier && accepted.is_empty() {
             return Ok(Vec::new());
         }

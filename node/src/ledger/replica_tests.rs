@@ -322,3 +322,26 @@ fn anti_entropy_repairs_lost_messages() {
     pump(at, &mut nodes);
     assert_eq!(nodes[1].store.len(), 10);
 }
+
+#[test]
+fn an_empty_range_does_not_move_the_frontier() {
+    let (now, mut n, peer) = receiver();
+    let origin = key(5).node_id();
+    let Node { replica, store, .. } = &mut n;
+    let claim = LedgerMsg::Entries {
+        origin,
+        from_seq: 1,
+        to_seq: 1000,
+        entries: vec![],
+    }
+    .encode();
+    replica.handle_message(now, peer, &claim, store).unwrap();
+    assert_eq!(store.origin(&origin).unwrap().map_or(0, |s| s.frontier), 0);
+    // The real entries are still accepted afterwards.
+    let entries = feed(&key(5), 3);
+    replica
+        .handle_message(now, peer, &entries_msg(entries), store)
+        .unwrap();
+    assert_eq!(store.len(), 3);
+    assert_eq!(store.origin(&origin).unwrap().unwrap().frontier, 3);
+}
