@@ -16,6 +16,9 @@
 //! - the **subsystems** a running node is composed of ([`subsystem`]: what
 //!   each registers, and the owner of the node's tasks; [`subsystems`]: the
 //!   list), and the state it reports ([`service`]);
+//! - the **relay ledger** ([`ledger`]): the redb store in the data dir,
+//!   group-committed appends, retention, and the sans-IO replication core
+//!   (not wired into `run` yet);
 //! - the **stream protocols** a node speaks to its peers, routed by their
 //!   first byte ([`protocols`]; ping today);
 //! - the **operator surface**: the read-only HTTP endpoint ([`http`]),
@@ -42,6 +45,7 @@ pub mod http;
 pub mod init;
 pub mod invite;
 pub mod keystore;
+pub mod ledger;
 pub mod lifetime_view;
 pub mod lock;
 pub mod logging;

@@ -1,10 +1,11 @@
 //! # relay-proto: the data every layer of relay-node agrees on
 //!
 //! This crate holds identities ([`NodeId`], [`SecretKey`], [`NetworkKey`]),
-//! the join [`Ticket`] and the text codecs they use, the canonical encoding
-//! of signed data ([`signing`]) and the local API's frame stream
-//! ([`frame_stream`]). It is pure data: it
-//! parses, emits, signs and verifies.
+//! the join [`Ticket`] and the text codecs they use, the wire messages of
+//! the transport ([`wire`]), the canonical encoding of signed data
+//! ([`signing`]), the local API's frame stream ([`frame_stream`]) and the
+//! relay ledger's signed entries and replication messages ([`ledger`]). It
+//! is pure data: it parses, emits, signs and verifies.
 //!
 //! It must not know about sockets, async runtimes, QUIC, files or clocks.
 //! Everything here is deterministic and safe to feed untrusted bytes: every
@@ -14,6 +15,7 @@ mod base32;
 mod error;
 pub mod frame_stream;
 mod keys;
+pub mod ledger;
 mod node_id;
 pub mod signing;
 mod ticket;

@@ -1,0 +1,315 @@
+//! [`Ledger`]: the node's handle on its ledger. Appends go through one
+//! writer thread that batches whatever is queued into one durable commit
+//! (group commit); each append's future resolves once its batch is
+//! durable. Reads go straight to the store. Subscribers get every entry
+//! stored here, local or replicated, in cursor order.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use relay_proto::ledger::{Body, Entry, EntryHash, VectorItem};
+use relay_proto::{NodeId, SecretKey};
+use tokio::sync::{broadcast, oneshot};
+
+use super::cursor::Cursor;
+use super::error::LedgerError;
+use super::replica::ReplicaStore;
+use super::retention::Retention;
+use super::store::{Filter, OriginState, RangeRead, Store, StoredEntry, VerifyReport};
+
+/// Most appends in one group commit.
+pub const MAX_GROUP: usize = 1024;
+/// Entries a subscriber may fall behind before it sees `Lagged` (it then
+/// re-reads from its last cursor with [`Ledger::read`]).
+pub const SUBSCRIBER_BUFFER: usize = 4096;
+
+struct Append {
+    ts_unix_ms: u64,
+    body: Body,
+    reply: oneshot::Sender<Result<StoredEntry, LedgerError>>,
+}
+
+struct Shared {
+    store: Store,
+    node_id: NodeId,
+    events: broadcast::Sender<StoredEntry>,
+    /// Serialises broadcast order with commit order.
+    publish: Mutex<()>,
+    commits: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    fn publish(&self, stored: &[StoredEntry]) {
+        for s in stored {
+            // No subscribers is fine.
+            let _ = self.events.send(s.clone());
+        }
+    }
+}
+
+/// See the module docs. Cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    shared: Arc<Shared>,
+    tx: Arc<Mutex<Option<mpsc::Sender<Append>>>>,
+    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("path", &self.shared.store.path())
+            .field("node_id", &self.shared.node_id)
+            .finish()
+    }
+}
+
+impl Ledger {
+    /// Opens `dir/ledger.redb` for the node `secret`, with the default
+    /// retention.
+    pub fn open(dir: &Path, secret: SecretKey) -> Result<Self, LedgerError> {
+        Self::from_store(Store::open_with(dir, Retention::default())?, secret)
+    }
+
+    /// Wraps an open store and starts the writer thread.
+    pub fn from_store(store: Store, secret: SecretKey) -> Result<Self, LedgerError> {
+        let (events, _) = broadcast::channel(SUBSCRIBER_BUFFER);
+        let shared = Arc::new(Shared {
+            store,
+            node_id: secret.node_id(),
+            events,
+            publish: Mutex::new(()),
+            commits: std::sync::atomic::AtomicU64::new(0),
+        });
+        let (tx, rx) = mpsc::channel::<Append>();
+        let writer_shared = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || writer_loop(&writer_shared, &secret, &rx))
+            .map_err(|e| LedgerError::Io(format!("cannot start the ledger writer: {e}")))?;
+        Ok(Self {
+            shared,
+            tx: Arc::new(Mutex::new(Some(tx))),
+            writer: Arc::new(Mutex::new(Some(writer))),
+        })
+    }
+
+    /// This node's id (the origin of its appends).
+    pub fn node_id(&self) -> NodeId {
+        self.shared.node_id
+    }
+
+    /// The store, for reads and maintenance.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// Appends `body` (its kind is the body's) to this node's feed, stamped
+    /// with the current time. Resolves once the entry is durable.
+    pub async fn append(&self, body: Body) -> Result<Cursor, LedgerError> {
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Ok(self.append_at(ts, body).await?.cursor)
+    }
+
+    /// Appends with an explicit timestamp (unix ms).
+    pub async fn append_at(&self, ts_unix_ms: u64, body: Body) -> Result<StoredEntry, LedgerError> {
+        let (reply, rx) = oneshot::channel();
+        {
+            let tx = self.tx.lock().map_err(|_| LedgerError::Closed)?;
+            let tx = tx.as_ref().ok_or(LedgerError::Closed)?;
+            tx.send(Append {
+                ts_unix_ms,
+                body,
+                reply,
+            })
+            .map_err(|_| LedgerError::Closed)?;
+        }
+        rx.await.map_err(|_| LedgerError::Closed)?
+    }
+
+    /// Entries after `after`, in cursor order (see `Store::read`).
+    pub fn read(
+        &self,
+        after: Option<Cursor>,
+        limit: usize,
+        filter: &Filter,
+    ) -> Result<Vec<StoredEntry>, LedgerError> {
+        self.shared.store.read(after, limit, filter)
+    }
+
+    /// Every entry stored from now on. To follow without gaps: subscribe
+    /// first, then [`Ledger::read`] from the last cursor seen, then skip
+    /// subscribed entries whose cursor is not above the last one read.
+    pub fn subscribe(&self) -> broadcast::Receiver<StoredEntry> {
+        self.shared.events.subscribe()
+    }
+
+    /// Re-checks every signature and link; lists forks.
+    pub fn verify(&self) -> Result<VerifyReport, LedgerError> {
+        self.shared.store.verify()
+    }
+
+    /// Group commits made so far.
+    pub fn commits(&self) -> u64 {
+        self.shared
+            .commits
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops the writer after the queued appends; later appends fail with
+    /// `ledger-closed`.
+    pub fn close(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+fn writer_loop(shared: &Shared, secret: &SecretKey, rx: &mpsc::Receiver<Append>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(a) => batch.push(a),
+                Err(_) => break,
+            }
+        }
+        let items: Vec<(u64, Body)> = batch
+            .iter()
+            .map(|a| (a.ts_unix_ms, a.body.clone()))
+            .collect();
+        let guard = shared.publish.lock();
+        let result = shared.store.append_local(secret, &items);
+        shared
+            .commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match result {
+            Ok(stored) if stored.len() == batch.len() => {
+                shared.publish(&stored);
+                drop(guard);
+                for (a, s) in batch.into_iter().zip(stored) {
+                    let _ = a.reply.send(Ok(s));
+                }
+            }
+            Ok(_) => {
+                drop(guard);
+                for a in batch {
+                    let _ = a
+                        .reply
+                        .send(Err(LedgerError::Io("append batch stored partially".into())));
+                }
+            }
+            Err(e) => {
+                drop(guard);
+                for a in batch {
+                    let _ = a.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+impl ReplicaStore for Ledger {
+    fn vector(&self) -> Result<Vec<VectorItem>, LedgerError> {
+        self.shared.store.vector()
+    }
+
+    fn origin(&self, origin: &NodeId) -> Result<Option<OriginState>, LedgerError> {
+        self.shared.store.origin(origin)
+    }
+
+    fn entry(&self, origin: &NodeId, seq: u64) -> Result<Option<Entry>, LedgerError> {
+        self.shared.store.entry(origin, seq)
+    }
+
+    fn range(
+        &self,
+        origin: &NodeId,
+        from_seq: u64,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<Option<RangeRead>, LedgerError> {
+        self.shared
+            .store
+            .range(origin, from_seq, max_entries, max_bytes)
+    }
+
+    fn insert_verified(
+        &mut self,
+        origin: &NodeId,
+        entries: &[Entry],
+        frontier: (u64, EntryHash),
+    ) -> Result<Vec<StoredEntry>, LedgerError> {
+        let _guard = self.shared.publish.lock();
+        let stored = self
+            .shared
+            .store
+            .insert_verified(origin, entries, frontier)?;
+        self.shared.publish(&stored);
+        Ok(stored)
+    }
+
+    fn record_fork(&mut self, evidence: &[Entry]) -> Result<(), LedgerError> {
+        self.shared.store.record_fork(evidence)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::temp_dir;
+    use relay_proto::ledger::body::{PathOutcome, TraversalOutcome};
+
+    fn event(n: u32) -> Body {
+        Body::TraversalOutcome(TraversalOutcome {
+            peer: SecretKey::from_bytes(&[9; 32]).node_id(),
+            outcome: PathOutcome::Direct,
+            time_to_direct_ms: Some(u64::from(n)),
+            why: String::new(),
+            birthday_packets: 0,
+        })
+    }
+
+    #[tokio::test]
+    #[allow(clippy::await_holding_lock)] // the held lock is the point: it parks the writer
+    async fn concurrent_appends_share_a_commit_and_reach_subscribers_in_order() {
+        let dir = temp_dir("ledger-group");
+        let ledger = Ledger::open(&dir, SecretKey::from_bytes(&[1; 32])).unwrap();
+        let mut sub = ledger.subscribe();
+        // Hold the writer at its commit so that all 16 appends queue up.
+        let guard = ledger.shared.publish.lock().unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..16 {
+            let l = ledger.clone();
+            tasks.spawn(async move { l.append_at(i, event(i as u32)).await });
+        }
+        tokio::task::yield_now().await;
+        drop(guard);
+        let mut seqs = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            seqs.push(r.unwrap().unwrap().entry.seq);
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=16).collect::<Vec<u64>>());
+        assert!(ledger.commits() <= 2, "{} commits", ledger.commits());
+        for expect in 1..=16u64 {
+            let got = sub.recv().await.unwrap();
+            assert_eq!(got.cursor, Cursor(expect));
+        }
+        assert!(ledger.verify().unwrap().is_ok());
+        ledger.close();
+        assert!(matches!(
+            ledger.append(event(0)).await,
+            Err(LedgerError::Closed)
+        ));
+    }
+}

@@ -1,0 +1,40 @@
+//! The relay ledger: each node's signed, durable feed, replicated across
+//! the mesh (docs/LEDGER.md). Entries and messages are `relay_proto::ledger`.
+//!
+//! - [`handle`] holds [`Ledger`], the node's handle: group-committed appends,
+//!   reads, subscriptions, verification;
+//! - [`follow`] holds [`Follower`]: read-then-follow with no gap or duplicate;
+//! - [`store`] is the redb file `DIR/ledger.redb`, retention, verification;
+//! - [`replica`] is the sans-IO replication core ([`Replica`]);
+//! - [`members`] lists members from their latest announcements;
+//! - [`limits`] holds per-peer replication limits;
+//! - [`mem_store`] is an in-memory store for simulations;
+//! - [`retention`] states the bounds per kind;
+//! - [`cursor`] defines opaque, monotonic positions in this node's ledger;
+//! - [`error`] holds [`LedgerError`].
+//!
+//! Not wired into `run` yet: the node subsystem will own a [`Ledger`] and a
+//! [`Replica`], feed the replica connection events, stream bytes and the
+//! clock, and hand it what [`Ledger::subscribe`] yields.
+
+pub mod cursor;
+pub mod error;
+pub mod follow;
+pub mod handle;
+pub mod limits;
+pub mod mem_store;
+pub mod members;
+pub mod replica;
+pub mod retention;
+pub mod store;
+
+pub use cursor::Cursor;
+pub use error::LedgerError;
+pub use follow::Follower;
+pub use handle::Ledger;
+pub use limits::PeerLimits;
+pub use mem_store::MemStore;
+pub use members::{members, Member};
+pub use replica::{Lag, Replica, ReplicaConfig, ReplicaStats, ReplicaStore, Transmit};
+pub use retention::Retention;
+pub use store::{Filter, LedgerStats, OriginState, RangeRead, Store, StoredEntry, VerifyReport};
