@@ -294,6 +294,12 @@ impl Transport {
             tokio::spawn(portmap_driver::run(shared.clone(), service.clone()));
         }
         tokio::spawn(accept::accept_loop(shared.clone()));
+        tokio::spawn(
+            shared
+                .socket
+                .clone()
+                .sweep_expired(shared.shutdown.subscribe()),
+        );
         if let Some(frames) = frames {
             tokio::spawn(driver::frame_loop(shared.clone(), frames, other_tx));
         }

@@ -65,6 +65,10 @@ use demux::FrameSink;
 use mapping::{canonical, MappedTable};
 use poller::WritePoller;
 
+/// How often [`PathSocket::sweep_expired`] looks for expired entries: an
+/// un-adopted entry lives at most its TTL plus this.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Tunables for a [`PathSocket`].
 #[derive(Debug, Clone)]
 pub struct SocketOptions {
@@ -317,6 +321,36 @@ impl PathSocket {
     /// Demotes `mapped` unless it is its owner's current address.
     pub fn demote_retired(&self, mapped: &SocketAddr) {
         self.write().demote_retired(mapped, Instant::now());
+    }
+
+    /// Removes the un-adopted entries whose TTL ran out by `now`; returns
+    /// how many went. Takes the write lock only when one is due.
+    pub fn expire_unadopted(&self, now: Instant) -> usize {
+        let due = self.read().next_expiry().is_some_and(|at| at <= now);
+        if !due {
+            return 0;
+        }
+        self.write().expire_due(now)
+    }
+
+    /// Sweeps expired un-adopted entries every [`SWEEP_INTERVAL`] until
+    /// `stop` turns true, so entries made by unauthenticated packets leave
+    /// the table after their TTL even when no packet follows them. The
+    /// transport runs this for its socket.
+    pub async fn sweep_expired(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let gone = self.expire_unadopted(tokio::time::Instant::now().into_std());
+                    if gone > 0 {
+                        tracing::debug!(gone, "expired unauthenticated mapped entries");
+                    }
+                }
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+        }
     }
 
     /// The receiver of our own frames (traversal, relay). Only the first
