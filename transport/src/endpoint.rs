@@ -211,7 +211,7 @@ impl Transport {
             server_config.clone(),
         );
         let endpoint = quinn::Endpoint::new_with_abstract_socket(
-            noise::endpoint_config(),
+            noise::endpoint_config_for(&config.secret_key),
             Some(server_config),
             socket.clone(),
             Arc::new(quinn::TokioRuntime),

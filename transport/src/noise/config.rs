@@ -98,7 +98,20 @@ pub(crate) fn server_config(
 
 /// See [`super::endpoint_config`].
 pub(crate) fn endpoint_config() -> quinn::EndpointConfig {
-    let mut endpoint = quinn::EndpointConfig::new(retry::reset_key());
+    versions(quinn::EndpointConfig::new(retry::reset_key()))
+}
+
+/// See [`super::endpoint_config_for`].
+pub(crate) fn endpoint_config_for(secret: &relay_proto::SecretKey) -> quinn::EndpointConfig {
+    let mut endpoint = quinn::EndpointConfig::new(retry::reset_key_for(secret));
+    let cid_key = retry::cid_key_for(secret);
+    endpoint.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    versions(endpoint)
+}
+
+fn versions(mut endpoint: quinn::EndpointConfig) -> quinn::EndpointConfig {
     endpoint
         .supported_versions(vec![QUIC_VERSION])
         .grease_quic_bit(false);

@@ -102,9 +102,18 @@ pub fn server_config(
 }
 
 /// A quinn endpoint config speaking [`QUIC_VERSION`] only, with keyed reset
-/// tokens and the fixed bit never greased.
+/// tokens (a random key) and the fixed bit never greased. For endpoints
+/// without an identity of their own (tests, benchmarks); a node uses
+/// [`endpoint_config_for`].
 pub fn endpoint_config() -> quinn::EndpointConfig {
     config::endpoint_config()
+}
+
+/// [`endpoint_config`] with the stateless reset key derived from the
+/// node's secret key, so that after a crash and restart the node resets
+/// its peers' stale connections at once (see `retry`).
+pub fn endpoint_config_for(secret: &SecretKey) -> quinn::EndpointConfig {
+    config::endpoint_config_for(secret)
 }
 
 /// The authenticated NodeId of a connection's peer.
