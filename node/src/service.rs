@@ -83,6 +83,7 @@ impl NodeService {
         )
         .with_traversal(&self.traversal.snapshot(), &self.transport.observed_addrs())
         .with_port_map(&self.transport.port_map_status())
+        .with_handshakes(&self.transport.handshake_status())
     }
 
     /// An address for `peer`: one we were told, else the last one seen.

@@ -26,6 +26,10 @@ pub struct TransportCounters {
     pub handshakes: u64,
     /// Failed Noise handshakes.
     pub handshake_failures: u64,
+    /// Inbound attempts answered with a QUIC Retry.
+    pub handshake_retries: u64,
+    /// Inbound attempts dropped unanswered (over the handshake budget).
+    pub handshake_attempts_dropped: u64,
     /// 1-RTT key updates.
     pub key_updates: u64,
     /// Transmits dropped for want of a usable path.
@@ -53,6 +57,8 @@ impl TransportCounters {
         Self {
             handshakes: noise.handshakes.load(Relaxed),
             handshake_failures: noise.handshake_failures.load(Relaxed),
+            handshake_retries: noise.retries_sent.load(Relaxed),
+            handshake_attempts_dropped: noise.attempts_dropped.load(Relaxed),
             key_updates: noise.key_updates.load(Relaxed),
             unroutable: socket.unroutable,
             frames_delivered: socket.frames_delivered,
@@ -309,8 +315,18 @@ fn transport(w: &mut TextWriter, t: &TransportCounters) {
         ),
         (
             "relay_node_handshake_failures_total",
-            "Failed Noise handshakes.",
+            "Failed Noise handshakes (key mismatches, either side).",
             t.handshake_failures,
+        ),
+        (
+            "relay_node_handshake_retries_total",
+            "Inbound handshake attempts answered with a QUIC Retry (address validation).",
+            t.handshake_retries,
+        ),
+        (
+            "relay_node_handshake_attempts_dropped_total",
+            "Inbound handshake attempts dropped over the pending-handshake budget.",
+            t.handshake_attempts_dropped,
         ),
         (
             "relay_node_key_updates_total",

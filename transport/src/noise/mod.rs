@@ -28,7 +28,7 @@ mod keys;
 mod retry;
 mod session;
 
-pub use classify::classify_connect_error;
+pub use classify::{classify_connect_error, classify_inbound_error, failed_remotely};
 #[doc(hidden)]
 pub use handshake::{decode_payload, HandshakePayload, PayloadError, PayloadKind};
 #[doc(hidden)]
@@ -57,6 +57,12 @@ pub struct NoiseStats {
     pub handshake_failures: AtomicU64,
     /// 1-RTT key updates performed.
     pub key_updates: AtomicU64,
+    /// Inbound attempts answered with a QUIC Retry (address validation
+    /// under load or over a source's budget).
+    pub retries_sent: AtomicU64,
+    /// Inbound attempts dropped unanswered (every handshake slot taken, or
+    /// a validated source over its budget).
+    pub attempts_dropped: AtomicU64,
 }
 
 /// Crypto settings shared by the client and server sides of an endpoint.
