@@ -10,7 +10,8 @@
 //! - `keys`: packet/header protection and the key schedule;
 //! - `config`: quinn's crypto client/server configs and quinn configs;
 //! - `retry`: Retry integrity tags, reset and token keys;
-//! - `classify`: failure → [`crate::DialErrorKind`].
+//! - `classify`: failure → [`crate::DialErrorKind`];
+//! - `stall`: a client that never completes message 1 (flood tests only).
 //!
 //! The dialer passes the peer's NodeId text as the server name; after the
 //! handshake `quinn::Connection::peer_identity()` holds a `Box<NodeId>`
@@ -27,6 +28,7 @@ mod handshake;
 mod keys;
 mod retry;
 mod session;
+mod stall;
 
 pub use classify::{classify_connect_error, classify_inbound_error, failed_remotely};
 #[doc(hidden)]
@@ -97,6 +99,17 @@ pub fn client_config(
     transport: Arc<quinn::TransportConfig>,
 ) -> quinn::ClientConfig {
     config::client_config(config, transport)
+}
+
+/// A client config whose handshakes never complete: message 1 announces
+/// its full length but only half of it is sent. For tests and benchmarks
+/// of half-open handshake floods only; never dial peers with it.
+#[doc(hidden)]
+pub fn stalling_client_config(
+    config: &NoiseConfig,
+    transport: Arc<quinn::TransportConfig>,
+) -> quinn::ClientConfig {
+    config::stalling_client_config(config, transport)
 }
 
 /// A quinn server config.
