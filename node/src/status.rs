@@ -113,6 +113,10 @@ pub struct RelayReport {
     /// Frames dropped (all reasons: rate, queue, unknown source or
     /// destination, malformed, session limit).
     pub packets_dropped: u64,
+    /// Of those, frames whose per-client MAC did not verify or whose
+    /// sequence number was replayed (spoofed or injected frames).
+    #[serde(default)]
+    pub packets_dropped_auth: u64,
     /// The per-client limits enforced.
     pub limits: RelayLimitsReport,
 }
@@ -144,6 +148,7 @@ impl RelayReport {
             bytes_forwarded: s.stats.bytes_forwarded,
             packets_forwarded: s.stats.packets_forwarded,
             packets_dropped: s.stats.packets_dropped,
+            packets_dropped_auth: s.stats.dropped_auth,
             limits: RelayLimitsReport {
                 rate_bytes_per_sec: s.limits.rate_bytes_per_sec,
                 burst_bytes: s.limits.burst_bytes,
@@ -430,6 +435,7 @@ mod tests {
                 sessions: 1,
                 bytes_forwarded: 4096,
                 packets_dropped: 3,
+                dropped_auth: 2,
                 ..RelayStats::default()
             },
         };
@@ -482,6 +488,7 @@ mod tests {
         assert_eq!(relay["sessions"], 1);
         assert_eq!(relay["bytes_forwarded"], 4096);
         assert_eq!(relay["packets_dropped"], 3);
+        assert_eq!(relay["packets_dropped_auth"], 2);
         assert_eq!(relay["limits"]["rate_bytes_per_sec"], 8 << 20);
         assert!(relay["limits"]["queue_packets"].as_u64().unwrap() > 0);
     }

@@ -46,6 +46,8 @@ pub struct TransportCounters {
     pub relayed_received: u64,
     /// Relayed datagrams dropped.
     pub relayed_dropped: u64,
+    /// Relay-recv frames that failed authentication.
+    pub relayed_auth_failed: u64,
 }
 
 impl TransportCounters {
@@ -67,6 +69,7 @@ impl TransportCounters {
             relayed_sent: socket.relayed_sent,
             relayed_received: socket.relayed_received,
             relayed_dropped: socket.relayed_dropped,
+            relayed_auth_failed: socket.relayed_auth_failed,
         }
     }
 }
@@ -304,6 +307,12 @@ fn relay(w: &mut TextWriter, status: &StatusReport) {
         "Frames this relay dropped (limits, unknown source or destination, malformed).",
         count(r.packets_dropped),
     );
+    w.single(
+        "relay_node_relay_packets_unauthenticated_total",
+        Kind::Counter,
+        "Frames this relay dropped because their per-client MAC did not verify or was replayed.",
+        count(r.packets_dropped_auth),
+    );
 }
 
 fn transport(w: &mut TextWriter, t: &TransportCounters) {
@@ -372,6 +381,11 @@ fn transport(w: &mut TextWriter, t: &TransportCounters) {
             "relay_node_socket_relayed_packets_dropped_total",
             "Relayed packets dropped on receipt or send.",
             t.relayed_dropped,
+        ),
+        (
+            "relay_node_socket_relayed_packets_unauthenticated_total",
+            "Relay-recv frames dropped because the relay's MAC did not verify or was replayed.",
+            t.relayed_auth_failed,
         ),
     ] {
         w.single(name, Kind::Counter, help, count(value));

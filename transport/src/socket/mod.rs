@@ -110,9 +110,12 @@ pub struct SocketStats {
     pub relayed_sent: u64,
     /// Relayed QUIC datagrams received and handed to quinn.
     pub relayed_received: u64,
-    /// Relayed datagrams dropped (malformed, not from a relay we use, inbox
-    /// full, oversized).
+    /// Relayed datagrams dropped (malformed, not from a relay we use,
+    /// failed authentication, inbox full, oversized).
     pub relayed_dropped: u64,
+    /// Relay-recv frames dropped because their tag did not verify under
+    /// the relay's key or their sequence number was replayed.
+    pub relayed_auth_failed: u64,
     /// Probe ports open (birthday probing; see [`ports`]).
     pub probe_ports: usize,
     /// QUIC transmits sent from probe ports.
@@ -396,6 +399,7 @@ impl PathSocket {
             relayed_sent: self.relayed.sent.load(Ordering::Relaxed),
             relayed_received: self.relayed.received.load(Ordering::Relaxed),
             relayed_dropped: self.relayed.dropped.load(Ordering::Relaxed),
+            relayed_auth_failed: self.relayed.auth_failed.load(Ordering::Relaxed),
             probe_ports: self.ports.len(),
             port_sent: self.ports.sent.load(Ordering::Relaxed),
             port_received: self.ports.received.load(Ordering::Relaxed),
