@@ -9,7 +9,8 @@
 //! [`WINDOW`] frames). The tag is AES-128-GCM over the bytes
 //! `relay_proto::wire::relay::auth_input` lays out, with an empty
 //! plaintext and the nonce `0^4 || seq`: a sender never reuses a sequence
-//! number under one key, so a nonce is never reused. An on-path attacker
+//! number under one key (each sealer counts up from a random start below
+//! 2^62), so a nonce is never reused. An on-path attacker
 //! who can spoof a client's address still cannot make the relay forward a
 //! frame the client did not send, nor one it sent twice.
 
@@ -151,9 +152,14 @@ impl std::fmt::Debug for Sealer {
 
 impl Sealer {
     fn new(key: &[u8; KEY_LEN]) -> Option<Self> {
+        // A random start below 2^62: should the same keys ever get a new
+        // sealer (a relay forgotten and offered again on the same
+        // connection), its numbers do not repeat the old one's (a repeated
+        // GCM nonce under one key would leak the MAC key), and they never
+        // wrap.
         Some(Self {
             key: aead_key(key)?,
-            next: AtomicU64::new(0),
+            next: AtomicU64::new(rand::random::<u64>() >> 2),
         })
     }
 
@@ -279,9 +285,8 @@ mod tests {
         let packet = vec![0x41u8; 1200];
         let up = frame(&c_seal, RelayFrameKind::Send, &packet);
         let parsed = RelayFrame::parse(&up).unwrap();
-        assert_eq!(parsed.seq, 0);
         r_open.open(&parsed).unwrap();
-        assert_eq!(r_open.open(&parsed), Err(AuthError::Replay(0)));
+        assert_eq!(r_open.open(&parsed), Err(AuthError::Replay(parsed.seq)));
         let down = frame(&r_seal, RelayFrameKind::Recv, &packet);
         c_open.open(&RelayFrame::parse(&down).unwrap()).unwrap();
         // A client's own key does not open what it sent.
@@ -356,7 +361,14 @@ mod tests {
                     .seq
             })
             .collect();
-        assert_eq!(seqs, vec![0, 1, 2, 3, 4]);
+        let first = seqs[0];
+        assert!(first < 1 << 62);
+        assert_eq!(seqs, (first..first + 5).collect::<Vec<_>>());
+        let (again, _) = keys().client().unwrap();
+        let other = RelayFrame::parse(&frame(&again, RelayFrameKind::Send, &[0x40]))
+            .unwrap()
+            .seq;
+        assert!(!seqs.contains(&other), "a new sealer starts elsewhere");
         assert_eq!(seal.seal(&mut [0u8; 10]), Err(AuthError::Truncated));
     }
 }

@@ -33,7 +33,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -57,10 +57,14 @@ use super::inbox::lock;
 /// What we hold for one relay we use: the keys of our connection to it,
 /// sealing our relay-send frames and opening its relay-recv frames.
 #[derive(Debug)]
-struct RelayAuth {
+pub(super) struct RelayAuth {
     keys: FrameKeys,
     sealer: Sealer,
     opener: Mutex<Opener>,
+    /// False once we stopped using the relay. The entry stays, so that the
+    /// same keys offered again (same connection) resume its numbering and
+    /// window instead of starting over.
+    active: AtomicBool,
 }
 
 /// The socket's relayed-path state.
@@ -93,11 +97,12 @@ impl RelayedIo {
         }
     }
 
-    fn auth(&self, node: &NodeId) -> Option<Arc<RelayAuth>> {
+    pub(super) fn auth(&self, node: &NodeId) -> Option<Arc<RelayAuth>> {
         self.relays
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(node)
+            .filter(|a| a.active.load(Ordering::Relaxed))
             .cloned()
     }
 
@@ -128,7 +133,8 @@ impl PathSocket {
             .relays
             .write()
             .unwrap_or_else(|e| e.into_inner());
-        if relays.get(&relay).is_some_and(|a| a.keys == keys) {
+        if let Some(auth) = relays.get(&relay).filter(|a| a.keys == keys) {
+            auth.active.store(true, Ordering::Relaxed);
             return false;
         }
         let Some((sealer, opener)) = keys.client() else {
@@ -141,18 +147,25 @@ impl PathSocket {
                 keys,
                 sealer,
                 opener: Mutex::new(opener),
+                active: AtomicBool::new(true),
             }),
         );
         true
     }
 
-    /// Stops accepting relay-recv frames from `relay`.
+    /// Stops accepting relay-recv frames from `relay` (and sending relay
+    /// frames through it). Its keys' state is kept for
+    /// [`Self::add_relay`] with the same keys.
     pub fn remove_relay(&self, relay: &NodeId) {
-        self.relayed
+        if let Some(auth) = self
+            .relayed
             .relays
-            .write()
+            .read()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(relay);
+            .get(relay)
+        {
+            auth.active.store(false, Ordering::Relaxed);
+        }
     }
 
     /// The mapped address to dial `node` through `relay` with (allocated

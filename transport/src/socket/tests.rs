@@ -363,3 +363,20 @@ async fn unauthenticated_entries_leave_after_their_ttl_without_new_packets() {
     stop_tx.send_replace(true);
     sweeper.await.unwrap();
 }
+
+#[tokio::test]
+async fn relay_keys_are_resumed_not_restarted() {
+    use crate::relay::auth::FrameKeys;
+    let sock = path_socket(&SocketOptions::default());
+    let relay = SecretKey::generate().node_id();
+    let keys = FrameKeys::from_bytes([1; 16], [2; 16]);
+    assert!(sock.add_relay(relay, keys.clone()), "new keys");
+    assert!(!sock.add_relay(relay, keys.clone()), "same keys");
+    let before = sock.relayed.auth(&relay).unwrap();
+    sock.remove_relay(&relay);
+    assert!(sock.relayed.auth(&relay).is_none(), "no longer used");
+    assert!(!sock.add_relay(relay, keys), "same keys again");
+    let after = sock.relayed.auth(&relay).unwrap();
+    assert!(Arc::ptr_eq(&before, &after), "numbering and window resumed");
+    assert!(sock.add_relay(relay, FrameKeys::from_bytes([3; 16], [4; 16])));
+}
