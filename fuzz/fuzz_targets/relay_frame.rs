@@ -1,9 +1,11 @@
 //! Relay frame parsing is total; whatever parses must emit back to the same
-//! bytes.
+//! bytes, and checking its authentication (tag, replay window) must fail
+//! cleanly, never panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use relay_proto::wire::relay::RelayFrame;
+use relay_transport::relay::auth::FrameKeys;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(frame) = RelayFrame::parse(data) {
@@ -11,5 +13,9 @@ fuzz_target!(|data: &[u8]| {
         let mut out = Vec::new();
         assert!(frame.emit_to_vec(&mut out).is_ok());
         assert_eq!(out, data);
+        let keys = FrameKeys::from_bytes([1; 16], [2; 16]);
+        if let Some((_, mut opener)) = keys.relay() {
+            assert!(opener.open(&frame).is_err(), "a forged tag never verifies");
+        }
     }
 });

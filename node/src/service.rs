@@ -100,6 +100,7 @@ impl NodeService {
         .with_traversal(&self.traversal.snapshot(), &self.transport.observed_addrs())
         .with_port_map(&self.transport.port_map_status())
         .with_subsystems(self.subsystems.status())
+        .with_handshakes(&self.transport.handshake_status())
     }
 
     /// The subsystems' and the local API's metric families (appended to the

@@ -40,6 +40,64 @@ pub struct StatusReport {
     /// Each subsystem's own section, keyed by its name (`ping`, ...).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub subsystems: serde_json::Map<String, serde_json::Value>,
+    /// Failed handshakes (dialed and inbound) and inbound admission.
+    #[serde(default)]
+    pub handshake: HandshakeSection,
+}
+
+/// The `handshake` section of a [`StatusReport`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HandshakeSection {
+    /// Failed handshakes recorded (key mismatches, refusals, timeouts of
+    /// dials; both directions).
+    pub failures: u64,
+    /// The last one as `kind: detail`, or null.
+    pub last_error: Option<String>,
+    /// The peer of the last failure, when known.
+    pub last_peer: Option<String>,
+    /// The real address of the last failure, when known.
+    pub last_addr: Option<String>,
+    /// "out" (we dialed) or "in", with the last failure.
+    pub last_direction: Option<String>,
+    /// When it happened (RFC 3339, UTC).
+    pub last_at: Option<String>,
+    /// Inbound attempts answered with a QUIC Retry (address validation
+    /// under load or over a source's budget).
+    pub retries_sent: u64,
+    /// Inbound attempts dropped unanswered (every slot taken, or a source
+    /// over its budget).
+    pub attempts_dropped: u64,
+}
+
+impl HandshakeSection {
+    /// Converts the transport's handshake status.
+    pub fn new(s: &relay_transport::HandshakeStatus) -> Self {
+        let last = s.last.as_ref();
+        Self {
+            failures: s.failures,
+            last_error: last.map(|f| f.why()),
+            last_peer: last.and_then(|f| f.peer).map(|p| p.to_string()),
+            last_addr: last.and_then(|f| f.addr).map(|a| a.to_string()),
+            last_direction: last.map(|f| if f.outbound { "out" } else { "in" }.to_string()),
+            last_at: last.map(|f| timefmt::rfc3339(timefmt::unix_secs(f.at))),
+            retries_sent: s.retries_sent,
+            attempts_dropped: s.attempts_dropped,
+        }
+    }
+
+    /// One line for the table form.
+    pub fn line(&self) -> String {
+        let last = match (&self.last_error, &self.last_addr, &self.last_peer) {
+            (None, ..) => "none".to_string(),
+            (Some(e), Some(addr), _) => format!("{e} ({addr})"),
+            (Some(e), None, Some(peer)) => format!("{e} ({})", short(peer)),
+            (Some(e), None, None) => e.clone(),
+        };
+        format!(
+            "{} failed, last {last}; {} retries sent, {} attempts dropped",
+            self.failures, self.retries_sent, self.attempts_dropped
+        )
+    }
 }
 
 /// The relay section of a [`StatusReport`].
@@ -58,6 +116,10 @@ pub struct RelayReport {
     /// Frames dropped (all reasons: rate, queue, unknown source or
     /// destination, malformed, session limit).
     pub packets_dropped: u64,
+    /// Of those, frames whose per-client MAC did not verify or whose
+    /// sequence number was replayed (spoofed or injected frames).
+    #[serde(default)]
+    pub packets_dropped_auth: u64,
     /// The per-client limits enforced.
     pub limits: RelayLimitsReport,
 }
@@ -89,6 +151,7 @@ impl RelayReport {
             bytes_forwarded: s.stats.bytes_forwarded,
             packets_forwarded: s.stats.packets_forwarded,
             packets_dropped: s.stats.packets_dropped,
+            packets_dropped_auth: s.stats.dropped_auth,
             limits: RelayLimitsReport {
                 rate_bytes_per_sec: s.limits.rate_bytes_per_sec,
                 burst_bytes: s.limits.burst_bytes,
@@ -176,7 +239,14 @@ impl StatusReport {
             port_map: PortMapSection::default(),
             binding_lifetime: BindingLifetimeSection::default(),
             subsystems: serde_json::Map::new(),
+            handshake: HandshakeSection::default(),
         }
+    }
+
+    /// Adds the failed-handshake state.
+    pub fn with_handshakes(mut self, status: &relay_transport::HandshakeStatus) -> Self {
+        self.handshake = HandshakeSection::new(status);
+        self
     }
 
     /// Adds the subsystems' sections.
@@ -202,6 +272,10 @@ impl StatusReport {
         self.traversal = TraversalSection::new(snapshot);
         self.binding_lifetime = snapshot.binding_lifetime.clone();
         for peer in &mut self.peers {
+            if peer.state != "connected" {
+                // Why the last dial failed, from the transport.
+                continue;
+            }
             peer.why = if peer.path == "direct" {
                 None
             } else {
@@ -217,7 +291,7 @@ impl StatusReport {
     /// The human-readable form: a header and an aligned peer table.
     pub fn render_table(&self) -> String {
         let mut out = format!(
-            "node    {}\nlisten  {}\nrelay   {}\nnat     {}\npunch   {}\nportmap {}\nbinding {}\n",
+            "node    {}\nlisten  {}\nrelay   {}\nnat     {}\npunch   {}\nportmap {}\nbinding {}\nhandshk {}\n",
             self.node_id,
             if self.listen.is_empty() {
                 "-".to_string()
@@ -232,6 +306,7 @@ impl StatusReport {
             self.traversal.line(),
             self.port_map.line(),
             self.binding_lifetime.line(),
+            self.handshake.line(),
         );
         if self.peers.is_empty() {
             out.push_str("peers   none\n");
@@ -298,7 +373,7 @@ impl PeerReport {
             via: p.via.map(|v| v.to_string()),
             path_changes: p.path_changes,
             observed_addr: p.observed_addr.map(|a| a.to_string()),
-            why: None,
+            why: p.why.clone(),
             rtt_ms: p.rtt.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
             bytes_sent: p.bytes_sent,
             bytes_received: p.bytes_received,
@@ -370,6 +445,7 @@ mod tests {
                 sessions: 1,
                 bytes_forwarded: 4096,
                 packets_dropped: 3,
+                dropped_auth: 2,
                 ..RelayStats::default()
             },
         };
@@ -422,6 +498,7 @@ mod tests {
         assert_eq!(relay["sessions"], 1);
         assert_eq!(relay["bytes_forwarded"], 4096);
         assert_eq!(relay["packets_dropped"], 3);
+        assert_eq!(relay["packets_dropped_auth"], 2);
         assert_eq!(relay["limits"]["rate_bytes_per_sec"], 8 << 20);
         assert!(relay["limits"]["queue_packets"].as_u64().unwrap() > 0);
     }
@@ -438,6 +515,67 @@ mod tests {
         let relayed = lines.iter().find(|l| l.contains("relayed")).unwrap();
         assert_eq!(header.find("REMOTE"), relayed.find("via "));
         assert!(table.contains("relay   on: 2 clients, 1 sessions"));
+    }
+
+    #[test]
+    fn handshake_failures_show_in_why_and_their_section() {
+        let peer = SecretKey::from_bytes(&[8; 32]).node_id();
+        let info = PeerInfo {
+            node_id: peer,
+            state: PeerState::Connecting,
+            path: PathKind::None,
+            remote_addr: None,
+            via: None,
+            path_changes: 0,
+            observed_addr: None,
+            rtt: None,
+            bytes_sent: 0,
+            bytes_received: 0,
+            since: None,
+            outbound: false,
+            why: Some("network-key-mismatch: the peer holds another mesh network key".into()),
+        };
+        let status = relay_transport::HandshakeStatus {
+            failures: 3,
+            last: Some(relay_transport::HandshakeFailure {
+                kind: relay_transport::DialErrorKind::NetworkKeyMismatch,
+                detail: "the peer holds another mesh network key".into(),
+                peer: Some(peer),
+                addr: Some("192.0.2.7:7420".parse().unwrap()),
+                outbound: true,
+                at: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            }),
+            retries_sent: 5,
+            attempts_dropped: 1,
+        };
+        let relay = RelayStatus {
+            enabled: false,
+            limits: RelayLimits::default(),
+            stats: RelayStats::default(),
+        };
+        let report = StatusReport::new("me".into(), &[], vec![info], &relay)
+            .with_traversal(&TraversalSnapshot::default(), &[])
+            .with_handshakes(&status);
+        let v = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            v["peers"][0]["why"], "network-key-mismatch: the peer holds another mesh network key",
+            "traversal does not wipe a connecting peer's why"
+        );
+        assert_eq!(v["handshake"]["failures"], 3);
+        assert_eq!(
+            v["handshake"]["last_error"],
+            "network-key-mismatch: the peer holds another mesh network key"
+        );
+        assert_eq!(v["handshake"]["last_addr"], "192.0.2.7:7420");
+        assert_eq!(v["handshake"]["last_peer"], peer.to_string());
+        assert_eq!(v["handshake"]["last_direction"], "out");
+        assert_eq!(v["handshake"]["retries_sent"], 5);
+        assert!(report
+            .render_table()
+            .contains("handshk 3 failed, last network-key-mismatch"));
+        let empty = serde_json::to_value(sample()).unwrap();
+        assert_eq!(empty["handshake"]["failures"], 0);
+        assert!(empty["handshake"]["last_error"].is_null());
     }
 
     #[test]

@@ -4,10 +4,13 @@
 //! ([`relay_transport::relay::server::RelayServer`]) takes one 1200-byte
 //! relay-send frame between two registered clients and emits the relay-recv
 //! frame (`handle_frame` + `poll_transmit`), alone and in the driver's
-//! batches of 64. Baselines in the same run: copying the same 1200 bytes into
-//! a fresh `Vec` (the least any forwarder that hands frames on must do), and
-//! a ring ChaCha20-Poly1305 seal of 1200 bytes (what one QUIC packet costs a
-//! sender, as in `benches/aead.rs`).
+//! batches of 64. Frames are authenticated per client, so each iteration
+//! first stamps the frame with the sender's next sequence number and tag
+//! (the client's work); `client_seal` measures that step alone, so the
+//! relay's own share is the difference. Baselines in the same run: copying
+//! the same 1200 bytes into a fresh `Vec` (the least any forwarder that
+//! hands frames on must do), and a ring ChaCha20-Poly1305 seal of 1200
+//! bytes (what one QUIC packet costs a sender, as in `benches/aead.rs`).
 //!
 //! Driver part, loopback: a relaying `Transport` on its own thread (one
 //! core, single-threaded runtime) forwards the same frames from client A to
@@ -30,6 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{criterion_group, Criterion, Throughput};
 use relay_proto::wire::relay::{RelayFrame, RelayFrameKind, HEADER_LEN};
+use relay_transport::relay::auth::{FrameKeys, Sealer};
 use relay_transport::relay::server::RelayServer;
 use relay_transport::{NetworkKey, NodeId, SecretKey, Transport};
 
@@ -55,17 +59,20 @@ fn send_frame_to(dest: &NodeId) -> Vec<u8> {
 }
 
 /// A relay core with clients A and B registered; returns (core, A's
-/// address, frame from A to B).
-fn core_with_two_clients() -> (RelayServer, SocketAddr, Vec<u8>) {
+/// address, frame from A to B, A's sealer for it).
+fn core_with_two_clients() -> (RelayServer, SocketAddr, Vec<u8>, Sealer) {
     let now = Instant::now();
     let mut core = RelayServer::new(relay_node::unlimited());
     let a = SecretKey::generate().node_id();
     let b = SecretKey::generate().node_id();
     let a_addr: SocketAddr = "192.0.2.1:4000".parse().unwrap();
     let b_addr: SocketAddr = "198.51.100.2:5000".parse().unwrap();
-    core.register(now, a, a_addr).unwrap();
-    core.register(now, b, b_addr).unwrap();
-    (core, a_addr, send_frame_to(&b))
+    let a_keys = FrameKeys::from_bytes([1; 16], [2; 16]);
+    core.register(now, a, a_addr, a_keys.clone()).unwrap();
+    core.register(now, b, b_addr, FrameKeys::from_bytes([3; 16], [4; 16]))
+        .unwrap();
+    let (sealer, _) = a_keys.client().unwrap();
+    (core, a_addr, send_frame_to(&b), sealer)
 }
 
 fn forward(c: &mut Criterion) {
@@ -73,10 +80,11 @@ fn forward(c: &mut Criterion) {
 
     group.throughput(Throughput::Elements(1));
     {
-        let (mut core, src, frame) = core_with_two_clients();
+        let (mut core, src, mut frame, sealer) = core_with_two_clients();
         let now = Instant::now();
         group.bench_function("core_frame", |b| {
             b.iter(|| {
+                sealer.seal(&mut frame).unwrap();
                 core.handle_frame(now, src, black_box(&frame));
                 black_box(core.poll_transmit().unwrap())
             })
@@ -86,13 +94,14 @@ fn forward(c: &mut Criterion) {
 
     group.throughput(Throughput::Elements(BATCH as u64));
     {
-        let (mut core, src, frame) = core_with_two_clients();
+        let (mut core, src, mut frame, sealer) = core_with_two_clients();
         let mut out = Vec::with_capacity(BATCH);
         group.bench_function("core_batch64", |b| {
             b.iter(|| {
                 // As the driver does: one clock read per batch.
                 let now = Instant::now();
                 for _ in 0..BATCH {
+                    sealer.seal(&mut frame).unwrap();
                     core.handle_frame(now, src, black_box(&frame));
                 }
                 out.extend(std::iter::from_fn(|| core.poll_transmit()));
@@ -104,6 +113,12 @@ fn forward(c: &mut Criterion) {
     }
 
     group.throughput(Throughput::Elements(1));
+    {
+        let (_, _, mut frame, sealer) = core_with_two_clients();
+        group.bench_function("client_seal", |b| {
+            b.iter(|| sealer.seal(black_box(&mut frame)).unwrap())
+        });
+    }
     {
         let frame = vec![0x40u8; FRAME];
         group.bench_function("memcpy_to_vec", |b| {
@@ -201,15 +216,21 @@ fn b_count(b: &Transport, hop: Hop) -> u64 {
 
 /// Sends `frames` frames from A, at most `window` ahead of B's count, and
 /// times them until the last one arrives (or arrivals stop for 200 ms).
+/// Direct: `frame` as is to `to`. Relayed: its inner packet through the
+/// relay `relay`, sealed with A's key for it (A's work, not the relay's).
+#[allow(clippy::too_many_arguments)]
 async fn driver_run(
     a: &Transport,
     b: &Transport,
     to: SocketAddr,
+    relay: &NodeId,
     frame: &[u8],
     hop: Hop,
     frames: u64,
     window: u64,
 ) -> DriverRun {
+    let b_id = b.node_id();
+    let packet = &frame[HEADER_LEN..];
     let socket = a.path_socket().clone();
     let base = b_count(b, hop);
     let start = Instant::now();
@@ -230,7 +251,10 @@ async fn driver_run(
         if sent < frames && sent - received < window {
             let burst = (window - (sent - received)).min(frames - sent).min(16);
             for _ in 0..burst {
-                socket.send_frame(to, frame).await.unwrap();
+                match hop {
+                    Hop::Direct => socket.send_frame(to, frame).await.unwrap(),
+                    Hop::Relayed => socket.send_to_relay(relay, &b_id, packet).await.unwrap(),
+                }
             }
             sent += burst;
         } else {
@@ -272,10 +296,22 @@ fn driver(bench: bool) -> (DriverRun, DriverRun) {
         let mut direct = Vec::new();
         let mut relayed = Vec::new();
         for _ in 0..repeats {
-            direct.push(driver_run(&a, &b, b_addr, &frame, Hop::Direct, frames, window).await);
+            let relay_id = relay.node_id();
+            direct.push(
+                driver_run(&a, &b, b_addr, &relay_id, &frame, Hop::Direct, frames, window).await,
+            );
             let cpu_before = relay.cpu_time();
-            let mut run =
-                driver_run(&a, &b, relay.addr(), &frame, Hop::Relayed, frames, window).await;
+            let mut run = driver_run(
+                &a,
+                &b,
+                relay.addr(),
+                &relay_id,
+                &frame,
+                Hop::Relayed,
+                frames,
+                window,
+            )
+            .await;
             run.relay_cpu = relay
                 .cpu_time()
                 .zip(cpu_before)
@@ -334,6 +370,7 @@ fn main() {
     let batch = per_frame("core_batch64", BATCH as f64);
     let copy = per_frame("memcpy_to_vec", 1.0);
     let seal = per_frame("ring_seal", 1.0);
+    let client_seal = per_frame("client_seal", 1.0);
     let row = |label: &str, ns: Option<f64>| {
         if let Some(ns) = ns {
             println!(
@@ -343,8 +380,12 @@ fn main() {
             );
         }
     };
-    row("relay core, one frame", core);
-    row("relay core, batches of 64", batch);
+    row("relay core + client seal, one frame", core);
+    row("relay core + client seal, batch 64", batch);
+    row("client seal (frame MAC) alone", client_seal);
+    if let (Some(core), Some(client_seal)) = (core, client_seal) {
+        row("relay core alone (difference)", Some(core - client_seal));
+    }
     row("baseline: memcpy 1200 B into a Vec", copy);
     row("baseline: ring seal of 1200 B", seal);
     if let (Some(core), Some(batch)) = (core, batch) {

@@ -14,9 +14,11 @@
 //! - [`paths`]: moving a live connection to another path.
 
 mod accept;
+mod admission;
 pub(crate) mod conn;
 pub(crate) mod control;
 mod dial;
+mod failures;
 pub(crate) mod paths;
 mod peers;
 pub(crate) mod quic;
@@ -49,6 +51,8 @@ use crate::{
 };
 
 use dial::Route;
+pub use failures::HandshakeFailure;
+use failures::HandshakeFailures;
 
 use peers::{LiveConn, PeerTable};
 
@@ -100,6 +104,8 @@ pub(crate) struct Shared {
     pub(crate) traversal: Option<Arc<TraversalService>>,
     /// Port mapping, when it runs.
     pub(crate) portmap: Option<Arc<PortMapService>>,
+    /// Failed handshakes, for status and rate-limited warnings.
+    failures: Mutex<HandshakeFailures>,
 }
 
 impl fmt::Debug for Shared {
@@ -115,6 +121,11 @@ impl Shared {
     /// The peer table, locked. Never hold the guard across an `.await`.
     pub(crate) fn table(&self) -> MutexGuard<'_, PeerTable> {
         self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The failed-handshake record, locked (never across an `.await`).
+    pub(crate) fn failures(&self) -> MutexGuard<'_, HandshakeFailures> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Sends an event; having no subscriber is fine.
@@ -211,7 +222,7 @@ impl Transport {
             server_config.clone(),
         );
         let endpoint = quinn::Endpoint::new_with_abstract_socket(
-            noise::endpoint_config(),
+            noise::endpoint_config_for(&config.secret_key),
             Some(server_config),
             socket.clone(),
             Arc::new(quinn::TokioRuntime),
@@ -263,6 +274,7 @@ impl Transport {
             other_frames_rx: Mutex::new(Some(other_rx)),
             traversal,
             portmap,
+            failures: Mutex::default(),
         });
         if let Some(service) = &shared.traversal {
             let frames = shared
@@ -294,6 +306,12 @@ impl Transport {
             tokio::spawn(portmap_driver::run(shared.clone(), service.clone()));
         }
         tokio::spawn(accept::accept_loop(shared.clone()));
+        tokio::spawn(
+            shared
+                .socket
+                .clone()
+                .sweep_expired(shared.shutdown.subscribe()),
+        );
         if let Some(frames) = frames {
             tokio::spawn(driver::frame_loop(shared.clone(), frames, other_tx));
         }
@@ -493,6 +511,15 @@ impl Transport {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let failures: HashMap<NodeId, String> = {
+            let record = shared.failures();
+            shared
+                .table()
+                .peers
+                .keys()
+                .filter_map(|id| record.of(id).map(|f| (*id, f.why())))
+                .collect()
+        };
         let snapshot: Vec<(NodeId, Option<LiveConn>, bool)> = shared
             .table()
             .peers
@@ -545,7 +572,7 @@ impl Transport {
                     bytes_received: 0,
                     since: None,
                     outbound: false,
-                    why: None,
+                    why: failures.get(&node_id).cloned(),
                 },
             })
             .collect();
@@ -628,6 +655,30 @@ impl Transport {
         self.shared().socket.stats()
     }
 
+    /// Failed handshakes: how many, the last one (dialed or inbound),
+    /// and the inbound admission counters (Retries sent, attempts
+    /// dropped). A peer whose last dial failed also shows it as its
+    /// [`PeerInfo::why`] until a dial succeeds.
+    pub fn handshake_status(&self) -> HandshakeStatus {
+        let shared = self.shared();
+        let (last, failures) = {
+            let record = shared.failures();
+            let (last, total) = record.last();
+            (last.cloned(), total)
+        };
+        let stats = &shared.noise_stats;
+        HandshakeStatus {
+            failures,
+            last,
+            retries_sent: stats
+                .retries_sent
+                .load(std::sync::atomic::Ordering::Relaxed),
+            attempts_dropped: stats
+                .attempts_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
     /// Counters of the Noise layer.
     pub fn noise_stats(&self) -> &NoiseStats {
         &self.shared().noise_stats
@@ -655,6 +706,21 @@ impl Transport {
             .take();
         tracing::info!(node = %shared.node_id.fmt_short(), "transport closed");
     }
+}
+
+/// Failed handshakes as status shows them; see
+/// [`Transport::handshake_status`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HandshakeStatus {
+    /// Failed handshakes recorded (dialed and inbound; key mismatches,
+    /// refusals and timeouts of dials).
+    pub failures: u64,
+    /// The most recent one.
+    pub last: Option<HandshakeFailure>,
+    /// Inbound attempts answered with a QUIC Retry.
+    pub retries_sent: u64,
+    /// Inbound attempts dropped unanswered.
+    pub attempts_dropped: u64,
 }
 
 /// A dial error for a closed transport.

@@ -150,7 +150,9 @@ pub struct PeerInfo {
     /// Why a connected peer is not on a direct path, when traversal runs:
     /// the last failure ("symmetric x symmetric", "punch-failed: timeout",
     /// "direct path lost", ...), else "punching" or "punch pending".
-    /// `None` on a direct path.
+    /// For a peer that is not connected: why the last dial to it failed
+    /// (`kind: detail`, e.g. `network-key-mismatch: ...`), until one
+    /// succeeds. `None` on a direct path.
     pub why: Option<String>,
 }
 

@@ -22,8 +22,9 @@
 //!
 //! Every connection starts at quinn's 1200-byte MTU and path MTU discovery
 //! stops at [`MAX_UDP_PAYLOAD`] (1400), so that a packet still fits when
-//! its path becomes relayed and gains the 33-byte relay header (1433 bytes,
-//! within a 1500-byte Ethernet path's 1472 for IPv4 UDP).
+//! its path becomes relayed and gains the 57-byte authenticated relay
+//! header (1457 bytes, within a 1500-byte Ethernet path's 1472 for IPv4
+//! UDP).
 //!
 //! ## The API the upper layers use
 //!
@@ -70,7 +71,7 @@ pub mod traversal;
 mod endpoint;
 
 pub use config::TransportConfig;
-pub use endpoint::Transport;
+pub use endpoint::{HandshakeFailure, HandshakeStatus, Transport};
 pub use error::{BindError, DialError, DialErrorKind, StreamError};
 pub use events::{Incoming, PathKind, PeerEvent, PeerInfo, PeerState};
 pub use mux::{Mux, MuxConfig, OpenError, ProtocolId, ProtocolRx, QueueConfig};

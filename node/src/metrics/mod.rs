@@ -29,6 +29,10 @@ pub struct TransportCounters {
     pub handshakes: u64,
     /// Failed Noise handshakes.
     pub handshake_failures: u64,
+    /// Inbound attempts answered with a QUIC Retry.
+    pub handshake_retries: u64,
+    /// Inbound attempts dropped unanswered (over the handshake budget).
+    pub handshake_attempts_dropped: u64,
     /// 1-RTT key updates.
     pub key_updates: u64,
     /// Transmits dropped for want of a usable path.
@@ -45,6 +49,8 @@ pub struct TransportCounters {
     pub relayed_received: u64,
     /// Relayed datagrams dropped.
     pub relayed_dropped: u64,
+    /// Relay-recv frames that failed authentication.
+    pub relayed_auth_failed: u64,
 }
 
 impl TransportCounters {
@@ -56,6 +62,8 @@ impl TransportCounters {
         Self {
             handshakes: noise.handshakes.load(Relaxed),
             handshake_failures: noise.handshake_failures.load(Relaxed),
+            handshake_retries: noise.retries_sent.load(Relaxed),
+            handshake_attempts_dropped: noise.attempts_dropped.load(Relaxed),
             key_updates: noise.key_updates.load(Relaxed),
             unroutable: socket.unroutable,
             frames_delivered: socket.frames_delivered,
@@ -64,6 +72,7 @@ impl TransportCounters {
             relayed_sent: socket.relayed_sent,
             relayed_received: socket.relayed_received,
             relayed_dropped: socket.relayed_dropped,
+            relayed_auth_failed: socket.relayed_auth_failed,
         }
     }
 }
@@ -310,6 +319,12 @@ fn relay(w: &mut TextWriter, status: &StatusReport) {
         "Frames this relay dropped (limits, unknown source or destination, malformed).",
         count(r.packets_dropped),
     );
+    w.single(
+        "relay_node_relay_packets_unauthenticated_total",
+        Kind::Counter,
+        "Frames this relay dropped because their per-client MAC did not verify or was replayed.",
+        count(r.packets_dropped_auth),
+    );
 }
 
 fn transport(w: &mut TextWriter, t: &TransportCounters) {
@@ -321,8 +336,18 @@ fn transport(w: &mut TextWriter, t: &TransportCounters) {
         ),
         (
             "relay_node_handshake_failures_total",
-            "Failed Noise handshakes.",
+            "Failed Noise handshakes (key mismatches, either side).",
             t.handshake_failures,
+        ),
+        (
+            "relay_node_handshake_retries_total",
+            "Inbound handshake attempts answered with a QUIC Retry (address validation).",
+            t.handshake_retries,
+        ),
+        (
+            "relay_node_handshake_attempts_dropped_total",
+            "Inbound handshake attempts dropped over the pending-handshake budget.",
+            t.handshake_attempts_dropped,
         ),
         (
             "relay_node_key_updates_total",
@@ -368,6 +393,11 @@ fn transport(w: &mut TextWriter, t: &TransportCounters) {
             "relay_node_socket_relayed_packets_dropped_total",
             "Relayed packets dropped on receipt or send.",
             t.relayed_dropped,
+        ),
+        (
+            "relay_node_socket_relayed_packets_unauthenticated_total",
+            "Relay-recv frames dropped because the relay's MAC did not verify or was replayed.",
+            t.relayed_auth_failed,
         ),
     ] {
         w.single(name, Kind::Counter, help, count(value));

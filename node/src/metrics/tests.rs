@@ -87,6 +87,7 @@ fn exposition() -> String {
         transport: TransportCounters {
             handshakes: 7,
             handshake_failures: 2,
+            handshake_retries: 4,
             relayed_sent: 11,
             ..TransportCounters::default()
         },
@@ -205,7 +206,11 @@ fn values_come_from_the_snapshot() {
     has("relay_node_relay_sessions 1");
     has("relay_node_relay_bytes_forwarded_total 9000");
     has("relay_node_relay_packets_dropped_total 3");
+    has("relay_node_relay_packets_unauthenticated_total 0");
+    has("relay_node_socket_relayed_packets_unauthenticated_total 0");
     has("relay_node_handshakes_total 7");
     has("relay_node_handshake_failures_total 2");
+    has("relay_node_handshake_retries_total 4");
+    has("relay_node_handshake_attempts_dropped_total 0");
     has("relay_node_socket_relayed_packets_sent_total 11");
 }

@@ -67,20 +67,20 @@ pub(crate) fn handle(shared: &Arc<Shared>, peer: NodeId, conn: &quinn::Connectio
     match msg {
         ControlMsg::ObservedAddr { addr } => observed(shared, peer, addr),
         ControlMsg::RelayOffer { .. } => {
-            if client::on_offer(shared, peer) {
+            if client::on_offer(shared, peer, conn) {
                 send(conn, &ControlMsg::RelayRegister);
             }
         }
         ControlMsg::RelayRegister => {
             let reply = match &shared.relay_server {
-                Some(relay) => relay.register(shared, peer),
+                Some(relay) => relay.register(shared, peer, conn),
                 None => ControlMsg::RelayRefused {
                     reason: RefuseReason::Disabled,
                 },
             };
             send(conn, &reply);
         }
-        ControlMsg::RelayRegistered { limits } => client::on_registered(shared, peer, limits),
+        ControlMsg::RelayRegistered { limits } => client::on_registered(shared, peer, conn, limits),
         ControlMsg::RelayRefused { reason } => client::on_refused(shared, peer, reason),
         ControlMsg::PeerGone { node_id, reason } => {
             client::on_peer_gone(shared, peer, node_id, reason);

@@ -17,12 +17,14 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use relay_proto::NodeId;
 use tokio::sync::{watch, Notify};
 
+use super::failures::HandshakeFailure;
 use super::peers::{DialStatus, Persistent};
 use super::{closed_error, conn, Shared};
 use crate::noise;
@@ -129,10 +131,50 @@ async fn run_dial(shared: Arc<Shared>, node: NodeId, route: Route, tx: watch::Se
         result
     };
     match &result {
-        Ok(()) => tracing::debug!(peer = %node.fmt_short(), to = %route, "dial done"),
-        Err(e) => tracing::debug!(peer = %node.fmt_short(), to = %route, error = %e, "dial failed"),
+        Ok(()) => {
+            shared.failures().clear(&node);
+            tracing::debug!(peer = %node.fmt_short(), to = %route, "dial done");
+        }
+        Err(e) => dial_failed(&shared, node, route, e),
     }
     let _ = tx.send(Some(result));
+}
+
+/// A dial failed: handshake failures are recorded (the peer's `why` in
+/// status) and the ones that need an operator (keys, versions, refusals)
+/// are logged as one warning per peer per period.
+fn dial_failed(shared: &Shared, node: NodeId, route: Route, e: &DialError) {
+    let handshake = matches!(
+        e.kind,
+        DialErrorKind::PeerKeyMismatch
+            | DialErrorKind::NetworkKeyMismatch
+            | DialErrorKind::VersionMismatch
+            | DialErrorKind::Refused
+            | DialErrorKind::Timeout
+            | DialErrorKind::Transport
+    );
+    if !handshake {
+        tracing::debug!(peer = %node.fmt_short(), to = %route, error = %e, "dial failed");
+        return;
+    }
+    let failure = HandshakeFailure {
+        kind: e.kind,
+        detail: e.detail.clone(),
+        peer: Some(node),
+        addr: match route {
+            Route::Addr(addr) => Some(addr),
+            Route::Relay => None,
+        },
+        outbound: true,
+        at: SystemTime::now(),
+    };
+    let warn = shared.failures().record(Instant::now(), failure)
+        && !matches!(e.kind, DialErrorKind::Timeout | DialErrorKind::Transport);
+    if warn {
+        tracing::warn!(peer = %node.fmt_short(), to = %route, kind = %e.kind, "handshake failed: {e}");
+    } else {
+        tracing::debug!(peer = %node.fmt_short(), to = %route, error = %e, "dial failed");
+    }
 }
 
 /// One QUIC dial. `Ok(None)`: a connection appeared meanwhile, nothing
@@ -227,14 +269,27 @@ async fn handshake(
             ))
         }
         Ok(Err(e)) => {
-            return Err(DialError::new(
-                noise::classify_connect_error(&e),
-                e.to_string(),
-            ))
+            let kind = noise::classify_connect_error(&e);
+            let mismatch = matches!(
+                kind,
+                DialErrorKind::PeerKeyMismatch | DialErrorKind::NetworkKeyMismatch
+            );
+            if mismatch && noise::failed_remotely(&e) {
+                // The responder detected it; our session did not count it.
+                shared
+                    .noise_stats
+                    .handshake_failures
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            return Err(DialError::new(kind, describe_failure(kind, &e)));
         }
         Ok(Ok(conn)) => conn,
     };
     if noise::peer_node_id(&conn) != Some(node) {
+        shared
+            .noise_stats
+            .handshake_failures
+            .fetch_add(1, Ordering::Relaxed);
         conn.close(0u32.into(), b"identity");
         return Err(DialError::new(
             DialErrorKind::PeerKeyMismatch,
@@ -242,6 +297,20 @@ async fn handshake(
         ));
     }
     Ok(Some(conn))
+}
+
+/// The detail of a failed handshake: what the kind means for the
+/// operator, then quinn's own words.
+fn describe_failure(kind: DialErrorKind, e: &quinn::ConnectionError) -> String {
+    match kind {
+        DialErrorKind::PeerKeyMismatch => {
+            format!("the peer does not hold the key of the NodeId dialed ({e})")
+        }
+        DialErrorKind::NetworkKeyMismatch => {
+            format!("the peer holds another mesh network key ({e})")
+        }
+        _ => e.to_string(),
+    }
 }
 
 /// quinn refused to start the dial.

@@ -9,12 +9,16 @@ use quinn_proto::{ConnectError, ConnectionId, Side};
 use relay_proto::NodeId;
 
 use super::session::NoiseSession;
+use super::stall::StalledSession;
 use super::{keys, retry, NoiseConfig, QUIC_VERSION};
 
 /// Dials with a Noise initiator; the server name is the peer's NodeId text.
 #[derive(Debug)]
 pub(crate) struct NoiseClientConfig {
     config: Arc<NoiseConfig>,
+    /// Test hook: send only part of message 1 (see
+    /// [`super::stalling_client_config`]).
+    stall: bool,
 }
 
 impl crypto::ClientConfig for NoiseClientConfig {
@@ -29,6 +33,9 @@ impl crypto::ClientConfig for NoiseClientConfig {
             .map_err(|_| ConnectError::InvalidServerName(server_name.to_owned()))?;
         // Any version our endpoint config lets through is accepted here; the
         // Initial salt and the Noise prologue both depend on it.
+        if self.stall {
+            return Ok(Box::new(StalledSession::new(version)));
+        }
         match NoiseSession::client(self.config.clone(), version, peer, params) {
             Ok(session) => Ok(Box::new(session)),
             Err(e) => {
@@ -75,8 +82,25 @@ pub(crate) fn client_config(
     config: &NoiseConfig,
     transport: Arc<quinn::TransportConfig>,
 ) -> quinn::ClientConfig {
+    client_config_with(config, transport, false)
+}
+
+/// See [`super::stalling_client_config`].
+pub(crate) fn stalling_client_config(
+    config: &NoiseConfig,
+    transport: Arc<quinn::TransportConfig>,
+) -> quinn::ClientConfig {
+    client_config_with(config, transport, true)
+}
+
+fn client_config_with(
+    config: &NoiseConfig,
+    transport: Arc<quinn::TransportConfig>,
+    stall: bool,
+) -> quinn::ClientConfig {
     let crypto = Arc::new(NoiseClientConfig {
         config: Arc::new(config.clone()),
+        stall,
     });
     let mut client = quinn::ClientConfig::new(crypto);
     client.version(QUIC_VERSION).transport_config(transport);
@@ -98,7 +122,20 @@ pub(crate) fn server_config(
 
 /// See [`super::endpoint_config`].
 pub(crate) fn endpoint_config() -> quinn::EndpointConfig {
-    let mut endpoint = quinn::EndpointConfig::new(retry::reset_key());
+    versions(quinn::EndpointConfig::new(retry::reset_key()))
+}
+
+/// See [`super::endpoint_config_for`].
+pub(crate) fn endpoint_config_for(secret: &relay_proto::SecretKey) -> quinn::EndpointConfig {
+    let mut endpoint = quinn::EndpointConfig::new(retry::reset_key_for(secret));
+    let cid_key = retry::cid_key_for(secret);
+    endpoint.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    versions(endpoint)
+}
+
+fn versions(mut endpoint: quinn::EndpointConfig) -> quinn::EndpointConfig {
     endpoint
         .supported_versions(vec![QUIC_VERSION])
         .grease_quic_bit(false);

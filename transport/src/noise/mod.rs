@@ -10,7 +10,8 @@
 //! - `keys`: packet/header protection and the key schedule;
 //! - `config`: quinn's crypto client/server configs and quinn configs;
 //! - `retry`: Retry integrity tags, reset and token keys;
-//! - `classify`: failure → [`crate::DialErrorKind`].
+//! - `classify`: failure → [`crate::DialErrorKind`];
+//! - `stall`: a client that never completes message 1 (flood tests only).
 //!
 //! The dialer passes the peer's NodeId text as the server name; after the
 //! handshake `quinn::Connection::peer_identity()` holds a `Box<NodeId>`
@@ -27,8 +28,9 @@ mod handshake;
 mod keys;
 mod retry;
 mod session;
+mod stall;
 
-pub use classify::classify_connect_error;
+pub use classify::{classify_connect_error, classify_inbound_error, failed_remotely};
 #[doc(hidden)]
 pub use handshake::{decode_payload, HandshakePayload, PayloadError, PayloadKind};
 #[doc(hidden)]
@@ -57,6 +59,12 @@ pub struct NoiseStats {
     pub handshake_failures: AtomicU64,
     /// 1-RTT key updates performed.
     pub key_updates: AtomicU64,
+    /// Inbound attempts answered with a QUIC Retry (address validation
+    /// under load or over a source's budget).
+    pub retries_sent: AtomicU64,
+    /// Inbound attempts dropped unanswered (every handshake slot taken, or
+    /// a validated source over its budget).
+    pub attempts_dropped: AtomicU64,
 }
 
 /// Crypto settings shared by the client and server sides of an endpoint.
@@ -93,6 +101,17 @@ pub fn client_config(
     config::client_config(config, transport)
 }
 
+/// A client config whose handshakes never complete: message 1 announces
+/// its full length but only half of it is sent. For tests and benchmarks
+/// of half-open handshake floods only; never dial peers with it.
+#[doc(hidden)]
+pub fn stalling_client_config(
+    config: &NoiseConfig,
+    transport: Arc<quinn::TransportConfig>,
+) -> quinn::ClientConfig {
+    config::stalling_client_config(config, transport)
+}
+
 /// A quinn server config.
 pub fn server_config(
     config: &NoiseConfig,
@@ -102,9 +121,18 @@ pub fn server_config(
 }
 
 /// A quinn endpoint config speaking [`QUIC_VERSION`] only, with keyed reset
-/// tokens and the fixed bit never greased.
+/// tokens (a random key) and the fixed bit never greased. For endpoints
+/// without an identity of their own (tests, benchmarks); a node uses
+/// [`endpoint_config_for`].
 pub fn endpoint_config() -> quinn::EndpointConfig {
     config::endpoint_config()
+}
+
+/// [`endpoint_config`] with the stateless reset key derived from the
+/// node's secret key, so that after a crash and restart the node resets
+/// its peers' stale connections at once (see `retry`).
+pub fn endpoint_config_for(secret: &SecretKey) -> quinn::EndpointConfig {
+    config::endpoint_config_for(secret)
 }
 
 /// The authenticated NodeId of a connection's peer.

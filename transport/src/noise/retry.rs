@@ -6,13 +6,20 @@
 //! nothing but that the sender speaks our protocol and saw the Initial.
 //!
 //! Stateless reset tokens use an HMAC key, and retry/address tokens an HKDF
-//! PRK, both random per endpoint (quinn-proto's `ring` feature implements
-//! its `HmacKey` / `HandshakeTokenKey` traits for ring's types).
+//! PRK (quinn-proto's `ring` feature implements its `HmacKey` /
+//! `HandshakeTokenKey` traits for ring's types). The token key is random
+//! per endpoint. The reset key is derived from the node's secret key
+//! ([`reset_key_for`]): a node restarted after a crash computes the same
+//! reset tokens it handed out before, so it resets its peers' stale
+//! connections with the first packet they send it instead of leaving them
+//! to the idle timeout (RFC 9000 §10.3.2: one static key per endpoint,
+//! derived so the token reveals nothing of it).
 
 use std::sync::Arc;
 
 use quinn_proto::crypto::{HandshakeTokenKey, HmacKey};
 use quinn_proto::ConnectionId;
+use relay_proto::SecretKey;
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::{hkdf, hmac};
 
@@ -76,7 +83,38 @@ pub(crate) fn is_valid_retry(
     }
 }
 
-/// A random HMAC key for stateless reset tokens.
+/// Context label of the reset key derivation; no other key uses it.
+const RESET_KEY_LABEL: &[u8] = b"relay-node stateless reset key v1";
+
+/// The stateless reset key of a node: HMAC-SHA256 keyed with its secret
+/// key over [`RESET_KEY_LABEL`], never the secret itself. quinn computes
+/// each token as HMAC(reset key, connection ID), so tokens are stable
+/// across restarts of the same identity and unrelated between identities.
+pub(crate) fn reset_key_for(secret: &SecretKey) -> Arc<dyn HmacKey> {
+    let seed = hmac::Key::new(hmac::HMAC_SHA256, &secret.to_bytes());
+    let derived = hmac::sign(&seed, RESET_KEY_LABEL);
+    Arc::new(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()))
+}
+
+/// Context label of the connection-ID key derivation.
+const CID_KEY_LABEL: &[u8] = b"relay-node connection id key v1";
+
+/// The key of the node's connection-ID generator (quinn's hashed
+/// generator, which tags each CID it issues and answers only packets whose
+/// CID carries a valid tag). Derived from the secret key like the reset
+/// key, so a restarted node still recognizes the CIDs it issued before and
+/// answers them with a stateless reset. The tag only filters non-QUIC
+/// noise; it is not a security boundary.
+pub(crate) fn cid_key_for(secret: &SecretKey) -> u64 {
+    let seed = hmac::Key::new(hmac::HMAC_SHA256, &secret.to_bytes());
+    let derived = hmac::sign(&seed, CID_KEY_LABEL);
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&derived.as_ref()[..8]);
+    u64::from_le_bytes(key)
+}
+
+/// A random HMAC key for stateless reset tokens (an endpoint without an
+/// identity to derive from: tests, benchmarks).
 pub(crate) fn reset_key() -> Arc<dyn HmacKey> {
     Arc::new(hmac::Key::new(
         hmac::HMAC_SHA256,
@@ -94,6 +132,30 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
+
+    fn token(key: &dyn HmacKey, cid: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; key.signature_len()];
+        key.sign(cid, &mut out);
+        out
+    }
+
+    #[test]
+    fn reset_key_is_stable_per_identity_and_never_the_raw_secret() {
+        let secret = SecretKey::from_bytes(&[5; 32]);
+        let cid = [9u8; 8];
+        let a = reset_key_for(&secret);
+        let b = reset_key_for(&SecretKey::from_bytes(&[5; 32]));
+        assert_eq!(token(&*a, &cid), token(&*b, &cid), "a restart keeps tokens");
+        assert_ne!(token(&*a, &cid), token(&*a, &[8u8; 8]));
+        let other = reset_key_for(&SecretKey::from_bytes(&[6; 32]));
+        assert_ne!(token(&*a, &cid), token(&*other, &cid));
+        let raw = hmac::Key::new(hmac::HMAC_SHA256, &secret.to_bytes());
+        assert_ne!(token(&*a, &cid), token(&raw, &cid), "derived, not raw");
+        assert_ne!(token(&*reset_key(), &cid), token(&*reset_key(), &cid));
+        let cid_key = cid_key_for(&secret);
+        assert_eq!(cid_key, cid_key_for(&SecretKey::from_bytes(&[5; 32])));
+        assert_ne!(cid_key, cid_key_for(&SecretKey::from_bytes(&[6; 32])));
+    }
 
     #[test]
     fn retry_tag_validates_and_detects_tamper() {

@@ -5,7 +5,9 @@
 //!   channel) is a relay candidate: we accept relay-recv frames from it and
 //!   register (`RelayRegister`); once it confirms (`RelayRegistered`) it may
 //!   carry our relayed paths. Nothing needs configuring beyond having the
-//!   relay among our peers.
+//!   relay among our peers. Frames both ways are authenticated with keys
+//!   from the connection the offer came on (see [`crate::relay::auth`]);
+//!   an offer on a new connection re-registers under its keys.
 //! - A dial by NodeId alone picks a registered relay ([`pick_for_dial`]);
 //!   if that relay answers "unknown peer", the dial moves to the next
 //!   relay, and fails with `peer-not-reachable` when none is left.
@@ -26,6 +28,7 @@ use relay_proto::NodeId;
 use tokio::sync::Notify;
 
 use crate::endpoint::{conn, paths, Shared};
+use crate::relay::auth::FrameKeys;
 use crate::socket::Path;
 use crate::{DialError, DialErrorKind, PeerEvent};
 
@@ -82,26 +85,46 @@ fn changed(shared: &Shared) {
         .send_modify(|v| *v = v.wrapping_add(1));
 }
 
-/// A peer offers relaying: accept its relay-recv frames and register.
-/// Returns whether to send a registration (not yet registered).
-pub(crate) fn on_offer(shared: &Shared, relay: NodeId) -> bool {
+/// Takes the frame keys of our connection to `relay` (see
+/// [`crate::relay::auth`]); returns whether they are new (another
+/// connection than the one the relay knows us by).
+fn take_keys(shared: &Shared, relay: NodeId, conn: &quinn::Connection) -> bool {
+    match FrameKeys::from_connection(conn) {
+        Some(keys) => shared.socket.add_relay(relay, keys),
+        None => {
+            tracing::debug!(relay = %relay.fmt_short(), "no frame keys from the relay connection");
+            false
+        }
+    }
+}
+
+/// A peer offers relaying over `conn`: accept its relay-recv frames
+/// (authenticated with `conn`'s keys) and register. Returns whether to
+/// send a registration (not yet registered, or registered over another
+/// connection).
+pub(crate) fn on_offer(shared: &Shared, relay: NodeId, conn: &quinn::Connection) -> bool {
+    let new_keys = take_keys(shared, relay, conn);
     let register = {
         let mut c = clients(shared);
         let state = c.relays.entry(relay).or_insert(RelayState {
             registered: false,
             limits: None,
         });
-        !state.registered
+        !state.registered || new_keys
     };
-    shared.socket.add_relay(relay);
     if register {
         changed(shared);
     }
     register
 }
 
-/// A relay confirmed our registration.
-pub(crate) fn on_registered(shared: &Shared, relay: NodeId, limits: RelayLimitsMsg) {
+/// A relay confirmed our registration over `conn`.
+pub(crate) fn on_registered(
+    shared: &Shared,
+    relay: NodeId,
+    conn: &quinn::Connection,
+    limits: RelayLimitsMsg,
+) {
     let new = {
         let mut c = clients(shared);
         let state = c.relays.entry(relay).or_insert(RelayState {
@@ -113,7 +136,7 @@ pub(crate) fn on_registered(shared: &Shared, relay: NodeId, limits: RelayLimitsM
         state.limits = Some(limits);
         new
     };
-    shared.socket.add_relay(relay);
+    take_keys(shared, relay, conn);
     if !new {
         return;
     }

@@ -7,7 +7,8 @@
 //!   queues only ever hold one batch.
 //! - A peer asks to be served with `ControlMsg::RelayRegister` over its
 //!   authenticated connection; the driver registers it with the real
-//!   address of that connection's (direct) path. A peer reached only
+//!   address of that connection's (direct) path and the frame keys of
+//!   that connection (see [`super::auth`]). A peer reached only
 //!   through another relay is refused (no nesting).
 //! - When a client's connection closes it is unregistered, and the
 //!   `PeerGone` messages the core emits go to the clients concerned.
@@ -18,6 +19,7 @@ use std::time::Instant;
 use relay_proto::wire::control::{ControlMsg, RefuseReason};
 use relay_proto::NodeId;
 
+use super::auth::FrameKeys;
 use super::server::{RegisterError, RelayLimits, RelayServer, RelayStats, Transmit};
 use crate::endpoint::{control, Shared};
 use crate::socket::{Frame, Path};
@@ -67,8 +69,14 @@ impl RelayService {
         send(shared, transmits, controls).await;
     }
 
-    /// A peer asked to be served: the reply to send it.
-    pub(crate) fn register(&self, shared: &Shared, peer: NodeId) -> ControlMsg {
+    /// A peer asked to be served over `conn`: the reply to send it. Its
+    /// frames are authenticated with keys from `conn`.
+    pub(crate) fn register(
+        &self,
+        shared: &Shared,
+        peer: NodeId,
+        conn: &quinn::Connection,
+    ) -> ControlMsg {
         let real = shared
             .socket
             .mapped_addr(&peer)
@@ -82,9 +90,14 @@ impl RelayService {
                 reason: RefuseReason::NoDirectPath,
             };
         };
+        let Some(keys) = FrameKeys::from_connection(conn) else {
+            return ControlMsg::RelayRefused {
+                reason: RefuseReason::Full,
+            };
+        };
         let mut core = self.core();
         let new = !core.is_client(&peer);
-        match core.register(Instant::now(), peer, real) {
+        match core.register(Instant::now(), peer, real, keys) {
             Ok(()) => {
                 if new {
                     tracing::info!(client = %peer.fmt_short(), addr = %real, "relay client registered");
@@ -93,7 +106,7 @@ impl RelayService {
                     limits: core.limits().to_msg(),
                 }
             }
-            Err(RegisterError::Full) => ControlMsg::RelayRefused {
+            Err(RegisterError::Full | RegisterError::Keys) => ControlMsg::RelayRefused {
                 reason: RefuseReason::Full,
             },
         }

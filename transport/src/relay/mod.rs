@@ -1,6 +1,8 @@
 //! Relaying: packets between two nodes that cannot reach each other go
 //! through a third node both are connected to.
 //!
+//! - [`auth`]: per-client frame authentication (keys from the
+//!   client<->relay connection, sequence numbers, tags, replay window);
 //! - [`server`]: the sans-IO relay core (who is served, limits, counters,
 //!   peer gone);
 //! - `driver`: runs the core inside a transport with `relay: true`: feeds
@@ -19,6 +21,7 @@
 //!
 //! Relaying is off by default ([`crate::TransportConfig::relay`]).
 
+pub mod auth;
 pub(crate) mod client;
 pub(crate) mod driver;
 pub mod server;

@@ -6,14 +6,15 @@
 //!
 //! Only *registered* clients: a client registers over its authenticated
 //! QUIC connection to the relay (a control message), and the driver calls
-//! [`RelayServer::register`] with the client's NodeId and the real address
-//! of that connection's path. A relay-send frame is accepted only when it
-//! arrives from the real source address of a registered client, and only
-//! for a registered destination. Anything else is dropped and counted.
-//! (An attacker who can spoof a client's exact source address and port
-//! could inject frames under its name; the inner packets are still
-//! end-to-end authenticated QUIC, so this costs the victim only rate
-//! budget.)
+//! [`RelayServer::register`] with the client's NodeId, the real address
+//! of that connection's path and the frame keys of that connection (see
+//! [`super::auth`]). A relay-send frame is accepted only when it arrives
+//! from the real source address of a registered client, carries a valid
+//! tag under that client's key and a sequence number not seen before, and
+//! names a registered destination. Anything else is dropped and counted
+//! (unauthenticated frames under their own reason), and an
+//! unauthenticated frame is never answered. Forwarded frames are sealed
+//! with the destination client's key.
 //!
 //! ## Limits (per client, stated in [`RelayLimits`])
 //!
@@ -48,6 +49,8 @@ use relay_proto::wire::control::{ControlMsg, GoneReason, RelayLimitsMsg};
 use relay_proto::wire::relay::{self, RelayFrame, RelayFrameKind, MAX_PACKET};
 use relay_proto::NodeId;
 use thiserror::Error;
+
+use super::auth::{FrameKeys, Opener, Sealer};
 
 /// Per-client limits a relay enforces and states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +127,9 @@ pub struct RelayStats {
     pub dropped_queue: u64,
     /// Dropped: too many sessions.
     pub dropped_sessions: u64,
+    /// Dropped: the tag did not verify under the sender's key, or the
+    /// sequence number was replayed.
+    pub dropped_auth: u64,
 }
 
 /// Why a frame was dropped.
@@ -141,6 +147,8 @@ pub enum DropReason {
     QueueFull,
     /// The sender or destination has too many sessions.
     TooManySessions,
+    /// The frame failed authentication (bad tag or replay).
+    Unauthenticated,
 }
 
 /// What happened to one frame.
@@ -167,6 +175,9 @@ pub enum RegisterError {
     /// `max_clients` reached.
     #[error("full: the relay serves its maximum number of clients")]
     Full,
+    /// The frame keys could not be set up.
+    #[error("keys: the frame authentication keys could not be set up")]
+    Keys,
 }
 
 type RawId = [u8; 32];
@@ -221,6 +232,11 @@ struct Client {
     queued_bytes: usize,
     ready: bool,
     peers: HashSet<RawId>,
+    keys: FrameKeys,
+    /// Seals the relay-recv frames this client receives.
+    sealer: Sealer,
+    /// Opens the relay-send frames this client sends.
+    opener: Opener,
 }
 
 /// The relay core. See the module docs.
@@ -270,21 +286,31 @@ impl RelayServer {
     }
 
     /// Registers (or re-registers) a client whose authenticated connection
-    /// comes from `addr`.
+    /// comes from `addr` and yields `keys`. Re-registering with new keys
+    /// (a new connection) restarts its frame numbering; with the same
+    /// keys it keeps it.
     pub fn register(
         &mut self,
         now: Instant,
         id: NodeId,
         addr: SocketAddr,
+        keys: FrameKeys,
     ) -> Result<(), RegisterError> {
         let raw = *id.as_bytes();
-        if self.clients.contains_key(&raw) {
+        if let Some(client) = self.clients.get_mut(&raw) {
+            if client.keys != keys {
+                let (sealer, opener) = keys.relay().ok_or(RegisterError::Keys)?;
+                client.keys = keys;
+                client.sealer = sealer;
+                client.opener = opener;
+            }
             self.update_addr(&id, addr);
             return Ok(());
         }
         if self.clients.len() >= self.limits.max_clients {
             return Err(RegisterError::Full);
         }
+        let (sealer, opener) = keys.relay().ok_or(RegisterError::Keys)?;
         let replies = u64::from(self.limits.gone_replies_per_sec.max(1));
         self.clients.insert(
             raw,
@@ -297,6 +323,9 @@ impl RelayServer {
                 queued_bytes: 0,
                 ready: false,
                 peers: HashSet::new(),
+                keys,
+                sealer,
+                opener,
             },
         );
         // A client that had this address before has moved on.
@@ -358,6 +387,7 @@ impl RelayServer {
             DropReason::RateLimited => s.dropped_rate += 1,
             DropReason::QueueFull => s.dropped_queue += 1,
             DropReason::TooManySessions => s.dropped_sessions += 1,
+            DropReason::Unauthenticated => s.dropped_auth += 1,
         }
         Verdict::Dropped(reason)
     }
@@ -371,6 +401,13 @@ impl RelayServer {
         let Some(src_raw) = self.by_addr.get(&src).copied() else {
             return self.drop_frame(DropReason::UnknownSource);
         };
+        let authentic = match self.clients.get_mut(&src_raw) {
+            Some(client) => client.opener.open(&frame).is_ok(),
+            None => return self.drop_frame(DropReason::UnknownSource),
+        };
+        if !authentic {
+            return self.drop_frame(DropReason::Unauthenticated);
+        }
         let dst_raw = frame.peer;
         if dst_raw == src_raw || !self.clients.contains_key(&dst_raw) {
             self.reply_unknown(now, src_raw, &frame);
@@ -391,21 +428,33 @@ impl RelayServer {
                 return self.drop_frame(DropReason::TooManySessions);
             }
         }
+        let len = data.len();
+        {
+            let Some(client) = self.clients.get_mut(&src_raw) else {
+                return self.drop_frame(DropReason::UnknownSource);
+            };
+            if client.queue.len() >= limits.queue_packets
+                || client.queued_bytes + len > limits.queue_bytes
+            {
+                return self.drop_frame(DropReason::QueueFull);
+            }
+            if !client.bucket.take(now, len as u64) {
+                return self.drop_frame(DropReason::RateLimited);
+            }
+        }
+        let mut out = Vec::with_capacity(relay::HEADER_LEN + frame.packet.len());
+        relay::emit_header(RelayFrameKind::Recv, &src_raw, 0, &mut out);
+        out.extend_from_slice(frame.packet);
+        let sealed = self
+            .clients
+            .get(&dst_raw)
+            .is_some_and(|dst| dst.sealer.seal(&mut out).is_ok());
+        if !sealed {
+            return self.drop_frame(DropReason::UnknownDest);
+        }
         let Some(client) = self.clients.get_mut(&src_raw) else {
             return self.drop_frame(DropReason::UnknownSource);
         };
-        let len = data.len();
-        if client.queue.len() >= limits.queue_packets
-            || client.queued_bytes + len > limits.queue_bytes
-        {
-            return self.drop_frame(DropReason::QueueFull);
-        }
-        if !client.bucket.take(now, len as u64) {
-            return self.drop_frame(DropReason::RateLimited);
-        }
-        let mut out = Vec::with_capacity(len);
-        relay::emit_header(RelayFrameKind::Recv, &src_raw, &mut out);
-        out.extend_from_slice(frame.packet);
         client.queue.push_back(Queued {
             dest: dst_raw,
             data: out,

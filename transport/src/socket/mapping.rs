@@ -556,6 +556,23 @@ impl MappedTable {
         self.unadopted_count
     }
 
+    /// Removes every un-adopted entry whose TTL has run out by `now`;
+    /// returns how many went. Allocation does this too, but only while new
+    /// unauthenticated packets arrive: after a flood stops, the driver's
+    /// periodic sweep (see [`super::PathSocket::sweep_expired`]) calls this
+    /// so the table shrinks back to the authenticated entries.
+    pub fn expire_due(&mut self, now: Instant) -> usize {
+        let before = self.entries.len();
+        self.expire(now);
+        before - self.entries.len()
+    }
+
+    /// When the oldest un-adopted entry expires (`None`: there is none).
+    /// May be early when that entry was adopted or removed since.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.unadopted.front().map(|(_, expires)| *expires)
+    }
+
     /// Drops expired un-adopted entries (and stale queue items) at the front.
     fn expire(&mut self, now: Instant) {
         while let Some((mapped, expires)) = self.unadopted.front().copied() {
@@ -695,6 +712,36 @@ mod tests {
         assert_eq!(t.route(&old), None);
         assert!(t.route(&fresh).is_some());
         assert_eq!(t.unadopted_len(), 1);
+    }
+
+    #[test]
+    fn a_flood_of_unadopted_entries_expires_without_new_packets() {
+        let ttl = Duration::from_secs(30);
+        let mut t = MappedTable::new(1024, ttl);
+        let now = Instant::now();
+        let n = node();
+        let peer = t.outbound(n, addr("10.0.0.1:1"));
+        assert_eq!(t.len(), 1, "baseline: one authenticated entry");
+        assert_eq!(t.next_expiry(), None);
+        // A garbage flood from 5000 sources fills the bound.
+        for i in 0..5000u32 {
+            let src = SocketAddr::from(([198, 51, (i >> 8) as u8, i as u8], 9));
+            t.inbound(src, now + Duration::from_millis(u64::from(i) / 10));
+        }
+        assert_eq!(t.unadopted_len(), 1024);
+        assert_eq!(t.len(), 1025);
+        // Nothing is due before the TTL of the oldest.
+        assert_eq!(t.expire_due(now + ttl - Duration::from_secs(1)), 0);
+        assert_eq!(t.len(), 1025);
+        assert!(t.next_expiry().is_some_and(|e| e > now));
+        // Once every TTL has run out, a sweep with no new packet empties
+        // the un-adopted pool and the authenticated entry stays.
+        assert_eq!(t.expire_due(now + ttl + Duration::from_secs(1)), 1024);
+        assert_eq!(t.unadopted_len(), 0);
+        assert_eq!(t.len(), 1, "back to the baseline");
+        assert_eq!(t.owner(&peer), Some(n));
+        assert_eq!(t.next_expiry(), None);
+        assert_eq!(t.expire_due(now + ttl * 10), 0);
     }
 
     #[test]

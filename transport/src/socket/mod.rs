@@ -65,6 +65,10 @@ use demux::FrameSink;
 use mapping::{canonical, MappedTable};
 use poller::WritePoller;
 
+/// How often [`PathSocket::sweep_expired`] looks for expired entries: an
+/// un-adopted entry lives at most its TTL plus this.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Tunables for a [`PathSocket`].
 #[derive(Debug, Clone)]
 pub struct SocketOptions {
@@ -106,9 +110,12 @@ pub struct SocketStats {
     pub relayed_sent: u64,
     /// Relayed QUIC datagrams received and handed to quinn.
     pub relayed_received: u64,
-    /// Relayed datagrams dropped (malformed, not from a relay we use, inbox
-    /// full, oversized).
+    /// Relayed datagrams dropped (malformed, not from a relay we use,
+    /// failed authentication, inbox full, oversized).
     pub relayed_dropped: u64,
+    /// Relay-recv frames dropped because their tag did not verify under
+    /// the relay's key or their sequence number was replayed.
+    pub relayed_auth_failed: u64,
     /// Probe ports open (birthday probing; see [`ports`]).
     pub probe_ports: usize,
     /// QUIC transmits sent from probe ports.
@@ -319,6 +326,36 @@ impl PathSocket {
         self.write().demote_retired(mapped, Instant::now());
     }
 
+    /// Removes the un-adopted entries whose TTL ran out by `now`; returns
+    /// how many went. Takes the write lock only when one is due.
+    pub fn expire_unadopted(&self, now: Instant) -> usize {
+        let due = self.read().next_expiry().is_some_and(|at| at <= now);
+        if !due {
+            return 0;
+        }
+        self.write().expire_due(now)
+    }
+
+    /// Sweeps expired un-adopted entries every [`SWEEP_INTERVAL`] until
+    /// `stop` turns true, so entries made by unauthenticated packets leave
+    /// the table after their TTL even when no packet follows them. The
+    /// transport runs this for its socket.
+    pub async fn sweep_expired(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let gone = self.expire_unadopted(tokio::time::Instant::now().into_std());
+                    if gone > 0 {
+                        tracing::debug!(gone, "expired unauthenticated mapped entries");
+                    }
+                }
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
     /// The receiver of our own frames (traversal, relay). Only the first
     /// caller gets it; until it is taken, frames are dropped and counted.
     pub fn take_frames(&self) -> Option<mpsc::Receiver<Frame>> {
@@ -362,6 +399,7 @@ impl PathSocket {
             relayed_sent: self.relayed.sent.load(Ordering::Relaxed),
             relayed_received: self.relayed.received.load(Ordering::Relaxed),
             relayed_dropped: self.relayed.dropped.load(Ordering::Relaxed),
+            relayed_auth_failed: self.relayed.auth_failed.load(Ordering::Relaxed),
             probe_ports: self.ports.len(),
             port_sent: self.ports.sent.load(Ordering::Relaxed),
             port_received: self.ports.received.load(Ordering::Relaxed),

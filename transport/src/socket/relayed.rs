@@ -5,15 +5,19 @@
 //! A transmit to a mapped address whose path is [`Path::Relayed`] goes to
 //! the relay's current real address (the direct path of our own connection
 //! to it); each QUIC datagram (each GSO segment) is wrapped in a relay-send
-//! frame `[0x01][peer NodeId][packet]`. A GSO batch stays one GSO batch,
-//! with the segment size grown by the 33-byte header. Relays reached only
-//! through another relay are not used (no nesting): such packets are
-//! dropped and counted as unroutable.
+//! frame `[0x01][peer NodeId][seq][tag][packet]` sealed with our key for
+//! that relay (see [`crate::relay::auth`]). A GSO batch stays one GSO
+//! batch, with the segment size grown by the 57-byte header. Relays
+//! reached only through another relay are not used (no nesting): such
+//! packets are dropped and counted as unroutable.
 //!
 //! ## Receiving
 //!
-//! A relay-recv frame `[0x02][source NodeId][packet]` is accepted only from
-//! the real address of a node we use as a relay ([`PathSocket::add_relay`]).
+//! A relay-recv frame `[0x02][source NodeId][seq][tag][packet]` is accepted
+//! only from the real address of a node we use as a relay
+//! ([`PathSocket::add_relay`]), with a tag that verifies under that
+//! relay's key and a sequence number not seen before; other frames are
+//! dropped and counted (`relayed_auth_failed`).
 //! Its inner packet is handed to quinn as if it came from the source's
 //! mapped address (the node's own, or a bounded un-adopted entry claimed
 //! for it, see [`super::mapping`]). The unwrapped packets wait in a bounded
@@ -26,11 +30,11 @@
 //! its header fits a 1500-byte path (see `endpoint`); a larger segment is
 //! dropped and counted rather than sent as an oversized frame.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -41,6 +45,7 @@ use tokio::io::Interest;
 
 use super::mapping::Path;
 use super::PathSocket;
+use crate::relay::auth::{FrameKeys, Opener, Sealer};
 
 /// Default capacity of the inbox of unwrapped relayed packets.
 pub const DEFAULT_RELAYED_QUEUE: usize = 1024;
@@ -49,10 +54,23 @@ const ID_CACHE: usize = 4096;
 
 use super::inbox::lock;
 
+/// What we hold for one relay we use: the keys of our connection to it,
+/// sealing our relay-send frames and opening its relay-recv frames.
+#[derive(Debug)]
+pub(super) struct RelayAuth {
+    keys: FrameKeys,
+    sealer: Sealer,
+    opener: Mutex<Opener>,
+    /// False once we stopped using the relay. The entry stays, so that the
+    /// same keys offered again (same connection) resume its numbering and
+    /// window instead of starting over.
+    active: AtomicBool,
+}
+
 /// The socket's relayed-path state.
 #[derive(Debug)]
 pub(super) struct RelayedIo {
-    relays: RwLock<HashSet<NodeId>>,
+    relays: RwLock<HashMap<NodeId, Arc<RelayAuth>>>,
     inbox: Mutex<VecDeque<(SocketAddr, Bytes)>>,
     inbox_cap: usize,
     ids: Mutex<HashMap<[u8; 32], NodeId>>,
@@ -60,6 +78,8 @@ pub(super) struct RelayedIo {
     pub(super) sent: AtomicU64,
     pub(super) received: AtomicU64,
     pub(super) dropped: AtomicU64,
+    /// Relay-recv frames that failed authentication (also in `dropped`).
+    pub(super) auth_failed: AtomicU64,
 }
 
 impl RelayedIo {
@@ -73,14 +93,17 @@ impl RelayedIo {
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            auth_failed: AtomicU64::new(0),
         }
     }
 
-    fn is_relay(&self, node: &NodeId) -> bool {
+    pub(super) fn auth(&self, node: &NodeId) -> Option<Arc<RelayAuth>> {
         self.relays
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(node)
+            .get(node)
+            .filter(|a| a.active.load(Ordering::Relaxed))
+            .cloned()
     }
 
     /// The validated NodeId for raw bytes (cached).
@@ -100,22 +123,49 @@ impl RelayedIo {
 
 impl PathSocket {
     /// Accepts relay-recv frames from `relay` from now on (we use it as a
-    /// relay).
-    pub fn add_relay(&self, relay: NodeId) {
-        self.relayed
+    /// relay), authenticated with `keys` (those of our connection to it),
+    /// and seals our relay-send frames to it with them. Returns whether the
+    /// keys are new; the same keys again keep the frame numbering (a
+    /// sequence number is never reused under a key).
+    pub fn add_relay(&self, relay: NodeId, keys: FrameKeys) -> bool {
+        let mut relays = self
+            .relayed
             .relays
             .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(relay);
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(auth) = relays.get(&relay).filter(|a| a.keys == keys) {
+            auth.active.store(true, Ordering::Relaxed);
+            return false;
+        }
+        let Some((sealer, opener)) = keys.client() else {
+            relays.remove(&relay);
+            return false;
+        };
+        relays.insert(
+            relay,
+            Arc::new(RelayAuth {
+                keys,
+                sealer,
+                opener: Mutex::new(opener),
+                active: AtomicBool::new(true),
+            }),
+        );
+        true
     }
 
-    /// Stops accepting relay-recv frames from `relay`.
+    /// Stops accepting relay-recv frames from `relay` (and sending relay
+    /// frames through it). Its keys' state is kept for
+    /// [`Self::add_relay`] with the same keys.
     pub fn remove_relay(&self, relay: &NodeId) {
-        self.relayed
+        if let Some(auth) = self
+            .relayed
             .relays
-            .write()
+            .read()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(relay);
+            .get(relay)
+        {
+            auth.active.store(false, Ordering::Relaxed);
+        }
     }
 
     /// The mapped address to dial `node` through `relay` with (allocated
@@ -145,7 +195,7 @@ impl PathSocket {
         let route = self
             .relayed_route(&transmit.destination, relay)
             .and_then(|(real, target)| Some((self.to_socket_family(real)?, target)));
-        let Some((destination, target)) = route else {
+        let (Some((destination, target)), Some(auth)) = (route, self.relayed.auth(relay)) else {
             self.unroutable.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         };
@@ -163,8 +213,13 @@ impl PathSocket {
         scratch.clear();
         let mut segments = 0u64;
         for chunk in contents.chunks(seg) {
-            relay::emit_header(RelayFrameKind::Send, target.as_bytes(), &mut scratch);
+            let start = scratch.len();
+            relay::emit_header(RelayFrameKind::Send, target.as_bytes(), 0, &mut scratch);
             scratch.extend_from_slice(chunk);
+            if let Some(frame) = scratch.get_mut(start..) {
+                // Cannot fail: the frame holds a whole header.
+                let _ = auth.sealer.seal(frame);
+            }
             segments += 1;
         }
         let framed = Transmit {
@@ -201,9 +256,14 @@ impl PathSocket {
             let table = self.read();
             table.lookup_real(&real).and_then(|m| table.owner(&m))
         };
-        let Some(relay) = relay.filter(|r| self.relayed.is_relay(r)) else {
+        let Some((relay, auth)) = relay.and_then(|r| Some((r, self.relayed.auth(&r)?))) else {
             return dropped();
         };
+        let authentic = lock(&auth.opener).open(&frame).is_ok();
+        if !authentic {
+            self.relayed.auth_failed.fetch_add(1, Ordering::Relaxed);
+            return dropped();
+        }
         let Some(src) = self.relayed.node_id(&frame.peer) else {
             return dropped();
         };
@@ -241,6 +301,38 @@ impl PathSocket {
     /// Whether unwrapped relayed packets wait for quinn.
     pub(super) fn relayed_pending(&self) -> bool {
         !lock(&self.relayed.inbox).is_empty()
+    }
+}
+
+impl PathSocket {
+    /// Sends one relay-send frame carrying `packet` for `dest` to `relay`
+    /// (at its current real address), sealed with our key for it, outside
+    /// quinn: for benchmarks and tests of relays. `packet` must look like a
+    /// QUIC packet (first byte `>= 0x40`).
+    #[doc(hidden)]
+    pub async fn send_to_relay(
+        &self,
+        relay: &NodeId,
+        dest: &NodeId,
+        packet: &[u8],
+    ) -> io::Result<()> {
+        let unusable = || io::Error::new(io::ErrorKind::NotConnected, "not a relay we use");
+        let auth = self.relayed.auth(relay).ok_or_else(unusable)?;
+        let real = {
+            let table = self.read();
+            let mapped = table.mapped_of(relay).ok_or_else(unusable)?;
+            table
+                .route(&mapped)
+                .and_then(|p| p.direct_addr())
+                .ok_or_else(unusable)?
+        };
+        let mut frame = Vec::with_capacity(HEADER_LEN + packet.len());
+        relay::emit_header(RelayFrameKind::Send, dest.as_bytes(), 0, &mut frame);
+        frame.extend_from_slice(packet);
+        auth.sealer
+            .seal(&mut frame)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        self.send_frame(real, &frame).await
     }
 }
 

@@ -305,3 +305,78 @@ async fn batched_sends_and_receives_keep_segments_and_demux() {
         assert_eq!(f.src, tx.real_local_addr());
     }
 }
+
+/// A garbage flood from many sources fills the un-adopted pool; once it
+/// stops, the transport's sweep removes every entry after its TTL although
+/// no further packet arrives, and the gauge is back to its baseline.
+#[tokio::test]
+async fn unauthenticated_entries_leave_after_their_ttl_without_new_packets() {
+    let ttl = Duration::from_secs(30);
+    let options = SocketOptions {
+        max_unadopted: 16,
+        unadopted_ttl: ttl,
+        ..SocketOptions::default()
+    };
+    let sock = path_socket(&options);
+    let node = SecretKey::generate().node_id();
+    sock.map_outbound(node, "192.0.2.1:7".parse().unwrap());
+    let baseline = sock.stats();
+    assert_eq!(
+        (baseline.mapped_entries, baseline.unadopted_entries),
+        (1, 0)
+    );
+
+    let mut flooders = Vec::new();
+    for _ in 0..24 {
+        let peer = raw().await;
+        peer.send_to(&[0x40, 0xde, 0xad], sock.real_local_addr())
+            .await
+            .unwrap();
+        flooders.push(peer);
+    }
+    let mut seen = 0;
+    while seen < flooders.len() {
+        seen += recv_batch(&sock).await.len();
+    }
+    let flooded = sock.stats();
+    assert_eq!(flooded.unadopted_entries, 16, "bounded");
+    assert_eq!(flooded.mapped_entries, 17);
+
+    // From here on the clock is simulated; no packet arrives any more.
+    tokio::time::pause();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sweeper = tokio::spawn(sock.clone().sweep_expired(stop_rx));
+    tokio::time::advance(ttl - Duration::from_secs(2)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(sock.stats().mapped_entries, 17, "nothing expires early");
+    tokio::time::advance(Duration::from_secs(2) + SWEEP_INTERVAL * 2).await;
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+    let after = sock.stats();
+    assert_eq!(after.unadopted_entries, 0);
+    assert_eq!(after.mapped_entries, baseline.mapped_entries);
+    assert!(
+        sock.mapped_addr(&node).is_some(),
+        "authenticated entry kept"
+    );
+    stop_tx.send_replace(true);
+    sweeper.await.unwrap();
+}
+
+#[tokio::test]
+async fn relay_keys_are_resumed_not_restarted() {
+    use crate::relay::auth::FrameKeys;
+    let sock = path_socket(&SocketOptions::default());
+    let relay = SecretKey::generate().node_id();
+    let keys = FrameKeys::from_bytes([1; 16], [2; 16]);
+    assert!(sock.add_relay(relay, keys.clone()), "new keys");
+    assert!(!sock.add_relay(relay, keys.clone()), "same keys");
+    let before = sock.relayed.auth(&relay).unwrap();
+    sock.remove_relay(&relay);
+    assert!(sock.relayed.auth(&relay).is_none(), "no longer used");
+    assert!(!sock.add_relay(relay, keys), "same keys again");
+    let after = sock.relayed.auth(&relay).unwrap();
+    assert!(Arc::ptr_eq(&before, &after), "numbering and window resumed");
+    assert!(sock.add_relay(relay, FrameKeys::from_bytes([3; 16], [4; 16])));
+}

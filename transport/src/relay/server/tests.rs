@@ -12,13 +12,46 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, 1], port))
 }
 
-fn send_frame(dst: &NodeId, len: usize) -> Vec<u8> {
+/// Each client's frame keys, derived from its NodeId (tests only).
+fn keys(id: &NodeId) -> FrameKeys {
+    let b = id.as_bytes();
+    let mut send = [0u8; 16];
+    let mut recv = [0u8; 16];
+    send.copy_from_slice(&b[..16]);
+    recv.copy_from_slice(&b[16..]);
+    FrameKeys::from_bytes(send, recv)
+}
+
+thread_local! {
+    static SEALERS: std::cell::RefCell<HashMap<NodeId, super::super::auth::Sealer>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+/// A relay-send frame from `from` to `dst`, sealed with `from`'s key and
+/// its next sequence number.
+fn send_frame(from: &NodeId, dst: &NodeId, len: usize) -> Vec<u8> {
     let packet = vec![0x40u8; len];
     let mut out = Vec::new();
     RelayFrame::new(RelayFrameKind::Send, dst, &packet)
         .emit_to_vec(&mut out)
         .unwrap();
+    SEALERS.with(|s| {
+        s.borrow_mut()
+            .entry(*from)
+            .or_insert_with(|| keys(from).client().unwrap().0)
+            .seal(&mut out)
+            .unwrap()
+    });
     out
+}
+
+fn register(
+    relay: &mut RelayServer,
+    now: Instant,
+    id: NodeId,
+    at: SocketAddr,
+) -> Result<(), RegisterError> {
+    relay.register(now, id, at, keys(&id))
 }
 
 struct Setup {
@@ -32,8 +65,8 @@ fn setup(limits: RelayLimits) -> Setup {
     let now = Instant::now();
     let mut relay = RelayServer::new(limits);
     let (a, b) = (id(), id());
-    relay.register(now, a, addr(1)).unwrap();
-    relay.register(now, b, addr(2)).unwrap();
+    register(&mut relay, now, a, addr(1)).unwrap();
+    register(&mut relay, now, b, addr(2)).unwrap();
     Setup { relay, now, a, b }
 }
 
@@ -45,13 +78,21 @@ fn forwards_between_registered_clients() {
         a,
         b,
     } = setup(RelayLimits::default());
-    let frame = send_frame(&b, 100);
+    let frame = send_frame(&a, &b, 100);
     assert_eq!(relay.handle_frame(now, addr(1), &frame), Verdict::Queued);
     let t = relay.poll_transmit().unwrap();
     assert_eq!(t.dest, addr(2));
     assert_eq!(t.data[0], RELAY_RECV);
     assert_eq!(&t.data[1..33], a.as_bytes(), "source named");
-    assert_eq!(&t.data[33..], &frame[33..], "inner packet untouched");
+    assert_eq!(
+        &t.data[relay::HEADER_LEN..],
+        &frame[relay::HEADER_LEN..],
+        "inner packet untouched"
+    );
+    // Sealed for B: B's key opens it, A's does not.
+    let out = RelayFrame::parse(&t.data).unwrap();
+    keys(&b).client().unwrap().1.open(&out).unwrap();
+    assert!(keys(&a).client().unwrap().1.open(&out).is_err());
     assert_eq!(relay.poll_transmit(), None);
     let s = relay.stats();
     assert_eq!(s.clients, 2);
@@ -61,7 +102,7 @@ fn forwards_between_registered_clients() {
     assert_eq!(s.packets_forwarded, 1);
     assert_eq!(s.packets_dropped, 0);
     // The reverse direction is the same session.
-    relay.handle_frame(now, addr(2), &send_frame(&a, 10));
+    relay.handle_frame(now, addr(2), &send_frame(&b, &a, 10));
     assert_eq!(relay.poll_transmit().unwrap().dest, addr(1));
     assert_eq!(relay.stats().sessions, 1);
 }
@@ -69,9 +110,12 @@ fn forwards_between_registered_clients() {
 #[test]
 fn drops_and_counts_frames_from_strangers_and_garbage() {
     let Setup {
-        mut relay, now, b, ..
+        mut relay,
+        now,
+        a,
+        b,
     } = setup(RelayLimits::default());
-    let frame = send_frame(&b, 50);
+    let frame = send_frame(&a, &b, 50);
     assert_eq!(
         relay.handle_frame(now, addr(9), &frame),
         Verdict::Dropped(DropReason::UnknownSource)
@@ -105,10 +149,10 @@ fn unknown_destination_gets_a_budgeted_reply() {
         mut relay, now, a, ..
     } = setup(limits);
     let stranger = id();
-    let frame = send_frame(&stranger, 40);
+    let frame = send_frame(&a, &stranger, 40);
     for _ in 0..5 {
         assert_eq!(
-            relay.handle_frame(now, addr(1), &frame),
+            relay.handle_frame(now, addr(1), &send_frame(&a, &stranger, 40)),
             Verdict::Dropped(DropReason::UnknownDest)
         );
     }
@@ -129,11 +173,15 @@ fn unknown_destination_gets_a_budgeted_reply() {
         assert!(msg.encode().unwrap().len() < frame.len(), "reply smaller");
     }
     // The budget refills with time.
-    relay.handle_frame(now + Duration::from_secs(1), addr(1), &frame);
+    relay.handle_frame(
+        now + Duration::from_secs(1),
+        addr(1),
+        &send_frame(&a, &stranger, 40),
+    );
     assert!(relay.poll_control().is_some());
     // Sending to oneself is not a session.
     assert_eq!(
-        relay.handle_frame(now, addr(1), &send_frame(&a, 40)),
+        relay.handle_frame(now, addr(1), &send_frame(&a, &a, 40)),
         Verdict::Dropped(DropReason::UnknownDest)
     );
     assert_eq!(relay.stats().dropped_unknown_dest, 7);
@@ -147,12 +195,15 @@ fn rate_limit_drops_beyond_the_bucket_and_refills() {
         ..RelayLimits::default()
     };
     let Setup {
-        mut relay, now, b, ..
+        mut relay,
+        now,
+        a,
+        b,
     } = setup(limits);
-    let frame = send_frame(&b, 967); // 1000 bytes with the header
+    let len = 1000 - relay::HEADER_LEN; // 1000 bytes with the header
     let mut queued = 0;
     for _ in 0..20 {
-        if relay.handle_frame(now, addr(1), &frame) == Verdict::Queued {
+        if relay.handle_frame(now, addr(1), &send_frame(&a, &b, len)) == Verdict::Queued {
             queued += 1;
         }
         while relay.poll_transmit().is_some() {}
@@ -163,7 +214,7 @@ fn rate_limit_drops_beyond_the_bucket_and_refills() {
     let later = now + Duration::from_millis(500);
     let mut more = 0;
     for _ in 0..20 {
-        if relay.handle_frame(later, addr(1), &frame) == Verdict::Queued {
+        if relay.handle_frame(later, addr(1), &send_frame(&a, &b, len)) == Verdict::Queued {
             more += 1;
         }
     }
@@ -180,15 +231,15 @@ fn queue_is_bounded_per_client_and_drained_round_robin() {
     let now = Instant::now();
     let mut relay = RelayServer::new(limits);
     let (a, b, c) = (id(), id(), id());
-    relay.register(now, a, addr(1)).unwrap();
-    relay.register(now, b, addr(2)).unwrap();
-    relay.register(now, c, addr(3)).unwrap();
+    register(&mut relay, now, a, addr(1)).unwrap();
+    register(&mut relay, now, b, addr(2)).unwrap();
+    register(&mut relay, now, c, addr(3)).unwrap();
     for _ in 0..10 {
-        relay.handle_frame(now, addr(1), &send_frame(&c, 10));
+        relay.handle_frame(now, addr(1), &send_frame(&a, &c, 10));
     }
     assert_eq!(relay.queued(&a), 3);
     assert_eq!(relay.stats().dropped_queue, 7);
-    relay.handle_frame(now, addr(2), &send_frame(&c, 10));
+    relay.handle_frame(now, addr(2), &send_frame(&b, &c, 10));
     // A, B, A, A: B is not starved behind A's queue.
     let order: Vec<Vec<u8>> = std::iter::from_fn(|| relay.poll_transmit())
         .map(|t| t.data[1..33].to_vec())
@@ -203,17 +254,17 @@ fn leaving_client_tells_its_session_peers() {
     let now = Instant::now();
     let mut relay = RelayServer::new(RelayLimits::default());
     let (a, b, c) = (id(), id(), id());
-    relay.register(now, a, addr(1)).unwrap();
-    relay.register(now, b, addr(2)).unwrap();
-    relay.register(now, c, addr(3)).unwrap();
-    relay.handle_frame(now, addr(1), &send_frame(&b, 10));
-    relay.handle_frame(now, addr(2), &send_frame(&a, 10));
+    register(&mut relay, now, a, addr(1)).unwrap();
+    register(&mut relay, now, b, addr(2)).unwrap();
+    register(&mut relay, now, c, addr(3)).unwrap();
+    relay.handle_frame(now, addr(1), &send_frame(&a, &b, 10));
+    relay.handle_frame(now, addr(2), &send_frame(&b, &a, 10));
     // A frame for B still queued when B leaves is dropped, not sent to a
     // stale address.
-    relay.handle_frame(now, addr(3), &send_frame(&b, 10));
+    relay.handle_frame(now, addr(3), &send_frame(&c, &b, 10));
     assert_eq!(relay.stats().sessions, 2);
     while relay.poll_transmit().is_some() {}
-    relay.handle_frame(now, addr(1), &send_frame(&b, 10));
+    relay.handle_frame(now, addr(1), &send_frame(&a, &b, 10));
     assert!(relay.unregister(&b));
     assert!(!relay.unregister(&b));
     assert!(!relay.is_client(&b));
@@ -240,7 +291,7 @@ fn leaving_client_tells_its_session_peers() {
     assert_eq!(s.dropped_unknown_dest, 1);
     // B's address is no longer a client's.
     assert_eq!(
-        relay.handle_frame(now, addr(2), &send_frame(&a, 10)),
+        relay.handle_frame(now, addr(2), &send_frame(&b, &a, 10)),
         Verdict::Dropped(DropReason::UnknownSource)
     );
 }
@@ -258,20 +309,96 @@ fn limits_on_clients_and_sessions() {
         a,
         b,
     } = setup(limits);
-    assert_eq!(relay.register(now, id(), addr(3)), Err(RegisterError::Full));
-    assert_eq!(relay.register(now, a, addr(5)), Ok(()), "re-register moves");
     assert_eq!(
-        relay.handle_frame(now, addr(1), &send_frame(&b, 10)),
+        register(&mut relay, now, id(), addr(3)),
+        Err(RegisterError::Full)
+    );
+    assert_eq!(
+        register(&mut relay, now, a, addr(5)),
+        Ok(()),
+        "re-register moves"
+    );
+    assert_eq!(
+        relay.handle_frame(now, addr(1), &send_frame(&a, &b, 10)),
         Verdict::Dropped(DropReason::UnknownSource)
     );
     assert_eq!(
-        relay.handle_frame(now, addr(5), &send_frame(&b, 10)),
+        relay.handle_frame(now, addr(5), &send_frame(&a, &b, 10)),
         Verdict::Queued
     );
     relay.unregister(&b);
     let c = id();
-    relay.register(now, c, addr(3)).unwrap();
-    let d_frame = send_frame(&c, 10);
+    register(&mut relay, now, c, addr(3)).unwrap();
+    let d_frame = send_frame(&a, &c, 10);
     assert_eq!(relay.handle_frame(now, addr(5), &d_frame), Verdict::Queued);
     assert_eq!(relay.limits().to_msg().max_packet, MAX_PACKET as u32);
+}
+
+#[test]
+fn forged_and_replayed_frames_are_dropped_counted_and_never_answered() {
+    let Setup {
+        mut relay,
+        now,
+        a,
+        b,
+    } = setup(RelayLimits::default());
+    let good = send_frame(&a, &b, 200);
+    // From A's address, but sealed with another key (an on-path attacker
+    // spoofing A's address).
+    let mallory = id();
+    let forged = send_frame(&mallory, &b, 200);
+    assert_eq!(
+        relay.handle_frame(now, addr(1), &forged),
+        Verdict::Dropped(DropReason::Unauthenticated)
+    );
+    // A frame naming an unknown peer, forged: no "unknown peer" reply.
+    let forged_unknown = send_frame(&mallory, &id(), 200);
+    assert_eq!(
+        relay.handle_frame(now, addr(1), &forged_unknown),
+        Verdict::Dropped(DropReason::Unauthenticated)
+    );
+    // A's genuine frame with its header changed.
+    let mut tampered = good.clone();
+    tampered[5] ^= 1;
+    assert_eq!(
+        relay.handle_frame(now, addr(1), &tampered),
+        Verdict::Dropped(DropReason::Unauthenticated)
+    );
+    assert_eq!(relay.handle_frame(now, addr(1), &good), Verdict::Queued);
+    assert_eq!(
+        relay.handle_frame(now, addr(1), &good),
+        Verdict::Dropped(DropReason::Unauthenticated),
+        "a replay"
+    );
+    let s = relay.stats();
+    assert_eq!(s.dropped_auth, 4);
+    assert_eq!(s.packets_dropped, 4);
+    assert_eq!(s.packets_forwarded, 0);
+    assert_eq!(relay.poll_control(), None);
+    assert!(relay.poll_transmit().is_some());
+    assert_eq!(relay.poll_transmit(), None);
+}
+
+#[test]
+fn re_registering_with_new_keys_switches_keys() {
+    let Setup {
+        mut relay,
+        now,
+        a,
+        b,
+    } = setup(RelayLimits::default());
+    let new_keys = FrameKeys::from_bytes([7; 16], [8; 16]);
+    relay.register(now, a, addr(1), new_keys.clone()).unwrap();
+    assert_eq!(
+        relay.handle_frame(now, addr(1), &send_frame(&a, &b, 10)),
+        Verdict::Dropped(DropReason::Unauthenticated),
+        "the old connection's key no longer works"
+    );
+    let (sealer, _) = new_keys.client().unwrap();
+    let mut frame = Vec::new();
+    RelayFrame::new(RelayFrameKind::Send, &b, &[0x40; 10])
+        .emit_to_vec(&mut frame)
+        .unwrap();
+    sealer.seal(&mut frame).unwrap();
+    assert_eq!(relay.handle_frame(now, addr(1), &frame), Verdict::Queued);
 }

@@ -1,0 +1,83 @@
+//! A peer crashes (no CONNECTION_CLOSE reaches us) and restarts with the
+//! same identity on the same port. Its reset key comes from its identity,
+//! so its answer to our stale connection's next packet is a stateless
+//! reset we accept: we reconnect at once instead of waiting for the idle
+//! timeout.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use relay_transport::{PeerEvent, SecretKey, Transport};
+use support::*;
+
+/// Binds `secret` on `addr`, retrying while the OS still holds the port.
+async fn rebind(secret: SecretKey, addr: SocketAddr) -> Transport {
+    within(async {
+        loop {
+            let mut c = config(secret.clone(), None);
+            c.listen = addr;
+            match Transport::bind(c).await {
+                Ok(t) => return t,
+                Err(relay_transport::BindError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::AddrInUse =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("bind: {e}"),
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn restarted_peer_resets_the_stale_connection_at_once() {
+    init_tracing();
+    let b_secret = SecretKey::generate();
+    let b = Transport::bind(config(b_secret.clone(), None))
+        .await
+        .unwrap();
+    let b_id = b.node_id();
+    let b_addr = addr(&b);
+    // A's keep-alive decides how soon it sends B a packet after the
+    // restart; half a second leaves the 2 s goal room on a busy machine.
+    let mut a_config = config(SecretKey::generate(), None);
+    a_config.keep_alive = Duration::from_millis(500);
+    let a = Transport::bind(a_config).await.unwrap();
+    let mut events = a.subscribe();
+    a.add_peer(b_id, b_addr);
+    event(&mut events, is_connected(b_id)).await;
+
+    // B crashes: nothing it sends reaches A any more, not even its close.
+    b.path_socket().drop_traffic_with(Some(addr(&a)));
+    b.close().await;
+    drop(b);
+
+    let b2 = rebind(b_secret, b_addr).await;
+    let restarted = Instant::now();
+    let _served = serve(&b2);
+    let gone = event(
+        &mut events,
+        |e| matches!(e, PeerEvent::Disconnected { node_id, .. } if *node_id == b_id),
+    )
+    .await;
+    let PeerEvent::Disconnected { reason, .. } = gone else {
+        unreachable!()
+    };
+    assert!(
+        reason.starts_with("reset:"),
+        "the stale connection ends by a stateless reset, not {reason:?}"
+    );
+    event(&mut events, is_connected(b_id)).await;
+    let took = restarted.elapsed();
+    println!("reconnected {took:?} after the restart");
+    // The idle timeout here is 10 s; the reset answers A's next packet.
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    let data = pattern(5_000, 3);
+    assert_eq!(echo(&a, b_id, &data).await, data);
+    a.close().await;
+    b2.close().await;
+}
