@@ -345,6 +345,11 @@ impl PunchSession {
         self.phase != Phase::Probing || !self.probe_from.is_empty() || !self.reply_from.is_empty()
     }
 
+    /// Whether any probe or reply from the peer arrived.
+    pub fn heard_from_peer(&self) -> bool {
+        !self.probe_from.is_empty() || !self.reply_from.is_empty()
+    }
+
     /// Whether the session is still probing (not nominating, not done).
     pub fn is_probing(&self) -> bool {
         self.phase == Phase::Probing
@@ -355,6 +360,18 @@ impl PunchSession {
         if self.phase == Phase::Probing {
             self.deadline = self.deadline.max(until);
         }
+    }
+
+    /// A session that failed probing goes on probing (only extra probes:
+    /// its schedule is spent) until `until`: birthday probing was started
+    /// after the plain punch failed. Returns whether it did.
+    pub fn resume(&mut self, until: Instant) -> bool {
+        if !matches!(self.phase, Phase::Done(Outcome::Failed { .. })) {
+            return false;
+        }
+        self.phase = Phase::Probing;
+        self.deadline = until;
+        true
     }
 
     /// Sends one extra probe to `addr` (a birthday probe), tracked like the
