@@ -445,6 +445,33 @@ impl BirthdayRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escalation_roles_complement_each_other() {
+        use NatType::{Cone, Open, Symmetric, Unknown};
+        for (a, b) in [
+            (Symmetric, Cone),
+            (Symmetric, Unknown),
+            (Unknown, Cone),
+            (Unknown, Unknown),
+        ] {
+            // Each side decides from its own view: ours x theirs.
+            let ra = escalation_role(a, b, true);
+            let rb = escalation_role(b, a, false);
+            assert_eq!(ra, Some(Role::Opener), "{a} x {b}");
+            assert_eq!(rb, Some(Role::Prober), "{b} x {a}");
+        }
+        assert_eq!(escalation_role(Unknown, Unknown, false), Some(Role::Prober));
+        for (a, b) in [
+            (Symmetric, Symmetric),
+            (Open, Unknown),
+            (Unknown, Open),
+            (Cone, Cone),
+        ] {
+            assert_eq!(escalation_role(a, b, true), None, "{a} x {b}");
+            assert_eq!(escalation_role(b, a, false), None, "{b} x {a}");
+        }
+    }
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 

@@ -561,3 +561,230 @@ impl OfferBudget {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+    use relay_proto::SecretKey;
+
+    fn id(n: u8) -> NodeId {
+        SecretKey::from_bytes(&[n; 32]).node_id()
+    }
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    const MAIN: &str = "198.51.100.1:7000";
+    const ALT: &str = "198.51.100.1:7001";
+
+    fn observer() -> CheckObserver {
+        CheckObserver {
+            node: id(1),
+            addr: sa(MAIN),
+        }
+    }
+
+    /// Starts a check and answers its ask with port 7001; returns the two
+    /// probes' ids (main, alt).
+    fn probing(
+        c: &mut MappingProbe,
+        now: Instant,
+        rng: &mut StdRng,
+    ) -> ([u8; TX_LEN], [u8; TX_LEN]) {
+        let mut out = Vec::new();
+        assert!(c.due(now));
+        c.start(now, observer(), rng, &mut out);
+        let [MapCheckOut::Ask { to, tx }] = out[..] else {
+            panic!("{out:?}");
+        };
+        assert_eq!(to, id(1));
+        out.clear();
+        c.handle_port(now, &id(1), &tx, Some(7001), rng, &mut out);
+        let [MapCheckOut::Probe {
+            dst: d1, tx: t1, ..
+        }, MapCheckOut::Probe {
+            dst: d2, tx: t2, ..
+        }] = out[..]
+        else {
+            panic!("{out:?}");
+        };
+        assert_eq!((d1, d2), (sa(MAIN), sa(ALT)));
+        (t1, t2)
+    }
+
+    #[test]
+    fn a_check_asks_probes_both_ports_and_reports() {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut c = MappingProbe::new(MappingCheckConfig::default());
+        let (tm, ta) = probing(&mut c, t0, &mut rng);
+        // A reply from the wrong port, or with the other id, is not ours.
+        assert_eq!(
+            c.handle_reply(t0, &id(1), sa(ALT), &tm, sa("203.0.113.1:40000")),
+            (false, None)
+        );
+        assert_eq!(
+            c.handle_reply(t0, &id(2), sa(MAIN), &tm, sa("203.0.113.1:40000")),
+            (false, None)
+        );
+        assert_eq!(
+            c.handle_reply(t0, &id(1), sa(MAIN), &tm, sa("203.0.113.1:40000")),
+            (true, None)
+        );
+        let (mine, result) = c.handle_reply(t0, &id(1), sa(ALT), &ta, sa("203.0.113.1:40001"));
+        assert!(mine);
+        let result = result.unwrap();
+        assert_eq!(result.main, sa("203.0.113.1:40000"));
+        assert_eq!(result.alt, sa("203.0.113.1:40001"));
+        assert!(!result.same_mapping());
+        assert_eq!(c.last(), Some(result));
+        assert_eq!(c.counts(), (1, 0));
+        // Next one after `recheck`.
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(600)));
+        assert!(!c.due(t0 + Duration::from_secs(599)));
+        assert!(c.due(t0 + Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn lost_asks_and_probes_are_resent_then_the_observer_is_skipped() {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(2);
+        let mut c = MappingProbe::new(MappingCheckConfig::default());
+        let mut out = Vec::new();
+        c.start(t0, observer(), &mut rng, &mut out);
+        let mut asks = out.len();
+        let mut t = t0;
+        while let Some(next) = c.poll_timeout().filter(|_| c.running_observer().is_some()) {
+            t = next;
+            out.clear();
+            c.handle_timeout(t, &mut out);
+            asks += out.len();
+        }
+        assert_eq!(asks, 3, "request_attempts asks in all");
+        assert_eq!(t, t0 + Duration::from_secs(3));
+        assert!(c.is_excluded(&id(1)));
+        assert_eq!(c.counts(), (0, 1));
+        // Nobody else: retry after 15 s, then 30 s.
+        assert!(c.due(t));
+        c.no_observer(t);
+        assert!(!c.is_excluded(&id(1)));
+        assert_eq!(c.poll_timeout(), Some(t + Duration::from_secs(15)));
+
+        // Probes: only the half still missing is resent.
+        let mut c = MappingProbe::new(MappingCheckConfig::default());
+        let (tm, _) = probing(&mut c, t0, &mut rng);
+        c.handle_reply(t0, &id(1), sa(MAIN), &tm, sa("203.0.113.1:40000"));
+        out.clear();
+        c.handle_timeout(t0 + Duration::from_millis(500), &mut out);
+        assert!(
+            matches!(out[..], [MapCheckOut::Probe { dst, .. }] if dst == sa(ALT)),
+            "{out:?}"
+        );
+        out.clear();
+        c.handle_timeout(t0 + Duration::from_millis(1000), &mut out);
+        assert_eq!(out.len(), 1);
+        out.clear();
+        c.handle_timeout(t0 + Duration::from_millis(1500), &mut out);
+        assert!(out.is_empty());
+        assert!(c.is_excluded(&id(1)));
+    }
+
+    #[test]
+    fn a_refusal_skips_the_observer_at_once() {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut c = MappingProbe::new(MappingCheckConfig::default());
+        let mut out = Vec::new();
+        c.start(t0, observer(), &mut rng, &mut out);
+        let [MapCheckOut::Ask { tx, .. }] = out[..] else {
+            panic!()
+        };
+        // Another id is ignored; the right one with `None` refuses.
+        c.handle_port(t0, &id(1), &[9; TX_LEN], Some(7001), &mut rng, &mut out);
+        assert_eq!(out.len(), 1);
+        c.handle_port(t0, &id(1), &tx, None, &mut rng, &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(c.is_excluded(&id(1)));
+        assert!(c.due(t0));
+        // Losing the observer makes it eligible again.
+        c.observer_lost(&id(1));
+        assert!(!c.is_excluded(&id(1)));
+    }
+
+    #[test]
+    fn an_address_change_rechecks() {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(4);
+        let mut c = MappingProbe::new(MappingCheckConfig::default());
+        let (tm, ta) = probing(&mut c, t0, &mut rng);
+        let seen = sa("203.0.113.1:40000");
+        c.handle_reply(t0, &id(1), sa(MAIN), &tm, seen);
+        let (_, r) = c.handle_reply(t0, &id(1), sa(ALT), &ta, seen);
+        assert!(r.unwrap().same_mapping());
+        let t1 = t0 + Duration::from_secs(60);
+        c.recheck_now(t1);
+        assert_eq!(c.last(), None);
+        assert!(!c.due(t1));
+        assert!(c.due(t1 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn disabled_never_runs() {
+        let c = MappingProbe::new(MappingCheckConfig {
+            enabled: false,
+            ..MappingCheckConfig::default()
+        });
+        assert!(!c.due(Instant::now()));
+        assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn offers_are_budgeted_windowed_and_counted() {
+        let t0 = Instant::now();
+        let config = MappingCheckConfig::default();
+        let mut b = OfferBudget::new(&config);
+        let peer = id(5);
+        // Nothing is answered without an offer.
+        assert!(!b.answer(t0, &peer));
+        for i in 0..4u8 {
+            assert_eq!(b.offer(t0, peer, [i; TX_LEN]), Ok(()));
+        }
+        // A resend of the live offer's id is free; a new id is over budget.
+        assert_eq!(b.offer(t0, peer, [3; TX_LEN]), Ok(()));
+        assert_eq!(b.offer(t0, peer, [9; TX_LEN]), Err(OfferRefusal::Budget));
+        // One credit back after 30 s.
+        let t1 = t0 + Duration::from_secs(30);
+        assert_eq!(b.offer(t1, peer, [10; TX_LEN]), Ok(()));
+        assert_eq!(b.offer(t1, peer, [11; TX_LEN]), Err(OfferRefusal::Budget));
+        // At most 6 answers, within 5 s.
+        for _ in 0..6 {
+            assert!(b.answer(t1, &peer));
+        }
+        assert!(!b.answer(t1, &peer));
+        let t2 = t1 + Duration::from_secs(60);
+        assert_eq!(b.offer(t2, peer, [12; TX_LEN]), Ok(()));
+        assert!(!b.answer(t2 + Duration::from_secs(5), &peer));
+        b.forget(&peer);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn offer_state_is_bounded() {
+        let t0 = Instant::now();
+        let mut b = OfferBudget::new(&MappingCheckConfig::default());
+        for i in 0..MAX_OFFERS as u32 {
+            let key = SecretKey::from_bytes(&{
+                let mut k = [7u8; 32];
+                k[..4].copy_from_slice(&i.to_le_bytes());
+                k
+            });
+            assert_eq!(b.offer(t0, key.node_id(), [0; TX_LEN]), Ok(()));
+        }
+        assert_eq!(b.len(), MAX_OFFERS);
+        assert_eq!(b.offer(t0, id(200), [0; TX_LEN]), Err(OfferRefusal::Budget));
+        assert_eq!(b.len(), MAX_OFFERS);
+    }
+}

@@ -749,6 +749,128 @@ mod tests {
         assert_eq!(kept.report().nat, NatType::Cone);
     }
 
+    fn check(main: &str, alt: &str) -> MapCheckResult {
+        MapCheckResult {
+            observer: id(1),
+            observer_ip: ip("198.51.100.1"),
+            main: sa(main),
+            alt: sa(alt),
+        }
+    }
+
+    #[test]
+    fn one_observer_and_a_mapping_check_classify() {
+        let now = Instant::now();
+        let seen = "203.0.113.1:7000";
+        for (alt, want) in [
+            ("203.0.113.1:7000", NatType::Cone),
+            ("203.0.113.1:7001", NatType::Symmetric),
+        ] {
+            let mut c = classifier();
+            c.handle_observation(now, id(1), ip("198.51.100.1"), sa(seen), sa(LOCAL));
+            assert_eq!(c.report().nat, NatType::Unknown);
+            let r = c.handle_mapping_check(now, check(seen, alt), sa(LOCAL));
+            assert_eq!(
+                r,
+                Some(NatReport {
+                    nat: want,
+                    reflex_addr: Some(sa(seen))
+                })
+            );
+            // The check goes with its observer.
+            assert_eq!(
+                c.remove_observer(&id(1)).map(|r| r.nat),
+                Some(NatType::Unknown)
+            );
+        }
+        // Both ports see our own address: open.
+        let me = "198.51.100.7:5000";
+        let mut c = classifier();
+        let r = c.handle_mapping_check(now, check(me, me), sa(me));
+        assert_eq!(r.map(|r| r.nat), Some(NatType::Open));
+    }
+
+    #[test]
+    fn more_observers_still_count_and_a_split_check_means_symmetric() {
+        let now = Instant::now();
+        let mut c = classifier();
+        c.handle_observation(
+            now,
+            id(1),
+            ip("198.51.100.1"),
+            sa("203.0.113.1:7000"),
+            sa(LOCAL),
+        );
+        c.handle_mapping_check(
+            now,
+            check("203.0.113.1:7000", "203.0.113.1:7000"),
+            sa(LOCAL),
+        );
+        assert_eq!(c.report().nat, NatType::Cone);
+        // An address-dependent NAT keeps the port for a second port of one
+        // IP (the check says cone); a second observer IP shows the truth.
+        let r = c.handle_observation(
+            now,
+            id(2),
+            ip("198.51.100.2"),
+            sa("203.0.113.1:7100"),
+            sa(LOCAL),
+        );
+        assert_eq!(r.map(|r| r.nat), Some(NatType::Symmetric));
+
+        // Two observer IPs agree, but the check saw the port change with
+        // the destination port: symmetric.
+        let mut c = classifier();
+        c.handle_observation(
+            now,
+            id(1),
+            ip("198.51.100.1"),
+            sa("203.0.113.1:7000"),
+            sa(LOCAL),
+        );
+        c.handle_observation(
+            now,
+            id(2),
+            ip("198.51.100.2"),
+            sa("203.0.113.1:7000"),
+            sa(LOCAL),
+        );
+        assert_eq!(c.report().nat, NatType::Cone);
+        let r = c.handle_mapping_check(
+            now,
+            check("203.0.113.1:7000", "203.0.113.1:7002"),
+            sa(LOCAL),
+        );
+        assert_eq!(r.map(|r| r.nat), Some(NatType::Symmetric));
+    }
+
+    #[test]
+    fn a_check_is_dropped_on_relearn_and_expires() {
+        let t0 = Instant::now();
+        let mut c = classifier();
+        c.handle_observation(
+            t0,
+            id(1),
+            ip("198.51.100.1"),
+            sa("203.0.113.1:7000"),
+            sa(LOCAL),
+        );
+        c.handle_mapping_check(t0, check("203.0.113.1:7000", "203.0.113.1:7000"), sa(LOCAL));
+        assert_eq!(c.report().nat, NatType::Cone);
+        c.relearn(t0 + Duration::from_secs(1));
+        assert_eq!(c.mapping_check(), None);
+
+        let mut c = classifier();
+        c.handle_mapping_check(t0, check("203.0.113.1:7000", "203.0.113.1:7000"), sa(LOCAL));
+        let mut changed = None;
+        while changed.is_none() {
+            let t = c.poll_timeout().unwrap();
+            assert!(t <= t0 + Duration::from_secs(700));
+            changed = c.handle_timeout(t).0;
+        }
+        assert_eq!(changed.map(|r| r.nat), Some(NatType::Unknown));
+    }
+
     #[test]
     fn observer_table_is_bounded() {
         let now = Instant::now();

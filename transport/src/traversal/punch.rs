@@ -650,4 +650,31 @@ mod tests {
         assert_eq!(noms, 3);
         assert!(matches!(s.outcome(), Some(Outcome::Failed { .. })));
     }
+
+    #[test]
+    fn a_failed_session_resumes_for_extra_probes_only() {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(8);
+        let c = sa("203.0.113.2:2000");
+        let mut s = PunchSession::new(t0, peer(), 1, true, &[c], NatType::Unknown, timing(true));
+        assert!(!s.resume(t0 + Duration::from_secs(9)), "not failed yet");
+        let mut now = t0;
+        while s.outcome().is_none() {
+            now = s.poll_timeout().unwrap();
+            run(&mut s, now, &mut rng);
+        }
+        assert!(!s.heard_from_peer());
+        let until = now + Duration::from_secs(5);
+        assert!(s.resume(until));
+        assert!(s.is_probing());
+        // Nothing scheduled is left; extra probes still go out and a reply
+        // to one validates its address.
+        assert_eq!(s.poll_timeout(), Some(until));
+        let extra = s.extra_probe(&mut rng, c).unwrap();
+        s.on_probe(now, c, 0);
+        s.on_reply(now, c, &extra.tx, 0);
+        assert!(s.heard_from_peer());
+        run(&mut s, now, &mut rng);
+        assert!(!s.is_probing(), "nominating");
+    }
 }
