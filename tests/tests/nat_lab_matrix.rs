@@ -17,10 +17,11 @@
 //!   `nat.type`: open -> "open", full cone, port-restricted and
 //!   carrier-grade -> "cone", symmetric -> "symmetric"), and
 //!   `netcheck --json` lists its observers (two IPs with two observers).
-//! - Where a punch can work (open, full cone and port-restricted cone in
-//!   any combination; full cone x symmetric through peer-reflexive
-//!   candidates; port-restricted x symmetric through birthday-paradox
-//!   probing), `ping NODEID --until-direct` must reach a direct path; both
+//! - Where a punch can work (open, full cone, port-restricted cone and
+//!   carrier-grade in any combination; full cone x symmetric through
+//!   peer-reflexive candidates; port-restricted or carrier-grade x
+//!   symmetric, in both orders, through birthday-paradox probing),
+//!   `ping NODEID --until-direct` must reach a direct path; both
 //!   sides' `status --json` must say `path: "direct"`, and the time to
 //!   direct is recorded, with the birthday packets both sides spent
 //!   (`traversal.birthday` in `status --json`).
@@ -107,7 +108,8 @@ fn needs_birthday(a: NatPreset, b: NatPreset) -> bool {
     use NatPreset::*;
     matches!(
         (a, b),
-        (Symmetric, PortRestrictedCone) | (PortRestrictedCone, Symmetric)
+        (Symmetric, PortRestrictedCone | CarrierGrade)
+            | (PortRestrictedCone | CarrierGrade, Symmetric)
     )
 }
 
@@ -344,6 +346,22 @@ matrix_case!(
     Direct
 );
 matrix_case!(symmetric_x_symmetric, Symmetric, Symmetric, Relayed);
+// NAT stacked on NAT: a port-restricted home router behind a
+// port-restricted carrier-grade NAT maps endpoint-independently end to end.
+matrix_case!(
+    carrier_grade_x_port_restricted,
+    CarrierGrade,
+    PortRestrictedCone,
+    Direct
+);
+matrix_case!(
+    carrier_grade_x_carrier_grade,
+    CarrierGrade,
+    CarrierGrade,
+    Direct
+);
+matrix_case!(carrier_grade_x_symmetric, CarrierGrade, Symmetric, Direct);
+matrix_case!(symmetric_x_carrier_grade, Symmetric, CarrierGrade, Direct);
 matrix_case!(
     port_restricted_x_symmetric_no_birthday,
     PortRestrictedCone,
