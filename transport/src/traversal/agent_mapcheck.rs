@@ -3,7 +3,7 @@
 //! the classifier, and, as an observer, offering our alternate port and
 //! answering on it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use relay_proto::wire::probe::{ProbeFrame, ProbeKind, FLAG_BINDING, TAG_LEN, TX_LEN};
@@ -28,8 +28,9 @@ impl Traversal {
 
     /// The best peer to check with: one that reached us directly and
     /// reported where it sees us, not behind a NAT of its own as far as we
-    /// know (open first, then unknown), lowest RTT first; not one that
-    /// refused lately.
+    /// know (open first, then unknown), at a public address before a
+    /// private one (a peer on our own LAN sees us untranslated), lowest
+    /// RTT first; not one that refused lately.
     fn pick_check_observer(&self) -> Option<CheckObserver> {
         let rank = |nat: NatType| match nat {
             NatType::Open => Some(0u8),
@@ -42,10 +43,11 @@ impl Traversal {
             .filter_map(|(node, _)| {
                 let link = self.links.get(node.as_bytes())?;
                 let addr = link.observed?;
-                Some(((rank(link.nat)?, link.rtt, link.node), addr))
+                let key = (is_private(addr.ip()), rank(link.nat)?, link.rtt, link.node);
+                Some((key, addr))
             })
             .min_by_key(|(key, _)| *key)
-            .map(|((_, _, node), addr)| CheckObserver { node, addr })
+            .map(|((_, _, _, node), addr)| CheckObserver { node, addr })
     }
 
     /// Starts a due check and sends what a running one needs. Called
@@ -205,6 +207,56 @@ impl Traversal {
                     self.send_sealed(to, dst, &frame);
                 }
             }
+        }
+    }
+}
+
+/// Whether `ip` is a private, shared (carrier-grade NAT), loopback or
+/// link-local address: a peer there is on our side of some NAT.
+fn is_private(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_private;
+
+    #[test]
+    fn private_addresses_are_told_apart() {
+        for ip in [
+            "10.1.0.2",
+            "192.168.1.1",
+            "172.16.0.1",
+            "100.64.3.2",
+            "127.0.0.1",
+            "169.254.1.1",
+            "fd00::1",
+            "fe80::1",
+            "::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "198.51.100.1",
+            "203.0.113.10",
+            "8.8.8.8",
+            "100.128.0.1",
+            "2001:db8::1",
+        ] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
         }
     }
 }
