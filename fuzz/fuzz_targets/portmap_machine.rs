@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use relay_transport::portmap::{Local, PortMapConfig, PortMapper, PortMapTransmit};
+use relay_transport::portmap::{Local, PortMapConfig, PortMapTransmit, PortMapper};
 
 fuzz_target!(|data: &[u8]| {
     let local = Local {

@@ -1,7 +1,9 @@
 //! Arbitrary frames and control messages into a traversal core that has a
 //! peer and a punch in progress: it never panics, never answers with more
 //! reply bytes than it was sent in frames, and sends binding-lifetime
-//! probes (`BindingCheck` answers) only to the IP it observes a peer at.
+//! probes (`BindingCheck` answers, mapping checks) only to the IP it
+//! observes a peer at. It has an alternate port (mapping checks), and
+//! frames arrive on it too.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -10,6 +12,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use relay_proto::wire::traversal::TraversalMsg;
 use relay_proto::SecretKey;
+use relay_transport::traversal::mapcheck::ALT_PORT;
 use relay_transport::traversal::{ConnectionInfo, Traversal, TraversalConfig, TraversalTransmit};
 
 fuzz_target!(|data: &[u8]| {
@@ -18,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let peer = SecretKey::from_bytes(&[2; 32]).node_id();
     let intro = SecretKey::from_bytes(&[3; 32]).node_id();
     let mut core = Traversal::new(me, TraversalConfig::default(), [0; 32]);
+    core.handle_alt_port(Some(7001));
     let src: SocketAddr = "203.0.113.7:4000".parse().expect("addr");
     for (node, observed) in [(peer, None), (intro, Some(src))] {
         core.handle_connection(
@@ -48,9 +52,14 @@ fuzz_target!(|data: &[u8]| {
             }
             3 => {
                 // A probe port (birthday probing) the core may or may not
-                // own: the same rules hold.
+                // own, or the alternate port: the same rules hold.
                 inbound += body.len();
-                core.handle_port_frame(t, u32::from(kind), src, body);
+                let port = if kind & 0x80 != 0 {
+                    ALT_PORT
+                } else {
+                    u32::from(kind)
+                };
+                core.handle_port_frame(t, port, src, body);
             }
             1 => {
                 if let Ok(msg) = TraversalMsg::decode(body) {

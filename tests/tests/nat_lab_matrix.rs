@@ -1,16 +1,27 @@
 //! The traversal matrix in the NAT lab: two nodes behind NAT presets that
 //! share a public relay node (`run --relay`) and know nothing of each
-//! other but their NodeIds. A second public node on another IP (a plain
-//! node, no relaying) is a peer of both, so each has observers on two IPs.
+//! other but their NodeIds. Every case runs in both topologies
+//! (`relay_tests::lab::public::Topology`):
+//!
+//! - **ticket-only**, the mesh users build from the README: the relay is
+//!   the only public node, and both nodes join with `init --join TICKET`
+//!   and nothing else (no `--peer`). Each classifies its NAT from the
+//!   relay's two ports (the mapping check, docs/TRAVERSAL.md);
+//! - **two observers**: a second public node on another IP (a plain node,
+//!   no relaying) is also a peer of both (`--peer`), so each has
+//!   observers on two IPs.
+//!
+//! In both:
 //!
 //! - Each node classifies its NAT as its preset predicts (`status --json`
-//!   `nat.type`: open -> "open", full cone and port-restricted -> "cone",
-//!   symmetric -> "symmetric"), and `netcheck --json` lists both
-//!   observers.
-//! - Where a punch can work (open, full cone and port-restricted cone in
-//!   any combination; full cone x symmetric through peer-reflexive
-//!   candidates; port-restricted x symmetric through birthday-paradox
-//!   probing), `ping NODEID --until-direct` must reach a direct path; both
+//!   `nat.type`: open -> "open", full cone, port-restricted and
+//!   carrier-grade -> "cone", symmetric -> "symmetric"), and
+//!   `netcheck --json` lists its observers (two IPs with two observers).
+//! - Where a punch can work (open, full cone, port-restricted cone and
+//!   carrier-grade in any combination; full cone x symmetric through
+//!   peer-reflexive candidates; port-restricted or carrier-grade x
+//!   symmetric, in both orders, through birthday-paradox probing),
+//!   `ping NODEID --until-direct` must reach a direct path; both
 //!   sides' `status --json` must say `path: "direct"`, and the time to
 //!   direct is recorded, with the birthday packets both sides spent
 //!   (`traversal.birthday` in `status --json`).
@@ -21,21 +32,21 @@
 //! - With `--no-birthday`, port-restricted x symmetric stays relayed
 //!   ("cone x symmetric" / "symmetric x cone").
 //!
-//! Every case runs with the crate's tests (about 3 s for a direct pair, up
-//! to about 8 s with birthday probing, 20 s for a relayed one, which waits
-//! for its punch to fail and then for `--until-direct` to give up); each is
-//! skipped with `SKIPPED: ...` unless root with `ip` and `nft`.
+//! Every case runs with the crate's tests, once per topology (about 3 s
+//! for a direct pair, up to about 8 s with birthday probing, 20 s for a
+//! relayed one, which waits for its punch to fail and then for
+//! `--until-direct` to give up); each is skipped with `SKIPPED: ...`
+//! unless root with `ip` and `nft`.
 //! `RELAY_NODE_LAB_REPEAT=N` runs every case N times.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use relay_tests::lab::node::{init, is_connected_via};
-use relay_tests::lab::public;
+use relay_tests::lab::public::{PublicSide, Topology};
 use relay_tests::lab::{Lab, LabNode, NatPreset};
 use relay_tests::process::poll_until;
 use relay_tests::{lab_or_skip, relay_node_bin, TempDir};
@@ -54,27 +65,18 @@ enum Expect {
 
 /// Prints a matrix row past the test harness's capture, so the table of
 /// outcomes and times shows in every run.
-fn record(a: NatPreset, b: NatPreset, outcome: &str) {
-    let line = format!("nat-lab matrix: {a} x {b}: {outcome}\n");
+fn record(topology: Topology, a: NatPreset, b: NatPreset, outcome: &str) {
+    let line = format!(
+        "nat-lab matrix ({}): {a} x {b}: {outcome}\n",
+        topology.name()
+    );
     let _ = std::io::stdout().write_all(line.as_bytes());
 }
 
-/// Starts the relay on public host 0 and the plain observer node on public
-/// host 1; returns them with the relay's join ticket.
-fn start_public_nodes(lab: &Lab, bin: &Path, tmp: &TempDir) -> (LabNode, LabNode, String) {
-    let (relay, ticket) =
-        public::start_relay(lab, bin, &tmp.join("relay"), PORT, DEADLINE).unwrap();
-
-    // A second public node, on another IP, that relays nothing: with the
-    // relay it gives every site node observers on two IPs.
-    let (observer, _) =
-        public::start_observer(lab, bin, &tmp.join("observer"), &ticket, PORT, DEADLINE).unwrap();
-    (relay, observer, ticket)
-}
-
 /// Waits until `node` classifies its NAT as `preset` predicts, and checks
-/// that `netcheck --json` agrees and lists observers on two IPs.
-fn assert_classified(node: &LabNode, preset: NatPreset, case: &str) {
+/// that `netcheck --json` agrees and lists its observers: the relay alone
+/// ticket-only, observers on two IPs otherwise.
+fn assert_classified(node: &LabNode, preset: NatPreset, topology: Topology, case: &str) {
     let want = preset.expected_nat_type();
     let nat = node.wait_nat_type(want, DEADLINE).unwrap_or_else(|| {
         panic!(
@@ -94,9 +96,10 @@ fn assert_classified(node: &LabNode, preset: NatPreset, case: &str) {
         .filter_map(|a| a.parse::<SocketAddr>().ok())
         .map(|a| a.ip())
         .collect();
+    let want_ips = topology.public_hosts();
     assert!(
-        observations.len() >= 2 && observer_ips.len() >= 2,
-        "{case}: netcheck lists fewer than two observers on different IPs: {netcheck}"
+        observations.len() >= want_ips && observer_ips.len() >= want_ips,
+        "{case}: netcheck lists fewer than {want_ips} observers on different IPs: {netcheck}"
     );
 }
 
@@ -105,7 +108,8 @@ fn needs_birthday(a: NatPreset, b: NatPreset) -> bool {
     use NatPreset::*;
     matches!(
         (a, b),
-        (Symmetric, PortRestrictedCone) | (PortRestrictedCone, Symmetric)
+        (Symmetric, PortRestrictedCone | CarrierGrade)
+            | (PortRestrictedCone | CarrierGrade, Symmetric)
     )
 }
 
@@ -125,42 +129,48 @@ fn repeat() -> usize {
         .max(1)
 }
 
+/// Runs the case in both topologies (the users' mesh first), each
+/// `RELAY_NODE_LAB_REPEAT` times.
 fn run_case(a: NatPreset, b: NatPreset, expect: Expect, birthday: bool) {
-    for _ in 0..repeat() {
-        run_once(a, b, expect, birthday);
+    for topology in Topology::ALL {
+        for _ in 0..repeat() {
+            run_once(topology, a, b, expect, birthday);
+        }
     }
 }
 
-fn run_once(a: NatPreset, b: NatPreset, expect: Expect, birthday: bool) {
+fn run_once(topology: Topology, a: NatPreset, b: NatPreset, expect: Expect, birthday: bool) {
     let case = if birthday {
-        format!("{a} x {b}")
+        format!("{a} x {b}, {}", topology.name())
     } else {
-        format!("{a} x {b} (--no-birthday)")
+        format!("{a} x {b} (--no-birthday), {}", topology.name())
     };
     let bin = relay_node_bin().unwrap();
-    let lab = Lab::build(2, &[a, b]).unwrap();
+    let lab = Lab::build(topology.public_hosts(), &[a, b]).unwrap();
     let tmp = TempDir::new("matrix").unwrap();
-    let (relay, observer, ticket) = start_public_nodes(&lab, &bin, &tmp);
-    let observer_peer = format!("{}@{}", observer.id, observer.process.listen);
+    let public = PublicSide::start(&lab, &bin, tmp.path(), topology, PORT, DEADLINE).unwrap();
+    let relay = &public.relay;
 
-    // Both nodes join through the relay's ticket and also keep the
-    // observer as a peer; they know each other only by NodeId.
+    // Both nodes join through the relay's ticket (and, with two
+    // observers, also keep the observer as a peer); they know each other
+    // only by NodeId.
     let nodes: Vec<LabNode> = [0, 1]
         .iter()
         .map(|&i| {
             let site = lab.site(i).unwrap();
             let dir = tmp.join(&format!("n{i}"));
-            init(&bin, &dir, Some(&ticket)).unwrap();
-            let listen = format!("0.0.0.0:{PORT}");
-            let mut args = vec!["--listen", &listen, "--peer", &observer_peer];
+            init(&bin, &dir, Some(&public.ticket)).unwrap();
+            let mut args = vec!["--listen".to_string(), format!("0.0.0.0:{PORT}")];
+            args.extend(public.site_args());
             if !birthday {
-                args.push("--no-birthday");
+                args.push("--no-birthday".to_string());
             }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
             LabNode::start(&bin, &site.host, &dir, &args, DEADLINE).unwrap()
         })
         .collect();
     for node in &nodes {
-        for public in [&relay, &observer] {
+        for public in public.nodes() {
             node.wait_peer(&public.id, DEADLINE, |p| is_connected_via(p, "direct"))
                 .unwrap_or_else(|| {
                     panic!("{case}: no connection to {}:\n{}", public.id, node.log())
@@ -170,8 +180,8 @@ fn run_once(a: NatPreset, b: NatPreset, expect: Expect, birthday: bool) {
     let (na, nb) = (&nodes[0], &nodes[1]);
     // Classification comes first: an introduction carries each side's NAT
     // type, and a failed punch's `why` names the pair.
-    assert_classified(na, a, &case);
-    assert_classified(nb, b, &case);
+    assert_classified(na, a, topology, &case);
+    assert_classified(nb, b, topology, &case);
 
     match expect {
         Expect::Direct => {
@@ -223,6 +233,7 @@ fn run_once(a: NatPreset, b: NatPreset, expect: Expect, birthday: bool) {
                 assert_eq!(packets, 0, "{case}: birthday probing ran: {spent:?}");
             }
             record(
+                topology,
                 a,
                 b,
                 &format!(
@@ -283,6 +294,7 @@ fn run_once(a: NatPreset, b: NatPreset, expect: Expect, birthday: bool) {
                 "{case}: no `kind: detail`: {until:?}"
             );
             record(
+                topology,
                 a,
                 b,
                 &format!("relayed (as predicted); why: {}", whys.join(" / ")),
@@ -334,6 +346,22 @@ matrix_case!(
     Direct
 );
 matrix_case!(symmetric_x_symmetric, Symmetric, Symmetric, Relayed);
+// NAT stacked on NAT: a port-restricted home router behind a
+// port-restricted carrier-grade NAT maps endpoint-independently end to end.
+matrix_case!(
+    carrier_grade_x_port_restricted,
+    CarrierGrade,
+    PortRestrictedCone,
+    Direct
+);
+matrix_case!(
+    carrier_grade_x_carrier_grade,
+    CarrierGrade,
+    CarrierGrade,
+    Direct
+);
+matrix_case!(carrier_grade_x_symmetric, CarrierGrade, Symmetric, Direct);
+matrix_case!(symmetric_x_carrier_grade, Symmetric, CarrierGrade, Direct);
 matrix_case!(
     port_restricted_x_symmetric_no_birthday,
     PortRestrictedCone,

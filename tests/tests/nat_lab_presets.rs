@@ -76,7 +76,7 @@ fn check_preset(preset: NatPreset) {
             assert_eq!(m1, sock(site.host_addr, 4000));
             assert_eq!(m2, m1);
         }
-        NatPreset::FullCone | NatPreset::PortRestrictedCone => {
+        NatPreset::FullCone | NatPreset::PortRestrictedCone | NatPreset::CarrierGrade => {
             assert_eq!(m1, m2, "{preset}: endpoint-independent mapping");
         }
         NatPreset::Symmetric => {
@@ -158,6 +158,14 @@ fn preset_port_restricted_cone() {
 fn preset_symmetric() {
     lab_or_skip!("nat_lab_presets::preset_symmetric");
     check_preset(NatPreset::Symmetric);
+}
+
+/// NAT stacked on NAT: endpoint-independent end to end, and the carrier's
+/// NAT drops what the host never asked for.
+#[test]
+fn preset_carrier_grade() {
+    lab_or_skip!("nat_lab_presets::preset_carrier_grade");
+    check_preset(NatPreset::CarrierGrade);
 }
 
 /// One punching host: its agent, its site and what it has learned.

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use relay_proto::NodeId;
 use relay_transport::traversal::{
-    BirthdayConfig, LifetimeConfig, LifetimeState, NatType, TraversalConfig, TraversalErrorKind,
-    TraversalEvent,
+    BirthdayConfig, LifetimeConfig, LifetimeState, MappingCheckConfig, NatType, TraversalConfig,
+    TraversalErrorKind, TraversalEvent,
 };
 use sim::{HostId, Impairment, NatKind, Record, World};
 
@@ -58,6 +58,16 @@ struct Setup {
     introducer: HostId,
 }
 
+/// Which public nodes the sites know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Topology {
+    /// The relay (introducer) and a second public observer on another IP.
+    TwoObservers,
+    /// The mesh users build from one relay's ticket: the relay is the
+    /// only public node and the only observer.
+    TicketOnly,
+}
+
 /// Introducer I and a second observer O on the internet; A behind `ka`, B
 /// behind `kb`; A and B connected through a relay; A, B connected to I and
 /// O directly.
@@ -68,14 +78,29 @@ fn setup(
     config: &TraversalConfig,
     binding: Duration,
 ) -> Setup {
+    setup_in(Topology::TwoObservers, seed, ka, kb, config, binding)
+}
+
+/// As [`setup`], in `topology` (without the second observer when
+/// ticket-only).
+fn setup_in(
+    topology: Topology,
+    seed: u64,
+    ka: NatKind,
+    kb: NatKind,
+    config: &TraversalConfig,
+    binding: Duration,
+) -> Setup {
     let mut world = World::new(seed, Impairment::default());
     let introducer = world.add_public(config.clone());
-    let observer = world.add_public(config.clone());
+    let observer = (topology == Topology::TwoObservers).then(|| world.add_public(config.clone()));
     let a = world.add_site(ka, binding, config.clone());
     let b = world.add_site(kb, binding, config.clone());
     for site in [a, b] {
         world.connect_direct(site, introducer);
-        world.connect_direct(site, observer);
+        if let Some(observer) = observer {
+            world.connect_direct(site, observer);
+        }
     }
     world.connect_relayed(a, b);
     world.run_for(Duration::from_secs(1));
@@ -130,7 +155,22 @@ struct PairResult {
 }
 
 fn punch(seed: u64, ka: NatKind, kb: NatKind, config: &TraversalConfig) -> (Setup, PairResult) {
-    let mut s = setup(seed, ka, kb, config, LONG_BINDINGS);
+    punch_in(Topology::TwoObservers, seed, ka, kb, config)
+}
+
+fn punch_in(
+    topology: Topology,
+    seed: u64,
+    ka: NatKind,
+    kb: NatKind,
+    config: &TraversalConfig,
+) -> (Setup, PairResult) {
+    let s = setup_in(topology, seed, ka, kb, config, LONG_BINDINGS);
+    punch_from(s)
+}
+
+/// A asks the introducer for B, and both sides settle.
+fn punch_from(mut s: Setup) -> (Setup, PairResult) {
     let (aid, bid, iid) = (
         id(&s.world, s.a),
         id(&s.world, s.b),
@@ -185,9 +225,9 @@ fn needs_birthday(ka: NatKind, kb: NatKind) -> bool {
     )
 }
 
-fn check_pair(seed: u64, ka: NatKind, kb: NatKind) -> PairResult {
-    let (mut s, r) = punch(seed, ka, kb, &punch_config());
-    let label = format!("{ka:?} x {kb:?} (seed {seed})");
+fn check_pair_in(topology: Topology, seed: u64, ka: NatKind, kb: NatKind) -> PairResult {
+    let (mut s, r) = punch_in(topology, seed, ka, kb, &punch_config());
+    let label = format!("{ka:?} x {kb:?} (seed {seed}, {topology:?})");
     assert_eq!(r.a_nat, expected_nat(ka), "{label}: A's classification");
     assert_eq!(r.b_nat, expected_nat(kb), "{label}: B's classification");
     if expect_direct(ka, kb) {
@@ -270,10 +310,21 @@ fn check_pair(seed: u64, ka: NatKind, kb: NatKind) -> PairResult {
 
 #[test]
 fn rfc4787_matrix() {
+    rfc4787_matrix_in(Topology::TwoObservers);
+}
+
+/// The same outcomes where the relay is the only public node: the sites
+/// classify their NATs through its alternate port (`mapcheck`).
+#[test]
+fn rfc4787_matrix_with_one_public_relay() {
+    rfc4787_matrix_in(Topology::TicketOnly);
+}
+
+fn rfc4787_matrix_in(topology: Topology) {
     let mut table = String::new();
     for ka in KINDS {
         for kb in KINDS {
-            let r = check_pair(7, ka, kb);
+            let r = check_pair_in(topology, 7, ka, kb);
             let outcome = match (&r.a, &r.b) {
                 (Side::Direct(_), Side::Direct(_)) => "direct".to_string(),
                 (Side::Failed { why, .. }, _) => format!("relayed ({why})"),
@@ -298,14 +349,17 @@ fn rfc4787_matrix() {
 
 #[test]
 fn outcomes_hold_across_seeds() {
-    for seed in [1u64, 2, 3, 4] {
-        for (ka, kb) in [
-            (NatKind::PortRestricted, NatKind::PortRestricted),
-            (NatKind::Symmetric, NatKind::FullCone),
-            (NatKind::Symmetric, NatKind::Symmetric),
-            (NatKind::PortRestricted, NatKind::Symmetric),
-        ] {
-            check_pair(seed, ka, kb);
+    for topology in [Topology::TwoObservers, Topology::TicketOnly] {
+        for seed in [1u64, 2, 3, 4] {
+            for (ka, kb) in [
+                (NatKind::PortRestricted, NatKind::PortRestricted),
+                (NatKind::Symmetric, NatKind::FullCone),
+                (NatKind::Symmetric, NatKind::Symmetric),
+                (NatKind::PortRestricted, NatKind::Symmetric),
+                (NatKind::Symmetric, NatKind::PortRestricted),
+            ] {
+                check_pair_in(topology, seed, ka, kb);
+            }
         }
     }
 }
@@ -1033,4 +1087,142 @@ fn a_fixed_keepalive_above_the_lifetime_loses_the_path() {
     );
     assert!(lost, "the path survived keepalives slower than the binding");
     assert!(s.world.hosts[s.a].core.stats().relay_fallbacks >= 1);
+}
+
+/// One public relay; A behind `ka` with `config_a`, B behind `kb` with the
+/// default config; A and B relayed to each other.
+fn ticket_only_with(
+    seed: u64,
+    ka: NatKind,
+    config_a: &TraversalConfig,
+    kb: NatKind,
+) -> (Setup, PairResult) {
+    let config = punch_config();
+    let mut world = World::new(seed, Impairment::default());
+    let introducer = world.add_public(config.clone());
+    let a = world.add_site(ka, LONG_BINDINGS, config_a.clone());
+    let b = world.add_site(kb, LONG_BINDINGS, config);
+    for site in [a, b] {
+        world.connect_direct(site, introducer);
+    }
+    world.connect_relayed(a, b);
+    world.run_for(Duration::from_secs(1));
+    punch_from(Setup {
+        world,
+        a,
+        b,
+        introducer,
+    })
+}
+
+fn without_mapping_checks(config: TraversalConfig) -> TraversalConfig {
+    TraversalConfig {
+        mapping: MappingCheckConfig {
+            enabled: false,
+            ..MappingCheckConfig::default()
+        },
+        ..config
+    }
+}
+
+/// A cannot classify (no second observer, no mapping check): a plain
+/// punch to a symmetric peer fails, and birthday probing starts at once on
+/// both sides (A probes, B opens) and gets the pair direct.
+#[test]
+fn a_failed_punch_with_an_unknown_side_escalates_to_birthday_probing() {
+    for seed in [7u64, 8, 9] {
+        let config_a = without_mapping_checks(punch_config());
+        let (mut s, r) =
+            ticket_only_with(seed, NatKind::PortRestricted, &config_a, NatKind::Symmetric);
+        assert_eq!((r.a_nat, r.b_nat), (NatType::Unknown, NatType::Symmetric));
+        let (Side::Direct(a_to_b), Side::Direct(b_to_a)) = (&r.a, &r.b) else {
+            panic!(
+                "seed {seed}: expected direct, got A {:?} / B {:?}",
+                r.a, r.b
+            );
+        };
+        assert_eq!(s.world.reachable(s.a, *a_to_b), Some(s.b));
+        assert_eq!(s.world.reachable(s.b, *b_to_a), Some(s.a));
+        for h in [s.a, s.b] {
+            let stats = s.world.hosts[h].core.stats();
+            assert_eq!(
+                (
+                    stats.birthday_escalations,
+                    stats.birthday_runs,
+                    stats.birthday_successes
+                ),
+                (1, 1, 1),
+                "seed {seed}, host {h}"
+            );
+        }
+        // The plain punch's 3.9 s and grace, the opening and the probes;
+        // not the 15 s retry backoff.
+        assert!(r.settle < Duration::from_secs(15), "{:?}", r.settle);
+    }
+}
+
+/// `--no-birthday` still turns it off; a run that misses says what was
+/// tried.
+#[test]
+fn escalation_respects_no_birthday_and_names_what_failed() {
+    let off = without_mapping_checks(TraversalConfig {
+        birthday: BirthdayConfig {
+            enabled: false,
+            ..BirthdayConfig::default()
+        },
+        ..punch_config()
+    });
+    let (s, r) = ticket_only_with(7, NatKind::PortRestricted, &off, NatKind::Symmetric);
+    assert_eq!(
+        r.a,
+        Side::Failed {
+            kind: TraversalErrorKind::PunchFailed,
+            why: "unknown x symmetric".into()
+        }
+    );
+    assert_eq!(s.world.hosts[s.a].core.stats().birthday_runs, 0);
+    assert_eq!(s.world.hosts[s.a].ports_opened, 0);
+
+    // A budget too small to hit: both sides escalate, miss, and say so.
+    let tiny = without_mapping_checks(TraversalConfig {
+        birthday: BirthdayConfig {
+            probes: 4,
+            max_duration: Duration::from_secs(3),
+            ..BirthdayConfig::default()
+        },
+        ..punch_config()
+    });
+    let (mut s, r) = ticket_only_with(7, NatKind::PortRestricted, &tiny, NatKind::Symmetric);
+    // B's run (the default 13 s) ends later.
+    s.world.run_for(Duration::from_secs(15));
+    assert_eq!(
+        r.a,
+        Side::Failed {
+            kind: TraversalErrorKind::PunchFailed,
+            why: "punch-failed, birthday-failed: unknown x symmetric".into()
+        }
+    );
+    let b_why = s.world.hosts[s.b].core.why(&id(&s.world, s.a));
+    assert_eq!(
+        b_why,
+        Some("punch-failed, birthday-failed: symmetric x unknown")
+    );
+    assert_eq!(s.world.hosts[s.a].core.stats().birthday_escalations, 1);
+}
+
+/// Symmetric x symmetric does not escalate, whatever the checks say.
+#[test]
+fn symmetric_x_symmetric_does_not_escalate() {
+    let (s, r) = punch_in(
+        Topology::TicketOnly,
+        3,
+        NatKind::Symmetric,
+        NatKind::Symmetric,
+        &punch_config(),
+    );
+    assert!(matches!(r.a, Side::Failed { .. }));
+    for h in [s.a, s.b] {
+        assert_eq!(s.world.hosts[h].core.stats().birthday_escalations, 0);
+        assert_eq!(s.world.hosts[h].ports_opened, 0);
+    }
 }

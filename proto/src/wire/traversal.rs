@@ -17,6 +17,13 @@
 //! a directly connected peer (the observer) to send one probe to an address
 //! it saw one of our probe ports at: [`TraversalMsg::BindingCheck`].
 //!
+//! A node that only one public peer observes learns whether its NAT maps
+//! per destination from that peer's second UDP port (RFC 5780's
+//! alternate-port test): it asks [`TraversalMsg::MappingCheck`], the peer
+//! answers [`TraversalMsg::MappingPort`] with its alternate port (or
+//! refuses), and the node probes both of the peer's ports from its one
+//! socket; each reply says where that port saw it.
+//!
 //! Decoding ([`TraversalMsg::decode`]) is total and checks the bounds
 //! ([`TraversalMsg::validate`]); messages decoded as part of a larger
 //! envelope must be validated too.
@@ -154,6 +161,24 @@ pub enum TraversalMsg {
         /// Where to send it.
         addr: SocketAddr,
     },
+    /// "Tell me your alternate port": the start of a mapping check (see
+    /// the module docs). The receiver answers with
+    /// [`TraversalMsg::MappingPort`], or with nothing when the sender is
+    /// over its budget.
+    MappingCheck {
+        /// Sender-chosen id; retries reuse it.
+        tx: [u8; BINDING_TX_LEN],
+    },
+    /// "Probe my alternate port `port`, on the IP you reach me at, with
+    /// `BINDING` probes, for the next few seconds", or `None`: this node
+    /// does not offer mapping checks to you (it is not reachable at its
+    /// own address, or has no alternate port).
+    MappingPort {
+        /// The [`TraversalMsg::MappingCheck`] this answers.
+        tx: [u8; BINDING_TX_LEN],
+        /// The alternate UDP port, never 0.
+        port: Option<u16>,
+    },
 }
 
 /// Length of a binding check's transaction id (a probe's).
@@ -180,6 +205,9 @@ pub enum TraversalMsgError {
     /// A binding-check address with port 0 or an unspecified IP.
     #[error("invalid binding-check address in traversal message")]
     CheckAddr,
+    /// An alternate port of 0.
+    #[error("alternate port 0 in traversal message")]
+    AltPort,
     /// A NodeId that is not a valid key.
     #[error("invalid NodeId in traversal message")]
     NodeId,
@@ -205,7 +233,11 @@ impl TraversalMsg {
     /// Checks the bounds serde cannot express.
     pub fn validate(&self) -> Result<(), TraversalMsgError> {
         match self {
-            Self::NatInfo { .. } => Ok(()),
+            Self::NatInfo { .. } | Self::MappingCheck { .. } => Ok(()),
+            Self::MappingPort { port, .. } => match port {
+                Some(0) => Err(TraversalMsgError::AltPort),
+                _ => Ok(()),
+            },
             Self::PortMapped { addr } => match addr {
                 Some(a) if a.port() == 0 || a.ip().is_unspecified() => {
                     Err(TraversalMsgError::MappedAddr)
@@ -300,6 +332,17 @@ mod tests {
                 tx: [0; BINDING_TX_LEN],
                 addr: "[2001:db8::1]:9".parse().unwrap(),
             },
+            TraversalMsg::MappingCheck {
+                tx: [3; BINDING_TX_LEN],
+            },
+            TraversalMsg::MappingPort {
+                tx: [3; BINDING_TX_LEN],
+                port: Some(40001),
+            },
+            TraversalMsg::MappingPort {
+                tx: [4; BINDING_TX_LEN],
+                port: None,
+            },
         ];
         for msg in msgs {
             let bytes = msg.encode().unwrap();
@@ -364,6 +407,41 @@ mod tests {
         assert_eq!(
             TraversalMsg::decode(&good[..good.len() - 1]),
             Err(TraversalMsgError::Malformed)
+        );
+    }
+
+    #[test]
+    fn earlier_variants_keep_their_encoding() {
+        // The mapping-check messages were appended: the variant index of
+        // every earlier message is unchanged.
+        let nat = TraversalMsg::NatInfo { nat: NatType::Cone }
+            .encode()
+            .unwrap();
+        assert_eq!(nat, [0, 2]);
+        let check = TraversalMsg::BindingCheck {
+            tx: [0; BINDING_TX_LEN],
+            addr: "198.51.101.10:4000".parse().unwrap(),
+        }
+        .encode()
+        .unwrap();
+        assert_eq!(check[0], 5);
+        let ask = TraversalMsg::MappingCheck {
+            tx: [0; BINDING_TX_LEN],
+        };
+        assert_eq!(ask.encode().unwrap()[0], 6);
+    }
+
+    #[test]
+    fn alternate_port_zero_is_refused() {
+        let msg = TraversalMsg::MappingPort {
+            tx: [1; BINDING_TX_LEN],
+            port: Some(0),
+        };
+        assert_eq!(msg.encode(), Err(TraversalMsgError::AltPort));
+        let bytes = postcard::to_allocvec(&msg).unwrap();
+        assert_eq!(
+            TraversalMsg::decode(&bytes),
+            Err(TraversalMsgError::AltPort)
         );
     }
 

@@ -2,8 +2,11 @@
 //! behind modelled NATs go from relayed to direct.
 //!
 //! For every ordered pair of presets (open, full cone, port-restricted
-//! cone, symmetric: 16 pairs, so the mixed ones in both orders; A pings B)
-//! it builds one lab (`trial::PairLab`) and runs
+//! cone, symmetric: 16 pairs, so the mixed ones in both orders; A pings B;
+//! plus carrier-grade x carrier-grade and carrier-grade x symmetric in
+//! both orders), in each topology (ticket-only: one public relay, nodes
+//! joined by its ticket alone; two observers: the relay and a second
+//! public observer), it builds one lab (`trial::PairLab`) and runs
 //! independent trials in it: fresh nodes with fresh identities and ports,
 //! NAT mappings flushed. In each trial node A, knowing only B's NodeId,
 //! runs `ping B --until-direct -i INTERVAL`, and the bench measures:
@@ -31,7 +34,10 @@
 //! Env vars (bench / smoke defaults):
 //! - `RELAY_LAB_BENCH_TRIALS` trials per pair (20 / 1)
 //! - `RELAY_LAB_BENCH_PAIRS` comma list of pairs `a-b` with preset names
-//!   (`open`, `fullcone`, `portrestricted`, `symmetric`) (all / `fullcone-fullcone`)
+//!   (`open`, `fullcone`, `portrestricted`, `symmetric`, `carriergrade`)
+//!   (all / `fullcone-fullcone`)
+//! - `RELAY_LAB_BENCH_TOPOLOGIES` comma list of `ticket-only`,
+//!   `two-observers` (both / `ticket-only`)
 //! - `RELAY_LAB_BENCH_INTERVAL_MS` ping interval (10)
 //! - `RELAY_LAB_BENCH_TIMEOUT_S` how long a trial waits for direct (15)
 //! - `RELAY_LAB_BENCH_LOG_DIR` keep both nodes' logs of every trial there
@@ -42,6 +48,7 @@ mod trial;
 
 use std::time::{Duration, Instant};
 
+use relay_tests::lab::public::Topology;
 use relay_tests::lab::skip::{lab_available, report_skip, tool_available};
 use relay_tests::lab::NatPreset;
 use relay_tests::relay_node_bin;
@@ -54,6 +61,7 @@ const TARGET: Duration = Duration::from_secs(1);
 struct Settings {
     trials: usize,
     pairs: Vec<(NatPreset, NatPreset)>,
+    topologies: Vec<Topology>,
     plan: PingPlan,
 }
 
@@ -67,15 +75,30 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 fn preset(name: &str) -> NatPreset {
     NatPreset::ALL
         .into_iter()
+        .chain([NatPreset::CarrierGrade])
         .find(|p| p.name() == name)
         .unwrap_or_else(|| panic!("unknown preset {name:?}"))
 }
 
-/// Every ordered pair of presets, in `NatPreset::ALL` order.
+fn topology(name: &str) -> Topology {
+    Topology::ALL
+        .into_iter()
+        .find(|t| t.name() == name)
+        .unwrap_or_else(|| panic!("unknown topology {name:?}"))
+}
+
+/// Every ordered pair of presets, in `NatPreset::ALL` order, then NAT
+/// stacked on NAT (carrier-grade) with itself and with symmetric.
 fn all_pairs() -> Vec<(NatPreset, NatPreset)> {
+    use NatPreset::{CarrierGrade, Symmetric};
     let all = NatPreset::ALL;
     all.iter()
         .flat_map(|&a| all.iter().map(move |&b| (a, b)))
+        .chain([
+            (CarrierGrade, CarrierGrade),
+            (CarrierGrade, Symmetric),
+            (Symmetric, CarrierGrade),
+        ])
         .collect()
 }
 
@@ -92,9 +115,15 @@ impl Settings {
             Err(_) if bench => all_pairs(),
             Err(_) => vec![(NatPreset::FullCone, NatPreset::FullCone)],
         };
+        let topologies = match std::env::var("RELAY_LAB_BENCH_TOPOLOGIES") {
+            Ok(list) => list.split(',').map(|t| topology(t.trim())).collect(),
+            Err(_) if bench => Topology::ALL.to_vec(),
+            Err(_) => vec![Topology::TicketOnly],
+        };
         Self {
             trials: env_or("RELAY_LAB_BENCH_TRIALS", if bench { 20 } else { 1 }).max(1),
             pairs,
+            topologies,
             plan: PingPlan {
                 interval: Duration::from_millis(env_or("RELAY_LAB_BENCH_INTERVAL_MS", 10)),
                 timeout: Duration::from_secs(env_or("RELAY_LAB_BENCH_TIMEOUT_S", 15).max(1)),
@@ -119,8 +148,9 @@ fn main() {
     let settings = Settings::from_env(bench);
     let bin = relay_node_bin().expect("relay-node binary");
     println!(
-        "nat_lab: {} pair(s) x {} trial(s), ping interval {} ms, timeout {} s, mappings flushed between trials: {}",
+        "nat_lab: {} pair(s) x {} topolog(ies) x {} trial(s), ping interval {} ms, timeout {} s, mappings flushed between trials: {}",
         settings.pairs.len(),
+        settings.topologies.len(),
         settings.trials,
         settings.plan.interval.as_millis(),
         settings.plan.timeout.as_secs(),
@@ -129,11 +159,18 @@ fn main() {
     println!("nat_lab: load average at start {}", loadavg());
     let started = Instant::now();
     let mut summaries = Vec::new();
-    for &(a, b) in &settings.pairs {
-        let lab = PairLab::build(bin.clone(), a, b).expect("build the pair's lab");
+    let cases: Vec<(NatPreset, NatPreset, Topology)> = settings
+        .topologies
+        .iter()
+        .flat_map(|&t| settings.pairs.iter().map(move |&(a, b)| (a, b, t)))
+        .collect();
+    for (a, b, topology) in cases {
+        let tn = topology.name();
+        let lab = PairLab::build(bin.clone(), a, b, topology).expect("build the pair's lab");
         let mut summary = PairSummary {
             a,
             b,
+            topology,
             trials: Vec::new(),
             setup_errors: Vec::new(),
         };
@@ -141,7 +178,7 @@ fn main() {
             match lab.trial(n, settings.plan, conntrack) {
                 Ok(t) => {
                     eprintln!(
-                        "nat_lab: {a} x {b} #{n}: first relayed pong {:?}, to direct {:?}, switch logged {:?} ms, birthday runs {} packets {}{}",
+                        "nat_lab: {a} x {b} ({tn}) #{n}: first relayed pong {:?}, to direct {:?}, switch logged {:?} ms, birthday runs {} packets {}{}",
                         t.first_relayed,
                         t.to_direct,
                         t.switch_logged_ms.map(|v| v.round()),
@@ -152,7 +189,7 @@ fn main() {
                     summary.trials.push(t);
                 }
                 Err(e) => {
-                    eprintln!("nat_lab: {a} x {b} #{n}: setup failed: {e}");
+                    eprintln!("nat_lab: {a} x {b} ({tn}) #{n}: setup failed: {e}");
                     summary.setup_errors.push(e);
                 }
             }
@@ -172,15 +209,18 @@ fn main() {
     for s in &summaries {
         for (kind, n) in s.errors() {
             println!(
-                "nat_lab: {} x {}: {n} trial(s) failed with {kind}",
-                s.a, s.b
+                "nat_lab: {} x {} ({}): {n} trial(s) failed with {kind}",
+                s.a,
+                s.b,
+                s.topology.name()
             );
         }
         if !s.setup_errors.is_empty() {
             println!(
-                "nat_lab: {} x {}: {} trial(s) not run (setup failed; first: {})",
+                "nat_lab: {} x {} ({}): {} trial(s) not run (setup failed; first: {})",
                 s.a,
                 s.b,
+                s.topology.name(),
                 s.setup_errors.len(),
                 s.setup_errors[0].lines().next().unwrap_or_default()
             );
@@ -188,8 +228,10 @@ fn main() {
         let first = s.trials.iter().filter(|t| t.direct_first).count();
         if first > 0 {
             println!(
-                "nat_lab: {} x {}: {first} trial(s) direct from the first pong",
-                s.a, s.b
+                "nat_lab: {} x {} ({}): {first} trial(s) direct from the first pong",
+                s.a,
+                s.b,
+                s.topology.name()
             );
         }
     }
@@ -200,8 +242,10 @@ fn main() {
             None => "MISSED (never direct)".into(),
         };
         println!(
-            "nat_lab: target cone x cone p50 <= 1 s: {} x {}: {verdict}",
-            s.a, s.b
+            "nat_lab: target cone x cone p50 <= 1 s: {} x {} ({}): {verdict}",
+            s.a,
+            s.b,
+            s.topology.name()
         );
     }
     println!(

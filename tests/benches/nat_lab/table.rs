@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use relay_tests::lab::public::Topology;
 use relay_tests::lab::NatPreset;
 
 use crate::trial::Trial;
@@ -32,6 +33,8 @@ pub struct PairSummary {
     pub a: NatPreset,
     /// Site 1's preset.
     pub b: NatPreset,
+    /// Which public nodes the pair's lab ran.
+    pub topology: Topology,
     /// Trials that ran (setup errors excluded).
     pub trials: Vec<Trial>,
     /// Trials whose setup failed, with the reason.
@@ -118,12 +121,13 @@ impl PairSummary {
             format!("{mean} / {min} / {max} ({n})")
         });
         format!(
-            "| {} x {} | {} | {direct} ({rate}) | {} | {} | {} | {slow} | {} | {} | {} | {birthday} | {predicted} |",
+            "| {} x {} | {} | {} | {direct} ({rate}) | {} | {} | {} | {slow} | {} | {} | {} | {birthday} | {predicted} |",
             self.a,
             self.b,
+            self.topology.name(),
             n,
             ms(percentile(&td, 50)),
-            ms(percentile(&td, 90)),
+            ms(percentile(&td, 95)),
             ms(td.last().copied()),
             ms_f(percentile_f(&sw, 50)),
             ms(percentile(&fr, 50)),
@@ -137,7 +141,7 @@ impl PairSummary {
 const SLOW: Duration = Duration::from_millis(500);
 
 /// The header of the main table.
-pub const HEADER: &str = "| pair (A pings B) | trials | direct (rate) | relayed->direct p50 | p90 | max | ≥ 0.5 s | switch logged p50 | first relayed pong p50 | max | birthday packets per success mean / min / max (n) | plain punch (RFC 4787) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |";
+pub const HEADER: &str = "| pair (A pings B) | topology | trials | direct (rate) | relayed->direct p50 | p95 | max | ≥ 0.5 s | switch logged p50 | first relayed pong p50 | max | birthday packets per success mean / min / max (n) | plain punch (RFC 4787) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |";
 
 /// The kind of a CLI error line `error: kind: detail`.
 fn error_kind(line: &str) -> String {

@@ -1,22 +1,29 @@
 //! One NAT pair's lab and its trials.
 //!
-//! A [`PairLab`] is one lab (two public hosts, site 0 with preset A, site 1
-//! with preset B), a relay node and a plain observer node on the public
-//! hosts, both living for all of the pair's trials. The observer sits on a
-//! second public IP, so that each site node hears its reflexive address
-//! from two IPs and classifies its NAT (an introduction carries NAT types,
-//! and birthday probing starts only for a known cone x symmetric pair).
-//! Each trial is independent of the ones before it:
+//! A [`PairLab`] is one lab (site 0 with preset A, site 1 with preset B)
+//! in one topology (`public::Topology`), with its public nodes living for
+//! all of the pair's trials:
+//!
+//! - **ticket-only**: a relay node on the one public host, and nothing
+//!   else; the site nodes join with its ticket alone and classify their
+//!   NATs through its alternate port (the mapping check);
+//! - **two observers**: the relay and a plain observer node on a second
+//!   public IP, handed to the site nodes with `--peer`, so that each hears
+//!   its reflexive address from two IPs.
+//!
+//! An introduction carries NAT types, and birthday probing starts at once
+//! only for a known cone x symmetric pair. Each trial is independent of
+//! the ones before it:
 //!
 //! - both NAT routers forget every mapping first (`Site::rebind`: conntrack
 //!   flushed, cone maps emptied), when `conntrack` is installed;
 //! - both site nodes are new: fresh data dirs, so fresh identities, and a
 //!   listen port no earlier trial used, so even without a rebind no NAT
 //!   mapping or conntrack entry can carry over;
-//! - they join through the relay's ticket, dial the relay and the
-//!   observer (never each other), and the trial starts once both are
-//!   connected to both and have classified their NATs as their presets
-//!   predict.
+//! - they join through the relay's ticket, dial the relay (and the
+//!   observer; never each other), and the trial starts once both are
+//!   connected to the public nodes and have classified their NATs as
+//!   their presets predict.
 //!
 //! Then A runs `ping B --until-direct -i INTERVAL` (by NodeId alone) and the
 //! trial reads the pong times (see `relay_tests::lab::pingwatch`) and A's
@@ -27,7 +34,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use relay_tests::lab::node::{init, is_connected_via};
-use relay_tests::lab::{logtime, pingwatch, public, Lab, LabNode, NatPreset};
+use relay_tests::lab::public::{PublicSide, Topology};
+use relay_tests::lab::{logtime, pingwatch, Lab, LabNode, NatPreset};
 use relay_tests::TempDir;
 
 /// Bound for setup steps (node start, joining the relay); not a measurement.
@@ -79,12 +87,9 @@ pub struct PairLab {
     a: NatPreset,
     b: NatPreset,
     bin: PathBuf,
+    topology: Topology,
     // Field order is drop order: nodes and files before the lab's teardown.
-    relay: LabNode,
-    observer: LabNode,
-    /// The observer as `--peer` wants it: `NODEID@ADDR`.
-    observer_peer: String,
-    ticket: String,
+    public: PublicSide,
     tmp: TempDir,
     lab: Lab,
 }
@@ -92,27 +97,21 @@ pub struct PairLab {
 impl PairLab {
     /// Builds the lab for presets `a` (site 0) and `b` (site 1) and starts
     /// the relay on the public host.
-    pub fn build(bin: PathBuf, a: NatPreset, b: NatPreset) -> Result<Self, String> {
-        let lab = Lab::build(2, &[a, b]).map_err(|e| format!("lab: {e}"))?;
+    pub fn build(
+        bin: PathBuf,
+        a: NatPreset,
+        b: NatPreset,
+        topology: Topology,
+    ) -> Result<Self, String> {
+        let lab = Lab::build(topology.public_hosts(), &[a, b]).map_err(|e| format!("lab: {e}"))?;
         let tmp = TempDir::new("natbench").map_err(|e| format!("tempdir: {e}"))?;
-        let (relay, ticket) =
-            public::start_relay(&lab, &bin, &tmp.join("relay"), RELAY_PORT, SETUP)?;
-        let (observer, observer_peer) = public::start_observer(
-            &lab,
-            &bin,
-            &tmp.join("observer"),
-            &ticket,
-            RELAY_PORT,
-            SETUP,
-        )?;
+        let public = PublicSide::start(&lab, &bin, tmp.path(), topology, RELAY_PORT, SETUP)?;
         Ok(Self {
             a,
             b,
             bin,
-            relay,
-            observer,
-            observer_peer,
-            ticket,
+            topology,
+            public,
             tmp,
             lab,
         })
@@ -130,18 +129,15 @@ impl PairLab {
             site.seed_mapping(port)
                 .map_err(|e| format!("seed mapping: {e}"))?;
             let dir = self.tmp.join(&format!("t{n}-n{i}"));
-            init(&self.bin, &dir, Some(&self.ticket))?;
-            let listen = format!("0.0.0.0:{port}");
-            nodes.push(LabNode::start(
-                &self.bin,
-                &site.host,
-                &dir,
-                &["--listen", &listen, "--peer", &self.observer_peer],
-                SETUP,
-            )?);
+            init(&self.bin, &dir, Some(&self.public.ticket))?;
+            let mut args = vec!["--listen".to_string(), format!("0.0.0.0:{port}")];
+            args.extend(self.public.site_args());
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            nodes.push(LabNode::start(&self.bin, &site.host, &dir, &args, SETUP)?);
         }
         for (node, preset) in nodes.iter().zip([self.a, self.b]) {
-            for public in [&self.relay.id, &self.observer.id] {
+            for public in self.public.nodes() {
+                let public = &public.id;
                 node.wait_peer(public, SETUP, |p| is_connected_via(p, "direct"))
                     .ok_or_else(|| format!("node never reached {public}:\n{}", node.log()))?;
             }
@@ -193,9 +189,9 @@ impl PairLab {
         };
         let dir = PathBuf::from(dir);
         let _ = std::fs::create_dir_all(&dir);
-        let (a, b) = (self.a, self.b);
+        let (a, b, t) = (self.a, self.b, self.topology.name());
         for (side, node) in nodes {
-            let _ = std::fs::write(dir.join(format!("{a}-{b}-{n}-{side}.log")), node.log());
+            let _ = std::fs::write(dir.join(format!("{a}-{b}-{t}-{n}-{side}.log")), node.log());
         }
     }
 }

@@ -21,6 +21,11 @@
 //! - **port-restricted cone** and **symmetric** filter by address and port:
 //!   only conntrack replies come in.
 //! - **symmetric**: `masquerade random`, a fresh random port per flow.
+//! - **carrier-grade**: NAT stacked on NAT. The site's router is the
+//!   carrier's NAT, and a home router sits between it and the host, each
+//!   with the port-restricted cone rules (RFC 6888 asks carrier-grade NATs
+//!   for endpoint-independent mapping); the home router's WAN is in the
+//!   shared address space 100.64.0.0/10.
 //!
 //! Unsolicited inbound UDP that a preset refuses is dropped silently (no
 //! ICMP) and counted in the named counter `unsolicited`.
@@ -50,6 +55,9 @@ pub enum NatPreset {
     /// Endpoint-dependent mapping (a random port per flow), and
     /// address-and-port-dependent filtering.
     Symmetric,
+    /// A port-restricted cone home router behind a port-restricted cone
+    /// carrier-grade NAT (NAT stacked on NAT).
+    CarrierGrade,
 }
 
 impl NatPreset {
@@ -68,6 +76,7 @@ impl NatPreset {
             NatPreset::FullCone => "fullcone",
             NatPreset::PortRestrictedCone => "portrestricted",
             NatPreset::Symmetric => "symmetric",
+            NatPreset::CarrierGrade => "carriergrade",
         }
     }
 
@@ -79,7 +88,10 @@ impl NatPreset {
     /// Whether one inside ip:port keeps one outside port for every
     /// destination.
     pub fn endpoint_independent_mapping(self) -> bool {
-        matches!(self, NatPreset::FullCone | NatPreset::PortRestrictedCone)
+        matches!(
+            self,
+            NatPreset::FullCone | NatPreset::PortRestrictedCone | NatPreset::CarrierGrade
+        )
     }
 
     /// The NAT type a node behind this preset should classify itself as,
@@ -89,7 +101,7 @@ impl NatPreset {
     pub fn expected_nat_type(self) -> &'static str {
         match self {
             NatPreset::Open => "open",
-            NatPreset::FullCone | NatPreset::PortRestrictedCone => "cone",
+            NatPreset::FullCone | NatPreset::PortRestrictedCone | NatPreset::CarrierGrade => "cone",
             NatPreset::Symmetric => "symmetric",
         }
     }
@@ -105,6 +117,10 @@ impl NatPreset {
     pub fn ruleset(self, wan_ip: Ipv4Addr) -> String {
         if self == NatPreset::Open {
             return String::new();
+        }
+        if self == NatPreset::CarrierGrade {
+            // Each of the two routers (see `Lab::add_site`).
+            return NatPreset::PortRestrictedCone.ruleset(wan_ip);
         }
         let mut s = String::new();
         s.push_str("table ip labnat { }\ndelete table ip labnat\ntable ip labnat {\n");

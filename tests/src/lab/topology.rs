@@ -15,7 +15,10 @@
 //! 198.51.100.(10+i); a NATed site's LAN is 10.(i+1).0.0/24 (router .1, host
 //! .2); an open site's LAN is instead a routed public /29 from
 //! 198.51.100.128/25, so its host has a public address behind a plain
-//! router. Every namespace belongs to the lab's [`LabGuard`] and is deleted
+//! router. A carrier-grade site has two routers: the site's router is the
+//! carrier's NAT, with LAN 100.64.(i+1).0/24 (.1), and a home router
+//! (`inner`) on 100.64.(i+1).2 NATs the host's LAN 10.(i+1).0.0/24 behind
+//! it. Every namespace belongs to the lab's [`LabGuard`] and is deleted
 //! when the [`Lab`] drops.
 
 use std::net::Ipv4Addr;
@@ -71,6 +74,9 @@ pub struct Site {
     pub wan_addr: Ipv4Addr,
     /// The host's address (10.x for NATed sites, public for open ones).
     pub host_addr: Ipv4Addr,
+    /// The home router behind the carrier's NAT, with its WAN address
+    /// (carrier-grade sites only).
+    pub inner: Option<(Netns, Ipv4Addr)>,
 }
 
 impl Site {
@@ -81,6 +87,9 @@ impl Site {
 
     /// Forgets every mapping of this site's NAT (see [`nat::rebind`]).
     pub fn rebind(&self) -> LabResult<()> {
+        if let Some((inner, _)) = &self.inner {
+            nat::rebind(inner)?;
+        }
         nat::rebind(&self.router)
     }
 
@@ -93,7 +102,15 @@ impl Site {
         // port (a moved host shares its new router with another).
         let spread = u32::from(port) * 7919 + u32::from(self.host_addr).wrapping_mul(104_729);
         let wan_port = 20_000 + u16::try_from(spread % 40_000).unwrap_or(0);
-        nat::seed_mapping(&self.router, self.host_addr, port, wan_port)
+        match &self.inner {
+            // Both levels: host -> home WAN, home WAN -> carrier WAN.
+            Some((inner, inner_wan)) => {
+                let home_port = 20_000 + u16::try_from((spread / 7) % 40_000).unwrap_or(0);
+                nat::seed_mapping(inner, self.host_addr, port, home_port)?;
+                nat::seed_mapping(&self.router, *inner_wan, home_port, wan_port)
+            }
+            None => nat::seed_mapping(&self.router, self.host_addr, port, wan_port),
+        }
     }
 
     /// Drops all UDP between this site's WAN link and `peer` (e.g. another
@@ -281,8 +298,26 @@ impl Lab {
         router.add_addr(WAN_IF, wan_addr, 25)?;
         router.default_route(INET_GW_B)?;
         router.enable_forwarding()?;
-        router.veth_to(LAN_IF, &host, HOST_IF)?;
-        router.add_addr(LAN_IF, lan_gw, lan_prefix)?;
+        let mut inner = None;
+        if preset == NatPreset::CarrierGrade {
+            // The carrier's NAT (this router) faces a home router on
+            // 100.64.x.0/24, which faces the host.
+            let x = host_octet(1, i);
+            let (cgn_lan, home_wan) = (Ipv4Addr::new(100, 64, x, 1), Ipv4Addr::new(100, 64, x, 2));
+            let home = self.guard.create_netns(&format!("r{i}-home"))?;
+            router.veth_to(LAN_IF, &home, WAN_IF)?;
+            router.add_addr(LAN_IF, cgn_lan, 24)?;
+            home.add_addr(WAN_IF, home_wan, 24)?;
+            home.default_route(cgn_lan)?;
+            home.enable_forwarding()?;
+            home.veth_to(LAN_IF, &host, HOST_IF)?;
+            home.add_addr(LAN_IF, lan_gw, lan_prefix)?;
+            preset.apply(&home, home_wan)?;
+            inner = Some((home, home_wan));
+        } else {
+            router.veth_to(LAN_IF, &host, HOST_IF)?;
+            router.add_addr(LAN_IF, lan_gw, lan_prefix)?;
+        }
         host.add_addr(HOST_IF, host_addr, lan_prefix)?;
         host.default_route(lan_gw)?;
         if !preset.translates() {
@@ -296,6 +331,7 @@ impl Lab {
             host,
             wan_addr,
             host_addr,
+            inner,
         };
         site.seed_mapping(SEEDED_PORT)?;
         self.sites.push(site.clone());
@@ -303,7 +339,7 @@ impl Lab {
     }
 
     /// Moves site `from`'s host behind site `to`'s router, as when a
-    /// laptop changes networks: the host's link to its old router is
+    /// laptop changes networks (not to or from a carrier-grade site): the host's link to its old router is
     /// deleted, and a new one joins it to `to`'s router on a LAN of its
     /// own, 10.(to+1).(m).0/24 (router .1, host .2, `m` counting the
     /// hosts moved there so far), with a new default route. Processes in
@@ -315,7 +351,7 @@ impl Lab {
         else {
             return Err(LabError::Helper(format!("no site {from} or {to}")));
         };
-        if from == to || !dest.preset.translates() {
+        if from == to || !dest.preset.translates() || dest.inner.is_some() || old.inner.is_some() {
             return Err(LabError::Helper(format!(
                 "site {to} must be another NATed site"
             )));
@@ -335,6 +371,7 @@ impl Lab {
             host: old.host,
             wan_addr: dest.wan_addr,
             host_addr,
+            inner: None,
         };
         // Before the host's first packet through its new router.
         site.seed_mapping(SEEDED_PORT)?;

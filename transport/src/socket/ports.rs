@@ -186,6 +186,11 @@ impl PathSocket {
         self.ports.route(&canonical(*real))
     }
 
+    /// The local address probe port `port` is bound to, if it is open.
+    pub fn probe_port_addr(&self, port: PortId) -> Option<SocketAddr> {
+        self.ports.socket(port)?.io.local_addr().ok()
+    }
+
     /// Probe ports open.
     pub fn probe_ports(&self) -> usize {
         self.ports.len()

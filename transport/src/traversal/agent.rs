@@ -32,6 +32,7 @@ use super::error::{TraversalError, TraversalErrorKind};
 use super::introducer::{Introducer, Side};
 use super::keepalive::Keepalives;
 use super::lifetime::{CheckBudget, LifetimeProbe};
+use super::mapcheck::{MappingProbe, OfferBudget};
 use super::mapped::{add_mapped_candidate, mapped_probe_delay};
 use super::nat::{NatClassifier, NatReport, Observation};
 use super::output::{TraversalEvent, TraversalTransmit};
@@ -129,6 +130,12 @@ pub struct Traversal {
     watch: AddressWatch,
     /// Re-punches after an address change.
     roaming: Roaming,
+    /// Mapping checks we ask for (`mapcheck`).
+    mapcheck: MappingProbe,
+    /// Observer side: mapping checks we offer.
+    offers: OfferBudget,
+    /// Our alternate UDP port, if the driver opened one.
+    alt_port: Option<u16>,
 }
 
 impl Traversal {
@@ -158,6 +165,8 @@ impl Traversal {
         let limiter = RateLimiter::new(config.birthday.rate, config.birthday.burst);
         let watch = AddressWatch::new(&config.roam);
         let roaming = Roaming::new(&config.roam);
+        let mapcheck = MappingProbe::new(config.mapping.clone());
+        let offers = OfferBudget::new(&config.mapping);
         Self {
             me,
             config,
@@ -186,10 +195,18 @@ impl Traversal {
             check_budget,
             watch,
             roaming,
+            mapcheck,
+            offers,
+            alt_port: None,
         }
     }
 
     // ---- queries -------------------------------------------------------
+
+    /// The configuration.
+    pub fn config(&self) -> &TraversalConfig {
+        &self.config
+    }
 
     /// Our NAT type and reflexive address.
     pub fn nat(&self) -> NatReport {
@@ -273,6 +290,9 @@ impl Traversal {
         take(self.keepalives.poll_timeout());
         take(self.lifetime.poll_timeout());
         take(self.roaming.poll_timeout());
+        if self.config.public_addr.is_none() {
+            take(self.mapcheck.poll_timeout());
+        }
         for s in self.sessions.values() {
             take(s.poll_timeout());
         }
@@ -307,6 +327,7 @@ impl Traversal {
         // First: an observation that confirms our move starts re-learning
         // before it is classified.
         self.roam_observed(now, observer_ip, observed);
+        self.mapcheck.observer_available(now);
         if let Some(report) =
             self.nat
                 .handle_observation(now, observer, observer_ip, observed, local)
@@ -356,6 +377,11 @@ impl Traversal {
             }
         }
         self.lifetime_connection(now, peer);
+        match self.links.get(peer.as_bytes()).and_then(|l| l.observed) {
+            Some(_) => self.mapcheck.observer_available(now),
+            None => self.mapcheck.observer_lost(&peer),
+        }
+        self.drive(now);
     }
 
     /// Our port mapping changed: `Some(external address)` while we hold
@@ -385,6 +411,8 @@ impl Traversal {
         self.end_birthday(peer, None);
         self.release_held(peer);
         self.lifetime_disconnect(now, peer);
+        self.mapcheck.observer_lost(peer);
+        self.offers.forget(peer);
         if let Some(report) = self.nat.remove_observer(peer) {
             self.nat_changed(report);
         }
@@ -483,6 +511,8 @@ impl Traversal {
             }
             TraversalMsg::Introduce(intro) => self.on_introduce(now, intro),
             TraversalMsg::BindingCheck { tx, addr } => self.on_binding_check(now, from, tx, addr),
+            TraversalMsg::MappingCheck { tx } => self.on_mapping_check(now, from, tx),
+            TraversalMsg::MappingPort { tx, port } => self.on_mapping_port(now, from, tx, port),
             TraversalMsg::Rejected {
                 req,
                 target,
@@ -508,7 +538,9 @@ impl Traversal {
             ProbeKind::Probe if frame.has(FLAG_BINDING) => {
                 self.answer_binding_probe(peer, src, &frame)
             }
-            ProbeKind::Reply if frame.has(FLAG_BINDING) => {}
+            ProbeKind::Reply if frame.has(FLAG_BINDING) => {
+                self.on_binding_reply(now, peer, src, &frame)
+            }
             ProbeKind::Probe => self.on_probe(now, peer, src, &frame),
             ProbeKind::Reply => self.on_reply(now, peer, src, &frame),
         }
@@ -851,6 +883,7 @@ impl Traversal {
         self.last_now = Some(self.last_now.map_or(now, |t| t.max(now)));
         self.drive_birthday(now);
         self.drive_lifetime(now);
+        self.drive_mapcheck(now);
 
         let mut probes = Vec::new();
         let mut finished = Vec::new();
@@ -885,6 +918,10 @@ impl Traversal {
                 .push_back(TraversalEvent::DirectPathLost { peer, addr });
         }
         for (peer, outcome, peer_nat) in finished {
+            if matches!(outcome, Outcome::Failed { .. }) && self.escalate(now, peer) {
+                // Birthday probing goes on in the same session.
+                continue;
+            }
             self.sessions.remove(&peer);
             self.settle(now, peer, outcome, peer_nat);
         }
@@ -964,7 +1001,10 @@ impl Traversal {
             Outcome::Failed { probes, candidates } => {
                 let ours = self.nat.report().nat;
                 let peer_nat = self.peer_nat(&peer).unwrap_or(peer_nat);
-                let why = failure_why(ours, peer_nat);
+                let why = match birthday_sent {
+                    Some(_) => format!("punch-failed, birthday-failed: {ours} x {peer_nat}"),
+                    None => failure_why(ours, peer_nat),
+                };
                 let birthday = match birthday_sent {
                     Some(sent) => format!(", {sent} birthday packets"),
                     None => String::new(),
@@ -986,6 +1026,8 @@ mod birthday_glue;
 
 #[path = "agent_lifetime.rs"]
 mod lifetime_glue;
+#[path = "agent_mapcheck.rs"]
+mod mapcheck_glue;
 #[path = "agent_rebind.rs"]
 mod rebind_glue;
 #[path = "agent_roam.rs"]

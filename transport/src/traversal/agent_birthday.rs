@@ -35,6 +35,11 @@ impl Traversal {
             self.stats.probes_invalid += 1;
             return true;
         };
+        if port == super::super::mapcheck::ALT_PORT {
+            self.alt_port_frame(now, peer, src, &frame);
+            self.drive(now);
+            return true;
+        }
         if self.lifetime.owns_port(port) {
             self.lifetime_port_frame(now, port, peer, src, &frame);
             self.drive(now);
@@ -166,6 +171,61 @@ impl Traversal {
             session.extend(until);
         }
         self.birthday.insert(peer, run);
+    }
+
+    /// `peer`'s plain punch just failed: starts birthday probing at once
+    /// when it is on, none ran in this session yet, nothing came from the
+    /// peer, and the NAT types leave a direct path possible
+    /// ([`birthday::escalation_role`]). Returns whether the session goes
+    /// on.
+    pub(super) fn escalate(&mut self, now: Instant, peer: NodeId) -> bool {
+        if !self.config.birthday.enabled
+            || self.birthday.contains_key(&peer)
+            || self.birthday.len() >= self.config.birthday.max_runs
+        {
+            return false;
+        }
+        let Some(session) = self.sessions.get(&peer) else {
+            return false;
+        };
+        if session.heard_from_peer() {
+            return false;
+        }
+        let ours = self.nat.report().nat;
+        let theirs = self
+            .peer_nat(&peer)
+            .filter(|nat| *nat != NatType::Unknown)
+            .unwrap_or(session.peer_nat());
+        let Some(role) = birthday::escalation_role(ours, theirs, self.me < peer) else {
+            return false;
+        };
+        let target = session
+            .candidates()
+            .find(|(_, origin)| *origin == CandidateOrigin::Introduced)
+            .map(|(addr, _)| addr);
+        let first_port = self.next_port;
+        let mut run = BirthdayRun::new(role, now, first_port, &self.config.birthday);
+        run.begin(target);
+        if run.cancelled() {
+            return false;
+        }
+        let until = run.deadline() + self.config.punch_grace;
+        let resumed = self
+            .sessions
+            .get_mut(&peer)
+            .is_some_and(|s| s.resume(until));
+        if !resumed {
+            return false;
+        }
+        if role == Role::Opener {
+            self.next_port = self
+                .next_port
+                .wrapping_add(PortId::from(self.config.birthday.ports));
+        }
+        self.stats.birthday_runs += 1;
+        self.stats.birthday_escalations += 1;
+        self.birthday.insert(peer, run);
+        true
     }
 
     /// Ends `peer`'s birthday run, if any: counts it, keeps the probe port

@@ -62,6 +62,7 @@ impl Traversal {
         self.events
             .push_back(TraversalEvent::AddressChanged(change));
         self.nat.relearn(now);
+        self.mapcheck.recheck_now(now);
         let interval = self.config.roam.probe_interval;
         let direct: Vec<NodeId> = self.direct.keys().copied().collect();
         for peer in &direct {

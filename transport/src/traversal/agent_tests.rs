@@ -478,3 +478,106 @@ fn introduction_before_the_connection_is_replayed_when_it_comes_up() {
     connect(&mut c, t0 + crate::traversal::early::EARLY_TTL, id(1), None);
     assert!(!c.is_punching(&id(1)));
 }
+
+/// The observer side of the mapping check: offers only to a peer that
+/// sees us at our own address, stays silent before its report, and the
+/// alternate port answers only that peer's `BINDING` probes, no larger.
+#[test]
+fn mapping_checks_are_offered_and_answered_only_as_documented() {
+    use super::super::mapcheck::ALT_PORT;
+    let now = Instant::now();
+    let me = sa("198.51.100.1:7000");
+    let mut o = core(1);
+    o.handle_alt_port(Some(7001));
+    let (asker, nated) = (id(2), id(3));
+    connect(&mut o, now, asker, Some(sa("203.0.113.2:40000")));
+    connect(&mut o, now, nated, Some(sa("203.0.113.3:40000")));
+    drain(&mut o);
+    let ask = |tx: u8| TraversalMsg::MappingCheck { tx: [tx; TX_LEN] };
+
+    // Before the asker reports where it sees us: no answer (it asks again).
+    o.handle_control(now, asker, ask(1));
+    assert!(!controls(&drain(&mut o))
+        .iter()
+        .any(|(_, m)| matches!(m, TraversalMsg::MappingPort { .. })));
+
+    // It sees us at our own address: offered. The NATed one sees us
+    // elsewhere (say, we are behind a NAT to it): refused.
+    o.handle_observed_addr(now, asker, sa("203.0.113.2:40000").ip(), me, me);
+    o.handle_observed_addr(
+        now,
+        nated,
+        sa("203.0.113.3:40000").ip(),
+        sa("192.0.2.1:9"),
+        me,
+    );
+    drain(&mut o);
+    o.handle_control(now, asker, ask(1));
+    o.handle_control(now, nated, ask(2));
+    let got = controls(&drain(&mut o));
+    assert!(got.contains(&(
+        asker,
+        TraversalMsg::MappingPort {
+            tx: [1; TX_LEN],
+            port: Some(7001)
+        }
+    )));
+    assert!(got.contains(&(
+        nated,
+        TraversalMsg::MappingPort {
+            tx: [2; TX_LEN],
+            port: None
+        }
+    )));
+    assert_eq!(
+        (o.stats().mapping_offers, o.stats().mapping_refused),
+        (1, 1)
+    );
+
+    // The alternate port: the asker's BINDING probe is answered from it,
+    // at its source, with the same size; anything else is dropped.
+    let src = sa("203.0.113.2:40001");
+    let probe = flagged_probe(asker, &KEY, ProbeKind::Probe, FLAG_BINDING);
+    assert!(o.handle_port_frame(now, ALT_PORT, src, &probe));
+    let out = drain(&mut o);
+    let [TraversalTransmit::PortFrame { port, dst, data }] = &out[..] else {
+        panic!("{out:?}");
+    };
+    assert_eq!((*port, *dst, data.len()), (ALT_PORT, src, PROBE_LEN));
+    let reply = ProbeFrame::parse(data[..].try_into().unwrap()).unwrap();
+    assert_eq!((reply.kind, reply.addr), (ProbeKind::Reply, src));
+    for data in [
+        flagged_probe(nated, &KEY, ProbeKind::Probe, FLAG_BINDING),
+        flagged_probe(asker, &KEY, ProbeKind::Probe, 0),
+        flagged_probe(asker, &KEY, ProbeKind::Reply, FLAG_BINDING),
+        flagged_probe(asker, &[9; 32], ProbeKind::Probe, FLAG_BINDING),
+    ] {
+        let before = o.stats().probes_invalid;
+        assert!(o.handle_port_frame(now, ALT_PORT, src, &data));
+        assert_eq!(o.stats().probes_invalid, before + 1);
+        assert!(drain(&mut o).is_empty());
+    }
+    // The offer lapses after 5 s.
+    let later = now + Duration::from_secs(5);
+    assert!(o.handle_port_frame(later, ALT_PORT, src, &probe));
+    let answers = |out: &[TraversalTransmit]| {
+        out.iter()
+            .filter(|t| matches!(t, TraversalTransmit::PortFrame { port, .. } if *port == ALT_PORT))
+            .count()
+    };
+    assert_eq!(answers(&drain(&mut o)), 0);
+
+    // Over budget (4 offers, one back per 30 s): no answer at all.
+    let offers = |out: &[TraversalTransmit]| {
+        controls(out)
+            .into_iter()
+            .filter(|(_, m)| matches!(m, TraversalMsg::MappingPort { .. }))
+            .count()
+    };
+    for tx in 10..13 {
+        o.handle_control(later, asker, ask(tx));
+    }
+    assert_eq!(offers(&drain(&mut o)), 3);
+    o.handle_control(later, asker, ask(20));
+    assert_eq!(offers(&drain(&mut o)), 0);
+}

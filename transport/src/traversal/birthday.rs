@@ -147,6 +147,22 @@ pub fn role(ours: NatType, theirs: NatType) -> Option<Role> {
     }
 }
 
+/// Our role when a plain punch has failed and the NAT types do not rule
+/// a direct path out (escalation): symmetric x symmetric, either side
+/// open, and cone x cone get none (birthday probing cannot help them). A
+/// side of unknown type is taken for the symmetric one facing a cone, and
+/// for unknown x unknown the lower NodeId (`lower`) opens. Both sides
+/// decide the same way from the types they told each other.
+pub fn escalation_role(ours: NatType, theirs: NatType, lower: bool) -> Option<Role> {
+    use NatType::{Cone, Open, Symmetric, Unknown};
+    match (ours, theirs) {
+        (Symmetric, Symmetric) | (Open, _) | (_, Open) | (Cone, Cone) => None,
+        (Symmetric, _) | (Unknown, Cone) => Some(Role::Opener),
+        (_, Symmetric) | (Cone, Unknown) => Some(Role::Prober),
+        (Unknown, Unknown) => Some(if lower { Role::Opener } else { Role::Prober }),
+    }
+}
+
 /// A token bucket: `rate` tokens per second, at most `burst` banked.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
@@ -429,6 +445,33 @@ impl BirthdayRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escalation_roles_complement_each_other() {
+        use NatType::{Cone, Open, Symmetric, Unknown};
+        for (a, b) in [
+            (Symmetric, Cone),
+            (Symmetric, Unknown),
+            (Unknown, Cone),
+            (Unknown, Unknown),
+        ] {
+            // Each side decides from its own view: ours x theirs.
+            let ra = escalation_role(a, b, true);
+            let rb = escalation_role(b, a, false);
+            assert_eq!(ra, Some(Role::Opener), "{a} x {b}");
+            assert_eq!(rb, Some(Role::Prober), "{b} x {a}");
+        }
+        assert_eq!(escalation_role(Unknown, Unknown, false), Some(Role::Prober));
+        for (a, b) in [
+            (Symmetric, Symmetric),
+            (Open, Unknown),
+            (Unknown, Open),
+            (Cone, Cone),
+        ] {
+            assert_eq!(escalation_role(a, b, true), None, "{a} x {b}");
+            assert_eq!(escalation_role(b, a, false), None, "{b} x {a}");
+        }
+    }
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::birthday::BirthdayConfig;
 use super::lifetime::LifetimeConfig;
+use super::mapcheck::MappingCheckConfig;
 use super::roam::RoamConfig;
 
 /// Everything the traversal core can be tuned with.
@@ -66,6 +67,8 @@ pub struct TraversalConfig {
     pub lifetime: LifetimeConfig,
     /// Address-change detection and the re-punch after it (see `roam`).
     pub roam: RoamConfig,
+    /// The alternate-port mapping check, both sides (see `mapcheck`).
+    pub mapping: MappingCheckConfig,
 }
 
 impl Default for TraversalConfig {
@@ -96,6 +99,7 @@ impl Default for TraversalConfig {
             birthday: BirthdayConfig::default(),
             lifetime: LifetimeConfig::default(),
             roam: RoamConfig::default(),
+            mapping: MappingCheckConfig::default(),
         }
     }
 }

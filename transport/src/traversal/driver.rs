@@ -44,7 +44,7 @@
 //! (or another registered relay).
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -59,6 +59,7 @@ use tokio::time::Instant;
 
 use super::birthday::{BirthdayConfig, PortId};
 use super::lifetime::LifetimeConfig;
+use super::mapcheck::ALT_PORT;
 use super::netwatch;
 use super::snapshot::TraversalSnapshot;
 use super::{ConnectionInfo, Traversal, TraversalConfig, TraversalEvent, TraversalTransmit};
@@ -262,7 +263,8 @@ pub(crate) async fn run(shared: Arc<Shared>, service: Arc<TraversalService>, inp
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    driver.resync();
+    driver.open_alt_port();
+    driver.resync().await;
     loop {
         let deadline = driver.service.core().poll_timeout().map(Instant::from_std);
         let timer = async {
@@ -272,7 +274,9 @@ pub(crate) async fn run(shared: Arc<Shared>, service: Arc<TraversalService>, inp
             }
         };
         tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            // (The guard `wait_for` returns must not live across the
+            // awaits in the other arms.)
+            () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
             frame = frames.recv() => {
                 let Some(frame) = frame else { break };
                 driver.on_frame(&frame);
@@ -305,8 +309,8 @@ pub(crate) async fn run(shared: Arc<Shared>, service: Arc<TraversalService>, inp
                 }
             }
             event = events.recv() => match event {
-                Ok(event) => driver.on_event(event),
-                Err(broadcast::error::RecvError::Lagged(_)) => driver.resync(),
+                Ok(event) => driver.on_event(event).await,
+                Err(broadcast::error::RecvError::Lagged(_)) => driver.resync().await,
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             peer = commands.recv() => {
@@ -318,7 +322,7 @@ pub(crate) async fn run(shared: Arc<Shared>, service: Arc<TraversalService>, inp
                 let addr = *mapped.borrow_and_update();
                 driver.service.core().handle_port_mapping(now_std(Instant::now()), addr);
             }
-            _ = tick.tick() => driver.on_tick(),
+            _ = tick.tick() => driver.on_tick().await,
         }
         driver.flush().await;
     }
@@ -367,6 +371,22 @@ impl Driver {
         }
     }
 
+    /// Opens our alternate port (`mapcheck`): a second UDP socket on our
+    /// IP whose number the core offers to peers that check their NAT's
+    /// mapping with us. It stays open until the transport closes.
+    fn open_alt_port(&mut self) {
+        if !self.core().config().mapping.enabled || !self.ensure_port(ALT_PORT) {
+            return;
+        }
+        let port = self
+            .shared
+            .socket
+            .probe_port_addr(ALT_PORT)
+            .map(|a| a.port());
+        tracing::debug!(?port, "alternate port for mapping checks");
+        self.core().handle_alt_port(port);
+    }
+
     /// Opens probe port `port` unless it is open; false if it cannot be.
     fn ensure_port(&mut self, port: PortId) -> bool {
         if self.ports.contains_key(&port) {
@@ -400,11 +420,11 @@ impl Driver {
     }
 
     /// A peer event from the transport.
-    fn on_event(&mut self, event: PeerEvent) {
+    async fn on_event(&mut self, event: PeerEvent) {
         match event {
             PeerEvent::Connected { node_id, .. } => self.connected(node_id, true),
             PeerEvent::PathChanged { node_id, .. } => self.path_changed(node_id),
-            PeerEvent::ObservedAddr { node_id, addr } => self.observed(node_id, addr),
+            PeerEvent::ObservedAddr { node_id, addr } => self.observed(node_id, addr).await,
             PeerEvent::Disconnected { node_id, .. } => self.disconnected(node_id),
             PeerEvent::PeerGone { .. } => {}
         }
@@ -470,7 +490,7 @@ impl Driver {
     }
 
     /// `observer` reports the address it sees us at.
-    fn observed(&mut self, observer: NodeId, addr: SocketAddr) {
+    async fn observed(&mut self, observer: NodeId, addr: SocketAddr) {
         let observer_ip = self
             .shared
             .live(&observer)
@@ -481,7 +501,8 @@ impl Driver {
             // Only direct connections observe anything real.
             return;
         };
-        let local = local_towards(self.shared.socket.real_local_addr(), observer_ip);
+        let local =
+            netwatch::local_towards(self.shared.socket.real_local_addr(), observer_ip).await;
         self.core().handle_observed_addr(
             now_std(Instant::now()),
             observer,
@@ -503,7 +524,7 @@ impl Driver {
     }
 
     /// Re-reads every connection and observation (after lagging events).
-    fn resync(&mut self) {
+    async fn resync(&mut self) {
         let live: Vec<NodeId> = self
             .shared
             .table()
@@ -534,7 +555,7 @@ impl Driver {
             .map(|(id, a)| (*id, *a))
             .collect();
         for (observer, addr) in observed {
-            self.observed(observer, addr);
+            self.observed(observer, addr).await;
         }
     }
 
@@ -587,7 +608,7 @@ impl Driver {
 
     /// Once a second: our local address, traffic on direct paths, due
     /// punch retries, the learned keepalive interval for new connections.
-    fn on_tick(&mut self) {
+    async fn on_tick(&mut self) {
         let now = Instant::now();
         let learned = self.core().learned_keepalive();
         if let Some(keep_alive) = learned {
@@ -601,7 +622,7 @@ impl Driver {
         }
         let peers: Vec<NodeId> = self.peers.keys().copied().collect();
         if let Some(dest) = netwatch::destination(&self.shared, &peers) {
-            let local = netwatch::source_ip(self.shared.socket.real_local_addr(), dest);
+            let local = netwatch::source_ip(self.shared.socket.real_local_addr(), dest).await;
             self.core().handle_local_addr(now_std(now), dest, local);
         }
         for peer in peers {
@@ -814,41 +835,5 @@ impl Driver {
             }
             Err(e) => tracing::debug!(peer = %peer.fmt_short(), error = %e, "fallback failed"),
         }
-    }
-}
-
-/// Our concrete local address for traffic to `observer`: the bound one,
-/// or, bound to a wildcard, the source IP the kernel would pick (a
-/// connected UDP socket; no packet is sent) with the bound port.
-fn local_towards(bound: SocketAddr, observer: IpAddr) -> SocketAddr {
-    if !bound.ip().is_unspecified() {
-        return bound;
-    }
-    let observer = observer.to_canonical();
-    let any: IpAddr = match observer {
-        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
-        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
-    };
-    let ip = UdpSocket::bind(SocketAddr::new(any, 0))
-        .and_then(|s| {
-            s.connect(SocketAddr::new(observer, 9))?;
-            s.local_addr()
-        })
-        .map(|a| a.ip().to_canonical())
-        .unwrap_or(bound.ip());
-    SocketAddr::new(ip, bound.port())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_address_is_concrete() {
-        let bound: SocketAddr = "127.0.0.1:4000".parse().unwrap();
-        assert_eq!(local_towards(bound, "127.0.0.2".parse().unwrap()), bound);
-        let any: SocketAddr = "0.0.0.0:4000".parse().unwrap();
-        let local = local_towards(any, "127.0.0.1".parse().unwrap());
-        assert_eq!(local, "127.0.0.1:4000".parse().unwrap());
     }
 }

@@ -11,7 +11,9 @@
 //!
 //! 1. Every connection reports the address it sees the other side at; the
 //!    driver feeds those to [`Traversal::handle_observed_addr`] and the
-//!    [`nat`] classifier decides open / cone / symmetric / unknown.
+//!    [`nat`] classifier decides open / cone / symmetric / unknown. With a
+//!    single public observer, its second UDP port tells whether our NAT
+//!    maps per destination ([`mapcheck`]).
 //! 2. A and B are connected (perhaps through a relay) and share a probe
 //!    key. A calls [`Traversal::request_direct`] with an introducer I, a
 //!    node connected to both. I answers both with the other's
@@ -53,6 +55,7 @@ mod error;
 pub mod introducer;
 pub mod keepalive;
 pub mod lifetime;
+pub mod mapcheck;
 pub mod mapped;
 pub mod nat;
 mod netwatch;
@@ -68,6 +71,7 @@ pub use birthday::{BirthdayConfig, PortId};
 pub use config::TraversalConfig;
 pub use error::{TraversalError, TraversalErrorKind};
 pub use lifetime::{LifetimeConfig, LifetimeReport, LifetimeState};
+pub use mapcheck::{MapCheckResult, MappingCheckConfig};
 pub use nat::{NatReport, Observation};
 pub use output::{TraversalEvent, TraversalTransmit};
 pub use relay_proto::wire::traversal::{NatType, TraversalMsg};

@@ -3,7 +3,8 @@
 //! Peers tell us which address they see our socket at (our *reflexive*
 //! address). From those observations we classify our NAT:
 //!
-//! - **unknown**: fewer than two observers on different IPs;
+//! - **unknown**: fewer than two observers on different IPs, and no
+//!   mapping check (below);
 //! - **open**: every observer sees our own bind address;
 //! - **cone**: every observer sees the same external ip:port
 //!   (endpoint-independent mapping, RFC 4787 §4.1);
@@ -28,6 +29,13 @@
 //! the observers of a symmetric NAT do). If fewer than two observer IPs
 //! remain, the previous verdict stands, with the newest address as the
 //! reflexive one.
+//!
+//! **One observer.** A mapping check (`mapcheck`) is a pair of views from
+//! one observer IP: its main port's and its alternate port's. With fewer
+//! than two observer IPs it decides alone: both at our bind address,
+//! open; one address, cone; two, symmetric. With two or more observer IPs
+//! those decide, and a check that saw two addresses still makes the
+//! verdict symmetric (the mapping changed with the destination port).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -37,6 +45,7 @@ use relay_proto::wire::traversal::NatType;
 use relay_proto::NodeId;
 
 use super::error::{TraversalError, TraversalErrorKind};
+use super::mapcheck::MapCheckResult;
 
 /// Observers remembered at most; the oldest is evicted beyond this.
 pub const MAX_OBSERVERS: usize = 32;
@@ -72,6 +81,17 @@ pub struct Observation {
     pub changed: bool,
 }
 
+/// A mapping check's two views, as the classifier keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MappingView {
+    /// The check.
+    pub result: MapCheckResult,
+    /// Our local address the probes left from.
+    pub local: SocketAddr,
+    /// When it finished.
+    pub at: Instant,
+}
+
 /// Classifies our NAT from observations. Sans-IO.
 #[derive(Debug)]
 pub struct NatClassifier {
@@ -87,6 +107,8 @@ pub struct NatClassifier {
     /// Observations older than this were made before our address
     /// changed (see [`Self::relearn`]).
     stale_before: Option<Instant>,
+    /// The newest mapping check (see the module docs).
+    check: Option<MappingView>,
 }
 
 impl NatClassifier {
@@ -115,6 +137,7 @@ impl NatClassifier {
             reflex_deadline: None,
             started: false,
             stale_before: None,
+            check: None,
         }
     }
 
@@ -189,6 +212,30 @@ impl NatClassifier {
         self.reclassify()
     }
 
+    /// The newest mapping check that still counts.
+    pub fn mapping_check(&self) -> Option<MappingView> {
+        self.check
+    }
+
+    /// A mapping check finished: our socket, bound at `local`, was seen at
+    /// `result.main` and `result.alt` by one observer's two ports. Returns
+    /// the new verdict if it changed.
+    pub fn handle_mapping_check(
+        &mut self,
+        now: Instant,
+        result: MapCheckResult,
+        local: SocketAddr,
+    ) -> Option<NatReport> {
+        self.start(now);
+        self.reflex_deadline = None;
+        self.check = Some(MappingView {
+            result,
+            local,
+            at: now,
+        });
+        self.reclassify()
+    }
+
     /// Our own address changed at `now`: every observation so far is
     /// suspect. Each is kept until a fresh one (made from `now` on) shows
     /// another IP, so observers that still see us where they did (a NAT
@@ -196,11 +243,20 @@ impl NatClassifier {
     /// network never mix with fresh ones into a false "symmetric".
     pub fn relearn(&mut self, now: Instant) {
         self.stale_before = Some(now);
+        // A check is one instant's pair of views: made on the old network,
+        // it says nothing of the new one (a new check follows).
+        self.check = None;
     }
 
     /// Forgets an observer (its connection is gone).
     pub fn remove_observer(&mut self, observer: &NodeId) -> Option<NatReport> {
-        self.observations.remove(observer)?;
+        let had_check = self.check.is_some_and(|c| c.result.observer == *observer);
+        if had_check {
+            self.check = None;
+        }
+        if self.observations.remove(observer).is_none() && !had_check {
+            return None;
+        }
         self.reclassify()
     }
 
@@ -224,6 +280,12 @@ impl NatClassifier {
             let ttl = self.ttl;
             self.observations
                 .retain(|_, o| now.saturating_duration_since(o.at) < ttl);
+            if self
+                .check
+                .is_some_and(|c| now.saturating_duration_since(c.at) >= ttl)
+            {
+                self.check = None;
+            }
             changed = self.reclassify();
         }
         (changed, error)
@@ -241,7 +303,11 @@ impl NatClassifier {
         if self.public_addr.is_some() {
             return None;
         }
-        let report = classify(self.observations.values(), self.report.nat);
+        let report = classify(
+            self.observations.values(),
+            self.check.as_ref(),
+            self.report.nat,
+        );
         if report == self.report {
             return None;
         }
@@ -262,9 +328,44 @@ fn set_aside(view: &Observation, views: &[&Observation]) -> bool {
     })
 }
 
-/// The pure classification rule over a set of observations; `previous` is
-/// the verdict that stands while a rebinding leaves too few current views.
+/// The verdict of a mapping check on its own.
+fn check_verdict(check: &MappingView) -> NatReport {
+    let r = &check.result;
+    let nat = if r.main == check.local && r.alt == check.local {
+        NatType::Open
+    } else if r.same_mapping() {
+        NatType::Cone
+    } else {
+        NatType::Symmetric
+    };
+    NatReport {
+        nat,
+        reflex_addr: Some(r.main),
+    }
+}
+
+/// The pure classification rule over a set of observations and the newest
+/// mapping check; `previous` is the verdict that stands while a rebinding
+/// leaves too few current views.
 pub fn classify<'a>(
+    observations: impl Iterator<Item = &'a Observation>,
+    check: Option<&MappingView>,
+    previous: NatType,
+) -> NatReport {
+    let report = classify_views(observations, previous);
+    match check {
+        // One observer IP (or none): the check decides.
+        Some(c) if report.nat == NatType::Unknown => check_verdict(c),
+        // A check that saw the mapping change with the destination port.
+        Some(c) if !c.result.same_mapping() && report.nat != NatType::Symmetric => NatReport {
+            nat: NatType::Symmetric,
+            reflex_addr: report.reflex_addr,
+        },
+        _ => report,
+    }
+}
+
+fn classify_views<'a>(
     observations: impl Iterator<Item = &'a Observation>,
     previous: NatType,
 ) -> NatReport {
@@ -646,6 +747,128 @@ mod tests {
         );
         assert_eq!(kept.observations().count(), 2);
         assert_eq!(kept.report().nat, NatType::Cone);
+    }
+
+    fn check(main: &str, alt: &str) -> MapCheckResult {
+        MapCheckResult {
+            observer: id(1),
+            observer_ip: ip("198.51.100.1"),
+            main: sa(main),
+            alt: sa(alt),
+        }
+    }
+
+    #[test]
+    fn one_observer_and_a_mapping_check_classify() {
+        let now = Instant::now();
+        let seen = "203.0.113.1:7000";
+        for (alt, want) in [
+            ("203.0.113.1:7000", NatType::Cone),
+            ("203.0.113.1:7001", NatType::Symmetric),
+        ] {
+            let mut c = classifier();
+            c.handle_observation(now, id(1), ip("198.51.100.1"), sa(seen), sa(LOCAL));
+            assert_eq!(c.report().nat, NatType::Unknown);
+            let r = c.handle_mapping_check(now, check(seen, alt), sa(LOCAL));
+            assert_eq!(
+                r,
+                Some(NatReport {
+                    nat: want,
+                    reflex_addr: Some(sa(seen))
+                })
+            );
+            // The check goes with its observer.
+            assert_eq!(
+                c.remove_observer(&id(1)).map(|r| r.nat),
+                Some(NatType::Unknown)
+            );
+        }
+        // Both ports see our own address: open.
+        let me = "198.51.100.7:5000";
+        let mut c = classifier();
+        let r = c.handle_mapping_check(now, check(me, me), sa(me));
+        assert_eq!(r.map(|r| r.nat), Some(NatType::Open));
+    }
+
+    #[test]
+    fn more_observers_still_count_and_a_split_check_means_symmetric() {
+        let now = Instant::now();
+        let mut c = classifier();
+        c.handle_observation(
+            now,
+            id(1),
+            ip("198.51.100.1"),
+            sa("203.0.113.1:7000"),
+            sa(LOCAL),
+        );
+        c.handle_mapping_check(
+            now,
+            check("203.0.113.1:7000", "203.0.113.1:7000"),
+            sa(LOCAL),
+        );
+        assert_eq!(c.report().nat, NatType::Cone);
+        // An address-dependent NAT keeps the port for a second port of one
+        // IP (the check says cone); a second observer IP shows the truth.
+        let r = c.handle_observation(
+            now,
+            id(2),
+            ip("198.51.100.2"),
+            sa("203.0.113.1:7100"),
+            sa(LOCAL),
+        );
+        assert_eq!(r.map(|r| r.nat), Some(NatType::Symmetric));
+
+        // Two observer IPs agree, but the check saw the port change with
+        // the destination port: symmetric.
+        let mut c = classifier();
+        c.handle_observation(
+            now,
+            id(1),
+            ip("198.51.100.1"),
+            sa("203.0.113.1:7000"),
+            sa(LOCAL),
+        );
+        c.handle_observation(
+            now,
+            id(2),
+            ip("198.51.100.2"),
+            sa("203.0.113.1:7000"),
+            sa(LOCAL),
+        );
+        assert_eq!(c.report().nat, NatType::Cone);
+        let r = c.handle_mapping_check(
+            now,
+            check("203.0.113.1:7000", "203.0.113.1:7002"),
+            sa(LOCAL),
+        );
+        assert_eq!(r.map(|r| r.nat), Some(NatType::Symmetric));
+    }
+
+    #[test]
+    fn a_check_is_dropped_on_relearn_and_expires() {
+        let t0 = Instant::now();
+        let mut c = classifier();
+        c.handle_observation(
+            t0,
+            id(1),
+            ip("198.51.100.1"),
+            sa("203.0.113.1:7000"),
+            sa(LOCAL),
+        );
+        c.handle_mapping_check(t0, check("203.0.113.1:7000", "203.0.113.1:7000"), sa(LOCAL));
+        assert_eq!(c.report().nat, NatType::Cone);
+        c.relearn(t0 + Duration::from_secs(1));
+        assert_eq!(c.mapping_check(), None);
+
+        let mut c = classifier();
+        c.handle_mapping_check(t0, check("203.0.113.1:7000", "203.0.113.1:7000"), sa(LOCAL));
+        let mut changed = None;
+        while changed.is_none() {
+            let t = c.poll_timeout().unwrap();
+            assert!(t <= t0 + Duration::from_secs(700));
+            changed = c.handle_timeout(t).0;
+        }
+        assert_eq!(changed.map(|r| r.nat), Some(NatType::Unknown));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The IO half of address-change detection (the logic is `roam`): which
 //! destination the driver samples our local address towards, and the
-//! sample itself.
+//! sample itself; also our concrete local address towards an observer.
 //!
 //! - The destination is a relay we are registered with (lowest NodeId
 //!   first) on a direct path, else a peer on a direct path; one fixed
@@ -11,10 +11,14 @@
 //!   instead of a wildcard, the sample is that IP while it can still be
 //!   bound, else "none" (the address vanished; the socket is unusable
 //!   until it comes back).
+//!
+//! The sockets are tokio's: these run inside the driver task and must not
+//! block it.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use relay_proto::NodeId;
+use tokio::net::UdpSocket;
 
 use crate::endpoint::Shared;
 
@@ -43,9 +47,10 @@ pub(crate) fn destination(shared: &Shared, peers: &[NodeId]) -> Option<IpAddr> {
 
 /// The source IP our socket, bound at `bound`, uses towards `dest` now
 /// (see the module docs); `None` when there is none.
-pub(crate) fn source_ip(bound: SocketAddr, dest: IpAddr) -> Option<IpAddr> {
+pub(crate) async fn source_ip(bound: SocketAddr, dest: IpAddr) -> Option<IpAddr> {
     if !bound.ip().is_unspecified() {
         return UdpSocket::bind(SocketAddr::new(bound.ip(), 0))
+            .await
             .ok()
             .map(|_| bound.ip().to_canonical());
     }
@@ -54,25 +59,51 @@ pub(crate) fn source_ip(bound: SocketAddr, dest: IpAddr) -> Option<IpAddr> {
         IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
         IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
     };
-    let socket = UdpSocket::bind(SocketAddr::new(any, 0)).ok()?;
-    socket.connect(SocketAddr::new(dest, 9)).ok()?;
+    let socket = UdpSocket::bind(SocketAddr::new(any, 0)).await.ok()?;
+    socket.connect(SocketAddr::new(dest, 9)).await.ok()?;
     let ip = socket.local_addr().ok()?.ip().to_canonical();
     (!ip.is_unspecified()).then_some(ip)
+}
+
+/// Our concrete local address for traffic to `observer`: the bound one,
+/// or, bound to a wildcard, the source IP the kernel would pick (a
+/// connected UDP socket; no packet is sent) with the bound port.
+pub(crate) async fn local_towards(bound: SocketAddr, observer: IpAddr) -> SocketAddr {
+    if !bound.ip().is_unspecified() {
+        return bound;
+    }
+    let ip = source_ip(bound, observer).await.unwrap_or(bound.ip());
+    SocketAddr::new(ip, bound.port())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn source_ip_is_concrete_or_none() {
+    #[tokio::test]
+    async fn source_ip_is_concrete_or_none() {
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         let any: SocketAddr = "0.0.0.0:4000".parse().unwrap();
-        assert_eq!(source_ip(any, lo), Some(lo));
+        assert_eq!(source_ip(any, lo).await, Some(lo));
         let bound: SocketAddr = "127.0.0.1:4000".parse().unwrap();
-        assert_eq!(source_ip(bound, "127.0.0.9".parse().unwrap()), Some(lo));
+        assert_eq!(
+            source_ip(bound, "127.0.0.9".parse().unwrap()).await,
+            Some(lo)
+        );
         // An address this host does not have (TEST-NET-1) cannot be bound.
         let gone: SocketAddr = "192.0.2.77:4000".parse().unwrap();
-        assert_eq!(source_ip(gone, lo), None);
+        assert_eq!(source_ip(gone, lo).await, None);
+    }
+
+    #[tokio::test]
+    async fn local_address_is_concrete() {
+        let bound: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        assert_eq!(
+            local_towards(bound, "127.0.0.2".parse().unwrap()).await,
+            bound
+        );
+        let any: SocketAddr = "0.0.0.0:4000".parse().unwrap();
+        let local = local_towards(any, "127.0.0.1".parse().unwrap()).await;
+        assert_eq!(local, "127.0.0.1:4000".parse().unwrap());
     }
 }

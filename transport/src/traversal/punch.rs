@@ -345,6 +345,11 @@ impl PunchSession {
         self.phase != Phase::Probing || !self.probe_from.is_empty() || !self.reply_from.is_empty()
     }
 
+    /// Whether any probe or reply from the peer arrived.
+    pub fn heard_from_peer(&self) -> bool {
+        !self.probe_from.is_empty() || !self.reply_from.is_empty()
+    }
+
     /// Whether the session is still probing (not nominating, not done).
     pub fn is_probing(&self) -> bool {
         self.phase == Phase::Probing
@@ -355,6 +360,18 @@ impl PunchSession {
         if self.phase == Phase::Probing {
             self.deadline = self.deadline.max(until);
         }
+    }
+
+    /// A session that failed probing goes on probing (only extra probes:
+    /// its schedule is spent) until `until`: birthday probing was started
+    /// after the plain punch failed. Returns whether it did.
+    pub fn resume(&mut self, until: Instant) -> bool {
+        if !matches!(self.phase, Phase::Done(Outcome::Failed { .. })) {
+            return false;
+        }
+        self.phase = Phase::Probing;
+        self.deadline = until;
+        true
     }
 
     /// Sends one extra probe to `addr` (a birthday probe), tracked like the
@@ -632,5 +649,32 @@ mod tests {
         }
         assert_eq!(noms, 3);
         assert!(matches!(s.outcome(), Some(Outcome::Failed { .. })));
+    }
+
+    #[test]
+    fn a_failed_session_resumes_for_extra_probes_only() {
+        let t0 = Instant::now();
+        let mut rng = StdRng::seed_from_u64(8);
+        let c = sa("203.0.113.2:2000");
+        let mut s = PunchSession::new(t0, peer(), 1, true, &[c], NatType::Unknown, timing(true));
+        assert!(!s.resume(t0 + Duration::from_secs(9)), "not failed yet");
+        let mut now = t0;
+        while s.outcome().is_none() {
+            now = s.poll_timeout().unwrap();
+            run(&mut s, now, &mut rng);
+        }
+        assert!(!s.heard_from_peer());
+        let until = now + Duration::from_secs(5);
+        assert!(s.resume(until));
+        assert!(s.is_probing());
+        // Nothing scheduled is left; extra probes still go out and a reply
+        // to one validates its address.
+        assert_eq!(s.poll_timeout(), Some(until));
+        let extra = s.extra_probe(&mut rng, c).unwrap();
+        s.on_probe(now, c, 0);
+        s.on_reply(now, c, &extra.tx, 0);
+        assert!(s.heard_from_peer());
+        run(&mut s, now, &mut rng);
+        assert!(!s.is_probing(), "nominating");
     }
 }

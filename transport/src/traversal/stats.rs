@@ -43,6 +43,17 @@ pub struct TraversalStats {
     pub binding_checks_refused: u64,
     /// Times our own address changed (see `roam`).
     pub address_changes: u64,
+    /// Mapping checks we finished as the asking side (see `mapcheck`).
+    pub mapping_checks: u64,
+    /// Mapping checks we offered our alternate port for, as an observer.
+    pub mapping_offers: u64,
+    /// Mapping checks we refused as an observer (not reached at our own
+    /// address, no alternate port, over budget) and probes on the
+    /// alternate port left unanswered.
+    pub mapping_refused: u64,
+    /// Birthday runs started because a plain punch failed while the NAT
+    /// types left a direct path possible (see `agent_birthday`).
+    pub birthday_escalations: u64,
 }
 
 impl TraversalStats {

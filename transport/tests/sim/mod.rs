@@ -18,7 +18,8 @@
 //! Probe ports (birthday probing) are modelled as further local ports of
 //! the host, opened on first use and closed on `ReleasePorts`; like the
 //! real path socket, packets to an address the core routes through a
-//! probe port leave from that port.
+//! probe port leave from that port. A public host has its alternate port
+//! (`mapcheck::ALT_PORT`) open from the start, as the driver opens it.
 
 #![allow(dead_code)]
 
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use relay_proto::{NodeId, SecretKey};
+use relay_transport::traversal::mapcheck::ALT_PORT;
 use relay_transport::traversal::{
     ConnectionInfo, PortId, Traversal, TraversalConfig, TraversalEvent, TraversalMsg,
     TraversalTransmit,
@@ -179,13 +181,14 @@ impl World {
         let n = self.next_public;
         self.next_public += 1;
         let local = SocketAddr::from(([198, 51, 100, n], 7000));
-        let (id, core) = self.new_core(n, config);
+        let (id, mut core) = self.new_core(n, config);
+        core.handle_alt_port(Some(port_local(local, ALT_PORT).port()));
         self.hosts.push(Host {
             id,
             local,
             nat: None,
             core,
-            ports: BTreeSet::new(),
+            ports: BTreeSet::from([ALT_PORT]),
             ports_opened: 0,
         });
         self.hosts.len() - 1
