@@ -329,18 +329,33 @@ fn traversal_binding_check() {
 #[test]
 fn relay_send_and_recv_frames() {
     let packet = [0x40, 0xde, 0xad];
+    let tag = [0x5a; 16];
     for (kind, byte) in [(RelayFrameKind::Send, "01"), (RelayFrameKind::Recv, "02")] {
-        let want = wire(&[byte, ID1, "40dead"]);
-        let frame = RelayFrame::new(kind, &id(1), &packet);
+        let want = wire(&[
+            byte,
+            ID1,
+            "0102030405060708",                 // seq, u64 BE
+            "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a", // tag
+            "40dead",                           // inner QUIC packet
+        ]);
+        let frame = RelayFrame::new(kind, &id(1), &packet).with_auth(0x0102_0304_0506_0708, tag);
         let mut out = Vec::new();
         frame.emit_to_vec(&mut out).unwrap();
         assert_eq!(hex(&out), want);
-        let mut buf = [0u8; 64];
+        let mut buf = [0u8; 96];
         let n = frame.emit(&mut buf).unwrap();
         assert_eq!(hex(&buf[..n]), want);
         let mut header = Vec::new();
-        emit_header(kind, id(1).as_bytes(), &mut header);
-        assert_eq!(hex(&header), wire(&[byte, ID1]));
+        emit_header(kind, id(1).as_bytes(), 0x0102_0304_0506_0708, &mut header);
+        assert_eq!(
+            hex(&header),
+            wire(&[
+                byte,
+                ID1,
+                "0102030405060708",
+                "00000000000000000000000000000000"
+            ])
+        );
         let bytes = unhex(&want);
         assert_eq!(RelayFrame::parse(&bytes), Ok(frame));
     }
