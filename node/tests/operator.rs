@@ -184,7 +184,10 @@ fn http_metrics_status_netcheck_and_until_direct() {
     })
     .expect("A never saw B over HTTP");
     assert_eq!(status["node_id"], id_a.as_str());
-    assert_eq!(status["nat"]["type"], "unknown");
+    // One observer on loopback: "unknown" until the mapping check with B
+    // (docs/TRAVERSAL.md) classifies this node, then "open".
+    let nat = status["nat"]["type"].as_str().unwrap_or_default();
+    assert!(matches!(nat, "unknown" | "open"), "{nat}");
     assert_eq!(status["traversal"]["punches_attempted"], 0);
     assert!(status["traversal"]["last_error"].is_null());
     assert!(status["peers"][0]["why"].is_null());
