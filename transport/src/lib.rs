@@ -67,7 +67,7 @@ pub mod traversal;
 mod endpoint;
 
 pub use config::TransportConfig;
-pub use endpoint::Transport;
+pub use endpoint::{ChannelStats, Transport};
 pub use error::{BindError, DialError, DialErrorKind, StreamError};
 pub use events::{Incoming, PathKind, PeerEvent, PeerInfo, PeerState};
 pub use portmap::{PortMapConfig, PortMapStatus};
