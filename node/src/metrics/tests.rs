@@ -87,6 +87,8 @@ fn exposition() -> String {
             handshakes: 7,
             handshake_failures: 2,
             relayed_sent: 11,
+            app_datagrams_dropped: 12,
+            control_retransmits: 13,
             ..TransportCounters::default()
         },
         node: NodeCounters {
@@ -188,4 +190,6 @@ fn values_come_from_the_snapshot() {
     has("relay_node_handshakes_total 7");
     has("relay_node_handshake_failures_total 2");
     has("relay_node_socket_relayed_packets_sent_total 11");
+    has("relay_node_app_datagrams_dropped_total 12");
+    has("relay_node_control_retransmits_total 13");
 }
