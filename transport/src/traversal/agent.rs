@@ -704,8 +704,8 @@ impl Traversal {
             self.birthday_due
                 .insert(peer, fire_at + self.config.birthday.start_delay);
         }
-        // Tell the peer our NAT type directly too (control messages are
-        // unreliable; its `why` on failure depends on it).
+        // Tell the peer our NAT type directly too (its `why` on failure
+        // depends on it).
         let nat = self.nat.report().nat;
         self.control(peer, TraversalMsg::NatInfo { nat });
     }
