@@ -1,6 +1,8 @@
 //! Loss in the NAT lab: a cone x cone pair still goes direct when both
-//! routers drop 2% of UDP on their WAN links (an nftables random-drop rule,
-//! `Site::set_loss`; this kernel has no netem).
+//! routers drop 5% of UDP on their WAN links, each direction (an nftables
+//! random-drop rule, `Site::set_loss`; this kernel has no netem). The
+//! traversal control messages (reach request, introductions) cross both
+//! lossy links and rely on the reliable control channel.
 //!
 //! Two `relay-node`s behind port-restricted cone NATs share a public relay
 //! node and know each other only by NodeId. With the loss in place, A runs
@@ -25,11 +27,11 @@ use relay_tests::{lab_or_skip, relay_node_bin, TempDir};
 /// Generous bound for anything a process must do; never a timing assertion.
 const DEADLINE: Duration = Duration::from_secs(60);
 const PORT: u16 = 7420;
-const LOSS_PERCENT: u8 = 2;
+const LOSS_PERCENT: u8 = 5;
 
 #[test]
-fn cone_x_cone_goes_direct_with_2_percent_loss() {
-    lab_or_skip!("nat_lab_loss::cone_x_cone_goes_direct_with_2_percent_loss");
+fn cone_x_cone_goes_direct_with_5_percent_loss() {
+    lab_or_skip!("nat_lab_loss::cone_x_cone_goes_direct_with_5_percent_loss");
     let (a, b) = (NatPreset::PortRestrictedCone, NatPreset::PortRestrictedCone);
     let case = format!("{a} x {b} with {LOSS_PERCENT}% loss");
     let bin = relay_node_bin().unwrap();

@@ -10,11 +10,14 @@
 //! - [`conn`]: what happens to an authenticated connection: registration,
 //!   stream/datagram forwarding into [`Transport::accept`], path and close
 //!   watching, and the events that go with them;
-//! - [`control`]: the control channel on each connection;
+//! - [`control`]: what the control channel of each connection carries;
+//! - [`channel`]: the driver of each connection's reliable control channel,
+//!   around the sans-IO core in [`reliable`];
 //! - [`paths`]: moving a live connection to another path.
 
 mod accept;
 mod admission;
+pub(crate) mod channel;
 pub(crate) mod conn;
 pub(crate) mod control;
 mod dial;
@@ -23,6 +26,9 @@ pub(crate) mod paths;
 mod peers;
 pub(crate) mod quic;
 pub(crate) mod rebind;
+pub(crate) mod reliable;
+
+pub use channel::ChannelStats;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -57,8 +63,10 @@ use failures::HandshakeFailures;
 use peers::{LiveConn, PeerTable};
 
 /// Capacity of the queue behind [`Transport::accept`]. When it is full the
-/// per-connection forwarders wait: back-pressure reaches quinn's own
-/// (bounded) stream and datagram limits.
+/// per-connection stream forwarders wait (back-pressure reaches quinn's own
+/// bounded stream limits), and application datagrams are dropped and
+/// counted ([`ChannelStats::app_datagrams_dropped`]): control messages,
+/// read by the same task, never wait for a slow reader.
 const INCOMING_QUEUE: usize = 1024;
 /// Capacity of the event channel; slow subscribers see `Lagged`.
 const EVENT_QUEUE: usize = 256;
@@ -79,6 +87,8 @@ pub(crate) struct Shared {
     /// quinn's client and server configs (keepalive interval included).
     pub(crate) quic: quic::QuicConfigs,
     pub(crate) noise_stats: Arc<NoiseStats>,
+    /// Counters of the control channels and application datagrams.
+    pub(crate) channel_counters: Arc<channel::ChannelCounters>,
     pub(crate) peers: Mutex<PeerTable>,
     pub(crate) events: broadcast::Sender<PeerEvent>,
     /// Taken on close, so [`Transport::accept`] ends once the forwarders
@@ -260,6 +270,7 @@ impl Transport {
             socket,
             quic,
             noise_stats,
+            channel_counters: Arc::default(),
             peers: Mutex::new(PeerTable::default()),
             events,
             incoming_tx: Mutex::new(Some(incoming_tx)),
@@ -406,8 +417,9 @@ impl Transport {
         out
     }
 
-    /// Sends a control message to a connected peer (unreliable: the
-    /// traversal layer retries what matters).
+    /// Sends a control message to a connected peer, reliably: it is
+    /// acknowledged and retransmitted after about an RTT until it is, and
+    /// the peer handles it once, in the order sent. Never waits.
     pub fn send_control(&self, node_id: NodeId, msg: &ControlMsg) -> Result<(), StreamError> {
         if control::send_to(self.shared(), &node_id, msg) {
             Ok(())
@@ -677,6 +689,12 @@ impl Transport {
                 .attempts_dropped
                 .load(std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// Counters of the control channels (sent, retransmitted, delivered)
+    /// and of application datagrams dropped because nobody read them.
+    pub fn channel_stats(&self) -> ChannelStats {
+        self.shared().channel_counters.snapshot()
     }
 
     /// Counters of the Noise layer.

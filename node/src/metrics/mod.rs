@@ -2,7 +2,8 @@
 //!
 //! Every value comes from one [`MetricsInput`]: the same [`StatusReport`]
 //! `status --json` prints (peers, paths, relay server, NAT, punches), the
-//! transport's Noise and path-socket counters ([`TransportCounters`]) and
+//! transport's Noise, path-socket and control-channel counters
+//! ([`TransportCounters`]) and
 //! the node's own counters ([`collector::NodeCounters`]: path changes and
 //! bytes per path type) and the protocol mux's counters. [`render`] turns
 //! it into the text format.
@@ -51,6 +52,12 @@ pub struct TransportCounters {
     pub relayed_dropped: u64,
     /// Relay-recv frames that failed authentication.
     pub relayed_auth_failed: u64,
+    /// Application datagrams dropped because nobody read them in time.
+    pub app_datagrams_dropped: u64,
+    /// Control messages sent reliably.
+    pub control_sent: u64,
+    /// Control messages retransmitted.
+    pub control_retransmits: u64,
 }
 
 impl TransportCounters {
@@ -59,6 +66,7 @@ impl TransportCounters {
         use std::sync::atomic::Ordering::Relaxed;
         let noise = transport.noise_stats();
         let socket = transport.socket_stats();
+        let channel = transport.channel_stats();
         Self {
             handshakes: noise.handshakes.load(Relaxed),
             handshake_failures: noise.handshake_failures.load(Relaxed),
@@ -73,6 +81,9 @@ impl TransportCounters {
             relayed_received: socket.relayed_received,
             relayed_dropped: socket.relayed_dropped,
             relayed_auth_failed: socket.relayed_auth_failed,
+            app_datagrams_dropped: channel.app_datagrams_dropped,
+            control_sent: channel.control_sent,
+            control_retransmits: channel.control_retransmits,
         }
     }
 }
@@ -398,6 +409,21 @@ fn transport(w: &mut TextWriter, t: &TransportCounters) {
             "relay_node_socket_relayed_packets_unauthenticated_total",
             "Relay-recv frames dropped because the relay's MAC did not verify or was replayed.",
             t.relayed_auth_failed,
+        ),
+        (
+            "relay_node_app_datagrams_dropped_total",
+            "Application datagrams received and dropped because the accept queue was full.",
+            t.app_datagrams_dropped,
+        ),
+        (
+            "relay_node_control_messages_sent_total",
+            "Transport control messages sent on the reliable control channel.",
+            t.control_sent,
+        ),
+        (
+            "relay_node_control_retransmits_total",
+            "Transport control messages sent again after a retransmission timeout.",
+            t.control_retransmits,
         ),
     ] {
         w.single(name, Kind::Counter, help, count(value));

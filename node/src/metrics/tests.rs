@@ -89,6 +89,8 @@ fn exposition() -> String {
             handshake_failures: 2,
             handshake_retries: 4,
             relayed_sent: 11,
+            app_datagrams_dropped: 12,
+            control_retransmits: 13,
             ..TransportCounters::default()
         },
         node: NodeCounters {
@@ -213,4 +215,6 @@ fn values_come_from_the_snapshot() {
     has("relay_node_handshake_retries_total 4");
     has("relay_node_handshake_attempts_dropped_total 0");
     has("relay_node_socket_relayed_packets_sent_total 11");
+    has("relay_node_app_datagrams_dropped_total 12");
+    has("relay_node_control_retransmits_total 13");
 }

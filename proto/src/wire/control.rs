@@ -2,13 +2,21 @@
 //! connected nodes exchange about the connection itself.
 //!
 //! Every QUIC datagram on a connection starts with one prefix byte added and
-//! stripped by the transport: [`DATAGRAM_CONTROL`] for a [`ControlMsg`]
-//! (postcard-encoded), [`DATAGRAM_APP`] for an application datagram. Control
-//! messages are unreliable (datagrams may be lost) and idempotent: senders
-//! repeat what matters. An encoded message is at most
-//! [`MAX_CONTROL_LEN`] bytes; [`ControlMsg::decode`] refuses anything
-//! longer, anything with trailing bytes and invalid NodeIds, with a typed
-//! [`ControlMsgError`].
+//! stripped by the transport:
+//!
+//! - [`DATAGRAM_CONTROL`]: a [`ControlMsg`] (postcard-encoded), sent once,
+//!   unreliably (for periodic, idempotent hints);
+//! - [`DATAGRAM_APP`]: an application datagram;
+//! - [`DATAGRAM_RELIABLE`]: a [`ReliableFrame`] of the reliable control
+//!   channel: a [`ControlMsg`] with a per-connection sequence number
+//!   ([`ReliableFrame::Msg`]), or the receiver's acknowledgement
+//!   ([`ReliableFrame::Ack`]). The sender retransmits what is not
+//!   acknowledged; the receiver delivers in order, once.
+//!
+//! An encoded message is at most [`MAX_CONTROL_LEN`] bytes (a reliable frame
+//! at most [`MAX_RELIABLE_LEN`]); [`ControlMsg::decode`] and
+//! [`ReliableFrame::decode`] refuse anything longer, anything with trailing
+//! bytes and invalid NodeIds, with a typed [`ControlMsgError`].
 //!
 //! The messages:
 //!
@@ -38,8 +46,16 @@ use crate::NodeId;
 pub const DATAGRAM_CONTROL: u8 = 0x00;
 /// Datagram prefix of an application datagram.
 pub const DATAGRAM_APP: u8 = 0x01;
+/// Datagram prefix of a reliable control frame ([`ReliableFrame`]).
+pub const DATAGRAM_RELIABLE: u8 = 0x02;
 /// Longest encoded control message (prefix not included).
 pub const MAX_CONTROL_LEN: usize = 1000;
+/// Longest encoded [`ReliableFrame`] (prefix not included): a message and
+/// its header (variant and sequence number).
+pub const MAX_RELIABLE_LEN: usize = MAX_CONTROL_LEN + 11;
+/// How many sequence numbers after [`ReliableFrame::Ack`]'s `next` its
+/// `above` bitmap covers.
+pub const ACK_BITMAP_LEN: u64 = 64;
 
 /// A relay's stated per-client limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -142,6 +158,9 @@ pub enum ControlMsgError {
     /// Not a valid encoding.
     #[error("malformed control message: {0}")]
     Malformed(postcard::Error),
+    /// A reliable frame longer than [`MAX_RELIABLE_LEN`].
+    #[error("reliable control frame of {0} bytes exceeds {MAX_RELIABLE_LEN}")]
+    FrameTooLong(usize),
     /// Bytes after the message.
     #[error("{0} trailing bytes after control message")]
     Trailing(usize),
@@ -225,6 +244,65 @@ impl ControlMsg {
             Self::PeerGone { .. } => "peer-gone",
             Self::Traversal(_) => "traversal",
         }
+    }
+}
+
+/// A frame of the reliable control channel (datagram prefix
+/// [`DATAGRAM_RELIABLE`]). Sequence numbers count from 0 per connection and
+/// direction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReliableFrame {
+    /// A control message; the receiver acknowledges `seq`.
+    Msg {
+        /// The message's sequence number.
+        seq: u64,
+        /// The message.
+        msg: ControlMsg,
+    },
+    /// What the receiver holds: every message below `next`, and message
+    /// `next + 1 + i` for each bit `i` set in `above` (bit 0 is the least
+    /// significant; `next` itself is missing by definition).
+    Ack {
+        /// The lowest sequence number not received.
+        next: u64,
+        /// Messages received beyond `next`.
+        above: u64,
+    },
+}
+
+impl ReliableFrame {
+    /// Decodes and validates one frame that fills `data` exactly (the
+    /// datagram prefix already stripped).
+    pub fn decode(data: &[u8]) -> Result<Self, ControlMsgError> {
+        if data.len() > MAX_RELIABLE_LEN {
+            return Err(ControlMsgError::FrameTooLong(data.len()));
+        }
+        let (frame, rest) =
+            postcard::take_from_bytes::<Self>(data).map_err(ControlMsgError::Malformed)?;
+        if !rest.is_empty() {
+            return Err(ControlMsgError::Trailing(rest.len()));
+        }
+        if let Self::Msg { msg, .. } = &frame {
+            msg.validate()?;
+        }
+        Ok(frame)
+    }
+
+    /// Encodes the frame as a whole datagram: [`DATAGRAM_RELIABLE`] and the
+    /// frame. A message longer than [`MAX_CONTROL_LEN`] is refused.
+    pub fn encode_datagram(&self) -> Result<Vec<u8>, ControlMsgError> {
+        if let Self::Msg { msg, .. } = self {
+            // The bound on the message itself, as for an unreliable one.
+            msg.encode()?;
+        }
+        let body = postcard::to_allocvec(self).map_err(ControlMsgError::Encode)?;
+        if body.len() > MAX_RELIABLE_LEN {
+            return Err(ControlMsgError::FrameTooLong(body.len()));
+        }
+        let mut out = Vec::with_capacity(body.len() + 1);
+        out.push(DATAGRAM_RELIABLE);
+        out.extend_from_slice(&body);
+        Ok(out)
     }
 }
 
@@ -319,7 +397,95 @@ mod tests {
         assert_eq!(ControlMsgError::InvalidNodeId.kind(), "invalid-control-msg");
     }
 
+    #[test]
+    fn reliable_frames_roundtrip() {
+        for (seq, msg) in samples().into_iter().enumerate() {
+            for seq in [seq as u64, u64::MAX - seq as u64] {
+                let frame = ReliableFrame::Msg {
+                    seq,
+                    msg: msg.clone(),
+                };
+                let dgram = frame.encode_datagram().unwrap();
+                assert_eq!(dgram[0], DATAGRAM_RELIABLE);
+                assert_eq!(ReliableFrame::decode(&dgram[1..]), Ok(frame));
+            }
+        }
+        let ack = ReliableFrame::Ack {
+            next: u64::MAX,
+            above: u64::MAX,
+        };
+        let dgram = ack.encode_datagram().unwrap();
+        assert!(dgram.len() <= 22, "{} bytes", dgram.len());
+        assert_eq!(ReliableFrame::decode(&dgram[1..]), Ok(ack));
+    }
+
+    #[test]
+    fn reliable_frame_typed_errors() {
+        assert!(matches!(
+            ReliableFrame::decode(&[]),
+            Err(ControlMsgError::Malformed(_))
+        ));
+        assert!(matches!(
+            ReliableFrame::decode(&[2]),
+            Err(ControlMsgError::Malformed(_))
+        ));
+        assert_eq!(
+            ReliableFrame::decode(&[0u8; MAX_RELIABLE_LEN + 1]),
+            Err(ControlMsgError::FrameTooLong(MAX_RELIABLE_LEN + 1))
+        );
+        let mut trailing = ReliableFrame::Ack { next: 1, above: 0 }
+            .encode_datagram()
+            .unwrap();
+        trailing.push(0);
+        assert_eq!(
+            ReliableFrame::decode(&trailing[1..]),
+            Err(ControlMsgError::Trailing(1))
+        );
+        // A carried message is validated like a bare one.
+        let mut bad = ReliableFrame::Msg {
+            seq: 5,
+            msg: ControlMsg::PeerGone {
+                node_id: SecretKey::generate().node_id(),
+                reason: GoneReason::Left,
+            },
+        }
+        .encode_datagram()
+        .unwrap();
+        // prefix, variant, seq, then the message: variant, NodeId.
+        bad[4..36].copy_from_slice(&{
+            let mut b = [0u8; 32];
+            b[0] = 2;
+            b
+        });
+        assert_eq!(
+            ReliableFrame::decode(&bad[1..]),
+            Err(ControlMsgError::InvalidNodeId)
+        );
+        // A message over the bound is refused on encode.
+        let long = ControlMsg::Traversal(TraversalMsg::Introduce(
+            crate::wire::traversal::Introduction {
+                req: 1,
+                requester: SecretKey::generate().node_id(),
+                peer: SecretKey::generate().node_id(),
+                candidates: vec!["[2001:db8::1]:9".parse().unwrap(); 60],
+                peer_nat: crate::wire::traversal::NatType::Cone,
+                fire_in_ms: 1,
+            },
+        ));
+        assert!(ReliableFrame::Msg { seq: 0, msg: long }
+            .encode_datagram()
+            .is_err());
+    }
+
     proptest! {
+        #[test]
+        fn reliable_decode_is_total(data in proptest::collection::vec(any::<u8>(), 0..1200)) {
+            if let Ok(frame) = ReliableFrame::decode(&data) {
+                let dgram = frame.encode_datagram().unwrap();
+                prop_assert_eq!(ReliableFrame::decode(&dgram[1..]), Ok(frame));
+            }
+        }
+
         #[test]
         fn decode_is_total(data in proptest::collection::vec(any::<u8>(), 0..1200)) {
             if let Ok(msg) = ControlMsg::decode(&data) {

@@ -86,6 +86,15 @@ impl PairSummary {
         percentile(&self.to_direct(), 50)
     }
 
+    /// p95 of the time from relayed to direct, counting a trial that never
+    /// went direct as [`Duration::MAX`].
+    pub fn p95_to_direct(&self) -> Option<Duration> {
+        let mut all = self.to_direct();
+        let failed = self.trials.len() - all.len();
+        all.extend(std::iter::repeat_n(Duration::MAX, failed));
+        percentile(&all, 95).filter(|_| !self.to_direct().is_empty())
+    }
+
     /// The distinct errors of failed trials, with counts.
     pub fn errors(&self) -> Vec<(String, usize)> {
         let mut out: Vec<(String, usize)> = Vec::new();

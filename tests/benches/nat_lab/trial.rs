@@ -117,6 +117,16 @@ impl PairLab {
         })
     }
 
+    /// Drops `percent`% of UDP on both sites' WAN links, each direction,
+    /// from now on (the rules outlive the trials' mapping flushes).
+    pub fn set_loss(&self, percent: u8) -> Result<(), String> {
+        for i in 0..2 {
+            let site = self.lab.site(i).ok_or("missing site")?;
+            site.set_loss(percent).map_err(|e| format!("loss: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// Runs trial number `n` (0-based).
     pub fn trial(&self, n: usize, plan: PingPlan, conntrack: bool) -> Result<Trial, String> {
         let port = BASE_PORT + u16::try_from(n % 1000).unwrap_or(0);

@@ -1,18 +1,21 @@
 //! Life of an authenticated connection: registration in the peer table
 //! (with the duplicate tie-break), forwarding what the peer opens or sends
-//! into the accept queue (datagrams: application ones only; control ones
-//! go to [`super::control`]), watching for migration and close, and the
-//! events that go with each step.
+//! into the accept queue (datagrams: application ones only, dropped and
+//! counted when the queue is full, so a slow reader never holds up control
+//! messages; control ones go to the connection's [`ControlChannel`] and
+//! [`super::control`]), watching for migration and close, and the events
+//! that go with each step.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use relay_proto::wire::control::{DATAGRAM_APP, DATAGRAM_CONTROL};
+use relay_proto::wire::control::{DATAGRAM_APP, DATAGRAM_CONTROL, DATAGRAM_RELIABLE};
 use relay_proto::NodeId;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TrySendError};
 
+use super::channel::ControlChannel;
 use super::peers::{new_wins, LiveConn};
 use super::{closed_error, control, paths, Shared};
 use crate::noise;
@@ -50,7 +53,11 @@ pub(crate) fn register(
         ));
     }
     let mapped = conn.remote_address();
-    let live = LiveConn::new(conn.clone(), outbound);
+    let channel = Arc::new(ControlChannel::new(
+        conn.clone(),
+        shared.channel_counters.clone(),
+    ));
+    let live = LiveConn::new(conn.clone(), outbound, channel.clone());
     let (kept, replaced) = {
         let mut table = shared.table();
         if table.closed {
@@ -85,12 +92,19 @@ pub(crate) fn register(
     let remote_addr = path.and_then(|p| p.direct_addr());
     let via = path.as_ref().and_then(paths::relay_of);
     tracing::info!(peer = %peer.fmt_short(), outbound, remote = ?remote_addr, via = ?via.map(|v| v.fmt_short()), "connected");
-    if let Some(tx) = shared.incoming_sender() {
+    let incoming = shared.incoming_sender();
+    if let Some(tx) = &incoming {
         tokio::spawn(forward_bi(conn.clone(), peer, tx.clone()));
         tokio::spawn(forward_uni(conn.clone(), peer, tx.clone()));
-        tokio::spawn(forward_datagrams(shared.clone(), conn.clone(), peer, tx));
     }
-    tokio::spawn(control::announce(shared.clone(), peer, conn.clone()));
+    tokio::spawn(channel.clone().run(shared.shutdown.subscribe()));
+    tokio::spawn(forward_datagrams(
+        shared.clone(),
+        channel.clone(),
+        peer,
+        incoming,
+    ));
+    tokio::spawn(control::announce(shared.clone(), peer, channel));
     tokio::spawn(watch(shared.clone(), peer, conn));
     shared.emit(PeerEvent::Connected {
         node_id: peer,
@@ -118,23 +132,43 @@ async fn forward_uni(conn: quinn::Connection, from: NodeId, tx: mpsc::Sender<Inc
 }
 
 /// Splits the connection's datagrams by prefix: application datagrams
-/// (prefix stripped) go to the accept queue, control messages are handled
-/// here, anything else is dropped.
+/// (prefix stripped) go to the accept queue without waiting (dropped and
+/// counted when it is full or gone), control frames to the control
+/// channel, anything else is dropped.
 async fn forward_datagrams(
     shared: Arc<Shared>,
-    conn: quinn::Connection,
+    channel: Arc<ControlChannel>,
     from: NodeId,
-    tx: mpsc::Sender<Incoming>,
+    mut tx: Option<mpsc::Sender<Incoming>>,
 ) {
+    let conn = channel.conn().clone();
     while let Ok(data) = conn.read_datagram().await {
         match data.first() {
             Some(&DATAGRAM_APP) => {
+                let Some(sender) = &tx else {
+                    continue;
+                };
                 let data: Bytes = data.slice(1..);
-                if tx.send(Incoming::Datagram { from, data }).await.is_err() {
-                    break;
+                match sender.try_send(Incoming::Datagram { from, data }) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        shared
+                            .channel_counters
+                            .app_datagrams_dropped
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::trace!(peer = %from.fmt_short(), "application datagram dropped: accept queue full");
+                    }
+                    Err(TrySendError::Closed(_)) => tx = None,
                 }
             }
-            Some(&DATAGRAM_CONTROL) => control::handle(&shared, from, &conn, &data[1..]),
+            Some(&DATAGRAM_RELIABLE) => {
+                for msg in channel.receive(&data[1..]) {
+                    control::dispatch(&shared, from, &channel, msg);
+                }
+            }
+            Some(&DATAGRAM_CONTROL) => {
+                control::handle_unreliable(&shared, from, &channel, &data[1..]);
+            }
             _ => {
                 tracing::debug!(peer = %from.fmt_short(), "datagram without a known prefix dropped")
             }

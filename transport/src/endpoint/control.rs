@@ -1,13 +1,20 @@
 //! The transport control channel on each connection (contract: QUIC
-//! datagrams prefixed `0x00`, carrying a postcard [`ControlMsg`]; see
+//! datagrams prefixed `0x02` carry the reliable channel's frames, `0x00`
+//! an unreliable postcard [`ControlMsg`]; see
 //! `relay_proto::wire::control`).
 //!
-//! - [`handle`] dispatches what a peer sent: observed addresses, relay
-//!   offers and registration, peer-gone reports, traversal messages.
+//! - [`send_to`] and [`send`] send reliably (through the connection's
+//!   [`ControlChannel`]: acknowledged, retransmitted after about an RTT,
+//!   delivered in order once); [`send_unreliable`] sends one datagram, for
+//!   periodic hints that are repeated anyway.
+//! - [`handle_unreliable`] and [`dispatch`] act on what a peer sent:
+//!   observed addresses, relay offers and registration, peer-gone reports,
+//!   traversal messages.
 //! - [`announce`] runs for each connection: it tells the peer the address
-//!   we observe for it (on connect, again as soon as its path changes,
-//!   repeated a few times since datagrams may be lost) and, on a relaying node, offers
-//!   relaying until the peer registers (repeated with backoff).
+//!   we observe for it (on connect and as soon as its path changes, once,
+//!   reliably) and, on a relaying node, offers relaying until the peer
+//!   registers (the first offer reliably, then repeated unreliably with
+//!   backoff).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,21 +25,19 @@ use relay_proto::wire::control::{ControlMsg, RefuseReason};
 use relay_proto::NodeId;
 use tokio::sync::broadcast;
 
+use super::channel::ControlChannel;
 use super::Shared;
 use crate::relay::client;
 use crate::PeerEvent;
 
-/// First delay between announcements; doubles up to [`ANNOUNCE_MAX`].
+/// First delay between relay offers; doubles up to [`ANNOUNCE_MAX`].
 const ANNOUNCE_MIN: Duration = Duration::from_millis(250);
-/// Longest delay between announcements.
+/// Longest delay between relay offers.
 const ANNOUNCE_MAX: Duration = Duration::from_secs(4);
-/// How often an observed address is sent after each change.
-const OBSERVED_REPEATS: u32 = 3;
 
-/// Sends one control message on a connection; failures (no datagram
-/// support, connection lost) are only logged: control messages are
-/// unreliable by contract.
-pub(crate) fn send(conn: &quinn::Connection, msg: &ControlMsg) {
+/// Sends one control message as a single unreliable datagram; failures (no
+/// datagram support, connection lost) are only logged.
+pub(crate) fn send_unreliable(conn: &quinn::Connection, msg: &ControlMsg) {
     match msg.encode_datagram() {
         Ok(bytes) => {
             if let Err(e) = conn.send_datagram(Bytes::from(bytes)) {
@@ -43,44 +48,63 @@ pub(crate) fn send(conn: &quinn::Connection, msg: &ControlMsg) {
     }
 }
 
-/// Sends a control message to a connected peer (dropped if none).
+/// Sends one control message reliably on a connection's channel. Never
+/// waits; a message the channel refuses is logged there and counted.
+pub(crate) fn send(channel: &ControlChannel, msg: &ControlMsg) -> bool {
+    channel.send(msg).is_ok()
+}
+
+/// Sends a control message reliably to a connected peer (dropped if none).
+/// Returns whether it was queued.
 pub(crate) fn send_to(shared: &Shared, node: &NodeId, msg: &ControlMsg) -> bool {
     match shared.live(node) {
-        Some(live) => {
-            send(&live.conn, msg);
-            true
-        }
+        Some(live) => send(&live.control, msg),
         None => false,
     }
 }
 
-/// Handles one control datagram body (prefix stripped) from `peer`.
-pub(crate) fn handle(shared: &Arc<Shared>, peer: NodeId, conn: &quinn::Connection, body: &[u8]) {
-    let msg = match ControlMsg::decode(body) {
-        Ok(msg) => msg,
-        Err(e) => {
-            tracing::debug!(peer = %peer.fmt_short(), error = %e, "bad control message");
-            return;
-        }
-    };
+/// Handles one unreliable control datagram body (prefix stripped) from
+/// `peer`.
+pub(crate) fn handle_unreliable(
+    shared: &Arc<Shared>,
+    peer: NodeId,
+    channel: &ControlChannel,
+    body: &[u8],
+) {
+    match ControlMsg::decode(body) {
+        Ok(msg) => dispatch(shared, peer, channel, msg),
+        Err(e) => tracing::debug!(peer = %peer.fmt_short(), error = %e, "bad control message"),
+    }
+}
+
+/// Acts on one control message from `peer` (replies go back on
+/// `channel`, reliably).
+pub(crate) fn dispatch(
+    shared: &Arc<Shared>,
+    peer: NodeId,
+    channel: &ControlChannel,
+    msg: ControlMsg,
+) {
     tracing::trace!(peer = %peer.fmt_short(), msg = msg.name(), "control message");
     match msg {
         ControlMsg::ObservedAddr { addr } => observed(shared, peer, addr),
         ControlMsg::RelayOffer { .. } => {
-            if client::on_offer(shared, peer, conn) {
-                send(conn, &ControlMsg::RelayRegister);
+            if client::on_offer(shared, peer, channel.conn()) {
+                send(channel, &ControlMsg::RelayRegister);
             }
         }
         ControlMsg::RelayRegister => {
             let reply = match &shared.relay_server {
-                Some(relay) => relay.register(shared, peer, conn),
+                Some(relay) => relay.register(shared, peer, channel.conn()),
                 None => ControlMsg::RelayRefused {
                     reason: RefuseReason::Disabled,
                 },
             };
-            send(conn, &reply);
+            send(channel, &reply);
         }
-        ControlMsg::RelayRegistered { limits } => client::on_registered(shared, peer, conn, limits),
+        ControlMsg::RelayRegistered { limits } => {
+            client::on_registered(shared, peer, channel.conn(), limits)
+        }
         ControlMsg::RelayRefused { reason } => client::on_refused(shared, peer, reason),
         ControlMsg::PeerGone { node_id, reason } => {
             client::on_peer_gone(shared, peer, node_id, reason);
@@ -111,12 +135,13 @@ fn observed(shared: &Shared, peer: NodeId, addr: SocketAddr) {
 }
 
 /// Announces to `peer` until the connection closes (see the module docs).
-pub(crate) async fn announce(shared: Arc<Shared>, peer: NodeId, conn: quinn::Connection) {
+pub(crate) async fn announce(shared: Arc<Shared>, peer: NodeId, channel: Arc<ControlChannel>) {
+    let conn = channel.conn().clone();
     let mut shutdown = shared.shutdown.subscribe();
     let mut events = shared.events.subscribe();
     let mut delay = ANNOUNCE_MIN;
     let mut last: Option<SocketAddr> = None;
-    let mut repeats = 0;
+    let mut offered = false;
     loop {
         let now = shared
             .socket
@@ -124,21 +149,22 @@ pub(crate) async fn announce(shared: Arc<Shared>, peer: NodeId, conn: quinn::Con
             .and_then(|p| p.direct_addr());
         if now != last {
             last = now;
-            repeats = OBSERVED_REPEATS;
-            delay = ANNOUNCE_MIN;
+            if let Some(addr) = now {
+                send(&channel, &ControlMsg::ObservedAddr { addr });
+            }
         }
-        if let (Some(addr), true) = (now, repeats > 0) {
-            send(&conn, &ControlMsg::ObservedAddr { addr });
-            repeats -= 1;
-        }
-        if let Some(relay) = &shared.relay_server {
-            if !relay.is_client(&peer) {
-                send(
-                    &conn,
-                    &ControlMsg::RelayOffer {
-                        limits: relay.limits().to_msg(),
-                    },
-                );
+        let offering = shared
+            .relay_server
+            .as_ref()
+            .filter(|relay| !relay.is_client(&peer));
+        if let Some(relay) = offering {
+            let offer = ControlMsg::RelayOffer {
+                limits: relay.limits().to_msg(),
+            };
+            if offered {
+                send_unreliable(&conn, &offer);
+            } else {
+                offered = send(&channel, &offer);
             }
         }
         // Wake early when the peer's path changes (it moved, e.g. its own

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use relay_proto::NodeId;
 use tokio::sync::{watch, Notify};
 
+use super::channel::ControlChannel;
 use crate::DialError;
 
 /// What an in-flight dial reports: `None` while running.
@@ -31,12 +32,19 @@ pub(crate) struct LiveConn {
     pub(crate) path_changes: Arc<AtomicU32>,
     /// Why this node closed it, when the close code alone does not say.
     pub(crate) close_note: Arc<Mutex<Option<String>>>,
+    /// Its reliable control channel.
+    pub(crate) control: Arc<ControlChannel>,
 }
 
 impl LiveConn {
     /// A freshly established connection.
-    pub(crate) fn new(conn: quinn::Connection, outbound: bool) -> Self {
+    pub(crate) fn new(
+        conn: quinn::Connection,
+        outbound: bool,
+        control: Arc<ControlChannel>,
+    ) -> Self {
         Self {
+            control,
             conn,
             outbound,
             since: SystemTime::now(),

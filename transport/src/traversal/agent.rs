@@ -57,6 +57,8 @@ pub struct ConnectionInfo {
 struct Link {
     node: NodeId,
     key: ProbeKey,
+    /// Tells the connection the key came from apart from a later one.
+    key_id: [u8; 8],
     observed: Option<SocketAddr>,
     rtt: Duration,
     nat: NatType,
@@ -344,11 +346,25 @@ impl Traversal {
             return;
         }
         let key = ProbeKey::new(&info.probe_key);
+        let key_id = connection_id(&info.probe_key);
         match self.links.get_mut(peer.as_bytes()) {
             Some(link) => {
+                let replaced = link.key_id != key_id;
                 link.key = key;
+                link.key_id = key_id;
                 link.observed = info.observed;
                 link.rtt = info.rtt;
+                if replaced {
+                    // A new connection replaced the one this link knew (a
+                    // dial completed twice, e.g. when a lossy handshake
+                    // made the first one time out at the dialer). A punch
+                    // begun on the old one has spent its schedule, and
+                    // would swallow the next introduction and end soon:
+                    // start afresh.
+                    link.last_session_end = None;
+                    self.sessions.remove(&peer);
+                    self.pending.remove(&peer);
+                }
             }
             None => {
                 self.links.insert(
@@ -356,6 +372,7 @@ impl Traversal {
                     Link {
                         node: peer,
                         key,
+                        key_id,
                         observed: info.observed,
                         rtt: info.rtt,
                         nat: NatType::Unknown,
@@ -719,8 +736,8 @@ impl Traversal {
             self.birthday_due
                 .insert(peer, fire_at + self.config.birthday.start_delay);
         }
-        // Tell the peer our NAT type directly too (control messages are
-        // unreliable; its `why` on failure depends on it).
+        // Tell the peer our NAT type directly too (its `why` on failure
+        // depends on it).
         let nat = self.nat.report().nat;
         self.control(peer, TraversalMsg::NatInfo { nat });
     }
@@ -1019,6 +1036,17 @@ impl Traversal {
             }
         }
     }
+}
+
+/// A short public fingerprint of a connection's probe key (a digest, so it
+/// reveals nothing of the key), to notice a replaced connection.
+fn connection_id(probe_key: &[u8; 32]) -> [u8; 8] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"relay-node traversal connection id");
+    ctx.update(probe_key);
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&ctx.finish().as_ref()[..8]);
+    id
 }
 
 #[path = "agent_birthday.rs"]

@@ -289,6 +289,42 @@ fn disconnect_forgets_the_peer() {
 }
 
 #[test]
+fn a_replaced_connection_ends_the_punch_begun_on_the_old_one() {
+    // Under loss a dial can complete twice: the peer accepted a first
+    // connection the dialer gave up on, then the redial replaced it. A
+    // punch begun on the first has spent its schedule; the introduction
+    // for the new connection must start a fresh one.
+    let now = Instant::now();
+    let mut a = core(1);
+    connect(&mut a, now, id(2), None);
+    connect(&mut a, now, id(3), Some(sa("198.51.100.3:7000")));
+    a.handle_control(now, id(3), introduction(id(2), id(2), 1));
+    assert!(a.is_punching(&id(2)));
+    // The same connection's facts again change nothing.
+    let later = now + Duration::from_secs(3);
+    connect(&mut a, later, id(2), None);
+    assert!(a.is_punching(&id(2)));
+    // A new connection (another key) does.
+    a.handle_connection(
+        later,
+        id(2),
+        ConnectionInfo {
+            probe_key: [43; 32],
+            observed: None,
+            rtt: Duration::from_millis(80),
+        },
+    );
+    assert!(!a.is_punching(&id(2)));
+    a.handle_control(later, id(3), introduction(id(2), id(2), 2));
+    assert!(a.is_punching(&id(2)));
+    assert_eq!(a.stats().punches_attempted, 2);
+    // Its probes carry the new key.
+    let probe = probe_from(id(2), &[43; 32], ProbeKind::Probe);
+    assert!(a.handle_frame(later, sa("203.0.113.2:4000"), &probe));
+    assert_eq!(a.stats().probes_invalid, 0);
+}
+
+#[test]
 fn a_probe_without_an_introduction_starts_a_session_once() {
     // Our half of the introduction may have been lost: the peer's
     // authenticated probe makes us punch back at its source.
