@@ -103,6 +103,10 @@ pub enum RunError {
     /// The HTTP endpoint could not start.
     #[error(transparent)]
     Http(#[from] HttpError),
+    /// The ledger could not be opened (`ledger-corrupt` says how to
+    /// recover).
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
 }
 
 impl RunError {
@@ -121,6 +125,7 @@ impl RunError {
             Self::Signal(_) => "signal",
             Self::Http(e) => e.kind(),
             Self::Protocol(e) => e.kind(),
+            Self::Ledger(e) => e.kind(),
         }
     }
 }
@@ -161,7 +166,11 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
     for (peer, addr) in known {
         mux.remember_addr(peer, addr);
     }
-    let subsystems = subsystems::builtins(&NodeContext { mux: mux.clone() });
+    let ledger = crate::ledger::Ledger::open(dir.root(), keys.secret_key.clone())?;
+    let subsystems = subsystems::builtins(&NodeContext {
+        mux: mux.clone(),
+        ledger: ledger.clone(),
+    });
     let stats = Arc::new(NodeStats::new());
     let service = NodeService::new(mux.clone())
         .with_stats(stats.clone())
@@ -217,6 +226,9 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
         );
     }
     transport.close().await;
+    tokio::task::spawn_blocking(move || ledger.close())
+        .await
+        .ok();
     tracing::info!("stopped");
     Ok(())
 }
