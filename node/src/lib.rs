@@ -46,6 +46,7 @@ pub mod init;
 pub mod invite;
 pub mod keystore;
 pub mod ledger;
+pub mod ledger_view;
 pub mod lifetime_view;
 pub mod lock;
 pub mod logging;
