@@ -143,6 +143,8 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
     }
     let keys = keystore::load_keys(dir)?;
     let bootstrap = Bootstrap::load(dir)?;
+    // Before binding anything: a damaged ledger stops `run` at once.
+    let ledger = crate::ledger::Ledger::open(dir.root(), keys.secret_key.clone())?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
 
     let mut config = TransportConfig::new(
@@ -166,7 +168,6 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
     for (peer, addr) in known {
         mux.remember_addr(peer, addr);
     }
-    let ledger = crate::ledger::Ledger::open(dir.root(), keys.secret_key.clone())?;
     let subsystems = subsystems::builtins(&NodeContext {
         mux: mux.clone(),
         ledger: ledger.clone(),

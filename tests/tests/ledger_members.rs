@@ -147,3 +147,22 @@ fn a_member_learns_another_through_the_ledger() {
     assert!(section["origins"].as_u64().unwrap() >= 2, "{status}");
     assert_eq!(section["forks"], 0);
 }
+
+#[test]
+fn a_corrupt_ledger_stops_run_with_the_recovery_text() {
+    let tmp = TempDir::new("ledger-corrupt").unwrap();
+    let dir = tmp.join("a");
+    let init = cli(&dir, &["init"]);
+    assert!(init.success(), "{init:?}");
+    std::fs::write(dir.join("ledger.redb"), vec![0x5a; 8192]).unwrap();
+    let out = cli(&dir, &["run", "--listen", "127.0.0.1:0"]);
+    assert!(!out.success(), "{out:?}");
+    assert!(out.stderr.contains("ledger-corrupt: "), "{out:?}");
+    assert!(out.stderr.contains("move the file aside"), "{out:?}");
+    assert!(!out.stderr.contains("panicked"), "{out:?}");
+    // Nothing was overwritten.
+    assert_eq!(
+        std::fs::read(dir.join("ledger.redb")).unwrap(),
+        vec![0x5a; 8192]
+    );
+}
