@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use crate::api::client::{ApiClient, ClientError};
 use crate::args::{self, ArgError};
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, LedgerAction};
 use crate::datadir::{DataDir, DataDirError};
 use crate::http::HttpOptions;
 use crate::init::{init, InitError};
@@ -50,6 +50,9 @@ pub enum AppError {
     /// `ping --until-direct` saw no direct path.
     #[error(transparent)]
     UntilDirect(#[from] UntilDirectError),
+    /// `ledger verify` found a problem.
+    #[error("ledger-problem: {0}")]
+    LedgerProblem(String),
 }
 
 impl AppError {
@@ -65,6 +68,7 @@ impl AppError {
             Self::Api(e) => e.kind(),
             Self::Runtime(_) => "runtime",
             Self::UntilDirect(e) => &e.kind,
+            Self::LedgerProblem(_) => "ledger-problem",
         }
     }
 }
@@ -143,6 +147,49 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
                 print_text(&status.render_table());
             }
         }
+        Command::Members { json } => {
+            let answer: serde_json::Value = ApiClient::connect(&dir)?.get("/v1/members")?;
+            if json {
+                print_line(&serde_json::to_string_pretty(&answer).unwrap_or_default());
+            } else {
+                print_text(&crate::ledger_view::members_table(&answer));
+            }
+        }
+        Command::Ledger {
+            action: Some(LedgerAction::Verify { json }),
+            ..
+        } => {
+            let report: serde_json::Value = ApiClient::connect(&dir)?.get("/v1/ledger/verify")?;
+            if json {
+                print_line(&serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else {
+                print_text(&crate::ledger_view::verify_text(&report));
+            }
+            if report["ok"] != true {
+                return Err(AppError::LedgerProblem(
+                    "the ledger has bad signatures, broken links or forks (docs/LEDGER.md)".into(),
+                ));
+            }
+        }
+        Command::Ledger {
+            action: None,
+            origin,
+            kind,
+            after,
+            limit,
+            follow,
+            json,
+        } => {
+            let mut query = Vec::new();
+            if let Some(o) = origin {
+                query.push(format!("origin={}", args::node_id(&o)?));
+            }
+            if let Some(k) = kind {
+                query.push(format!("kind={}", args::entry_kind(&k)?.as_str()));
+            }
+            let after = after.map(|a| args::cursor(&a)).transpose()?;
+            ledger_listing(&dir, &query, after, limit, follow, json)?;
+        }
         Command::Netcheck { json } => {
             let report = ApiClient::connect(&dir)?.netcheck()?;
             if json {
@@ -189,6 +236,77 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             }
         }
     }
+    Ok(())
+}
+
+/// Prints entries page by page (the API caps a page), then with `follow`
+/// tails new ones through `GET /v1/ledger?follow=1`.
+fn ledger_listing(
+    dir: &DataDir,
+    query: &[String],
+    mut after: Option<crate::ledger::Cursor>,
+    limit: Option<u64>,
+    follow: bool,
+    json: bool,
+) -> Result<(), AppError> {
+    use crate::ledger_view::{entries_header, entry_row, table};
+    let mut client = ApiClient::connect(dir)?;
+    let mut left = limit.unwrap_or(u64::MAX);
+    let max_page = crate::api::ledger::MAX_LIMIT as u64;
+    let mut rows = vec![entries_header()];
+    let path = |extra: Vec<String>| {
+        let mut q: Vec<String> = query.to_vec();
+        q.extend(extra);
+        format!("/v1/ledger?{}", q.join("&"))
+    };
+    while left > 0 {
+        let mut extra = vec![format!("limit={}", left.min(max_page))];
+        if let Some(a) = after {
+            extra.push(format!("after={a}"));
+        }
+        let page: serde_json::Value = client.get(&path(extra))?;
+        let entries = page["entries"].as_array().cloned().unwrap_or_default();
+        if entries.is_empty() {
+            break;
+        }
+        for e in &entries {
+            if json {
+                print_line(&e.to_string());
+            } else {
+                rows.push(entry_row(e));
+            }
+        }
+        left = left.saturating_sub(entries.len() as u64);
+        after = page["cursor"]
+            .as_str()
+            .and_then(|c| c.parse().ok())
+            .or(after);
+    }
+    if !json && (rows.len() > 1 || !follow) {
+        print_text(&table(&rows));
+    }
+    if !follow || left == 0 {
+        return Ok(());
+    }
+    let mut extra = vec!["follow=1".to_string()];
+    if let Some(a) = after {
+        extra.push(format!("after={a}"));
+    }
+    client.get_lines(&path(extra), |line| {
+        let Ok(e) = serde_json::from_str::<serde_json::Value>(line) else {
+            return true;
+        };
+        if json {
+            print_line(line);
+        } else if e.get("error").is_some() {
+            eprintln!("ledger: {}", e["error"]);
+            return false;
+        } else {
+            print_text(&table(&[entry_row(&e)]));
+        }
+        left -= 1;
+        left > 0
+    })?;
     Ok(())
 }
 

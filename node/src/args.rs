@@ -33,6 +33,12 @@ pub enum ArgError {
     /// Not a ticket.
     #[error("invalid-ticket: {0}")]
     Ticket(#[from] ParseTicketError),
+    /// Not a ledger entry kind.
+    #[error("invalid-kind: {0:?} is not a ledger entry kind (node-announcement, relay-session, traversal-outcome, channel-registration, service-registration, token-revocation)")]
+    Kind(String),
+    /// Not a ledger cursor.
+    #[error("invalid-cursor: {0:?} is not a ledger cursor (a decimal number from a listing)")]
+    Cursor(String),
 }
 
 impl ArgError {
@@ -43,8 +49,26 @@ impl ArgError {
             Self::Peer { .. } => "invalid-peer",
             Self::NodeId(_) => "invalid-node-id",
             Self::Ticket(_) => "invalid-ticket",
+            Self::Kind(_) => "invalid-kind",
+            Self::Cursor(_) => "invalid-cursor",
         }
     }
+}
+
+/// A ledger entry kind, by its name.
+pub fn entry_kind(input: &str) -> Result<relay_proto::ledger::EntryKind, ArgError> {
+    input
+        .trim()
+        .parse()
+        .map_err(|_| ArgError::Kind(input.to_string()))
+}
+
+/// A ledger cursor.
+pub fn cursor(input: &str) -> Result<crate::ledger::Cursor, ArgError> {
+    input
+        .trim()
+        .parse()
+        .map_err(|_| ArgError::Cursor(input.to_string()))
 }
 
 /// `HOST:PORT`: an IP literal (`[v6]:port` for IPv6) or a name resolved once

@@ -112,6 +112,44 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List every member the running node's ledger knows (from their
+    /// announcements): addresses, NAT type, relay offer, last seen, and
+    /// whether it is connected now.
+    Members {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the running node's ledger entries (oldest first), or check it
+    /// with `ledger verify`.
+    #[command(args_conflicts_with_subcommands = true)]
+    Ledger {
+        /// `verify`: re-check every signature and chain, list forks; exits
+        /// nonzero on a problem.
+        #[command(subcommand)]
+        action: Option<LedgerAction>,
+        /// Only entries of this origin (a NodeId).
+        #[arg(long, value_name = "ID")]
+        origin: Option<String>,
+        /// Only entries of this kind (node-announcement, relay-session,
+        /// traversal-outcome, channel-registration, service-registration,
+        /// token-revocation).
+        #[arg(long, value_name = "KIND")]
+        kind: Option<String>,
+        /// Only entries after this cursor (from an earlier listing).
+        #[arg(long, value_name = "CURSOR")]
+        after: Option<String>,
+        /// At most N entries (default: all).
+        #[arg(long, value_name = "N",
+              value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+        /// Keep printing new entries as they arrive (Ctrl-C stops).
+        #[arg(long)]
+        follow: bool,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ping a peer through the running node.
     Ping {
         /// The peer's NodeId.
@@ -138,6 +176,18 @@ pub enum Command {
               default_value_t = crate::until_direct::DEFAULT_TIMEOUT_SECS,
               value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: u64,
+    },
+}
+
+/// `relay-node ledger` sub-commands.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum LedgerAction {
+    /// Re-check every signature and hash chain, report forks; exit nonzero
+    /// on any problem.
+    Verify {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -9,7 +9,8 @@
 //!   lock ([`lock`]), and `run`'s checks before any side effect
 //!   ([`preflight`]);
 //! - the **verbs**: [`init`], [`invite`], [`run`], and the local API
-//!   clients behind `status`, `netcheck` and `ping` ([`app`] wires them to
+//!   clients behind `status`, `netcheck`, `ping`, `members` and `ledger`
+//!   ([`app`] wires them to
 //!   [`cli`]);
 //! - the **local API** ([`api`]): HTTP/1.1 over `DIR/api.sock` for the CLI
 //!   and for users' programs (docs/LOCAL_API.md);
@@ -17,8 +18,9 @@
 //!   each registers, and the owner of the node's tasks; [`subsystems`]: the
 //!   list), and the state it reports ([`service`]);
 //! - the **relay ledger** ([`ledger`]): the redb store in the data dir,
-//!   group-committed appends, retention, and the sans-IO replication core
-//!   (not wired into `run` yet);
+//!   group-committed appends, retention, and the sans-IO replication core,
+//!   run by the `ledger` subsystem; the `members` and `ledger` verbs print
+//!   it ([`ledger_view`]);
 //! - the **stream protocols** a node speaks to its peers, routed by their
 //!   first byte ([`protocols`]; ping today);
 //! - the **operator surface**: the read-only HTTP endpoint ([`http`]),
@@ -46,6 +48,7 @@ pub mod init;
 pub mod invite;
 pub mod keystore;
 pub mod ledger;
+pub mod ledger_view;
 pub mod lifetime_view;
 pub mod lock;
 pub mod logging;

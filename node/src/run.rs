@@ -103,6 +103,10 @@ pub enum RunError {
     /// The HTTP endpoint could not start.
     #[error(transparent)]
     Http(#[from] HttpError),
+    /// The ledger could not be opened (`ledger-corrupt` says how to
+    /// recover).
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
 }
 
 impl RunError {
@@ -121,6 +125,7 @@ impl RunError {
             Self::Signal(_) => "signal",
             Self::Http(e) => e.kind(),
             Self::Protocol(e) => e.kind(),
+            Self::Ledger(e) => e.kind(),
         }
     }
 }
@@ -138,6 +143,8 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
     }
     let keys = keystore::load_keys(dir)?;
     let bootstrap = Bootstrap::load(dir)?;
+    // Before binding anything: a damaged ledger stops `run` at once.
+    let ledger = crate::ledger::Ledger::open(dir.root(), keys.secret_key.clone())?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
 
     let mut config = TransportConfig::new(
@@ -161,7 +168,10 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
     for (peer, addr) in known {
         mux.remember_addr(peer, addr);
     }
-    let subsystems = subsystems::builtins(&NodeContext { mux: mux.clone() });
+    let subsystems = subsystems::builtins(&NodeContext {
+        mux: mux.clone(),
+        ledger: ledger.clone(),
+    });
     let stats = Arc::new(NodeStats::new());
     let service = NodeService::new(mux.clone())
         .with_stats(stats.clone())
@@ -217,6 +227,9 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
         );
     }
     transport.close().await;
+    tokio::task::spawn_blocking(move || ledger.close())
+        .await
+        .ok();
     tracing::info!("stopped");
     Ok(())
 }

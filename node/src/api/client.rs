@@ -151,6 +151,68 @@ impl ApiClient {
         self.get(&format!("/v1/health?nonce={}", hex_encode(nonce)))
     }
 
+    /// `GET path` as an NDJSON stream: `on_line` gets each line until it
+    /// returns false or the stream ends (no overall deadline: a tail runs
+    /// until stopped).
+    pub fn get_lines(
+        &mut self,
+        path: &str,
+        mut on_line: impl FnMut(&str) -> bool,
+    ) -> Result<(), ClientError> {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header(HOST, "relay-node")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let Self {
+            runtime,
+            path: socket,
+            dir,
+            conn,
+        } = self;
+        runtime.block_on(async {
+            // A stream keeps its connection; the next call opens another.
+            let mut current = open(socket, dir).await?;
+            conn.take();
+            current
+                .sender
+                .ready()
+                .await
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let response = current
+                .sender
+                .send_request(request)
+                .await
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            if !response.status().is_success() {
+                return read_response::<serde_json::Value>(response)
+                    .await
+                    .map(|_| ());
+            }
+            let mut body = response.into_body();
+            let mut buf: Vec<u8> = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| ClientError::Protocol(e.to_string()))?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                buf.extend_from_slice(&data);
+                while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=end).collect();
+                    let text = String::from_utf8_lossy(&line[..end]);
+                    if !on_line(&text) {
+                        return Ok(());
+                    }
+                }
+                if buf.len() > MAX_RESPONSE {
+                    return Err(ClientError::Protocol("a line over the size limit".into()));
+                }
+            }
+            Ok(())
+        })
+    }
+
     fn call<T: DeserializeOwned>(
         &mut self,
         method: Method,

@@ -13,6 +13,8 @@
 //! - [`body`], [`request`], [`error`]: JSON responses and typed errors
 //!   (`{"error":{"kind","detail"}}`), body limits and deadlines; shared by
 //!   any hyper server in the node.
+//! - [`ledger`], [`ledger_json`]: the ledger's routes (members, entries,
+//!   follow, verify) and the JSON form of entries and members.
 //! - [`client`]: the blocking client the CLI verbs use.
 //!
 //! This layer knows HTTP and JSON, not what a route means: it never touches
@@ -26,6 +28,8 @@ pub mod error;
 pub mod events;
 pub mod frames;
 pub mod health;
+pub mod ledger;
+pub mod ledger_json;
 pub mod peercred;
 pub mod request;
 pub mod router;

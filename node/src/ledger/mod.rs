@@ -13,9 +13,9 @@
 //! - [`cursor`] defines opaque, monotonic positions in this node's ledger;
 //! - [`error`] holds [`LedgerError`].
 //!
-//! Not wired into `run` yet: the node subsystem will own a [`Ledger`] and a
-//! [`Replica`], feed the replica connection events, stream bytes and the
-//! clock, and hand it what [`Ledger::subscribe`] yields.
+//! The node's `ledger` subsystem (`crate::subsystems::ledger`) owns a
+//! [`Ledger`] and a [`Replica`] and feeds the replica connection events,
+//! stream bytes and the clock.
 
 pub mod cursor;
 pub mod error;

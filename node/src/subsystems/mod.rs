@@ -1,6 +1,11 @@
 //! The subsystems a node runs. This list is the one place to touch when a
 //! subsystem is added (see [`crate::subsystem`] for what each registers).
 
+pub mod ledger;
+pub mod ledger_announce;
+pub mod ledger_core;
+pub mod ledger_driver;
+pub mod ledger_wire;
 pub mod ping;
 
 use std::sync::Arc;
@@ -16,10 +21,18 @@ pub struct NodeContext {
     /// the addresses we were told about (`--peer`, bootstrap), for dialing
     /// a peer that is not connected.
     pub mux: Mux,
+    /// The node's ledger (`DIR/ledger.redb`), opened by `run`.
+    pub ledger: crate::ledger::Ledger,
 }
 
 /// Every subsystem of a running node, in start order.
 pub fn builtins(ctx: &NodeContext) -> SubsystemSet {
-    let list: Vec<Arc<dyn Subsystem>> = vec![Arc::new(ping::PingSubsystem::new(ctx.mux.clone()))];
+    let list: Vec<Arc<dyn Subsystem>> = vec![
+        Arc::new(ping::PingSubsystem::new(ctx.mux.clone())),
+        Arc::new(ledger::LedgerSubsystem::new(
+            ctx.mux.clone(),
+            ctx.ledger.clone(),
+        )),
+    ];
     SubsystemSet::new(list)
 }
