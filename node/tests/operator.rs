@@ -285,7 +285,8 @@ fn http_metrics_status_netcheck_and_until_direct() {
         seen.then_some(v)
     })
     .expect("B never got an observed address from A");
-    assert_eq!(report["nat"]["type"], "unknown");
+    let nat = report["nat"]["type"].as_str().unwrap_or_default();
+    assert!(matches!(nat, "unknown" | "open"), "{nat}");
     let obs = &report["observations"][0];
     assert_eq!(obs["observer_addr"], node_a.listen.to_string().as_str());
     let reflex: SocketAddr = obs["reflex_addr"].as_str().unwrap().parse().unwrap();
