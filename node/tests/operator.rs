@@ -294,7 +294,11 @@ fn http_metrics_status_netcheck_and_until_direct() {
     assert_eq!(report["nat"]["reflex_addr"], obs["reflex_addr"]);
     assert!(report["relays"].as_array().unwrap().is_empty());
     let table = cli(&dir_b, &["netcheck"]);
-    assert!(text(&table.stdout).contains("nat       unknown"));
+    let table = text(&table.stdout);
+    assert!(
+        table.contains("nat       unknown") || table.contains("nat       open"),
+        "{table}"
+    );
 }
 
 #[test]
