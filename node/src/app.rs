@@ -53,6 +53,9 @@ pub enum AppError {
     /// `ledger verify` found a problem.
     #[error("ledger-problem: {0}")]
     LedgerProblem(String),
+    /// A `token` verb failed.
+    #[error(transparent)]
+    Token(#[from] crate::token_cmd::TokenCmdError),
 }
 
 impl AppError {
@@ -69,6 +72,7 @@ impl AppError {
             Self::Runtime(_) => "runtime",
             Self::UntilDirect(e) => &e.kind,
             Self::LedgerProblem(_) => "ledger-problem",
+            Self::Token(e) => e.kind(),
         }
     }
 }
@@ -190,6 +194,7 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             let after = after.map(|a| args::cursor(&a)).transpose()?;
             ledger_listing(&dir, &query, after, limit, follow, json)?;
         }
+        Command::Token { action } => crate::token_cmd::run(&dir, action)?,
         Command::Netcheck { json } => {
             let report = ApiClient::connect(&dir)?.netcheck()?;
             if json {

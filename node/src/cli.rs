@@ -177,6 +177,13 @@ pub enum Command {
               value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: u64,
     },
+    /// Permission tokens: issue, delegate, inspect, verify, revoke
+    /// (docs/TOKENS.md).
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::token_cmd_args::TokenAction,
+    },
 }
 
 /// `relay-node ledger` sub-commands.

@@ -57,12 +57,18 @@ pub mod netcheck;
 pub mod port_map_view;
 pub mod preflight;
 pub mod protocols;
+pub mod revocations;
+pub mod revocations_set;
 pub mod run;
 pub mod service;
 pub mod status;
 pub mod subsystem;
 pub mod subsystems;
 pub mod timefmt;
+pub mod token_cmd;
+pub mod token_cmd_args;
+pub mod token_cmd_revocations;
+pub mod token_cmd_view;
 pub mod traversal_view;
 pub mod until_direct;
 

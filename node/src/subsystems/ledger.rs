@@ -106,6 +106,7 @@ impl Subsystem for LedgerSubsystem {
     }
 
     fn register_routes(&self, routes: &mut Routes) -> Result<(), RouteError> {
+        crate::api::tokens::register(routes, self.ledger.clone())?;
         let transport = self.mux.transport().clone();
         crate::api::ledger::register(
             routes,
