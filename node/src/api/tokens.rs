@@ -7,6 +7,8 @@
 //! `reason` (at most 256 bytes) is recorded. Token problems answer 400 with
 //! kind `token` and detail `KIND: ...`, so clients print `token: KIND: ...`.
 
+use std::sync::Arc;
+
 use hyper::StatusCode;
 use relay_proto::ledger::body::{TokenRevocation, MAX_REASON};
 use relay_proto::ledger::Body;
@@ -125,12 +127,24 @@ pub async fn revoke(ledger: &Ledger, req: RevokeRequest) -> Result<RevokeAnswer,
     })
 }
 
-/// Registers `POST /v1/tokens/revoke`.
-pub fn register(routes: &mut Routes, ledger: Ledger) -> Result<(), RouteError> {
+/// Whether a connected peer holds more of this node's own feed than its
+/// ledger does (it is being restored): appending then would fork the feed.
+pub type FeedBehind = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Registers `POST /v1/tokens/revoke`. While `behind` says the node's own
+/// feed is still being restored, the route answers `503 busy`.
+pub fn register(routes: &mut Routes, ledger: Ledger, behind: FeedBehind) -> Result<(), RouteError> {
     routes.post(REVOKE, move |req: ApiRequest, _ctx| {
         let ledger = ledger.clone();
+        let behind = behind.clone();
         async move {
             let request: RevokeRequest = read_json(req, MAX_BODY, BODY_TIMEOUT).await?;
+            if behind() {
+                return Err(ApiError::Busy(
+                    "this node's own ledger feed is still being restored from peers; retry shortly"
+                        .into(),
+                ));
+            }
             Ok(ok(&revoke(&ledger, request).await?))
         }
     })
