@@ -327,13 +327,15 @@ fn join_addrs(addrs: &[std::net::SocketAddr]) -> String {
 }
 
 /// Writes a line to stdout; a closed stdout (e.g. `| head`) is not an error.
-fn print_line(line: &str) {
+/// Prints one line to stdout (a closed stdout is ignored).
+pub(crate) fn print_line(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
 }
 
-fn print_text(text: &str) {
+/// Prints text to stdout as is (a closed stdout is ignored).
+pub(crate) fn print_text(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();

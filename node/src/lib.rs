@@ -23,6 +23,9 @@
 //!   it ([`ledger_view`]);
 //! - the **stream protocols** a node speaks to its peers, routed by their
 //!   first byte ([`protocols`]; ping today);
+//! - **permission tokens**: the `token` verbs ([`token_cmd`]) over
+//!   `relay_proto::token`, and the live set of revoked tokens a running
+//!   node builds from the ledger ([`revocations_set`], [`revocations`]);
 //! - the **operator surface**: the read-only HTTP endpoint ([`http`]),
 //!   Prometheus metrics ([`metrics`]), `netcheck` ([`netcheck`]),
 //!   `ping --until-direct` ([`until_direct`]) and the traversal state they

@@ -4,7 +4,7 @@
 //! `issue`, `delegate`, `inspect` and `verify` work offline; `revoke` (and
 //! the revocation check of `verify`) talk to the running node.
 
-use std::io::{Read, Write};
+use std::io::Read;
 
 use relay_proto::token::{
     self, ChannelPattern, Delegation, Grant, Request, Scope, TokenChain, TokenError, Verdict,
@@ -15,6 +15,7 @@ use thiserror::Error;
 
 use crate::api::client::{ApiClient, ClientError};
 use crate::api::tokens::{RevokeAnswer, RevokeRequest, REVOKE};
+use crate::app::{print_line, print_text};
 use crate::args::{self, ArgError};
 use crate::datadir::DataDir;
 use crate::keystore::{self, LoadKeyError};
@@ -243,16 +244,4 @@ pub fn read_token(arg: &str) -> Result<TokenChain, TokenCmdError> {
         .read_to_string(&mut text)
         .map_err(file_error)?;
     Ok(TokenChain::from_text(text.trim())?)
-}
-
-fn print_line(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
-fn print_text(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
 }

@@ -111,15 +111,10 @@ pub async fn revoke(ledger: &Ledger, req: RevokeRequest) -> Result<RevokeAnswer,
         expires_unix_ms: expires,
         reason: req.reason,
     });
-    let cursor = ledger.append(body).await.map_err(|e| {
-        let text = e.to_string();
-        let prefix = format!("{}: ", e.kind());
-        ApiError::Operation {
-            kind: e.kind().to_string(),
-            detail: text.strip_prefix(&prefix).unwrap_or(&text).to_string(),
-            status: StatusCode::INTERNAL_SERVER_ERROR.as_u16(),
-        }
-    })?;
+    let cursor = ledger
+        .append(body)
+        .await
+        .map_err(|e| super::ledger::ledger_error(&e))?;
     Ok(RevokeAnswer {
         id: id.to_string(),
         expires_unix_ms: expires,
