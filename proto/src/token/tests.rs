@@ -289,6 +289,14 @@ fn revocation_authorities_are_the_issuers_above() {
     assert!(verify(&child, NOW, &req, &By(leaf, id(3))).is_ok());
     assert!(verify(&child, NOW, &req, &By(leaf, id(9))).is_ok());
     assert!(verify(&child, NOW, &req, &By(root_id, id(2))).is_ok());
+    // A cached verdict applies the same rule to a revocation that arrives later.
+    let v = verify(&child, NOW, &req, &never).unwrap();
+    assert_eq!(v.issuers, vec![id(1), id(2)]);
+    assert!(v.is_revoked_by(&leaf, &id(1)) && v.is_revoked_by(&leaf, &id(2)));
+    assert!(v.is_revoked_by(&root_id, &id(1)));
+    assert!(!v.is_revoked_by(&root_id, &id(2)));
+    assert!(!v.is_revoked_by(&leaf, &id(3)));
+    assert!(!v.is_revoked_by(&TokenId::from_bytes([9; 16]), &id(1)));
 }
 
 #[test]
