@@ -59,8 +59,9 @@
 //! carries bytes between authenticated NodeIds and reports what it sees.
 
 pub mod config;
-pub mod error;
+pub use relay_transport_core::error;
 pub mod events;
+mod handles;
 pub mod mux;
 pub mod noise;
 pub mod portmap;

@@ -15,12 +15,12 @@
 //!
 //! The dialer passes the peer's NodeId text as the server name; after the
 //! handshake `quinn::Connection::peer_identity()` holds a `Box<NodeId>`
-//! ([`peer_node_id`]).
+//! (`relay_transport::noise::peer_node_id`).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use relay_proto::{NetworkKey, NodeId, SecretKey};
+use relay_proto::{NetworkKey, SecretKey};
 
 mod classify;
 mod config;
@@ -96,8 +96,8 @@ impl NoiseConfig {
 /// A quinn client config. Dial with `server_name` = the peer's NodeId text.
 pub fn client_config(
     config: &NoiseConfig,
-    transport: Arc<quinn::TransportConfig>,
-) -> quinn::ClientConfig {
+    transport: Arc<quinn_proto::TransportConfig>,
+) -> quinn_proto::ClientConfig {
     config::client_config(config, transport)
 }
 
@@ -107,16 +107,16 @@ pub fn client_config(
 #[doc(hidden)]
 pub fn stalling_client_config(
     config: &NoiseConfig,
-    transport: Arc<quinn::TransportConfig>,
-) -> quinn::ClientConfig {
+    transport: Arc<quinn_proto::TransportConfig>,
+) -> quinn_proto::ClientConfig {
     config::stalling_client_config(config, transport)
 }
 
 /// A quinn server config.
 pub fn server_config(
     config: &NoiseConfig,
-    transport: Arc<quinn::TransportConfig>,
-) -> quinn::ServerConfig {
+    transport: Arc<quinn_proto::TransportConfig>,
+) -> quinn_proto::ServerConfig {
     config::server_config(config, transport)
 }
 
@@ -124,21 +124,13 @@ pub fn server_config(
 /// tokens (a random key) and the fixed bit never greased. For endpoints
 /// without an identity of their own (tests, benchmarks); a node uses
 /// [`endpoint_config_for`].
-pub fn endpoint_config() -> quinn::EndpointConfig {
+pub fn endpoint_config() -> quinn_proto::EndpointConfig {
     config::endpoint_config()
 }
 
 /// [`endpoint_config`] with the stateless reset key derived from the
 /// node's secret key, so that after a crash and restart the node resets
 /// its peers' stale connections at once (see `retry`).
-pub fn endpoint_config_for(secret: &SecretKey) -> quinn::EndpointConfig {
+pub fn endpoint_config_for(secret: &SecretKey) -> quinn_proto::EndpointConfig {
     config::endpoint_config_for(secret)
-}
-
-/// The authenticated NodeId of a connection's peer.
-pub fn peer_node_id(conn: &quinn::Connection) -> Option<NodeId> {
-    conn.peer_identity()?
-        .downcast::<NodeId>()
-        .ok()
-        .map(|id| *id)
 }

@@ -2,7 +2,8 @@
 //! socket (PCP, NAT-PMP or UPnP-IGD) and publish the mapped external
 //! address as a traversal candidate.
 //!
-//! The pieces, each sans-IO except the driver:
+//! The pieces here are sans-IO; the gateway lookup and the driver live in
+//! `relay_transport::portmap`:
 //!
 //! - [`machine`]: [`PortMapper`], the state machine: discovery in a fixed
 //!   order (PCP, then NAT-PMP, then UPnP-IGD by default), the request,
@@ -13,9 +14,9 @@
 //!   pcp}`; [`ssdp`] (M-SEARCH and its answers), [`http`] (a bounded
 //!   HTTP/1.1 client codec), [`xml`] (a tolerant tag extractor) and
 //!   [`igd`] (the device description and the SOAP actions);
-//! - [`gateway`]: the default gateway from `/proc/net/route`;
+//! - `gateway` (async side): the default gateway from `/proc/net/route`;
 //! - [`epoch`]: gateway restart detection;
-//! - `driver`: the async task inside a transport: a UDP socket connected to
+//! - `driver` (async side): the task inside a transport: a UDP socket connected to
 //!   the gateway's port 5351, one for SSDP, and one short TCP connection
 //!   per HTTP request. It hands the mapped address to the traversal core,
 //!   which tells every peer (`TraversalMsg::PortMapped`) so introducers
@@ -27,9 +28,7 @@
 //! error level.
 
 mod config;
-pub(crate) mod driver;
 pub mod epoch;
-pub mod gateway;
 pub mod http;
 pub mod igd;
 pub mod machine;

@@ -40,16 +40,15 @@
 //!
 //! The wire formats live in `relay_proto::wire::{probe, traversal}`.
 //!
-//! Inside a transport, `driver` runs the core: it owns the clock, feeds it
-//! frames, control messages and connection events, and moves relayed
-//! connections to the direct paths it finds (see
-//! [`crate::TransportConfig::traversal`]).
+//! Inside a transport, `relay_transport::traversal`'s driver runs the
+//! core: it owns the clock, feeds it frames, control messages and
+//! connection events, and moves relayed connections to the direct paths
+//! it finds (`TransportConfig::traversal`).
 
 mod agent;
 pub mod auth;
 pub mod birthday;
 mod config;
-pub(crate) mod driver;
 pub mod early;
 mod error;
 pub mod introducer;
@@ -58,7 +57,6 @@ pub mod lifetime;
 pub mod mapcheck;
 pub mod mapped;
 pub mod nat;
-mod netwatch;
 mod output;
 pub mod punch;
 pub mod roam;
