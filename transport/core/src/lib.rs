@@ -14,6 +14,8 @@
 //! - [`traversal`]: NAT classification, introductions, hole punching,
 //!   birthday probing, keepalives, binding lifetime and roaming;
 //! - [`relay`]: the relay server core and per-client frame authentication;
+//! - [`reliable`]: the reliable control channel of one connection
+//!   (sequence numbers, acknowledgements, retransmission);
 //! - [`portmap`]: the port-mapping machine (PCP, NAT-PMP, UPnP-IGD) and its
 //!   codecs;
 //! - [`socket`]: the path socket's mapping of peers to mapped addresses
@@ -31,6 +33,7 @@ pub mod error;
 pub mod noise;
 pub mod portmap;
 pub mod relay;
+pub mod reliable;
 pub mod socket;
 pub mod traversal;
 
