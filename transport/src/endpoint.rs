@@ -22,11 +22,12 @@ pub(crate) mod conn;
 pub(crate) mod control;
 mod dial;
 mod failures;
+mod handles;
 pub(crate) mod paths;
 mod peers;
 pub(crate) mod quic;
 pub(crate) mod rebind;
-pub(crate) mod reliable;
+pub(crate) use relay_transport_core::reliable;
 
 pub use channel::ChannelStats;
 
@@ -324,7 +325,12 @@ impl Transport {
                 .sweep_expired(shared.shutdown.subscribe()),
         );
         if let Some(frames) = frames {
-            tokio::spawn(driver::frame_loop(shared.clone(), frames, other_tx));
+            tokio::spawn(driver::frame_loop(
+                shared.clone(),
+                shared.relay_server.clone(),
+                frames,
+                other_tx,
+            ));
         }
         tracing::info!(
             node = %node_id.fmt_short(),

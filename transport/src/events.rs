@@ -19,27 +19,7 @@ pub(crate) fn next_generation() -> u64 {
     GENERATION.fetch_add(1, Ordering::Relaxed) + 1
 }
 
-/// Which kind of path carries a peer's packets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PathKind {
-    /// A known address, reached directly.
-    Direct,
-    /// Through a relay node.
-    Relayed,
-    /// No usable path.
-    None,
-}
-
-impl PathKind {
-    /// Stable text: "direct" | "relayed" | "none".
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Direct => "direct",
-            Self::Relayed => "relayed",
-            Self::None => "none",
-        }
-    }
-}
+pub use relay_transport_core::PathKind;
 
 /// Connection state of a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -11,6 +11,18 @@
 //! (direct, punched or relayed) carries the packets, so a path can change
 //! without a new handshake.
 //!
+//! ## The async side
+//!
+//! This crate composes the sans-IO cores of `relay-transport-core` (the
+//! Noise session, traversal, the relay server, port mapping, the path
+//! mapping; re-exported here under [`noise`], [`traversal`], [`relay`],
+//! [`portmap`], [`socket::mapping`] and [`error`]) with quinn, tokio and
+//! the sockets, and its job is the I/O and the clock around them. (Some
+//! policy still lives in drivers: the traversal driver's retry and
+//! backoff, the relay client's failover, the redial backoff; it belongs in
+//! cores.) Its drivers reach the endpoint only through the narrow handles
+//! of `handles.rs`.
+//!
 //! ## The control channel
 //!
 //! Every QUIC datagram carries a one-byte prefix the transport adds and
@@ -59,8 +71,9 @@
 //! carries bytes between authenticated NodeIds and reports what it sees.
 
 pub mod config;
-pub mod error;
+pub use relay_transport_core::error;
 pub mod events;
+mod handles;
 pub mod mux;
 pub mod noise;
 pub mod portmap;

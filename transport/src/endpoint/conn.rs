@@ -220,9 +220,9 @@ async fn watch(shared: Arc<Shared>, peer: NodeId, conn: quinn::Connection) {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&peer);
-        crate::relay::client::on_relay_lost(&shared, peer);
+        crate::relay::client::on_relay_lost(&*shared, peer);
         if let Some(relay) = &shared.relay_server {
-            relay.client_left(&shared, peer).await;
+            relay.client_left(&*shared, peer).await;
         }
     }
 }

@@ -89,13 +89,13 @@ pub(crate) fn dispatch(
     match msg {
         ControlMsg::ObservedAddr { addr } => observed(shared, peer, addr),
         ControlMsg::RelayOffer { .. } => {
-            if client::on_offer(shared, peer, channel.conn()) {
+            if client::on_offer(&**shared, peer, channel.conn()) {
                 send(channel, &ControlMsg::RelayRegister);
             }
         }
         ControlMsg::RelayRegister => {
             let reply = match &shared.relay_server {
-                Some(relay) => relay.register(shared, peer, channel.conn()),
+                Some(relay) => relay.register(&**shared, peer, channel.conn()),
                 None => ControlMsg::RelayRefused {
                     reason: RefuseReason::Disabled,
                 },
@@ -103,11 +103,11 @@ pub(crate) fn dispatch(
             send(channel, &reply);
         }
         ControlMsg::RelayRegistered { limits } => {
-            client::on_registered(shared, peer, channel.conn(), limits)
+            client::on_registered(&**shared, peer, channel.conn(), limits)
         }
-        ControlMsg::RelayRefused { reason } => client::on_refused(shared, peer, reason),
+        ControlMsg::RelayRefused { reason } => client::on_refused(&**shared, peer, reason),
         ControlMsg::PeerGone { node_id, reason } => {
-            client::on_peer_gone(shared, peer, node_id, reason);
+            client::on_peer_gone(&**shared, peer, node_id, reason);
         }
         ControlMsg::Traversal(msg) => {
             if shared.traversal_tx.try_send((peer, msg)).is_err() {

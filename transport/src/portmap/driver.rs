@@ -34,7 +34,7 @@ use super::{
     gateway, http, ssdp, Local, PortMapConfig, PortMapEvent, PortMapStatus, PortMapTransmit,
     PortMapper,
 };
-use crate::endpoint::Shared;
+use crate::handles::PortMapHost;
 use crate::traversal::{TraversalError, TraversalErrorKind};
 
 /// Longest the driver keeps going after shutdown to release the mapping.
@@ -170,10 +170,10 @@ async fn prepare(
 
 /// Runs the driver until the transport closes and the mapping is
 /// released.
-pub(crate) async fn run(shared: Arc<Shared>, service: Arc<PortMapService>) {
+pub(crate) async fn run(shared: Arc<dyn PortMapHost>, service: Arc<PortMapService>) {
     let _stop = StopGuard(service.clone());
-    let mut shutdown = shared.shutdown.subscribe();
-    let bound = shared.socket.real_local_addr();
+    let mut shutdown = shared.shutdown();
+    let bound = shared.socket().real_local_addr();
     let (local, gateway_socket) = match prepare(&service.config, bound).await {
         Ok(v) => v,
         Err(detail) => {
@@ -209,7 +209,7 @@ pub(crate) async fn run(shared: Arc<Shared>, service: Arc<PortMapService>) {
     let mut ssdp_buf = vec![0u8; DATAGRAM];
     let mut release_by: Option<Instant> = None;
     loop {
-        io.flush(&shared, &service).await;
+        io.flush(&*shared, &service).await;
         if release_by.is_some() && service.machine().as_ref().is_none_or(|m| m.is_stopped()) {
             break;
         }
@@ -274,9 +274,7 @@ pub(crate) async fn run(shared: Arc<Shared>, service: Arc<PortMapService>) {
             }
         }
     }
-    if let Some(t) = &shared.traversal {
-        t.set_port_mapping(None);
-    }
+    shared.set_port_mapping(None);
     tracing::debug!("port mapping stopped");
 }
 
@@ -307,7 +305,7 @@ struct Io {
 
 impl Io {
     /// Sends what the machine wants sent and acts on what it reports.
-    async fn flush(&self, shared: &Arc<Shared>, service: &PortMapService) {
+    async fn flush(&self, shared: &dyn PortMapHost, service: &PortMapService) {
         let (transmits, events) = {
             let mut guard = service.machine();
             let Some(m) = guard.as_mut() else { return };
@@ -346,15 +344,11 @@ impl Io {
             match event {
                 PortMapEvent::Mapped { protocol, external } => {
                     tracing::info!(%protocol, %external, "port mapped");
-                    if let Some(t) = &shared.traversal {
-                        t.set_port_mapping(Some(external));
-                    }
+                    shared.set_port_mapping(Some(external));
                 }
                 PortMapEvent::Lost => {
                     tracing::info!("port mapping gone");
-                    if let Some(t) = &shared.traversal {
-                        t.set_port_mapping(None);
-                    }
+                    shared.set_port_mapping(None);
                 }
                 PortMapEvent::Unavailable(error) => {
                     tracing::debug!(%error, "no port mapping; carrying on without one");

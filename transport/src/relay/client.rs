@@ -27,8 +27,9 @@ use relay_proto::wire::control::{GoneReason, RefuseReason, RelayLimitsMsg};
 use relay_proto::NodeId;
 use tokio::sync::Notify;
 
-use crate::endpoint::{conn, paths, Shared};
+use crate::handles::RelayClientHost;
 use crate::relay::auth::FrameKeys;
+use crate::relay::ConnectionKeys;
 use crate::socket::Path;
 use crate::{DialError, DialErrorKind, PeerEvent};
 
@@ -75,22 +76,22 @@ impl RelayClients {
     }
 }
 
-fn clients(shared: &Shared) -> MutexGuard<'_, RelayClients> {
-    shared.relays.lock().unwrap_or_else(|e| e.into_inner())
+fn clients(shared: &dyn RelayClientHost) -> MutexGuard<'_, RelayClients> {
+    shared.relay_clients()
 }
 
-fn changed(shared: &Shared) {
+fn changed(shared: &dyn RelayClientHost) {
     shared
-        .relays_changed
+        .relays_changed()
         .send_modify(|v| *v = v.wrapping_add(1));
 }
 
 /// Takes the frame keys of our connection to `relay` (see
 /// [`crate::relay::auth`]); returns whether they are new (another
 /// connection than the one the relay knows us by).
-fn take_keys(shared: &Shared, relay: NodeId, conn: &quinn::Connection) -> bool {
+fn take_keys(shared: &dyn RelayClientHost, relay: NodeId, conn: &quinn::Connection) -> bool {
     match FrameKeys::from_connection(conn) {
-        Some(keys) => shared.socket.add_relay(relay, keys),
+        Some(keys) => shared.socket().add_relay(relay, keys),
         None => {
             tracing::debug!(relay = %relay.fmt_short(), "no frame keys from the relay connection");
             false
@@ -102,7 +103,11 @@ fn take_keys(shared: &Shared, relay: NodeId, conn: &quinn::Connection) -> bool {
 /// (authenticated with `conn`'s keys) and register. Returns whether to
 /// send a registration (not yet registered, or registered over another
 /// connection).
-pub(crate) fn on_offer(shared: &Shared, relay: NodeId, conn: &quinn::Connection) -> bool {
+pub(crate) fn on_offer(
+    shared: &dyn RelayClientHost,
+    relay: NodeId,
+    conn: &quinn::Connection,
+) -> bool {
     let new_keys = take_keys(shared, relay, conn);
     let register = {
         let mut c = clients(shared);
@@ -120,7 +125,7 @@ pub(crate) fn on_offer(shared: &Shared, relay: NodeId, conn: &quinn::Connection)
 
 /// A relay confirmed our registration over `conn`.
 pub(crate) fn on_registered(
-    shared: &Shared,
+    shared: &dyn RelayClientHost,
     relay: NodeId,
     conn: &quinn::Connection,
     limits: RelayLimitsMsg,
@@ -144,7 +149,7 @@ pub(crate) fn on_registered(
     changed(shared);
     // Paths left on a relay that is gone move here.
     let registered: HashSet<NodeId> = clients(shared).registered().into_iter().collect();
-    for (node, path) in paths::relayed_peers(shared) {
+    for (node, path) in shared.relayed_peers() {
         if let Path::Relayed { relay: old } = path {
             if !registered.contains(&old) {
                 move_to(shared, node, relay);
@@ -154,14 +159,14 @@ pub(crate) fn on_registered(
 }
 
 /// A relay refused to serve us.
-pub(crate) fn on_refused(shared: &Shared, relay: NodeId, reason: RefuseReason) {
+pub(crate) fn on_refused(shared: &dyn RelayClientHost, relay: NodeId, reason: RefuseReason) {
     tracing::debug!(relay = %relay.fmt_short(), reason = reason.as_str(), "relay refused registration");
     forget(shared, &relay);
 }
 
-fn forget(shared: &Shared, relay: &NodeId) -> bool {
+fn forget(shared: &dyn RelayClientHost, relay: &NodeId) -> bool {
     let known = clients(shared).relays.remove(relay).is_some();
-    shared.socket.remove_relay(relay);
+    shared.socket().remove_relay(relay);
     if known {
         changed(shared);
     }
@@ -169,33 +174,33 @@ fn forget(shared: &Shared, relay: &NodeId) -> bool {
 }
 
 /// Moves `node`'s path onto `relay`, live or still dialing.
-fn move_to(shared: &Shared, node: NodeId, relay: NodeId) {
+fn move_to(shared: &dyn RelayClientHost, node: NodeId, relay: NodeId) {
     let path = Path::Relayed { relay };
-    if paths::change(shared, node, path).is_err() {
-        if let Some(mapped) = shared.socket.mapped_addr(&node) {
-            shared.socket.set_path(&mapped, path);
+    if shared.change_path(node, path).is_err() {
+        if let Some(mapped) = shared.socket().mapped_addr(&node) {
+            shared.socket().set_path(&mapped, path);
         }
     }
 }
 
 /// The relay carrying `node`'s path now, if any.
-fn relay_of(shared: &Shared, node: &NodeId) -> Option<NodeId> {
-    let mapped = shared.socket.mapped_addr(node)?;
-    match shared.socket.path(&mapped)? {
+fn relay_of(shared: &dyn RelayClientHost, node: &NodeId) -> Option<NodeId> {
+    let mapped = shared.socket().mapped_addr(node)?;
+    match shared.socket().path(&mapped)? {
         Path::Relayed { relay } => Some(relay),
         Path::Direct(_) => None,
     }
 }
 
 /// Our connection to a relay closed: move every path it carried.
-pub(crate) fn on_relay_lost(shared: &Shared, relay: NodeId) {
+pub(crate) fn on_relay_lost(shared: &dyn RelayClientHost, relay: NodeId) {
     if !forget(shared, &relay) {
         return;
     }
     tracing::info!(relay = %relay.fmt_short(), "relay lost");
     let alt = clients(shared).pick(|id| *id == relay);
     // Live connections, dials, and inbound handshakes still in progress.
-    for (mapped, node) in shared.socket.relayed_through(&relay) {
+    for (mapped, node) in shared.socket().relayed_through(&relay) {
         let Some(alt) = alt else {
             tracing::info!(peer = ?node.map(|n| n.fmt_short()), "relay lost and no other relay; waiting");
             continue;
@@ -208,7 +213,7 @@ pub(crate) fn on_relay_lost(shared: &Shared, relay: NodeId) {
             }
             None => {
                 shared
-                    .socket
+                    .socket()
                     .set_path(&mapped, Path::Relayed { relay: alt });
             }
         }
@@ -216,7 +221,12 @@ pub(crate) fn on_relay_lost(shared: &Shared, relay: NodeId) {
 }
 
 /// A relay reports `node` gone.
-pub(crate) fn on_peer_gone(shared: &Shared, relay: NodeId, node: NodeId, reason: GoneReason) {
+pub(crate) fn on_peer_gone(
+    shared: &dyn RelayClientHost,
+    relay: NodeId,
+    node: NodeId,
+    reason: GoneReason,
+) {
     if !clients(shared).relays.contains_key(&relay) {
         tracing::debug!(from = %relay.fmt_short(), "peer-gone from a node we do not use as a relay; ignored");
         return;
@@ -259,14 +269,17 @@ pub(crate) fn on_peer_gone(shared: &Shared, relay: NodeId, node: NodeId, reason:
         },
         relay.fmt_short()
     );
-    conn::close_with_note(shared, &node, note);
+    shared.close_with_note(&node, note);
 }
 
 /// A registered relay for a dial to `node`, waiting (until the dial
 /// timeout) for a pending registration if none is registered yet.
-pub(crate) async fn pick_for_dial(shared: &Shared, node: &NodeId) -> Result<NodeId, DialError> {
-    let mut version = shared.relays_changed.subscribe();
-    let deadline = tokio::time::Instant::now() + shared.config.dial_timeout;
+pub(crate) async fn pick_for_dial(
+    shared: &dyn RelayClientHost,
+    node: &NodeId,
+) -> Result<NodeId, DialError> {
+    let mut version = shared.relays_changed().subscribe();
+    let deadline = tokio::time::Instant::now() + shared.dial_timeout();
     loop {
         let (pick, pending) = {
             let c = clients(shared);
@@ -293,7 +306,7 @@ pub(crate) async fn pick_for_dial(shared: &Shared, node: &NodeId) -> Result<Node
 
 /// Registers a relayed dial to `node`; the returned notify fires when no
 /// relay reaches it.
-pub(crate) fn start_dial(shared: &Shared, node: NodeId) -> Arc<Notify> {
+pub(crate) fn start_dial(shared: &dyn RelayClientHost, node: NodeId) -> Arc<Notify> {
     let unreachable = Arc::new(Notify::new());
     clients(shared).dials.insert(
         node,
@@ -306,6 +319,6 @@ pub(crate) fn start_dial(shared: &Shared, node: NodeId) -> Arc<Notify> {
 }
 
 /// The relayed dial to `node` ended.
-pub(crate) fn end_dial(shared: &Shared, node: &NodeId) {
+pub(crate) fn end_dial(shared: &dyn RelayClientHost, node: &NodeId) {
     clients(shared).dials.remove(node);
 }

@@ -21,7 +21,8 @@ use relay_proto::NodeId;
 
 use super::auth::FrameKeys;
 use super::server::{RegisterError, RelayLimits, RelayServer, RelayStats, Transmit};
-use crate::endpoint::{control, Shared};
+use super::ConnectionKeys;
+use crate::handles::RelayServerHost;
 use crate::socket::{Frame, Path};
 
 /// Frames handled per lock of the core before sending.
@@ -57,7 +58,7 @@ impl RelayService {
     }
 
     /// Handles a batch of relay-send frames and sends what results.
-    pub(crate) async fn handle_frames(&self, shared: &Arc<Shared>, frames: &[Frame]) {
+    pub(crate) async fn handle_frames(&self, shared: &dyn RelayServerHost, frames: &[Frame]) {
         let (transmits, controls) = {
             let mut core = self.core();
             let now = Instant::now();
@@ -73,14 +74,14 @@ impl RelayService {
     /// frames are authenticated with keys from `conn`.
     pub(crate) fn register(
         &self,
-        shared: &Shared,
+        shared: &dyn RelayServerHost,
         peer: NodeId,
         conn: &quinn::Connection,
     ) -> ControlMsg {
         let real = shared
-            .socket
+            .socket()
             .mapped_addr(&peer)
-            .and_then(|m| shared.socket.path(&m))
+            .and_then(|m| shared.socket().path(&m))
             .and_then(|p| match p {
                 Path::Direct(real) => Some(real),
                 Path::Relayed { .. } => None,
@@ -121,7 +122,7 @@ impl RelayService {
 
     /// A peer's connection closed: unregister it and tell its session
     /// peers.
-    pub(crate) async fn client_left(&self, shared: &Arc<Shared>, peer: NodeId) {
+    pub(crate) async fn client_left(&self, shared: &dyn RelayServerHost, peer: NodeId) {
         let (transmits, controls) = {
             let mut core = self.core();
             if !core.unregister(&peer) {
@@ -142,14 +143,18 @@ fn drain(core: &mut RelayServer) -> Drained {
     (transmits, controls)
 }
 
-async fn send(shared: &Arc<Shared>, transmits: Vec<Transmit>, controls: Vec<(NodeId, ControlMsg)>) {
+async fn send(
+    shared: &dyn RelayServerHost,
+    transmits: Vec<Transmit>,
+    controls: Vec<(NodeId, ControlMsg)>,
+) {
     for t in transmits {
-        if let Err(e) = shared.socket.send_frame(t.dest, &t.data).await {
+        if let Err(e) = shared.socket().send_frame(t.dest, &t.data).await {
             tracing::trace!(dest = %t.dest, error = %e, "relay send failed");
         }
     }
     for (to, msg) in controls {
-        control::send_to(shared, &to, &msg);
+        shared.send_control(&to, &msg);
     }
 }
 
@@ -157,12 +162,13 @@ async fn send(shared: &Arc<Shared>, transmits: Vec<Transmit>, controls: Vec<(Nod
 /// frames go to the relay server (when relaying), the rest to
 /// `other` (for traversal), dropped when nobody takes them.
 pub(crate) async fn frame_loop(
-    shared: Arc<Shared>,
+    shared: Arc<dyn RelayServerHost>,
+    relay_server: Option<Arc<RelayService>>,
     mut frames: tokio::sync::mpsc::Receiver<Frame>,
     other: tokio::sync::mpsc::Sender<Frame>,
 ) {
     use relay_proto::wire::relay::RELAY_SEND;
-    let mut shutdown = shared.shutdown.subscribe();
+    let mut shutdown = shared.shutdown();
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         let first = tokio::select! {
@@ -188,8 +194,8 @@ pub(crate) async fn frame_loop(
         if batch.is_empty() {
             continue;
         }
-        match &shared.relay_server {
-            Some(relay) => relay.handle_frames(&shared, &batch).await,
+        match &relay_server {
+            Some(relay) => relay.handle_frames(&*shared, &batch).await,
             None => tracing::trace!(frames = batch.len(), "relay-send frames while not relaying"),
         }
         batch.clear();

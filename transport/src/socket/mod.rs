@@ -36,11 +36,11 @@
 
 pub mod demux;
 mod inbox;
-pub mod mapping;
 mod poller;
 pub mod ports;
-pub mod rebind;
 mod relayed;
+
+pub use relay_transport_core::socket::{mapping, rebind};
 
 use std::fmt;
 use std::io::{self, IoSliceMut};

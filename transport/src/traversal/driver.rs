@@ -61,9 +61,11 @@ use super::birthday::{BirthdayConfig, PortId};
 use super::lifetime::LifetimeConfig;
 use super::mapcheck::ALT_PORT;
 use super::netwatch;
-use super::snapshot::TraversalSnapshot;
-use super::{ConnectionInfo, Traversal, TraversalConfig, TraversalEvent, TraversalTransmit};
-use crate::endpoint::{control, paths, Shared};
+use super::{
+    ConnectionInfo, Traversal, TraversalConfig, TraversalEvent, TraversalSnapshot,
+    TraversalTransmit,
+};
+use crate::handles::TraversalHost;
 use crate::socket::{run_probe_port, Frame, Path, PortFrame};
 use crate::PeerEvent;
 
@@ -230,7 +232,7 @@ pub(crate) struct Inputs {
 }
 
 struct Driver {
-    shared: Arc<Shared>,
+    shared: Arc<dyn TraversalHost>,
     service: Arc<TraversalService>,
     peers: HashMap<NodeId, Track>,
     /// Open probe ports and their reader tasks.
@@ -244,14 +246,18 @@ fn now_std(now: Instant) -> std::time::Instant {
 }
 
 /// Runs the driver until the transport closes.
-pub(crate) async fn run(shared: Arc<Shared>, service: Arc<TraversalService>, inputs: Inputs) {
+pub(crate) async fn run(
+    shared: Arc<dyn TraversalHost>,
+    service: Arc<TraversalService>,
+    inputs: Inputs,
+) {
     let Inputs {
         mut frames,
         mut messages,
         mut events,
         mut commands,
     } = inputs;
-    let mut shutdown = shared.shutdown.subscribe();
+    let mut shutdown = shared.shutdown();
     let mut mapped = service.mapped.subscribe();
     let (port_frames, mut port_frames_rx) = mpsc::channel(PORT_FRAME_QUEUE);
     let mut driver = Driver {
@@ -357,7 +363,7 @@ impl Driver {
         let Some(sender) = sender.and_then(|f| NodeId::from_bytes(&f.sender).ok()) else {
             return;
         };
-        if valid && self.shared.socket.alias_inbound(&sender, frame.src) {
+        if valid && self.shared.socket().alias_inbound(&sender, frame.src) {
             tracing::trace!(peer = %sender.fmt_short(), src = %frame.src, "probe source mapped to the peer");
         }
     }
@@ -380,7 +386,7 @@ impl Driver {
         }
         let port = self
             .shared
-            .socket
+            .socket()
             .probe_port_addr(ALT_PORT)
             .map(|a| a.port());
         tracing::debug!(?port, "alternate port for mapping checks");
@@ -392,10 +398,10 @@ impl Driver {
         if self.ports.contains_key(&port) {
             return true;
         }
-        match self.shared.socket.open_probe_port(port) {
+        match self.shared.socket().open_probe_port(port) {
             Ok(io) => {
                 let task = tokio::spawn(run_probe_port(
-                    self.shared.socket.clone(),
+                    self.shared.socket().clone(),
                     port,
                     io,
                     self.port_frames.clone(),
@@ -415,7 +421,7 @@ impl Driver {
             if let Some(task) = self.ports.remove(port) {
                 task.abort();
             }
-            self.shared.socket.close_probe_port(*port);
+            self.shared.socket().close_probe_port(*port);
         }
     }
 
@@ -437,7 +443,7 @@ impl Driver {
         live.conn
             .export_keying_material(&mut probe_key, PROBE_KEY_LABEL, b"")
             .ok()?;
-        let path = self.shared.socket.path(&live.mapped());
+        let path = self.shared.socket().path(&live.mapped());
         let info = ConnectionInfo {
             probe_key,
             observed: path.and_then(|p| p.direct_addr()),
@@ -470,7 +476,7 @@ impl Driver {
         let path = self
             .shared
             .live(&peer)
-            .and_then(|l| self.shared.socket.path(&l.mapped()));
+            .and_then(|l| self.shared.socket().path(&l.mapped()));
         {
             let mut core = self.core();
             if let Some(direct) = core.direct_path(&peer) {
@@ -494,7 +500,7 @@ impl Driver {
         let observer_ip = self
             .shared
             .live(&observer)
-            .and_then(|l| self.shared.socket.path(&l.mapped()))
+            .and_then(|l| self.shared.socket().path(&l.mapped()))
             .and_then(|p| p.direct_addr())
             .map(|a| a.ip());
         let Some(observer_ip) = observer_ip else {
@@ -502,7 +508,7 @@ impl Driver {
             return;
         };
         let local =
-            netwatch::local_towards(self.shared.socket.real_local_addr(), observer_ip).await;
+            netwatch::local_towards(self.shared.socket().real_local_addr(), observer_ip).await;
         self.core().handle_observed_addr(
             now_std(Instant::now()),
             observer,
@@ -525,14 +531,7 @@ impl Driver {
 
     /// Re-reads every connection and observation (after lagging events).
     async fn resync(&mut self) {
-        let live: Vec<NodeId> = self
-            .shared
-            .table()
-            .peers
-            .iter()
-            .filter(|(_, e)| e.live().is_some())
-            .map(|(id, _)| *id)
-            .collect();
+        let live: Vec<NodeId> = self.shared.live_peers();
         let gone: Vec<NodeId> = self
             .peers
             .keys()
@@ -546,14 +545,7 @@ impl Driver {
             let fresh = !self.peers.contains_key(&peer);
             self.connected(peer, fresh);
         }
-        let observed: Vec<(NodeId, SocketAddr)> = self
-            .shared
-            .observed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(id, a)| (*id, *a))
-            .collect();
+        let observed: Vec<(NodeId, SocketAddr)> = self.shared.observed();
         for (observer, addr) in observed {
             self.observed(observer, addr).await;
         }
@@ -571,8 +563,8 @@ impl Driver {
         let relay = self
             .shared
             .live(&peer)
-            .and_then(|l| self.shared.socket.path(&l.mapped()))
-            .and_then(|p| paths::relay_of(&p));
+            .and_then(|l| self.shared.socket().path(&l.mapped()))
+            .and_then(|p| p.relay());
         let Some(relay) = relay else {
             track.next_try = None;
             return;
@@ -612,17 +604,13 @@ impl Driver {
         let now = Instant::now();
         let learned = self.core().learned_keepalive();
         if let Some(keep_alive) = learned {
-            if self
-                .shared
-                .quic
-                .set_keep_alive(&self.shared.endpoint, keep_alive)
-            {
+            if self.shared.set_keep_alive(keep_alive) {
                 tracing::debug!(?keep_alive, "keepalive interval for new connections");
             }
         }
         let peers: Vec<NodeId> = self.peers.keys().copied().collect();
-        if let Some(dest) = netwatch::destination(&self.shared, &peers) {
-            let local = netwatch::source_ip(self.shared.socket.real_local_addr(), dest).await;
+        if let Some(dest) = netwatch::destination(&*self.shared, &peers) {
+            let local = netwatch::source_ip(self.shared.socket().real_local_addr(), dest).await;
             self.core().handle_local_addr(now_std(now), dest, local);
         }
         for peer in peers {
@@ -635,7 +623,7 @@ impl Driver {
     /// A peer on a direct path that sends to us through a relay has
     /// probably lost that path (its address changed, say): probe ours now.
     fn check_relayed(&mut self, peer: NodeId, now: Instant) {
-        let Some(relayed) = self.shared.socket.relayed_while_direct(&peer) else {
+        let Some(relayed) = self.shared.socket().relayed_while_direct(&peer) else {
             return;
         };
         let Some(track) = self.peers.get_mut(&peer) else {
@@ -651,7 +639,7 @@ impl Driver {
     /// Tells the core when the peer's direct path carried anything since
     /// the last tick, so keepalives only go out on idle paths.
     fn report_activity(&mut self, peer: NodeId, now: Instant) {
-        let Some(rx) = self.shared.socket.direct_received(&peer) else {
+        let Some(rx) = self.shared.socket().direct_received(&peer) else {
             return;
         };
         let Some(track) = self.peers.get_mut(&peer) else {
@@ -694,7 +682,7 @@ impl Driver {
     async fn transmit(&mut self, transmit: TraversalTransmit) {
         match transmit {
             TraversalTransmit::Frame { dst, data } => {
-                if let Err(e) = self.shared.socket.send_frame(dst, &data).await {
+                if let Err(e) = self.shared.socket().send_frame(dst, &data).await {
                     tracing::debug!(%dst, error = %e, "transport: probe not sent");
                 }
             }
@@ -704,7 +692,7 @@ impl Driver {
                 }
                 let sent = self
                     .shared
-                    .socket
+                    .socket()
                     .send_frame_from_port(port, dst, &data)
                     .await;
                 if let Err(e) = sent {
@@ -712,7 +700,7 @@ impl Driver {
                 }
             }
             TraversalTransmit::Control { to, msg } => {
-                if !control::send_to(&self.shared, &to, &ControlMsg::Traversal(msg)) {
+                if !self.shared.send_control(&to, &ControlMsg::Traversal(msg)) {
                     tracing::trace!(peer = %to.fmt_short(), "traversal message to a peer no longer connected");
                 }
             }
@@ -735,9 +723,9 @@ impl Driver {
             }
             TraversalEvent::Error(error) => tracing::debug!(%error, "traversal"),
             TraversalEvent::PortRoute { peer, addr, port } => {
-                if self.shared.socket.route_via_port(addr, port) {
+                if self.shared.socket().route_via_port(addr, port) {
                     tracing::debug!(peer = %peer.fmt_short(), %addr, port, "birthday probe hit: peer routed through a probe port");
-                    self.shared.socket.alias_inbound(&peer, addr);
+                    self.shared.socket().alias_inbound(&peer, addr);
                 }
             }
             TraversalEvent::ReleasePorts { ports } => self.close_ports(&ports),
@@ -761,7 +749,7 @@ impl Driver {
         let Some(live) = self.shared.live(&peer) else {
             return;
         };
-        let current = self.shared.socket.path(&live.mapped());
+        let current = self.shared.socket().path(&live.mapped());
         match current {
             Some(Path::Relayed { relay }) => {
                 if let Some(track) = self.peers.get_mut(&peer) {
@@ -781,8 +769,8 @@ impl Driver {
                 return;
             }
         }
-        self.shared.socket.alias_inbound(&peer, addr);
-        match paths::change(&self.shared, peer, Path::Direct(addr)) {
+        self.shared.socket().alias_inbound(&peer, addr);
+        match self.shared.change_path(peer, Path::Direct(addr)) {
             Ok(()) => {
                 if let Some(track) = self.peers.get_mut(&peer) {
                     track.punched = Some(addr);
@@ -800,15 +788,10 @@ impl Driver {
         let Some(live) = self.shared.live(&peer) else {
             return;
         };
-        if self.shared.socket.path(&live.mapped()) != Some(Path::Direct(addr)) {
+        if self.shared.socket().path(&live.mapped()) != Some(Path::Direct(addr)) {
             return;
         }
-        let registered = self
-            .shared
-            .relays
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .registered();
+        let registered = self.shared.registered_relays();
         let backup = self.peers.get(&peer).and_then(|t| t.backup);
         let relay = backup
             .filter(|r| registered.contains(r))
@@ -817,17 +800,14 @@ impl Driver {
             tracing::info!(peer = %peer.fmt_short(), %addr, "direct path lost and no relay to fall back to");
             return;
         };
-        match paths::change(&self.shared, peer, Path::Relayed { relay }) {
+        match self.shared.change_path(peer, Path::Relayed { relay }) {
             Ok(()) => {
                 tracing::info!(peer = %peer.fmt_short(), %addr, via = %relay.fmt_short(), "direct path lost; relayed again");
                 // Something to send now: quinn's loss recovery, backed off
                 // while the path was dead, hears from the peer at once.
                 let nat = self.core().nat().nat;
-                control::send_to(
-                    &self.shared,
-                    &peer,
-                    &ControlMsg::Traversal(TraversalMsg::NatInfo { nat }),
-                );
+                self.shared
+                    .send_control(&peer, &ControlMsg::Traversal(TraversalMsg::NatInfo { nat }));
                 if let Some(track) = self.peers.get_mut(&peer) {
                     track.next_try = Some(Instant::now() + RETRY_AFTER_LOSS);
                     track.backoff = RETRY_MIN;

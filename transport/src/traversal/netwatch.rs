@@ -20,22 +20,18 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use relay_proto::NodeId;
 use tokio::net::UdpSocket;
 
-use crate::endpoint::Shared;
+use crate::handles::TraversalHost;
 
 /// The IP our local address is sampled towards (see the module docs).
-pub(crate) fn destination(shared: &Shared, peers: &[NodeId]) -> Option<IpAddr> {
+pub(crate) fn destination(shared: &dyn TraversalHost, peers: &[NodeId]) -> Option<IpAddr> {
     let direct_ip = |node: &NodeId| {
         shared
             .live(node)
-            .and_then(|l| shared.socket.path(&l.mapped()))
+            .and_then(|l| shared.socket().path(&l.mapped()))
             .and_then(|p| p.direct_addr())
             .map(|a| a.ip().to_canonical())
     };
-    let mut relays = shared
-        .relays
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .registered();
+    let mut relays = shared.registered_relays();
     relays.sort();
     if let Some(ip) = relays.iter().find_map(direct_ip) {
         return Some(ip);

@@ -1,6 +1,6 @@
 //! Maps a failed connection attempt to a stable [`DialErrorKind`].
 
-use quinn::ConnectionError;
+use quinn_proto::ConnectionError;
 use quinn_proto::TransportErrorCode;
 
 use super::{ALERT_MODE_MISMATCH, ALERT_MSG1_REJECTED, ALERT_MSG2_REJECTED};

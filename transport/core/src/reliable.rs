@@ -25,7 +25,7 @@
 //!   (a correct sender never sends them). So its state is bounded by the
 //!   window, whatever the peer sends.
 //!
-//! The driver (`endpoint::channel`) feeds it received frames, the clock
+//! The driver (`relay_transport`'s `endpoint::channel`) feeds it received frames, the clock
 //! and quinn's RTT, sends what [`Reliable::poll_transmit`] returns as QUIC
 //! datagrams, wakes at [`Reliable::poll_timeout`] and dispatches what
 //! [`Reliable::poll_message`] returns.
@@ -39,21 +39,21 @@ use thiserror::Error;
 
 /// Most messages unacknowledged on the wire at once (at most the
 /// receiver's window, [`ACK_BITMAP_LEN`]).
-pub(crate) const SEND_WINDOW: u64 = 32;
+pub const SEND_WINDOW: u64 = 32;
 /// Most messages queued per connection, on the wire or waiting.
-pub(crate) const MAX_QUEUED: usize = 128;
+pub const MAX_QUEUED: usize = 128;
 /// Lowest retransmission timeout.
-pub(crate) const MIN_RTO: Duration = Duration::from_millis(25);
+pub const MIN_RTO: Duration = Duration::from_millis(25);
 /// Added to 1.5 x RTT: the receiver's time to read and acknowledge.
-pub(crate) const ACK_SLACK: Duration = Duration::from_millis(10);
+pub const ACK_SLACK: Duration = Duration::from_millis(10);
 /// Longest retransmission timeout after backoff (unless the first timeout
 /// is longer already).
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(2);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 const _: () = assert!(SEND_WINDOW <= ACK_BITMAP_LEN);
 
 /// The retransmission timeout for a smoothed RTT.
-pub(crate) fn rto(rtt: Duration) -> Duration {
+pub fn rto(rtt: Duration) -> Duration {
     (rtt + rtt / 2 + ACK_SLACK).max(MIN_RTO)
 }
 
@@ -66,7 +66,7 @@ fn backoff(rtt: Duration, retries: u32) -> Duration {
 
 /// Why a message was not queued.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub(crate) enum ReliableError {
+pub enum ReliableError {
     /// [`MAX_QUEUED`] messages are waiting for acknowledgement.
     #[error("control-queue-full: {MAX_QUEUED} control messages wait for acknowledgement")]
     QueueFull,
@@ -77,18 +77,18 @@ pub(crate) enum ReliableError {
 
 /// Counters of one channel.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct ReliableStats {
+pub struct ReliableStats {
     /// Messages queued.
-    pub(crate) sent: u64,
+    pub sent: u64,
     /// Retransmissions.
-    pub(crate) retransmits: u64,
+    pub retransmits: u64,
     /// Messages delivered.
-    pub(crate) delivered: u64,
+    pub delivered: u64,
     /// Duplicate frames received (and acknowledged again).
-    pub(crate) duplicates: u64,
+    pub duplicates: u64,
     /// Frames dropped: beyond the receive window, or acknowledgements of
     /// messages never sent.
-    pub(crate) invalid: u64,
+    pub invalid: u64,
 }
 
 /// One message in the send queue.
@@ -105,7 +105,7 @@ struct Outgoing {
 
 /// The state machine; see the module docs.
 #[derive(Debug, Default)]
-pub(crate) struct Reliable {
+pub struct Reliable {
     /// Sequence number of the next message queued.
     next_seq: u64,
     /// Unacknowledged or unsent messages, by sequence number, contiguous
@@ -126,24 +126,24 @@ pub(crate) struct Reliable {
 
 impl Reliable {
     /// A fresh channel (both directions at sequence number 0).
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self::default()
     }
 
     /// Counters so far.
-    pub(crate) fn stats(&self) -> ReliableStats {
+    pub fn stats(&self) -> ReliableStats {
         self.stats
     }
 
     /// Messages queued and not yet acknowledged.
     #[cfg(test)]
-    pub(crate) fn unacked(&self) -> usize {
+    pub fn unacked(&self) -> usize {
         self.queue.iter().filter(|o| !o.acked).count()
     }
 
     /// Queues `msg`; it goes out now if the window allows. Returns its
     /// sequence number.
-    pub(crate) fn send(
+    pub fn send(
         &mut self,
         now: Instant,
         rtt: Duration,
@@ -169,7 +169,7 @@ impl Reliable {
 
     /// Handles one received frame (datagram prefix stripped). A malformed
     /// frame changes nothing and is returned as an error.
-    pub(crate) fn handle_frame(
+    pub fn handle_frame(
         &mut self,
         now: Instant,
         rtt: Duration,
@@ -183,7 +183,7 @@ impl Reliable {
     }
 
     /// Retransmits what timed out by `now`.
-    pub(crate) fn handle_timeout(&mut self, now: Instant, rtt: Duration) {
+    pub fn handle_timeout(&mut self, now: Instant, rtt: Duration) {
         for out in &mut self.queue {
             let Some(deadline) = out.deadline else {
                 break;
@@ -199,7 +199,7 @@ impl Reliable {
     }
 
     /// When [`Reliable::handle_timeout`] must run next.
-    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&self) -> Option<Instant> {
         self.queue
             .iter()
             .filter(|o| !o.acked)
@@ -209,7 +209,7 @@ impl Reliable {
 
     /// The next datagram to send (prefix included): an acknowledgement
     /// first when one is owed.
-    pub(crate) fn poll_transmit(&mut self) -> Option<Bytes> {
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
         if self.ack_due {
             self.ack_due = false;
             let mut above = 0u64;
@@ -234,7 +234,7 @@ impl Reliable {
     }
 
     /// The next message received, in sequence order.
-    pub(crate) fn poll_message(&mut self) -> Option<ControlMsg> {
+    pub fn poll_message(&mut self) -> Option<ControlMsg> {
         self.ready.pop_front()
     }
 

@@ -1,7 +1,7 @@
 //! Per-client relay frame authentication, sans-IO.
 //!
 //! Each client<->relay connection yields two keys from its
-//! `export_keying_material` ([`FrameKeys::from_connection`]): one for
+//! `export_keying_material` ([`FrameKeys::from_exporter`]): one for
 //! relay-send frames (client to relay), one for relay-recv frames (relay
 //! to client). A sender stamps each frame with the next sequence number
 //! and a tag ([`Sealer`]); a receiver checks the tag and rejects a
@@ -72,14 +72,17 @@ impl std::fmt::Debug for FrameKeys {
 }
 
 impl FrameKeys {
-    /// The keys of `conn`, or `None` before its handshake finished.
-    pub fn from_connection(conn: &quinn::Connection) -> Option<Self> {
+    /// The keys of a connection, from its `export_keying_material`
+    /// (`export(output, label, context)`), or `None` when that fails
+    /// (before the handshake finished). The async side passes the
+    /// connection's exporter (`relay_transport::relay::ConnectionKeys`).
+    pub fn from_exporter<E>(
+        mut export: impl FnMut(&mut [u8], &[u8], &[u8]) -> Result<(), E>,
+    ) -> Option<Self> {
         let mut send = [0u8; KEY_LEN];
         let mut recv = [0u8; KEY_LEN];
-        conn.export_keying_material(&mut send, LABEL, CONTEXT_SEND)
-            .ok()?;
-        conn.export_keying_material(&mut recv, LABEL, CONTEXT_RECV)
-            .ok()?;
+        export(&mut send, LABEL, CONTEXT_SEND).ok()?;
+        export(&mut recv, LABEL, CONTEXT_RECV).ok()?;
         Some(Self { send, recv })
     }
 

@@ -80,29 +80,29 @@ impl crypto::ServerConfig for NoiseServerConfig {
 /// See [`super::client_config`].
 pub(crate) fn client_config(
     config: &NoiseConfig,
-    transport: Arc<quinn::TransportConfig>,
-) -> quinn::ClientConfig {
+    transport: Arc<quinn_proto::TransportConfig>,
+) -> quinn_proto::ClientConfig {
     client_config_with(config, transport, false)
 }
 
 /// See [`super::stalling_client_config`].
 pub(crate) fn stalling_client_config(
     config: &NoiseConfig,
-    transport: Arc<quinn::TransportConfig>,
-) -> quinn::ClientConfig {
+    transport: Arc<quinn_proto::TransportConfig>,
+) -> quinn_proto::ClientConfig {
     client_config_with(config, transport, true)
 }
 
 fn client_config_with(
     config: &NoiseConfig,
-    transport: Arc<quinn::TransportConfig>,
+    transport: Arc<quinn_proto::TransportConfig>,
     stall: bool,
-) -> quinn::ClientConfig {
+) -> quinn_proto::ClientConfig {
     let crypto = Arc::new(NoiseClientConfig {
         config: Arc::new(config.clone()),
         stall,
     });
-    let mut client = quinn::ClientConfig::new(crypto);
+    let mut client = quinn_proto::ClientConfig::new(crypto);
     client.version(QUIC_VERSION).transport_config(transport);
     client
 }
@@ -110,24 +110,24 @@ fn client_config_with(
 /// See [`super::server_config`].
 pub(crate) fn server_config(
     config: &NoiseConfig,
-    transport: Arc<quinn::TransportConfig>,
-) -> quinn::ServerConfig {
+    transport: Arc<quinn_proto::TransportConfig>,
+) -> quinn_proto::ServerConfig {
     let crypto = Arc::new(NoiseServerConfig {
         config: Arc::new(config.clone()),
     });
-    let mut server = quinn::ServerConfig::new(crypto, retry::token_key());
+    let mut server = quinn_proto::ServerConfig::new(crypto, retry::token_key());
     server.transport_config(transport);
     server
 }
 
 /// See [`super::endpoint_config`].
-pub(crate) fn endpoint_config() -> quinn::EndpointConfig {
-    versions(quinn::EndpointConfig::new(retry::reset_key()))
+pub(crate) fn endpoint_config() -> quinn_proto::EndpointConfig {
+    versions(quinn_proto::EndpointConfig::new(retry::reset_key()))
 }
 
 /// See [`super::endpoint_config_for`].
-pub(crate) fn endpoint_config_for(secret: &relay_proto::SecretKey) -> quinn::EndpointConfig {
-    let mut endpoint = quinn::EndpointConfig::new(retry::reset_key_for(secret));
+pub(crate) fn endpoint_config_for(secret: &relay_proto::SecretKey) -> quinn_proto::EndpointConfig {
+    let mut endpoint = quinn_proto::EndpointConfig::new(retry::reset_key_for(secret));
     let cid_key = retry::cid_key_for(secret);
     endpoint.cid_generator(move || {
         Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
@@ -135,7 +135,7 @@ pub(crate) fn endpoint_config_for(secret: &relay_proto::SecretKey) -> quinn::End
     versions(endpoint)
 }
 
-fn versions(mut endpoint: quinn::EndpointConfig) -> quinn::EndpointConfig {
+fn versions(mut endpoint: quinn_proto::EndpointConfig) -> quinn_proto::EndpointConfig {
     endpoint
         .supported_versions(vec![QUIC_VERSION])
         .grease_quic_bit(false);

@@ -79,6 +79,14 @@ impl Path {
             Self::Relayed { .. } => None,
         }
     }
+
+    /// The relay, for a relayed path.
+    pub fn relay(&self) -> Option<NodeId> {
+        match self {
+            Self::Relayed { relay } => Some(*relay),
+            Self::Direct(_) => None,
+        }
+    }
 }
 
 /// Whether `addr` lies in the mapped range.
