@@ -258,6 +258,7 @@ mod tests {
             nat: NatType::Cone,
             relay: true,
             version: "v".into(),
+            member_proof: None,
         })
     }
 

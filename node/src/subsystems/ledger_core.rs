@@ -7,11 +7,12 @@ use std::time::Instant;
 
 use relay_proto::ledger::body::NodeAnnouncement;
 use relay_proto::ledger::{Body, EntryKind};
-use relay_proto::NodeId;
+use relay_proto::{NetworkKey, NodeId};
 
 use crate::ledger::replica::ReplicaStore;
 use crate::ledger::{
-    Filter, Ledger, LedgerError, Replica, ReplicaConfig, ReplicaStats, StoredEntry, Transmit,
+    Filter, Lag, Ledger, LedgerError, Membership, MeshMembers, Replica, ReplicaConfig,
+    ReplicaStats, StoredEntry, Transmit,
 };
 
 /// Most messages taken from the replica per call of
@@ -34,14 +35,38 @@ impl std::fmt::Debug for LedgerCore {
 }
 
 impl LedgerCore {
-    /// A core over `ledger`. Membership: every origin is accepted, since
-    /// only peers that authenticated with the mesh key reach the replica
-    /// and entries are signed by their origin (docs/LEDGER.md, "Wiring").
-    pub fn new(ledger: Ledger, config: ReplicaConfig) -> Self {
+    /// A core over `ledger` in a mesh with network key `key`. Membership
+    /// ([`MeshMembers`]): an origin is a member once a validly signed
+    /// announcement of it carries its proof under `key`; the proofs already
+    /// in the ledger count from the start. Without a key every origin is a
+    /// member (docs/LEDGER.md, "Membership").
+    pub fn new(ledger: Ledger, config: ReplicaConfig, key: Option<NetworkKey>) -> Self {
+        let mut members = MeshMembers::new(key, ledger.node_id());
+        let announcements = Filter {
+            origin: None,
+            kind: Some(EntryKind::NodeAnnouncement),
+        };
+        match ledger.read(None, usize::MAX, &announcements) {
+            Ok(stored) => {
+                for s in stored {
+                    members.admit(&s.entry);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "ledger: reading members failed"),
+        }
         Self {
             ledger,
-            replica: Replica::new(config, Box::new(|_: &NodeId| true)),
+            replica: Replica::with_membership(config, Box::new(members)),
         }
+    }
+
+    /// How far each connected peer and this node are apart, by peer.
+    pub fn lags(&self) -> Result<Vec<(NodeId, Lag)>, LedgerError> {
+        let peers: Vec<NodeId> = self.replica.peers().copied().collect();
+        peers
+            .into_iter()
+            .map(|p| Ok((p, self.replica.lag(&p, &self.ledger)?)))
+            .collect()
     }
 
     /// The ledger.
@@ -146,12 +171,13 @@ mod tests {
             nat: relay_proto::ledger::body::NatType::Unknown,
             relay: false,
             version: "v".into(),
+            member_proof: None,
         })
     }
 
     fn core(name: &str, seed: u8) -> LedgerCore {
         let ledger = Ledger::open(&temp_dir(name), SecretKey::from_bytes(&[seed; 32])).unwrap();
-        LedgerCore::new(ledger, ReplicaConfig::default())
+        LedgerCore::new(ledger, ReplicaConfig::default(), None)
     }
 
     /// Delivers every queued message between two cores until both are idle.
