@@ -465,3 +465,41 @@ mod membership {
         assert_eq!(nodes[1].store.len(), 3);
     }
 }
+
+#[test]
+fn lag_counts_what_each_side_lacks_from_the_vectors() {
+    let now = Instant::now();
+    let mut nodes = vec![node(1, small()), node(2, small())];
+    append(&mut nodes[0], 10);
+    append(&mut nodes[1], 3);
+    let (a, b) = (nodes[0].id, nodes[1].id);
+    // Not connected: no lag to report.
+    assert_eq!(
+        nodes[0].replica.lag(&b, &nodes[0].store).unwrap(),
+        Lag::default()
+    );
+    connect(now, &mut nodes, 0, 1);
+    // Deliver only b's Hello to a: a now knows b's vector.
+    let hello = {
+        let Node { replica, store, .. } = &mut nodes[1];
+        replica.poll_transmit(store).unwrap().unwrap()
+    };
+    {
+        let Node { replica, store, .. } = &mut nodes[0];
+        replica.handle_message(now, b, &hello.bytes, store).unwrap();
+    }
+    assert_eq!(
+        nodes[0].replica.lag(&b, &nodes[0].store).unwrap(),
+        Lag {
+            peer_lacks: 10,
+            we_lack: 3
+        }
+    );
+    pump(now, &mut nodes);
+    for (i, peer) in [(0, b), (1, a)] {
+        assert_eq!(
+            nodes[i].replica.lag(&peer, &nodes[i].store).unwrap(),
+            Lag::default()
+        );
+    }
+}
