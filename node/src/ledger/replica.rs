@@ -449,16 +449,35 @@ impl Replica {
 
     /// How far `peer` and this node are apart.
     pub fn lag<S: ReplicaStore>(&self, peer: &NodeId, store: &S) -> Result<Lag, LedgerError> {
-        let Some(p) = self.peers.get(peer) else {
-            return Ok(Lag::default());
-        };
-        let mut lag = Lag::default();
-        let ours: HashMap<NodeId, u64> = store
+        let ours = Self::frontiers(store)?;
+        Ok(self
+            .peers
+            .get(peer)
+            .map_or_else(Lag::default, |p| Self::lag_of(p, &ours)))
+    }
+
+    /// How far each connected peer and this node are apart (one read of
+    /// our vector for all of them).
+    pub fn lags<S: ReplicaStore>(&self, store: &S) -> Result<Vec<(NodeId, Lag)>, LedgerError> {
+        let ours = Self::frontiers(store)?;
+        Ok(self
+            .peers
+            .iter()
+            .map(|(id, p)| (*id, Self::lag_of(p, &ours)))
+            .collect())
+    }
+
+    fn frontiers<S: ReplicaStore>(store: &S) -> Result<HashMap<NodeId, u64>, LedgerError> {
+        Ok(store
             .vector()?
             .into_iter()
             .map(|v| (v.origin, v.seq))
-            .collect();
-        for (origin, seq) in &ours {
+            .collect())
+    }
+
+    fn lag_of(p: &Peer, ours: &HashMap<NodeId, u64>) -> Lag {
+        let mut lag = Lag::default();
+        for (origin, seq) in ours {
             let theirs = p.known.get(origin).copied().unwrap_or(0);
             lag.peer_lacks += seq.saturating_sub(theirs);
         }
@@ -466,7 +485,7 @@ impl Replica {
             let seq = ours.get(origin).copied().unwrap_or(0);
             lag.we_lack += theirs.saturating_sub(seq);
         }
-        Ok(lag)
+        lag
     }
 
     /// A message from `peer`. Returns the entries stored because of it (the

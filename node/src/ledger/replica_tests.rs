@@ -495,6 +495,16 @@ fn lag_counts_what_each_side_lacks_from_the_vectors() {
             we_lack: 3
         }
     );
+    assert_eq!(
+        nodes[0].replica.lags(&nodes[0].store).unwrap(),
+        vec![(
+            b,
+            Lag {
+                peer_lacks: 10,
+                we_lack: 3
+            }
+        )]
+    );
     pump(now, &mut nodes);
     for (i, peer) in [(0, b), (1, a)] {
         assert_eq!(

@@ -62,11 +62,7 @@ impl LedgerCore {
 
     /// How far each connected peer and this node are apart, by peer.
     pub fn lags(&self) -> Result<Vec<(NodeId, Lag)>, LedgerError> {
-        let peers: Vec<NodeId> = self.replica.peers().copied().collect();
-        peers
-            .into_iter()
-            .map(|p| Ok((p, self.replica.lag(&p, &self.ledger)?)))
-            .collect()
+        self.replica.lags(&self.ledger)
     }
 
     /// The ledger.
