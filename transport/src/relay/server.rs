@@ -483,8 +483,8 @@ impl RelayServer {
             self.sessions += 1;
             self.stats.sessions_total += 1;
         }
-        if let Ok(dst_id) = frame.peer_id() {
-            self.log.carried(now, src_id, dst_id, frame.packet.len());
+        if let Some(dst) = self.clients.get(&dst_raw) {
+            self.log.carried(now, src_id, dst.id, frame.packet.len());
         }
         Verdict::Queued
     }

@@ -16,6 +16,7 @@
 //! [`SessionLog::dropped`] and not kept.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use relay_proto::NodeId;
@@ -59,10 +60,32 @@ struct Open {
     packets: u64,
 }
 
+/// Hashes a pair of NodeIds by 8 bytes of each: every forwarded frame
+/// looks its session up, and SipHash over 64 bytes would cost a sizeable
+/// share of the relay's per-frame time. NodeIds are public keys of
+/// authenticated clients, and the map is bounded by the relay's session
+/// limits, so a crafted collision only slows its own lookups.
+#[derive(Debug, Default, Clone, Copy)]
+struct PairHasher(u64);
+
+impl Hasher for PairHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+            .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
 /// See the module docs.
 #[derive(Debug, Default)]
 pub struct SessionLog {
-    open: HashMap<(NodeId, NodeId), Open>,
+    open: HashMap<(NodeId, NodeId), Open, BuildHasherDefault<PairHasher>>,
     closed: VecDeque<RelaySessionEvent>,
     dropped: u64,
 }
