@@ -284,9 +284,20 @@ impl Driver {
                 None => break,
             }
         }
+        // All at once: they share one group commit.
+        let mut appends = JoinSet::new();
         for body in bodies {
-            let kind = body.kind();
-            match self.ledger.append(body).await {
+            let ledger = self.ledger.clone();
+            appends.spawn(async move {
+                let kind = body.kind();
+                (kind, ledger.append(body).await)
+            });
+        }
+        while let Some(done) = appends.join_next().await {
+            let Ok((kind, result)) = done else {
+                continue;
+            };
+            match result {
                 Ok(_) => {
                     self.counters.appended();
                     self.counters.event_appended(kind);
