@@ -146,6 +146,21 @@ fn a_member_learns_another_through_the_ledger() {
     let section = &status["subsystems"]["ledger"];
     assert!(section["origins"].as_u64().unwrap() >= 2, "{status}");
     assert_eq!(section["forks"], 0);
+    // Every member's feed carries its proof: nothing was refused.
+    assert_eq!(section["rejected"]["not_member"], 0, "{status}");
+    // Per connected peer, the replication lag from the exchanged vectors
+    // (refreshed every 2 s).
+    let id_a = node_a.node_id.clone();
+    let lag = poll_until(DEADLINE, POLL, || {
+        let s = json(&dir_c, &["status", "--json"])?;
+        let lag = s["subsystems"]["ledger"]["peers"][id_a.as_str()]["replication_lag"].clone();
+        lag.is_object().then_some(lag)
+    });
+    let lag = lag.unwrap_or_else(|| panic!("no replication_lag for A at C"));
+    assert!(
+        lag["peer_lacks"].is_u64() && lag["we_lack"].is_u64(),
+        "{lag}"
+    );
 }
 
 #[test]

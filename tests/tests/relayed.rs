@@ -1,6 +1,7 @@
 //! Three `relay-node` processes on loopback: R runs with `--relay`, A and B
 //! know only R (A from its join ticket, B from `--peer`). A pings B by
 //! NodeId alone and the pong comes back over a relayed path through R.
+//! When A leaves, R's ledger records the session and B holds the entry.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
@@ -111,7 +112,46 @@ fn ping_by_node_id_through_a_relay_process() {
     assert_eq!(r_status["relay"]["sessions"], 1);
     assert!(r_status["relay"]["bytes_forwarded"].as_u64() > Some(0));
 
-    for node in [&mut node_a, &mut node_b, &mut node_r] {
+    // R records the session in its ledger when it closes (A leaves), and
+    // B, a member connected to R, gets the entry. Pinging for 11 s makes
+    // it a session of its own (shorter ones are summed for a minute).
+    let long = cli(&dir_a, &["ping", &id_b, "-c", "12", "-i", "1000"]);
+    assert!(long.success(), "{long:?}");
+    node_a.signal("TERM").unwrap();
+    assert!(node_a.wait_exit(DEADLINE).unwrap().success());
+    let session = poll_until(DEADLINE, POLL, || {
+        let args = [
+            "ledger",
+            "--origin",
+            &id_r,
+            "--kind",
+            "relay-session",
+            "--json",
+        ];
+        let out = cli(&dir_b, &args);
+        out.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| {
+                let ends = [e["body"]["a"].as_str(), e["body"]["b"].as_str()];
+                ends.contains(&Some(id_a.as_str())) && ends.contains(&Some(id_b.as_str()))
+            })
+    });
+    let session = session.unwrap_or_else(|| {
+        panic!(
+            "B never held R's relay-session entry; R:\n{}\nB:\n{}",
+            node_r.stderr_log(),
+            node_b.stderr_log()
+        )
+    });
+    assert_eq!(session["body"]["phase"], "closed", "{session}");
+    assert!(
+        session["body"]["duration_ms"].as_u64() >= Some(11_000),
+        "{session}"
+    );
+    assert!(session["body"]["packets"].as_u64() >= Some(24), "{session}");
+
+    for node in [&mut node_b, &mut node_r] {
         node.signal("TERM").unwrap();
         assert!(node.wait_exit(DEADLINE).unwrap().success());
     }

@@ -408,6 +408,22 @@ impl Transport {
         }
     }
 
+    /// Relay sessions this node's relay server closed since the last call
+    /// (a client left, or the pair was idle; see [`crate::relay::sessions`]),
+    /// oldest first. Empty when this node does not relay. Whoever keeps
+    /// account of relayed traffic polls this.
+    pub fn relay_sessions(&self) -> Vec<crate::relay::RelaySessionEvent> {
+        match &self.shared().relay_server {
+            Some(relay) => relay.closed_sessions(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The mesh network key peers authenticate with (`None`: an open mesh).
+    pub fn network_key(&self) -> Option<relay_proto::NetworkKey> {
+        self.shared().config.network_key.clone()
+    }
+
     /// The addresses connected peers observe for us (our reflexive
     /// addresses as each of them sees them), sorted by peer.
     pub fn observed_addrs(&self) -> Vec<(NodeId, SocketAddr)> {

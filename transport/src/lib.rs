@@ -55,6 +55,8 @@
 //! - [`Transport::subscribe`] yields [`PeerEvent`]s: connected (with the
 //!   connection's generation), path changed, disconnected.
 //! - [`Transport::peers`] snapshots every peer as [`PeerInfo`] for status.
+//! - [`Transport::relay_sessions`] hands over the relay sessions this
+//!   node's relay server closed, with their counters.
 //! - [`Transport::port_map_status`] reports the port mapping of our UDP
 //!   port on the default gateway (PCP, NAT-PMP, UPnP-IGD; see [`portmap`]),
 //!   whose mapped address traversal publishes as a candidate.
@@ -90,7 +92,7 @@ pub use events::{Incoming, PathKind, PeerEvent, PeerInfo, PeerState};
 pub use mux::{Mux, MuxConfig, OpenError, ProtocolId, ProtocolRx, QueueConfig};
 pub use portmap::{PortMapConfig, PortMapStatus};
 pub use quinn::{RecvStream, SendStream};
-pub use relay::{RelayLimits, RelayStats, RelayStatus};
+pub use relay::{RelayLimits, RelaySessionEvent, RelayStats, RelayStatus};
 pub use relay_proto::wire::control::ControlMsg;
 pub use relay_proto::wire::traversal::TraversalMsg;
 pub use relay_proto::{NetworkKey, NodeId, SecretKey};

@@ -259,6 +259,7 @@ mod tests {
             nat: NatType::Cone,
             relay: true,
             version: "v".into(),
+            member_proof: None,
         })
     }
 

@@ -44,6 +44,7 @@ pub fn members(store: &Store) -> Result<Vec<Member>, LedgerError> {
             nat,
             relay,
             version,
+            ..
         })) = e.body()
         else {
             continue;
@@ -81,6 +82,7 @@ mod tests {
             nat: NatType::Cone,
             relay,
             version: "0.1.0".into(),
+            member_proof: None,
         })
     }
 

@@ -42,6 +42,17 @@
 //! (`forked_origin`), over the per-peer limits (`rate_limited`),
 //! undecodable messages (`malformed`).
 //!
+//! ## Membership
+//!
+//! Whose feeds are accepted is a [`Membership`] (for a running node,
+//! [`super::membership::MeshMembers`]: an origin is a member once a
+//! validly signed announcement of it carries its membership proof). An
+//! `Entries` message of an origin not yet a member is accepted only if it
+//! carries such an announcement itself; before streaming a feed to a peer
+//! that holds nothing of it, the replica sends the origin's proving
+//! announcement on its own, so the proof arrives ahead of the feed even
+//! when it sits beyond the first batch.
+//!
 //! ## Forks
 //!
 //! Two different, validly signed entries with one origin and seq are a fork:
@@ -49,15 +60,16 @@
 //! sent to the peer (so it holds the evidence too), and no new entry of the
 //! origin is accepted until an operator forgives it (docs/LEDGER.md).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use relay_proto::ledger::wire::{LedgerMsg, MAX_BATCH, MAX_VECTOR, PROTOCOL_VERSION};
-use relay_proto::ledger::{Entry, EntryHash, VectorItem};
+use relay_proto::ledger::{Entry, EntryHash, EntryKind, VectorItem};
 use relay_proto::NodeId;
 
 use super::error::LedgerError;
 use super::limits::{PeerLimits, TokenBucket};
+use super::membership::Membership;
 use super::store::{OriginState, RangeRead, StoredEntry};
 
 /// What the replica needs from storage. Implemented by
@@ -173,15 +185,17 @@ struct Peer {
     wants_served: HashMap<NodeId, Instant>,
     entries_bucket: TokenBucket,
     bytes_bucket: TokenBucket,
+    /// Origins whose proof this peer was sent on this connection.
+    proved: HashSet<NodeId>,
 }
 
-/// The membership predicate: is this NodeId a mesh member?
-pub type Membership = Box<dyn Fn(&NodeId) -> bool + Send>;
+/// A plain membership predicate: is this NodeId a mesh member?
+pub type MemberFn = Box<dyn Fn(&NodeId) -> bool + Send>;
 
 /// The replication core. See the module docs.
 pub struct Replica {
     config: ReplicaConfig,
-    is_member: Membership,
+    members: Box<dyn Membership>,
     peers: BTreeMap<NodeId, Peer>,
     outbox: VecDeque<(NodeId, LedgerMsg)>,
     next_anti_entropy: Option<Instant>,
@@ -200,11 +214,16 @@ impl std::fmt::Debug for Replica {
 
 impl Replica {
     /// A replica with no peers. `is_member` decides whose feeds are
-    /// accepted.
-    pub fn new(config: ReplicaConfig, is_member: Membership) -> Self {
+    /// accepted (nothing to admit or prove: simulations and tests).
+    pub fn new(config: ReplicaConfig, is_member: MemberFn) -> Self {
+        Self::with_membership(config, Box::new(is_member))
+    }
+
+    /// A replica with no peers whose feeds `members` decides.
+    pub fn with_membership(config: ReplicaConfig, members: Box<dyn Membership>) -> Self {
         Self {
             config,
-            is_member,
+            members,
             peers: BTreeMap::new(),
             outbox: VecDeque::new(),
             next_anti_entropy: None,
@@ -240,6 +259,7 @@ impl Replica {
                 wants_served: HashMap::new(),
                 entries_bucket: TokenBucket::new(limits.entries_per_sec, limits.burst_entries),
                 bytes_bucket: TokenBucket::new(limits.bytes_per_sec, limits.burst_bytes),
+                proved: HashSet::new(),
             },
         );
         if self.next_anti_entropy.is_none() {
@@ -261,7 +281,7 @@ impl Replica {
 
     fn hello<S: ReplicaStore>(&self, store: &S) -> Result<LedgerMsg, LedgerError> {
         let mut vector = store.vector()?;
-        vector.retain(|v| (self.is_member)(&v.origin));
+        vector.retain(|v| self.members.is_member(&v.origin));
         vector.truncate(MAX_VECTOR);
         Ok(LedgerMsg::Hello {
             version: PROTOCOL_VERSION,
@@ -273,6 +293,9 @@ impl Replica {
     /// from a peer): schedule them for every peer that is behind.
     pub fn handle_stored(&mut self, stored: &[StoredEntry]) {
         for s in stored {
+            if s.entry.kind == EntryKind::NodeAnnouncement {
+                self.members.admit(&s.entry);
+            }
             let (origin, seq) = (s.entry.origin, s.entry.seq);
             for peer in self.peers.values_mut() {
                 let known = peer.known.get(&origin).copied().unwrap_or(0);
@@ -370,6 +393,13 @@ impl Replica {
                     peer.sending.insert(origin, to_seq + 1);
                 }
                 let known = peer.known.entry(origin).or_insert(0);
+                let proof = if *known == 0 && peer.proved.insert(origin) {
+                    self.members
+                        .proof(&origin)
+                        .filter(|p| p.seq < from_seq || p.seq > to_seq)
+                } else {
+                    None
+                };
                 *known = (*known).max(to_seq);
                 self.stats.sent += entries.len() as u64;
                 self.rr = Some(peer_id);
@@ -378,6 +408,19 @@ impl Replica {
                     from_seq,
                     to_seq,
                     entries,
+                };
+                let msg = match proof {
+                    // The proof goes first, the batch right after it.
+                    Some(p) => {
+                        self.outbox.push_front((peer_id, msg));
+                        LedgerMsg::Entries {
+                            origin,
+                            from_seq: p.seq,
+                            to_seq: p.seq,
+                            entries: vec![p],
+                        }
+                    }
+                    None => msg,
                 };
                 return Ok(Some(Transmit {
                     peer: peer_id,
@@ -406,16 +449,35 @@ impl Replica {
 
     /// How far `peer` and this node are apart.
     pub fn lag<S: ReplicaStore>(&self, peer: &NodeId, store: &S) -> Result<Lag, LedgerError> {
-        let Some(p) = self.peers.get(peer) else {
-            return Ok(Lag::default());
-        };
-        let mut lag = Lag::default();
-        let ours: HashMap<NodeId, u64> = store
+        let ours = Self::frontiers(store)?;
+        Ok(self
+            .peers
+            .get(peer)
+            .map_or_else(Lag::default, |p| Self::lag_of(p, &ours)))
+    }
+
+    /// How far each connected peer and this node are apart (one read of
+    /// our vector for all of them).
+    pub fn lags<S: ReplicaStore>(&self, store: &S) -> Result<Vec<(NodeId, Lag)>, LedgerError> {
+        let ours = Self::frontiers(store)?;
+        Ok(self
+            .peers
+            .iter()
+            .map(|(id, p)| (*id, Self::lag_of(p, &ours)))
+            .collect())
+    }
+
+    fn frontiers<S: ReplicaStore>(store: &S) -> Result<HashMap<NodeId, u64>, LedgerError> {
+        Ok(store
             .vector()?
             .into_iter()
             .map(|v| (v.origin, v.seq))
-            .collect();
-        for (origin, seq) in &ours {
+            .collect())
+    }
+
+    fn lag_of(p: &Peer, ours: &HashMap<NodeId, u64>) -> Lag {
+        let mut lag = Lag::default();
+        for (origin, seq) in ours {
             let theirs = p.known.get(origin).copied().unwrap_or(0);
             lag.peer_lacks += seq.saturating_sub(theirs);
         }
@@ -423,7 +485,7 @@ impl Replica {
             let seq = ours.get(origin).copied().unwrap_or(0);
             lag.we_lack += theirs.saturating_sub(seq);
         }
-        Ok(lag)
+        lag
     }
 
     /// A message from `peer`. Returns the entries stored because of it (the
@@ -495,7 +557,7 @@ impl Replica {
         peer.known.clear();
         let mut probes = Vec::new();
         for item in &vector {
-            if !(self.is_member)(&item.origin) {
+            if !self.members.is_member(&item.origin) {
                 continue;
             }
             peer.known.insert(item.origin, item.seq);
@@ -503,7 +565,7 @@ impl Replica {
         let by_origin: HashMap<NodeId, &VectorItem> =
             vector.iter().map(|v| (v.origin, v)).collect();
         for mine in ours {
-            if !(self.is_member)(&mine.origin) {
+            if !self.members.is_member(&mine.origin) {
                 continue;
             }
             let theirs = by_origin.get(&mine.origin);
@@ -532,7 +594,7 @@ impl Replica {
     }
 
     fn on_want(&mut self, now: Instant, peer_id: NodeId, origin: NodeId, from_seq: u64) {
-        if !(self.is_member)(&origin) {
+        if !self.members.is_member(&origin) {
             self.stats.not_member += 1;
             return;
         }
@@ -566,6 +628,15 @@ impl Replica {
             .push_back((peer_id, LedgerMsg::Want { origin, from_seq }));
     }
 
+    /// Whether `entries` (of an origin not yet a member) carry a validly
+    /// signed announcement that proves the origin a member; admits it.
+    fn admit_from(&mut self, entries: &[Entry]) -> bool {
+        entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::NodeAnnouncement)
+            .any(|e| e.verify_signature().is_ok() && self.members.admit(e))
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn on_entries<S: ReplicaStore>(
         &mut self,
@@ -592,7 +663,8 @@ impl Replica {
             peer.bytes_bucket.take(len);
         }
         self.stats.received += n;
-        if !(self.is_member)(&origin) {
+        let unproven = !self.members.is_member(&origin);
+        if unproven && !self.admit_from(&entries) {
             self.stats.not_member += n;
             return Ok(Vec::new());
         }
@@ -610,6 +682,10 @@ impl Replica {
             return Ok(Vec::new());
         }
         if from_seq > state.frontier + 1 {
+            if unproven {
+                // A proof sent ahead of the feed, which follows.
+                return Ok(Vec::new());
+            }
             self.stats.out_of_order += 1;
             self.want(now, peer_id, origin, state.frontier + 1);
             return Ok(Vec::new());
@@ -699,6 +775,13 @@ impl Replica {
             .map_or((state.frontier, state.frontier_hash), |e| (e.seq, e.hash()));
         if frontier.0 <= state.frontier && accepted.is_empty() {
             return Ok(Vec::new());
+        }
+        for e in accepted
+            .iter()
+            .filter(|e| e.kind == EntryKind::NodeAnnouncement)
+        {
+            // Verified as part of its run: a newer proof replaces the old.
+            self.members.admit(e);
         }
         let stored = store.insert_verified(&origin, &accepted, frontier)?;
         self.stats.replicated += stored.len() as u64;

@@ -345,3 +345,171 @@ fn an_empty_range_does_not_move_the_frontier() {
     assert_eq!(store.len(), 3);
     assert_eq!(store.origin(&origin).unwrap().unwrap().frontier, 3);
 }
+
+mod membership {
+    use super::*;
+    use crate::ledger::MeshMembers;
+    use relay_proto::ledger::body::{NatType, NodeAnnouncement};
+    use relay_proto::ledger::MemberProof;
+    use relay_proto::NetworkKey;
+
+    fn mesh_key() -> NetworkKey {
+        NetworkKey::from_bytes([77; 32])
+    }
+
+    fn announce(k: &SecretKey, proof_key: Option<&NetworkKey>) -> Body {
+        Body::NodeAnnouncement(NodeAnnouncement {
+            addrs: vec![],
+            nat: NatType::Open,
+            relay: false,
+            version: "v".into(),
+            member_proof: proof_key.map(|nk| MemberProof::new(nk, &k.node_id())),
+        })
+    }
+
+    fn mesh_node(n: u8, config: ReplicaConfig) -> Node {
+        let k = key(n);
+        let members = MeshMembers::new(Some(mesh_key()), k.node_id());
+        Node {
+            id: k.node_id(),
+            key: k,
+            store: MemStore::new(),
+            replica: Replica::with_membership(config, Box::new(members)),
+        }
+    }
+
+    fn add(n: &mut Node, signer: &SecretKey, body: &Body) {
+        let s = n.store.append(signer, 1, body).unwrap();
+        n.replica.handle_stored(&[s]);
+    }
+
+    fn origins(store: &MemStore) -> Vec<NodeId> {
+        let mut o: Vec<NodeId> = store.entries().map(|e| e.origin).collect();
+        o.dedup();
+        o
+    }
+
+    #[test]
+    fn a_proven_feed_travels_transitively_and_an_unproven_one_is_refused() {
+        let now = Instant::now();
+        // a - b - c: c is not connected to a. b holds two foreign feeds
+        // (as a careless member would): one without a proof, one proven
+        // under another mesh's key.
+        let mut nodes = vec![
+            mesh_node(1, small()),
+            node(2, small()),
+            mesh_node(3, small()),
+        ];
+        let a = key(1);
+        let (outsider, other_mesh) = (key(8), key(9));
+        add(&mut nodes[0], &a, &announce(&a, Some(&mesh_key())));
+        append(&mut nodes[0], 3);
+        add(&mut nodes[1], &outsider, &announce(&outsider, None));
+        add(&mut nodes[1], &outsider, &event(1));
+        let foreign = NetworkKey::from_bytes([78; 32]);
+        add(
+            &mut nodes[1],
+            &other_mesh,
+            &announce(&other_mesh, Some(&foreign)),
+        );
+        connect(now, &mut nodes, 0, 1);
+        connect(now, &mut nodes, 1, 2);
+        pump(now, &mut nodes);
+        assert_eq!(origins(&nodes[2].store), vec![a.node_id()]);
+        assert_eq!(nodes[2].store.len(), 4, "a's announcement and 3 events");
+        assert_eq!(nodes[2].replica.stats().not_member, 3);
+        // a refuses them too, and c never offers them on.
+        assert_eq!(origins(&nodes[0].store), vec![a.node_id()]);
+        assert_eq!(nodes[0].replica.stats().not_member, 3);
+    }
+
+    #[test]
+    fn the_proof_goes_ahead_of_a_feed_whose_first_batch_lacks_it() {
+        let now = Instant::now();
+        let mut nodes = vec![mesh_node(1, small()), mesh_node(2, small())];
+        let a = key(1);
+        // An announcement from before proofs, 10 events, then a proven
+        // announcement beyond the first batch of 7.
+        add(&mut nodes[0], &a, &announce(&a, None));
+        append(&mut nodes[0], 10);
+        add(&mut nodes[0], &a, &announce(&a, Some(&mesh_key())));
+        append(&mut nodes[0], 2);
+        let total = nodes[0].store.len();
+        connect(now, &mut nodes, 0, 1);
+        pump(now, &mut nodes);
+        assert_eq!(nodes[1].store.len(), total);
+        let stats = nodes[1].replica.stats();
+        assert_eq!((stats.not_member, stats.out_of_order), (0, 0));
+    }
+
+    #[test]
+    fn after_a_restart_the_proofs_in_the_store_count() {
+        let now = Instant::now();
+        let mut nodes = vec![mesh_node(1, small()), mesh_node(2, small())];
+        let a = key(1);
+        add(&mut nodes[0], &a, &announce(&a, Some(&mesh_key())));
+        connect(now, &mut nodes, 0, 1);
+        pump(now, &mut nodes);
+        // Node 2 restarts: its members come back from its store.
+        let mut members = MeshMembers::new(Some(mesh_key()), nodes[1].id);
+        for e in nodes[1].store.entries() {
+            members.admit(e);
+        }
+        assert!(members.is_member(&a.node_id()));
+        nodes[1].replica = Replica::with_membership(small(), Box::new(members));
+        append(&mut nodes[0], 2);
+        let restarted = nodes[1].id;
+        nodes[0].replica.handle_peer_disconnected(&restarted);
+        connect(now, &mut nodes, 0, 1);
+        pump(now, &mut nodes);
+        assert_eq!(nodes[1].store.len(), 3);
+    }
+}
+
+#[test]
+fn lag_counts_what_each_side_lacks_from_the_vectors() {
+    let now = Instant::now();
+    let mut nodes = vec![node(1, small()), node(2, small())];
+    append(&mut nodes[0], 10);
+    append(&mut nodes[1], 3);
+    let (a, b) = (nodes[0].id, nodes[1].id);
+    // Not connected: no lag to report.
+    assert_eq!(
+        nodes[0].replica.lag(&b, &nodes[0].store).unwrap(),
+        Lag::default()
+    );
+    connect(now, &mut nodes, 0, 1);
+    // Deliver only b's Hello to a: a now knows b's vector.
+    let hello = {
+        let Node { replica, store, .. } = &mut nodes[1];
+        replica.poll_transmit(store).unwrap().unwrap()
+    };
+    {
+        let Node { replica, store, .. } = &mut nodes[0];
+        replica.handle_message(now, b, &hello.bytes, store).unwrap();
+    }
+    assert_eq!(
+        nodes[0].replica.lag(&b, &nodes[0].store).unwrap(),
+        Lag {
+            peer_lacks: 10,
+            we_lack: 3
+        }
+    );
+    assert_eq!(
+        nodes[0].replica.lags(&nodes[0].store).unwrap(),
+        vec![(
+            b,
+            Lag {
+                peer_lacks: 10,
+                we_lack: 3
+            }
+        )]
+    );
+    pump(now, &mut nodes);
+    for (i, peer) in [(0, b), (1, a)] {
+        assert_eq!(
+            nodes[i].replica.lag(&peer, &nodes[i].store).unwrap(),
+            Lag::default()
+        );
+    }
+}

@@ -20,6 +20,7 @@ fn announce(port: u16) -> Body {
         nat: NatType::Cone,
         relay: false,
         version: "0.1.0".into(),
+        member_proof: None,
     })
 }
 

@@ -18,18 +18,48 @@ use super::ledger_driver::drive;
 use super::ledger_wire::LEDGER;
 use crate::api::ledger::LedgerApi;
 use crate::api::router::{RouteError, Routes};
-use crate::ledger::{Ledger, ReplicaConfig, ReplicaStats};
+use crate::ledger::{Lag, Ledger, ReplicaConfig, ReplicaStats};
 use crate::metrics::text::{count, Kind, TextWriter};
 use crate::subsystem::{Subsystem, Tasks};
+use relay_proto::ledger::EntryKind;
+use relay_proto::NodeId;
 
 /// Counters the driver keeps and status and metrics read.
 #[derive(Debug, Default)]
 pub struct Counters {
     appends: AtomicU64,
     replica: Mutex<ReplicaStats>,
+    relay_sessions: AtomicU64,
+    traversal_outcomes: AtomicU64,
+    events_dropped: AtomicU64,
+    lags: Mutex<Vec<(NodeId, Lag)>>,
 }
 
 impl Counters {
+    /// This node appended an event entry of `kind`.
+    pub fn event_appended(&self, kind: EntryKind) {
+        match kind {
+            EntryKind::RelaySession => self.relay_sessions.fetch_add(1, Relaxed),
+            EntryKind::TraversalOutcome => self.traversal_outcomes.fetch_add(1, Relaxed),
+            _ => 0,
+        };
+    }
+
+    /// Events not recorded (duplicates, rate limits, bounds) so far.
+    pub fn set_events_dropped(&self, n: u64) {
+        self.events_dropped.store(n, Relaxed);
+    }
+
+    /// The per-peer lag, as of the last check.
+    pub fn set_lags(&self, lags: Vec<(NodeId, Lag)>) {
+        *self.lags.lock().unwrap_or_else(|e| e.into_inner()) = lags;
+    }
+
+    /// The per-peer lag, as of the last check.
+    pub fn lags(&self) -> Vec<(NodeId, Lag)> {
+        self.lags.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// This node appended an entry.
     pub fn appended(&self) {
         self.appends.fetch_add(1, Relaxed);
@@ -73,7 +103,8 @@ impl std::fmt::Debug for LedgerSubsystem {
 impl LedgerSubsystem {
     /// The subsystem over an open `ledger`, replicating through `mux`.
     pub fn new(mux: Mux, ledger: Ledger) -> Self {
-        let core = LedgerCore::new(ledger.clone(), ReplicaConfig::default());
+        let key = mux.transport().network_key();
+        let core = LedgerCore::new(ledger.clone(), ReplicaConfig::default(), key);
         Self {
             mux,
             ledger,
@@ -131,11 +162,38 @@ impl Subsystem for LedgerSubsystem {
 
     fn status(&self) -> Option<Value> {
         let stats = self.ledger.store().stats().unwrap_or_default();
+        let c = &self.counters;
+        let r = c.replica();
+        let peers: serde_json::Map<String, Value> = c
+            .lags()
+            .into_iter()
+            .map(|(peer, lag)| {
+                let v = json!({
+                    "replication_lag": {
+                        "peer_lacks": lag.peer_lacks,
+                        "we_lack": lag.we_lack,
+                    }
+                });
+                (peer.to_string(), v)
+            })
+            .collect();
         Some(json!({
             "origins": stats.origins,
             "entries": stats.entries,
             "bytes": stats.bytes,
             "forks": stats.forks,
+            "peers": peers,
+            "appends": c.appends(),
+            "replicated": r.replicated,
+            "rejected": rejected(&r)
+                .into_iter()
+                .map(|(reason, n)| (reason.to_string(), Value::from(n)))
+                .collect::<serde_json::Map<String, Value>>(),
+            "events": {
+                "relay_sessions": c.relay_sessions.load(Relaxed),
+                "traversal_outcomes": c.traversal_outcomes.load(Relaxed),
+                "dropped": c.events_dropped.load(Relaxed),
+            },
         }))
     }
 
@@ -165,17 +223,27 @@ impl Subsystem for LedgerSubsystem {
             Kind::Counter,
             "Entries or messages rejected, by reason.",
         );
-        for (reason, n) in [
-            ("tampered", r.tampered),
-            ("broken_chain", r.broken_chain),
-            ("not_member", r.not_member),
-            ("forked_origin", r.forked_origin),
-            ("rate_limited", r.rate_limited),
-            ("malformed", r.malformed),
-            ("out_of_order", r.out_of_order),
-        ] {
+        for (reason, n) in rejected(&r) {
             out.sample(name, &[("reason", reason)], count(n));
         }
+        let name = "relay_node_ledger_events_total";
+        out.family(
+            name,
+            Kind::Counter,
+            "Event entries this node appended, by kind.",
+        );
+        for (kind, n) in [
+            ("relay-session", &self.counters.relay_sessions),
+            ("traversal-outcome", &self.counters.traversal_outcomes),
+        ] {
+            out.sample(name, &[("kind", kind)], count(n.load(Relaxed)));
+        }
+        out.single(
+            "relay_node_ledger_events_dropped_total",
+            Kind::Counter,
+            "Relay sessions and traversal outcomes not recorded (duplicates, rate limits, bounds).",
+            count(self.counters.events_dropped.load(Relaxed)),
+        );
     }
 
     fn start(&self, tasks: &Tasks) {
@@ -195,4 +263,17 @@ impl Subsystem for LedgerSubsystem {
             ),
         );
     }
+}
+
+/// Rejections by reason, as status and metrics name them.
+fn rejected(r: &ReplicaStats) -> [(&'static str, u64); 7] {
+    [
+        ("tampered", r.tampered),
+        ("broken_chain", r.broken_chain),
+        ("not_member", r.not_member),
+        ("forked_origin", r.forked_origin),
+        ("rate_limited", r.rate_limited),
+        ("malformed", r.malformed),
+        ("out_of_order", r.out_of_order),
+    ]
 }

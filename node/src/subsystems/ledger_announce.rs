@@ -1,12 +1,14 @@
 //! When this node appends its `node-announcement`, and what it says: the
 //! addresses peers can dial (reflexive and observed addresses, then bound
-//! addresses that are not unspecified), the NAT type, the relay offer and
-//! the version. Pure: the driver reads the transport and the clock.
+//! addresses that are not unspecified), the NAT type, the relay offer, the
+//! version and this node's membership proof. Pure: the driver reads the
+//! transport and the clock.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use relay_proto::ledger::body::{NatType, NodeAnnouncement, MAX_ADDRS};
+use relay_proto::ledger::MemberProof;
 use relay_proto::wire::traversal::NatType as ObservedNat;
 
 /// How long a node whose ledger has no entry of its own waits for its
@@ -31,8 +33,14 @@ pub struct Reachability {
     pub relay: bool,
 }
 
-/// The announcement for `r`: dialable addresses, best first, no duplicate.
-pub fn announcement(r: &Reachability, version: &str) -> NodeAnnouncement {
+/// The announcement for `r`: dialable addresses, best first, no
+/// duplicate, and `member_proof` (this node's proof under the network key,
+/// if the mesh has one).
+pub fn announcement(
+    r: &Reachability,
+    version: &str,
+    member_proof: Option<MemberProof>,
+) -> NodeAnnouncement {
     let mut addrs: Vec<SocketAddr> = Vec::new();
     let candidates = r
         .reflexive
@@ -61,6 +69,7 @@ pub fn announcement(r: &Reachability, version: &str) -> NodeAnnouncement {
         nat,
         relay: r.relay,
         version,
+        member_proof,
     }
 }
 
@@ -137,7 +146,7 @@ mod tests {
             nat: ObservedNat::Cone,
             relay: true,
         };
-        let a = announcement(&r, "0.1.0");
+        let a = announcement(&r, "0.1.0", None);
         assert_eq!(
             a.addrs,
             vec![
@@ -159,7 +168,7 @@ mod tests {
                 .collect(),
             ..Reachability::default()
         };
-        assert_eq!(announcement(&r, "v").addrs.len(), MAX_ADDRS);
+        assert_eq!(announcement(&r, "v", None).addrs.len(), MAX_ADDRS);
     }
 
     fn ann(port: u16) -> NodeAnnouncement {
@@ -169,6 +178,7 @@ mod tests {
                 ..Reachability::default()
             },
             "v",
+            None,
         )
     }
 

@@ -7,11 +7,12 @@ use std::time::Instant;
 
 use relay_proto::ledger::body::NodeAnnouncement;
 use relay_proto::ledger::{Body, EntryKind};
-use relay_proto::NodeId;
+use relay_proto::{NetworkKey, NodeId};
 
 use crate::ledger::replica::ReplicaStore;
 use crate::ledger::{
-    Filter, Ledger, LedgerError, Replica, ReplicaConfig, ReplicaStats, StoredEntry, Transmit,
+    Filter, Lag, Ledger, LedgerError, Membership, MeshMembers, Replica, ReplicaConfig,
+    ReplicaStats, StoredEntry, Transmit,
 };
 
 /// Most messages taken from the replica per call of
@@ -34,14 +35,34 @@ impl std::fmt::Debug for LedgerCore {
 }
 
 impl LedgerCore {
-    /// A core over `ledger`. Membership: every origin is accepted, since
-    /// only peers that authenticated with the mesh key reach the replica
-    /// and entries are signed by their origin (docs/LEDGER.md, "Wiring").
-    pub fn new(ledger: Ledger, config: ReplicaConfig) -> Self {
+    /// A core over `ledger` in a mesh with network key `key`. Membership
+    /// ([`MeshMembers`]): an origin is a member once a validly signed
+    /// announcement of it carries its proof under `key`; the proofs already
+    /// in the ledger count from the start. Without a key every origin is a
+    /// member (docs/LEDGER.md, "Membership").
+    pub fn new(ledger: Ledger, config: ReplicaConfig, key: Option<NetworkKey>) -> Self {
+        let mut members = MeshMembers::new(key, ledger.node_id());
+        let announcements = Filter {
+            origin: None,
+            kind: Some(EntryKind::NodeAnnouncement),
+        };
+        match ledger.read(None, usize::MAX, &announcements) {
+            Ok(stored) => {
+                for s in stored {
+                    members.admit(&s.entry);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "ledger: reading members failed"),
+        }
         Self {
             ledger,
-            replica: Replica::new(config, Box::new(|_: &NodeId| true)),
+            replica: Replica::with_membership(config, Box::new(members)),
         }
+    }
+
+    /// How far each connected peer and this node are apart, by peer.
+    pub fn lags(&self) -> Result<Vec<(NodeId, Lag)>, LedgerError> {
+        self.replica.lags(&self.ledger)
     }
 
     /// The ledger.
@@ -146,12 +167,13 @@ mod tests {
             nat: relay_proto::ledger::body::NatType::Unknown,
             relay: false,
             version: "v".into(),
+            member_proof: None,
         })
     }
 
     fn core(name: &str, seed: u8) -> LedgerCore {
         let ledger = Ledger::open(&temp_dir(name), SecretKey::from_bytes(&[seed; 32])).unwrap();
-        LedgerCore::new(ledger, ReplicaConfig::default())
+        LedgerCore::new(ledger, ReplicaConfig::default(), None)
     }
 
     /// Delivers every queued message between two cores until both are idle.
@@ -247,6 +269,84 @@ mod tests {
         assert_eq!(fresh.own_state().unwrap(), (1, false));
         for c in [&old, &fresh, &peer] {
             c.ledger().close();
+        }
+    }
+
+    #[tokio::test]
+    async fn only_feeds_proven_under_our_key_are_stored_and_proofs_survive_a_restart() {
+        use relay_proto::ledger::body::{PathOutcome, TraversalOutcome};
+        use relay_proto::ledger::MemberProof;
+        use relay_proto::NetworkKey;
+        let now = Instant::now();
+        let mesh = NetworkKey::from_bytes([21; 32]);
+        let other = NetworkKey::from_bytes([22; 32]);
+        let open = |dir: &std::path::Path, seed: u8, key: &NetworkKey| {
+            let ledger = Ledger::open(dir, SecretKey::from_bytes(&[seed; 32])).unwrap();
+            LedgerCore::new(ledger, ReplicaConfig::default(), Some(key.clone()))
+        };
+        let proven = |c: &LedgerCore, key: &NetworkKey| {
+            Body::NodeAnnouncement(NodeAnnouncement {
+                addrs: vec![],
+                nat: relay_proto::ledger::body::NatType::Unknown,
+                relay: false,
+                version: "v".into(),
+                member_proof: Some(MemberProof::new(key, &c.ledger().node_id())),
+            })
+        };
+        let event = Body::TraversalOutcome(TraversalOutcome {
+            peer: SecretKey::from_bytes(&[30; 32]).node_id(),
+            outcome: PathOutcome::Direct,
+            time_to_direct_ms: Some(5),
+            why: String::new(),
+            birthday_packets: 0,
+        });
+        let dir_b = temp_dir("lcore-key-b");
+        let mut a = open(&temp_dir("lcore-key-a"), 11, &mesh);
+        let mut b = open(&dir_b, 12, &mesh);
+        // c's proof is made under another mesh's key.
+        let mut c = open(&temp_dir("lcore-key-c"), 13, &other);
+        let s = a.ledger().append_at(1, proven(&a, &mesh)).await.unwrap();
+        a.appended(std::slice::from_ref(&s));
+        let s = c.ledger().append_at(1, proven(&c, &other)).await.unwrap();
+        c.appended(std::slice::from_ref(&s));
+        let (ida, idb, idc) = (
+            a.ledger().node_id(),
+            b.ledger().node_id(),
+            c.ledger().node_id(),
+        );
+        a.peer_connected(now, idb).unwrap();
+        b.peer_connected(now, ida).unwrap();
+        exchange(now, &mut a, &mut b);
+        c.peer_connected(now, idb).unwrap();
+        b.peer_connected(now, idc).unwrap();
+        exchange(now, &mut c, &mut b);
+        let held = |core: &LedgerCore, origin: NodeId| {
+            core.ledger()
+                .origin(&origin)
+                .unwrap()
+                .map_or(0, |s| s.frontier)
+        };
+        assert_eq!(held(&b, ida), 1);
+        assert_eq!(held(&b, idc), 0);
+        assert_eq!(b.stats().not_member, 1);
+
+        // b restarts: a's proof is read back from b's ledger, so b's Hello
+        // names a's feed, and a sends only its new entry.
+        assert_eq!(a.stats().sent, 1);
+        b.ledger().close();
+        drop(b);
+        let mut b = open(&dir_b, 12, &mesh);
+        let s = a.ledger().append_at(2, event).await.unwrap();
+        a.appended(std::slice::from_ref(&s));
+        a.peer_disconnected(&idb);
+        a.peer_connected(now, idb).unwrap();
+        b.peer_connected(now, ida).unwrap();
+        exchange(now, &mut a, &mut b);
+        assert_eq!(held(&b, ida), 2);
+        assert_eq!(a.stats().sent, 2, "only seq 2 was sent again");
+        assert_eq!(b.stats().not_member, 0);
+        for core in [&a, &b, &c] {
+            core.ledger().close();
         }
     }
 }

@@ -1,22 +1,28 @@
 //! The ledger subsystem's driver: the only async part. It reads the clock,
 //! the transport's peer events, the ledger streams and the ledger's own
 //! stored entries, feeds them to [`LedgerCore`] (off the runtime, since
-//! each call may touch redb) and writes what the core returns. Policy
-//! lives in the core and in [`Announcer`]: the driver decides nothing.
+//! each call may touch redb) and writes what the core returns. Every
+//! [`REACHABILITY_CHECK`] it also hands traversal's reasons to the
+//! [`OutcomeTracker`] and the relay server's closed sessions to the
+//! [`SessionRecorder`], and appends what they return. Policy lives in the
+//! core, [`Announcer`], the tracker and the recorder: the driver decides
+//! nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use relay_proto::ledger::{Body, EntryKind};
+use relay_proto::ledger::{Body, EntryKind, MemberProof};
 use relay_transport::mux::{reset_bi, ProtocolRx, RESET_BAD_FRAME};
-use relay_transport::{Incoming, Mux, NodeId, PeerEvent, PeerState, Transport};
+use relay_transport::{Incoming, Mux, NodeId, PathKind, PeerEvent, PeerState, Transport};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 
 use super::ledger::Counters;
 use super::ledger_announce::{announcement, Announcer, Reachability};
 use super::ledger_core::{LedgerCore, TRANSMIT_BATCH};
+use super::ledger_outcomes::OutcomeTracker;
+use super::ledger_sessions::SessionRecorder;
 use super::ledger_wire::{read_from_peer, write_to_peer, WireEvent, WRITER_QUEUE, WRITE_STALL};
 use crate::ledger::{Ledger, LedgerError, StoredEntry};
 
@@ -26,6 +32,9 @@ pub const REACHABILITY_CHECK: Duration = Duration::from_secs(2);
 pub const COMPACT_EVERY: Duration = Duration::from_secs(3600);
 /// The version a node announces.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Most event entries (relay sessions, traversal outcomes) appended per
+/// check.
+pub const EVENTS_PER_CHECK: usize = 64;
 
 /// What the node tells the ledger about itself right now.
 pub fn reachability(transport: &Transport) -> Reachability {
@@ -78,6 +87,10 @@ struct Driver {
     writers: HashMap<NodeId, Writer>,
     wire_tx: mpsc::Sender<WireEvent>,
     tasks: JoinSet<()>,
+    /// This node's membership proof, in every announcement.
+    proof: Option<MemberProof>,
+    outcomes: OutcomeTracker,
+    sessions: SessionRecorder,
 }
 
 impl Driver {
@@ -86,6 +99,21 @@ impl Driver {
         if let Some(Err(e)) = result {
             tracing::warn!(error = %e, "ledger: {what} failed");
         }
+    }
+
+    fn birthday_total(&self) -> u64 {
+        self.mux
+            .transport()
+            .traversal_snapshot()
+            .stats
+            .birthday_packets
+    }
+
+    /// A peer's connection is on `path` now.
+    fn path(&mut self, peer: NodeId, path: PathKind) {
+        let birthday = self.birthday_total();
+        self.outcomes
+            .handle_path(Instant::now(), peer, path, birthday);
     }
 
     async fn connected(&mut self, peer: NodeId, generation: u64) {
@@ -113,6 +141,7 @@ impl Driver {
 
     async fn disconnected(&mut self, peer: NodeId) {
         self.writers.remove(&peer);
+        self.outcomes.handle_disconnected(&peer);
         let r = on_core(&self.core, move |c| {
             c.peer_disconnected(&peer);
             Ok(())
@@ -185,9 +214,9 @@ impl Driver {
         }
     }
 
-    async fn announce(&mut self, announcer: &mut Announcer) {
-        let now = Instant::now();
-        let current = announcement(&reachability(self.mux.transport()), VERSION);
+    /// The periodic check: announce this node if needed, record events,
+    /// refresh the per-peer lag.
+    async fn check(&mut self, announcer: &mut Announcer) {
         let Some(state) = on_core(&self.core, |c| c.own_state()).await else {
             return;
         };
@@ -198,6 +227,21 @@ impl Driver {
                 return;
             }
         };
+        self.announce(announcer, frontier, ahead).await;
+        self.gather_events();
+        // Events follow this node's first announcement (its membership
+        // proof leads its feed) and never fork a feed being re-synced.
+        if frontier > 0 && !ahead {
+            self.append_events().await;
+        }
+        if let Some(Ok(lags)) = on_core(&self.core, |c| c.lags()).await {
+            self.counters.set_lags(lags);
+        }
+    }
+
+    async fn announce(&mut self, announcer: &mut Announcer, frontier: u64, ahead: bool) {
+        let now = Instant::now();
+        let current = announcement(&reachability(self.mux.transport()), VERSION, self.proof);
         let Some(a) = announcer.poll(now, &current, frontier, ahead) else {
             return;
         };
@@ -208,6 +252,58 @@ impl Driver {
                 announcer.appended(now, a);
             }
             Err(e) => tracing::warn!(error = %e, "ledger: announcing this node failed"),
+        }
+    }
+
+    /// Traversal's reasons and the relay server's closed sessions.
+    fn gather_events(&mut self) {
+        let now = Instant::now();
+        let transport = self.mux.transport();
+        let snapshot = transport.traversal_snapshot();
+        self.outcomes
+            .handle_why(now, &snapshot.why, snapshot.stats.birthday_packets);
+        for ev in transport.relay_sessions() {
+            self.sessions.handle_closed(now, &ev);
+        }
+        self.counters
+            .set_events_dropped(self.outcomes.dropped() + self.sessions.dropped());
+    }
+
+    async fn append_events(&mut self) {
+        let now = Instant::now();
+        let mut bodies = Vec::new();
+        while bodies.len() < EVENTS_PER_CHECK {
+            match self.outcomes.poll_outcome(now) {
+                Some(o) => bodies.push(Body::TraversalOutcome(o)),
+                None => break,
+            }
+        }
+        while bodies.len() < EVENTS_PER_CHECK {
+            match self.sessions.poll_session(now) {
+                Some(s) => bodies.push(Body::RelaySession(s)),
+                None => break,
+            }
+        }
+        // All at once: they share one group commit.
+        let mut appends = JoinSet::new();
+        for body in bodies {
+            let ledger = self.ledger.clone();
+            appends.spawn(async move {
+                let kind = body.kind();
+                (kind, ledger.append(body).await)
+            });
+        }
+        while let Some(done) = appends.join_next().await {
+            let Ok((kind, result)) = done else {
+                continue;
+            };
+            match result {
+                Ok(_) => {
+                    self.counters.appended();
+                    self.counters.event_appended(kind);
+                }
+                Err(e) => tracing::warn!(error = %e, %kind, "ledger: recording an event failed"),
+            }
         }
     }
 
@@ -241,6 +337,11 @@ pub async fn drive(
         writers: HashMap::new(),
         wire_tx,
         tasks: JoinSet::new(),
+        proof: transport
+            .network_key()
+            .map(|k| MemberProof::new(&k, &ledger.node_id())),
+        outcomes: OutcomeTracker::new(),
+        sessions: SessionRecorder::new(),
     };
 
     // Members already in the ledger can be dialed.
@@ -263,6 +364,7 @@ pub async fn drive(
     for p in transport.peers() {
         if p.state == PeerState::Connected {
             d.connected(p.node_id, 0).await;
+            d.path(p.node_id, p.path);
         }
     }
     d.flush().await;
@@ -281,9 +383,11 @@ pub async fn drive(
         };
         tokio::select! {
             ev = events.recv() => match ev {
-                Ok(PeerEvent::Connected { node_id, generation, .. }) => {
+                Ok(PeerEvent::Connected { node_id, generation, path, .. }) => {
                     d.connected(node_id, generation).await;
+                    d.path(node_id, path);
                 }
+                Ok(PeerEvent::PathChanged { node_id, path, .. }) => d.path(node_id, path),
                 Ok(PeerEvent::Disconnected { node_id, .. }) => d.disconnected(node_id).await,
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => break,
@@ -315,7 +419,7 @@ pub async fn drive(
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             () = sleep => d.timeout().await,
-            _ = check.tick() => d.announce(&mut announcer).await,
+            _ = check.tick() => d.check(&mut announcer).await,
             _ = compact.tick() => d.compact().await,
             Some(_) = d.tasks.join_next(), if !d.tasks.is_empty() => {}
         }

@@ -5,6 +5,8 @@ pub mod ledger;
 pub mod ledger_announce;
 pub mod ledger_core;
 pub mod ledger_driver;
+pub mod ledger_outcomes;
+pub mod ledger_sessions;
 pub mod ledger_wire;
 pub mod ping;
 

@@ -16,6 +16,7 @@
 use std::net::SocketAddr;
 
 use super::codec::{CodecError, Reader, Writer};
+use super::membership::{MemberProof, MEMBER_PROOF_LEN};
 use crate::NodeId;
 
 /// Most addresses a node announces.
@@ -188,6 +189,10 @@ pub struct NodeAnnouncement {
     pub relay: bool,
     /// The origin's software version (at most [`MAX_VERSION`] bytes).
     pub version: String,
+    /// The origin's membership proof under the mesh's network key
+    /// ([`super::membership`]); encoded as 32 trailing bytes when present,
+    /// nothing when absent (a mesh without a network key).
+    pub member_proof: Option<MemberProof>,
 }
 
 /// Whether a relay session was opened or closed.
@@ -330,6 +335,9 @@ impl Body {
                 w.u8(b.nat.code());
                 w.bool(b.relay);
                 w.text(&b.version);
+                if let Some(p) = &b.member_proof {
+                    w.raw(&p.0);
+                }
             }
             Self::RelaySession(b) => {
                 w.u8(match b.phase {
@@ -404,11 +412,19 @@ impl Body {
                 let nat = NatType::from_code(r.u8("nat")?).ok_or(CodecError::Invalid("nat"))?;
                 let relay = r.bool("relay")?;
                 let version = r.text("version", MAX_VERSION)?;
+                // Exactly 32 bytes left: the proof; anything else but
+                // nothing is left for `finish` to refuse.
+                let member_proof = if r.remaining() == MEMBER_PROOF_LEN {
+                    Some(MemberProof(r.array("member_proof")?))
+                } else {
+                    None
+                };
                 Self::NodeAnnouncement(NodeAnnouncement {
                     addrs,
                     nat,
                     relay,
                     version,
+                    member_proof,
                 })
             }
             EntryKind::RelaySession => {
@@ -504,6 +520,7 @@ mod tests {
                 nat: NatType::Cone,
                 relay: true,
                 version: "0.1.0".into(),
+                member_proof: None,
             }),
             Body::RelaySession(RelaySession {
                 phase: SessionPhase::Closed,
@@ -575,6 +592,7 @@ mod tests {
             nat: NatType::Open,
             relay: false,
             version: String::new(),
+            member_proof: None,
         });
         assert!(body.encode().is_err());
         let body = Body::ServiceRegistration(ServiceRegistration {
@@ -583,5 +601,35 @@ mod tests {
             spec: vec![],
         });
         assert!(body.encode().is_err());
+    }
+
+    #[test]
+    fn a_member_proof_is_32_trailing_bytes() {
+        let key = crate::NetworkKey::from_bytes([7; 32]);
+        let origin = SecretKey::from_bytes(&[1; 32]).node_id();
+        let plain = NodeAnnouncement {
+            addrs: vec![],
+            nat: NatType::Unknown,
+            relay: false,
+            version: "v".into(),
+            member_proof: None,
+        };
+        let proven = NodeAnnouncement {
+            member_proof: Some(MemberProof::new(&key, &origin)),
+            ..plain.clone()
+        };
+        let a = Body::NodeAnnouncement(plain).encode().unwrap();
+        let b = Body::NodeAnnouncement(proven.clone()).encode().unwrap();
+        assert_eq!(b.len(), a.len() + MEMBER_PROOF_LEN);
+        assert_eq!(&b[..a.len()], &a[..]);
+        assert_eq!(
+            Body::decode(EntryKind::NodeAnnouncement, &b).unwrap(),
+            Body::NodeAnnouncement(proven)
+        );
+        // 31 or 33 trailing bytes are refused.
+        assert!(Body::decode(EntryKind::NodeAnnouncement, &b[..b.len() - 1]).is_err());
+        let mut long = b.clone();
+        long.push(0);
+        assert!(Body::decode(EntryKind::NodeAnnouncement, &long).is_err());
     }
 }

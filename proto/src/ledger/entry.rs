@@ -285,6 +285,7 @@ mod tests {
             nat: NatType::Open,
             relay: true,
             version: "0.1.0".into(),
+            member_proof: None,
         })
     }
 

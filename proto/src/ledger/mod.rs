@@ -8,8 +8,10 @@
 pub mod body;
 pub mod codec;
 pub mod entry;
+pub mod membership;
 pub mod wire;
 
 pub use body::{Body, EntryKind, RetentionClass};
 pub use entry::{Entry, EntryError, EntryHash};
+pub use membership::MemberProof;
 pub use wire::{LedgerMsg, LedgerMsgError, VectorItem};

@@ -21,6 +21,7 @@ use relay_proto::NodeId;
 
 use super::auth::FrameKeys;
 use super::server::{RegisterError, RelayLimits, RelayServer, RelayStats, Transmit};
+use super::sessions::RelaySessionEvent;
 use super::ConnectionKeys;
 use crate::handles::RelayServerHost;
 use crate::socket::{Frame, Path};
@@ -55,6 +56,14 @@ impl RelayService {
 
     pub(crate) fn is_client(&self, node: &NodeId) -> bool {
         self.core().is_client(node)
+    }
+
+    /// Sessions closed since the last call (idle ones are closed now).
+    pub(crate) fn closed_sessions(&self) -> Vec<RelaySessionEvent> {
+        let mut core = self.core();
+        let log = core.session_log();
+        log.expire(Instant::now());
+        std::iter::from_fn(|| log.poll_closed()).collect()
     }
 
     /// Handles a batch of relay-send frames and sends what results.

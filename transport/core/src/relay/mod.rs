@@ -5,6 +5,8 @@
 //!   client<->relay connection, sequence numbers, tags, replay window);
 //! - [`server`]: the sans-IO relay core (who is served, limits, counters,
 //!   peer gone);
+//! - [`sessions`]: the sessions the relay carried, with their counters,
+//!   reported when they close (the node keeps account of them);
 //!
 //! In `relay_transport::relay`, the async side: `driver` runs the core
 //! inside a transport with `relay: true` (feeds it relay-send frames from
@@ -24,8 +26,10 @@
 
 pub mod auth;
 pub mod server;
+pub mod sessions;
 
 pub use server::{RelayLimits, RelayStats};
+pub use sessions::{RelaySessionEvent, SessionEnd};
 
 /// The relay server's state, as reported upward for status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

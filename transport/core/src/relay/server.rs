@@ -51,6 +51,7 @@ use relay_proto::NodeId;
 use thiserror::Error;
 
 use super::auth::{FrameKeys, Opener, Sealer};
+use super::sessions::SessionLog;
 
 /// Per-client limits a relay enforces and states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,6 +251,8 @@ pub struct RelayServer {
     control: VecDeque<(NodeId, ControlMsg)>,
     sessions: usize,
     stats: RelayStats,
+    /// Per-session counters for accounting ([`super::sessions`]).
+    log: SessionLog,
 }
 
 impl RelayServer {
@@ -263,7 +266,13 @@ impl RelayServer {
             control: VecDeque::new(),
             sessions: 0,
             stats: RelayStats::default(),
+            log: SessionLog::new(),
         }
+    }
+
+    /// The record of sessions carried ([`super::sessions`]).
+    pub fn session_log(&mut self) -> &mut SessionLog {
+        &mut self.log
     }
 
     /// The limits.
@@ -365,6 +374,7 @@ impl RelayServer {
             if let Some(other) = self.clients.get_mut(&peer) {
                 other.peers.remove(&raw);
                 self.sessions = self.sessions.saturating_sub(1);
+                self.log.left(*id, other.id);
                 self.control.push_back((
                     other.id,
                     ControlMsg::PeerGone {
@@ -464,6 +474,7 @@ impl RelayServer {
             client.ready = true;
             self.ready.push_back(src_raw);
         }
+        let src_id = client.id;
         if new_session {
             client.peers.insert(dst_raw);
             if let Some(dst) = self.clients.get_mut(&dst_raw) {
@@ -471,6 +482,9 @@ impl RelayServer {
             }
             self.sessions += 1;
             self.stats.sessions_total += 1;
+        }
+        if let Some(dst) = self.clients.get(&dst_raw) {
+            self.log.carried(now, src_id, dst.id, frame.packet.len());
         }
         Verdict::Queued
     }

@@ -402,3 +402,34 @@ fn re_registering_with_new_keys_switches_keys() {
     sealer.seal(&mut frame).unwrap();
     assert_eq!(relay.handle_frame(now, addr(1), &frame), Verdict::Queued);
 }
+
+#[test]
+fn the_session_log_counts_forwarded_frames_and_closes_when_a_client_leaves() {
+    let Setup {
+        mut relay,
+        now,
+        a,
+        b,
+    } = setup(RelayLimits::default());
+    let later = now + Duration::from_secs(4);
+    assert_eq!(
+        relay.handle_frame(now, addr(1), &send_frame(&a, &b, 100)),
+        Verdict::Queued
+    );
+    assert_eq!(
+        relay.handle_frame(later, addr(2), &send_frame(&b, &a, 50)),
+        Verdict::Queued
+    );
+    // Dropped frames are not counted.
+    relay.handle_frame(later, addr(9), &send_frame(&a, &b, 70));
+    while relay.poll_transmit().is_some() {}
+    assert_eq!(relay.session_log().open(), 1);
+    assert_eq!(relay.session_log().poll_closed(), None);
+    relay.unregister(&a);
+    let ev = relay.session_log().poll_closed().unwrap();
+    assert_eq!((ev.a.min(ev.b), ev.a.max(ev.b)), (a.min(b), a.max(b)));
+    assert!(ev.a < ev.b);
+    assert_eq!((ev.bytes, ev.packets), (150, 2));
+    assert_eq!(ev.duration, Duration::from_secs(4));
+    assert_eq!(relay.session_log().poll_closed(), None);
+}
