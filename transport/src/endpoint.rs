@@ -26,6 +26,7 @@ pub(crate) mod paths;
 mod peers;
 pub(crate) mod quic;
 pub(crate) mod rebind;
+mod redial;
 pub(crate) mod reliable;
 
 pub use channel::ChannelStats;
