@@ -11,7 +11,9 @@
 //! - `client`: the other side: which connected peers relay for us,
 //!   registering with them, choosing one for a relayed path, moving
 //!   relayed paths when a relay goes away (failover) or reports a peer
-//!   gone.
+//!   gone;
+//! - [`client_core`]: the client's decisions, sans-IO: registration and
+//!   re-registration with backoff, relay choice, failover, peer gone.
 //!
 //! A relayed path carries the inner connection's QUIC packets, already
 //! end-to-end encrypted by the two clients: a relay never sees plaintext,
@@ -23,6 +25,7 @@
 
 pub mod auth;
 pub(crate) mod client;
+pub mod client_core;
 pub(crate) mod driver;
 pub mod server;
 
