@@ -43,7 +43,9 @@
 //! Inside a transport, `driver` runs the core: it owns the clock, feeds it
 //! frames, control messages and connection events, and moves relayed
 //! connections to the direct paths it finds (see
-//! [`crate::TransportConfig::traversal`]).
+//! [`crate::TransportConfig::traversal`]). Its decisions (when to punch,
+//! backoff, which path to take, which relay to fall back to) are the
+//! sans-IO [`peer_policy`] core's; the driver only does I/O.
 
 mod agent;
 pub mod auth;
