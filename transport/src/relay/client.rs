@@ -19,7 +19,6 @@
 //! - When a relay reports a peer gone, a [`crate::PeerEvent::PeerGone`] is
 //!   emitted; a connection relayed through that relay moves to another
 //!   relay, or, with none left, is closed with reason `peer-gone: ...`.
-
 //!
 //! Every decision above (when to register, which relay, where a path goes)
 //! is the sans-IO [`RelayClientCore`]'s; this file reads the path socket
