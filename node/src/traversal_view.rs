@@ -54,6 +54,14 @@ pub struct TraversalSnapshot {
     pub binding_lifetime: BindingLifetimeSection,
     /// Times our own address changed.
     pub address_changes: u64,
+    /// Birthday runs started because a plain punch failed.
+    pub birthday_escalations: u64,
+    /// Mapping checks finished as the asking side.
+    pub mapping_checks: u64,
+    /// Mapping checks we offered our alternate port for, as an observer.
+    pub mapping_offers: u64,
+    /// Mapping checks we refused as an observer.
+    pub mapping_refused: u64,
 }
 
 impl Default for TraversalSnapshot {
@@ -73,6 +81,10 @@ impl Default for TraversalSnapshot {
             birthday_packets_won: 0,
             binding_lifetime: BindingLifetimeSection::default(),
             address_changes: 0,
+            birthday_escalations: 0,
+            mapping_checks: 0,
+            mapping_offers: 0,
+            mapping_refused: 0,
         }
     }
 }
@@ -126,6 +138,10 @@ impl TraversalSource for TransportTraversal {
             birthday_packets_won: t.stats.birthday_packets_won,
             binding_lifetime: BindingLifetimeSection::new(&t.lifetime, t.quic_keep_alive),
             address_changes: t.stats.address_changes,
+            birthday_escalations: t.stats.birthday_escalations,
+            mapping_checks: t.stats.mapping_checks,
+            mapping_offers: t.stats.mapping_offers,
+            mapping_refused: t.stats.mapping_refused,
             last_error: t.stats.last_error,
         }
     }
@@ -185,6 +201,22 @@ pub struct TraversalSection {
     /// TRAVERSAL.md, "Address changes").
     #[serde(default)]
     pub address_changes: u64,
+    /// The mapping check (one public observer; see TRAVERSAL.md, "One
+    /// public peer: the mapping check").
+    #[serde(default)]
+    pub mapping: MappingSection,
+}
+
+/// `status --json` `traversal.mapping`: mapping checks made and served.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MappingSection {
+    /// Checks this node finished as the asking side.
+    pub checks: u64,
+    /// Checks this node served its alternate port for, as an observer.
+    pub offers: u64,
+    /// Checks this node refused as an observer (and alternate-port probes
+    /// left unanswered).
+    pub refused: u64,
 }
 
 /// `status --json` `traversal.birthday`: what birthday probing spent and
@@ -200,6 +232,10 @@ pub struct BirthdaySection {
     /// Packets this node spent per successful run (`null` before the
     /// first success).
     pub packets_per_success: Option<u64>,
+    /// Runs started because a plain punch failed while the NAT types left
+    /// a direct path possible (escalation).
+    #[serde(default)]
+    pub escalations: u64,
 }
 
 impl TraversalSection {
@@ -217,6 +253,12 @@ impl TraversalSection {
                 successes: s.birthday_successes,
                 packets: s.birthday_packets,
                 packets_per_success: s.birthday_packets_won.checked_div(s.birthday_successes),
+                escalations: s.birthday_escalations,
+            },
+            mapping: MappingSection {
+                checks: s.mapping_checks,
+                offers: s.mapping_offers,
+                refused: s.mapping_refused,
             },
         }
     }
@@ -315,5 +357,31 @@ mod tests {
         // Before any success: no per-success figure.
         let t = TraversalSection::new(&TraversalSnapshot::default());
         assert!(serde_json::to_value(&t).unwrap()["birthday"]["packets_per_success"].is_null());
+    }
+
+    #[test]
+    fn mapping_and_escalation_counters_in_json() {
+        let snap = TraversalSnapshot {
+            birthday_escalations: 2,
+            mapping_checks: 3,
+            mapping_offers: 5,
+            mapping_refused: 7,
+            ..TraversalSnapshot::default()
+        };
+        let v = serde_json::to_value(TraversalSection::new(&snap)).unwrap();
+        assert_eq!(v["birthday"]["escalations"], 2);
+        assert_eq!(v["mapping"]["checks"], 3);
+        assert_eq!(v["mapping"]["offers"], 5);
+        assert_eq!(v["mapping"]["refused"], 7);
+        // An older report without them still reads.
+        let mut old = v.clone();
+        old.as_object_mut().unwrap().remove("mapping");
+        old["birthday"]
+            .as_object_mut()
+            .unwrap()
+            .remove("escalations");
+        let back: TraversalSection = serde_json::from_value(old).unwrap();
+        assert_eq!(back.mapping, MappingSection::default());
+        assert_eq!(back.birthday.escalations, 0);
     }
 }

@@ -27,6 +27,7 @@ pub(crate) mod paths;
 mod peers;
 pub(crate) mod quic;
 pub(crate) mod rebind;
+pub(crate) use relay_transport_core::redial;
 pub(crate) use relay_transport_core::reliable;
 
 pub use channel::ChannelStats;

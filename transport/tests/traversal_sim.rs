@@ -10,10 +10,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use relay_proto::NodeId;
+use relay_transport::traversal::peer_policy::PeerPath;
 use relay_transport::traversal::{
     BirthdayConfig, LifetimeConfig, LifetimeState, MappingCheckConfig, NatType, TraversalConfig,
     TraversalErrorKind, TraversalEvent,
 };
+use sim::driver::Driven;
 use sim::{HostId, Impairment, NatKind, Record, World};
 
 const KINDS: [NatKind; 5] = [
@@ -1225,4 +1227,83 @@ fn symmetric_x_symmetric_does_not_escalate() {
         assert_eq!(s.world.hosts[h].core.stats().birthday_escalations, 0);
         assert_eq!(s.world.hosts[h].ports_opened, 0);
     }
+}
+
+/// When `host`'s first event of the kind `pick` accepts happened.
+fn first_at(
+    world: &World,
+    host: HostId,
+    after: Duration,
+    pick: impl Fn(&TraversalEvent) -> bool,
+) -> Option<Duration> {
+    world
+        .records
+        .iter()
+        .find(|r| r.host == host && r.at >= after && pick(&r.event))
+        .map(|r| r.at)
+}
+
+#[test]
+fn the_policy_punches_on_connect_and_retries_a_failed_punch_after_its_backoff() {
+    // Nobody calls request_direct here: the transport's policy core does,
+    // as its driver runs it. Every introduction to B is lost until A's
+    // first punch has failed; the retry follows the policy's backoff.
+    let config = punch_config();
+    let mut world = World::new(31, Impairment::default());
+    let introducer = world.add_public(config.clone());
+    let a = world.add_site(NatKind::PortRestricted, LONG_BINDINGS, config.clone());
+    let b = world.add_site(NatKind::PortRestricted, LONG_BINDINGS, config);
+    world.drop_introductions.insert(b, u32::MAX);
+    let mut net = Driven::new(world);
+    for site in [a, b] {
+        net.connect_direct(site, introducer);
+    }
+    net.run_for(Duration::from_secs(1));
+    let (aid, bid, iid) = (
+        id(&net.world, a),
+        id(&net.world, b),
+        id(&net.world, introducer),
+    );
+    net.connect_relayed_via(a, b, introducer);
+    let asked = net.world.elapsed();
+    let retry_min = net.policy(a).unwrap().config().retry_min;
+    let failed_at = loop {
+        net.run_for(Duration::from_millis(100));
+        let failed = first_at(
+            &net.world,
+            a,
+            asked,
+            |e| matches!(e, TraversalEvent::PunchFailed { peer, .. } if *peer == bid),
+        );
+        if let Some(at) = failed {
+            break at;
+        }
+        assert!(net.world.elapsed() < asked + Duration::from_secs(30));
+    };
+    assert_eq!(net.path(a, &bid), PeerPath::Relayed(iid));
+    let next = net.policy(a).unwrap().next_try(&bid).unwrap();
+    assert_eq!(
+        next - net.world.now(),
+        retry_min - (net.world.elapsed() - failed_at)
+    );
+    net.world.drop_introductions.remove(&b);
+    net.run_for(retry_min + Duration::from_secs(10));
+    let found = first_at(
+        &net.world,
+        a,
+        failed_at,
+        |e| matches!(e, TraversalEvent::DirectPathFound { peer, .. } if *peer == bid),
+    )
+    .unwrap();
+    println!("punch failed at {failed_at:?}, direct at {found:?}");
+    assert!(found >= failed_at + retry_min, "{found:?}");
+    assert!(
+        found <= failed_at + retry_min + Duration::from_secs(3),
+        "{found:?}"
+    );
+    let to_b = net.world.hosts[a].core.direct_path(&bid).unwrap();
+    assert_eq!(net.path(a, &bid), PeerPath::Direct(to_b));
+    let to_a = net.world.hosts[b].core.direct_path(&aid).unwrap();
+    assert_eq!(net.path(b, &aid), PeerPath::Direct(to_a));
+    assert_eq!(net.world.reachable(a, to_b), Some(b));
 }

@@ -264,6 +264,26 @@ fn traversal(w: &mut TextWriter, status: &StatusReport) {
             "Birthday-probing packets sent (ports opened and random probes).",
             t.birthday.packets,
         ),
+        (
+            "relay_node_birthday_escalations_total",
+            "Birthday-probing runs started because a plain punch failed.",
+            t.birthday.escalations,
+        ),
+        (
+            "relay_node_mapping_checks_total",
+            "Mapping checks finished as the asking side.",
+            t.mapping.checks,
+        ),
+        (
+            "relay_node_mapping_offers_total",
+            "Mapping checks served from the alternate port, as an observer.",
+            t.mapping.offers,
+        ),
+        (
+            "relay_node_mapping_refused_total",
+            "Mapping checks refused as an observer.",
+            t.mapping.refused,
+        ),
     ] {
         w.single(name, Kind::Counter, help, count(value));
     }

@@ -62,6 +62,10 @@ fn status() -> StatusReport {
         punches_succeeded: 4,
         relay_fallbacks: 1,
         direct_upgrades: 4,
+        birthday_escalations: 6,
+        mapping_checks: 2,
+        mapping_offers: 8,
+        mapping_refused: 1,
         binding_lifetime: crate::lifetime_view::BindingLifetimeSection {
             state: "measured".into(),
             lower_s: Some(4.0),
@@ -201,6 +205,10 @@ fn values_come_from_the_snapshot() {
     has("relay_node_relay_fallbacks_total 1");
     has("relay_node_direct_upgrades_total 4");
     has("relay_node_birthday_packets_total 0");
+    has("relay_node_birthday_escalations_total 6");
+    has("relay_node_mapping_checks_total 2");
+    has("relay_node_mapping_offers_total 8");
+    has("relay_node_mapping_refused_total 1");
     has("relay_node_binding_lifetime_seconds 4");
     has("relay_node_keepalive_interval_seconds 2");
     has("relay_node_relay_enabled 1");

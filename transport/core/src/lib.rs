@@ -13,7 +13,10 @@
 //!   reset keys, and the classification of handshake failures;
 //! - [`traversal`]: NAT classification, introductions, hole punching,
 //!   birthday probing, keepalives, binding lifetime and roaming;
-//! - [`relay`]: the relay server core and per-client frame authentication;
+//! - [`relay`]: the relay server core, per-client frame authentication,
+//!   the session log, and the relay client's decisions;
+//! - [`redial`]: a kept-connected peer's redial policy (capped, jittered
+//!   backoff, address rotation, relay fallback);
 //! - [`reliable`]: the reliable control channel of one connection
 //!   (sequence numbers, acknowledgements, retransmission);
 //! - [`portmap`]: the port-mapping machine (PCP, NAT-PMP, UPnP-IGD) and its
@@ -32,6 +35,7 @@
 pub mod error;
 pub mod noise;
 pub mod portmap;
+pub mod redial;
 pub mod relay;
 pub mod reliable;
 pub mod socket;

@@ -6,8 +6,10 @@
 //!   table half-updated), and a failure removes every trace: no peer entry,
 //!   no mapped address, no connection.
 //! - [`add_peer`] keeps a peer connected: it dials now and, whenever the
-//!   connection is lost, redials with exponential backoff from
-//!   `reconnect_min` to `reconnect_max`, reset after each success.
+//!   connection is lost, redials as the sans-IO [`Redial`] policy says
+//!   (jittered exponential backoff from `reconnect_min` to
+//!   `reconnect_max`, reset after each success, addresses in turn, at once
+//!   after a stateless reset; see `redial`).
 //!
 //! A dial goes to a known address ([`Route::Addr`]) or, with only the
 //! NodeId known, through a registered relay ([`Route::Relay`]; see
@@ -19,13 +21,14 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use relay_proto::NodeId;
 use tokio::sync::{watch, Notify};
 
 use super::failures::HandshakeFailure;
 use super::peers::{DialStatus, Persistent};
+use super::redial::{DialFailure, Disconnect, Redial, RedialConfig};
 use super::{closed_error, conn, Shared};
 use crate::noise;
 use crate::relay::client as relays;
@@ -375,13 +378,11 @@ pub(crate) fn add_peer(shared: &Arc<Shared>, node: NodeId, addrs: Vec<SocketAddr
         match &mut entry.persistent {
             Some(persistent) => {
                 persistent.addrs = addrs.clone();
-                persistent.next = 0;
                 false
             }
             None => {
                 entry.persistent = Some(Persistent {
                     addrs: addrs.clone(),
-                    next: 0,
                     wake: Arc::new(Notify::new()),
                 });
                 true
@@ -394,133 +395,107 @@ pub(crate) fn add_peer(shared: &Arc<Shared>, node: NodeId, addrs: Vec<SocketAddr
     }
 }
 
-/// The redial loop of one persistent peer.
+/// Share of each redial delay taken off at random (see `redial`).
+const REDIAL_JITTER_PERCENT: u32 = 20;
+
+/// What a failed dial means for redialing.
+fn failure_of(kind: DialErrorKind) -> DialFailure {
+    match kind {
+        DialErrorKind::EndpointClosed => DialFailure::Closed,
+        DialErrorKind::PeerKeyMismatch | DialErrorKind::NetworkKeyMismatch => DialFailure::Identity,
+        _ => DialFailure::Other,
+    }
+}
+
+/// The clock the redial policy runs on (tokio's, so that tests on a
+/// paused clock control it).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// The redial loop of one persistent peer: reads the table and the
+/// clock, dials and waits as its [`Redial`] says.
 async fn keep_connected(shared: Arc<Shared>, node: NodeId) {
     let mut shutdown = shared.shutdown.subscribe();
-    let mut backoff = Backoff::new(shared.config.reconnect_min, shared.config.reconnect_max);
-    let mut delay = None;
+    let config = RedialConfig {
+        min: shared.config.reconnect_min,
+        max: shared.config.reconnect_max,
+        jitter_percent: REDIAL_JITTER_PERCENT,
+    };
+    let mut redial: Option<Redial> = None;
+    let mut addrs_seen: Vec<SocketAddr> = Vec::new();
     loop {
-        if let Some(delay) = delay {
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            }
-        }
-        let (addr, wake, connected) = {
-            let mut table = shared.table();
+        let (addrs, wake, live) = {
+            let table = shared.table();
             if table.closed {
                 return;
             }
-            let Some(entry) = table.peers.get_mut(&node) else {
+            let Some(entry) = table.peers.get(&node) else {
                 return;
             };
-            let connected = entry.live().is_some();
-            let Some(persistent) = &mut entry.persistent else {
+            let Some(persistent) = &entry.persistent else {
                 return;
             };
-            let Some(&addr) = persistent
-                .addrs
-                .get(persistent.next % persistent.addrs.len().max(1))
-            else {
-                return;
-            };
-            if !connected {
-                persistent.next = persistent.next.wrapping_add(1);
-            }
-            (addr, persistent.wake.clone(), connected)
+            (
+                persistent.addrs.clone(),
+                persistent.wake.clone(),
+                entry.live().map(|l| l.conn.clone()),
+            )
         };
-        if connected {
+        let redial =
+            redial.get_or_insert_with(|| Redial::new(config, addrs.clone(), rand::random(), now()));
+        if addrs != addrs_seen {
+            redial.set_addrs(addrs.clone());
+            addrs_seen = addrs;
+        }
+        if let Some(conn) = live {
+            redial.handle_connected();
             tokio::select! {
                 _ = wake.notified() => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
-            backoff.reset();
-            delay = Some(backoff.next_delay());
+            let why = match conn.close_reason() {
+                Some(quinn::ConnectionError::Reset) => Disconnect::Reset,
+                _ => Disconnect::Other,
+            };
+            redial.handle_disconnected(now(), why);
             continue;
         }
+        let Some(due) = redial.poll_timeout() else {
+            if redial.is_stopped() {
+                return;
+            }
+            // Connected a moment ago and lost already.
+            redial.handle_disconnected(now(), Disconnect::Other);
+            continue;
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(due)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let Some(addr) = redial.poll_dial(now()) else {
+            return;
+        };
         let mut result = connect(&shared, node, Route::Addr(addr)).await;
         if let Err(e) = &result {
-            let relayable = !matches!(
-                e.kind,
-                DialErrorKind::EndpointClosed
-                    | DialErrorKind::PeerKeyMismatch
-                    | DialErrorKind::NetworkKeyMismatch
-            );
             let relays = shared
                 .relays
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .registered();
-            if relayable && relays.iter().any(|r| *r != node) {
+            if redial.try_relay(failure_of(e.kind), relays.iter().any(|r| *r != node)) {
                 tracing::debug!(peer = %node.fmt_short(), error = %e, "direct redial failed; trying a relay");
                 result = connect(&shared, node, Route::Relay).await;
             }
         }
         match result {
-            Ok(()) => {
-                backoff.reset();
-                delay = None;
-            }
-            Err(e) if e.kind == DialErrorKind::EndpointClosed => return,
-            Err(e) => {
-                let next = backoff.next_delay();
-                tracing::debug!(peer = %node.fmt_short(), error = %e, retry_in = ?next, "redial failed");
-                delay = Some(next);
-            }
+            Ok(()) => redial.handle_connected(),
+            Err(e) => match redial.handle_dial_failed(now(), failure_of(e.kind)) {
+                Some(next) => {
+                    tracing::debug!(peer = %node.fmt_short(), error = %e, retry_in = ?next, "redial failed");
+                }
+                None => return,
+            },
         }
-    }
-}
-
-/// Capped exponential backoff.
-#[derive(Debug, Clone)]
-pub(crate) struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new(min: Duration, max: Duration) -> Self {
-        let max = max.max(min);
-        Self {
-            min,
-            max,
-            next: min,
-        }
-    }
-
-    /// The delay to wait now; doubles the next one, up to the cap.
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = delay.saturating_mul(2).min(self.max);
-        delay
-    }
-
-    /// Back to the minimum after a success.
-    pub(crate) fn reset(&mut self) {
-        self.next = self.min;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_caps_and_resets() {
-        let ms = Duration::from_millis;
-        let mut b = Backoff::new(ms(100), ms(500));
-        let seq: Vec<_> = (0..5).map(|_| b.next_delay()).collect();
-        assert_eq!(seq, vec![ms(100), ms(200), ms(400), ms(500), ms(500)]);
-        b.reset();
-        assert_eq!(b.next_delay(), ms(100));
-    }
-
-    #[test]
-    fn backoff_with_max_below_min_uses_min() {
-        let ms = Duration::from_millis;
-        let mut b = Backoff::new(ms(300), ms(100));
-        assert_eq!(b.next_delay(), ms(300));
-        assert_eq!(b.next_delay(), ms(300));
     }
 }

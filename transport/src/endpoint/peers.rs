@@ -88,8 +88,6 @@ impl LiveConn {
 pub(crate) struct Persistent {
     /// Where to redial: tried in turn, one address per attempt.
     pub(crate) addrs: Vec<SocketAddr>,
-    /// Index of the address the next attempt uses.
-    pub(crate) next: usize,
     /// Woken when the connection is lost.
     pub(crate) wake: Arc<Notify>,
 }

@@ -19,9 +19,14 @@
 //! - When a relay reports a peer gone, a [`crate::PeerEvent::PeerGone`] is
 //!   emitted; a connection relayed through that relay moves to another
 //!   relay, or, with none left, is closed with reason `peer-gone: ...`.
+//!
+//! Every decision above (when to register, which relay, where a path goes)
+//! is the sans-IO [`RelayClientCore`]'s; this file reads the path socket
+//! and the peer table, sends, moves paths, and wakes dials.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
+use std::time::Instant;
 
 use relay_proto::wire::control::{GoneReason, RefuseReason, RelayLimitsMsg};
 use relay_proto::NodeId;
@@ -30,57 +35,34 @@ use tokio::sync::Notify;
 use crate::handles::RelayClientHost;
 use crate::relay::auth::FrameKeys;
 use crate::relay::ConnectionKeys;
+use crate::relay::client_core::{GoneAction, RelayClientCore};
 use crate::socket::Path;
 use crate::{DialError, DialErrorKind, PeerEvent};
 
-#[derive(Debug, Clone, Copy)]
-struct RelayState {
-    registered: bool,
-    limits: Option<RelayLimitsMsg>,
-}
+/// The endpoint, as the relay client sees it.
+type Host = dyn RelayClientHost;
 
-/// A dial through relays in progress.
-#[derive(Debug)]
-struct RelayDial {
-    tried: HashSet<NodeId>,
-    unreachable: Arc<Notify>,
-}
-
-/// The relays we know and the relayed dials in progress.
+/// The relays we know (the core) and the wake-ups of the relayed dials in
+/// progress.
 #[derive(Debug, Default)]
 pub(crate) struct RelayClients {
-    relays: BTreeMap<NodeId, RelayState>,
-    dials: HashMap<NodeId, RelayDial>,
+    core: RelayClientCore,
+    /// Fired when no relay reaches the dialed peer.
+    dials: HashMap<NodeId, Arc<Notify>>,
 }
 
 impl RelayClients {
-    /// The first registered relay not excluded.
-    fn pick(&self, exclude: impl Fn(&NodeId) -> bool) -> Option<NodeId> {
-        self.relays
-            .iter()
-            .find(|(id, s)| s.registered && !exclude(id))
-            .map(|(id, _)| *id)
-    }
-
     /// Relays that confirmed our registration.
     pub(crate) fn registered(&self) -> Vec<NodeId> {
-        self.relays
-            .iter()
-            .filter(|(_, s)| s.registered)
-            .map(|(id, _)| *id)
-            .collect()
-    }
-
-    fn pending(&self) -> bool {
-        self.relays.values().any(|s| !s.registered)
+        self.core.registered()
     }
 }
 
-fn clients(shared: &dyn RelayClientHost) -> MutexGuard<'_, RelayClients> {
+fn clients(shared: &Host) -> MutexGuard<'_, RelayClients> {
     shared.relay_clients()
 }
 
-fn changed(shared: &dyn RelayClientHost) {
+fn changed(shared: &Host) {
     shared
         .relays_changed()
         .send_modify(|v| *v = v.wrapping_add(1));
@@ -89,7 +71,7 @@ fn changed(shared: &dyn RelayClientHost) {
 /// Takes the frame keys of our connection to `relay` (see
 /// [`crate::relay::auth`]); returns whether they are new (another
 /// connection than the one the relay knows us by).
-fn take_keys(shared: &dyn RelayClientHost, relay: NodeId, conn: &quinn::Connection) -> bool {
+fn take_keys(shared: &Host, relay: NodeId, conn: &quinn::Connection) -> bool {
     match FrameKeys::from_connection(conn) {
         Some(keys) => shared.socket().add_relay(relay, keys),
         None => {
@@ -103,20 +85,11 @@ fn take_keys(shared: &dyn RelayClientHost, relay: NodeId, conn: &quinn::Connecti
 /// (authenticated with `conn`'s keys) and register. Returns whether to
 /// send a registration (not yet registered, or registered over another
 /// connection).
-pub(crate) fn on_offer(
-    shared: &dyn RelayClientHost,
-    relay: NodeId,
-    conn: &quinn::Connection,
-) -> bool {
+pub(crate) fn on_offer(shared: &Host, relay: NodeId, conn: &quinn::Connection) -> bool {
     let new_keys = take_keys(shared, relay, conn);
-    let register = {
-        let mut c = clients(shared);
-        let state = c.relays.entry(relay).or_insert(RelayState {
-            registered: false,
-            limits: None,
-        });
-        !state.registered || new_keys
-    };
+    let register = clients(shared)
+        .core
+        .handle_offer(Instant::now(), relay, new_keys);
     if register {
         changed(shared);
     }
@@ -125,22 +98,14 @@ pub(crate) fn on_offer(
 
 /// A relay confirmed our registration over `conn`.
 pub(crate) fn on_registered(
-    shared: &dyn RelayClientHost,
+    shared: &Host,
     relay: NodeId,
     conn: &quinn::Connection,
     limits: RelayLimitsMsg,
 ) {
-    let new = {
-        let mut c = clients(shared);
-        let state = c.relays.entry(relay).or_insert(RelayState {
-            registered: false,
-            limits: None,
-        });
-        let new = !state.registered;
-        state.registered = true;
-        state.limits = Some(limits);
-        new
-    };
+    let new = clients(shared)
+        .core
+        .handle_registered(Instant::now(), relay, limits);
     take_keys(shared, relay, conn);
     if !new {
         return;
@@ -148,10 +113,9 @@ pub(crate) fn on_registered(
     tracing::info!(relay = %relay.fmt_short(), rate = limits.rate_bytes_per_sec, "registered with relay");
     changed(shared);
     // Paths left on a relay that is gone move here.
-    let registered: HashSet<NodeId> = clients(shared).registered().into_iter().collect();
     for (node, path) in shared.relayed_peers() {
         if let Path::Relayed { relay: old } = path {
-            if !registered.contains(&old) {
+            if clients(shared).core.adopts(&old) {
                 move_to(shared, node, relay);
             }
         }
@@ -159,22 +123,17 @@ pub(crate) fn on_registered(
 }
 
 /// A relay refused to serve us.
-pub(crate) fn on_refused(shared: &dyn RelayClientHost, relay: NodeId, reason: RefuseReason) {
+pub(crate) fn on_refused(shared: &Host, relay: NodeId, reason: RefuseReason) {
     tracing::debug!(relay = %relay.fmt_short(), reason = reason.as_str(), "relay refused registration");
-    forget(shared, &relay);
-}
-
-fn forget(shared: &dyn RelayClientHost, relay: &NodeId) -> bool {
-    let known = clients(shared).relays.remove(relay).is_some();
-    shared.socket().remove_relay(relay);
+    let known = clients(shared).core.handle_refused(Instant::now(), relay);
+    shared.socket().remove_relay(&relay);
     if known {
         changed(shared);
     }
-    known
 }
 
 /// Moves `node`'s path onto `relay`, live or still dialing.
-fn move_to(shared: &dyn RelayClientHost, node: NodeId, relay: NodeId) {
+fn move_to(shared: &Host, node: NodeId, relay: NodeId) {
     let path = Path::Relayed { relay };
     if shared.change_path(node, path).is_err() {
         if let Some(mapped) = shared.socket().mapped_addr(&node) {
@@ -184,7 +143,7 @@ fn move_to(shared: &dyn RelayClientHost, node: NodeId, relay: NodeId) {
 }
 
 /// The relay carrying `node`'s path now, if any.
-fn relay_of(shared: &dyn RelayClientHost, node: &NodeId) -> Option<NodeId> {
+fn relay_of(shared: &Host, node: &NodeId) -> Option<NodeId> {
     let mapped = shared.socket().mapped_addr(node)?;
     match shared.socket().path(&mapped)? {
         Path::Relayed { relay } => Some(relay),
@@ -193,12 +152,14 @@ fn relay_of(shared: &dyn RelayClientHost, node: &NodeId) -> Option<NodeId> {
 }
 
 /// Our connection to a relay closed: move every path it carried.
-pub(crate) fn on_relay_lost(shared: &dyn RelayClientHost, relay: NodeId) {
-    if !forget(shared, &relay) {
+pub(crate) fn on_relay_lost(shared: &Host, relay: NodeId) {
+    let lost = clients(shared).core.handle_lost(&relay);
+    shared.socket().remove_relay(&relay);
+    let Some(alt) = lost else {
         return;
-    }
+    };
+    changed(shared);
     tracing::info!(relay = %relay.fmt_short(), "relay lost");
-    let alt = clients(shared).pick(|id| *id == relay);
     // Live connections, dials, and inbound handshakes still in progress.
     for (mapped, node) in shared.socket().relayed_through(&relay) {
         let Some(alt) = alt else {
@@ -221,43 +182,37 @@ pub(crate) fn on_relay_lost(shared: &dyn RelayClientHost, relay: NodeId) {
 }
 
 /// A relay reports `node` gone.
-pub(crate) fn on_peer_gone(
-    shared: &dyn RelayClientHost,
-    relay: NodeId,
-    node: NodeId,
-    reason: GoneReason,
-) {
-    if !clients(shared).relays.contains_key(&relay) {
+pub(crate) fn on_peer_gone(shared: &Host, relay: NodeId, node: NodeId, reason: GoneReason) {
+    let carried = relay_of(shared, &node) == Some(relay);
+    let (action, dial) = {
+        let mut c = clients(shared);
+        let action = c.core.handle_peer_gone(relay, &node, carried);
+        (action, c.dials.get(&node).cloned())
+    };
+    let Some(action) = action else {
         tracing::debug!(from = %relay.fmt_short(), "peer-gone from a node we do not use as a relay; ignored");
         return;
-    }
+    };
     tracing::debug!(relay = %relay.fmt_short(), peer = %node.fmt_short(), reason = reason.as_str(), "peer gone");
     shared.emit(PeerEvent::PeerGone {
         node_id: node,
         relay,
         reason: reason.as_str().to_owned(),
     });
-    if relay_of(shared, &node) != Some(relay) {
-        return;
-    }
-    let (alt, dial) = {
-        let mut c = clients(shared);
-        let tried = c.dials.get_mut(&node).map(|d| {
-            d.tried.insert(relay);
-            d.tried.clone()
-        });
-        let alt = c.pick(|id| *id == relay || tried.as_ref().is_some_and(|t| t.contains(id)));
-        let dial = c.dials.get(&node).map(|d| d.unreachable.clone());
-        (alt, dial)
-    };
-    if let Some(alt) = alt {
-        tracing::debug!(peer = %node.fmt_short(), to = %alt.fmt_short(), "trying another relay");
-        move_to(shared, node, alt);
-        return;
-    }
-    if let Some(unreachable) = dial {
-        unreachable.notify_one();
-        return;
+    match action {
+        GoneAction::Report => return,
+        GoneAction::MoveTo(alt) => {
+            tracing::debug!(peer = %node.fmt_short(), to = %alt.fmt_short(), "trying another relay");
+            move_to(shared, node, alt);
+            return;
+        }
+        GoneAction::FailDial => {
+            if let Some(unreachable) = dial {
+                unreachable.notify_one();
+            }
+            return;
+        }
+        GoneAction::Close => {}
     }
     let note = format!(
         "peer-gone: {} {} relay {} and no other relay reaches it",
@@ -274,16 +229,13 @@ pub(crate) fn on_peer_gone(
 
 /// A registered relay for a dial to `node`, waiting (until the dial
 /// timeout) for a pending registration if none is registered yet.
-pub(crate) async fn pick_for_dial(
-    shared: &dyn RelayClientHost,
-    node: &NodeId,
-) -> Result<NodeId, DialError> {
+pub(crate) async fn pick_for_dial(shared: &Host, node: &NodeId) -> Result<NodeId, DialError> {
     let mut version = shared.relays_changed().subscribe();
     let deadline = tokio::time::Instant::now() + shared.dial_timeout();
     loop {
         let (pick, pending) = {
             let c = clients(shared);
-            (c.pick(|id| id == node), c.pending())
+            (c.core.pick_for_dial(node), c.core.pending())
         };
         if let Some(relay) = pick {
             return Ok(relay);
@@ -306,19 +258,17 @@ pub(crate) async fn pick_for_dial(
 
 /// Registers a relayed dial to `node`; the returned notify fires when no
 /// relay reaches it.
-pub(crate) fn start_dial(shared: &dyn RelayClientHost, node: NodeId) -> Arc<Notify> {
+pub(crate) fn start_dial(shared: &Host, node: NodeId) -> Arc<Notify> {
     let unreachable = Arc::new(Notify::new());
-    clients(shared).dials.insert(
-        node,
-        RelayDial {
-            tried: HashSet::new(),
-            unreachable: unreachable.clone(),
-        },
-    );
+    let mut c = clients(shared);
+    c.core.start_dial(node);
+    c.dials.insert(node, unreachable.clone());
     unreachable
 }
 
 /// The relayed dial to `node` ended.
-pub(crate) fn end_dial(shared: &dyn RelayClientHost, node: &NodeId) {
-    clients(shared).dials.remove(node);
+pub(crate) fn end_dial(shared: &Host, node: &NodeId) {
+    let mut c = clients(shared);
+    c.core.end_dial(node);
+    c.dials.remove(node);
 }

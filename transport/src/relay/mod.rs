@@ -11,6 +11,10 @@
 //!   gone;
 //! - [`ConnectionKeys`]: the frame keys of a live connection.
 //!
+//! The client's decisions (registration and re-registration with backoff,
+//! relay choice, failover, peer gone) are the sans-IO `client_core`, in
+//! the core crate and re-exported here.
+//!
 //! Relaying is off by default ([`crate::TransportConfig::relay`]).
 
 pub(crate) mod client;

@@ -42,6 +42,12 @@
 //! address with `set_path`: no new handshake, streams carry on. The relay
 //! stays the backup: on `DirectPathLost` the connection moves back to it
 //! (or another registered relay).
+//!
+//! Every one of those decisions (when to ask, backoff, whether to take a
+//! punched path, which relay to fall back to, when relayed packets from a
+//! direct peer mean its path died) is the sans-IO [`PeerPolicy`]'s; the
+//! driver reads the facts it needs (paths, counters, registered relays)
+//! and carries out its answers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -61,6 +67,9 @@ use super::birthday::{BirthdayConfig, PortId};
 use super::lifetime::LifetimeConfig;
 use super::mapcheck::ALT_PORT;
 use super::netwatch;
+use super::peer_policy::{
+    Attempt, DirectMove, FallBack, PeerPath, PeerPolicy, PolicyAction, Readiness, Traffic,
+};
 use super::{
     ConnectionInfo, Traversal, TraversalConfig, TraversalEvent, TraversalSnapshot,
     TraversalTransmit,
@@ -73,20 +82,9 @@ use crate::PeerEvent;
 pub const PROBE_KEY_LABEL: &[u8] = b"relay-node probe key";
 /// Inputs of one kind handled before the others get a turn.
 const BATCH: usize = 64;
-/// Period of the activity report and the punch retries.
+/// Period of the traffic report (read by the policy) and the local
+/// address sample.
 const TICK: Duration = Duration::from_secs(1);
-/// How long the accepting side of a relayed connection leaves the
-/// dialing side to ask for an introduction first.
-const ACCEPTOR_DELAY: Duration = Duration::from_secs(2);
-/// First delay before asking again after a punch failed.
-const RETRY_MIN: Duration = Duration::from_secs(15);
-/// Delay before punching again after a direct path that worked was lost:
-/// the usual cause (a NAT that rebound or forgot our binding, a peer
-/// whose address changed) leaves a fresh punch good odds, and the relay
-/// already observes the new mapping. A failure then backs off as usual.
-const RETRY_AFTER_LOSS: Duration = Duration::from_secs(2);
-/// Longest delay between punch attempts.
-const RETRY_MAX: Duration = Duration::from_secs(300);
 /// Capacity of the command queue.
 const COMMAND_QUEUE: usize = 64;
 /// Capacity of the queue of frames received on probe ports.
@@ -206,23 +204,6 @@ fn why_not_direct(core: &Traversal, peer: &NodeId) -> String {
     }
 }
 
-/// What the driver tracks per connected peer.
-#[derive(Debug, Default)]
-struct Track {
-    /// When to ask for an introduction next (relayed peers).
-    next_try: Option<Instant>,
-    /// Delay after the next failure.
-    backoff: Duration,
-    /// The relay a direct path fell back to.
-    backup: Option<NodeId>,
-    /// Receive batches seen on the peer's direct path at the last tick.
-    rx: u64,
-    /// Relayed packets from the peer while direct, at the last tick.
-    relayed_rx: u64,
-    /// The direct address we moved the connection to (a punch's).
-    punched: Option<SocketAddr>,
-}
-
 /// The receivers the driver takes from the transport.
 pub(crate) struct Inputs {
     pub(crate) frames: mpsc::Receiver<Frame>,
@@ -234,7 +215,8 @@ pub(crate) struct Inputs {
 struct Driver {
     shared: Arc<dyn TraversalHost>,
     service: Arc<TraversalService>,
-    peers: HashMap<NodeId, Track>,
+    /// When to punch, and what to do with what punches find.
+    policy: PeerPolicy,
     /// Open probe ports and their reader tasks.
     ports: HashMap<PortId, JoinHandle<()>>,
     /// Where the reader tasks put the frames they receive.
@@ -246,11 +228,7 @@ fn now_std(now: Instant) -> std::time::Instant {
 }
 
 /// Runs the driver until the transport closes.
-pub(crate) async fn run(
-    shared: Arc<dyn TraversalHost>,
-    service: Arc<TraversalService>,
-    inputs: Inputs,
-) {
+pub(crate) async fn run(shared: Arc<dyn TraversalHost>, service: Arc<TraversalService>, inputs: Inputs) {
     let Inputs {
         mut frames,
         mut messages,
@@ -263,7 +241,7 @@ pub(crate) async fn run(
     let mut driver = Driver {
         shared,
         service,
-        peers: HashMap::new(),
+        policy: PeerPolicy::default(),
         ports: HashMap::new(),
         port_frames,
     };
@@ -273,12 +251,7 @@ pub(crate) async fn run(
     driver.resync().await;
     loop {
         let deadline = driver.service.core().poll_timeout().map(Instant::from_std);
-        let timer = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
+        let policy_deadline = driver.policy.poll_timeout().map(Instant::from_std);
         tokio::select! {
             // (The guard `wait_for` returns must not live across the
             // awaits in the other arms.)
@@ -323,7 +296,8 @@ pub(crate) async fn run(
                 let Some(peer) = peer else { break };
                 driver.direct_now(peer);
             }
-            () = timer => driver.service.core().handle_timeout(now_std(Instant::now())),
+            () = sleep_until(deadline) => driver.service.core().handle_timeout(now_std(Instant::now())),
+            () = sleep_until(policy_deadline) => driver.attempts(Instant::now()),
             Ok(()) = mapped.changed() => {
                 let addr = *mapped.borrow_and_update();
                 driver.service.core().handle_port_mapping(now_std(Instant::now()), addr);
@@ -335,6 +309,14 @@ pub(crate) async fn run(
     let ports: Vec<PortId> = driver.ports.keys().copied().collect();
     driver.close_ports(&ports);
     tracing::debug!("traversal driver stopped");
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Driver {
@@ -459,16 +441,10 @@ impl Driver {
         };
         let now = Instant::now();
         self.core().handle_connection(now_std(now), peer, info);
-        let track = self.peers.entry(peer).or_default();
-        if fresh {
-            track.backoff = RETRY_MIN;
-        }
-        if matches!(path, Some(Path::Relayed { .. })) && (fresh || track.next_try.is_none()) {
-            track.next_try = Some(if outbound { now } else { now + ACCEPTOR_DELAY });
-        }
-        if fresh && outbound {
-            self.try_direct(peer, now);
-        }
+        let relayed = matches!(path, Some(Path::Relayed { .. }));
+        self.policy
+            .handle_connected(now_std(now), peer, relayed, outbound, fresh);
+        self.attempts(now);
     }
 
     /// `peer`'s path changed (by us, by relay failover or by migration).
@@ -524,7 +500,7 @@ impl Driver {
             self.connected(peer, true);
             return;
         }
-        self.peers.remove(&peer);
+        self.policy.handle_disconnected(&peer);
         self.core()
             .handle_disconnect(now_std(Instant::now()), &peer);
     }
@@ -533,8 +509,8 @@ impl Driver {
     async fn resync(&mut self) {
         let live: Vec<NodeId> = self.shared.live_peers();
         let gone: Vec<NodeId> = self
-            .peers
-            .keys()
+            .policy
+            .peers()
             .filter(|p| !live.contains(p))
             .copied()
             .collect();
@@ -542,7 +518,7 @@ impl Driver {
             self.disconnected(peer);
         }
         for peer in live {
-            let fresh = !self.peers.contains_key(&peer);
+            let fresh = !self.policy.peers().any(|p| *p == peer);
             self.connected(peer, fresh);
         }
         let observed: Vec<(NodeId, SocketAddr)> = self.shared.observed();
@@ -551,37 +527,34 @@ impl Driver {
         }
     }
 
-    /// Asks `peer`'s relay to introduce us, if `peer` is relayed, not
-    /// direct, not being punched, and due.
-    fn try_direct(&mut self, peer: NodeId, now: Instant) {
-        let Some(track) = self.peers.get_mut(&peer) else {
-            return;
-        };
-        if track.next_try.is_none_or(|t| t > now) {
-            return;
-        }
-        let relay = self
-            .shared
-            .live(&peer)
-            .and_then(|l| self.shared.socket().path(&l.mapped()))
-            .and_then(|p| p.relay());
-        let Some(relay) = relay else {
-            track.next_try = None;
-            return;
-        };
-        let mut core = self.service.core();
-        if core.is_punching(&peer) || core.direct_path(&peer).is_some() {
-            return;
-        }
-        track.next_try = None;
-        match core.request_direct(now_std(now), peer, Some(relay)) {
-            Ok(()) => {
-                tracing::debug!(peer = %peer.fmt_short(), via = %relay.fmt_short(), "asking for an introduction");
+    /// Asks for every introduction the policy has due: a peer that is
+    /// relayed, not direct and not being punched goes through its relay.
+    fn attempts(&mut self, now: Instant) {
+        let now = now_std(now);
+        let (shared, service) = (&self.shared, &self.service);
+        let ready = |peer: &NodeId| {
+            let relay = shared
+                .live(peer)
+                .and_then(|l| shared.socket().path(&l.mapped()))
+                .and_then(|p| p.relay());
+            let Some(relay) = relay else {
+                return Readiness::NotRelayed;
+            };
+            let core = service.core();
+            if core.is_punching(peer) || core.direct_path(peer).is_some() {
+                return Readiness::Busy;
             }
-            Err(e) => {
-                tracing::debug!(peer = %peer.fmt_short(), error = %e, "cannot punch yet");
-                track.next_try = Some(now + track.backoff);
-                track.backoff = (track.backoff * 2).min(RETRY_MAX);
+            Readiness::Via(relay)
+        };
+        while let Some(Attempt { peer, relay }) = self.policy.poll_attempt(now, ready) {
+            match self.service.core().request_direct(now, peer, Some(relay)) {
+                Ok(()) => {
+                    tracing::debug!(peer = %peer.fmt_short(), via = %relay.fmt_short(), "asking for an introduction");
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %peer.fmt_short(), error = %e, "cannot punch yet");
+                    self.policy.handle_attempt_refused(now, &peer);
+                }
             }
         }
     }
@@ -592,10 +565,8 @@ impl Driver {
             return;
         }
         let now = Instant::now();
-        let track = self.peers.entry(peer).or_default();
-        track.next_try = Some(now);
-        track.backoff = RETRY_MIN;
-        self.try_direct(peer, now);
+        self.policy.handle_request(now_std(now), peer);
+        self.attempts(now);
     }
 
     /// Once a second: our local address, traffic on direct paths, due
@@ -604,56 +575,37 @@ impl Driver {
         let now = Instant::now();
         let learned = self.core().learned_keepalive();
         if let Some(keep_alive) = learned {
-            if self.shared.set_keep_alive(keep_alive) {
+            if self.shared.set_keep_alive(keep_alive)
+            {
                 tracing::debug!(?keep_alive, "keepalive interval for new connections");
             }
         }
-        let peers: Vec<NodeId> = self.peers.keys().copied().collect();
+        let peers: Vec<NodeId> = self.policy.peers().copied().collect();
         if let Some(dest) = netwatch::destination(&*self.shared, &peers) {
             let local = netwatch::source_ip(self.shared.socket().real_local_addr(), dest).await;
             self.core().handle_local_addr(now_std(now), dest, local);
         }
-        for peer in peers {
-            self.report_activity(peer, now);
-            self.check_relayed(peer, now);
-            self.try_direct(peer, now);
+        for peer in &peers {
+            let traffic = Traffic {
+                direct_rx: self.shared.socket().direct_received(peer),
+                relayed_while_direct: self.shared.socket().relayed_while_direct(peer),
+            };
+            self.policy.handle_traffic(peer, traffic);
         }
-    }
-
-    /// A peer on a direct path that sends to us through a relay has
-    /// probably lost that path (its address changed, say): probe ours now.
-    fn check_relayed(&mut self, peer: NodeId, now: Instant) {
-        let Some(relayed) = self.shared.socket().relayed_while_direct(&peer) else {
-            return;
-        };
-        let Some(track) = self.peers.get_mut(&peer) else {
-            return;
-        };
-        let more = relayed > track.relayed_rx;
-        track.relayed_rx = relayed;
-        if more && self.service.core().suspect_direct_path(now_std(now), &peer) {
-            tracing::debug!(peer = %peer.fmt_short(), "peer reaches us relayed: probing the direct path now");
+        while let Some(action) = self.policy.poll_action() {
+            let mut core = self.service.core();
+            match action {
+                PolicyAction::PathActive { peer } => {
+                    core.handle_path_activity(now_std(now), &peer);
+                }
+                PolicyAction::SuspectDirect { peer } => {
+                    if core.suspect_direct_path(now_std(now), &peer) {
+                        tracing::debug!(peer = %peer.fmt_short(), "peer reaches us relayed: probing the direct path now");
+                    }
+                }
+            }
         }
-    }
-
-    /// Tells the core when the peer's direct path carried anything since
-    /// the last tick, so keepalives only go out on idle paths.
-    fn report_activity(&mut self, peer: NodeId, now: Instant) {
-        let Some(rx) = self.shared.socket().direct_received(&peer) else {
-            return;
-        };
-        let Some(track) = self.peers.get_mut(&peer) else {
-            return;
-        };
-        let active = rx > track.rx;
-        track.rx = rx;
-        if active {
-            // Counted only on the current direct path; the core ignores
-            // peers it keeps no direct path for.
-            self.service
-                .core()
-                .handle_path_activity(now_std(now), &peer);
-        }
+        self.attempts(now);
     }
 
     /// Sends what the core wants sent and acts on what it reports.
@@ -713,10 +665,8 @@ impl Driver {
             TraversalEvent::DirectPathLost { peer, addr } => self.fall_back(peer, addr),
             TraversalEvent::PunchFailed { peer, error, why } => {
                 tracing::info!(peer = %peer.fmt_short(), %error, %why, "staying relayed");
-                if let Some(track) = self.peers.get_mut(&peer) {
-                    track.next_try = Some(Instant::now() + track.backoff);
-                    track.backoff = (track.backoff * 2).min(RETRY_MAX);
-                }
+                self.policy
+                    .handle_punch_failed(now_std(Instant::now()), &peer);
             }
             TraversalEvent::NatChanged(report) => {
                 tracing::info!(nat = %report.nat, reflex = ?report.reflex_addr, "NAT classified");
@@ -744,37 +694,38 @@ impl Driver {
         }
     }
 
-    /// A punch found `addr` for `peer`: move the live connection there.
+    /// Where `peer`'s live connection runs now.
+    fn peer_path(&self, peer: &NodeId) -> PeerPath {
+        let path = self
+            .shared
+            .live(peer)
+            .and_then(|l| self.shared.socket().path(&l.mapped()));
+        match path {
+            Some(Path::Direct(addr)) => PeerPath::Direct(addr),
+            Some(Path::Relayed { relay }) => PeerPath::Relayed(relay),
+            None => PeerPath::None,
+        }
+    }
+
+    /// A punch found `addr` for `peer`: move the live connection there if
+    /// the policy says so.
     fn go_direct(&mut self, peer: NodeId, addr: SocketAddr) {
-        let Some(live) = self.shared.live(&peer) else {
+        if self.shared.live(&peer).is_none() {
             return;
-        };
-        let current = self.shared.socket().path(&live.mapped());
-        match current {
-            Some(Path::Relayed { relay }) => {
-                if let Some(track) = self.peers.get_mut(&peer) {
-                    track.backup = Some(relay);
-                    track.next_try = None;
-                    track.backoff = RETRY_MIN;
-                }
-            }
-            Some(Path::Direct(now)) if now == addr => return,
-            // A path an earlier punch found, replaced by this one (the
-            // peer's address changed): move.
-            Some(Path::Direct(now))
-                if self.peers.get(&peer).and_then(|t| t.punched) == Some(now) => {}
-            // Already direct elsewhere (dialed by address): keep that.
-            _ => {
+        }
+        let current = self.peer_path(&peer);
+        match self.policy.handle_direct_found(&peer, addr, current) {
+            DirectMove::Stay => return,
+            DirectMove::Forget => {
                 self.core().forget_direct_path(&peer);
                 return;
             }
+            DirectMove::Move => {}
         }
         self.shared.socket().alias_inbound(&peer, addr);
         match self.shared.change_path(peer, Path::Direct(addr)) {
             Ok(()) => {
-                if let Some(track) = self.peers.get_mut(&peer) {
-                    track.punched = Some(addr);
-                }
+                self.policy.handle_moved_direct(&peer, addr);
                 tracing::info!(peer = %peer.fmt_short(), %addr, "relayed -> direct")
             }
             Err(e) => {
@@ -785,20 +736,18 @@ impl Driver {
 
     /// Keepalives on `peer`'s direct path went unanswered: back to a relay.
     fn fall_back(&mut self, peer: NodeId, addr: SocketAddr) {
-        let Some(live) = self.shared.live(&peer) else {
-            return;
-        };
-        if self.shared.socket().path(&live.mapped()) != Some(Path::Direct(addr)) {
-            return;
-        }
+        let current = self.peer_path(&peer);
         let registered = self.shared.registered_relays();
-        let backup = self.peers.get(&peer).and_then(|t| t.backup);
-        let relay = backup
-            .filter(|r| registered.contains(r))
-            .or_else(|| registered.iter().copied().find(|r| *r != peer));
-        let Some(relay) = relay else {
-            tracing::info!(peer = %peer.fmt_short(), %addr, "direct path lost and no relay to fall back to");
-            return;
+        let relay = match self
+            .policy
+            .handle_direct_lost(&peer, addr, current, &registered)
+        {
+            FallBack::NotOnPath => return,
+            FallBack::NoRelay => {
+                tracing::info!(peer = %peer.fmt_short(), %addr, "direct path lost and no relay to fall back to");
+                return;
+            }
+            FallBack::Via(relay) => relay,
         };
         match self.shared.change_path(peer, Path::Relayed { relay }) {
             Ok(()) => {
@@ -806,12 +755,9 @@ impl Driver {
                 // Something to send now: quinn's loss recovery, backed off
                 // while the path was dead, hears from the peer at once.
                 let nat = self.core().nat().nat;
-                self.shared
-                    .send_control(&peer, &ControlMsg::Traversal(TraversalMsg::NatInfo { nat }));
-                if let Some(track) = self.peers.get_mut(&peer) {
-                    track.next_try = Some(Instant::now() + RETRY_AFTER_LOSS);
-                    track.backoff = RETRY_MIN;
-                }
+                self.shared.send_control(&peer, &ControlMsg::Traversal(TraversalMsg::NatInfo { nat }),
+                );
+                self.policy.handle_fell_back(now_std(Instant::now()), &peer);
             }
             Err(e) => tracing::debug!(peer = %peer.fmt_short(), error = %e, "fallback failed"),
         }

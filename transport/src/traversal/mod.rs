@@ -7,7 +7,9 @@
 //! connections to the direct paths it finds (see
 //! [`crate::TransportConfig::traversal`]). `netwatch` samples our local
 //! address for the core's roaming detection. Neither reaches into the
-//! endpoint: they get a [`crate::handles::TraversalHost`].
+//! endpoint: they get a [`crate::handles::TraversalHost`]. Its decisions
+//! (when to punch, backoff, which path to take, which relay to fall back
+//! to) are the sans-IO `peer_policy` core's; the driver only does I/O.
 
 pub(crate) mod driver;
 mod netwatch;

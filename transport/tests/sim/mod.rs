@@ -20,9 +20,16 @@
 //! real path socket, packets to an address the core routes through a
 //! probe port leave from that port. A public host has its alternate port
 //! (`mapcheck::ALT_PORT`) open from the start, as the driver opens it.
+//!
+//! [`driver::Driven`] adds what the transport's traversal driver does
+//! around each core, with the transport's own policy core
+//! (`PeerPolicy`): paths per peer, introductions when due, moves to
+//! punched paths, fallback to relays, suspicion from relayed packets,
+//! local-address samples once a second.
 
 #![allow(dead_code)]
 
+pub mod driver;
 pub mod nat;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -338,8 +345,9 @@ impl World {
 
     /// Models a QUIC connection from `client` to the public host `server`:
     /// the client's NAT gets a binding, each side observes the other, both
-    /// share a fresh probe key.
-    pub fn connect_direct(&mut self, client: HostId, server: HostId) {
+    /// share a fresh probe key. Returns the client's address as the server
+    /// sees it.
+    pub fn connect_direct(&mut self, client: HostId, server: HostId) -> SocketAddr {
         let server_addr = self.hosts[server].local;
         let client_ext = self
             .egress(client, server_addr)
@@ -385,6 +393,7 @@ impl World {
         );
         self.connections
             .insert((client.min(server), client.max(server)), 1);
+        client_ext
     }
 
     /// Models a connection between `a` and `b` through a relay: a shared

@@ -3,6 +3,8 @@
 //!
 //! - [`auth`]: per-client frame authentication (keys from the
 //!   client<->relay connection, sequence numbers, tags, replay window);
+//! - [`client_core`]: the relay client's decisions (registration with
+//!   backoff, relay choice, failover, peer gone);
 //! - [`server`]: the sans-IO relay core (who is served, limits, counters,
 //!   peer gone);
 //! - [`sessions`]: the sessions the relay carried, with their counters,
@@ -25,6 +27,7 @@
 //! Relaying is off by default (`TransportConfig::relay`).
 
 pub mod auth;
+pub mod client_core;
 pub mod server;
 pub mod sessions;
 
