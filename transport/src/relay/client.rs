@@ -33,6 +33,9 @@ use crate::relay::ConnectionKeys;
 use crate::socket::Path;
 use crate::{DialError, DialErrorKind, PeerEvent};
 
+/// The endpoint, as the relay client sees it.
+type Host = dyn RelayClientHost<Clients = RelayClients>;
+
 #[derive(Debug, Clone, Copy)]
 struct RelayState {
     registered: bool,
@@ -76,11 +79,11 @@ impl RelayClients {
     }
 }
 
-fn clients(shared: &dyn RelayClientHost) -> MutexGuard<'_, RelayClients> {
+fn clients(shared: &Host) -> MutexGuard<'_, RelayClients> {
     shared.relay_clients()
 }
 
-fn changed(shared: &dyn RelayClientHost) {
+fn changed(shared: &Host) {
     shared
         .relays_changed()
         .send_modify(|v| *v = v.wrapping_add(1));
@@ -89,7 +92,7 @@ fn changed(shared: &dyn RelayClientHost) {
 /// Takes the frame keys of our connection to `relay` (see
 /// [`crate::relay::auth`]); returns whether they are new (another
 /// connection than the one the relay knows us by).
-fn take_keys(shared: &dyn RelayClientHost, relay: NodeId, conn: &quinn::Connection) -> bool {
+fn take_keys(shared: &Host, relay: NodeId, conn: &quinn::Connection) -> bool {
     match FrameKeys::from_connection(conn) {
         Some(keys) => shared.socket().add_relay(relay, keys),
         None => {
@@ -103,11 +106,7 @@ fn take_keys(shared: &dyn RelayClientHost, relay: NodeId, conn: &quinn::Connecti
 /// (authenticated with `conn`'s keys) and register. Returns whether to
 /// send a registration (not yet registered, or registered over another
 /// connection).
-pub(crate) fn on_offer(
-    shared: &dyn RelayClientHost,
-    relay: NodeId,
-    conn: &quinn::Connection,
-) -> bool {
+pub(crate) fn on_offer(shared: &Host, relay: NodeId, conn: &quinn::Connection) -> bool {
     let new_keys = take_keys(shared, relay, conn);
     let register = {
         let mut c = clients(shared);
@@ -125,7 +124,7 @@ pub(crate) fn on_offer(
 
 /// A relay confirmed our registration over `conn`.
 pub(crate) fn on_registered(
-    shared: &dyn RelayClientHost,
+    shared: &Host,
     relay: NodeId,
     conn: &quinn::Connection,
     limits: RelayLimitsMsg,
@@ -159,12 +158,12 @@ pub(crate) fn on_registered(
 }
 
 /// A relay refused to serve us.
-pub(crate) fn on_refused(shared: &dyn RelayClientHost, relay: NodeId, reason: RefuseReason) {
+pub(crate) fn on_refused(shared: &Host, relay: NodeId, reason: RefuseReason) {
     tracing::debug!(relay = %relay.fmt_short(), reason = reason.as_str(), "relay refused registration");
     forget(shared, &relay);
 }
 
-fn forget(shared: &dyn RelayClientHost, relay: &NodeId) -> bool {
+fn forget(shared: &Host, relay: &NodeId) -> bool {
     let known = clients(shared).relays.remove(relay).is_some();
     shared.socket().remove_relay(relay);
     if known {
@@ -174,7 +173,7 @@ fn forget(shared: &dyn RelayClientHost, relay: &NodeId) -> bool {
 }
 
 /// Moves `node`'s path onto `relay`, live or still dialing.
-fn move_to(shared: &dyn RelayClientHost, node: NodeId, relay: NodeId) {
+fn move_to(shared: &Host, node: NodeId, relay: NodeId) {
     let path = Path::Relayed { relay };
     if shared.change_path(node, path).is_err() {
         if let Some(mapped) = shared.socket().mapped_addr(&node) {
@@ -184,7 +183,7 @@ fn move_to(shared: &dyn RelayClientHost, node: NodeId, relay: NodeId) {
 }
 
 /// The relay carrying `node`'s path now, if any.
-fn relay_of(shared: &dyn RelayClientHost, node: &NodeId) -> Option<NodeId> {
+fn relay_of(shared: &Host, node: &NodeId) -> Option<NodeId> {
     let mapped = shared.socket().mapped_addr(node)?;
     match shared.socket().path(&mapped)? {
         Path::Relayed { relay } => Some(relay),
@@ -193,7 +192,7 @@ fn relay_of(shared: &dyn RelayClientHost, node: &NodeId) -> Option<NodeId> {
 }
 
 /// Our connection to a relay closed: move every path it carried.
-pub(crate) fn on_relay_lost(shared: &dyn RelayClientHost, relay: NodeId) {
+pub(crate) fn on_relay_lost(shared: &Host, relay: NodeId) {
     if !forget(shared, &relay) {
         return;
     }
@@ -221,12 +220,7 @@ pub(crate) fn on_relay_lost(shared: &dyn RelayClientHost, relay: NodeId) {
 }
 
 /// A relay reports `node` gone.
-pub(crate) fn on_peer_gone(
-    shared: &dyn RelayClientHost,
-    relay: NodeId,
-    node: NodeId,
-    reason: GoneReason,
-) {
+pub(crate) fn on_peer_gone(shared: &Host, relay: NodeId, node: NodeId, reason: GoneReason) {
     if !clients(shared).relays.contains_key(&relay) {
         tracing::debug!(from = %relay.fmt_short(), "peer-gone from a node we do not use as a relay; ignored");
         return;
@@ -274,10 +268,7 @@ pub(crate) fn on_peer_gone(
 
 /// A registered relay for a dial to `node`, waiting (until the dial
 /// timeout) for a pending registration if none is registered yet.
-pub(crate) async fn pick_for_dial(
-    shared: &dyn RelayClientHost,
-    node: &NodeId,
-) -> Result<NodeId, DialError> {
+pub(crate) async fn pick_for_dial(shared: &Host, node: &NodeId) -> Result<NodeId, DialError> {
     let mut version = shared.relays_changed().subscribe();
     let deadline = tokio::time::Instant::now() + shared.dial_timeout();
     loop {
@@ -306,7 +297,7 @@ pub(crate) async fn pick_for_dial(
 
 /// Registers a relayed dial to `node`; the returned notify fires when no
 /// relay reaches it.
-pub(crate) fn start_dial(shared: &dyn RelayClientHost, node: NodeId) -> Arc<Notify> {
+pub(crate) fn start_dial(shared: &Host, node: NodeId) -> Arc<Notify> {
     let unreachable = Arc::new(Notify::new());
     clients(shared).dials.insert(
         node,
@@ -319,6 +310,6 @@ pub(crate) fn start_dial(shared: &dyn RelayClientHost, node: NodeId) -> Arc<Noti
 }
 
 /// The relayed dial to `node` ended.
-pub(crate) fn end_dial(shared: &dyn RelayClientHost, node: &NodeId) {
+pub(crate) fn end_dial(shared: &Host, node: &NodeId) {
     clients(shared).dials.remove(node);
 }
