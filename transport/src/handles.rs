@@ -16,7 +16,6 @@ use relay_proto::wire::control::ControlMsg;
 use relay_proto::NodeId;
 use tokio::sync::watch;
 
-use crate::relay::client::RelayClients;
 use crate::socket::{Path, PathSocket};
 use crate::{PeerEvent, StreamError};
 
@@ -74,9 +73,12 @@ pub(crate) trait TraversalHost: PeerPaths + SendControl {
 
 /// The handle of the relay client.
 pub(crate) trait RelayClientHost: PeerPaths {
+    /// The relay client's state, which the endpoint keeps for it (the
+    /// client names its own type, so this file does not depend on it).
+    type Clients;
     /// The relays we use and the relayed dials in progress, locked (never
     /// across an `.await`).
-    fn relay_clients(&self) -> MutexGuard<'_, RelayClients>;
+    fn relay_clients(&self) -> MutexGuard<'_, Self::Clients>;
     /// Bumped whenever the set of relays changes.
     fn relays_changed(&self) -> &watch::Sender<u64>;
     /// How long a dial may take.

@@ -80,6 +80,8 @@ impl TraversalHost for Shared {
 }
 
 impl RelayClientHost for Shared {
+    type Clients = RelayClients;
+
     fn relay_clients(&self) -> MutexGuard<'_, RelayClients> {
         self.relays.lock().unwrap_or_else(|e| e.into_inner())
     }

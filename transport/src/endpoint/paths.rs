@@ -41,10 +41,7 @@ pub(crate) fn change(shared: &Shared, node: NodeId, path: Path) -> Result<(), St
 
 /// The relay of a relayed path.
 pub(crate) fn relay_of(path: &Path) -> Option<NodeId> {
-    match path {
-        Path::Relayed { relay } => Some(*relay),
-        Path::Direct(_) => None,
-    }
+    path.relay()
 }
 
 /// Every connected peer on a relayed path, with that path.

@@ -40,7 +40,7 @@ use crate::socket::Path;
 use crate::{DialError, DialErrorKind, PeerEvent};
 
 /// The endpoint, as the relay client sees it.
-type Host = dyn RelayClientHost;
+type Host = dyn RelayClientHost<Clients = RelayClients>;
 
 /// The relays we know (the core) and the wake-ups of the relayed dials in
 /// progress.

@@ -338,8 +338,5 @@ impl PathSocket {
 
 /// Whether a path needs the relayed send path.
 pub(super) fn relay_of(path: &Path) -> Option<NodeId> {
-    match path {
-        Path::Relayed { relay } => Some(*relay),
-        Path::Direct(_) => None,
-    }
+    path.relay()
 }
