@@ -17,11 +17,13 @@
 //! Noise session, traversal, the relay server, port mapping, the path
 //! mapping; re-exported here under [`noise`], [`traversal`], [`relay`],
 //! [`portmap`], [`socket::mapping`] and [`error`]) with quinn, tokio and
-//! the sockets, and its job is the I/O and the clock around them. (Some
-//! policy still lives in drivers: the traversal driver's retry and
-//! backoff, the relay client's failover, the redial backoff; it belongs in
-//! cores.) Its drivers reach the endpoint only through the narrow handles
-//! of `handles.rs`.
+//! the sockets, and its job is the I/O and the clock around them. The
+//! policy is the cores' too: traversal's retry, backoff and fallback
+//! (`traversal::peer_policy`), the relay client's registration and
+//! failover (`relay::client_core`) and the redial backoff (`redial` in
+//! the core crate); the drivers feed them events and carry out what they
+//! return. Drivers reach the endpoint only through the narrow handles of
+//! `handles.rs`.
 //!
 //! ## The control channel
 //!
