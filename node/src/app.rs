@@ -109,6 +109,7 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             http,
             http_allow_remote,
             http_token_file,
+            serve_echo,
         } => {
             let http = match http {
                 Some(addr) => Some(HttpOptions {
@@ -125,6 +126,7 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
                 port_map: !no_port_map,
                 port_map_protocols: port_map_protocols.map(|l| l.0),
                 birthday: !no_birthday,
+                serve_echo,
                 http,
                 listen: args::host_port(&listen)?,
                 peers: peers

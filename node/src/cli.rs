@@ -98,6 +98,10 @@ pub enum Command {
         /// (at least 16 bytes, mode 0600); only its SHA-256 digest is kept.
         #[arg(long, value_name = "FILE", requires = "http")]
         http_token_file: Option<std::path::PathBuf>,
+        /// Serve the built-in nRPC `echo` service (methods echo, stream,
+        /// wait), registered in the ledger; for tests and benchmarks.
+        #[arg(long)]
+        serve_echo: bool,
     },
     /// Show the running node's peers.
     Status {

@@ -50,6 +50,14 @@ impl Latency {
         self.total += 1;
     }
 
+    /// Adds `other`'s samples.
+    pub fn merge(&mut self, other: &Latency) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a += b;
+        }
+        self.total += other.total;
+    }
+
     /// Samples recorded.
     pub fn count(&self) -> u64 {
         self.total

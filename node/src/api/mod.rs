@@ -16,6 +16,7 @@
 //! - [`ledger`], [`ledger_json`]: the ledger's routes (members, entries,
 //!   follow, verify) and the JSON form of entries and members.
 //! - [`client`]: the blocking client the CLI verbs use.
+//! - [`rpc`]: nRPC's routes (services, call, bench).
 //!
 //! This layer knows HTTP and JSON, not what a route means: it never touches
 //! the transport itself; the node hands it snapshots and subscriptions.
@@ -33,6 +34,7 @@ pub mod ledger_json;
 pub mod peercred;
 pub mod request;
 pub mod router;
+pub mod rpc;
 pub mod server;
 
 #[cfg(test)]
