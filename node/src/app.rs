@@ -53,6 +53,9 @@ pub enum AppError {
     /// `ledger verify` found a problem.
     #[error("ledger-problem: {0}")]
     LedgerProblem(String),
+    /// A bad `call` argument.
+    #[error(transparent)]
+    RpcArg(#[from] crate::rpc_cmd::RpcArgError),
 }
 
 impl AppError {
@@ -69,6 +72,7 @@ impl AppError {
             Self::Runtime(_) => "runtime",
             Self::UntilDirect(e) => &e.kind,
             Self::LedgerProblem(_) => "ledger-problem",
+            Self::RpcArg(e) => e.kind,
         }
     }
 }
@@ -192,6 +196,9 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             let after = after.map(|a| args::cursor(&a)).transpose()?;
             ledger_listing(&dir, &query, after, limit, follow, json)?;
         }
+        Command::Services(a) => print_text(&crate::rpc_cmd::services(&dir, &a)?),
+        Command::Call(a) => print_text(&crate::rpc_cmd::call(&dir, &a)?),
+        Command::Bench { target } => print_text(&crate::rpc_cmd::bench(&dir, &target)?),
         Command::Netcheck { json } => {
             let report = ApiClient::connect(&dir)?.netcheck()?;
             if json {

@@ -181,6 +181,18 @@ pub enum Command {
               value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: u64,
     },
+    /// List nRPC services mesh-wide (from the ledger's registrations):
+    /// name, nodes, methods, and whether each node's path is direct or
+    /// relayed.
+    Services(crate::rpc_cmd::ServicesArgs),
+    /// Call an nRPC service through the running node: SERVICE.METHOD [BODY | -].
+    Call(crate::rpc_cmd::CallArgs),
+    /// Load generators run by the running node (`bench rpc`).
+    Bench {
+        /// What to load.
+        #[command(subcommand)]
+        target: crate::rpc_cmd::BenchTarget,
+    },
 }
 
 /// `relay-node ledger` sub-commands.

@@ -57,6 +57,7 @@ pub mod netcheck;
 pub mod port_map_view;
 pub mod preflight;
 pub mod protocols;
+pub mod rpc_cmd;
 pub mod run;
 pub mod service;
 pub mod status;

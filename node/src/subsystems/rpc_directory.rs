@@ -1,8 +1,9 @@
 //! Who serves what, mesh-wide: the latest `service-registration` of every
 //! (origin, service) in the ledger, kept in memory. [`follow`] reads the
 //! ledger once and then applies every new entry, so a call never scans
-//! the ledger. Withdrawn registrations are dropped; so are registrations
-//! whose spec does not decode (counted).
+//! the ledger. Withdrawn registrations stay as tombstones (listed
+//! nowhere), so an older entry replayed later cannot revive them;
+//! registrations whose spec does not decode are ignored (counted).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,8 +23,9 @@ pub const MAX_REGISTRATIONS: usize = 65_536;
 pub struct Registration {
     /// The entry's seq in its origin's feed (a later one replaces it).
     pub seq: u64,
-    /// What it says.
-    pub spec: ServiceSpec,
+    /// What it says; `None`: withdrawn (kept so that an older entry
+    /// replayed later cannot bring it back).
+    pub spec: Option<ServiceSpec>,
 }
 
 /// See the module docs.
@@ -49,27 +51,25 @@ impl Directory {
         if nodes.get(&entry.origin).is_some_and(|r| r.seq >= entry.seq) {
             return;
         }
-        if reg.withdrawn {
-            nodes.remove(&entry.origin);
+        let spec = if reg.withdrawn {
+            None
         } else {
             match ServiceSpec::decode(&reg.spec) {
-                Ok(spec) if nodes.contains_key(&entry.origin) || total < MAX_REGISTRATIONS => {
-                    nodes.insert(
-                        entry.origin,
-                        Registration {
-                            seq: entry.seq,
-                            spec,
-                        },
-                    );
-                }
-                Ok(_) => {}
+                Ok(spec) => Some(spec),
                 Err(_) => {
                     self.malformed.fetch_add(1, Ordering::Relaxed);
+                    return;
                 }
             }
-        }
-        if nodes.is_empty() {
-            map.remove(&reg.name);
+        };
+        if nodes.contains_key(&entry.origin) || total < MAX_REGISTRATIONS {
+            nodes.insert(
+                entry.origin,
+                Registration {
+                    seq: entry.seq,
+                    spec,
+                },
+            );
         }
     }
 
@@ -79,7 +79,12 @@ impl Directory {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(service)
-            .map(|nodes| nodes.iter().map(|(id, r)| (*id, r.spec.clone())).collect())
+            .map(|nodes| {
+                nodes
+                    .iter()
+                    .filter_map(|(id, r)| Some((*id, r.spec.clone()?)))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -89,9 +94,13 @@ impl Directory {
         let mut out: Vec<_> = map
             .iter()
             .map(|(name, nodes)| {
-                let nodes = nodes.iter().map(|(id, r)| (*id, r.spec.clone())).collect();
+                let nodes: Vec<_> = nodes
+                    .iter()
+                    .filter_map(|(id, r)| Some((*id, r.spec.clone()?)))
+                    .collect();
                 (name.clone(), nodes)
             })
+            .filter(|(_, nodes)| !nodes.is_empty())
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
