@@ -14,6 +14,7 @@ pub mod rpc_client;
 pub mod rpc_directory;
 pub mod rpc_echo;
 pub mod rpc_io;
+pub mod rpc_paths;
 pub mod rpc_server;
 pub mod rpc_service;
 

@@ -15,15 +15,15 @@ use bytes::Bytes;
 use relay_proto::ledger::body::ServiceRegistration;
 use relay_proto::ledger::Body;
 use relay_proto::NodeId;
-use relay_rpc::{Candidate, Code, Path, Resilience, SplitMix64, Status};
+use relay_rpc::{Candidate, Code, Resilience, SplitMix64, Status};
 use relay_transport::mux::{Mux, QueueConfig, RegisterError};
-use relay_transport::{PathKind, PeerState};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::rpc_client::{self, CallOptions, ClientCall, SharedResilience};
 use super::rpc_directory::{self, Directory};
 use super::rpc_io::RPC;
+use super::rpc_paths::Paths;
 use super::rpc_server;
 use super::rpc_service::{Handler, ServeError, ServeOptions, Services};
 use crate::api::router::{RouteError, Routes};
@@ -53,6 +53,7 @@ struct Inner {
     node: NodeId,
     services: Arc<Services>,
     directory: Arc<Directory>,
+    paths: Paths,
     env: SharedResilience,
     ledger: Option<Ledger>,
     registrations: mpsc::UnboundedSender<ServiceRegistration>,
@@ -87,6 +88,7 @@ impl Rpc {
                 node,
                 services: Arc::new(Services::new(node)),
                 directory: Arc::new(Directory::default()),
+                paths: Paths::default(),
                 env: Arc::new(Mutex::new(Resilience::new(SplitMix64::new(seed)))),
                 ledger,
                 registrations,
@@ -155,24 +157,12 @@ impl Rpc {
         if nodes.is_empty() {
             return Vec::new();
         }
-        let peers = self.inner.mux.transport().peers();
+        let transport = self.inner.mux.transport();
         nodes
             .into_iter()
             .map(|node| {
-                let peer = peers.iter().find(|p| p.node_id == node);
-                let path = match peer {
-                    Some(p) if p.state == PeerState::Connected => match p.path {
-                        PathKind::Direct => Path::Direct,
-                        PathKind::Relayed => Path::Relayed,
-                        PathKind::None => Path::Unknown,
-                    },
-                    _ => Path::Unknown,
-                };
-                Candidate {
-                    node,
-                    path,
-                    rtt: peer.and_then(|p| p.rtt),
-                }
+                let (path, rtt) = self.inner.paths.get(transport, &node);
+                Candidate { node, path, rtt }
             })
             .collect()
     }

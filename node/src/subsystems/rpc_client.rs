@@ -1,12 +1,15 @@
-//! Calling: the driver around `relay_rpc::CallCore`. A unary call runs its
-//! attempts as tasks (one QUIC stream each), feeds their outcomes to the
-//! core and performs what the core says: start an attempt, cancel one
-//! (its stream is reset, so the server's handler sees the cancellation),
-//! or finish. Streaming calls ([`ClientCall`]) go to one picked node,
+//! Calling: the driver around `relay_rpc::CallCore`. A unary call polls
+//! its attempts (one QUIC stream each) on the caller's task, feeds their
+//! outcomes to the core and performs what the core says: start an
+//! attempt, cancel one (its stream is reset, so the server's handler sees
+//! the cancellation), or finish. Streaming calls ([`ClientCall`]) go to one picked node,
 //! without retry.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,7 +21,6 @@ use relay_rpc::{
 };
 use relay_transport::mux::{Mux, OpenError};
 use relay_transport::{RecvStream, SendStream};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::rpc_io::{abandon, put_message, read_frame, write_error, Inbound, RPC};
@@ -196,8 +198,9 @@ pub async fn call(
     };
     let lock = || env.lock().unwrap_or_else(|e| e.into_inner());
     let mut core = CallCore::new(start.into_std(), config, candidates, &mut lock());
-    let mut running: JoinSet<(u32, Result<Bytes, Status>)> = JoinSet::new();
-    let mut aborts = HashMap::new();
+    // Attempts are polled here, on the caller's task (no spawn, no
+    // cross-thread wake-up); dropping one cancels it (its stream is reset).
+    let mut running: Vec<(u32, Attempt)> = Vec::new();
     let mut answers: HashMap<u32, Bytes> = HashMap::new();
     loop {
         let now = Instant::now().into_std();
@@ -206,18 +209,14 @@ pub async fn call(
             Some(Action::Start { attempt, node }) => {
                 let h = header(service, method, options, deadline);
                 let fut = unary_attempt(mux.clone(), node, h, body.clone(), options.max_response);
-                let abort = running.spawn(async move { (attempt, fut.await) });
-                aborts.insert(attempt, abort);
+                running.push((attempt, Box::pin(fut)));
                 continue;
             }
             Some(Action::Cancel { attempt }) => {
-                if let Some(a) = aborts.remove(&attempt) {
-                    a.abort();
-                }
+                running.retain(|(a, _)| *a != attempt);
                 continue;
             }
             Some(Action::Done(result)) => {
-                running.abort_all();
                 return result.map(|a| answers.remove(&a).unwrap_or_default());
             }
             None => {}
@@ -226,10 +225,17 @@ pub async fn call(
             start + crate::subsystems::rpc_server::MAX_DEADLINE,
             Instant::from_std,
         );
+        let next = std::future::poll_fn(|cx| {
+            for i in 0..running.len() {
+                if let Poll::Ready(r) = running[i].1.as_mut().poll(cx) {
+                    let (attempt, _) = running.swap_remove(i);
+                    return Poll::Ready((attempt, r));
+                }
+            }
+            Poll::Pending
+        });
         tokio::select! {
-            Some(joined) = running.join_next() => {
-                let Ok((attempt, result)) = joined else { continue };
-                aborts.remove(&attempt);
+            (attempt, result) = next => {
                 let result = result.map(|m| {
                     answers.insert(attempt, m);
                 });
@@ -239,6 +245,9 @@ pub async fn call(
         }
     }
 }
+
+/// One attempt in flight.
+type Attempt = Pin<Box<dyn Future<Output = Result<Bytes, Status>> + Send>>;
 
 /// A streaming call in progress (server streaming, client streaming or
 /// duplex). Dropping it before the trailer cancels the call.
