@@ -52,9 +52,9 @@ pub struct CallArgs {
     /// Call only this node.
     #[arg(long, value_name = "NODEID")]
     pub node: Option<String>,
-    /// The whole call's deadline in milliseconds, retries included (1-3600000).
+    /// The whole call's deadline in milliseconds, retries included (1-60000).
     #[arg(long, value_name = "MS", default_value_t = 5000,
-          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub timeout: u64,
     /// The call is idempotent: it may be retried after it may have run,
     /// and hedged to a second node after 20 ms without an answer.
@@ -93,9 +93,9 @@ pub struct BenchRpcArgs {
     #[arg(long, value_name = "B", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
     pub size: u64,
-    /// Seconds to run (1-600).
+    /// Seconds to run (1-60).
     #[arg(long, value_name = "S", default_value_t = 5,
-          value_parser = clap::value_parser!(u64).range(1..=600))]
+          value_parser = clap::value_parser!(u64).range(1..=60))]
     pub duration: u64,
     /// The service.
     #[arg(long, default_value = "echo")]

@@ -32,6 +32,9 @@ use crate::subsystems::rpc_client::CallOptions;
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Most items a streaming call returns through `POST /v1/call`.
 pub const MAX_STREAM_ITEMS: usize = 10_000;
+/// Most item bytes, all items together, a streaming call returns through
+/// `POST /v1/call` (the answer carries each item twice, as text and hex).
+pub const MAX_STREAM_BYTES: usize = 4 * 1024 * 1024;
 
 /// The body of `POST /v1/call`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -134,11 +137,15 @@ async fn call(rpc: &Rpc, req: &CallRequest) -> Result<Value, ApiError> {
     call.send(&body).await.map_err(|e| status_error(&e))?;
     call.finish();
     let mut items = Vec::new();
+    let mut bytes = 0;
     while let Some(m) = call.recv().await.map_err(|e| status_error(&e))? {
-        if items.len() >= MAX_STREAM_ITEMS {
+        bytes += m.len();
+        if items.len() >= MAX_STREAM_ITEMS || bytes > MAX_STREAM_BYTES {
             return Err(ApiError::operation(
                 "too-many-items",
-                format!("the stream sent more than {MAX_STREAM_ITEMS} items"),
+                format!(
+                    "the stream sent more than {MAX_STREAM_ITEMS} items or {MAX_STREAM_BYTES} bytes"
+                ),
             ));
         }
         items.push(message_json(&m));
