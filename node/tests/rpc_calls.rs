@@ -271,3 +271,34 @@ async fn past_the_queue_calls_get_resource_exhausted_with_pushback() {
     assert_eq!(e.retry_after, Some(Duration::from_millis(75)));
     first.abort();
 }
+
+#[tokio::test]
+async fn a_node_calls_its_own_service_in_process() {
+    let (_a, b) = pair().await;
+    let opts = CallOptions::default();
+    let reply = within(
+        b.rpc
+            .call("echo", "echo", Bytes::from_static(b"self"), &opts),
+    )
+    .await
+    .unwrap();
+    assert_eq!(&reply[..], b"self");
+    let info = within(b.rpc.call("echo", "info", Bytes::new(), &opts))
+        .await
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info).unwrap();
+    assert_eq!(info["node"], b.id().to_string());
+    // The server's deadline applies in-process too.
+    let short = CallOptions {
+        timeout: Duration::from_millis(100),
+        ..CallOptions::default()
+    };
+    let e = within(b.rpc.call("echo", "wait", Bytes::new(), &short))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, Code::Timeout, "{e}");
+    let e = within(b.rpc.call("echo", "nope", Bytes::new(), &opts))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, Code::Unimplemented, "{e}");
+}

@@ -17,6 +17,7 @@ pub mod rpc_io;
 pub mod rpc_paths;
 pub mod rpc_server;
 pub mod rpc_service;
+pub mod rpc_sink;
 
 use std::sync::Arc;
 

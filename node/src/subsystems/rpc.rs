@@ -15,7 +15,7 @@ use bytes::Bytes;
 use relay_proto::ledger::body::ServiceRegistration;
 use relay_proto::ledger::Body;
 use relay_proto::NodeId;
-use relay_rpc::{Candidate, Code, Resilience, SplitMix64, Status};
+use relay_rpc::{Candidate, Code, Path, Resilience, SplitMix64, Status};
 use relay_transport::mux::{Mux, QueueConfig, RegisterError};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -140,10 +140,13 @@ impl Rpc {
     }
 
     /// The nodes a call of `service` may go to: `options.node` alone if
-    /// given, else every node registered for it except this one, with the
-    /// path the transport has to each.
+    /// given, else every node registered for it, with the path the
+    /// transport has to each (this node itself when it serves the service:
+    /// its calls run in-process).
     pub fn candidates(&self, service: &str, options: &CallOptions) -> Vec<Candidate> {
-        let nodes: Vec<NodeId> = match options.node {
+        let me = self.inner.node;
+        let serves_here = self.inner.services.get(service).is_some();
+        let mut nodes: Vec<NodeId> = match options.node {
             Some(n) => vec![n],
             None => self
                 .inner
@@ -151,9 +154,12 @@ impl Rpc {
                 .servers(service)
                 .into_iter()
                 .map(|(n, _)| n)
-                .filter(|n| *n != self.inner.node)
+                .filter(|n| *n != me)
                 .collect(),
         };
+        if options.node.is_none() && serves_here {
+            nodes.push(me);
+        }
         if nodes.is_empty() {
             return Vec::new();
         }
@@ -161,7 +167,11 @@ impl Rpc {
         nodes
             .into_iter()
             .map(|node| {
-                let (path, rtt) = self.inner.paths.get(transport, &node);
+                let (path, rtt) = if node == me {
+                    (Path::Local, Some(Duration::ZERO))
+                } else {
+                    self.inner.paths.get(transport, &node)
+                };
                 Candidate { node, path, rtt }
             })
             .collect()
@@ -179,6 +189,7 @@ impl Rpc {
         let candidates = self.candidates(service, options);
         let result = rpc_client::call(
             &self.inner.mux,
+            &self.inner.services,
             &self.inner.env,
             candidates,
             service,
@@ -202,7 +213,9 @@ impl Rpc {
         options: &CallOptions,
     ) -> Result<ClientCall, Status> {
         self.inner.counters.calls.fetch_add(1, Relaxed);
-        let candidates = self.candidates(service, options);
+        // Streaming calls always use a stream: this node is not a candidate.
+        let mut candidates = self.candidates(service, options);
+        candidates.retain(|c| c.node != self.inner.node);
         if candidates.is_empty() {
             self.inner.counters.failed.fetch_add(1, Relaxed);
             return Err(Status::new(

@@ -21,9 +21,13 @@ use relay_rpc::{
 };
 use relay_transport::mux::{Mux, OpenError};
 use relay_transport::{RecvStream, SendStream};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::rpc_io::{abandon, put_message, read_frame, write_error, Inbound, RPC};
+use super::rpc_server::serve_local;
+use super::rpc_service::Services;
+use super::rpc_sink::LocalFrame;
 
 /// Timeout of a call whose options name none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -176,9 +180,42 @@ async fn unary_attempt(
     }
 }
 
-/// A unary call to one of `candidates`, with retries and hedging.
+/// One unary attempt on this node itself: the service's handler runs
+/// in-process, without a stream. Dropping it cancels the call.
+async fn local_attempt(
+    services: Arc<Services>,
+    header: CallHeader,
+    body: Bytes,
+) -> Result<Bytes, Status> {
+    let (req_tx, req_rx) = mpsc::channel(1);
+    let _ = req_tx.send(body).await;
+    drop(req_tx);
+    let (resp_tx, mut resp_rx) = mpsc::channel(LOCAL_QUEUE);
+    tokio::spawn(serve_local(services, header, req_rx, resp_tx));
+    let mut message = None;
+    while let Some(frame) = resp_rx.recv().await {
+        match frame {
+            LocalFrame::Message(m) => {
+                message.get_or_insert(m);
+            }
+            LocalFrame::End(result) => return result.map(|()| message.unwrap_or_default()),
+        }
+    }
+    Err(Status::new(
+        Code::Transport,
+        "the local handler ended without a status",
+    ))
+}
+
+/// Response messages a local call's server may queue ahead of its caller.
+pub const LOCAL_QUEUE: usize = 16;
+
+/// A unary call to one of `candidates` (this node's own services run
+/// in-process), with retries and hedging.
+#[allow(clippy::too_many_arguments)]
 pub async fn call(
     mux: &Mux,
+    services: &Arc<Services>,
     env: &SharedResilience,
     candidates: Vec<Candidate>,
     service: &str,
@@ -208,8 +245,18 @@ pub async fn call(
         match action {
             Some(Action::Start { attempt, node }) => {
                 let h = header(service, method, options, deadline);
-                let fut = unary_attempt(mux.clone(), node, h, body.clone(), options.max_response);
-                running.push((attempt, Box::pin(fut)));
+                let fut: Attempt = if node == services.node() {
+                    Box::pin(local_attempt(services.clone(), h, body.clone()))
+                } else {
+                    Box::pin(unary_attempt(
+                        mux.clone(),
+                        node,
+                        h,
+                        body.clone(),
+                        options.max_response,
+                    ))
+                };
+                running.push((attempt, fut));
                 continue;
             }
             Some(Action::Cancel { attempt }) => {

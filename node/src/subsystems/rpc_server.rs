@@ -14,20 +14,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use relay_proto::wire::rpc::{CallHeader, RESET_CANCELLED};
+use relay_proto::wire::rpc::CallHeader;
 use relay_proto::NodeId;
 use relay_rpc::{Code, Deadline, Status};
 use relay_transport::mux::{reset_bi, ProtocolRx, RESET_BUSY};
 use relay_transport::{Incoming, RecvStream, SendStream};
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::rpc_builtin::builtin;
-use super::rpc_io::{
-    abandon_protocol, put_message, put_trailer, read_frame, write_and_finish, write_error, Inbound,
-};
+use super::rpc_io::{abandon_protocol, read_frame, Inbound};
 use super::rpc_service::{ServiceEntry, Services};
+use super::rpc_sink::{CallRx, CallTx, LocalFrame};
 
 /// Longest wait for a call header.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,8 +47,8 @@ pub struct ServerCall {
     peer: NodeId,
     header: CallHeader,
     deadline: Deadline,
-    recv: RecvStream,
-    sink: Arc<Mutex<Option<SendStream>>>,
+    recv: CallRx,
+    sink: Arc<Mutex<Option<CallTx>>>,
     token: CancellationToken,
 }
 
@@ -97,30 +96,19 @@ impl ServerCall {
 
     /// The next request message; `None` once the caller finished sending.
     pub async fn recv(&mut self) -> Result<Option<Bytes>, Status> {
-        let read = tokio::select! {
-            () = self.token.cancelled() => return Err(cancelled()),
-            r = read_frame(&mut self.recv, MAX_MESSAGE) => r?,
-        };
-        match read {
-            Inbound::Message(m) => Ok(Some(m)),
-            Inbound::End => Ok(None),
-            Inbound::Header(_) | Inbound::Trailer(_) => Err(Status::new(
-                Code::Transport,
-                "unexpected frame from the caller",
-            )),
+        tokio::select! {
+            () = self.token.cancelled() => Err(cancelled()),
+            r = self.recv.next() => r,
         }
     }
 
     /// Sends one response message now (server streaming, duplex).
     pub async fn send(&self, item: &[u8]) -> Result<(), Status> {
-        let mut buf = Vec::with_capacity(item.len() + 5);
-        put_message(&mut buf, item)?;
         tokio::select! {
             () = self.token.cancelled() => Err(cancelled()),
             r = async {
                 let mut sink = self.sink.lock().await;
-                let send = sink.as_mut().ok_or_else(cancelled)?;
-                send.write_all(&buf).await.map_err(|e| write_error(&e))
+                sink.as_mut().ok_or_else(cancelled)?.message(item).await
             } => r,
         }
     }
@@ -171,6 +159,42 @@ async fn serve_call(
             return;
         }
     };
+    dispatch(
+        &services,
+        from,
+        header,
+        CallRx::Quic(recv),
+        CallTx::Quic(send),
+    )
+    .await;
+}
+
+/// One call of this node's own caller (in-process, no stream).
+pub async fn serve_local(
+    services: Arc<Services>,
+    header: CallHeader,
+    recv: mpsc::Receiver<Bytes>,
+    send: mpsc::Sender<LocalFrame>,
+) {
+    let me = services.node();
+    dispatch(
+        &services,
+        me,
+        header,
+        CallRx::Local(recv),
+        CallTx::Local(send),
+    )
+    .await;
+}
+
+/// A call whose header is read: answers it.
+async fn dispatch(
+    services: &Services,
+    from: NodeId,
+    header: CallHeader,
+    recv: CallRx,
+    mut send: CallTx,
+) {
     let started = tokio::time::Instant::now();
     let deadline = Deadline::from_wire(started.into_std(), header.deadline_ms, MAX_DEADLINE);
     let Some(entry) = services.get(&header.service) else {
@@ -178,11 +202,11 @@ async fn serve_call(
             Code::Unavailable,
             format!("this node does not serve {}", header.service),
         );
-        reply(&mut send, None, &Err(s)).await;
+        send.reply(None, &Err(s)).await;
         return;
     };
     if let Some(answer) = builtin(services.node(), &entry, &header.method) {
-        reply(&mut send, Some(&answer), &Ok(())).await;
+        send.reply(Some(&answer), &Ok(())).await;
         return;
     }
     if !entry.has_method(&header.method) {
@@ -190,7 +214,7 @@ async fn serve_call(
             Code::Unimplemented,
             format!("{} has no method {}", entry.name, header.method),
         );
-        reply(&mut send, None, &Err(s)).await;
+        send.reply(None, &Err(s)).await;
         return;
     }
     let until = deadline
@@ -199,12 +223,12 @@ async fn serve_call(
     let permit = match tokio::time::timeout_at(until, entry.admit()).await {
         Ok(Ok(p)) => p,
         Ok(Err(s)) => {
-            reply(&mut send, None, &Err(s)).await;
+            send.reply(None, &Err(s)).await;
             return;
         }
         Err(_) => {
             let s = Status::new(Code::Timeout, "the deadline passed in the queue");
-            reply(&mut send, None, &Err(s)).await;
+            send.reply(None, &Err(s)).await;
             return;
         }
     };
@@ -225,8 +249,8 @@ async fn run(
     header: CallHeader,
     deadline: Deadline,
     until: tokio::time::Instant,
-    send: SendStream,
-    recv: RecvStream,
+    send: CallTx,
+    recv: CallRx,
 ) -> bool {
     let stopped = send.stopped();
     let sink = Arc::new(Mutex::new(Some(send)));
@@ -247,7 +271,7 @@ async fn run(
             // The caller gave up: nothing more is written.
             token.cancel();
             if let Some(mut s) = sink.lock().await.take() {
-                let _ = s.reset(quinn::VarInt::from_u32(RESET_CANCELLED));
+                s.cancel();
             }
             let _ = tokio::time::timeout(CANCEL_GRACE, handler).await;
             return false;
@@ -261,7 +285,7 @@ async fn run(
             let s = Status::new(Code::Timeout, "the deadline passed while the handler ran");
             let taken = sink.lock().await.take();
             if let Some(mut send) = taken {
-                reply(&mut send, None, &Err(s)).await;
+                send.reply(None, &Err(s)).await;
             }
             let _ = tokio::time::timeout(CANCEL_GRACE, handler).await;
             return false;
@@ -270,23 +294,7 @@ async fn run(
     let ok = result.is_ok();
     let taken = sink.lock().await.take();
     if let Some(mut send) = taken {
-        reply(&mut send, message.as_deref(), &result).await;
+        send.reply(message.as_deref(), &result).await;
     }
     ok
-}
-
-/// Writes an optional final message and the trailer, then finishes.
-async fn reply(send: &mut SendStream, message: Option<&[u8]>, result: &Result<(), Status>) {
-    let mut buf = Vec::with_capacity(64 + message.map_or(0, <[u8]>::len));
-    let result = match message.map(|m| put_message(&mut buf, m)) {
-        Some(Err(e)) => Err(e),
-        _ => result.clone(),
-    };
-    if result.is_err() {
-        buf.clear();
-    }
-    put_trailer(&mut buf, &result);
-    if write_and_finish(send, &buf).await.is_err() {
-        tracing::debug!("rpc: the caller left before the reply");
-    }
 }
