@@ -160,13 +160,13 @@ impl ServiceEntry {
             .map_err(|_| Status::new(Code::Unavailable, "the service stopped"))
     }
 
-    fn stats(&self) -> ServiceStats {
+    fn snapshot(&self) -> ServiceStats {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// The JSON the built-in `stats` verb answers.
     pub fn stats_json(&self) -> serde_json::Value {
-        let s = self.stats();
+        let s = self.snapshot();
         let us = |q| s.latency.quantile(q).map(|d| d.as_secs_f64() * 1e6);
         serde_json::json!({
             "calls": s.calls,
