@@ -302,3 +302,37 @@ async fn a_node_calls_its_own_service_in_process() {
         .unwrap_err();
     assert_eq!(e.code, Code::Unimplemented, "{e}");
 }
+
+#[tokio::test]
+async fn five_node_failures_open_the_breaker_shown_in_status() {
+    let (a, b) = pair().await;
+    b.rpc
+        .serve(
+            "broken",
+            ServeOptions::default(),
+            handler(|_call: ServerCall| async {
+                Err(Status::new(Code::ServerError, "always fails"))
+            }),
+        )
+        .unwrap();
+    let opts = CallOptions {
+        retry: RetryPolicy::none(),
+        ..to(b.id())
+    };
+    for _ in 0..5 {
+        let e = within(a.rpc.call("broken", "x", Bytes::new(), &opts))
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "server-error: always fails");
+    }
+    let status = a.rpc.status_json();
+    assert_eq!(status["breaker_thresholds"]["failure_threshold"], 5);
+    assert_eq!(status["breakers"][0]["node_id"], b.id().to_string());
+    assert_eq!(status["breakers"][0]["state"], "open");
+    // Open: refused at once, without reaching b.
+    let e = within(a.rpc.call("echo", "echo", Bytes::new(), &opts))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, Code::BreakerOpen, "{e}");
+    assert_eq!(status["failed"], 5);
+}
