@@ -56,6 +56,9 @@ pub enum AppError {
     /// A `token` verb failed.
     #[error(transparent)]
     Token(#[from] crate::token_cmd::TokenCmdError),
+    /// A bad `call` argument.
+    #[error(transparent)]
+    RpcArg(#[from] crate::rpc_cmd::RpcArgError),
 }
 
 impl AppError {
@@ -73,6 +76,7 @@ impl AppError {
             Self::UntilDirect(e) => &e.kind,
             Self::LedgerProblem(_) => "ledger-problem",
             Self::Token(e) => e.kind(),
+            Self::RpcArg(e) => e.kind,
         }
     }
 }
@@ -113,6 +117,7 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             http,
             http_allow_remote,
             http_token_file,
+            serve_echo,
         } => {
             let http = match http {
                 Some(addr) => Some(HttpOptions {
@@ -129,6 +134,7 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
                 port_map: !no_port_map,
                 port_map_protocols: port_map_protocols.map(|l| l.0),
                 birthday: !no_birthday,
+                serve_echo,
                 http,
                 listen: args::host_port(&listen)?,
                 peers: peers
@@ -195,6 +201,9 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             ledger_listing(&dir, &query, after, limit, follow, json)?;
         }
         Command::Token { action } => crate::token_cmd::run(&dir, action)?,
+        Command::Services(a) => print_text(&crate::rpc_cmd::services(&dir, &a)?),
+        Command::Call(a) => print_text(&crate::rpc_cmd::call(&dir, &a)?),
+        Command::Bench { target } => print_text(&crate::rpc_cmd::bench(&dir, &target)?),
         Command::Netcheck { json } => {
             let report = ApiClient::connect(&dir)?.netcheck()?;
             if json {

@@ -98,6 +98,10 @@ pub enum Command {
         /// (at least 16 bytes, mode 0600); only its SHA-256 digest is kept.
         #[arg(long, value_name = "FILE", requires = "http")]
         http_token_file: Option<std::path::PathBuf>,
+        /// Serve the built-in nRPC `echo` service (methods echo, stream,
+        /// wait), registered in the ledger; for tests and benchmarks.
+        #[arg(long)]
+        serve_echo: bool,
     },
     /// Show the running node's peers.
     Status {
@@ -183,6 +187,18 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: crate::token_cmd_args::TokenAction,
+    },
+    /// List nRPC services mesh-wide (from the ledger's registrations):
+    /// name, nodes, methods, and whether each node's path is direct or
+    /// relayed.
+    Services(crate::rpc_cmd::ServicesArgs),
+    /// Call an nRPC service through the running node: SERVICE.METHOD [BODY | -].
+    Call(crate::rpc_cmd::CallArgs),
+    /// Load generators run by the running node (`bench rpc`).
+    Bench {
+        /// What to load.
+        #[command(subcommand)]
+        target: crate::rpc_cmd::BenchTarget,
     },
 }
 

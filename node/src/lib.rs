@@ -62,6 +62,7 @@ pub mod preflight;
 pub mod protocols;
 pub mod revocations;
 pub mod revocations_set;
+pub mod rpc_cmd;
 pub mod run;
 pub mod service;
 pub mod status;

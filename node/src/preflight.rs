@@ -63,6 +63,7 @@ mod tests {
             port_map: false,
             port_map_protocols: None,
             birthday: true,
+            serve_echo: false,
             http,
         }
     }

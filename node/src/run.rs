@@ -58,6 +58,8 @@ pub struct RunOptions {
     /// Birthday-paradox probing for cone x symmetric pairs (off with
     /// `--no-birthday`).
     pub birthday: bool,
+    /// Serve the built-in nRPC `echo` service (`--serve-echo`).
+    pub serve_echo: bool,
     /// The read-only HTTP endpoint, if configured.
     pub http: Option<HttpOptions>,
 }
@@ -171,6 +173,7 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
     let subsystems = subsystems::builtins(&NodeContext {
         mux: mux.clone(),
         ledger: ledger.clone(),
+        serve_echo: options.serve_echo,
     });
     let stats = Arc::new(NodeStats::new());
     let service = NodeService::new(mux.clone())

@@ -158,6 +158,47 @@ class Client:
         if expires_unix_ms is not None:
             body["expires_unix_ms"] = expires_unix_ms
         return self._json("POST", "/v1/tokens/revoke", body)
+    def services(self) -> Dict[str, Any]:
+        """Every nRPC service mesh-wide (`relay-node services --json`)."""
+        return self._json("GET", "/v1/services")
+
+    def _call_body(self, target: str, body: Union[bytes, str], node_id: Optional[str],
+                   timeout_ms: int, idempotent: bool, metadata: Optional[Dict[str, str]],
+                   stream: bool) -> Dict[str, Any]:
+        service, sep, method = target.rpartition(".")
+        if not sep or not service or not method:
+            raise RelayNodeError("invalid-target", f"{target!r} is not SERVICE.METHOD")
+        request: Dict[str, Any] = {
+            "service": service, "method": method, "timeout_ms": timeout_ms,
+            "idempotent": idempotent, "metadata": metadata or {}, "stream": stream,
+        }
+        if isinstance(body, str):
+            request["body"] = body
+        else:
+            request["body_hex"] = body.hex()
+        if node_id is not None:
+            request["node_id"] = node_id
+        return request
+
+    def call(self, target: str, body: Union[bytes, str] = b"", node_id: Optional[str] = None,
+             timeout_ms: int = 5000, idempotent: bool = False,
+             metadata: Optional[Dict[str, str]] = None) -> bytes:
+        """A unary nRPC call of "SERVICE.METHOD" made by the node; returns
+        the reply. Failures raise RelayNodeError with nRPC's kind
+        (`no-responders`, `timeout`, ...)."""
+        request = self._call_body(target, body, node_id, timeout_ms, idempotent, metadata, False)
+        answer = self._json("POST", "/v1/call", request, self.timeout + timeout_ms / 1000)
+        return bytes.fromhex(answer.get("body_hex", ""))
+
+    def call_stream(self, target: str, body: Union[bytes, str] = b"",
+                    node_id: Optional[str] = None, timeout_ms: int = 5000,
+                    metadata: Optional[Dict[str, str]] = None) -> Iterator[bytes]:
+        """A server-streaming nRPC call; yields each item (collected by the
+        node, at most 10 000)."""
+        request = self._call_body(target, body, node_id, timeout_ms, False, metadata, True)
+        answer = self._json("POST", "/v1/call", request, self.timeout + timeout_ms / 1000)
+        for item in answer.get("items", []):
+            yield bytes.fromhex(item.get("body_hex", ""))
 
     def _open(self, method: str, path: str, body: Optional[Dict[str, Any]], timeout: float) -> Any:
         try:

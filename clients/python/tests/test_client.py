@@ -57,11 +57,11 @@ def wait_for(what: str, f: Callable[[], Any]) -> Any:
 class Node:
     """A `relay-node run` on loopback, stopped by stop()."""
 
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, *extra: str) -> None:
         self.data_dir = data_dir
         self.stderr = open(os.path.join(data_dir, "..", os.path.basename(data_dir) + ".log"), "w+")
         self.proc = subprocess.Popen(
-            [BIN, "--data-dir", data_dir, "run", "--listen", "127.0.0.1:0"],
+            [BIN, "--data-dir", data_dir, "run", "--listen", "127.0.0.1:0", *extra],
             env=_env(), stdout=subprocess.PIPE, stderr=self.stderr, text=True,
             preexec_fn=_die_with_parent,
         )

@@ -17,6 +17,7 @@
 //!   follow, verify) and the JSON form of entries and members.
 //! - [`tokens`]: `POST /v1/tokens/revoke` (a `token-revocation` entry).
 //! - [`client`]: the blocking client the CLI verbs use.
+//! - [`rpc`]: nRPC's routes (services, call, bench).
 //!
 //! This layer knows HTTP and JSON, not what a route means: it never touches
 //! the transport itself; the node hands it snapshots and subscriptions.
@@ -34,6 +35,7 @@ pub mod ledger_json;
 pub mod peercred;
 pub mod request;
 pub mod router;
+pub mod rpc;
 pub mod server;
 pub mod tokens;
 

@@ -9,6 +9,17 @@ pub mod ledger_outcomes;
 pub mod ledger_sessions;
 pub mod ledger_wire;
 pub mod ping;
+pub mod rpc;
+pub mod rpc_bench;
+pub mod rpc_builtin;
+pub mod rpc_client;
+pub mod rpc_directory;
+pub mod rpc_echo;
+pub mod rpc_io;
+pub mod rpc_paths;
+pub mod rpc_server;
+pub mod rpc_service;
+pub mod rpc_sink;
 
 use std::sync::Arc;
 
@@ -25,6 +36,8 @@ pub struct NodeContext {
     pub mux: Mux,
     /// The node's ledger (`DIR/ledger.redb`), opened by `run`.
     pub ledger: crate::ledger::Ledger,
+    /// Serve the built-in `echo` service (`run --serve-echo`).
+    pub serve_echo: bool,
 }
 
 /// Every subsystem of a running node, in start order.
@@ -35,6 +48,18 @@ pub fn builtins(ctx: &NodeContext) -> SubsystemSet {
             ctx.mux.clone(),
             ctx.ledger.clone(),
         )),
+        Arc::new(rpc_subsystem(ctx)),
     ];
     SubsystemSet::new(list)
+}
+
+/// The rpc subsystem, serving `echo` when asked.
+fn rpc_subsystem(ctx: &NodeContext) -> rpc::Rpc {
+    let rpc = rpc::Rpc::new(ctx.mux.clone(), Some(ctx.ledger.clone()));
+    if ctx.serve_echo {
+        if let Err(e) = rpc.serve(rpc_echo::ECHO, rpc_echo::options(), rpc_echo::echo()) {
+            tracing::warn!(error = %e, "cannot serve echo");
+        }
+    }
+    rpc
 }

@@ -7,11 +7,14 @@
 //! - [`probe`]: traversal probes on the UDP port (first bytes `0x10`, `0x11`);
 //! - [`traversal`]: traversal messages, one variant of the control channel;
 //! - [`natpmp`], [`pcp`]: port-mapping requests to and responses from the
-//!   default gateway (RFC 6886, RFC 6887).
+//!   default gateway (RFC 6886, RFC 6887);
+//! - [`rpc`]: nRPC call frames on a call's stream, and the spec of a
+//!   `service-registration` (docs/RPC.md).
 
 pub mod control;
 pub mod natpmp;
 pub mod pcp;
 pub mod probe;
 pub mod relay;
+pub mod rpc;
 pub mod traversal;

@@ -1,0 +1,387 @@
+//! Calling: the driver around `relay_rpc::CallCore`. A unary call polls
+//! its attempts (one QUIC stream each) on the caller's task, feeds their
+//! outcomes to the core and performs what the core says: start an
+//! attempt, cancel one (its stream is reset, so the server's handler sees
+//! the cancellation), or finish. Streaming calls ([`ClientCall`]) go to one picked node,
+//! without retry.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use relay_proto::wire::rpc::{CallHeader, RESET_CANCELLED};
+use relay_proto::NodeId;
+use relay_rpc::{
+    Action, CallConfig, CallCore, Candidate, Code, Deadline, HedgePolicy, Resilience, RetryPolicy,
+    SplitMix64, Status, Strategy,
+};
+use relay_transport::mux::{Mux, OpenError};
+use relay_transport::{RecvStream, SendStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::rpc_io::{abandon, put_message, read_frame, write_error, Inbound, RPC};
+use super::rpc_server::serve_local;
+use super::rpc_service::Services;
+use super::rpc_sink::LocalFrame;
+
+/// Timeout of a call whose options name none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How one call is made.
+#[derive(Debug, Clone)]
+pub struct CallOptions {
+    /// The whole call's deadline, retries included.
+    pub timeout: Duration,
+    /// Whether the call may run more than once (retried after it may have
+    /// run, hedged).
+    pub idempotent: bool,
+    /// Metadata pairs.
+    pub metadata: Vec<(String, String)>,
+    /// Only this node.
+    pub node: Option<NodeId>,
+    /// How nodes are picked.
+    pub strategy: Strategy,
+    /// Retries.
+    pub retry: RetryPolicy,
+    /// Hedging (idempotent calls only).
+    pub hedge: Option<HedgePolicy>,
+    /// Largest response message accepted.
+    pub max_response: usize,
+}
+
+impl Default for CallOptions {
+    fn default() -> Self {
+        Self {
+            timeout: DEFAULT_TIMEOUT,
+            idempotent: false,
+            metadata: Vec::new(),
+            node: None,
+            strategy: Strategy::RoundRobin,
+            retry: RetryPolicy::default(),
+            hedge: None,
+            max_response: relay_proto::wire::rpc::MAX_MESSAGE_LEN,
+        }
+    }
+}
+
+/// Shared resilience state (breakers, throttles, picker, jitter).
+pub type SharedResilience = Arc<Mutex<Resilience<SplitMix64>>>;
+
+/// Both halves of a call's stream; dropped before the call ended, it
+/// resets them with the cancel code.
+#[derive(Debug)]
+struct CallStream {
+    send: SendStream,
+    recv: RecvStream,
+    done: bool,
+}
+
+impl Drop for CallStream {
+    fn drop(&mut self) {
+        if !self.done {
+            abandon(&mut self.send, &mut self.recv, RESET_CANCELLED);
+        }
+    }
+}
+
+fn open_error(node: NodeId, e: &OpenError) -> Status {
+    let code = match e {
+        OpenError::ConnectionLost(_) => Code::Transport,
+        _ => Code::NoRoute,
+    };
+    Status::new(code, format!("{}: {e}", node.fmt_short()))
+}
+
+fn header(service: &str, method: &str, options: &CallOptions, deadline: Deadline) -> CallHeader {
+    CallHeader {
+        service: service.to_string(),
+        method: method.to_string(),
+        deadline_ms: deadline.wire_ms(Instant::now().into_std()),
+        idempotent: options.idempotent,
+        metadata: options.metadata.clone(),
+    }
+}
+
+/// Opens a call on `node` and writes its header and `first` message.
+async fn open(
+    mux: &Mux,
+    node: NodeId,
+    header: &CallHeader,
+    first: Option<&[u8]>,
+    finish: bool,
+) -> Result<CallStream, Status> {
+    let mut buf = Vec::with_capacity(64 + first.map_or(0, <[u8]>::len));
+    header
+        .encode(&mut buf)
+        .map_err(|e| Status::new(Code::CodecEncode, e.to_string()))?;
+    if let Some(m) = first {
+        put_message(&mut buf, m)?;
+    }
+    let (send, recv) = mux
+        .open_bi(node, RPC)
+        .await
+        .map_err(|e| open_error(node, &e))?;
+    let mut stream = CallStream {
+        send,
+        recv,
+        done: false,
+    };
+    stream
+        .send
+        .write_all(&buf)
+        .await
+        .map_err(|e| write_error(&e))?;
+    if finish {
+        let _ = stream.send.finish();
+    }
+    Ok(stream)
+}
+
+/// One unary attempt: the response message.
+async fn unary_attempt(
+    mux: Mux,
+    node: NodeId,
+    header: CallHeader,
+    body: Bytes,
+    max: usize,
+) -> Result<Bytes, Status> {
+    let mut stream = open(&mux, node, &header, Some(&body), true).await?;
+    let mut message = None;
+    loop {
+        match read_frame(&mut stream.recv, max).await? {
+            Inbound::Message(m) if message.is_none() => message = Some(m),
+            Inbound::Trailer(t) => {
+                stream.done = true;
+                let s = Status::from_trailer(t);
+                return if s.is_ok() {
+                    Ok(message.unwrap_or_default())
+                } else {
+                    Err(s)
+                };
+            }
+            Inbound::End => {
+                return Err(Status::new(
+                    Code::Transport,
+                    "the stream ended without a trailer",
+                ))
+            }
+            Inbound::Message(_) | Inbound::Header(_) => {
+                return Err(Status::new(
+                    Code::Transport,
+                    "unexpected frame in a unary reply",
+                ))
+            }
+        }
+    }
+}
+
+/// One unary attempt on this node itself: the service's handler runs
+/// in-process, without a stream. Dropping it cancels the call.
+async fn local_attempt(
+    services: Arc<Services>,
+    header: CallHeader,
+    body: Bytes,
+) -> Result<Bytes, Status> {
+    let (req_tx, req_rx) = mpsc::channel(1);
+    let _ = req_tx.send(body).await;
+    drop(req_tx);
+    let (resp_tx, mut resp_rx) = mpsc::channel(LOCAL_QUEUE);
+    tokio::spawn(serve_local(services, header, req_rx, resp_tx));
+    let mut message = None;
+    while let Some(frame) = resp_rx.recv().await {
+        match frame {
+            LocalFrame::Message(m) => {
+                message.get_or_insert(m);
+            }
+            LocalFrame::End(result) => return result.map(|()| message.unwrap_or_default()),
+        }
+    }
+    Err(Status::new(
+        Code::Transport,
+        "the local handler ended without a status",
+    ))
+}
+
+/// Response messages a local call's server may queue ahead of its caller.
+pub const LOCAL_QUEUE: usize = 16;
+
+/// A unary call to one of `candidates` (this node's own services run
+/// in-process), with retries and hedging.
+#[allow(clippy::too_many_arguments)]
+pub async fn call(
+    mux: &Mux,
+    services: &Arc<Services>,
+    env: &SharedResilience,
+    candidates: Vec<Candidate>,
+    service: &str,
+    method: &str,
+    body: Bytes,
+    options: &CallOptions,
+) -> Result<Bytes, Status> {
+    let start = Instant::now();
+    let deadline = Deadline::after(start.into_std(), options.timeout);
+    let config = CallConfig {
+        service: service.to_string(),
+        deadline,
+        idempotent: options.idempotent,
+        retry: options.retry.clone(),
+        hedge: options.hedge,
+        strategy: options.strategy,
+    };
+    let lock = || env.lock().unwrap_or_else(|e| e.into_inner());
+    let mut core = CallCore::new(start.into_std(), config, candidates, &mut lock());
+    // Attempts are polled here, on the caller's task (no spawn, no
+    // cross-thread wake-up); dropping one cancels it (its stream is reset).
+    let mut running: Vec<(u32, Attempt)> = Vec::new();
+    let mut answers: HashMap<u32, Bytes> = HashMap::new();
+    loop {
+        let now = Instant::now().into_std();
+        let action = core.poll(now, &mut lock());
+        match action {
+            Some(Action::Start { attempt, node }) => {
+                let h = header(service, method, options, deadline);
+                let fut: Attempt = if node == services.node() {
+                    Box::pin(local_attempt(services.clone(), h, body.clone()))
+                } else {
+                    Box::pin(unary_attempt(
+                        mux.clone(),
+                        node,
+                        h,
+                        body.clone(),
+                        options.max_response,
+                    ))
+                };
+                running.push((attempt, fut));
+                continue;
+            }
+            Some(Action::Cancel { attempt }) => {
+                running.retain(|(a, _)| *a != attempt);
+                continue;
+            }
+            Some(Action::Done(result)) => {
+                return result.map(|a| answers.remove(&a).unwrap_or_default());
+            }
+            None => {}
+        }
+        let wake = core.poll_timeout().map_or(
+            start + crate::subsystems::rpc_server::MAX_DEADLINE,
+            Instant::from_std,
+        );
+        let next = std::future::poll_fn(|cx| {
+            for i in 0..running.len() {
+                if let Poll::Ready(r) = running[i].1.as_mut().poll(cx) {
+                    let (attempt, _) = running.swap_remove(i);
+                    return Poll::Ready((attempt, r));
+                }
+            }
+            Poll::Pending
+        });
+        tokio::select! {
+            (attempt, result) = next => {
+                let result = result.map(|m| {
+                    answers.insert(attempt, m);
+                });
+                core.handle_result(Instant::now().into_std(), attempt, result, &mut lock());
+            }
+            () = tokio::time::sleep_until(wake) => {}
+        }
+    }
+}
+
+/// One attempt in flight.
+type Attempt = Pin<Box<dyn Future<Output = Result<Bytes, Status>> + Send>>;
+
+/// A streaming call in progress (server streaming, client streaming or
+/// duplex). Dropping it before the trailer cancels the call.
+#[derive(Debug)]
+pub struct ClientCall {
+    stream: CallStream,
+    deadline: Instant,
+    max: usize,
+    finished: bool,
+    node: NodeId,
+}
+
+impl ClientCall {
+    /// Opens a call of `service.method` on `node`.
+    pub async fn open(
+        mux: &Mux,
+        node: NodeId,
+        service: &str,
+        method: &str,
+        options: &CallOptions,
+    ) -> Result<Self, Status> {
+        let deadline = Instant::now() + options.timeout;
+        let h = header(service, method, options, Deadline::at(deadline.into_std()));
+        let stream = tokio::time::timeout_at(deadline, open(mux, node, &h, None, false))
+            .await
+            .map_err(|_| timeout())??;
+        Ok(Self {
+            stream,
+            deadline,
+            max: options.max_response,
+            finished: false,
+            node,
+        })
+    }
+
+    /// The node serving the call.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// Sends one request message.
+    pub async fn send(&mut self, item: &[u8]) -> Result<(), Status> {
+        let mut buf = Vec::with_capacity(item.len() + 5);
+        put_message(&mut buf, item)?;
+        tokio::time::timeout_at(self.deadline, self.stream.send.write_all(&buf))
+            .await
+            .map_err(|_| timeout())?
+            .map_err(|e| write_error(&e))
+    }
+
+    /// Ends the request side (the server's `recv` returns `None`).
+    pub fn finish(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            let _ = self.stream.send.finish();
+        }
+    }
+
+    /// The next response message; `None` after an `ok` trailer.
+    pub async fn recv(&mut self) -> Result<Option<Bytes>, Status> {
+        if self.stream.done {
+            return Ok(None);
+        }
+        let frame =
+            tokio::time::timeout_at(self.deadline, read_frame(&mut self.stream.recv, self.max))
+                .await
+                .map_err(|_| timeout())??;
+        match frame {
+            Inbound::Message(m) => Ok(Some(m)),
+            Inbound::Trailer(t) => {
+                self.stream.done = true;
+                let s = Status::from_trailer(t);
+                if s.is_ok() {
+                    Ok(None)
+                } else {
+                    Err(s)
+                }
+            }
+            Inbound::End => Err(Status::new(
+                Code::Transport,
+                "the stream ended without a trailer",
+            )),
+            Inbound::Header(_) => Err(Status::new(Code::Transport, "unexpected frame")),
+        }
+    }
+}
+
+fn timeout() -> Status {
+    Status::new(Code::Timeout, "the call's deadline passed")
+}

@@ -1,0 +1,300 @@
+//! Serving nRPC calls: the loop that takes the protocol's streams from the
+//! mux, and one task per call that reads the call header, answers the
+//! built-in verbs, admits the call (concurrency limit, bounded queue),
+//! runs the handler under the call's deadline and watches for the caller's
+//! cancellation.
+//!
+//! When the deadline passes, the handler's call is cancelled and the
+//! caller gets a `timeout` trailer; when the caller cancels (stops the
+//! stream), the handler's call is cancelled and nothing more is written.
+//! Either way the handler is polled for at most [`CANCEL_GRACE`] more, so
+//! it sees the cancellation, and then dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use relay_proto::wire::rpc::CallHeader;
+use relay_proto::NodeId;
+use relay_rpc::{Code, Deadline, Status};
+use relay_transport::mux::{reset_bi, ProtocolRx, RESET_BUSY};
+use relay_transport::{Incoming, RecvStream, SendStream};
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::rpc_builtin::builtin;
+use super::rpc_io::{abandon_protocol, read_frame, Inbound};
+use super::rpc_service::{ServiceEntry, Services};
+use super::rpc_sink::{CallRx, CallTx, LocalFrame};
+
+/// Longest wait for a call header.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest deadline a server grants (and the deadline of calls without
+/// one).
+pub const MAX_DEADLINE: Duration = Duration::from_secs(3600);
+/// Calls this node serves at once, all services together; past it a new
+/// call's stream is reset with the mux's `busy` code.
+pub const MAX_CALLS: usize = 4096;
+/// How long a cancelled handler keeps being polled.
+pub const CANCEL_GRACE: Duration = Duration::from_millis(200);
+/// Largest message a server reads.
+pub const MAX_MESSAGE: usize = relay_proto::wire::rpc::MAX_MESSAGE_LEN;
+
+/// One call, as its handler sees it.
+#[derive(Debug)]
+pub struct ServerCall {
+    peer: NodeId,
+    header: CallHeader,
+    deadline: Deadline,
+    recv: CallRx,
+    sink: Arc<Mutex<Option<CallTx>>>,
+    token: CancellationToken,
+}
+
+impl ServerCall {
+    /// The caller's node.
+    pub fn peer(&self) -> NodeId {
+        self.peer
+    }
+
+    /// The method.
+    pub fn method(&self) -> &str {
+        &self.header.method
+    }
+
+    /// The service.
+    pub fn service(&self) -> &str {
+        &self.header.service
+    }
+
+    /// The metadata pairs.
+    pub fn metadata(&self) -> &[(String, String)] {
+        &self.header.metadata
+    }
+
+    /// Whether the caller marked the call idempotent.
+    pub fn idempotent(&self) -> bool {
+        self.header.idempotent
+    }
+
+    /// The deadline (this node's clock).
+    pub fn deadline(&self) -> Deadline {
+        self.deadline
+    }
+
+    /// Resolves when the call is cancelled: its deadline passed or its
+    /// caller gave up.
+    pub async fn cancelled(&self) {
+        self.token.cancelled().await;
+    }
+
+    /// Whether the call is cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// The next request message; `None` once the caller finished sending.
+    pub async fn recv(&mut self) -> Result<Option<Bytes>, Status> {
+        tokio::select! {
+            () = self.token.cancelled() => Err(cancelled()),
+            r = self.recv.next() => r,
+        }
+    }
+
+    /// Sends one response message now (server streaming, duplex).
+    pub async fn send(&self, item: &[u8]) -> Result<(), Status> {
+        tokio::select! {
+            () = self.token.cancelled() => Err(cancelled()),
+            r = async {
+                let mut sink = self.sink.lock().await;
+                sink.as_mut().ok_or_else(cancelled)?.message(item).await
+            } => r,
+        }
+    }
+}
+
+fn cancelled() -> Status {
+    Status::new(Code::Cancelled, "the call was cancelled")
+}
+
+/// Serves the calls queued on `rx` until the mux closes.
+pub async fn serve(mut rx: ProtocolRx, services: Arc<Services>) {
+    let mut calls = JoinSet::new();
+    loop {
+        tokio::select! {
+            incoming = rx.next_stream() => match incoming {
+                Some(Incoming::Bi { from, mut send, mut recv }) => {
+                    if calls.len() >= MAX_CALLS {
+                        reset_bi(&mut send, &mut recv, RESET_BUSY);
+                    } else {
+                        calls.spawn(serve_call(services.clone(), from, send, recv));
+                    }
+                }
+                Some(Incoming::Uni { mut recv, .. }) => {
+                    relay_transport::mux::stop_uni(&mut recv, relay_transport::mux::RESET_BAD_FRAME);
+                }
+                Some(Incoming::Datagram { .. }) => {}
+                None => break,
+            },
+            Some(_) = calls.join_next(), if !calls.is_empty() => {}
+        }
+    }
+    calls.shutdown().await;
+}
+
+/// One call, from its header to its trailer.
+async fn serve_call(
+    services: Arc<Services>,
+    from: NodeId,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
+    let header = match tokio::time::timeout(HEADER_TIMEOUT, read_frame(&mut recv, 0)).await {
+        Ok(Ok(Inbound::Header(h))) => h,
+        Ok(Err(s)) if s.code == Code::Cancelled => return,
+        _ => {
+            tracing::debug!(peer = %from.fmt_short(), "rpc: no valid call header");
+            abandon_protocol(&mut send, &mut recv);
+            return;
+        }
+    };
+    dispatch(
+        &services,
+        from,
+        header,
+        CallRx::Quic(recv),
+        CallTx::Quic(send),
+    )
+    .await;
+}
+
+/// One call of this node's own caller (in-process, no stream).
+pub async fn serve_local(
+    services: Arc<Services>,
+    header: CallHeader,
+    recv: mpsc::Receiver<Bytes>,
+    send: mpsc::Sender<LocalFrame>,
+) {
+    let me = services.node();
+    dispatch(
+        &services,
+        me,
+        header,
+        CallRx::Local(recv),
+        CallTx::Local(send),
+    )
+    .await;
+}
+
+/// A call whose header is read: answers it.
+async fn dispatch(
+    services: &Services,
+    from: NodeId,
+    header: CallHeader,
+    recv: CallRx,
+    mut send: CallTx,
+) {
+    let started = tokio::time::Instant::now();
+    let deadline = Deadline::from_wire(started.into_std(), header.deadline_ms, MAX_DEADLINE);
+    let Some(entry) = services.get(&header.service) else {
+        let s = Status::new(
+            Code::Unavailable,
+            format!("this node does not serve {}", header.service),
+        );
+        send.reply(None, &Err(s)).await;
+        return;
+    };
+    if let Some(answer) = builtin(services.node(), &entry, &header.method) {
+        send.reply(Some(&answer), &Ok(())).await;
+        return;
+    }
+    if !entry.has_method(&header.method) {
+        let s = Status::new(
+            Code::Unimplemented,
+            format!("{} has no method {}", entry.name, header.method),
+        );
+        send.reply(None, &Err(s)).await;
+        return;
+    }
+    let until = deadline
+        .instant()
+        .map_or(started + MAX_DEADLINE, tokio::time::Instant::from_std);
+    let permit = match tokio::time::timeout_at(until, entry.admit()).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(s)) => {
+            send.reply(None, &Err(s)).await;
+            return;
+        }
+        Err(_) => {
+            let s = Status::new(Code::Timeout, "the deadline passed in the queue");
+            send.reply(None, &Err(s)).await;
+            return;
+        }
+    };
+    if let Ok(mut s) = entry.stats.lock() {
+        s.started();
+    }
+    let ok = run(&entry, from, header, deadline, until, send, recv).await;
+    drop(permit);
+    if let Ok(mut s) = entry.stats.lock() {
+        s.finished(started.elapsed(), ok);
+    };
+}
+
+/// Runs the handler; returns whether the call ended `ok`.
+async fn run(
+    entry: &ServiceEntry,
+    from: NodeId,
+    header: CallHeader,
+    deadline: Deadline,
+    until: tokio::time::Instant,
+    send: CallTx,
+    recv: CallRx,
+) -> bool {
+    let stopped = send.stopped();
+    let sink = Arc::new(Mutex::new(Some(send)));
+    let token = CancellationToken::new();
+    let call = ServerCall {
+        peer: from,
+        header,
+        deadline,
+        recv,
+        sink: sink.clone(),
+        token: token.clone(),
+    };
+    let mut handler = (entry.handler)(call);
+    let outcome = tokio::select! {
+        r = &mut handler => Some(r),
+        () = tokio::time::sleep_until(until) => None,
+        _ = stopped => {
+            // The caller gave up: nothing more is written.
+            token.cancel();
+            if let Some(mut s) = sink.lock().await.take() {
+                s.cancel();
+            }
+            let _ = tokio::time::timeout(CANCEL_GRACE, handler).await;
+            return false;
+        }
+    };
+    let (message, result) = match outcome {
+        Some(Ok(m)) => (m, Ok(())),
+        Some(Err(s)) => (None, Err(s)),
+        None => {
+            token.cancel();
+            let s = Status::new(Code::Timeout, "the deadline passed while the handler ran");
+            let taken = sink.lock().await.take();
+            if let Some(mut send) = taken {
+                send.reply(None, &Err(s)).await;
+            }
+            let _ = tokio::time::timeout(CANCEL_GRACE, handler).await;
+            return false;
+        }
+    };
+    let ok = result.is_ok();
+    let taken = sink.lock().await.take();
+    if let Some(mut send) = taken {
+        send.reply(message.as_deref(), &result).await;
+    }
+    ok
+}
