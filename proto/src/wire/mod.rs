@@ -7,8 +7,10 @@
 //! - [`probe`]: traversal probes on the UDP port (first bytes `0x10`, `0x11`);
 //! - [`traversal`]: traversal messages, one variant of the control channel;
 //! - [`natpmp`], [`pcp`]: port-mapping requests to and responses from the
-//!   default gateway (RFC 6886, RFC 6887).
+//!   default gateway (RFC 6886, RFC 6887);
+//! - [`channel`]: pub/sub channel frames (mux protocol id 3).
 
+pub mod channel;
 pub mod control;
 pub mod natpmp;
 pub mod pcp;
