@@ -9,7 +9,7 @@
 //! `bool` as `00` or `01`, and a NodeId as its 32 raw bytes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use relay_proto::wire::channel::{ChannelFrame, Cursor, Reason, Start, TokenKind};
+use relay_proto::wire::channel::{Backpressure, ChannelFrame, Cursor, Reason, Start, TokenKind};
 use relay_proto::{NodeId, SecretKey};
 
 /// NodeId of the secret key `[1; 32]`.
@@ -46,18 +46,20 @@ fn subscribe_every_start() {
         queue: Some("g".into()),
         start,
         credit: 128,
+        backpressure: Backpressure::DropNewest,
     };
-    // variant 0, link 300 (ac 02), name, token, Some("g"), start, credit 128 (80 01)
+    // variant 0, link 300 (ac 02), name, token, Some("g"), start, credit 128
+    // (80 01), drop-newest (02)
     let head = ["00", "ac02", "03612f62", "01ee", "010167"];
-    golden(sub(Start::Live), &[&head.concat(), "00", "8001"]);
-    golden(sub(Start::FromStart), &[&head.concat(), "01", "8001"]);
-    golden(sub(Start::Last(5)), &[&head.concat(), "0205", "8001"]);
+    golden(sub(Start::Live), &[&head.concat(), "00", "8001", "02"]);
+    golden(sub(Start::FromStart), &[&head.concat(), "01", "8001", "02"]);
+    golden(sub(Start::Last(5)), &[&head.concat(), "0205", "8001", "02"]);
     golden(
         sub(Start::After(vec![Cursor {
             publisher: id1(),
             seq: 7,
         }])),
-        &[&head.concat(), "03", "01", ID1, "07", "8001"],
+        &[&head.concat(), "03", "01", ID1, "07", "8001", "02"],
     );
     golden(
         ChannelFrame::Subscribe {
@@ -67,8 +69,9 @@ fn subscribe_every_start() {
             queue: None,
             start: Start::Live,
             credit: 0,
+            backpressure: Backpressure::Block,
         },
-        &["00", "01", "0178", "00", "00", "00", "00"],
+        &["00", "01", "0178", "00", "00", "00", "00", "00"],
     );
 }
 
@@ -126,6 +129,28 @@ fn every_reason() {
     ];
     for (reason, bytes) in reasons {
         golden(ChannelFrame::End { link: 9, reason }, &["0b", "09", bytes]);
+    }
+}
+
+#[test]
+fn every_backpressure_mode() {
+    for (backpressure, byte) in [
+        (Backpressure::Block, "00"),
+        (Backpressure::DropOldest, "01"),
+        (Backpressure::DropNewest, "02"),
+    ] {
+        golden(
+            ChannelFrame::Subscribe {
+                link: 1,
+                name: "x".into(),
+                token: vec![],
+                queue: None,
+                start: Start::Live,
+                credit: 0,
+                backpressure,
+            },
+            &["00", "01", "0178", "00", "00", "00", "00", byte],
+        );
     }
 }
 

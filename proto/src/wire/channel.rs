@@ -17,7 +17,7 @@
 //!
 //! | frame | direction | meaning |
 //! |-------|-----------|---------|
-//! | [`ChannelFrame::Subscribe`] | subscriber → owner | subscribe to a channel with a token chain, an optional queue group, a start point and an initial credit |
+//! | [`ChannelFrame::Subscribe`] | subscriber → owner | subscribe to a channel with a token chain, an optional queue group, a start point, an initial credit and a backpressure mode |
 //! | [`ChannelFrame::Advertise`] | publisher → owner | open a publishing session with a token chain |
 //! | [`ChannelFrame::Accepted`] | owner → opener | the subscription or session is live |
 //! | [`ChannelFrame::Denied`] | owner → opener | refused, with a [`Reason`] |
@@ -62,6 +62,36 @@ pub enum Start {
     /// live. A publisher not named is replayed from its oldest retained
     /// message.
     After(Vec<Cursor>),
+}
+
+/// What the owner does when a subscription's buffer is full (the
+/// subscriber gave no credit for a while).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Backpressure {
+    /// Publishers wait until the subscriber gives credit.
+    Block,
+    /// The oldest buffered message is dropped (and reported as a gap).
+    DropOldest,
+    /// The new message is dropped (and reported as a gap).
+    DropNewest,
+}
+
+impl Backpressure {
+    /// Stable text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Block => "block",
+            Self::DropOldest => "drop-oldest",
+            Self::DropNewest => "drop-newest",
+        }
+    }
+
+    /// The mode with this text.
+    pub fn from_text(text: &str) -> Option<Self> {
+        [Self::Block, Self::DropOldest, Self::DropNewest]
+            .into_iter()
+            .find(|m| m.as_str() == text)
+    }
 }
 
 /// A position in one publisher's sequence.
@@ -206,6 +236,8 @@ pub enum ChannelFrame {
         start: Start,
         /// Messages the owner may send before more credit.
         credit: u32,
+        /// What the owner does when this subscription's buffer is full.
+        backpressure: Backpressure,
     },
     /// Open a publishing session on `name`.
     Advertise {
@@ -524,6 +556,7 @@ mod tests {
                 seq: 9,
             }]),
             credit: 64,
+            backpressure: Backpressure::DropOldest,
         });
         roundtrip(ChannelFrame::Deliver {
             link: 1,
@@ -547,6 +580,7 @@ mod tests {
             queue: None,
             start: Start::Live,
             credit: 1,
+            backpressure: Backpressure::Block,
         };
         assert_eq!(long.encode(), Err(ChannelFrameError::Bound("name")));
         let bytes = postcard::to_allocvec(&long).unwrap();
