@@ -4,7 +4,8 @@
 //! the join [`Ticket`] and the text codecs they use, the wire messages of
 //! the transport ([`wire`]), the canonical encoding of signed data
 //! ([`signing`]), the local API's frame stream ([`frame_stream`]) and the
-//! relay ledger's signed entries and replication messages ([`ledger`]). It
+//! relay ledger's signed entries and replication messages ([`ledger`]), and
+//! the permission tokens that gate channels ([`token`]). It
 //! is pure data: it parses, emits, signs and verifies.
 //!
 //! It must not know about sockets, async runtimes, QUIC, files or clocks.
@@ -19,6 +20,7 @@ pub mod ledger;
 mod node_id;
 pub mod signing;
 mod ticket;
+pub mod token;
 pub mod wire;
 
 pub use base32::{decode as base32_decode, encode as base32_encode, Base32Error};

@@ -695,3 +695,54 @@ fn join_ticket_text_form() {
     assert_eq!(text, want);
     assert!(relay_proto::Ticket::decode(want).unwrap() == ticket);
 }
+
+// ---------------------------------------------------------------- tokens
+
+#[test]
+fn token_chain_binary_form() {
+    use relay_proto::token::{
+        ChannelPattern, Scope, Scopes, TokenChain, TokenClaims, TokenId, TOKEN_CONTEXT,
+    };
+    let claims = TokenClaims {
+        issuer: id(1),
+        subject: id(2),
+        scopes: Scopes::of(&[Scope::Publish, Scope::Delegate]),
+        channel: ChannelPattern::parse("a/>").unwrap(),
+        not_before: 1000,
+        expires: 2000,
+        delegation_depth: 1,
+        id: TokenId::from_bytes([7; 16]),
+        parent: TokenId::NONE,
+    };
+    let fields = wire(&[
+        ID1,
+        ID2,
+        "05",                               // scopes: publish | delegate
+        "0003612f3e",                       // channel "a/>"
+        "00000000000003e8",                 // not_before 1000
+        "00000000000007d0",                 // expires 2000
+        "01",                               // delegation_depth 1
+        "07070707070707070707070707070707", // id
+        "00000000000000000000000000000000", // parent: none
+    ]);
+    let signed = claims.canonical().unwrap();
+    assert_eq!(
+        hex(signed.as_bytes()),
+        format!("{}00{fields}", hex(TOKEN_CONTEXT.as_str().as_bytes()))
+    );
+    assert_eq!(TOKEN_CONTEXT.as_str(), "relay-node/v1/token");
+    let token = claims.sign(&SecretKey::from_bytes(&[1; 32])).unwrap();
+    let chain = TokenChain::new(vec![token]).unwrap();
+    let want = wire(&["01", "01", &fields, TOKEN_SIGNATURE]);
+    assert_eq!(hex(&chain.encode()), want);
+    assert_eq!(TokenChain::decode(&unhex(&want)), Ok(chain.clone()));
+    let text = chain.to_text();
+    assert!(text.starts_with("rnk1"));
+    assert_eq!(text.parse::<TokenChain>(), Ok(chain));
+}
+
+/// ed25519 (deterministic) by the key `[1; 32]` over the claims above.
+const TOKEN_SIGNATURE: &str = concat!(
+    "ba346a16051cafa2a32534801e24476ae8dd9a92e99661d00481756173fa6851",
+    "17c9bcfe3128ca72b593cd32268926811acdda4ddd63187363f0f85fa8763001",
+);
