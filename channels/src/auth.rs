@@ -34,14 +34,28 @@ pub struct Grant {
     /// When the verdict runs out (unix ms): the earliest expiry of the
     /// chain. `None`: never (no token was needed).
     pub expires_ms: Option<u64>,
-    /// Ids of every token of the chain: revoking any of them ends the link.
+    /// Ids of every token of the chain (revocation keys), root first:
+    /// revoking any of them ends the link.
     pub token_ids: Vec<[u8; 32]>,
+    /// The issuer of each of those tokens, in the same order. A
+    /// revocation of token `i` counts only when it comes from the issuer
+    /// of token `i` or of a token above it.
+    pub issuers: Vec<NodeId>,
 }
 
 impl Grant {
     /// A verdict that needs no token and never runs out.
     pub fn open() -> Self {
         Self::default()
+    }
+
+    /// Whether a revocation of `token_id` written by `by` covers this
+    /// verdict.
+    pub fn revoked_by(&self, token_id: &[u8; 32], by: &NodeId) -> bool {
+        self.token_ids
+            .iter()
+            .position(|id| id == token_id)
+            .is_some_and(|i| self.issuers.iter().take(i + 1).any(|n| n == by))
     }
 }
 

@@ -21,8 +21,8 @@
 //!
 //! Each takes the current time (unix milliseconds) and inputs
 //! (`handle_*`) and yields outputs (`poll_transmit`, `poll_event`,
-//! `poll_timeout`). Tokens are checked through the [`Authorizer`] trait, so
-//! this layer does not parse or verify tokens itself.
+//! `poll_timeout`). Tokens are checked through the [`Authorizer`] trait;
+//! [`TokenAuthorizer`] implements it on `relay_proto::token`.
 //!
 //! ## What this crate must not know about
 //!
@@ -39,6 +39,7 @@ pub mod queue;
 mod rate;
 mod subscription;
 pub mod throttle;
+pub mod tokens;
 
 #[cfg(test)]
 mod owner_tests;
@@ -54,3 +55,4 @@ pub use owner::{
 pub use policy::{History, Policy, PolicyError};
 pub use publication::{PubEvent, Publication, PublishRefused};
 pub use subscription::{SubEvent, Subscription, SubscriptionConfig};
+pub use tokens::TokenAuthorizer;

@@ -375,13 +375,14 @@ impl<A: Authorizer> Owner<A> {
         }
     }
 
-    /// A token was revoked: every link whose chain holds it ends with
+    /// A token was revoked by node `by`: every link whose chain holds it,
+    /// with `by` among the issuers at or above it, ends with
     /// `token: revoked`.
-    pub fn handle_revocation(&mut self, token_id: &[u8; 32]) -> usize {
+    pub fn handle_revocation(&mut self, token_id: &[u8; 32], by: &NodeId) -> usize {
         let hit: Vec<LinkKey> = self
             .links
             .iter()
-            .filter(|(_, l)| l.grant.token_ids.contains(token_id))
+            .filter(|(_, l)| l.grant.revoked_by(token_id, by))
             .map(|(k, _)| *k)
             .collect();
         for key in &hit {

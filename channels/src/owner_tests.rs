@@ -327,7 +327,9 @@ fn revocation_ends_only_the_links_it_covers() {
     n.sub(3, 1, CH, "ok:8:0", SubscriptionConfig::default());
     n.publisher(4, 1, CH, "ok:7:0");
     n.events(2, 1);
-    assert_eq!(n.owner.handle_revocation(&[7; 32]), 2);
+    // Only an issuer of the chain can revoke it.
+    assert_eq!(n.owner.handle_revocation(&[7; 32], &node(9)), 0);
+    assert_eq!(n.owner.handle_revocation(&[7; 32], &node(1)), 2);
     n.pump();
     assert_eq!(
         n.events(2, 1),
@@ -358,7 +360,7 @@ fn token_refresh_keeps_a_live_subscription_without_loss() {
     assert_eq!(seqs(&events), [1, 2, 3]);
     assert_eq!(denied(&events), None);
     // The old token's revocation no longer matters; the new one's does.
-    assert_eq!(n.owner.handle_revocation(&[1; 32]), 0);
+    assert_eq!(n.owner.handle_revocation(&[1; 32], &node(1)), 0);
     // A bad refresh ends it with its kind.
     n.subs
         .get_mut(&(node(2), 1))

@@ -42,6 +42,7 @@ impl Authorizer for Script {
                 Ok(Grant {
                     expires_ms: (exp > 0).then_some(exp),
                     token_ids: vec![[id; 32]],
+                    issuers: vec![node(1)],
                 })
             }
             ["bad", kind] => Err(TokenKind::from_text(kind).unwrap_or(TokenKind::Malformed)),
