@@ -53,6 +53,9 @@ pub enum AppError {
     /// `ledger verify` found a problem.
     #[error("ledger-problem: {0}")]
     LedgerProblem(String),
+    /// A `channel`, `sub` or `pub` verb failed.
+    #[error(transparent)]
+    Channel(#[from] crate::channel_cmd::ChannelCmdError),
 }
 
 impl AppError {
@@ -69,6 +72,7 @@ impl AppError {
             Self::Runtime(_) => "runtime",
             Self::UntilDirect(e) => &e.kind,
             Self::LedgerProblem(_) => "ledger-problem",
+            Self::Channel(e) => e.kind(),
         }
     }
 }
@@ -190,6 +194,9 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             let after = after.map(|a| args::cursor(&a)).transpose()?;
             ledger_listing(&dir, &query, after, limit, follow, json)?;
         }
+        Command::Channel { action } => crate::channel_cmd::channel(&dir, action)?,
+        Command::Sub(args) => crate::channel_cmd::sub(&dir, args)?,
+        Command::Pub(args) => crate::channel_cmd::publish(&dir, args)?,
         Command::Netcheck { json } => {
             let report = ApiClient::connect(&dir)?.netcheck()?;
             if json {

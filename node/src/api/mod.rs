@@ -21,6 +21,7 @@
 //! the transport itself; the node hands it snapshots and subscriptions.
 
 pub mod body;
+pub mod channels;
 pub mod client;
 pub mod conns;
 pub mod core;

@@ -1,6 +1,11 @@
 //! The subsystems a node runs. This list is the one place to touch when a
 //! subsystem is added (see [`crate::subsystem`] for what each registers).
 
+pub mod channels;
+pub mod channels_driver;
+pub mod channels_hub;
+pub mod channels_registry;
+pub mod channels_wire;
 pub mod ledger;
 pub mod ledger_announce;
 pub mod ledger_core;
@@ -30,6 +35,10 @@ pub fn builtins(ctx: &NodeContext) -> SubsystemSet {
     let list: Vec<Arc<dyn Subsystem>> = vec![
         Arc::new(ping::PingSubsystem::new(ctx.mux.clone())),
         Arc::new(ledger::LedgerSubsystem::new(
+            ctx.mux.clone(),
+            ctx.ledger.clone(),
+        )),
+        Arc::new(channels::ChannelsSubsystem::new(
             ctx.mux.clone(),
             ctx.ledger.clone(),
         )),
