@@ -1,0 +1,228 @@
+//! Channels end to end, three real `relay-node` processes on loopback,
+//! through the CLI: A owns a token-gated channel; B's subscription without
+//! a token is denied; with a token from A, B receives 10,000 messages from
+//! C (which holds a publish token from A) in order, none missing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use relay_node::datadir::DataDir;
+use relay_node::keystore::load_identity;
+use relay_proto::token::{issue, ChannelPattern, Grant, Scope, Scopes};
+use relay_proto::NodeId;
+
+const BIN: &str = env!("CARGO_BIN_EXE_relay-node");
+/// Generous bound for anything a process must do; never a timing assertion.
+const DEADLINE: Duration = Duration::from_secs(120);
+const MESSAGES: usize = 10_000;
+
+mod common;
+use common::TempDir;
+
+/// A running `relay-node run`, killed on drop.
+struct Node {
+    child: Child,
+    listen: SocketAddr,
+}
+
+impl Node {
+    fn start(dir: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["run", "--listen", "127.0.0.1:0"])
+            .env_remove("RELAY_NODE_DATA_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let line = loop {
+            let line = rx.recv_timeout(DEADLINE).expect("node never listened");
+            if line.contains(" listening on ") {
+                break line;
+            }
+        };
+        let listen = line.rsplit(' ').next().unwrap().parse().unwrap();
+        Self { child, listen }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cli(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("RELAY_NODE_DATA_DIR")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).trim().to_string()
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most [`DEADLINE`].
+fn poll<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + DEADLINE;
+    while Instant::now() < end {
+        if let Some(v) = f() {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("condition not met within {DEADLINE:?}");
+}
+
+/// A token from the owner of `owner_dir` for `subject`.
+fn token(owner_dir: &Path, subject: &str, scope: Scope, channel: &str) -> String {
+    let key = load_identity(&DataDir::new(owner_dir)).unwrap();
+    let grant = Grant {
+        subject: subject.parse::<NodeId>().unwrap(),
+        scopes: Scopes::of(&[scope]),
+        channel: ChannelPattern::parse(channel).unwrap(),
+        ttl_ms: 600_000,
+        depth: None,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    issue(&key, &grant, now).unwrap().to_text()
+}
+
+fn list(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&cli(dir, &["channel", "list", "--json"]).stdout).unwrap_or_default()
+}
+
+fn channel<'a>(list: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    list["channels"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)
+}
+
+#[test]
+fn three_nodes_token_gated_channel_in_order_none_missing() {
+    let tmp = TempDir::new("chan");
+    let dirs: Vec<PathBuf> = ["a", "b", "c"].iter().map(|n| tmp.0.join(n)).collect();
+    let (a, b, c) = (&dirs[0], &dirs[1], &dirs[2]);
+    assert!(cli(a, &["init"]).status.success());
+    let node_a = Node::start(a);
+    let ticket = text(&cli(a, &["invite", "--addr", &node_a.listen.to_string()]).stdout);
+    let id_b = text(&cli(b, &["init", "--join", &ticket]).stdout);
+    let id_c = text(&cli(c, &["init", "--join", &ticket]).stdout);
+    let _node_b = Node::start(b);
+    let _node_c = Node::start(c);
+
+    let created = cli(a, &["channel", "create", "news", "--require-token"]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    assert!(cli(a, &["channel", "create", "news"]).status.code() != Some(0));
+    // B and C learn the registration from the ledger.
+    for dir in [b, c] {
+        poll(|| channel(&list(dir), "news").map(|_| ()));
+    }
+    let listed = list(b);
+    let news = channel(&listed, "news").unwrap();
+    assert_eq!(news["policy"]["require_token"], true);
+    assert_eq!(news["owned"], false);
+
+    // No token: denied with the token kind.
+    let denied = cli(b, &["sub", "news", "--count", "1"]);
+    assert!(!denied.status.success());
+    assert!(
+        text(&denied.stderr).contains("token: required"),
+        "{}",
+        text(&denied.stderr)
+    );
+
+    let sub_token = token(a, &id_b, Scope::Subscribe, "news");
+    let pub_token = token(a, &id_c, Scope::Publish, "news");
+    // A subscribe token does not publish.
+    let wrong = cli(c, &["pub", "news", "x", "--token", &sub_token]);
+    assert!(
+        text(&wrong.stderr).contains("token: wrong-subject"),
+        "{}",
+        text(&wrong.stderr)
+    );
+
+    let token_file = tmp.0.join("sub.token");
+    std::fs::write(&token_file, &sub_token).unwrap();
+    let count = MESSAGES.to_string();
+    let mut sub = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(b)
+        .args(["sub", "news", "--json", "--count", &count, "--token"])
+        .arg(format!("@{}", token_file.display()))
+        .env_remove("RELAY_NODE_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read as it comes: a subscriber that stops reading holds the
+    // publisher back (block backpressure).
+    let sub_out = BufReader::new(sub.stdout.take().unwrap());
+    let reader =
+        std::thread::spawn(move || sub_out.lines().map(Result::unwrap).collect::<Vec<_>>());
+    poll(|| {
+        let l = list(a);
+        (channel(&l, "news")?["stats"]["subscribers"] == 1).then_some(())
+    });
+
+    let mut publisher = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(c)
+        .args(["pub", "news", "-", "--token", &pub_token])
+        .env_remove("RELAY_NODE_DATA_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = publisher.stdin.take().unwrap();
+        for i in 0..MESSAGES {
+            writeln!(stdin, "m{i}").unwrap();
+        }
+    }
+    let published = publisher.wait_with_output().unwrap();
+    assert!(published.status.success());
+    assert_eq!(
+        text(&published.stdout),
+        format!("published {MESSAGES} messages: delivered {MESSAGES}/{MESSAGES}")
+    );
+
+    let got = sub.wait_with_output().unwrap();
+    assert!(got.status.success(), "{}", text(&got.stderr));
+    let lines: Vec<serde_json::Value> = reader
+        .join()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), MESSAGES);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["seq"], i as u64 + 1);
+        assert_eq!(l["data"], format!("m{i}"));
+        assert_eq!(l["publisher"], id_c.as_str());
+    }
+}
