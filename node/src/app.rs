@@ -56,6 +56,9 @@ pub enum AppError {
     /// A `channel`, `sub` or `pub` verb failed.
     #[error(transparent)]
     Channel(#[from] crate::channel_cmd::ChannelCmdError),
+    /// A `token` verb failed.
+    #[error(transparent)]
+    Token(#[from] crate::token_cmd::TokenCmdError),
 }
 
 impl AppError {
@@ -73,6 +76,7 @@ impl AppError {
             Self::UntilDirect(e) => &e.kind,
             Self::LedgerProblem(_) => "ledger-problem",
             Self::Channel(e) => e.kind(),
+            Self::Token(e) => e.kind(),
         }
     }
 }
@@ -197,6 +201,7 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
         Command::Channel { action } => crate::channel_cmd::channel(&dir, action)?,
         Command::Sub(args) => crate::channel_cmd::sub(&dir, args)?,
         Command::Pub(args) => crate::channel_cmd::publish(&dir, args)?,
+        Command::Token { action } => crate::token_cmd::run(&dir, action)?,
         Command::Netcheck { json } => {
             let report = ApiClient::connect(&dir)?.netcheck()?;
             if json {
@@ -329,13 +334,15 @@ fn join_addrs(addrs: &[std::net::SocketAddr]) -> String {
 }
 
 /// Writes a line to stdout; a closed stdout (e.g. `| head`) is not an error.
-fn print_line(line: &str) {
+/// Prints one line to stdout (a closed stdout is ignored).
+pub(crate) fn print_line(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
 }
 
-fn print_text(text: &str) {
+/// Prints text to stdout as is (a closed stdout is ignored).
+pub(crate) fn print_text(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();

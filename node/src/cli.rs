@@ -187,6 +187,13 @@ pub enum Command {
     Sub(crate::channel_cmd::SubArgs),
     /// Publish to a channel; prints `delivered N/M` (or a summary for stdin).
     Pub(crate::channel_cmd::PubArgs),
+    /// Permission tokens: issue, delegate, inspect, verify, revoke
+    /// (docs/TOKENS.md).
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::token_cmd_args::TokenAction,
+    },
 }
 
 /// `relay-node ledger` sub-commands.

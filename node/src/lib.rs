@@ -23,6 +23,9 @@
 //!   it ([`ledger_view`]);
 //! - the **stream protocols** a node speaks to its peers, routed by their
 //!   first byte ([`protocols`]; ping today);
+//! - **permission tokens**: the `token` verbs ([`token_cmd`]) over
+//!   `relay_proto::token`, and the live set of revoked tokens a running
+//!   node builds from the ledger ([`revocations_set`], [`revocations`]);
 //! - the **operator surface**: the read-only HTTP endpoint ([`http`]),
 //!   Prometheus metrics ([`metrics`]), `netcheck` ([`netcheck`]),
 //!   `ping --until-direct` ([`until_direct`]) and the traversal state they
@@ -58,12 +61,18 @@ pub mod netcheck;
 pub mod port_map_view;
 pub mod preflight;
 pub mod protocols;
+pub mod revocations;
+pub mod revocations_set;
 pub mod run;
 pub mod service;
 pub mod status;
 pub mod subsystem;
 pub mod subsystems;
 pub mod timefmt;
+pub mod token_cmd;
+pub mod token_cmd_args;
+pub mod token_cmd_revocations;
+pub mod token_cmd_view;
 pub mod traversal_view;
 pub mod until_direct;
 

@@ -145,6 +145,20 @@ class Client:
 
         return stream()
 
+    def revoke_token(self, token: Optional[str] = None, token_id: Optional[str] = None,
+                     expires_unix_ms: Optional[int] = None, reason: str = "") -> Dict[str, Any]:
+        """Revokes a token mesh-wide (`POST /v1/tokens/revoke`): by its text,
+        or by `token_id` with `expires_unix_ms` (how long to keep the
+        revocation). Returns `id`, `expires_unix_ms` and the ledger `cursor`."""
+        body: Dict[str, Any] = {"reason": reason}
+        if token is not None:
+            body["token"] = token
+        if token_id is not None:
+            body["id"] = token_id
+        if expires_unix_ms is not None:
+            body["expires_unix_ms"] = expires_unix_ms
+        return self._json("POST", "/v1/tokens/revoke", body)
+
     def _open(self, method: str, path: str, body: Optional[Dict[str, Any]], timeout: float) -> Any:
         try:
             return _http.open_request(self.socket_path, method, path, body, timeout)

@@ -100,7 +100,8 @@ impl Query {
     }
 }
 
-fn ledger_error(e: &LedgerError) -> ApiError {
+/// A ledger failure as an API error: its own kind, status 500.
+pub(crate) fn ledger_error(e: &LedgerError) -> ApiError {
     let text = e.to_string();
     let prefix = format!("{}: ", e.kind());
     ApiError::Operation {

@@ -15,6 +15,7 @@
 //!   any hyper server in the node.
 //! - [`ledger`], [`ledger_json`]: the ledger's routes (members, entries,
 //!   follow, verify) and the JSON form of entries and members.
+//! - [`tokens`]: `POST /v1/tokens/revoke` (a `token-revocation` entry).
 //! - [`client`]: the blocking client the CLI verbs use.
 //!
 //! This layer knows HTTP and JSON, not what a route means: it never touches
@@ -35,6 +36,7 @@ pub mod peercred;
 pub mod request;
 pub mod router;
 pub mod server;
+pub mod tokens;
 
 #[cfg(test)]
 mod tests;

@@ -106,6 +106,12 @@ impl Subsystem for LedgerSubsystem {
     }
 
     fn register_routes(&self, routes: &mut Routes) -> Result<(), RouteError> {
+        let core = self.core.clone();
+        let behind = Arc::new(move || {
+            let core = core.lock().unwrap_or_else(|e| e.into_inner());
+            core.own_state().is_ok_and(|(_, ahead)| ahead)
+        });
+        crate::api::tokens::register(routes, self.ledger.clone(), behind)?;
         let transport = self.mux.transport().clone();
         crate::api::ledger::register(
             routes,
