@@ -1,7 +1,8 @@
 //! Channels end to end, three real `relay-node` processes on loopback,
 //! through the CLI: A owns a token-gated channel; B's subscription without
 //! a token is denied; with a token from A, B receives 10,000 messages from
-//! C (which holds a publish token from A) in order, none missing.
+//! C (which holds a publish token from A) in order, none missing; after
+//! `token revoke`, B's subscription ends with `token: revoked` within 2 s.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -10,11 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-use relay_node::datadir::DataDir;
-use relay_node::keystore::load_identity;
-use relay_proto::token::{issue, ChannelPattern, Grant, Scope, Scopes};
-use relay_proto::NodeId;
 
 const BIN: &str = env!("CARGO_BIN_EXE_relay-node");
 /// Generous bound for anything a process must do; never a timing assertion.
@@ -94,21 +90,25 @@ fn poll<T>(mut f: impl FnMut() -> Option<T>) -> T {
     panic!("condition not met within {DEADLINE:?}");
 }
 
-/// A token from the owner of `owner_dir` for `subject`.
-fn token(owner_dir: &Path, subject: &str, scope: Scope, channel: &str) -> String {
-    let key = load_identity(&DataDir::new(owner_dir)).unwrap();
-    let grant = Grant {
-        subject: subject.parse::<NodeId>().unwrap(),
-        scopes: Scopes::of(&[scope]),
-        channel: ChannelPattern::parse(channel).unwrap(),
-        ttl_ms: 600_000,
-        depth: None,
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    issue(&key, &grant, now).unwrap().to_text()
+/// A token from the owner of `owner_dir` for `subject` (`token issue`).
+fn token(owner_dir: &Path, subject: &str, scope: &str, channel: &str) -> String {
+    let out = cli(
+        owner_dir,
+        &[
+            "token",
+            "issue",
+            "--subject",
+            subject,
+            "--scope",
+            scope,
+            "--channel",
+            channel,
+            "--ttl",
+            "10m",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
 }
 
 fn list(dir: &Path) -> serde_json::Value {
@@ -156,8 +156,8 @@ fn three_nodes_token_gated_channel_in_order_none_missing() {
         text(&denied.stderr)
     );
 
-    let sub_token = token(a, &id_b, Scope::Subscribe, "news");
-    let pub_token = token(a, &id_c, Scope::Publish, "news");
+    let sub_token = token(a, &id_b, "subscribe", "news");
+    let pub_token = token(a, &id_c, "publish", "news");
     // A subscribe token does not publish.
     let wrong = cli(c, &["pub", "news", "x", "--token", &sub_token]);
     assert!(
@@ -225,4 +225,39 @@ fn three_nodes_token_gated_channel_in_order_none_missing() {
         assert_eq!(l["data"], format!("m{i}"));
         assert_eq!(l["publisher"], id_c.as_str());
     }
+
+    // A live subscription, then the token is revoked.
+    let mut live = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(b)
+        .args(["sub", "news", "--token", &sub_token])
+        .env_remove("RELAY_NODE_DATA_DIR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    poll(|| {
+        let l = list(a);
+        (channel(&l, "news")?["stats"]["subscribers"] == 1).then_some(())
+    });
+    let revoke = cli(a, &["token", "revoke", &sub_token]);
+    assert!(revoke.status.success(), "{}", text(&revoke.stderr));
+    let revoked = Instant::now();
+    let ended = poll(|| live.try_wait().unwrap());
+    let took = revoked.elapsed();
+    assert!(!ended.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut live.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("token: revoked"), "{err}");
+    assert!(
+        took < Duration::from_secs(2),
+        "ended {took:?} after the revocation"
+    );
+    // And it cannot subscribe again.
+    let again = cli(b, &["sub", "news", "--count", "1", "--token", &sub_token]);
+    assert!(
+        text(&again.stderr).contains("token: revoked"),
+        "{}",
+        text(&again.stderr)
+    );
 }
