@@ -313,28 +313,28 @@ pub fn publish(dir: &DataDir, args: PubArgs) -> Result<(), ChannelCmdError> {
     let (mut count, mut delivered, mut targets) = (0u64, 0u64, 0u64);
     let mut batch: Vec<String> = Vec::new();
     let mut bytes = 0;
-    let mut flush = |batch: &mut Vec<String>| -> Result<(), ChannelCmdError> {
-        for (d, t) in send(batch)? {
-            count += 1;
-            delivered += d;
-            targets += t;
+    let mut lines = std::io::stdin().lock().lines();
+    loop {
+        let line = lines.next().transpose()?;
+        let end = line.is_none();
+        if let Some(line) = line {
+            bytes += line.len() + 8;
+            batch.push(line);
         }
-        batch.clear();
-        Ok(())
-    };
-    for line in std::io::stdin().lock().lines() {
-        let line = line?;
-        bytes += line.len() + 8;
-        batch.push(line);
-        if batch.len() >= PUB_BATCH || bytes >= PUB_BATCH_BYTES {
-            flush(&mut batch)?;
+        let full = batch.len() >= PUB_BATCH || bytes >= PUB_BATCH_BYTES;
+        if (full || end) && !batch.is_empty() {
+            for (d, t) in send(&batch)? {
+                count += 1;
+                delivered += d;
+                targets += t;
+            }
+            batch.clear();
             bytes = 0;
         }
+        if end {
+            break;
+        }
     }
-    if !batch.is_empty() {
-        flush(&mut batch)?;
-    }
-    drop(flush);
     out_line(
         &mut out,
         &format!("published {count} messages: delivered {delivered}/{targets}"),

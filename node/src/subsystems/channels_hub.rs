@@ -22,6 +22,7 @@ pub type Owner = relay_channels::Owner<TokenAuthorizer>;
 /// What a publish waits for: (delivered, targets), or why the session
 /// ended.
 pub type AckRx = oneshot::Receiver<Result<(u32, u32), Reason>>;
+type AckTx = oneshot::Sender<Result<(u32, u32), Reason>>;
 
 /// A publish that was not queued.
 #[derive(Debug)]
@@ -47,7 +48,7 @@ struct LocalPub {
     publication: Publication,
     /// Bumped on every event of the session.
     progress: watch::Sender<u64>,
-    acks: HashMap<u64, oneshot::Sender<Result<(u32, u32), Reason>>>,
+    acks: HashMap<u64, AckTx>,
 }
 
 /// The node's channel state. See the module docs.
