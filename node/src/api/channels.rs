@@ -110,6 +110,32 @@ pub fn policy_json(p: &Policy) -> Value {
     })
 }
 
+/// An error of a channels route, with its status: `no-such-channel` 404,
+/// `channel-exists` 409, `token` 403, `throttled` and `too-many` 429,
+/// `invalid-*` 400, else by [`super::error::status_for_kind`].
+fn op(kind: impl Into<String>, detail: impl Into<String>) -> ApiError {
+    let kind = kind.into();
+    let status = match kind.as_str() {
+        "no-such-channel" => 404,
+        "channel-exists" => 409,
+        "token" => 403,
+        "throttled" | "too-many" => 429,
+        k if k.starts_with("invalid-") => 400,
+        k => super::error::status_for_kind(k).as_u16(),
+    };
+    // Errors print as `kind: detail`; keep the kind out of the detail.
+    let detail: String = detail.into();
+    let detail = detail
+        .strip_prefix(&format!("{kind}: "))
+        .map(str::to_string)
+        .unwrap_or(detail);
+    ApiError::Operation {
+        kind,
+        detail,
+        status,
+    }
+}
+
 fn reason_error(r: Reason) -> ApiError {
     let detail = match r {
         Reason::Token(k) => k.as_str().to_string(),
@@ -117,7 +143,7 @@ fn reason_error(r: Reason) -> ApiError {
         Reason::Throttled => "too many authentication failures; try later".into(),
         other => format!("the owner ended the link ({})", other.kind()),
     };
-    ApiError::operation(r.kind(), detail)
+    op(r.kind(), detail)
 }
 
 fn token_bytes(text: Option<&str>) -> Result<Vec<u8>, ApiError> {
@@ -125,7 +151,7 @@ fn token_bytes(text: Option<&str>) -> Result<Vec<u8>, ApiError> {
         None => Ok(Vec::new()),
         Some(t) => TokenChain::from_text(t)
             .map(|c| c.encode())
-            .map_err(|e| ApiError::operation("token", e.kind())),
+            .map_err(|e| op("token", e.kind())),
     }
 }
 
@@ -169,7 +195,7 @@ impl ChannelsApi {
         tokio::task::spawn_blocking(move || f(&ledger))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| ApiError::operation(e.kind(), e.to_string()))
+            .map_err(|e| op(e.kind(), e.to_string()))
     }
 
     /// The owner of `name`: this node if it owns it, else the ledger's.
@@ -181,7 +207,7 @@ impl ChannelsApi {
         self.blocking(move |l| owner_of(l, &n))
             .await?
             .ok_or_else(|| {
-                ApiError::operation(
+                op(
                     "no-such-channel",
                     format!("no channel {name:?} is registered"),
                 )
@@ -192,9 +218,7 @@ impl ChannelsApi {
     pub async fn create(&self, r: CreateRequest) -> Result<Value, ApiError> {
         let history = match r.history.as_deref() {
             None => History::None,
-            Some(h) => {
-                History::parse(h).map_err(|e| ApiError::operation(e.kind(), e.to_string()))?
-            }
+            Some(h) => History::parse(h).map_err(|e| op(e.kind(), e.to_string()))?,
         };
         let policy = Policy {
             require_token: r.require_token,
@@ -203,18 +227,18 @@ impl ChannelsApi {
             history,
         }
         .checked()
-        .map_err(|e| ApiError::operation(e.kind(), e.to_string()))?;
+        .map_err(|e| op(e.kind(), e.to_string()))?;
         lock(&self.hub)
             .owner_mut()
             .create(&r.name, policy, unix_ms())
-            .map_err(|e| ApiError::operation(e.kind(), e.to_string()))?;
+            .map_err(|e| op(e.kind(), e.to_string()))?;
         if let Err(e) = self
             .ledger
             .append(registration(&r.name, &policy, false))
             .await
         {
             let _ = lock(&self.hub).owner_mut().remove(&r.name);
-            return Err(ApiError::operation(e.kind(), e.to_string()));
+            return Err(op(e.kind(), e.to_string()));
         }
         Ok(json!({"name": r.name, "owner": self.me().to_string(), "policy": policy_json(&policy)}))
     }
@@ -228,7 +252,7 @@ impl ChannelsApi {
             .find(|c| c.name == r.name)
             .map(|c| c.policy)
             .ok_or_else(|| {
-                ApiError::operation(
+                op(
                     "no-such-channel",
                     format!("{:?} is not owned by this node", r.name),
                 )
@@ -236,7 +260,7 @@ impl ChannelsApi {
         self.ledger
             .append(registration(&r.name, &policy, true))
             .await
-            .map_err(|e| ApiError::operation(e.kind(), e.to_string()))?;
+            .map_err(|e| op(e.kind(), e.to_string()))?;
         let _ = lock(&self.hub).owner_mut().remove(&r.name);
         self.wake.notify_one();
         Ok(json!({"name": r.name, "removed": true}))
@@ -296,15 +320,10 @@ impl ChannelsApi {
                             .await
                             .is_err()
                         {
-                            return Err(ApiError::operation(
-                                "timeout",
-                                "the owner did not take messages in time",
-                            ));
+                            return Err(op("timeout", "the owner did not take messages in time"));
                         }
                     }
-                    Err(PublishWait::Refused(e)) => {
-                        return Err(ApiError::operation(e.kind(), e.to_string()))
-                    }
+                    Err(PublishWait::Refused(e)) => return Err(op(e.kind(), e.to_string())),
                 }
             }
         }
@@ -316,12 +335,7 @@ impl ChannelsApi {
                 }
                 Ok(Ok(Err(reason))) => return Err(reason_error(reason)),
                 Ok(Err(_)) => return Err(reason_error(Reason::Closed)),
-                Err(_) => {
-                    return Err(ApiError::operation(
-                        "timeout",
-                        "the owner did not acknowledge in time",
-                    ))
-                }
+                Err(_) => return Err(op("timeout", "the owner did not acknowledge in time")),
             }
         }
         Ok(json!({ "results": results }))
@@ -406,10 +420,7 @@ impl ChannelsApi {
                 .await
                 .is_err()
             {
-                return Err(ApiError::operation(
-                    "timeout",
-                    "the channel's owner did not answer",
-                ));
+                return Err(op("timeout", "the channel's owner did not answer"));
             }
         }
     }
