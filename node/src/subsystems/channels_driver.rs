@@ -155,8 +155,10 @@ impl Driver {
             .get(&ended.peer)
             .is_some_and(|w| w.generation == ended.generation)
         {
+            // Links over it are lost; they resume when a new connection
+            // comes up (a new generation), not in a loop of failing dials.
             self.writers.remove(&ended.peer);
-            lock(&self.hub).peer_reset(&ended.peer);
+            lock(&self.hub).peer_down(&ended.peer);
         }
     }
 }
