@@ -217,8 +217,21 @@ pub async fn drive(
         d.flush();
         let due = lock(&hub).poll_timeout();
         let sleep = due.map_or(IDLE, |t| Duration::from_millis(t.saturating_sub(unix_ms())));
+        // Connection events first: a reconnect must drop the old
+        // connection's links before frames of the new one reopen them.
         tokio::select! {
-            () = wake.notified() => {}
+            biased;
+            event = events.recv() => match event {
+                Ok(e) => d.peer_event(e),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return,
+            },
+            entry = stored.recv() => match entry {
+                Ok(s) => apply_entry(&d.hub, &s),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => load(&ledger, &d.hub),
+                Err(_) => return,
+            },
+            Some(ended) = ended_rx.recv() => d.writer_ended(ended),
             incoming = rx.next() => match incoming {
                 Some(i) => d.incoming(i),
                 None => return,
@@ -234,17 +247,7 @@ pub async fn drive(
                     }
                 }
             }
-            Some(ended) = ended_rx.recv() => d.writer_ended(ended),
-            event = events.recv() => match event {
-                Ok(e) => d.peer_event(e),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(_) => return,
-            },
-            entry = stored.recv() => match entry {
-                Ok(s) => apply_entry(&d.hub, &s),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => load(&ledger, &d.hub),
-                Err(_) => return,
-            },
+            () = wake.notified() => {}
             () = tokio::time::sleep(sleep) => lock(&d.hub).handle_timeout(unix_ms()),
             Some(_) = d.tasks.join_next(), if !d.tasks.is_empty() => {}
         }
