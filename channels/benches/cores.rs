@@ -8,8 +8,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use relay_channels::{
-    DenyTokens, Owner, OwnerConfig, Policy, Publication, SubEvent, Subscription,
-    SubscriptionConfig,
+    DenyTokens, Owner, OwnerConfig, Policy, Publication, SubEvent, Subscription, SubscriptionConfig,
 };
 use relay_proto::wire::channel::ChannelFrame;
 use relay_proto::SecretKey;
