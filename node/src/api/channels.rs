@@ -32,7 +32,7 @@ use super::router::{ApiRequest, RequestContext, RouteError, Routes};
 use super::{BODY_TIMEOUT, MAX_BODY};
 use crate::ledger::Ledger;
 use crate::subsystems::channels_driver::{lock, unix_ms};
-use crate::subsystems::channels_hub::{Hub, PublishWait};
+use crate::subsystems::channels_hub::{AckRx, Hub, PublishWait};
 use crate::subsystems::channels_registry::{owner_of, registered, registration};
 
 /// How long a subscribe or a publish waits for the owner's answer.
@@ -100,6 +100,68 @@ pub struct PublishRequest {
     pub messages: Vec<String>,
 }
 
+/// What to subscribe to: the query of `GET /v1/sub`, or the first frame of
+/// the `channels` frame stream.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubOptions {
+    /// The channel.
+    pub name: String,
+    /// A token (`rnk1...`).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// The queue group.
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// `live` (default), `from-start` or `last:N`.
+    #[serde(default)]
+    pub start: Option<String>,
+    /// `block` (default), `drop-oldest` or `drop-newest`.
+    #[serde(default)]
+    pub backpressure: Option<String>,
+}
+
+impl SubOptions {
+    /// The subscription's configuration.
+    pub fn config(&self) -> Result<SubscriptionConfig, ApiError> {
+        let start = match self.start.as_deref() {
+            None | Some("live") => Start::Live,
+            Some("from-start") => Start::FromStart,
+            Some(s) => match s.strip_prefix("last:").map(str::parse::<u32>) {
+                Some(Ok(n)) => Start::Last(n),
+                _ => return Err(ApiError::BadRequest(format!("start {s:?} is not valid"))),
+            },
+        };
+        let backpressure = match self.backpressure.as_deref() {
+            None => Backpressure::Block,
+            Some(b) => Backpressure::from_text(b)
+                .ok_or_else(|| ApiError::BadRequest(format!("backpressure {b:?} is not valid")))?,
+        };
+        Ok(SubscriptionConfig {
+            window: 1024,
+            backpressure,
+            group: self.queue.clone().filter(|q| !q.is_empty()),
+            start,
+        })
+    }
+}
+
+/// Waits for a publish's acknowledgement: (delivered, targets).
+pub async fn ack(rx: AckRx) -> Result<(u32, u32), ApiError> {
+    match tokio::time::timeout(OWNER_TIMEOUT, rx).await {
+        Ok(Ok(Ok(counts))) => Ok(counts),
+        Ok(Ok(Err(reason))) => Err(reason_error(reason)),
+        Ok(Err(_)) => Err(reason_error(Reason::Closed)),
+        Err(_) => Err(op("timeout", "the owner did not acknowledge in time")),
+    }
+}
+
+/// `{"error": {kind, detail}}` for a link that ended.
+pub fn end_json(r: Reason) -> Value {
+    let e = reason_error(r);
+    json!({"error": {"kind": e.kind(), "detail": e.detail()}})
+}
+
 /// The policy as JSON.
 pub fn policy_json(p: &Policy) -> Value {
     json!({
@@ -113,7 +175,7 @@ pub fn policy_json(p: &Policy) -> Value {
 /// An error of a channels route, with its status: `no-such-channel` 404,
 /// `channel-exists` 409, `token` 403, `throttled` and `too-many` 429,
 /// `invalid-*` 400, else by [`super::error::status_for_kind`].
-fn op(kind: impl Into<String>, detail: impl Into<String>) -> ApiError {
+pub fn op(kind: impl Into<String>, detail: impl Into<String>) -> ApiError {
     let kind = kind.into();
     let status = match kind.as_str() {
         "no-such-channel" => 404,
@@ -136,7 +198,8 @@ fn op(kind: impl Into<String>, detail: impl Into<String>) -> ApiError {
     }
 }
 
-fn reason_error(r: Reason) -> ApiError {
+/// The error of a link the owner denied or ended.
+pub fn reason_error(r: Reason) -> ApiError {
     let detail = match r {
         Reason::Token(k) => k.as_str().to_string(),
         Reason::NoSuchChannel => "the owner has no such channel".into(),
@@ -146,7 +209,8 @@ fn reason_error(r: Reason) -> ApiError {
     op(r.kind(), detail)
 }
 
-fn token_bytes(text: Option<&str>) -> Result<Vec<u8>, ApiError> {
+/// A token's text (`rnk1...`) as chain bytes; none is empty.
+pub fn token_bytes(text: Option<&str>) -> Result<Vec<u8>, ApiError> {
     match text.map(str::trim).filter(|t| !t.is_empty()) {
         None => Ok(Vec::new()),
         Some(t) => TokenChain::from_text(t)
@@ -300,43 +364,49 @@ impl ChannelsApi {
         Ok(json!({ "channels": list }))
     }
 
+    /// Queues one message on this node's session with `owner`, waiting
+    /// while its window is full; the receiver resolves when the owner took
+    /// it.
+    pub async fn queue_publish(
+        &self,
+        owner: NodeId,
+        name: &str,
+        token: &[u8],
+        data: Vec<u8>,
+    ) -> Result<AckRx, ApiError> {
+        loop {
+            let attempt = lock(&self.hub).publish(owner, name, token, data.clone());
+            self.wake.notify_one();
+            match attempt {
+                Ok(rx) => return Ok(rx),
+                Err(PublishWait::Full(mut progress)) => {
+                    if tokio::time::timeout(OWNER_TIMEOUT, progress.changed())
+                        .await
+                        .is_err()
+                    {
+                        return Err(op("timeout", "the owner did not take messages in time"));
+                    }
+                }
+                Err(PublishWait::Refused(e)) => return Err(op(e.kind(), e.to_string())),
+            }
+        }
+    }
+
     /// `POST /v1/pub`.
     pub async fn publish(&self, r: PublishRequest) -> Result<Value, ApiError> {
         let token = token_bytes(r.token.as_deref())?;
         let owner = self.owner(&r.name).await?;
         let mut acks = Vec::with_capacity(r.messages.len());
         for msg in r.messages {
-            let data = msg.into_bytes();
-            loop {
-                let attempt = lock(&self.hub).publish(owner, &r.name, &token, data.clone());
-                self.wake.notify_one();
-                match attempt {
-                    Ok(rx) => {
-                        acks.push(rx);
-                        break;
-                    }
-                    Err(PublishWait::Full(mut progress)) => {
-                        if tokio::time::timeout(OWNER_TIMEOUT, progress.changed())
-                            .await
-                            .is_err()
-                        {
-                            return Err(op("timeout", "the owner did not take messages in time"));
-                        }
-                    }
-                    Err(PublishWait::Refused(e)) => return Err(op(e.kind(), e.to_string())),
-                }
-            }
+            acks.push(
+                self.queue_publish(owner, &r.name, &token, msg.into_bytes())
+                    .await?,
+            );
         }
         let mut results = Vec::with_capacity(acks.len());
         for rx in acks {
-            match tokio::time::timeout(OWNER_TIMEOUT, rx).await {
-                Ok(Ok(Ok((delivered, targets)))) => {
-                    results.push(json!({"delivered": delivered, "targets": targets}));
-                }
-                Ok(Ok(Err(reason))) => return Err(reason_error(reason)),
-                Ok(Err(_)) => return Err(reason_error(Reason::Closed)),
-                Err(_) => return Err(op("timeout", "the owner did not acknowledge in time")),
-            }
+            let (delivered, targets) = ack(rx).await?;
+            results.push(json!({"delivered": delivered, "targets": targets}));
         }
         Ok(json!({ "results": results }))
     }
@@ -348,21 +418,12 @@ impl ChannelsApi {
         ctx: &RequestContext,
     ) -> Result<super::body::ApiResponse, ApiError> {
         let param = |n: &str| query_param(query, n).map(pct_decode).transpose();
-        let name = param("name")?.ok_or_else(|| ApiError::BadRequest("name is required".into()))?;
-        let token = token_bytes(param("token")?.as_deref())?;
-        let group = param("queue")?.filter(|q| !q.is_empty());
-        let start = match param("start")?.as_deref() {
-            None | Some("live") => Start::Live,
-            Some("from-start") => Start::FromStart,
-            Some(s) => match s.strip_prefix("last:").map(str::parse::<u32>) {
-                Some(Ok(n)) => Start::Last(n),
-                _ => return Err(ApiError::BadRequest(format!("start {s:?} is not valid"))),
-            },
-        };
-        let backpressure = match param("backpressure")?.as_deref() {
-            None => Backpressure::Block,
-            Some(b) => Backpressure::from_text(b)
-                .ok_or_else(|| ApiError::BadRequest(format!("backpressure {b:?} is not valid")))?,
+        let options = SubOptions {
+            name: param("name")?.ok_or_else(|| ApiError::BadRequest("name is required".into()))?,
+            token: param("token")?,
+            queue: param("queue")?,
+            start: param("start")?,
+            backpressure: param("backpressure")?,
         };
         let count = match param("count")?.as_deref() {
             None => None,
@@ -371,21 +432,8 @@ impl ChannelsApi {
                     .map_err(|_| ApiError::BadRequest(format!("count {c:?} is not valid")))?,
             ),
         };
-        let owner = self.owner(&name).await?;
         let permit = ctx.stream_permit()?;
-        let config = SubscriptionConfig {
-            window: 1024,
-            backpressure,
-            group,
-            start,
-        };
-        let (link, notify) = lock(&self.hub).subscribe(owner, &name, token, config);
-        self.wake.notify_one();
-        if let Err(e) = self.accepted(link, &notify).await {
-            lock(&self.hub).unsubscribe(link);
-            self.wake.notify_one();
-            return Err(e);
-        }
+        let (link, notify) = self.open_subscription(&options).await?;
         let (tx, rx) = mpsc::channel(LINE_BUFFER);
         let this = self.clone();
         let shutdown = ctx.shutdown.clone();
@@ -395,14 +443,50 @@ impl ChannelsApi {
                 () = shutdown.cancelled() => {}
                 () = tx.closed() => {}
             }
-            lock(&this.hub).unsubscribe(link);
-            this.wake.notify_one();
+            this.close_subscription(link);
         });
         Ok(with_type(
             hyper::StatusCode::OK,
             NDJSON,
             http_body_util::BodyExt::boxed(ChannelBody::new(rx, permit)),
         ))
+    }
+
+    /// Subscribes as `options` say and waits until the owner accepted.
+    pub async fn open_subscription(
+        &self,
+        options: &SubOptions,
+    ) -> Result<(u64, Arc<Notify>), ApiError> {
+        let config = options.config()?;
+        let token = token_bytes(options.token.as_deref())?;
+        let owner = self.owner(&options.name).await?;
+        let (link, notify) = lock(&self.hub).subscribe(owner, &options.name, token, config);
+        self.wake.notify_one();
+        if let Err(e) = self.accepted(link, &notify).await {
+            lock(&self.hub).unsubscribe(link);
+            self.wake.notify_one();
+            return Err(e);
+        }
+        Ok((link, notify))
+    }
+
+    /// Closes a subscription.
+    pub fn close_subscription(&self, link: u64) {
+        lock(&self.hub).unsubscribe(link);
+        self.wake.notify_one();
+    }
+
+    /// Up to a batch of a subscription's events (returning their credit);
+    /// `None` once it is gone.
+    pub fn events(&self, link: u64) -> Option<Vec<SubEvent>> {
+        let events = lock(&self.hub).take_events(link, EVENT_BATCH);
+        self.wake.notify_one();
+        events
+    }
+
+    /// The owner of `name` (this node, or the ledger's registration).
+    pub async fn owner_of(&self, name: &str) -> Result<NodeId, ApiError> {
+        self.owner(name).await
     }
 
     /// Waits for the owner to accept (or deny) subscription `link`.
@@ -430,9 +514,7 @@ impl ChannelsApi {
     async fn feed(&self, link: u64, notify: &Notify, count: Option<u64>, tx: &mpsc::Sender<Bytes>) {
         let mut sent = 0u64;
         loop {
-            let events = lock(&self.hub).take_events(link, EVENT_BATCH);
-            self.wake.notify_one();
-            let Some(events) = events else {
+            let Some(events) = self.events(link) else {
                 return;
             };
             if events.is_empty() {
@@ -516,6 +598,10 @@ pub fn register(routes: &mut Routes, api: ChannelsApi) -> Result<(), RouteError>
             Ok(ok(&a.publish(r).await?))
         }
     })?;
+    routes.stream(
+        "channels",
+        super::channels_stream::ChannelsStream(api.clone()),
+    )?;
     routes.get("/v1/sub", move |req: ApiRequest, ctx: RequestContext| {
         let a = api.clone();
         async move {

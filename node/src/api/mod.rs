@@ -23,6 +23,7 @@
 
 pub mod body;
 pub mod channels;
+pub mod channels_stream;
 pub mod client;
 pub mod conns;
 pub mod core;
