@@ -41,6 +41,15 @@ pub enum ChannelAction {
         /// The channel name.
         name: String,
     },
+    /// Present a fresh token on this node's live subscriptions to NAME,
+    /// without interrupting them.
+    Refresh {
+        /// The channel name.
+        name: String,
+        /// The fresh token (rnk1...) or @FILE holding one.
+        #[arg(long, value_name = "TOKEN|@FILE")]
+        token: String,
+    },
     /// List every channel registered in the mesh.
     List {
         /// Print JSON instead of a table.
@@ -168,6 +177,20 @@ pub fn channel(dir: &DataDir, action: ChannelAction) -> Result<(), ChannelCmdErr
         ChannelAction::Rm { name } => {
             let _: Value = client.post("/v1/channels/rm", &json!({ "name": name }))?;
             out_line(&mut out, &format!("removed {name}"));
+        }
+        ChannelAction::Refresh { name, token } => {
+            let token = token_text(Some(&token))?;
+            let answer: Value = client.post(
+                "/v1/channels/refresh",
+                &json!({ "name": name, "token": token }),
+            )?;
+            out_line(
+                &mut out,
+                &format!(
+                    "refreshed {} subscription(s) to {name}",
+                    answer["subscriptions"]
+                ),
+            );
         }
         ChannelAction::List { json } => {
             let answer: Value = client.get("/v1/channels")?;

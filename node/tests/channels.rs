@@ -240,7 +240,29 @@ fn three_nodes_token_gated_channel_in_order_none_missing() {
         let l = list(a);
         (channel(&l, "news")?["stats"]["subscribers"] == 1).then_some(())
     });
-    let revoke = cli(a, &["token", "revoke", &sub_token]);
+    // A fresh token on the live subscription: revoking the old one no
+    // longer ends it (C's next message still reaches it) ...
+    let fresh = token(a, &id_b, "subscribe", "news");
+    let refreshed = cli(b, &["channel", "refresh", "news", "--token", &fresh]);
+    assert_eq!(
+        text(&refreshed.stdout),
+        "refreshed 1 subscription(s) to news"
+    );
+    // B's frames to A travel in order on one stream: once A answered this
+    // publish attempt (B may not publish), it has taken the refresh.
+    let sync = cli(b, &["pub", "news", "x", "--token", &fresh]);
+    assert!(
+        text(&sync.stderr).contains("token: scope"),
+        "{}",
+        text(&sync.stderr)
+    );
+    let old = cli(a, &["token", "revoke", &sub_token]);
+    assert!(old.status.success(), "{}", text(&old.stderr));
+    let one = cli(c, &["pub", "news", "still-here", "--token", &pub_token]);
+    assert_eq!(text(&one.stdout), "delivered 1/1", "{}", text(&one.stderr));
+    assert!(live.try_wait().unwrap().is_none());
+    // ... revoking the fresh one does.
+    let revoke = cli(a, &["token", "revoke", &fresh]);
     assert!(revoke.status.success(), "{}", text(&revoke.stderr));
     let revoked = Instant::now();
     let ended = poll(|| live.try_wait().unwrap());

@@ -3,6 +3,8 @@
 //! - `POST /v1/channels/create` `{name, require_token, best_effort,
 //!   history, max_rate}`: own a channel and register it in the ledger;
 //! - `POST /v1/channels/rm` `{name}`: withdraw it;
+//! - `POST /v1/channels/refresh` `{name, token}`: present a fresh token on
+//!   this node's live subscriptions to a channel;
 //! - `GET /v1/channels`: every registered channel, mesh-wide, with
 //!   counters for the ones this node owns;
 //! - `GET /v1/sub?name=&token=&queue=&start=&count=&backpressure=`: an
@@ -85,6 +87,16 @@ pub struct CreateRequest {
 pub struct RemoveRequest {
     /// The name.
     pub name: String,
+}
+
+/// The body of `POST /v1/channels/refresh`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The channel.
+    pub name: String,
+    /// The fresh token (`rnk1...`).
+    pub token: String,
 }
 
 /// The body of `POST /v1/pub`.
@@ -328,6 +340,14 @@ impl ChannelsApi {
         let _ = lock(&self.hub).owner_mut().remove(&r.name);
         self.wake.notify_one();
         Ok(json!({"name": r.name, "removed": true}))
+    }
+
+    /// `POST /v1/channels/refresh`.
+    pub fn refresh(&self, r: &RefreshRequest) -> Result<Value, ApiError> {
+        let token = token_bytes(Some(&r.token))?;
+        let n = lock(&self.hub).refresh(&r.name, &token);
+        self.wake.notify_one();
+        Ok(json!({"name": r.name, "subscriptions": n}))
     }
 
     /// `GET /v1/channels`.
@@ -583,6 +603,14 @@ pub fn register(routes: &mut Routes, api: ChannelsApi) -> Result<(), RouteError>
         async move {
             let r: RemoveRequest = read_json(req, MAX_BODY, BODY_TIMEOUT).await?;
             Ok(ok(&a.remove(r).await?))
+        }
+    })?;
+    let a = api.clone();
+    routes.post("/v1/channels/refresh", move |req: ApiRequest, _ctx| {
+        let a = a.clone();
+        async move {
+            let r: RefreshRequest = read_json(req, MAX_BODY, BODY_TIMEOUT).await?;
+            Ok(ok(&a.refresh(&r)?))
         }
     })?;
     let a = api.clone();

@@ -246,6 +246,25 @@ impl Hub {
         result
     }
 
+    /// Presents `token` on every live local subscription to `name` (the
+    /// owner checks it and keeps each subscription, or ends it with the
+    /// token's kind). Returns how many were refreshed.
+    pub fn refresh(&mut self, name: &str, token: &[u8]) -> usize {
+        let links: Vec<u64> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.sub.name() == name && !s.sub.is_ended())
+            .map(|(l, _)| *l)
+            .collect();
+        for link in &links {
+            if let Some(s) = self.subs.get_mut(link) {
+                s.sub.refresh(token.to_vec());
+            }
+            self.collect_sub(*link);
+        }
+        links.len()
+    }
+
     /// A frame from `from` (this node itself for looped-back frames).
     pub fn handle_frame(&mut self, now_ms: u64, from: NodeId, frame: ChannelFrame) {
         match &frame {
