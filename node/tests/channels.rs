@@ -6,89 +6,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_relay-node");
-/// Generous bound for anything a process must do; never a timing assertion.
-const DEADLINE: Duration = Duration::from_secs(120);
 const MESSAGES: usize = 10_000;
 
+mod channels_common;
 mod common;
+use channels_common::{cli, poll, text, Node, BIN};
 use common::TempDir;
-
-/// A running `relay-node run`, killed on drop.
-struct Node {
-    child: Child,
-    listen: SocketAddr,
-}
-
-impl Node {
-    fn start(dir: &Path) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["run", "--listen", "127.0.0.1:0"])
-            .env_remove("RELAY_NODE_DATA_DIR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let line = loop {
-            let line = rx.recv_timeout(DEADLINE).expect("node never listened");
-            if line.contains(" listening on ") {
-                break line;
-            }
-        };
-        let listen = line.rsplit(' ').next().unwrap().parse().unwrap();
-        Self { child, listen }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn cli(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("RELAY_NODE_DATA_DIR")
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).trim().to_string()
-}
-
-/// Polls `f` every 100 ms until it returns `Some`, for at most [`DEADLINE`].
-fn poll<T>(mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + DEADLINE;
-    while Instant::now() < end {
-        if let Some(v) = f() {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("condition not met within {DEADLINE:?}");
-}
 
 /// A token from the owner of `owner_dir` for `subject` (`token issue`).
 fn token(owner_dir: &Path, subject: &str, scope: &str, channel: &str) -> String {
@@ -128,12 +55,12 @@ fn three_nodes_token_gated_channel_in_order_none_missing() {
     let dirs: Vec<PathBuf> = ["a", "b", "c"].iter().map(|n| tmp.0.join(n)).collect();
     let (a, b, c) = (&dirs[0], &dirs[1], &dirs[2]);
     assert!(cli(a, &["init"]).status.success());
-    let node_a = Node::start(a);
+    let node_a = Node::start(a, &[]);
     let ticket = text(&cli(a, &["invite", "--addr", &node_a.listen.to_string()]).stdout);
     let id_b = text(&cli(b, &["init", "--join", &ticket]).stdout);
     let id_c = text(&cli(c, &["init", "--join", &ticket]).stdout);
-    let _node_b = Node::start(b);
-    let _node_c = Node::start(c);
+    let _node_b = Node::start(b, &[]);
+    let _node_c = Node::start(c, &[]);
 
     let created = cli(a, &["channel", "create", "news", "--require-token"]);
     assert!(created.status.success(), "{}", text(&created.stderr));

@@ -5,72 +5,17 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_relay-node");
-/// Generous bound for anything a process must do; never a timing assertion.
-const DEADLINE: Duration = Duration::from_secs(60);
 const MARKER: &str = "PLAINTEXT-MARKER-7f3a9c";
 
+mod channels_common;
 mod common;
+use channels_common::{cli, text, Node, BIN, DEADLINE};
 use common::TempDir;
-
-struct Node(Child, SocketAddr);
-
-impl Node {
-    fn start(dir: &Path) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(dir)
-            .args([
-                "run",
-                "--listen",
-                "127.0.0.1:0",
-                "--no-traversal",
-                "--no-port-map",
-            ])
-            .env_remove("RELAY_NODE_DATA_DIR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = lines
-            .find(|l| l.as_ref().is_ok_and(|l| l.contains(" listening on ")))
-            .unwrap()
-            .unwrap();
-        // Keep draining stdout so the node never blocks on it.
-        std::thread::spawn(move || lines.for_each(drop));
-        let addr = line.rsplit(' ').next().unwrap().parse().unwrap();
-        Self(child, addr)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn cli(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("RELAY_NODE_DATA_DIR")
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).trim().to_string()
-}
 
 /// Forwards datagrams between one client and `server`, recording each.
 struct Shim {
@@ -129,11 +74,11 @@ fn published_plaintext_never_appears_on_the_wire() {
     let tmp = TempDir::new("clear");
     let (a, b) = (tmp.0.join("a"), tmp.0.join("b"));
     assert!(cli(&a, &["init"]).status.success());
-    let node_a = Node::start(&a);
-    let shim = Shim::start(node_a.1);
+    let node_a = Node::start(&a, &["--no-traversal", "--no-port-map"]);
+    let shim = Shim::start(node_a.listen);
     let ticket = text(&cli(&a, &["invite", "--addr", &shim.addr.to_string()]).stdout);
     assert!(cli(&b, &["init", "--join", &ticket]).status.success());
-    let _node_b = Node::start(&b);
+    let _node_b = Node::start(&b, &["--no-traversal", "--no-port-map"]);
     assert!(cli(&a, &["channel", "create", "secret"]).status.success());
 
     // B subscribes once the registration reached it through the shim.

@@ -3,26 +3,17 @@
 //! frames); 2,000 messages arrive in order with their acknowledgements.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_relay-node");
 const MESSAGES: u64 = 2000;
 
+mod channels_common;
 mod common;
+use channels_common::{cli, Node};
 use common::TempDir;
-
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Upgrades a connection to the `channels` frame stream.
 fn upgrade(dir: &Path) -> UnixStream {
@@ -65,29 +56,9 @@ fn recv(s: &mut UnixStream) -> Vec<u8> {
 fn frames_carry_many_messages_in_order_with_acks() {
     let tmp = TempDir::new("stream");
     let dir = tmp.data();
-    let cli = |args: &[&str]| {
-        Command::new(BIN)
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(args)
-            .env_remove("RELAY_NODE_DATA_DIR")
-            .output()
-            .unwrap()
-    };
+    let cli = |args: &[&str]| cli(&dir, args);
     assert!(cli(&["init"]).status.success());
-    let mut child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(&dir)
-        .args(["run", "--listen", "127.0.0.1:0"])
-        .env_remove("RELAY_NODE_DATA_DIR")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let _node = Node(child);
-    assert!(lines.any(|l| l.is_ok_and(|l| l.contains(" listening on "))));
-    std::thread::spawn(move || lines.for_each(drop));
+    let _node = Node::start(&dir, &[]);
     assert!(cli(&["channel", "create", "fast"]).status.success());
 
     let mut sub = upgrade(&dir);
