@@ -4,6 +4,8 @@
 pub mod channels;
 pub mod channels_driver;
 pub mod channels_hub;
+#[cfg(test)]
+mod channels_hub_tests;
 pub mod channels_registry;
 pub mod channels_wire;
 pub mod ledger;
