@@ -12,6 +12,11 @@ use super::{
     ChannelPattern, NoRevocations, Scope, Scopes, TokenChain, TokenClaims, TokenError, TokenId,
 };
 
+/// How far before `now` an issued token's `not_before` is set, so that a
+/// verifier whose clock lags the issuer's by up to this much (unix ms)
+/// still accepts a fresh token.
+pub const CLOCK_SKEW_MS: u64 = 60_000;
+
 /// What a root token grants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
@@ -52,7 +57,7 @@ pub fn issue(key: &SecretKey, grant: &Grant, now: u64) -> Result<TokenChain, Tok
         subject: grant.subject,
         scopes: nonempty(grant.scopes)?,
         channel: grant.channel.clone(),
-        not_before: now,
+        not_before: now.saturating_sub(CLOCK_SKEW_MS),
         expires,
         delegation_depth: depth(grant.depth.unwrap_or(default_depth))?,
         id: TokenId::random(),
@@ -95,7 +100,7 @@ pub fn delegate(
             .channel
             .clone()
             .unwrap_or_else(|| p.channel.clone()),
-        not_before: now.max(p.not_before),
+        not_before: now.saturating_sub(CLOCK_SKEW_MS).max(p.not_before),
         expires,
         delegation_depth: delegation
             .depth

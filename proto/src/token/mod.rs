@@ -32,7 +32,7 @@ mod tests;
 pub use chain::{TokenChain, CHAIN_VERSION, MAX_CHAIN, MAX_CHAIN_BYTES};
 pub use error::TokenError;
 pub use id::TokenId;
-pub use issue::{delegate, issue, Delegation, Grant};
+pub use issue::{delegate, issue, Delegation, Grant, CLOCK_SKEW_MS};
 pub use pattern::{ChannelPattern, MAX_PATTERN};
 pub use scope::{Scope, Scopes};
 pub use text::{MAX_TEXT, TEXT_PREFIX};

@@ -122,15 +122,26 @@ fn expired() {
 #[test]
 fn not_yet_valid() {
     let chain = root("publish", "a", 0);
+    // Valid from a clock-skew allowance before issue, not earlier.
+    let from = NOW - CLOCK_SKEW_MS;
+    assert_eq!(chain.root().claims.not_before, from);
+    assert!(verify(&chain, from, &request(2, "a", Scope::Publish), &never).is_ok());
     assert_eq!(
         kind(verify(
             &chain,
-            NOW - 1,
+            from - 1,
             &request(2, "a", Scope::Publish),
             &never
         )),
         "not-yet-valid"
     );
+    // A delegation is never valid before its parent.
+    let chain = root("publish,delegate", "a", 1);
+    let later = NOW + 10 * CLOCK_SKEW_MS;
+    let child = delegate(&chain, &key(2), &delegation(3, "publish"), later).unwrap();
+    assert_eq!(child.leaf().claims.not_before, later - CLOCK_SKEW_MS);
+    let early = delegate(&chain, &key(2), &delegation(3, "publish"), NOW).unwrap();
+    assert_eq!(early.leaf().claims.not_before, from);
 }
 
 #[test]
@@ -278,6 +289,14 @@ fn revocation_authorities_are_the_issuers_above() {
     assert!(verify(&child, NOW, &req, &By(leaf, id(3))).is_ok());
     assert!(verify(&child, NOW, &req, &By(leaf, id(9))).is_ok());
     assert!(verify(&child, NOW, &req, &By(root_id, id(2))).is_ok());
+    // A cached verdict applies the same rule to a revocation that arrives later.
+    let v = verify(&child, NOW, &req, &never).unwrap();
+    assert_eq!(v.issuers, vec![id(1), id(2)]);
+    assert!(v.is_revoked_by(&leaf, &id(1)) && v.is_revoked_by(&leaf, &id(2)));
+    assert!(v.is_revoked_by(&root_id, &id(1)));
+    assert!(!v.is_revoked_by(&root_id, &id(2)));
+    assert!(!v.is_revoked_by(&leaf, &id(3)));
+    assert!(!v.is_revoked_by(&TokenId::from_bytes([9; 16]), &id(1)));
 }
 
 #[test]

@@ -60,6 +60,20 @@ pub struct Verdict {
     pub expires: u64,
     /// Every link's id, root first: a revocation of any of them ends the grant.
     pub ids: Vec<TokenId>,
+    /// Every link's issuer, root first (aligned with `ids`).
+    pub issuers: Vec<NodeId>,
+}
+
+impl Verdict {
+    /// Whether a revocation of `id` written by `by` ends this grant: `id`
+    /// is a link of the chain and `by` issued that link or one above it
+    /// (the same rule [`verify`] applies through [`Revocations`]).
+    pub fn is_revoked_by(&self, id: &TokenId, by: &NodeId) -> bool {
+        self.ids
+            .iter()
+            .position(|i| i == id)
+            .is_some_and(|n| self.issuers.iter().take(n + 1).any(|i| i == by))
+    }
 }
 
 /// Verifies `chain` for `request` at `now` (unix ms).
@@ -146,6 +160,7 @@ pub fn check(
         channel: leaf.channel.clone(),
         expires: links.iter().map(|l| l.claims.expires).min().unwrap_or(0),
         ids: links.iter().map(|l| l.claims.id).collect(),
+        issuers: links.iter().map(|l| l.claims.issuer).collect(),
     })
 }
 
