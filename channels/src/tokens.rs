@@ -77,7 +77,7 @@ impl Authorizer for TokenAuthorizer {
         Ok(Grant {
             expires_ms: Some(verdict.expires),
             token_ids: verdict.ids.iter().map(TokenId::revocation_key).collect(),
-            issuers: chain.links().iter().map(|l| l.claims.issuer).collect(),
+            issuers: verdict.issuers,
         })
     }
 }
