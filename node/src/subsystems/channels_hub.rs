@@ -16,6 +16,10 @@ use relay_proto::wire::channel::{ChannelFrame, Reason};
 use relay_proto::NodeId;
 use tokio::sync::{oneshot, watch, Notify};
 
+/// Most publishing sessions this node keeps open; past it the least
+/// recently used idle one is closed.
+pub const MAX_LOCAL_PUBS: usize = 64;
+
 /// The owner core with the token layer plugged in.
 pub type Owner = relay_channels::Owner<TokenAuthorizer>;
 
@@ -48,6 +52,8 @@ struct LocalPub {
     publication: Publication,
     /// Bumped on every event of the session.
     progress: watch::Sender<u64>,
+    /// When it was last used (a counter).
+    used: u64,
     acks: HashMap<u64, AckTx>,
 }
 
@@ -62,6 +68,7 @@ pub struct Hub {
     pub_index: HashMap<(NodeId, String, Vec<u8>), u64>,
     next_link: u64,
     out: VecDeque<Transmit>,
+    uses: u64,
 }
 
 impl Hub {
@@ -75,6 +82,7 @@ impl Hub {
             pub_index: HashMap::new(),
             next_link: 1,
             out: VecDeque::new(),
+            uses: 0,
         }
     }
 
@@ -215,6 +223,7 @@ impl Hub {
         let link = match self.pub_index.get(&index) {
             Some(l) => *l,
             None => {
+                self.evict_idle_pub();
                 let link = self.link();
                 self.pubs.insert(
                     link,
@@ -223,6 +232,7 @@ impl Hub {
                         key: (name.to_string(), token.to_vec()),
                         publication: Publication::new(link, name, token.to_vec()),
                         progress: watch::channel(0).0,
+                        used: 0,
                         acks: HashMap::new(),
                     },
                 );
@@ -230,9 +240,11 @@ impl Hub {
                 link
             }
         };
+        self.uses += 1;
         let Some(p) = self.pubs.get_mut(&link) else {
             return Err(PublishWait::Refused(PublishRefused::Ended));
         };
+        p.used = self.uses;
         let result = match p.publication.try_publish(data) {
             Ok(seq) => {
                 let (tx, rx) = oneshot::channel();
@@ -263,6 +275,30 @@ impl Hub {
             self.collect_sub(*link);
         }
         links.len()
+    }
+
+    /// Closes the least recently used idle session when
+    /// [`MAX_LOCAL_PUBS`] are open (a busy one is never closed).
+    fn evict_idle_pub(&mut self) {
+        if self.pubs.len() < MAX_LOCAL_PUBS {
+            return;
+        }
+        let idle = self
+            .pubs
+            .iter()
+            .filter(|(_, p)| p.publication.unacked() == 0 && p.acks.is_empty())
+            .min_by_key(|(_, p)| p.used)
+            .map(|(l, _)| *l);
+        let Some(link) = idle else {
+            return;
+        };
+        if let Some(p) = self.pubs.get_mut(&link) {
+            p.publication.close();
+        }
+        self.collect_pub(link);
+        if let Some(p) = self.pubs.remove(&link) {
+            self.pub_index.remove(&(p.owner, p.key.0, p.key.1));
+        }
     }
 
     /// A frame from `from` (this node itself for looped-back frames).

@@ -67,3 +67,19 @@ fn remote_frames_reach_only_the_link_of_their_owner() {
     });
     assert!(matches!(resumed, Some(Start::After(c)) if c.len() == 1 && c[0].seq == 7));
 }
+
+#[test]
+fn idle_publishing_sessions_are_bounded() {
+    let me = id(1);
+    let mut hub = Hub::new(me);
+    for i in 0..super::channels_hub::MAX_LOCAL_PUBS + 5 {
+        let name = format!("c{i}");
+        hub.owner_mut().create(&name, Policy::default(), 0).unwrap();
+        let mut ack = hub.publish(me, &name, &[], vec![1]).unwrap();
+        assert!(hub.drain_out(0).is_empty());
+        assert_eq!(ack.try_recv().unwrap(), Ok((0, 0)));
+    }
+    assert_eq!(hub.local_links().1, super::channels_hub::MAX_LOCAL_PUBS);
+    // The owner saw the evicted sessions close.
+    assert_eq!(hub.owner().links(), super::channels_hub::MAX_LOCAL_PUBS);
+}
