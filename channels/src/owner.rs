@@ -754,7 +754,13 @@ impl<A: Authorizer> Owner<A> {
         if let Some(rate) = &mut ch.rate {
             rate.take(now_ms);
         }
-        let skipped = (*last + 1, seq - 1);
+        // A publisher first seen mid-sequence (it resumed after this owner
+        // restarted) skipped nothing anyone here could have had.
+        let skipped = if *last == 0 {
+            (1, 0)
+        } else {
+            (*last + 1, seq - 1)
+        };
         *last = seq;
         let msg = Arc::new(Message {
             publisher,

@@ -465,3 +465,40 @@ fn removing_a_channel_ends_its_links() {
         "invalid-name"
     );
 }
+
+#[test]
+fn a_publisher_skipping_sequence_numbers_shows_as_a_gap() {
+    let mut n = net(Policy::default());
+    n.sub(2, 1, CH, "", SubscriptionConfig::default());
+    let publish = |n: &mut Net, seq| {
+        n.owner.handle_frame(
+            0,
+            node(3),
+            ChannelFrame::Publish {
+                link: 1,
+                seq,
+                data: vec![],
+            },
+        );
+    };
+    n.owner.handle_frame(
+        0,
+        node(3),
+        ChannelFrame::Advertise {
+            link: 1,
+            name: CH.into(),
+            token: vec![],
+            next_seq: 5,
+        },
+    );
+    // First seen at 5 (resumed after an owner restart): no gap; then 6 is
+    // missing.
+    publish(&mut n, 5);
+    publish(&mut n, 7);
+    publish(&mut n, 7);
+    n.pump();
+    let events = n.events(2, 1);
+    assert_eq!(seqs(&events), [5, 7]);
+    assert_eq!(gaps(&events), [(6, 6)]);
+    assert_eq!(n.owner.channels()[0].stats.duplicates, 1);
+}
