@@ -9,6 +9,11 @@ use std::collections::{BTreeMap, VecDeque};
 use relay_proto::wire::channel::{Backpressure, ChannelFrame, Cursor, Reason, Start, MAX_CURSORS};
 use relay_proto::NodeId;
 
+/// Most publishers a subscription remembers a position for (for resume
+/// and de-duplication); messages of further publishers are delivered
+/// without either.
+pub const MAX_TRACKED_PUBLISHERS: usize = 4096;
+
 /// How a subscription behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionConfig {
@@ -234,9 +239,17 @@ impl Subscription {
         self.events.push_back(event);
     }
 
+    /// Remembers `seq` as the last position of `publisher`, within
+    /// [`MAX_TRACKED_PUBLISHERS`].
+    fn track(&mut self, publisher: NodeId, seq: u64) {
+        if self.last.len() < MAX_TRACKED_PUBLISHERS || self.last.contains_key(&publisher) {
+            self.last.insert(publisher, seq);
+        }
+    }
+
     fn gap(&mut self, publisher: NodeId, from: u64, to: u64) {
         self.missed += to - from + 1;
-        self.last.insert(publisher, to);
+        self.track(publisher, to);
         self.events.push_back(SubEvent::Gap {
             publisher,
             from,
@@ -254,7 +267,7 @@ impl Subscription {
             Some(l) if seq > l + 1 => self.gap(publisher, l + 1, seq - 1),
             _ => {}
         }
-        self.last.insert(publisher, seq);
+        self.track(publisher, seq);
         self.events.push_back(SubEvent::Message {
             publisher,
             seq,
