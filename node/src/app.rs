@@ -53,6 +53,9 @@ pub enum AppError {
     /// `ledger verify` found a problem.
     #[error("ledger-problem: {0}")]
     LedgerProblem(String),
+    /// A `channel`, `sub` or `pub` verb failed.
+    #[error(transparent)]
+    Channel(#[from] crate::channel_cmd::ChannelCmdError),
     /// A `token` verb failed.
     #[error(transparent)]
     Token(#[from] crate::token_cmd::TokenCmdError),
@@ -75,6 +78,7 @@ impl AppError {
             Self::Runtime(_) => "runtime",
             Self::UntilDirect(e) => &e.kind,
             Self::LedgerProblem(_) => "ledger-problem",
+            Self::Channel(e) => e.kind(),
             Self::Token(e) => e.kind(),
             Self::RpcArg(e) => e.kind,
         }
@@ -200,6 +204,9 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             let after = after.map(|a| args::cursor(&a)).transpose()?;
             ledger_listing(&dir, &query, after, limit, follow, json)?;
         }
+        Command::Channel { action } => crate::channel_cmd::channel(&dir, action)?,
+        Command::Sub(args) => crate::channel_cmd::sub(&dir, args)?,
+        Command::Pub(args) => crate::channel_cmd::publish(&dir, args)?,
         Command::Token { action } => crate::token_cmd::run(&dir, action)?,
         Command::Services(a) => print_text(&crate::rpc_cmd::services(&dir, &a)?),
         Command::Call(a) => print_text(&crate::rpc_cmd::call(&dir, &a)?),

@@ -181,6 +181,16 @@ pub enum Command {
               value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: u64,
     },
+    /// Create, remove or list pub/sub channels.
+    Channel {
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::channel_cmd::ChannelAction,
+    },
+    /// Subscribe to a channel and print each message as it arrives.
+    Sub(crate::channel_cmd::SubArgs),
+    /// Publish to a channel; prints `delivered N/M` (or a summary for stdin).
+    Pub(crate::channel_cmd::PubArgs),
     /// Permission tokens: issue, delegate, inspect, verify, revoke
     /// (docs/TOKENS.md).
     Token {

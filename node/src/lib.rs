@@ -44,6 +44,7 @@ pub mod app;
 pub mod args;
 pub mod atomic;
 pub mod bootstrap;
+pub mod channel_cmd;
 pub mod cli;
 pub mod datadir;
 pub mod http;

@@ -200,6 +200,21 @@ class Client:
         for item in answer.get("items", []):
             yield bytes.fromhex(item.get("body_hex", ""))
 
+    def create_channel(self, name: str, **policy: Any) -> Dict[str, Any]:
+        """Owns a new channel (see relay_node.channels.create_channel)."""
+        from . import channels
+        return channels.create_channel(self, name, **policy)
+
+    def publish(self, name: str, messages: Any, token: Optional[str] = None) -> Any:
+        """Publishes (see relay_node.channels.publish)."""
+        from . import channels
+        return channels.publish(self, name, messages, token)
+
+    def subscribe(self, name: str, **options: Any) -> Iterator[Dict[str, Any]]:
+        """Subscribes (see relay_node.channels.subscribe)."""
+        from . import channels
+        return channels.subscribe(self, name, **options)
+
     def _open(self, method: str, path: str, body: Optional[Dict[str, Any]], timeout: float) -> Any:
         try:
             return _http.open_request(self.socket_path, method, path, body, timeout)

@@ -23,6 +23,8 @@
 //! the transport itself; the node hands it snapshots and subscriptions.
 
 pub mod body;
+pub mod channels;
+pub mod channels_stream;
 pub mod client;
 pub mod conns;
 pub mod core;

@@ -1,6 +1,13 @@
 //! The subsystems a node runs. This list is the one place to touch when a
 //! subsystem is added (see [`crate::subsystem`] for what each registers).
 
+pub mod channels;
+pub mod channels_driver;
+pub mod channels_hub;
+#[cfg(test)]
+mod channels_hub_tests;
+pub mod channels_registry;
+pub mod channels_wire;
 pub mod ledger;
 pub mod ledger_announce;
 pub mod ledger_core;
@@ -49,6 +56,10 @@ pub fn builtins(ctx: &NodeContext) -> SubsystemSet {
             ctx.ledger.clone(),
         )),
         Arc::new(rpc_subsystem(ctx)),
+        Arc::new(channels::ChannelsSubsystem::new(
+            ctx.mux.clone(),
+            ctx.ledger.clone(),
+        )),
     ];
     SubsystemSet::new(list)
 }

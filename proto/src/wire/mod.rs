@@ -10,7 +10,9 @@
 //!   default gateway (RFC 6886, RFC 6887);
 //! - [`rpc`]: nRPC call frames on a call's stream, and the spec of a
 //!   `service-registration` (docs/RPC.md).
+//! - [`channel`]: pub/sub channel frames (mux protocol id 3).
 
+pub mod channel;
 pub mod control;
 pub mod natpmp;
 pub mod pcp;

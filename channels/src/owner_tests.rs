@@ -1,0 +1,504 @@
+//! The owner with subscribers and publishers on simulated time: tokens
+//! and their verdict cache, delivery, backpressure and gaps, queue groups,
+//! history, expiry, revocation, refresh, throttling, rate limits.
+
+use relay_proto::wire::channel::{Backpressure, ChannelFrame, Reason, Start, TokenKind};
+
+use crate::policy::{History, Policy};
+use crate::testutil::{gaps, node, seqs, Net};
+use crate::{OwnerConfig, PubEvent, PublishError, SubEvent, SubscriptionConfig};
+
+const CH: &str = "news/eu";
+
+fn net(policy: Policy) -> Net {
+    net_with(policy, OwnerConfig::default())
+}
+
+fn net_with(policy: Policy, config: OwnerConfig) -> Net {
+    let mut n = Net::new(config);
+    n.owner.create(CH, policy, 0).unwrap();
+    n
+}
+
+fn gated() -> Policy {
+    Policy {
+        require_token: true,
+        ..Policy::default()
+    }
+}
+
+fn window(w: u32, mode: Backpressure) -> SubscriptionConfig {
+    SubscriptionConfig {
+        window: w,
+        backpressure: mode,
+        ..SubscriptionConfig::default()
+    }
+}
+
+fn denied(events: &[SubEvent]) -> Option<Reason> {
+    events.iter().find_map(|e| match e {
+        SubEvent::Denied(r) | SubEvent::Ended(r) => Some(*r),
+        _ => None,
+    })
+}
+
+#[test]
+fn token_required_denied_without_or_with_a_bad_token() {
+    let mut n = net(gated());
+    n.sub(2, 1, CH, "", SubscriptionConfig::default());
+    assert_eq!(
+        denied(&n.events(2, 1)),
+        Some(Reason::Token(TokenKind::Required))
+    );
+    n.sub(2, 2, CH, "bad:scope", SubscriptionConfig::default());
+    assert_eq!(
+        denied(&n.events(2, 2)),
+        Some(Reason::Token(TokenKind::Scope))
+    );
+    n.sub(2, 3, "other", "ok:1:0", SubscriptionConfig::default());
+    assert_eq!(denied(&n.events(2, 3)), Some(Reason::NoSuchChannel));
+    n.sub(2, 4, CH, "ok:1:0", SubscriptionConfig::default());
+    assert_eq!(n.events(2, 4), vec![SubEvent::Accepted { reliable: true }]);
+    // The same link number twice is refused.
+    n.owner.handle_frame(
+        0,
+        node(2),
+        ChannelFrame::Subscribe {
+            link: 4,
+            name: CH.into(),
+            token: b"ok:1:0".to_vec(),
+            queue: None,
+            start: Start::Live,
+            credit: 1,
+            backpressure: Backpressure::Block,
+        },
+    );
+    assert!(matches!(
+        n.owner.poll_transmit().map(|t| t.frame),
+        Some(ChannelFrame::Denied {
+            reason: Reason::Duplicate,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn the_verdict_is_cached_no_check_per_message() {
+    let mut n = net(gated());
+    n.sub(2, 1, CH, "ok:1:0", SubscriptionConfig::default());
+    n.publisher(3, 9, CH, "ok:2:0");
+    let checks = *n.owner_auth_checks();
+    assert_eq!(checks, 2);
+    for i in 0..100u8 {
+        n.pubs
+            .get_mut(&(node(3), 9))
+            .unwrap()
+            .try_publish(vec![i])
+            .unwrap();
+    }
+    n.pump();
+    assert_eq!(seqs(&n.events(2, 1)).len(), 100);
+    assert_eq!(*n.owner_auth_checks(), checks);
+}
+
+#[test]
+fn the_owner_itself_needs_no_token() {
+    let mut n = net(gated());
+    n.sub(1, 1, CH, "", SubscriptionConfig::default());
+    assert_eq!(n.events(1, 1), vec![SubEvent::Accepted { reliable: true }]);
+    assert_eq!(n.owner.try_publish(0, CH, b"x".to_vec()), Ok((1, 1)));
+    n.pump();
+    assert_eq!(seqs(&n.events(1, 1)), [1]);
+}
+
+#[test]
+fn reliable_delivery_in_order_none_missing_with_small_windows() {
+    let mut n = net(Policy::default());
+    n.sub(2, 1, CH, "", window(8, Backpressure::Block));
+    n.publisher(3, 1, CH, "");
+    let mut got = Vec::new();
+    let mut next = 0u32;
+    while got.len() < 10_000 {
+        let p = n.pubs.get_mut(&(node(3), 1)).unwrap();
+        while next < 10_000 && p.try_publish(next.to_be_bytes().to_vec()).is_ok() {
+            next += 1;
+        }
+        n.pump();
+        for e in n.events(2, 1) {
+            if let SubEvent::Message { data, seq, .. } = e {
+                assert_eq!(
+                    u64::from(u32::from_be_bytes(data.try_into().unwrap())) + 1,
+                    seq
+                );
+                got.push(seq);
+            }
+        }
+    }
+    assert_eq!(got, (1..=10_000).collect::<Vec<u64>>());
+    let info = &n.owner.channels()[0];
+    assert_eq!(info.stats.published, 10_000);
+    assert_eq!(info.stats.dropped, 0);
+}
+
+#[test]
+fn block_makes_publishers_wait_until_credit() {
+    let config = OwnerConfig {
+        sub_buffer: 4,
+        pub_window: 3,
+        ..OwnerConfig::default()
+    };
+    let mut n = net_with(Policy::default(), config);
+    n.sub(2, 1, CH, "", window(2, Backpressure::Block));
+    // The owner's own try_publish: 2 go out on credit, 4 are buffered.
+    for _ in 0..6 {
+        n.owner.try_publish(0, CH, vec![1]).unwrap();
+    }
+    assert_eq!(
+        n.owner.try_publish(0, CH, vec![1]),
+        Err(PublishError::WouldBlock)
+    );
+    // A remote publisher: its window fills and nothing is acknowledged.
+    n.publisher(3, 1, CH, "");
+    let p = n.pubs.get_mut(&(node(3), 1)).unwrap();
+    for _ in 0..3 {
+        p.try_publish(vec![2]).unwrap();
+    }
+    assert_eq!(
+        p.try_publish(vec![2]),
+        Err(crate::PublishRefused::WouldBlock)
+    );
+    n.pump();
+    assert!(!n.pubs[&(node(3), 1)].can_publish());
+    // The subscriber consumes: credit flows, publishers resume, no loss.
+    let mut all = Vec::new();
+    for _ in 0..10 {
+        all.extend(n.events(2, 1));
+    }
+    assert_eq!(seqs(&all).len(), 9);
+    assert!(gaps(&all).is_empty());
+    assert!(n.pubs[&(node(3), 1)].can_publish());
+    let acks = n.pub_events(3, 1);
+    assert_eq!(
+        acks.iter()
+            .filter(|e| matches!(
+                e,
+                PubEvent::Ack {
+                    delivered: 1,
+                    targets: 1,
+                    ..
+                }
+            ))
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn drop_oldest_and_drop_newest_report_exact_gaps() {
+    for (mode, want_seqs, want_gaps) in [
+        (Backpressure::DropOldest, vec![1, 7, 8, 9, 10], vec![(2, 6)]),
+        (Backpressure::DropNewest, vec![1, 2, 3, 4, 5], vec![(6, 10)]),
+    ] {
+        let config = OwnerConfig {
+            sub_buffer: 4,
+            ..OwnerConfig::default()
+        };
+        let mut n = net_with(Policy::default(), config);
+        n.sub(2, 1, CH, "", window(1, mode));
+        for _ in 0..10 {
+            n.owner.try_publish(0, CH, vec![0]).unwrap();
+        }
+        n.pump();
+        let events = n.events(2, 1);
+        assert_eq!(seqs(&events), want_seqs, "{mode:?}");
+        assert_eq!(gaps(&events), want_gaps, "{mode:?}");
+        assert_eq!(n.owner.channels()[0].stats.dropped, 5);
+        assert_eq!(n.subs[&(node(2), 1)].missed(), 5);
+    }
+}
+
+#[test]
+fn queue_group_gives_each_message_once_to_the_freest_member() {
+    let mut n = net(Policy::default());
+    let member = |w| SubscriptionConfig {
+        group: Some("workers".into()),
+        ..window(w, Backpressure::Block)
+    };
+    n.sub(2, 1, CH, "", member(2));
+    n.sub(3, 1, CH, "", member(6));
+    n.sub(4, 1, CH, "", SubscriptionConfig::default());
+    for _ in 0..8 {
+        let (delivered, targets) = n.owner.try_publish(0, CH, vec![0]).unwrap();
+        assert_eq!((delivered, targets), (2, 2));
+    }
+    n.pump();
+    // Member 3 had the most credit: it gets messages until its free credit
+    // falls to member 2's; then they alternate.
+    let a = seqs(&n.subs.get_mut(&(node(2), 1)).map(drain).unwrap());
+    let b = seqs(&n.subs.get_mut(&(node(3), 1)).map(drain).unwrap());
+    assert_eq!(a.len() + b.len(), 8);
+    assert!(b.len() > a.len(), "{a:?} {b:?}");
+    let mut all: Vec<u64> = a.iter().chain(&b).copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (1..=8).collect::<Vec<u64>>());
+    assert_eq!(seqs(&n.events(4, 1)).len(), 8);
+}
+
+fn drain(s: &mut crate::Subscription) -> Vec<SubEvent> {
+    std::iter::from_fn(|| s.poll_event()).collect()
+}
+
+#[test]
+fn history_replays_then_goes_live_without_gap_or_duplicate() {
+    let policy = Policy {
+        history: History::Last(5),
+        ..Policy::default()
+    };
+    let mut n = net(policy);
+    for _ in 0..10 {
+        n.owner.try_publish(0, CH, vec![0]).unwrap();
+    }
+    let from_start = SubscriptionConfig {
+        start: Start::FromStart,
+        ..window(3, Backpressure::Block)
+    };
+    n.sub(2, 1, CH, "", from_start);
+    let last2 = SubscriptionConfig {
+        start: Start::Last(2),
+        ..SubscriptionConfig::default()
+    };
+    n.sub(3, 1, CH, "", last2);
+    // Live messages arrive while the replay is still waiting for credit.
+    n.owner.try_publish(0, CH, vec![0]).unwrap();
+    n.owner.try_publish(0, CH, vec![0]).unwrap();
+    n.pump();
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.extend(seqs(&n.events(2, 1)));
+    }
+    assert_eq!(got, (6..=12).collect::<Vec<u64>>());
+    assert_eq!(seqs(&n.events(3, 1)), [9, 10, 11, 12]);
+    assert_eq!(n.owner.channels()[0].stats.retained, 5);
+}
+
+#[test]
+fn duration_history_ages_out() {
+    let policy = Policy {
+        history: History::DurationMs(1000),
+        ..Policy::default()
+    };
+    let mut n = net(policy);
+    n.owner.try_publish(0, CH, vec![0]).unwrap();
+    n.now = 600;
+    n.owner.try_publish(600, CH, vec![0]).unwrap();
+    assert_eq!(n.owner.poll_timeout(), Some(1000));
+    n.advance(1000);
+    let start = SubscriptionConfig {
+        start: Start::FromStart,
+        ..SubscriptionConfig::default()
+    };
+    n.sub(2, 1, CH, "", start);
+    assert_eq!(seqs(&n.events(2, 1)), [2]);
+}
+
+#[test]
+fn expiry_sweep_ends_subscriptions_with_token_expired() {
+    let mut n = net(gated());
+    n.sub(2, 1, CH, "ok:1:5000", SubscriptionConfig::default());
+    n.sub(3, 1, CH, "ok:2:9000", SubscriptionConfig::default());
+    n.events(2, 1);
+    assert_eq!(n.owner.poll_timeout(), Some(5000));
+    n.advance(4999);
+    assert_eq!(n.events(2, 1), vec![]);
+    n.advance(5000);
+    assert_eq!(
+        n.events(2, 1),
+        vec![SubEvent::Ended(Reason::Token(TokenKind::Expired))]
+    );
+    assert!(n.subs[&(node(2), 1)].is_ended());
+    assert!(!n.subs[&(node(3), 1)].is_ended());
+    assert_eq!(n.owner.poll_timeout(), Some(9000));
+}
+
+#[test]
+fn revocation_ends_only_the_links_it_covers() {
+    let mut n = net(gated());
+    n.sub(2, 1, CH, "ok:7:0", SubscriptionConfig::default());
+    n.sub(3, 1, CH, "ok:8:0", SubscriptionConfig::default());
+    n.publisher(4, 1, CH, "ok:7:0");
+    n.events(2, 1);
+    // Only an issuer of the chain can revoke it.
+    assert_eq!(n.owner.handle_revocation(&[7; 32], &node(9)), 0);
+    assert_eq!(n.owner.handle_revocation(&[7; 32], &node(1)), 2);
+    n.pump();
+    assert_eq!(
+        n.events(2, 1),
+        vec![SubEvent::Ended(Reason::Token(TokenKind::Revoked))]
+    );
+    assert!(n
+        .pub_events(4, 1)
+        .contains(&PubEvent::Ended(Reason::Token(TokenKind::Revoked))));
+    assert!(!n.subs[&(node(3), 1)].is_ended());
+    assert_eq!(n.owner.links(), 1);
+}
+
+#[test]
+fn token_refresh_keeps_a_live_subscription_without_loss() {
+    let mut n = net(gated());
+    n.sub(2, 1, CH, "ok:1:5000", SubscriptionConfig::default());
+    n.owner.try_publish(0, CH, vec![0]).unwrap();
+    n.subs
+        .get_mut(&(node(2), 1))
+        .unwrap()
+        .refresh(b"ok:2:20000".to_vec());
+    n.owner.try_publish(0, CH, vec![0]).unwrap();
+    n.pump();
+    n.advance(6000);
+    n.owner.try_publish(6000, CH, vec![0]).unwrap();
+    n.pump();
+    let events = n.events(2, 1);
+    assert_eq!(seqs(&events), [1, 2, 3]);
+    assert_eq!(denied(&events), None);
+    // The old token's revocation no longer matters; the new one's does.
+    assert_eq!(n.owner.handle_revocation(&[1; 32], &node(1)), 0);
+    // A bad refresh ends it with its kind.
+    n.subs
+        .get_mut(&(node(2), 1))
+        .unwrap()
+        .refresh(b"bad:expired".to_vec());
+    n.pump();
+    assert_eq!(
+        denied(&n.events(2, 1)),
+        Some(Reason::Token(TokenKind::Expired))
+    );
+}
+
+#[test]
+fn auth_failures_are_throttled_per_peer() {
+    let mut n = net(gated());
+    for link in 0..5 {
+        n.sub(
+            2,
+            link,
+            CH,
+            "bad:invalid-signature",
+            SubscriptionConfig::default(),
+        );
+    }
+    let checks = *n.owner_auth_checks();
+    assert_eq!(checks, 5);
+    n.sub(2, 10, CH, "ok:1:0", SubscriptionConfig::default());
+    assert_eq!(denied(&n.events(2, 10)), Some(Reason::Throttled));
+    assert_eq!(*n.owner_auth_checks(), checks, "no check while throttled");
+    // Another peer is not affected.
+    n.sub(3, 1, CH, "ok:1:0", SubscriptionConfig::default());
+    assert_eq!(denied(&n.events(3, 1)), None);
+    // The allowance comes back with time.
+    n.advance(2000);
+    n.sub(2, 11, CH, "ok:1:0", SubscriptionConfig::default());
+    assert_eq!(denied(&n.events(2, 11)), None);
+    assert_eq!(n.owner.denials().1, 1);
+}
+
+#[test]
+fn max_rate_holds_publishers_until_the_bucket_refills() {
+    let policy = Policy {
+        max_rate: Some(10),
+        ..Policy::default()
+    };
+    let mut n = net(policy);
+    n.sub(2, 1, CH, "", SubscriptionConfig::default());
+    for _ in 0..10 {
+        n.owner.try_publish(0, CH, vec![0]).unwrap();
+    }
+    assert_eq!(
+        n.owner.try_publish(0, CH, vec![0]),
+        Err(PublishError::RateLimited { retry_at_ms: 100 })
+    );
+    n.publisher(3, 1, CH, "");
+    n.pubs
+        .get_mut(&(node(3), 1))
+        .unwrap()
+        .try_publish(vec![1])
+        .unwrap();
+    n.pump();
+    assert_eq!(n.pubs[&(node(3), 1)].unacked(), 1);
+    assert_eq!(n.owner.poll_timeout(), Some(100));
+    n.advance(100);
+    assert_eq!(n.pubs[&(node(3), 1)].unacked(), 0);
+    assert_eq!(seqs(&n.events(2, 1)).len(), 11);
+}
+
+#[test]
+fn best_effort_goes_unreliable_without_credit() {
+    let policy = Policy {
+        reliable: false,
+        ..Policy::default()
+    };
+    let mut n = net(policy);
+    n.sub(2, 1, CH, "", window(1, Backpressure::Block));
+    for _ in 0..5 {
+        n.owner.try_publish(0, CH, vec![0]).unwrap();
+    }
+    n.pump();
+    let delivers: Vec<_> = n
+        .sent
+        .iter()
+        .filter(|t| matches!(t.frame, ChannelFrame::Deliver { .. }))
+        .collect();
+    assert_eq!(delivers.len(), 5);
+    assert!(delivers.iter().all(|t| !t.reliable));
+    assert_eq!(n.events(2, 1)[0], SubEvent::Accepted { reliable: false });
+}
+
+#[test]
+fn removing_a_channel_ends_its_links() {
+    let mut n = net(Policy::default());
+    n.sub(2, 1, CH, "", SubscriptionConfig::default());
+    n.owner.remove(CH).unwrap();
+    n.pump();
+    assert_eq!(denied(&n.events(2, 1)), Some(Reason::Removed));
+    assert_eq!(n.owner.links(), 0);
+    assert!(n.owner.remove(CH).is_err());
+    assert_eq!(
+        n.owner.create("", Policy::default(), 0).unwrap_err().kind(),
+        "invalid-name"
+    );
+}
+
+#[test]
+fn a_publisher_skipping_sequence_numbers_shows_as_a_gap() {
+    let mut n = net(Policy::default());
+    n.sub(2, 1, CH, "", SubscriptionConfig::default());
+    let publish = |n: &mut Net, seq| {
+        n.owner.handle_frame(
+            0,
+            node(3),
+            ChannelFrame::Publish {
+                link: 1,
+                seq,
+                data: vec![],
+            },
+        );
+    };
+    n.owner.handle_frame(
+        0,
+        node(3),
+        ChannelFrame::Advertise {
+            link: 1,
+            name: CH.into(),
+            token: vec![],
+            next_seq: 5,
+        },
+    );
+    // First seen at 5 (resumed after an owner restart): no gap; then 6 is
+    // missing.
+    publish(&mut n, 5);
+    publish(&mut n, 7);
+    publish(&mut n, 7);
+    n.pump();
+    let events = n.events(2, 1);
+    assert_eq!(seqs(&events), [5, 7]);
+    assert_eq!(gaps(&events), [(6, 6)]);
+    assert_eq!(n.owner.channels()[0].stats.duplicates, 1);
+}

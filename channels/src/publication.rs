@@ -1,0 +1,266 @@
+//! A publisher's side of one publishing session: sequence numbers, the
+//! window of messages the owner has not acknowledged, and their resend
+//! after a reconnect (the owner tells the last sequence number it took, so
+//! only the missing ones go again and the owner drops any repeat).
+//! [`Publication::try_publish`] refuses with `would-block` instead of
+//! waiting when the window is full.
+
+use std::collections::VecDeque;
+
+use relay_proto::wire::channel::{ChannelFrame, Reason, MAX_DATA};
+use thiserror::Error;
+
+/// Messages a session buffers before the owner accepted it.
+pub const OPENING_WINDOW: usize = 256;
+
+/// What the publisher sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PubEvent {
+    /// The owner accepted the session.
+    Accepted,
+    /// The owner took message `seq`: `delivered` of `targets` got it.
+    Ack {
+        /// The sequence number.
+        seq: u64,
+        /// Targets that got it.
+        delivered: u32,
+        /// Targets then.
+        targets: u32,
+    },
+    /// Refused.
+    Denied(Reason),
+    /// Ended by the owner.
+    Ended(Reason),
+}
+
+/// A publish was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PublishRefused {
+    /// The window is full: wait for acknowledgements.
+    #[error("would-block: the owner has not acknowledged enough messages yet")]
+    WouldBlock,
+    /// The session is over.
+    #[error("ended: the publishing session is over")]
+    Ended,
+    /// Larger than [`MAX_DATA`].
+    #[error("too-large: a message is at most {MAX_DATA} bytes")]
+    TooLarge,
+}
+
+impl PublishRefused {
+    /// The stable kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::WouldBlock => "would-block",
+            Self::Ended => "ended",
+            Self::TooLarge => "too-large",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Opening,
+    Live,
+    Disconnected,
+    Ended,
+}
+
+/// One publishing session, publisher side. See the module docs.
+#[derive(Debug)]
+pub struct Publication {
+    link: u64,
+    name: String,
+    token: Vec<u8>,
+    state: State,
+    next_seq: u64,
+    window: usize,
+    unacked: VecDeque<(u64, Vec<u8>)>,
+    /// How many of `unacked` (from the front) went out on this connection.
+    in_flight: usize,
+    out: VecDeque<ChannelFrame>,
+    events: VecDeque<PubEvent>,
+}
+
+impl Publication {
+    /// A session on `name` on link `link`, presenting `token` (empty:
+    /// none). Its advertise frame is the first to transmit.
+    pub fn new(link: u64, name: &str, token: Vec<u8>) -> Self {
+        let mut this = Self {
+            link,
+            name: name.into(),
+            token,
+            state: State::Opening,
+            next_seq: 1,
+            window: OPENING_WINDOW,
+            unacked: VecDeque::new(),
+            in_flight: 0,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        this.advertise();
+        this
+    }
+
+    fn advertise(&mut self) {
+        let next_seq = self.unacked.front().map_or(self.next_seq, |(s, _)| *s);
+        self.out.push_back(ChannelFrame::Advertise {
+            link: self.link,
+            name: self.name.clone(),
+            token: self.token.clone(),
+            next_seq,
+        });
+    }
+
+    /// The link number.
+    pub fn link(&self) -> u64 {
+        self.link
+    }
+
+    /// Whether the session is over.
+    pub fn is_ended(&self) -> bool {
+        self.state == State::Ended
+    }
+
+    /// Messages not acknowledged yet.
+    pub fn unacked(&self) -> usize {
+        self.unacked.len()
+    }
+
+    /// Whether a publish would be taken now.
+    pub fn can_publish(&self) -> bool {
+        self.state != State::Ended && self.unacked.len() < self.window
+    }
+
+    /// Queues `data` as the next message; returns its sequence number.
+    pub fn try_publish(&mut self, data: Vec<u8>) -> Result<u64, PublishRefused> {
+        if self.state == State::Ended {
+            return Err(PublishRefused::Ended);
+        }
+        if data.len() > MAX_DATA {
+            return Err(PublishRefused::TooLarge);
+        }
+        if self.unacked.len() >= self.window {
+            return Err(PublishRefused::WouldBlock);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.unacked.push_back((seq, data));
+        self.send_more();
+        Ok(seq)
+    }
+
+    fn send_more(&mut self) {
+        if self.state != State::Live {
+            return;
+        }
+        while self.in_flight < self.unacked.len().min(self.window) {
+            if let Some((seq, data)) = self.unacked.get(self.in_flight) {
+                self.out.push_back(ChannelFrame::Publish {
+                    link: self.link,
+                    seq: *seq,
+                    data: data.clone(),
+                });
+            }
+            self.in_flight += 1;
+        }
+    }
+
+    /// The next frame to send to the owner.
+    pub fn poll_transmit(&mut self) -> Option<ChannelFrame> {
+        self.out.pop_front()
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<PubEvent> {
+        self.events.pop_front()
+    }
+
+    /// A frame from the owner for this link.
+    pub fn handle_frame(&mut self, frame: ChannelFrame) {
+        if self.state == State::Ended {
+            return;
+        }
+        match frame {
+            ChannelFrame::Accepted {
+                credit, last_seq, ..
+            } => {
+                self.state = State::Live;
+                self.window = (credit as usize).max(1);
+                self.in_flight = 0;
+                while self.unacked.front().is_some_and(|(s, _)| *s <= last_seq) {
+                    if let Some((seq, _)) = self.unacked.pop_front() {
+                        self.events.push_back(PubEvent::Ack {
+                            seq,
+                            delivered: 0,
+                            targets: 0,
+                        });
+                    }
+                }
+                self.next_seq = self.next_seq.max(last_seq + 1);
+                self.events.push_back(PubEvent::Accepted);
+                self.send_more();
+            }
+            ChannelFrame::PublishAck {
+                seq,
+                delivered,
+                targets,
+                ..
+            } => {
+                while self.unacked.front().is_some_and(|(s, _)| *s <= seq) {
+                    self.unacked.pop_front();
+                    self.in_flight = self.in_flight.saturating_sub(1);
+                }
+                self.events.push_back(PubEvent::Ack {
+                    seq,
+                    delivered,
+                    targets,
+                });
+                self.send_more();
+            }
+            ChannelFrame::Denied { reason, .. } => {
+                self.state = State::Ended;
+                self.events.push_back(PubEvent::Denied(reason));
+            }
+            ChannelFrame::End { reason, .. } => {
+                self.state = State::Ended;
+                self.events.push_back(PubEvent::Ended(reason));
+            }
+            _ => {}
+        }
+    }
+
+    /// The connection to the owner is gone.
+    pub fn handle_disconnect(&mut self) {
+        if self.state != State::Ended {
+            self.state = State::Disconnected;
+            self.in_flight = 0;
+        }
+    }
+
+    /// Connected again: reopen; unacknowledged messages go again once
+    /// accepted.
+    pub fn handle_reconnect(&mut self) {
+        if self.state == State::Disconnected {
+            self.state = State::Opening;
+            self.advertise();
+        }
+    }
+
+    /// Presents a fresh token on the live session.
+    pub fn refresh(&mut self, token: Vec<u8>) {
+        self.token = token.clone();
+        self.out.push_back(ChannelFrame::TokenRefresh {
+            link: self.link,
+            token,
+        });
+    }
+
+    /// Ends the session.
+    pub fn close(&mut self) {
+        if self.state != State::Ended {
+            self.out
+                .push_back(ChannelFrame::Unsubscribe { link: self.link });
+        }
+    }
+}

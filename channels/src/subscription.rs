@@ -1,0 +1,310 @@
+//! A subscriber's side of one subscription: it opens the link, returns
+//! credit as the application consumes messages, drops duplicates, reports
+//! gaps (notices from the owner, and sequence jumps on best-effort
+//! channels), and after a reconnect resumes from the last (publisher, seq)
+//! it delivered, so nothing is lost or repeated.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use relay_proto::wire::channel::{Backpressure, ChannelFrame, Cursor, Reason, Start, MAX_CURSORS};
+use relay_proto::NodeId;
+
+/// Most publishers a subscription remembers a position for (for resume
+/// and de-duplication); messages of further publishers are delivered
+/// without either.
+pub const MAX_TRACKED_PUBLISHERS: usize = 4096;
+
+/// How a subscription behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionConfig {
+    /// Messages the owner may send ahead of consumption.
+    pub window: u32,
+    /// What the owner does when this subscriber falls behind.
+    pub backpressure: Backpressure,
+    /// The queue group, if any.
+    pub group: Option<String>,
+    /// Where the first subscribe starts (a resume starts after what was
+    /// delivered).
+    pub start: Start,
+}
+
+impl Default for SubscriptionConfig {
+    fn default() -> Self {
+        Self {
+            window: 1024,
+            backpressure: Backpressure::Block,
+            group: None,
+            start: Start::Live,
+        }
+    }
+}
+
+/// What the application sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubEvent {
+    /// The owner accepted the subscription.
+    Accepted {
+        /// Reliable (else best-effort).
+        reliable: bool,
+    },
+    /// A message.
+    Message {
+        /// Who published it.
+        publisher: NodeId,
+        /// Its sequence number.
+        seq: u64,
+        /// When the owner took it (unix ms).
+        ts: u64,
+        /// The payload.
+        data: Vec<u8>,
+    },
+    /// Messages `from..=to` of `publisher` were missed.
+    Gap {
+        /// Whose.
+        publisher: NodeId,
+        /// First missed.
+        from: u64,
+        /// Last missed.
+        to: u64,
+    },
+    /// The owner refused the subscription.
+    Denied(Reason),
+    /// The owner ended it.
+    Ended(Reason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Opening,
+    Live,
+    Disconnected,
+    Ended,
+}
+
+/// One subscription, subscriber side. See the module docs.
+#[derive(Debug)]
+pub struct Subscription {
+    link: u64,
+    name: String,
+    token: Vec<u8>,
+    config: SubscriptionConfig,
+    state: State,
+    last: BTreeMap<NodeId, u64>,
+    /// Messages consumed (or dropped as duplicates) since credit was last
+    /// returned.
+    consumed: u32,
+    duplicates: u64,
+    missed: u64,
+    out: VecDeque<ChannelFrame>,
+    pub(crate) events: VecDeque<SubEvent>,
+}
+
+impl Subscription {
+    /// A subscription to `name` on link `link`, presenting `token` (empty:
+    /// none). Its subscribe frame is the first to transmit.
+    pub fn new(link: u64, name: &str, token: Vec<u8>, config: SubscriptionConfig) -> Self {
+        let mut this = Self {
+            link,
+            name: name.into(),
+            token,
+            config,
+            state: State::Opening,
+            last: BTreeMap::new(),
+            consumed: 0,
+            duplicates: 0,
+            missed: 0,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        this.subscribe();
+        this
+    }
+
+    fn subscribe(&mut self) {
+        let start = if self.last.is_empty() {
+            self.config.start.clone()
+        } else {
+            Start::After(
+                self.last
+                    .iter()
+                    .take(MAX_CURSORS)
+                    .map(|(p, s)| Cursor {
+                        publisher: *p,
+                        seq: *s,
+                    })
+                    .collect(),
+            )
+        };
+        self.consumed = 0;
+        self.out.push_back(ChannelFrame::Subscribe {
+            link: self.link,
+            name: self.name.clone(),
+            token: self.token.clone(),
+            queue: self.config.group.clone(),
+            start,
+            credit: self.config.window,
+            backpressure: self.config.backpressure,
+        });
+    }
+
+    /// The link number.
+    pub fn link(&self) -> u64 {
+        self.link
+    }
+
+    /// The channel name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the subscription is over (denied or ended).
+    pub fn is_ended(&self) -> bool {
+        self.state == State::Ended
+    }
+
+    /// Duplicates dropped so far.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+
+    /// Messages reported missed so far.
+    pub fn missed(&self) -> u64 {
+        self.missed
+    }
+
+    /// The next frame to send to the owner.
+    pub fn poll_transmit(&mut self) -> Option<ChannelFrame> {
+        self.out.pop_front()
+    }
+
+    /// The next event for the application; taking a message returns its
+    /// credit (in batches of half the window).
+    pub fn poll_event(&mut self) -> Option<SubEvent> {
+        let event = self.events.pop_front()?;
+        if matches!(event, SubEvent::Message { .. }) {
+            self.consumed_one();
+        }
+        Some(event)
+    }
+
+    fn consumed_one(&mut self) {
+        self.consumed += 1;
+        if self.state == State::Live && self.consumed >= (self.config.window / 2).max(1) {
+            self.out.push_back(ChannelFrame::Credit {
+                link: self.link,
+                n: self.consumed,
+            });
+            self.consumed = 0;
+        }
+    }
+
+    /// A frame from the owner for this link.
+    pub fn handle_frame(&mut self, frame: ChannelFrame) {
+        if self.state == State::Ended {
+            return;
+        }
+        match frame {
+            ChannelFrame::Accepted { reliable, .. } => {
+                self.state = State::Live;
+                self.events.push_back(SubEvent::Accepted { reliable });
+            }
+            ChannelFrame::Denied { reason, .. } => self.end(SubEvent::Denied(reason)),
+            ChannelFrame::End { reason, .. } => self.end(SubEvent::Ended(reason)),
+            ChannelFrame::Deliver {
+                publisher,
+                seq,
+                ts,
+                data,
+                ..
+            } => self.on_deliver(publisher, seq, ts, data),
+            ChannelFrame::Gap {
+                publisher,
+                from,
+                to,
+                ..
+            } => {
+                let last = self.last.get(&publisher).copied();
+                if last.is_some_and(|l| l >= to) {
+                    return;
+                }
+                let from = last.map_or(from, |l| from.max(l + 1));
+                self.gap(publisher, from, to);
+            }
+            _ => {}
+        }
+    }
+
+    fn end(&mut self, event: SubEvent) {
+        self.state = State::Ended;
+        self.events.push_back(event);
+    }
+
+    /// Remembers `seq` as the last position of `publisher`, within
+    /// [`MAX_TRACKED_PUBLISHERS`].
+    fn track(&mut self, publisher: NodeId, seq: u64) {
+        if self.last.len() < MAX_TRACKED_PUBLISHERS || self.last.contains_key(&publisher) {
+            self.last.insert(publisher, seq);
+        }
+    }
+
+    fn gap(&mut self, publisher: NodeId, from: u64, to: u64) {
+        self.missed += to - from + 1;
+        self.track(publisher, to);
+        self.events.push_back(SubEvent::Gap {
+            publisher,
+            from,
+            to,
+        });
+    }
+
+    fn on_deliver(&mut self, publisher: NodeId, seq: u64, ts: u64, data: Vec<u8>) {
+        match self.last.get(&publisher).copied() {
+            Some(l) if seq <= l => {
+                self.duplicates += 1;
+                self.consumed_one();
+                return;
+            }
+            Some(l) if seq > l + 1 => self.gap(publisher, l + 1, seq - 1),
+            _ => {}
+        }
+        self.track(publisher, seq);
+        self.events.push_back(SubEvent::Message {
+            publisher,
+            seq,
+            ts,
+            data,
+        });
+    }
+
+    /// The connection to the owner is gone.
+    pub fn handle_disconnect(&mut self) {
+        if self.state != State::Ended {
+            self.state = State::Disconnected;
+        }
+    }
+
+    /// Connected again: resubscribe after the last message delivered.
+    pub fn handle_reconnect(&mut self) {
+        if self.state == State::Disconnected {
+            self.state = State::Opening;
+            self.subscribe();
+        }
+    }
+
+    /// Presents a fresh token on the live subscription.
+    pub fn refresh(&mut self, token: Vec<u8>) {
+        self.token = token.clone();
+        self.out.push_back(ChannelFrame::TokenRefresh {
+            link: self.link,
+            token,
+        });
+    }
+
+    /// Asks the owner to end the subscription.
+    pub fn unsubscribe(&mut self) {
+        if self.state != State::Ended {
+            self.out
+                .push_back(ChannelFrame::Unsubscribe { link: self.link });
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! The channels subsystem's composition of the cores: this node's
+//! [`Owner`] and its local subscriptions and publishing sessions (made
+//! through the local API). It routes frames between them, loops frames
+//! for this node back without the network, and wakes the local API tasks
+//! waiting on a subscription or a publish. It holds no sockets: the driver
+//! ([`super::channels_driver`]) moves its [`Transmit`]s.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use relay_channels::{
+    OwnerConfig, PubEvent, Publication, PublishRefused, SubEvent, Subscription, SubscriptionConfig,
+    TokenAuthorizer, Transmit,
+};
+use relay_proto::wire::channel::{ChannelFrame, Reason};
+use relay_proto::NodeId;
+use tokio::sync::{oneshot, watch, Notify};
+
+/// Most publishing sessions this node keeps open; past it the least
+/// recently used idle one is closed.
+pub const MAX_LOCAL_PUBS: usize = 64;
+
+/// The owner core with the token layer plugged in.
+pub type Owner = relay_channels::Owner<TokenAuthorizer>;
+
+/// What a publish waits for: (delivered, targets), or why the session
+/// ended.
+pub type AckRx = oneshot::Receiver<Result<(u32, u32), Reason>>;
+type AckTx = oneshot::Sender<Result<(u32, u32), Reason>>;
+
+/// A publish that was not queued.
+#[derive(Debug)]
+pub enum PublishWait {
+    /// The session's window is full: wait for this to change (or close),
+    /// then try again.
+    Full(watch::Receiver<u64>),
+    /// Refused for good.
+    Refused(PublishRefused),
+}
+
+#[derive(Debug)]
+struct LocalSub {
+    owner: NodeId,
+    sub: Subscription,
+    notify: Arc<Notify>,
+}
+
+#[derive(Debug)]
+struct LocalPub {
+    owner: NodeId,
+    key: (String, Vec<u8>),
+    publication: Publication,
+    /// Bumped on every event of the session.
+    progress: watch::Sender<u64>,
+    /// When it was last used (a counter).
+    used: u64,
+    acks: HashMap<u64, AckTx>,
+}
+
+/// The node's channel state. See the module docs.
+#[derive(Debug)]
+pub struct Hub {
+    me: NodeId,
+    owner: Owner,
+    subs: HashMap<u64, LocalSub>,
+    pubs: HashMap<u64, LocalPub>,
+    /// (owner, channel, token) → the session local publishers share.
+    pub_index: HashMap<(NodeId, String, Vec<u8>), u64>,
+    next_link: u64,
+    out: VecDeque<Transmit>,
+    uses: u64,
+}
+
+impl Hub {
+    /// The hub of node `me`.
+    pub fn new(me: NodeId) -> Self {
+        Self {
+            me,
+            owner: relay_channels::Owner::new(me, TokenAuthorizer::new(me), OwnerConfig::default()),
+            subs: HashMap::new(),
+            pubs: HashMap::new(),
+            pub_index: HashMap::new(),
+            next_link: 1,
+            out: VecDeque::new(),
+            uses: 0,
+        }
+    }
+
+    /// This node's id.
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// The owner core.
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
+    /// The owner core, to create and remove channels.
+    pub fn owner_mut(&mut self) -> &mut Owner {
+        &mut self.owner
+    }
+
+    /// Local subscriptions and publishing sessions open now.
+    pub fn local_links(&self) -> (usize, usize) {
+        (self.subs.len(), self.pubs.len())
+    }
+
+    fn link(&mut self) -> u64 {
+        let l = self.next_link;
+        self.next_link += 1;
+        l
+    }
+
+    fn collect_sub(&mut self, link: u64) {
+        if let Some(s) = self.subs.get_mut(&link) {
+            while let Some(frame) = s.sub.poll_transmit() {
+                self.out.push_back(Transmit {
+                    peer: s.owner,
+                    frame,
+                    reliable: true,
+                });
+            }
+        }
+    }
+
+    fn collect_pub(&mut self, link: u64) {
+        let Some(p) = self.pubs.get_mut(&link) else {
+            return;
+        };
+        while let Some(frame) = p.publication.poll_transmit() {
+            self.out.push_back(Transmit {
+                peer: p.owner,
+                frame,
+                reliable: true,
+            });
+        }
+        let mut ended = None;
+        while let Some(event) = p.publication.poll_event() {
+            match event {
+                PubEvent::Ack {
+                    seq,
+                    delivered,
+                    targets,
+                } => {
+                    if let Some(tx) = p.acks.remove(&seq) {
+                        let _ = tx.send(Ok((delivered, targets)));
+                    }
+                }
+                PubEvent::Denied(r) | PubEvent::Ended(r) => ended = Some(r),
+                PubEvent::Accepted => {}
+            }
+        }
+        p.progress.send_modify(|n| *n += 1);
+        if let Some(reason) = ended {
+            if let Some(p) = self.pubs.remove(&link) {
+                for (_, tx) in p.acks {
+                    let _ = tx.send(Err(reason));
+                }
+                self.pub_index.remove(&(p.owner, p.key.0, p.key.1));
+            }
+        }
+    }
+
+    /// Opens a subscription to `name` at `owner`.
+    pub fn subscribe(
+        &mut self,
+        owner: NodeId,
+        name: &str,
+        token: Vec<u8>,
+        config: SubscriptionConfig,
+    ) -> (u64, Arc<Notify>) {
+        let link = self.link();
+        let notify = Arc::new(Notify::new());
+        self.subs.insert(
+            link,
+            LocalSub {
+                owner,
+                sub: Subscription::new(link, name, token, config),
+                notify: notify.clone(),
+            },
+        );
+        self.collect_sub(link);
+        (link, notify)
+    }
+
+    /// Up to `max` events of a subscription (returning their credit);
+    /// `None` once it is gone.
+    pub fn take_events(&mut self, link: u64, max: usize) -> Option<Vec<SubEvent>> {
+        let s = self.subs.get_mut(&link)?;
+        let events: Vec<SubEvent> = std::iter::from_fn(|| s.sub.poll_event())
+            .take(max)
+            .collect();
+        let ended = s.sub.is_ended() && events.is_empty();
+        self.collect_sub(link);
+        if ended {
+            self.subs.remove(&link);
+            return None;
+        }
+        Some(events)
+    }
+
+    /// Closes a subscription.
+    pub fn unsubscribe(&mut self, link: u64) {
+        if let Some(s) = self.subs.get_mut(&link) {
+            s.sub.unsubscribe();
+        }
+        self.collect_sub(link);
+        self.subs.remove(&link);
+    }
+
+    /// Queues one message on the session for (owner, name, token),
+    /// opening it if needed; the receiver resolves when the owner takes
+    /// it.
+    pub fn publish(
+        &mut self,
+        owner: NodeId,
+        name: &str,
+        token: &[u8],
+        data: Vec<u8>,
+    ) -> Result<AckRx, PublishWait> {
+        let index = (owner, name.to_string(), token.to_vec());
+        let link = match self.pub_index.get(&index) {
+            Some(l) => *l,
+            None => {
+                self.evict_idle_pub();
+                let link = self.link();
+                self.pubs.insert(
+                    link,
+                    LocalPub {
+                        owner,
+                        key: (name.to_string(), token.to_vec()),
+                        publication: Publication::new(link, name, token.to_vec()),
+                        progress: watch::channel(0).0,
+                        used: 0,
+                        acks: HashMap::new(),
+                    },
+                );
+                self.pub_index.insert(index, link);
+                link
+            }
+        };
+        self.uses += 1;
+        let Some(p) = self.pubs.get_mut(&link) else {
+            return Err(PublishWait::Refused(PublishRefused::Ended));
+        };
+        p.used = self.uses;
+        let result = match p.publication.try_publish(data) {
+            Ok(seq) => {
+                let (tx, rx) = oneshot::channel();
+                p.acks.insert(seq, tx);
+                Ok(rx)
+            }
+            Err(PublishRefused::WouldBlock) => Err(PublishWait::Full(p.progress.subscribe())),
+            Err(e) => Err(PublishWait::Refused(e)),
+        };
+        self.collect_pub(link);
+        result
+    }
+
+    /// Presents `token` on every live local subscription to `name` (the
+    /// owner checks it and keeps each subscription, or ends it with the
+    /// token's kind). Returns how many were refreshed.
+    pub fn refresh(&mut self, name: &str, token: &[u8]) -> usize {
+        let links: Vec<u64> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.sub.name() == name && !s.sub.is_ended())
+            .map(|(l, _)| *l)
+            .collect();
+        for link in &links {
+            if let Some(s) = self.subs.get_mut(link) {
+                s.sub.refresh(token.to_vec());
+            }
+            self.collect_sub(*link);
+        }
+        links.len()
+    }
+
+    /// Closes the least recently used idle session when
+    /// [`MAX_LOCAL_PUBS`] are open (a busy one is never closed).
+    fn evict_idle_pub(&mut self) {
+        if self.pubs.len() < MAX_LOCAL_PUBS {
+            return;
+        }
+        let idle = self
+            .pubs
+            .iter()
+            .filter(|(_, p)| p.publication.unacked() == 0 && p.acks.is_empty())
+            .min_by_key(|(_, p)| p.used)
+            .map(|(l, _)| *l);
+        let Some(link) = idle else {
+            return;
+        };
+        if let Some(p) = self.pubs.get_mut(&link) {
+            p.publication.close();
+        }
+        self.collect_pub(link);
+        if let Some(p) = self.pubs.remove(&link) {
+            self.pub_index.remove(&(p.owner, p.key.0, p.key.1));
+        }
+    }
+
+    /// A frame from `from` (this node itself for looped-back frames).
+    pub fn handle_frame(&mut self, now_ms: u64, from: NodeId, frame: ChannelFrame) {
+        match &frame {
+            ChannelFrame::Subscribe { .. }
+            | ChannelFrame::Advertise { .. }
+            | ChannelFrame::Publish { .. }
+            | ChannelFrame::Credit { .. }
+            | ChannelFrame::TokenRefresh { .. }
+            | ChannelFrame::Unsubscribe { .. } => self.owner.handle_frame(now_ms, from, frame),
+            ChannelFrame::Accepted { .. }
+            | ChannelFrame::Denied { .. }
+            | ChannelFrame::End { .. }
+            | ChannelFrame::Deliver { .. }
+            | ChannelFrame::Gap { .. }
+            | ChannelFrame::PublishAck { .. } => {
+                let link = frame.link();
+                if let Some(s) = self.subs.get_mut(&link).filter(|s| s.owner == from) {
+                    s.sub.handle_frame(frame);
+                    s.notify.notify_one();
+                    self.collect_sub(link);
+                } else if let Some(p) = self.pubs.get_mut(&link).filter(|p| p.owner == from) {
+                    p.publication.handle_frame(frame);
+                    self.collect_pub(link);
+                }
+            }
+        }
+    }
+
+    /// The connection to `peer` closed: its links to our channels end
+    /// quietly; our links to its channels wait for a reconnect.
+    pub fn peer_down(&mut self, peer: &NodeId) {
+        if *peer == self.me {
+            return;
+        }
+        self.owner.handle_peer_gone(peer);
+        for s in self.subs.values_mut().filter(|s| s.owner == *peer) {
+            s.sub.handle_disconnect();
+        }
+        for p in self.pubs.values_mut().filter(|p| p.owner == *peer) {
+            p.publication.handle_disconnect();
+        }
+    }
+
+    /// A new connection to `peer` (a reconnect): links over the old one
+    /// are gone; ours resume by sequence.
+    pub fn peer_reset(&mut self, peer: &NodeId) {
+        self.peer_down(peer);
+        let subs: Vec<u64> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.owner == *peer)
+            .map(|(l, _)| *l)
+            .collect();
+        for link in subs {
+            if let Some(s) = self.subs.get_mut(&link) {
+                s.sub.handle_reconnect();
+            }
+            self.collect_sub(link);
+        }
+        let pubs: Vec<u64> = self
+            .pubs
+            .iter()
+            .filter(|(_, p)| p.owner == *peer)
+            .map(|(l, _)| *l)
+            .collect();
+        for link in pubs {
+            if let Some(p) = self.pubs.get_mut(&link) {
+                p.publication.handle_reconnect();
+            }
+            self.collect_pub(link);
+        }
+    }
+
+    /// `by` revoked the token with revocation key `key`.
+    pub fn revoke(&mut self, key: [u8; 32], by: NodeId) -> usize {
+        self.owner.authorizer_mut().revoke(key, by);
+        self.owner.handle_revocation(&key, &by)
+    }
+
+    /// Runs the owner's timers.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.owner.handle_timeout(now_ms);
+    }
+
+    /// When [`Self::handle_timeout`] must run (unix ms).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.owner.poll_timeout()
+    }
+
+    /// Every frame to send to other nodes; frames for this node are
+    /// handled on the way.
+    pub fn drain_out(&mut self, now_ms: u64) -> Vec<Transmit> {
+        let mut remote = Vec::new();
+        loop {
+            let next = self.owner.poll_transmit().or_else(|| self.out.pop_front());
+            let Some(t) = next else {
+                return remote;
+            };
+            if t.peer == self.me {
+                self.handle_frame(now_ms, self.me, t.frame);
+            } else {
+                remote.push(t);
+            }
+        }
+    }
+}

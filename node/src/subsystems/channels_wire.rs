@@ -1,0 +1,154 @@
+//! Channel frames on the mux (protocol id [`CHANNELS`]).
+//!
+//! Reliable frames: each node opens one unidirectional stream to each peer
+//! it has frames for (per connection) and writes them as length-prefixed
+//! frames (`relay_proto::frame_stream`: u32 big-endian length, then the
+//! encoded `ChannelFrame`), many per write when they queue up. Every
+//! link's frames share that stream, so they stay in order. Best-effort
+//! deliveries go as datagrams, one frame each; a datagram that cannot be
+//! sent is dropped and counted. A frame over the limit, or one that does
+//! not decode, resets the stream with [`RESET_BAD_FRAME`].
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use relay_proto::frame_stream::{encode_frame, FrameDecoder};
+use relay_proto::wire::channel::{ChannelFrame, MAX_FRAME_LEN};
+use relay_transport::mux::{stop_uni, Mux, ProtocolId, RESET_BAD_FRAME};
+use relay_transport::{NodeId, RecvStream};
+use tokio::sync::mpsc;
+
+/// The channels protocol's id on the mux.
+pub const CHANNELS: ProtocolId = ProtocolId::new(3);
+/// Encoded frames queued for one peer's writer.
+pub const WRITER_QUEUE: usize = 4096;
+/// Most bytes gathered into one stream write.
+const WRITE_BATCH: usize = 256 * 1024;
+/// Bytes read from a stream at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The wire's counters.
+#[derive(Debug, Default)]
+pub struct WireCounters {
+    /// Frames received (streams and datagrams).
+    pub frames_in: AtomicU64,
+    /// Frames sent (streams and datagrams).
+    pub frames_out: AtomicU64,
+    /// Best-effort datagrams that could not be sent.
+    pub datagrams_dropped: AtomicU64,
+    /// Frames that did not decode.
+    pub bad_frames: AtomicU64,
+}
+
+/// Why a writer stopped.
+#[derive(Debug)]
+pub struct WriterEnded {
+    /// The peer.
+    pub peer: NodeId,
+    /// The connection generation it served (0: not known when opened).
+    pub generation: u64,
+}
+
+/// Writes encoded frames from `rx` to `peer` on one stream (opened, and
+/// the peer dialed if needed, at the first frame), batching what queued.
+pub async fn write_to_peer(
+    mux: Mux,
+    peer: NodeId,
+    generation: u64,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    ended: mpsc::Sender<WriterEnded>,
+    counters: Arc<WireCounters>,
+) {
+    let stop = |why: String| {
+        tracing::debug!(peer = %peer.fmt_short(), why, "channels writer stopped");
+        let _ = ended.try_send(WriterEnded { peer, generation });
+    };
+    let Some(first) = rx.recv().await else {
+        return;
+    };
+    let mut send = match mux.open_uni(peer, CHANNELS).await {
+        Ok(s) => s,
+        Err(e) => return stop(e.to_string()),
+    };
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut next = Some(first);
+    while let Some(frame) = next {
+        batch.clear();
+        let mut frame = frame;
+        loop {
+            if let Err(e) = encode_frame(&frame, &mut batch) {
+                return stop(e.to_string());
+            }
+            counters.frames_out.fetch_add(1, Relaxed);
+            if batch.len() >= WRITE_BATCH {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(f) => frame = f,
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = send.write_all(&batch).await {
+            return stop(e.to_string());
+        }
+        next = rx.recv().await;
+    }
+    let _ = send.finish();
+}
+
+/// Reads frames from a stream `from` opened until it ends, handing each to
+/// `frames` (waiting when the driver is behind, which holds the peer back
+/// through QUIC flow control).
+pub async fn read_from_peer(
+    from: NodeId,
+    mut recv: RecvStream,
+    frames: mpsc::Sender<(NodeId, ChannelFrame)>,
+    counters: Arc<WireCounters>,
+) {
+    let mut decoder = FrameDecoder::new(MAX_FRAME_LEN);
+    let mut buf = vec![0u8; READ_CHUNK];
+    while let Ok(Some(n)) = recv.read(&mut buf).await {
+        decoder.push(&buf[..n]);
+        loop {
+            let frame = match decoder.next_frame() {
+                Ok(Some(bytes)) => ChannelFrame::decode(&bytes).map_err(|e| e.to_string()),
+                Ok(None) => break,
+                Err(e) => Err(e.to_string()),
+            };
+            match frame {
+                Ok(frame) => {
+                    counters.frames_in.fetch_add(1, Relaxed);
+                    if frames.send((from, frame)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(why) => {
+                    counters.bad_frames.fetch_add(1, Relaxed);
+                    tracing::debug!(peer = %from.fmt_short(), why, "bad channel frame");
+                    stop_uni(&mut recv, RESET_BAD_FRAME);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sends one best-effort frame as a datagram; counts it dropped when it
+/// cannot go (too large for the path, no connection).
+pub fn send_datagram(mux: &Mux, peer: NodeId, frame: &ChannelFrame, counters: &WireCounters) {
+    let sent = frame
+        .encode()
+        .ok()
+        .is_some_and(|bytes| mux.send_datagram(peer, CHANNELS, &bytes).is_ok());
+    let counter = if sent {
+        &counters.frames_out
+    } else {
+        &counters.datagrams_dropped
+    };
+    counter.fetch_add(1, Relaxed);
+}
+
+/// Encodes a frame for a stream writer.
+pub fn encode(frame: &ChannelFrame) -> Option<Vec<u8>> {
+    frame.encode().ok()
+}

@@ -1,0 +1,629 @@
+//! Channel frames: what the channels layer of two nodes exchanges about
+//! named pub/sub channels (mux protocol id 3).
+//!
+//! Every frame is one postcard-encoded [`ChannelFrame`]. On a stream each
+//! frame travels inside the length-prefixed framing of
+//! [`crate::frame_stream`] (u32 big-endian length, then the frame); as a
+//! datagram (best-effort delivery) the datagram payload is exactly one
+//! frame. [`ChannelFrame::decode`] refuses anything longer than
+//! [`MAX_FRAME_LEN`], trailing bytes, names, groups and tokens over their
+//! bounds, empty names and invalid NodeIds, with a typed
+//! [`ChannelFrameError`].
+//!
+//! Frames name a *link*: a number the opener (a subscriber or a publisher)
+//! picks for one subscription or one publishing session with one owner.
+//! The owner keys its state by (peer, link), so links of different peers
+//! never collide.
+//!
+//! | frame | direction | meaning |
+//! |-------|-----------|---------|
+//! | [`ChannelFrame::Subscribe`] | subscriber → owner | subscribe to a channel with a token chain, an optional queue group, a start point, an initial credit and a backpressure mode |
+//! | [`ChannelFrame::Advertise`] | publisher → owner | open a publishing session with a token chain |
+//! | [`ChannelFrame::Accepted`] | owner → opener | the subscription or session is live |
+//! | [`ChannelFrame::Denied`] | owner → opener | refused, with a [`Reason`] |
+//! | [`ChannelFrame::Publish`] | publisher → owner | one message with the publisher's sequence number |
+//! | [`ChannelFrame::PublishAck`] | owner → publisher | a message was taken: how many targets got it of how many |
+//! | [`ChannelFrame::Deliver`] | owner → subscriber | one message: publisher, sequence, owner timestamp, data |
+//! | [`ChannelFrame::Gap`] | owner → subscriber | messages of a publisher in `from..=to` were dropped for this subscription |
+//! | [`ChannelFrame::Credit`] | both | the receiver may send `n` more messages on the link |
+//! | [`ChannelFrame::TokenRefresh`] | opener → owner | a fresh token chain for a live link |
+//! | [`ChannelFrame::Unsubscribe`] | opener → owner | close the link |
+//! | [`ChannelFrame::End`] | owner → opener | the link is over, with a [`Reason`] |
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::NodeId;
+
+/// Longest channel name (bytes).
+pub const MAX_NAME: usize = 255;
+/// Longest queue group name (bytes).
+pub const MAX_GROUP: usize = 64;
+/// Longest token chain (bytes, opaque here).
+pub const MAX_TOKEN: usize = 8 * 1024;
+/// Largest message payload (bytes).
+pub const MAX_DATA: usize = 64 * 1024;
+/// Most (publisher, seq) cursors a resuming subscription carries.
+pub const MAX_CURSORS: usize = 64;
+/// Longest encoded frame: the largest payload plus headroom for the
+/// largest header (a Subscribe with every bound reached stays below it too).
+pub const MAX_FRAME_LEN: usize = MAX_DATA + MAX_TOKEN + 4 * 1024;
+
+/// Where a subscription starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Start {
+    /// Only messages published from now on.
+    Live,
+    /// Every retained message, then live.
+    FromStart,
+    /// The last `n` retained messages, then live.
+    Last(u32),
+    /// Resume: retained messages after these (publisher, seq) cursors, then
+    /// live. A publisher not named is replayed from its oldest retained
+    /// message.
+    After(Vec<Cursor>),
+}
+
+/// What the owner does when a subscription's buffer is full (the
+/// subscriber gave no credit for a while).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Backpressure {
+    /// Publishers wait until the subscriber gives credit.
+    Block,
+    /// The oldest buffered message is dropped (and reported as a gap).
+    DropOldest,
+    /// The new message is dropped (and reported as a gap).
+    DropNewest,
+}
+
+impl Backpressure {
+    /// Stable text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Block => "block",
+            Self::DropOldest => "drop-oldest",
+            Self::DropNewest => "drop-newest",
+        }
+    }
+
+    /// The mode with this text.
+    pub fn from_text(text: &str) -> Option<Self> {
+        [Self::Block, Self::DropOldest, Self::DropNewest]
+            .into_iter()
+            .find(|m| m.as_str() == text)
+    }
+}
+
+/// A position in one publisher's sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Cursor {
+    /// The publisher.
+    pub publisher: NodeId,
+    /// The last sequence number seen from it.
+    pub seq: u64,
+}
+
+/// What went wrong with a token (the kinds of the token layer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TokenKind {
+    /// A signature does not verify.
+    InvalidSignature,
+    /// Past its expiry.
+    Expired,
+    /// Before its not-before.
+    NotYetValid,
+    /// A delegation past the allowed depth.
+    DelegationExhausted,
+    /// The scope is not granted.
+    Scope,
+    /// The token does not cover this channel.
+    ChannelMismatch,
+    /// Revoked.
+    Revoked,
+    /// Not a token.
+    Malformed,
+    /// Presented by a node that is not its subject.
+    WrongSubject,
+    /// More links than allowed.
+    ChainTooLong,
+    /// The channel requires a token and none was presented.
+    Required,
+}
+
+impl TokenKind {
+    /// Every kind, in code order.
+    pub const ALL: [TokenKind; 11] = [
+        Self::InvalidSignature,
+        Self::Expired,
+        Self::NotYetValid,
+        Self::DelegationExhausted,
+        Self::Scope,
+        Self::ChannelMismatch,
+        Self::Revoked,
+        Self::Malformed,
+        Self::WrongSubject,
+        Self::ChainTooLong,
+        Self::Required,
+    ];
+
+    /// Stable text (after `token: `).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidSignature => "invalid-signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not-yet-valid",
+            Self::DelegationExhausted => "delegation-exhausted",
+            Self::Scope => "scope",
+            Self::ChannelMismatch => "channel-mismatch",
+            Self::Revoked => "revoked",
+            Self::Malformed => "malformed",
+            Self::WrongSubject => "wrong-subject",
+            Self::ChainTooLong => "chain-too-long",
+            Self::Required => "required",
+        }
+    }
+
+    /// The kind with this text.
+    pub fn from_text(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// Why a link was denied or ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Reason {
+    /// A token problem.
+    Token(TokenKind),
+    /// No channel of that name is owned by the receiver.
+    NoSuchChannel,
+    /// Too many authentication failures from this peer lately.
+    Throttled,
+    /// The owner's bounds (links per peer, subscriptions per channel) are
+    /// reached.
+    TooMany,
+    /// The link number is already in use.
+    Duplicate,
+    /// The channel was removed.
+    Removed,
+    /// The opener asked to close the link.
+    Closed,
+    /// The owner is shutting down.
+    Shutdown,
+    /// The peer broke the protocol (a frame for the wrong direction, a
+    /// publish beyond its credit).
+    Protocol,
+}
+
+impl Reason {
+    /// Stable text: `token: <kind>` for token problems, else one word.
+    pub fn text(&self) -> String {
+        match self {
+            Self::Token(k) => format!("token: {}", k.as_str()),
+            other => other.kind().to_string(),
+        }
+    }
+
+    /// The stable kind (`token` for every token problem).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Token(_) => "token",
+            Self::NoSuchChannel => "no-such-channel",
+            Self::Throttled => "throttled",
+            Self::TooMany => "too-many",
+            Self::Duplicate => "duplicate",
+            Self::Removed => "removed",
+            Self::Closed => "closed",
+            Self::Shutdown => "shutdown",
+            Self::Protocol => "protocol",
+        }
+    }
+}
+
+/// A channel frame. See the module docs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChannelFrame {
+    /// Subscribe to `name`.
+    Subscribe {
+        /// The subscriber's link number.
+        link: u64,
+        /// The full channel name.
+        name: String,
+        /// The token chain (empty: none).
+        token: Vec<u8>,
+        /// The queue group, if any.
+        queue: Option<String>,
+        /// Where to start.
+        start: Start,
+        /// Messages the owner may send before more credit.
+        credit: u32,
+        /// What the owner does when this subscription's buffer is full.
+        backpressure: Backpressure,
+    },
+    /// Open a publishing session on `name`.
+    Advertise {
+        /// The publisher's link number.
+        link: u64,
+        /// The full channel name.
+        name: String,
+        /// The token chain (empty: none).
+        token: Vec<u8>,
+        /// The first sequence number this session may send (resuming
+        /// publishers continue their sequence).
+        next_seq: u64,
+    },
+    /// The link is live.
+    Accepted {
+        /// The link.
+        link: u64,
+        /// Whether the channel is reliable (else best-effort: datagrams).
+        reliable: bool,
+        /// For a publishing session: messages it may send before more
+        /// credit (0 for a subscription).
+        credit: u32,
+        /// For a publishing session: the last sequence number the owner
+        /// took from this publisher (0: none), so a resuming publisher
+        /// resends only what is missing.
+        last_seq: u64,
+    },
+    /// The link is refused.
+    Denied {
+        /// The link.
+        link: u64,
+        /// Why.
+        reason: Reason,
+    },
+    /// One message from a publisher.
+    Publish {
+        /// The publishing session.
+        link: u64,
+        /// The publisher's sequence number (consecutive from 1).
+        seq: u64,
+        /// The payload.
+        data: Vec<u8>,
+    },
+    /// The owner took a message.
+    PublishAck {
+        /// The publishing session.
+        link: u64,
+        /// The message's sequence number.
+        seq: u64,
+        /// Targets (subscriptions, queue groups) that got it.
+        delivered: u32,
+        /// Targets when it was taken.
+        targets: u32,
+    },
+    /// One message for a subscription.
+    Deliver {
+        /// The subscription.
+        link: u64,
+        /// Who published it.
+        publisher: NodeId,
+        /// Its sequence number from that publisher.
+        seq: u64,
+        /// When the owner took it (unix ms).
+        ts: u64,
+        /// The payload.
+        data: Vec<u8>,
+    },
+    /// Messages `from..=to` of `publisher` were dropped for this
+    /// subscription.
+    Gap {
+        /// The subscription.
+        link: u64,
+        /// Whose messages.
+        publisher: NodeId,
+        /// First missed sequence number.
+        from: u64,
+        /// Last missed sequence number.
+        to: u64,
+    },
+    /// The receiver may send `n` more messages on the link.
+    Credit {
+        /// The link.
+        link: u64,
+        /// How many more.
+        n: u32,
+    },
+    /// A fresh token chain for a live link.
+    TokenRefresh {
+        /// The link.
+        link: u64,
+        /// The token chain.
+        token: Vec<u8>,
+    },
+    /// Close the link.
+    Unsubscribe {
+        /// The link.
+        link: u64,
+    },
+    /// The link is over.
+    End {
+        /// The link.
+        link: u64,
+        /// Why.
+        reason: Reason,
+    },
+}
+
+/// Why a channel frame was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ChannelFrameError {
+    /// Longer than [`MAX_FRAME_LEN`].
+    #[error("channel frame of {0} bytes exceeds {MAX_FRAME_LEN}")]
+    TooLong(usize),
+    /// Not a valid encoding.
+    #[error("malformed channel frame: {0}")]
+    Malformed(postcard::Error),
+    /// Bytes after the frame.
+    #[error("{0} trailing bytes after channel frame")]
+    Trailing(usize),
+    /// A field over its bound, or an empty name.
+    #[error("channel frame field {0} is empty or over its bound")]
+    Bound(&'static str),
+    /// A NodeId that is not a valid key.
+    #[error("invalid NodeId in channel frame")]
+    InvalidNodeId,
+    /// A gap whose range is empty.
+    #[error("gap from {from} to {to} is empty")]
+    EmptyGap {
+        /// First.
+        from: u64,
+        /// Last.
+        to: u64,
+    },
+    /// Encoding failed.
+    #[error("cannot encode channel frame: {0}")]
+    Encode(postcard::Error),
+}
+
+impl ChannelFrameError {
+    /// Stable machine-readable kind.
+    pub fn kind(&self) -> &'static str {
+        "invalid-channel-frame"
+    }
+}
+
+/// Checks a channel name: 1 to [`MAX_NAME`] bytes, no control characters.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_NAME && !name.chars().any(char::is_control)
+}
+
+fn check(ok: bool, field: &'static str) -> Result<(), ChannelFrameError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ChannelFrameError::Bound(field))
+    }
+}
+
+fn check_id(id: &NodeId) -> Result<(), ChannelFrameError> {
+    NodeId::from_bytes(id.as_bytes())
+        .map(|_| ())
+        .map_err(|_| ChannelFrameError::InvalidNodeId)
+}
+
+impl Start {
+    fn validate(&self) -> Result<(), ChannelFrameError> {
+        match self {
+            Self::After(cursors) => {
+                check(cursors.len() <= MAX_CURSORS, "cursors")?;
+                cursors.iter().try_for_each(|c| check_id(&c.publisher))
+            }
+            Self::Live | Self::FromStart | Self::Last(_) => Ok(()),
+        }
+    }
+}
+
+impl ChannelFrame {
+    /// Checks what serde cannot: bounds, names, NodeIds, gap ranges.
+    pub fn validate(&self) -> Result<(), ChannelFrameError> {
+        match self {
+            Self::Subscribe {
+                name,
+                token,
+                queue,
+                start,
+                ..
+            } => {
+                check(valid_name(name), "name")?;
+                check(token.len() <= MAX_TOKEN, "token")?;
+                if let Some(q) = queue {
+                    check(!q.is_empty() && q.len() <= MAX_GROUP, "queue")?;
+                }
+                start.validate()
+            }
+            Self::Advertise { name, token, .. } => {
+                check(valid_name(name), "name")?;
+                check(token.len() <= MAX_TOKEN, "token")
+            }
+            Self::TokenRefresh { token, .. } => check(token.len() <= MAX_TOKEN, "token"),
+            Self::Publish { data, .. } => check(data.len() <= MAX_DATA, "data"),
+            Self::Deliver {
+                publisher, data, ..
+            } => {
+                check_id(publisher)?;
+                check(data.len() <= MAX_DATA, "data")
+            }
+            Self::Gap {
+                publisher,
+                from,
+                to,
+                ..
+            } => {
+                check_id(publisher)?;
+                if from > to {
+                    return Err(ChannelFrameError::EmptyGap {
+                        from: *from,
+                        to: *to,
+                    });
+                }
+                Ok(())
+            }
+            Self::Accepted { .. }
+            | Self::Denied { .. }
+            | Self::PublishAck { .. }
+            | Self::Credit { .. }
+            | Self::Unsubscribe { .. }
+            | Self::End { .. } => Ok(()),
+        }
+    }
+
+    /// Decodes and validates one frame that fills `data` exactly.
+    pub fn decode(data: &[u8]) -> Result<Self, ChannelFrameError> {
+        if data.len() > MAX_FRAME_LEN {
+            return Err(ChannelFrameError::TooLong(data.len()));
+        }
+        let (frame, rest) =
+            postcard::take_from_bytes::<Self>(data).map_err(ChannelFrameError::Malformed)?;
+        if !rest.is_empty() {
+            return Err(ChannelFrameError::Trailing(rest.len()));
+        }
+        frame.validate()?;
+        Ok(frame)
+    }
+
+    /// Encodes the frame (validated first, so nothing out of bounds is
+    /// ever sent).
+    pub fn encode(&self) -> Result<Vec<u8>, ChannelFrameError> {
+        self.validate()?;
+        let bytes = postcard::to_allocvec(self).map_err(ChannelFrameError::Encode)?;
+        if bytes.len() > MAX_FRAME_LEN {
+            return Err(ChannelFrameError::TooLong(bytes.len()));
+        }
+        Ok(bytes)
+    }
+
+    /// The link the frame is about.
+    pub fn link(&self) -> u64 {
+        match self {
+            Self::Subscribe { link, .. }
+            | Self::Advertise { link, .. }
+            | Self::Accepted { link, .. }
+            | Self::Denied { link, .. }
+            | Self::Publish { link, .. }
+            | Self::PublishAck { link, .. }
+            | Self::Deliver { link, .. }
+            | Self::Gap { link, .. }
+            | Self::Credit { link, .. }
+            | Self::TokenRefresh { link, .. }
+            | Self::Unsubscribe { link }
+            | Self::End { link, .. } => *link,
+        }
+    }
+
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Subscribe { .. } => "subscribe",
+            Self::Advertise { .. } => "advertise",
+            Self::Accepted { .. } => "accepted",
+            Self::Denied { .. } => "denied",
+            Self::Publish { .. } => "publish",
+            Self::PublishAck { .. } => "publish-ack",
+            Self::Deliver { .. } => "deliver",
+            Self::Gap { .. } => "gap",
+            Self::Credit { .. } => "credit",
+            Self::TokenRefresh { .. } => "token-refresh",
+            Self::Unsubscribe { .. } => "unsubscribe",
+            Self::End { .. } => "end",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SecretKey;
+
+    fn id() -> NodeId {
+        SecretKey::from_bytes(&[7; 32]).node_id()
+    }
+
+    fn roundtrip(frame: ChannelFrame) {
+        let bytes = frame.encode().unwrap();
+        assert_eq!(ChannelFrame::decode(&bytes).unwrap(), frame);
+    }
+
+    #[test]
+    fn every_frame_roundtrips() {
+        roundtrip(ChannelFrame::Subscribe {
+            link: 1,
+            name: "a/b".into(),
+            token: vec![1, 2, 3],
+            queue: Some("g".into()),
+            start: Start::After(vec![Cursor {
+                publisher: id(),
+                seq: 9,
+            }]),
+            credit: 64,
+            backpressure: Backpressure::DropOldest,
+        });
+        roundtrip(ChannelFrame::Deliver {
+            link: 1,
+            publisher: id(),
+            seq: 2,
+            ts: 3,
+            data: vec![0; MAX_DATA],
+        });
+        roundtrip(ChannelFrame::End {
+            link: 4,
+            reason: Reason::Token(TokenKind::Revoked),
+        });
+    }
+
+    #[test]
+    fn bounds_are_enforced_both_ways() {
+        let long = ChannelFrame::Subscribe {
+            link: 1,
+            name: "x".repeat(MAX_NAME + 1),
+            token: vec![],
+            queue: None,
+            start: Start::Live,
+            credit: 1,
+            backpressure: Backpressure::Block,
+        };
+        assert_eq!(long.encode(), Err(ChannelFrameError::Bound("name")));
+        let bytes = postcard::to_allocvec(&long).unwrap();
+        assert_eq!(
+            ChannelFrame::decode(&bytes),
+            Err(ChannelFrameError::Bound("name"))
+        );
+        let empty = ChannelFrame::Advertise {
+            link: 1,
+            name: String::new(),
+            token: vec![],
+            next_seq: 1,
+        };
+        assert!(empty.encode().is_err());
+        let gap = ChannelFrame::Gap {
+            link: 1,
+            publisher: id(),
+            from: 5,
+            to: 4,
+        };
+        assert!(matches!(
+            gap.encode(),
+            Err(ChannelFrameError::EmptyGap { .. })
+        ));
+        let big = vec![0u8; MAX_FRAME_LEN + 1];
+        assert_eq!(
+            ChannelFrame::decode(&big),
+            Err(ChannelFrameError::TooLong(MAX_FRAME_LEN + 1))
+        );
+        let mut ok = ChannelFrame::Credit { link: 1, n: 2 }.encode().unwrap();
+        ok.push(0);
+        assert_eq!(
+            ChannelFrame::decode(&ok),
+            Err(ChannelFrameError::Trailing(1))
+        );
+    }
+
+    #[test]
+    fn reason_texts() {
+        assert_eq!(Reason::Token(TokenKind::Expired).text(), "token: expired");
+        assert_eq!(Reason::NoSuchChannel.text(), "no-such-channel");
+        for k in TokenKind::ALL {
+            assert_eq!(TokenKind::from_text(k.as_str()), Some(k));
+        }
+    }
+}
