@@ -71,12 +71,7 @@ pub struct Redial {
 
 impl Redial {
     /// A peer at `addrs`, to dial at once (`now`); `seed` drives jitter.
-    pub fn new(
-        config: RedialConfig,
-        addrs: Vec<SocketAddr>,
-        seed: u64,
-        now: Instant,
-    ) -> Self {
+    pub fn new(config: RedialConfig, addrs: Vec<SocketAddr>, seed: u64, now: Instant) -> Self {
         let config = RedialConfig {
             max: config.max.max(config.min),
             jitter_percent: config.jitter_percent.min(100),
@@ -142,11 +137,7 @@ impl Redial {
     }
 
     /// A dial (and its relay fallback, if any) failed: wait, or stop.
-    pub fn handle_dial_failed(
-        &mut self,
-        now: Instant,
-        failure: DialFailure,
-    ) -> Option<Duration> {
+    pub fn handle_dial_failed(&mut self, now: Instant, failure: DialFailure) -> Option<Duration> {
         if failure == DialFailure::Closed {
             self.stopped = true;
             self.due = None;

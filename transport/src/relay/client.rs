@@ -34,8 +34,8 @@ use tokio::sync::Notify;
 
 use crate::handles::RelayClientHost;
 use crate::relay::auth::FrameKeys;
-use crate::relay::ConnectionKeys;
 use crate::relay::client_core::{GoneAction, RelayClientCore};
+use crate::relay::ConnectionKeys;
 use crate::socket::Path;
 use crate::{DialError, DialErrorKind, PeerEvent};
 

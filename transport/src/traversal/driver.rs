@@ -228,7 +228,11 @@ fn now_std(now: Instant) -> std::time::Instant {
 }
 
 /// Runs the driver until the transport closes.
-pub(crate) async fn run(shared: Arc<dyn TraversalHost>, service: Arc<TraversalService>, inputs: Inputs) {
+pub(crate) async fn run(
+    shared: Arc<dyn TraversalHost>,
+    service: Arc<TraversalService>,
+    inputs: Inputs,
+) {
     let Inputs {
         mut frames,
         mut messages,
@@ -575,8 +579,7 @@ impl Driver {
         let now = Instant::now();
         let learned = self.core().learned_keepalive();
         if let Some(keep_alive) = learned {
-            if self.shared.set_keep_alive(keep_alive)
-            {
+            if self.shared.set_keep_alive(keep_alive) {
                 tracing::debug!(?keep_alive, "keepalive interval for new connections");
             }
         }
@@ -755,8 +758,8 @@ impl Driver {
                 // Something to send now: quinn's loss recovery, backed off
                 // while the path was dead, hears from the peer at once.
                 let nat = self.core().nat().nat;
-                self.shared.send_control(&peer, &ControlMsg::Traversal(TraversalMsg::NatInfo { nat }),
-                );
+                self.shared
+                    .send_control(&peer, &ControlMsg::Traversal(TraversalMsg::NatInfo { nat }));
                 self.policy.handle_fell_back(now_std(Instant::now()), &peer);
             }
             Err(e) => tracing::debug!(peer = %peer.fmt_short(), error = %e, "fallback failed"),
