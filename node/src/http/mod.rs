@@ -109,4 +109,6 @@ impl HttpError {
 }
 
 #[cfg(test)]
+mod ledger_tests;
+#[cfg(test)]
 mod tests;
