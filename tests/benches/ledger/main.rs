@@ -200,6 +200,12 @@ fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     let commits = env_or("RELAY_BENCH_COMMITS", if bench { 500 } else { 20 });
     let bulk_n = env_or("RELAY_BENCH_BULK", if bench { 100_000 } else { 2_000 });
+    let rounds = env_or("RELAY_BENCH_ROUNDS", if bench { 5 } else { 1 });
+    if std::env::var_os("RELAY_BENCH_ONLY_NET").is_some() {
+        // For profiling the bulk run over loopback alone.
+        bulk_rounds(rounds, bulk_n);
+        return;
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -243,7 +249,6 @@ fn main() {
         sim.as_secs_f64(),
         wall.as_secs_f64()
     );
-    let rounds = env_or("RELAY_BENCH_ROUNDS", if bench { 5 } else { 1 });
     bulk_rounds(rounds, bulk_n);
 }
 
@@ -256,12 +261,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// each round printed, then the medians.
 fn bulk_rounds(rounds: u64, n: u64) {
     let batch = relay_proto::ledger::wire::MAX_BATCH as u64;
-    let (mut raw, mut net) = (Vec::new(), Vec::new());
+    let (mut raw, mut net, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
         let r = net::raw_batched(n, batch);
-        let t = net::bulk_over_loopback(n).as_secs_f64();
+        let run = net::bulk_over_loopback(n);
+        let (t, c) = (run.wall.as_secs_f64(), run.cpu.as_secs_f64());
         println!(
-            "{:44} {:>14.2} s   {:.0} entries/s; redb raw {batch}-row commits {:.0} rows/s, {:.2}x",
+            "{:44} {:>14.2} s   {:.0} entries/s, {c:.2} s CPU; redb raw {batch}-row commits {:.0} rows/s, {:.2}x",
             format!("round {round}: bulk {n} over loopback"),
             t,
             n as f64 / t,
@@ -270,10 +276,11 @@ fn bulk_rounds(rounds: u64, n: u64) {
         );
         raw.push(r);
         net.push(t);
+        cpu.push(c);
     }
-    let (r, t) = (median(raw), median(net));
+    let (r, t, c) = (median(raw), median(net), median(cpu));
     println!(
-        "{:44} {:>14.2} s   {:.0} entries/s (goal <= 3 s for 100000)",
+        "{:44} {:>14.2} s   {:.0} entries/s, {c:.2} s CPU (goal <= 3 s for 100000)",
         format!("bulk replicate {n} over loopback, median"),
         t,
         n as f64 / t
