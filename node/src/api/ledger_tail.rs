@@ -201,20 +201,9 @@ mod tests {
     use super::*;
     use crate::ledger::{Filter, Ledger};
     use crate::testutil::temp_dir;
+    use crate::testutil::traversal_event as event;
     use http_body_util::BodyExt;
-    use relay_proto::ledger::body::{PathOutcome, TraversalOutcome};
-    use relay_proto::ledger::Body;
     use relay_proto::SecretKey;
-
-    fn event(n: u64) -> Body {
-        Body::TraversalOutcome(TraversalOutcome {
-            peer: SecretKey::from_bytes(&[9; 32]).node_id(),
-            outcome: PathOutcome::Direct,
-            time_to_direct_ms: Some(n),
-            why: String::new(),
-            birthday_packets: 0,
-        })
-    }
 
     fn tail(ledger: &Ledger, stall: Option<Duration>, format: TailFormat) -> Tail {
         Tail {

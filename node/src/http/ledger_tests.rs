@@ -11,8 +11,6 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use relay_proto::ledger::body::{PathOutcome, TraversalOutcome};
-use relay_proto::ledger::Body as EntryBody;
 use relay_proto::SecretKey;
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -21,7 +19,7 @@ use super::ledger::HttpLedger;
 use super::sse::LAST_EVENT_ID;
 use super::*;
 use crate::ledger::Ledger;
-use crate::testutil::temp_dir;
+use crate::testutil::{temp_dir, traversal_event as event};
 
 /// Generous bound on every network step on the real clock; no test relies
 /// on it. (On a paused clock there is none: time jumps while a test waits
@@ -43,16 +41,6 @@ impl HttpSource for Node {
     fn ledger(&self) -> Option<&HttpLedger> {
         Some(&self.0)
     }
-}
-
-fn event(n: u64) -> EntryBody {
-    EntryBody::TraversalOutcome(TraversalOutcome {
-        peer: SecretKey::from_bytes(&[9; 32]).node_id(),
-        outcome: PathOutcome::Direct,
-        time_to_direct_ms: Some(n),
-        why: String::new(),
-        birthday_packets: 0,
-    })
 }
 
 /// A ledger with `n` entries behind an endpoint whose time bounds are far
