@@ -21,7 +21,7 @@ use crate::api::router::{RouteError, Routes};
 use crate::api::server::ApiServer;
 use crate::bootstrap::{Bootstrap, BootstrapError};
 use crate::datadir::{DataDir, DataDirError};
-use crate::http::{HttpError, HttpOptions, HttpServer};
+use crate::http::{HttpError, HttpOptions, HttpServer, NodeHttp};
 use crate::init::{init, InitError};
 use crate::keystore::{self, LoadKeyError};
 use crate::lock::{LockError, RunLock};
@@ -206,7 +206,8 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
     subsystems.register_protocols(&mux, &tasks)?;
     mux.start();
     if let Some(http) = http {
-        tasks.spawn("http", http.serve(Arc::new(service.clone())));
+        let source = NodeHttp::new(service.clone(), ledger.clone());
+        tasks.spawn("http", http.serve(Arc::new(source)));
     }
     subsystems.start(&tasks);
     tasks.spawn_draining("api", api.serve(tasks.token()));

@@ -12,3 +12,15 @@ pub(crate) fn temp_dir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A ledger event body whose content varies with `n`.
+pub(crate) fn traversal_event(n: u64) -> relay_proto::ledger::Body {
+    use relay_proto::ledger::body::{PathOutcome, TraversalOutcome};
+    relay_proto::ledger::Body::TraversalOutcome(TraversalOutcome {
+        peer: relay_proto::SecretKey::from_bytes(&[9; 32]).node_id(),
+        outcome: PathOutcome::Direct,
+        time_to_direct_ms: Some(n),
+        why: String::new(),
+        birthday_packets: 0,
+    })
+}

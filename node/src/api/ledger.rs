@@ -1,21 +1,20 @@
 //! The ledger's routes: `GET /v1/members`, `GET /v1/ledger` (a page, or
-//! with `follow=1` an NDJSON tail with no gap or duplicate) and
-//! `GET /v1/ledger/verify` (docs/LOCAL_API.md). Reads run off the async
+//! with `follow=1` an NDJSON tail with no gap or duplicate),
+//! `GET /v1/ledger/events` (the same tail as server-sent events, resumed by
+//! `Last-Event-ID`) and `GET /v1/ledger/verify` (docs/LOCAL_API.md). Reads run off the async
 //! runtime; the node hands in the ledger and who is connected.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use hyper::StatusCode;
 use relay_proto::ledger::EntryKind;
 use relay_proto::NodeId;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
-use super::body::{ok, with_type, ApiResponse, ChannelBody, NDJSON};
+use super::body::{ok, ApiResponse};
 use super::error::ApiError;
 use super::ledger_json::{entry_json, member_json};
+use super::ledger_tail::{ledger_error, resume_after, Tail, TailFormat};
 use super::request::query_param;
 use super::router::{ApiRequest, RequestContext, RouteError, Routes};
 use crate::ledger::{Cursor, Filter, Ledger, LedgerError};
@@ -24,8 +23,8 @@ use crate::ledger::{Cursor, Filter, Ledger, LedgerError};
 pub const DEFAULT_LIMIT: usize = 100;
 /// Most entries per page.
 pub const MAX_LIMIT: usize = 1000;
-/// Lines buffered for a slow `follow` client.
-const FOLLOW_BUFFER: usize = 64;
+/// Period of keep-alive comments on an idle event stream.
+pub const SSE_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The NodeIds connected right now.
 pub type Connected = Arc<dyn Fn() -> HashSet<NodeId> + Send + Sync>;
@@ -100,17 +99,6 @@ impl Query {
     }
 }
 
-/// A ledger failure as an API error: its own kind, status 500.
-pub(crate) fn ledger_error(e: &LedgerError) -> ApiError {
-    let text = e.to_string();
-    let prefix = format!("{}: ", e.kind());
-    ApiError::Operation {
-        kind: e.kind().to_string(),
-        detail: text.strip_prefix(&prefix).unwrap_or(&text).to_string(),
-        status: StatusCode::INTERNAL_SERVER_ERROR.as_u16(),
-    }
-}
-
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, LedgerError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -133,10 +121,10 @@ pub async fn members(api: &LedgerApi) -> Result<Value, ApiError> {
     Ok(json!({ "members": members }))
 }
 
-/// `GET /v1/ledger`: `{"entries": [...], "cursor": last or the request's
-/// after}`.
-pub async fn page(api: &LedgerApi, q: Query) -> Result<Value, ApiError> {
-    let ledger = api.ledger.clone();
+/// `GET /v1/ledger` (and the HTTP endpoint's `GET /ledger`):
+/// `{"entries": [...], "cursor": last or the request's after}`.
+pub async fn page(ledger: &Ledger, q: Query) -> Result<Value, ApiError> {
+    let ledger = ledger.clone();
     let (after, limit, filter) = (q.after, q.limit, q.filter);
     let entries = blocking(move || ledger.read(after, limit, &filter)).await?;
     let cursor = entries.last().map(|s| s.cursor).or(after);
@@ -167,51 +155,30 @@ pub async fn verify(api: &LedgerApi) -> Result<Value, ApiError> {
     }))
 }
 
-fn line(value: &Value) -> Bytes {
-    let mut bytes = serde_json::to_vec(value).unwrap_or_default();
-    bytes.push(b'\n');
-    Bytes::from(bytes)
-}
-
-/// `GET /v1/ledger?follow=1`: every matching entry after `after`, then new
-/// ones as they are stored, one JSON object per line.
-pub fn follow(api: &LedgerApi, q: Query, ctx: &RequestContext) -> Result<ApiResponse, ApiError> {
+/// `GET /v1/ledger?follow=1` (NDJSON) and `GET /v1/ledger/events`
+/// (server-sent events, resuming after `Last-Event-ID`): every matching
+/// entry after the cursor, then new ones as they are stored.
+pub fn follow(
+    api: &LedgerApi,
+    after: Option<Cursor>,
+    q: Query,
+    format: TailFormat,
+    ctx: &RequestContext,
+) -> Result<ApiResponse, ApiError> {
     let permit = ctx.stream_permit()?;
-    let (tx, rx) = mpsc::channel(FOLLOW_BUFFER);
-    let mut follower = api.ledger.follow(q.after, q.filter);
-    let shutdown = ctx.shutdown.clone();
-    ctx.tasks.spawn(async move {
-        loop {
-            let next = tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tx.closed() => return,
-                next = follower.next() => next,
-            };
-            let value = match next {
-                Ok(s) => entry_json(&s),
-                Err(e) => {
-                    let e = ledger_error(&e);
-                    json!({"error": {"kind": e.kind(), "detail": e.detail()}})
-                }
-            };
-            let end = value.get("error").is_some();
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                sent = tx.send(line(&value)) => if sent.is_err() { return },
-            }
-            if end {
-                return;
-            }
-        }
-    });
-    Ok(with_type(
-        StatusCode::OK,
-        NDJSON,
-        http_body_util::BodyExt::boxed(ChannelBody::new(rx, permit)),
-    ))
+    let tail = Tail {
+        follower: api.ledger.follow(after, q.filter),
+        stop: ctx.shutdown.clone(),
+        stall: None,
+        keepalive: (format == TailFormat::Sse).then_some(SSE_KEEPALIVE),
+        format,
+    };
+    let (response, pump) = tail.start(permit);
+    ctx.tasks.spawn(pump);
+    Ok(response)
 }
 
-/// Registers the three routes.
+/// Registers the four routes.
 pub fn register(routes: &mut Routes, api: LedgerApi) -> Result<(), RouteError> {
     let a = api.clone();
     routes.get("/v1/members", move |_req: ApiRequest, _ctx| {
@@ -224,12 +191,24 @@ pub fn register(routes: &mut Routes, api: LedgerApi) -> Result<(), RouteError> {
         async move {
             let q = Query::parse(req.uri().query())?;
             if q.follow {
-                follow(&a, q, &ctx)
+                follow(&a, q.after, q, TailFormat::Ndjson, &ctx)
             } else {
-                Ok(ok(&page(&a, q).await?))
+                Ok(ok(&page(&a.ledger, q).await?))
             }
         }
     })?;
+    let a = api.clone();
+    routes.get(
+        "/v1/ledger/events",
+        move |req: ApiRequest, ctx: RequestContext| {
+            let a = a.clone();
+            async move {
+                let q = Query::parse(req.uri().query())?;
+                let after = resume_after(&req, q.after)?;
+                follow(&a, after, q, TailFormat::Sse, &ctx)
+            }
+        },
+    )?;
     routes.get("/v1/ledger/verify", move |_req: ApiRequest, _ctx| {
         let a = api.clone();
         async move { Ok(ok(&verify(&a).await?)) }
@@ -241,6 +220,7 @@ mod tests {
     use super::*;
     use crate::testutil::temp_dir;
     use http_body_util::BodyExt;
+    use hyper::StatusCode;
     use relay_proto::ledger::body::{NatType, NodeAnnouncement};
     use relay_proto::ledger::Body;
     use relay_proto::SecretKey;
@@ -290,7 +270,7 @@ mod tests {
         let a = api("api-ledger");
         a.ledger.append_at(1_000, ann(1)).await.unwrap();
         a.ledger.append_at(2_000, ann(2)).await.unwrap();
-        let all = page(&a, Query::parse(None).unwrap()).await.unwrap();
+        let all = page(&a.ledger, Query::parse(None).unwrap()).await.unwrap();
         let entries = all["entries"].as_array().unwrap();
         // Retention keeps the latest announcement per origin.
         assert!(!entries.is_empty());
@@ -307,7 +287,7 @@ mod tests {
             limit: 10,
             ..Query::default()
         };
-        let none = page(&a, q).await.unwrap();
+        let none = page(&a.ledger, q).await.unwrap();
         assert!(none["entries"].as_array().unwrap().is_empty());
         assert_eq!(none["cursor"], after.to_string());
 
@@ -328,7 +308,8 @@ mod tests {
         let a = api("api-follow");
         a.ledger.append_at(1_000, ann(1)).await.unwrap();
         let ctx = RequestContext::new(4);
-        let resp = follow(&a, Query::parse(Some("follow=1")).unwrap(), &ctx).unwrap();
+        let q = Query::parse(Some("follow=1")).unwrap();
+        let resp = follow(&a, q.after, q, TailFormat::Ndjson, &ctx).unwrap();
         let mut body = resp.into_body();
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
         let v: Value = serde_json::from_slice(&first).unwrap();

@@ -14,7 +14,9 @@
 //!   (`{"error":{"kind","detail"}}`), body limits and deadlines; shared by
 //!   any hyper server in the node.
 //! - [`ledger`], [`ledger_json`]: the ledger's routes (members, entries,
-//!   follow, verify) and the JSON form of entries and members.
+//!   follow, verify) and the JSON form of entries and members;
+//!   [`ledger_tail`] feeds a follow or event stream (also the HTTP
+//!   endpoint's).
 //! - [`tokens`]: `POST /v1/tokens/revoke` (a `token-revocation` entry).
 //! - [`client`]: the blocking client the CLI verbs use.
 //! - [`rpc`]: nRPC's routes (services, call, bench).
@@ -34,6 +36,7 @@ pub mod frames;
 pub mod health;
 pub mod ledger;
 pub mod ledger_json;
+pub mod ledger_tail;
 pub mod peercred;
 pub mod request;
 pub mod router;

@@ -114,7 +114,7 @@ pub async fn revoke(ledger: &Ledger, req: RevokeRequest) -> Result<RevokeAnswer,
     let cursor = ledger
         .append(body)
         .await
-        .map_err(|e| super::ledger::ledger_error(&e))?;
+        .map_err(|e| super::ledger_tail::ledger_error(&e))?;
     Ok(RevokeAnswer {
         id: id.to_string(),
         expires_unix_ms: expires,

@@ -2,13 +2,14 @@
 //! most [`MAX_HEAD`] bytes, else 431; malformed, 400) and the router answers
 //! it as soon as it is in; one request per connection. Around hyper, this
 //! driver enforces the time limits: a head not complete within the head
-//! timeout gets 408, the whole exchange is bounded, and a connection that
+//! timeout gets 408, the whole exchange is bounded (except a streamed
+//! answer, which ends when its handler says so), and a connection that
 //! the admission state evicts (still without a head) is dropped. After an
 //! answer it stops sending and reads what the client still sends for a
 //! moment, so closing does not reset the connection under the answer.
 
 use std::convert::Infallible;
-use std::future::{poll_fn, ready};
+use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,9 +23,10 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 use super::auth::TokenDigest;
-use super::router::{route, HttpSource};
+use super::router::{route, Exchange, HttpSource};
 use super::server::Ticket;
 use super::{MAX_HEAD, WRITE_TIMEOUT};
 
@@ -50,6 +52,9 @@ pub(super) struct Connection {
     pub source: Arc<dyn HttpSource>,
     /// How long the client has to send its head.
     pub head_timeout: Duration,
+    /// Fires when the endpoint stops; a handler may fire it to drop the
+    /// connection (a stream whose client fell behind).
+    pub close: CancellationToken,
 }
 
 /// How the exchange ended.
@@ -70,20 +75,26 @@ pub(super) async fn serve(stream: TcpStream, connection: Connection) {
         token,
         source,
         head_timeout,
+        close,
     } = connection;
+    // Whatever the connection leaves running (a stream's feeder) stops
+    // when it ends.
+    let _closed = close.clone().drop_guard();
+    let exchange = Exchange::new(close);
     let ticket = Arc::new(ticket);
     let head_seen = Arc::new(AtomicBool::new(false));
     let service = {
         let head_seen = head_seen.clone();
         let ticket = ticket.clone();
+        let exchange = exchange.clone();
         service_fn(move |request: Request<Incoming>| {
             head_seen.store(true, Ordering::Release);
             ticket.head_received();
-            ready(Ok::<_, Infallible>(route(
-                &request,
-                token.as_deref(),
-                source.as_ref(),
-            )))
+            let (token, source, exchange) = (token.clone(), source.clone(), exchange.clone());
+            Box::pin(async move {
+                let response = route(&request, token.as_deref(), source.as_ref(), &exchange);
+                Ok::<_, Infallible>(response.await)
+            })
         })
     };
     let mut conn = http1::Builder::new()
@@ -101,6 +112,7 @@ pub(super) async fn serve(stream: TcpStream, connection: Connection) {
         let mut head_deadline = pin!(tokio::time::sleep(head_timeout));
         let mut exchange_deadline = pin!(tokio::time::sleep(head_timeout + WRITE_TIMEOUT));
         let mut head_checked = false;
+        let mut streaming = false;
         loop {
             tokio::select! {
                 result = &mut drive => {
@@ -115,7 +127,13 @@ pub(super) async fn serve(stream: TcpStream, connection: Connection) {
                         break End::HeadTimeout;
                     }
                 }
-                () = &mut exchange_deadline => break End::Drop,
+                () = &mut exchange_deadline, if !streaming => {
+                    if !exchange.is_streaming() {
+                        break End::Drop;
+                    }
+                    streaming = true;
+                }
+                () = exchange.closing().cancelled() => break End::Drop,
                 // Only a connection without a head is evicted; checked again
                 // here in case the head came in meanwhile.
                 Ok(()) = &mut evicted => {

@@ -1,5 +1,7 @@
 //! The read-only HTTP endpoint: `GET /metrics` (Prometheus text format),
-//! `GET /status` (the JSON of `status --json`) and `GET /healthz`.
+//! `GET /status` (the JSON of `status --json`), `GET /healthz`, and the
+//! ledger: `GET /ledger` (a page) and `GET /ledger/events` (server-sent
+//! events, resumed by `Last-Event-ID`; [`ledger`]).
 //!
 //! - **Off** unless `run --http ADDR` is given (suggested:
 //!   `127.0.0.1:9742`).
@@ -18,7 +20,9 @@
 //!   [`MAX_PER_SOURCE`] connections per source address and
 //!   [`MAX_CONNECTIONS`] in all; when full, the oldest connection still
 //!   without a head makes room. Accepting never waits on a connection.
-//! - **Server-sent events** ([`sse`]) are ready for streaming resources.
+//! - **Server-sent events** ([`sse`]) for streaming resources: a streamed
+//!   answer is exempt from the exchange's time bound; its handler bounds it
+//!   (a client that falls behind is disconnected).
 //!
 //! It knows nothing of the node beyond [`HttpSource`]; it shares the local
 //! API's response bodies and connection table ([`crate::api`]).
@@ -26,6 +30,7 @@
 pub mod admission;
 pub mod auth;
 mod conn;
+pub mod ledger;
 pub mod router;
 mod server;
 mod source;
@@ -39,6 +44,7 @@ use thiserror::Error;
 
 pub use router::HttpSource;
 pub use server::HttpServer;
+pub use source::NodeHttp;
 
 /// The suggested address for `run --http`.
 pub const SUGGESTED_ADDR: &str = "127.0.0.1:9742";
@@ -102,5 +108,7 @@ impl HttpError {
     }
 }
 
+#[cfg(test)]
+mod ledger_tests;
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use super::admission::{Admission, Admit, ConnId, Limits};
 use super::auth::TokenDigest;
@@ -91,6 +92,9 @@ impl HttpServer {
     pub async fn serve(self, source: Arc<dyn HttpSource>) {
         let gate = Arc::new(Gate::new(self.limits));
         let mut tasks = JoinSet::new();
+        // Stops the streams' feeders, which run outside `tasks`.
+        let stop = CancellationToken::new();
+        let _stop = stop.clone().drop_guard();
         loop {
             let (stream, peer) = match self.listener.accept().await {
                 Ok(accepted) => accepted,
@@ -110,6 +114,7 @@ impl HttpServer {
                         token: self.token.clone(),
                         source: source.clone(),
                         head_timeout: self.head_timeout,
+                        close: stop.child_token(),
                     };
                     tasks.spawn(conn::serve(stream, connection));
                 }

@@ -2,20 +2,23 @@
 //! for resources that stream, such as the ledger's tail: each event carries
 //! an `id:` (the cursor), and a client that reconnects sends the last one it
 //! saw as `Last-Event-ID`, which [`last_event_id`] reads so the resource can
-//! resume after it. The events come from a bounded channel; the stream ends
-//! when its sender is dropped.
-
-use std::pin::Pin;
-use std::task::{Context, Poll};
+//! resume after it. The encoded events come from a bounded channel; the
+//! stream ends when its sender is dropped.
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::Frame;
 use hyper::header::HeaderName;
 use hyper::{Request, Response, StatusCode};
 use tokio::sync::mpsc;
 
 use super::router::{response, Body};
+use crate::api::body::ChannelBody;
+
+/// The `Content-Type` of an event stream.
+pub const SSE: &str = "text/event-stream";
+/// A comment line that keeps an idle stream (and proxies on its way) alive;
+/// clients ignore it.
+pub const KEEPALIVE: &[u8] = b": keep-alive\n\n";
 
 /// The `Last-Event-ID` request header.
 pub const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
@@ -80,28 +83,14 @@ pub fn last_event_id<B>(request: &Request<B>) -> Option<&str> {
     (!id.is_empty()).then_some(id)
 }
 
-/// A `200 text/event-stream` response that sends each event received on
-/// `events`, and ends when every sender is gone.
-pub fn sse_response(events: mpsc::Receiver<SseEvent>) -> Response<Body> {
-    response(StatusCode::OK, "text/event-stream", SseBody(events).boxed())
-}
-
-/// The body of [`sse_response`].
-#[derive(Debug)]
-struct SseBody(mpsc::Receiver<SseEvent>);
-
-impl hyper::body::Body for SseBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|event| event.map(|e| Ok(Frame::data(e.encode()))))
-    }
+/// A `200 text/event-stream` response that sends each encoded event (or
+/// comment) received on `events`, holds `guard` while the client is there,
+/// and ends when every sender is gone.
+pub fn sse_response<G>(events: mpsc::Receiver<Bytes>, guard: G) -> Response<Body>
+where
+    G: Unpin + Send + Sync + 'static,
+{
+    response(StatusCode::OK, SSE, ChannelBody::new(events, guard).boxed())
 }
 
 #[cfg(test)]
@@ -155,13 +144,13 @@ mod tests {
     #[tokio::test]
     async fn streams_events_until_the_sender_goes() {
         let (tx, rx) = mpsc::channel(4);
-        let r = sse_response(rx);
+        let r = sse_response(rx, ());
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()[CONTENT_TYPE], "text/event-stream");
         assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
         let mut body = r.into_body();
-        tx.send(SseEvent::new("1", "a")).await.unwrap();
-        tx.send(SseEvent::new("2", "b")).await.unwrap();
+        tx.send(SseEvent::new("1", "a").encode()).await.unwrap();
+        tx.send(SseEvent::new("2", "b").encode()).await.unwrap();
         let mut frames = Vec::new();
         for _ in 0..2 {
             let frame = body.frame().await.unwrap().unwrap();

@@ -12,16 +12,24 @@
 //!   receiver (messages encoded and decoded, run heads verified), no
 //!   network: goal <= 3 s;
 //! - **convergence**: the 20-node simulated mesh (10% loss, 5 s
-//!   anti-entropy) after a partition heals, in simulated time.
+//!   anti-entropy) after a partition heals, in simulated time;
+//! - **bulk over loopback** ([`net`]): the same 100,000 entries replicated
+//!   between two in-process nodes over a real connection (transport, mux,
+//!   the node's ledger subsystem, redb on both sides): goal <= 3 s. Its
+//!   baseline, interleaved with it round by round: redb alone writing the
+//!   same number of 200-byte rows in durable commits of one `Entries`
+//!   message (512 rows).
 //!
 //! Run: `cargo bench -p relay-tests --bench ledger`. Without `--bench` it
 //! runs a tiny smoke version. Env: `RELAY_BENCH_COMMITS` (raw and
 //! one-writer commits, 500 / 20), `RELAY_BENCH_BULK` (bulk entries,
-//! 100000 / 2000).
+//! 100000 / 2000), `RELAY_BENCH_ROUNDS` (rounds of bulk over loopback and
+//! its baseline, 5 / 1).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../tests/ledger_common/mod.rs"]
 mod ledger_common;
+mod net;
 
 use std::time::{Duration, Instant};
 
@@ -192,6 +200,12 @@ fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     let commits = env_or("RELAY_BENCH_COMMITS", if bench { 500 } else { 20 });
     let bulk_n = env_or("RELAY_BENCH_BULK", if bench { 100_000 } else { 2_000 });
+    let rounds = env_or("RELAY_BENCH_ROUNDS", if bench { 5 } else { 1 });
+    if std::env::var_os("RELAY_BENCH_ONLY_NET").is_some() {
+        // For profiling the bulk run over loopback alone.
+        bulk_rounds(rounds, bulk_n);
+        return;
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -234,5 +248,47 @@ fn main() {
         "20-node mesh converged after partition heal",
         sim.as_secs_f64(),
         wall.as_secs_f64()
+    );
+    bulk_rounds(rounds, bulk_n);
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Bulk over loopback and its redb baseline, interleaved round by round;
+/// each round printed, then the medians.
+fn bulk_rounds(rounds: u64, n: u64) {
+    let batch = relay_proto::ledger::wire::MAX_BATCH as u64;
+    let (mut raw, mut net, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let r = net::raw_batched(n, batch);
+        let run = net::bulk_over_loopback(n);
+        let (t, c) = (run.wall.as_secs_f64(), run.cpu.as_secs_f64());
+        println!(
+            "{:44} {:>14.2} s   {:.0} entries/s, {c:.2} s CPU; redb raw {batch}-row commits {:.0} rows/s, {:.2}x",
+            format!("round {round}: bulk {n} over loopback"),
+            t,
+            n as f64 / t,
+            r,
+            (n as f64 / t) / r
+        );
+        raw.push(r);
+        net.push(t);
+        cpu.push(c);
+    }
+    let (r, t, c) = (median(raw), median(net), median(cpu));
+    println!(
+        "{:44} {:>14.2} s   {:.0} entries/s, {c:.2} s CPU (goal <= 3 s for 100000)",
+        format!("bulk replicate {n} over loopback, median"),
+        t,
+        n as f64 / t
+    );
+    println!(
+        "{:44} {:>12.0} /s   baseline; bulk over loopback {:.2}x",
+        format!("redb raw {batch}-row durable commits, median"),
+        r,
+        (n as f64 / t) / r
     );
 }
