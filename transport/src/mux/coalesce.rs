@@ -65,6 +65,13 @@ impl Coalescer {
         Ok(())
     }
 
+    /// When the oldest buffered message came (`None` if empty). A driver
+    /// passes this as `now` to [`Self::push`] to skip reading the clock
+    /// for every message after the first of a batch.
+    pub fn oldest(&self) -> Option<Instant> {
+        self.oldest
+    }
+
     /// Whether a sender may push now (below the buffer bound).
     pub fn has_room(&self) -> bool {
         self.buf.len() < self.config.max_buffered

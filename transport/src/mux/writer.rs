@@ -163,7 +163,12 @@ impl FramedWriter {
                 if state.core.has_room() || state.core.is_empty() {
                     let was_empty = state.core.is_empty();
                     let before = state.core.len();
-                    state.core.push(message, Instant::now().into_std())?;
+                    // The clock is read once per batch, not per message.
+                    let now = state
+                        .core
+                        .oldest()
+                        .unwrap_or_else(|| Instant::now().into_std());
+                    state.core.push(message, now)?;
                     state.pushed += (state.core.len() - before) as u64;
                     let wake = was_empty || state.core.batch_full();
                     drop(state);
@@ -368,8 +373,8 @@ mod tests {
         let writer = FramedWriter::new(sink.clone(), config(100, 3_600_000));
         for i in 0..12u8 {
             writer.send(&[i; 16]).await.unwrap();
+            settle().await;
         }
-        settle().await;
         // 20 bytes per framed message: batches at 100 bytes, 2 left over.
         assert_eq!(sink.sizes(), vec![100, 100]);
         writer.finish().await.unwrap();
