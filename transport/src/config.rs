@@ -7,6 +7,7 @@ use relay_proto::{NetworkKey, SecretKey};
 
 use crate::portmap::PortMapConfig;
 use crate::relay::RelayLimits;
+use crate::tuning::QuicTuning;
 
 /// Everything [`crate::Transport::bind`] needs.
 #[derive(Debug, Clone)]
@@ -53,6 +54,10 @@ pub struct TransportConfig {
     /// `traversal`). It opens up to 256 extra UDP sockets and sends up to
     /// 200 packets/s for a few seconds; see docs/TRAVERSAL.md.
     pub birthday: bool,
+    /// quinn's windows, ACK frequency, initial congestion window, packet
+    /// size and segmentation offload for every connection; the defaults
+    /// and the measurements behind them are in [`QuicTuning`].
+    pub quic: QuicTuning,
 }
 
 impl TransportConfig {
@@ -73,6 +78,7 @@ impl TransportConfig {
             public_addr: None,
             port_map: PortMapConfig::default(),
             birthday: true,
+            quic: QuicTuning::default(),
         }
     }
 }

@@ -219,8 +219,9 @@ impl Transport {
         })?;
         let socket = Arc::new(socket);
 
-        let transport = quic::transport_config(config.idle_timeout, config.keep_alive)
-            .map_err(BindError::Config)?;
+        let transport =
+            quic::transport_config(config.idle_timeout, config.keep_alive, &config.quic)
+                .map_err(BindError::Config)?;
         let transport = Arc::new(transport);
 
         let noise_config = NoiseConfig::new(config.secret_key.clone(), config.network_key.clone());
@@ -229,6 +230,7 @@ impl Transport {
         let client_config = noise::client_config(&noise_config, transport);
         let quic = quic::QuicConfigs::new(
             config.idle_timeout,
+            config.quic.clone(),
             config.keep_alive,
             client_config,
             server_config.clone(),

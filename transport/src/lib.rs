@@ -84,6 +84,7 @@ pub mod portmap;
 pub mod relay;
 pub mod socket;
 pub mod traversal;
+mod tuning;
 
 mod endpoint;
 
@@ -99,6 +100,7 @@ pub use relay_proto::wire::control::ControlMsg;
 pub use relay_proto::wire::traversal::TraversalMsg;
 pub use relay_proto::{NetworkKey, NodeId, SecretKey};
 pub use traversal::TraversalSnapshot;
+pub use tuning::QuicTuning;
 
 /// Application close code: a duplicate connection lost the tie-break.
 pub const CLOSE_DUPLICATE: u32 = 1;

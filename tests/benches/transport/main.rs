@@ -2,6 +2,10 @@
 //! raw UDP, stock quinn + rustls (ChaCha20-Poly1305) and relay-node's
 //! Transport on loopback: one-way bulk throughput, 64-byte request/response
 //! RTT, and memory per idle connection, with ratios from this one run.
+//! Then the comparison with iroh ([`compare`]): connect, per-request echo
+//! at c=1 and c=16, 64-byte framed messages, bulk and the coalescing
+//! writer, for stock quinn, iroh and relay-node, medians of fresh
+//! processes.
 //!
 //! Run: `cargo bench -p relay-tests --bench transport`. Without `--bench`
 //! (i.e. under `cargo test`) it runs a tiny smoke version.
@@ -16,17 +20,24 @@
 //! - `RELAY_BENCH_IDLE_CONNS` idle connections for the memory figure (1000 / 20)
 //! - `RELAY_BENCH_IDLE_MS` idle wait before reading RSS (2000 / 200)
 //! - `RELAY_BENCH_ONLY` comma list of what to run (everything by default):
-//!   sections `aead,udp,bulk,rtt,mem` and stacks `stock,relay`; a stack
+//!   sections `aead,udp,bulk,rtt,mem,compare` and stacks
+//!   `stock,relay,iroh` (iroh runs in `compare` only); a stack
 //!   measurement runs when both its section and its stack are listed
 //!   (e.g. `bulk,rtt,stock`).
+//! - the comparison's own sizes: see [`compare::Sizes`].
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod coalesce;
 #[path = "../common/mod.rs"]
 mod common;
+mod compare;
+mod connect;
 mod memory;
 mod runs;
+mod stacks;
 mod streams;
 mod udp;
+mod workloads;
 
 use std::time::{Duration, Instant};
 
@@ -35,7 +46,8 @@ use runs::Stack;
 const MIB: u64 = 1024 * 1024;
 
 /// Benchmark sizes, from env vars.
-struct Settings {
+#[derive(Debug)]
+pub struct Settings {
     bulk_bytes: u64,
     udp_bytes: u64,
     udp_window: u64,
@@ -45,7 +57,7 @@ struct Settings {
     only: Option<Vec<String>>,
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -84,11 +96,13 @@ fn mb_per_s(bytes: u64, time: Duration) -> f64 {
     bytes as f64 / time.as_secs_f64().max(1e-9) / 1e6
 }
 
-/// ring ChaCha20-Poly1305 seal of 1200-byte packets on one core, MB/s
-/// (a quick in-run reference; `--bench aead` measures it properly).
-fn raw_aead_mb_per_s(duration: Duration) -> f64 {
-    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
-    let key = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &[7; 32]).unwrap());
+/// ring seal of 1200-byte packets on one core with `algorithm`
+/// (ChaCha20-Poly1305, relay-node's; AES-256-GCM, what iroh's TLS picks on
+/// this machine), MB/s (a quick in-run reference; `--bench aead` measures
+/// ChaCha20-Poly1305 properly).
+fn raw_aead_mb_per_s(algorithm: &'static ring::aead::Algorithm, duration: Duration) -> f64 {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
+    let key = LessSafeKey::new(UnboundKey::new(algorithm, &[7; 32]).unwrap());
     let mut buf = vec![0xa5u8; udp::DATAGRAM];
     let start = Instant::now();
     let mut packets = 0u64;
@@ -137,6 +151,15 @@ fn main() {
     }
     let bench = common::bench_mode();
     let settings = Settings::from_env(bench);
+    let compared: Vec<stacks::Stack> = stacks::Stack::ALL
+        .into_iter()
+        .filter(|s| settings.runs(s.key()))
+        .collect();
+    let sizes = compare::Sizes::from_env(bench, &settings);
+    if std::env::var_os(compare::CHILD_ENV).is_some() {
+        compare::child(&compared, sizes);
+        return;
+    }
     if !bench && std::env::var_os(memory::IDLE_ENV).is_none() {
         // Smoke mode: children inherit a short idle wait.
         std::env::set_var(memory::IDLE_ENV, "200");
@@ -159,12 +182,18 @@ fn main() {
 
     let mut aead = None;
     if settings.runs("aead") {
-        let v = raw_aead_mb_per_s(Duration::from_millis(if bench { 1000 } else { 50 }));
+        let time = Duration::from_millis(if bench { 1000 } else { 50 });
+        let v = raw_aead_mb_per_s(&ring::aead::CHACHA20_POLY1305, time);
         println!(
             "{:42} {:>9.0} MB/s   ring seal, 1200 B, one core",
             "raw AEAD (ChaCha20-Poly1305)", v
         );
         aead = Some(v);
+        let aes = raw_aead_mb_per_s(&ring::aead::AES_256_GCM, time);
+        println!(
+            "{:42} {:>9.0} MB/s   ring seal, 1200 B, one core",
+            "raw AEAD (AES-256-GCM)", aes
+        );
     }
 
     let mut udp_rate = None;
@@ -318,6 +347,10 @@ fn main() {
                 m.client.after_kib,
             );
         }
+    }
+
+    if settings.runs("compare") {
+        compare::run(&compared, sizes);
     }
 
     println!();

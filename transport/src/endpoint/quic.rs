@@ -13,17 +13,20 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::MAX_UDP_PAYLOAD;
+use crate::QuicTuning;
 
-/// quinn's transport config for an idle timeout and a keepalive interval.
+/// quinn's transport config for an idle timeout, a keepalive interval and
+/// the tuning from [`crate::TransportConfig::quic`].
 pub(crate) fn transport_config(
     idle: Duration,
     keep_alive: Duration,
+    tuning: &QuicTuning,
 ) -> Result<quinn::TransportConfig, String> {
     let mut transport = quinn::TransportConfig::default();
+    tuning.apply(&mut transport)?;
     let idle = quinn::IdleTimeout::try_from(idle).map_err(|e| format!("idle timeout: {e}"))?;
     let mut mtu = quinn::MtuDiscoveryConfig::default();
-    mtu.upper_bound(MAX_UDP_PAYLOAD);
+    mtu.upper_bound(tuning.max_udp_payload);
     transport
         .keep_alive_interval(Some(keep_alive))
         .max_idle_timeout(Some(idle))
@@ -47,6 +50,7 @@ struct Current {
 #[derive(Debug)]
 pub(crate) struct QuicConfigs {
     idle: Duration,
+    tuning: QuicTuning,
     current: Mutex<Current>,
 }
 
@@ -54,12 +58,14 @@ impl QuicConfigs {
     /// Wraps the configs the endpoint was built with.
     pub(crate) fn new(
         idle: Duration,
+        tuning: QuicTuning,
         keep_alive: Duration,
         client: quinn::ClientConfig,
         server: quinn::ServerConfig,
     ) -> Self {
         Self {
             idle,
+            tuning,
             current: Mutex::new(Current {
                 keep_alive,
                 client,
@@ -89,7 +95,7 @@ impl QuicConfigs {
         if current.keep_alive == keep_alive {
             return false;
         }
-        let transport = match transport_config(self.idle, keep_alive) {
+        let transport = match transport_config(self.idle, keep_alive, &self.tuning) {
             Ok(t) => Arc::new(t),
             Err(e) => {
                 tracing::debug!(error = %e, "keepalive interval not applied");

@@ -73,17 +73,21 @@
 //! What any protocol means: it only reads and writes the 2-byte id.
 
 mod addrs;
+pub mod coalesce;
 mod config;
 mod driver;
 mod error;
+pub mod framing;
 mod id;
 mod open;
 mod pending;
 mod protocol;
 mod queue;
+pub mod reader;
 mod refuse;
 mod registry;
 mod stats;
+pub mod writer;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -25,8 +25,14 @@ use super::NoiseConfig;
 pub(crate) const MAX_NOISE_MSG: usize = 65535;
 /// Frame header: mode byte + 16-bit length.
 const FRAME_HEADER: usize = 3;
-/// Version of the handshake payload layout.
-pub const PAYLOAD_VERSION: u8 = 1;
+/// Version of the handshake payload layout: 2 adds the packet suite byte
+/// after the version. Version 1 (no suite byte, ChaCha20-Poly1305 only) is
+/// still read.
+pub const PAYLOAD_VERSION: u8 = 2;
+/// The payload layout without a suite byte.
+const PAYLOAD_VERSION_1: u8 = 1;
+/// The suite set a version-1 payload stands for: ChaCha20-Poly1305.
+const SUITES_V1: u8 = 0x01;
 /// Length of the NodeId carried in message 1.
 const NODE_ID_LEN: usize = 32;
 /// Domain separation for the Noise prologue; the QUIC version is appended.
@@ -192,6 +198,10 @@ pub struct HandshakePayload {
     /// The initiator's claimed NodeId (message 1 only; still to be checked
     /// against the Noise static key).
     pub node_id: Option<NodeId>,
+    /// Packet suites as bits of `PacketSuite::bit`: those the initiator
+    /// accepts for 1-RTT packets (message 1), or the one the responder
+    /// chose (message 2).
+    pub suites: u8,
     /// The sender's QUIC transport parameters.
     pub params: TransportParameters,
 }
@@ -205,8 +215,8 @@ pub enum PayloadError {
     /// A payload layout we do not know.
     #[error("payload: unknown version {0}")]
     Version(u8),
-    /// Message 1 ended inside the NodeId.
-    #[error("payload: truncated node id")]
+    /// Message 1 ended inside the suite byte or the NodeId.
+    #[error("payload: truncated")]
     Truncated,
     /// The NodeId bytes are not an ed25519 public key.
     #[error("payload: invalid node id")]
@@ -217,8 +227,12 @@ pub enum PayloadError {
 }
 
 /// Encodes a handshake payload (`node_id` only for message 1).
-pub(crate) fn encode_payload(node_id: Option<&NodeId>, params: &TransportParameters) -> Vec<u8> {
-    let mut out = vec![PAYLOAD_VERSION];
+pub(crate) fn encode_payload(
+    node_id: Option<&NodeId>,
+    suites: u8,
+    params: &TransportParameters,
+) -> Vec<u8> {
+    let mut out = vec![PAYLOAD_VERSION, suites];
     if let Some(id) = node_id {
         out.extend_from_slice(id.as_bytes());
     }
@@ -229,9 +243,14 @@ pub(crate) fn encode_payload(node_id: Option<&NodeId>, params: &TransportParamet
 /// Decodes a handshake payload. Total on any input: never panics.
 pub fn decode_payload(kind: PayloadKind, bytes: &[u8]) -> Result<HandshakePayload, PayloadError> {
     let (&version, rest) = bytes.split_first().ok_or(PayloadError::Empty)?;
-    if version != PAYLOAD_VERSION {
-        return Err(PayloadError::Version(version));
-    }
+    let (suites, rest) = match version {
+        PAYLOAD_VERSION => {
+            let (&suites, rest) = rest.split_first().ok_or(PayloadError::Truncated)?;
+            (suites, rest)
+        }
+        PAYLOAD_VERSION_1 => (SUITES_V1, rest),
+        other => return Err(PayloadError::Version(other)),
+    };
     let (node_id, rest, reader) = match kind {
         PayloadKind::Initiator => {
             let (id, rest) = rest
@@ -243,7 +262,11 @@ pub fn decode_payload(kind: PayloadKind, bytes: &[u8]) -> Result<HandshakePayloa
         PayloadKind::Responder => (None, rest, Side::Client),
     };
     let params = TransportParameters::read(reader, &mut &rest[..])?;
-    Ok(HandshakePayload { node_id, params })
+    Ok(HandshakePayload {
+        node_id,
+        suites,
+        params,
+    })
 }
 
 #[cfg(test)]
@@ -263,21 +286,30 @@ mod tests {
     fn payload_roundtrip() {
         let id = SecretKey::generate().node_id();
         let p = params_bytes();
-        let enc = encode_payload(Some(&id), &p);
+        let enc = encode_payload(Some(&id), 0x03, &p);
         let dec = decode_payload(PayloadKind::Initiator, &enc).unwrap();
         assert_eq!(dec.node_id, Some(id));
+        assert_eq!(dec.suites, 0x03);
         assert_eq!(dec.params, p);
 
-        let enc = encode_payload(None, &p);
+        let enc = encode_payload(None, 0x02, &p);
         let dec = decode_payload(PayloadKind::Responder, &enc).unwrap();
         assert_eq!(dec.node_id, None);
+        assert_eq!(dec.suites, 0x02);
+        assert_eq!(dec.params, p);
+
+        // Version 1 (no suite byte) reads as ChaCha20-Poly1305 only.
+        let mut v1 = vec![PAYLOAD_VERSION_1];
+        v1.extend_from_slice(&enc[2..]);
+        let dec = decode_payload(PayloadKind::Responder, &v1).unwrap();
+        assert_eq!(dec.suites, SUITES_V1);
         assert_eq!(dec.params, p);
     }
 
     #[test]
     fn payload_truncation_errors() {
         let id = SecretKey::generate().node_id();
-        let enc = encode_payload(Some(&id), &params_bytes());
+        let enc = encode_payload(Some(&id), 0x01, &params_bytes());
         assert_eq!(
             decode_payload(PayloadKind::Initiator, &[]).unwrap_err(),
             PayloadError::Empty
@@ -286,7 +318,7 @@ mod tests {
             decode_payload(PayloadKind::Initiator, &[9]).unwrap_err(),
             PayloadError::Version(9)
         );
-        for cut in 1..=NODE_ID_LEN {
+        for cut in 1..=NODE_ID_LEN + 1 {
             assert_eq!(
                 decode_payload(PayloadKind::Initiator, &enc[..cut]).unwrap_err(),
                 PayloadError::Truncated
@@ -301,7 +333,7 @@ mod tests {
 
     #[test]
     fn garbage_params_error() {
-        let mut enc = vec![PAYLOAD_VERSION];
+        let mut enc = vec![PAYLOAD_VERSION, 0x01];
         enc.extend_from_slice(&[0x00, 0x40]); // id 0, length varint truncated
         assert!(decode_payload(PayloadKind::Responder, &enc).is_err());
     }

@@ -1,8 +1,11 @@
 //! Packet and header protection keys, and the key schedule that feeds them.
 //!
-//! Every packet space is protected the same way: ChaCha20-Poly1305 over the
-//! payload (header as associated data, nonce = IV XOR packet number) and
-//! ChaCha20 header protection. Only the secrets differ:
+//! Every packet space is protected the same way: an AEAD over the payload
+//! (header as associated data, nonce = IV XOR packet number) and header
+//! protection with the matching cipher. The AEAD is ChaCha20-Poly1305,
+//! except that 1-RTT packets use AES-256-GCM when both sides run AES in
+//! hardware and said so in the handshake ([`PacketSuite`]). Only the
+//! secrets differ:
 //!
 //! - Initial: HKDF from the client's first destination connection ID and a
 //!   version-specific salt (obfuscation only: anyone can compute it).
@@ -21,20 +24,108 @@ use ring::aead::{self, quic, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::error::Unspecified;
 use ring::hkdf::{self, Prk, Salt, HKDF_SHA256};
 
+/// The AEAD (and header protection cipher) of a packet space.
+///
+/// ChaCha20-Poly1305 is the default and the only suite of the Initial and
+/// Handshake spaces. AES-256-GCM protects 1-RTT packets when both sides
+/// offer it, which a node does only where AES runs in hardware: there it
+/// costs a fraction of ChaCha20-Poly1305 per byte, elsewhere more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketSuite {
+    /// ChaCha20-Poly1305, ChaCha20 header protection.
+    ChaCha20Poly1305,
+    /// AES-256-GCM, AES-256 header protection.
+    Aes256Gcm,
+}
+
+impl PacketSuite {
+    /// The suite's bit in a handshake payload's suite set.
+    pub fn bit(self) -> u8 {
+        match self {
+            Self::ChaCha20Poly1305 => 0x01,
+            Self::Aes256Gcm => 0x02,
+        }
+    }
+
+    /// The suite a single bit names.
+    pub fn from_bit(bit: u8) -> Option<Self> {
+        match bit {
+            0x01 => Some(Self::ChaCha20Poly1305),
+            0x02 => Some(Self::Aes256Gcm),
+            _ => None,
+        }
+    }
+
+    /// Whether this machine runs AES-GCM in hardware (AES and carry-less
+    /// multiply instructions), so that offering AES-256-GCM pays.
+    pub fn aes_in_hardware() -> bool {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        {
+            std::arch::is_x86_feature_detected!("aes")
+                && std::arch::is_x86_feature_detected!("pclmulqdq")
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            std::arch::is_aarch64_feature_detected!("aes")
+                && std::arch::is_aarch64_feature_detected!("pmull")
+        }
+        #[cfg(not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")))]
+        {
+            false
+        }
+    }
+
+    fn aead(self) -> &'static aead::Algorithm {
+        match self {
+            Self::ChaCha20Poly1305 => &aead::CHACHA20_POLY1305,
+            Self::Aes256Gcm => &aead::AES_256_GCM,
+        }
+    }
+
+    fn header(self) -> &'static quic::Algorithm {
+        match self {
+            Self::ChaCha20Poly1305 => &quic::CHACHA20,
+            Self::Aes256Gcm => &quic::AES_256,
+        }
+    }
+
+    /// Packets one key may seal (RFC 9001 §6.6: 2^23 for AES-GCM; no
+    /// practical limit for ChaCha20-Poly1305). quinn updates the key
+    /// before it is reached.
+    fn confidentiality_limit(self) -> u64 {
+        match self {
+            Self::ChaCha20Poly1305 => DEFAULT_CONFIDENTIALITY_LIMIT,
+            Self::Aes256Gcm => AES_GCM_CONFIDENTIALITY_LIMIT,
+        }
+    }
+
+    /// Forged packets tolerated per key (RFC 9001 §6.6).
+    fn integrity_limit(self) -> u64 {
+        match self {
+            Self::ChaCha20Poly1305 => INTEGRITY_LIMIT,
+            Self::Aes256Gcm => AES_GCM_INTEGRITY_LIMIT,
+        }
+    }
+}
+
 /// Length of every secret in the schedule.
 pub(crate) const SECRET_LEN: usize = 32;
 /// A traffic secret for one direction.
 pub(crate) type Secret = [u8; SECRET_LEN];
 
-/// AEAD tag length of ChaCha20-Poly1305.
+/// AEAD tag length (16 for both suites).
 const TAG_LEN: usize = 16;
-/// ChaCha20 header protection samples 16 bytes.
+/// Header protection samples 16 bytes (both suites).
 const SAMPLE_LEN: usize = 16;
 /// Confidentiality limit for ChaCha20-Poly1305 (RFC 9001 §6.6: larger than
 /// any packet number space).
 const DEFAULT_CONFIDENTIALITY_LIMIT: u64 = 1 << 62;
 /// Integrity limit for ChaCha20-Poly1305 (RFC 9001 §6.6).
 const INTEGRITY_LIMIT: u64 = 1 << 36;
+/// Confidentiality limit for AES-GCM (RFC 9001 §6.6).
+const AES_GCM_CONFIDENTIALITY_LIMIT: u64 = 1 << 23;
+/// Integrity limit for AES-GCM (RFC 9001 §6.6).
+const AES_GCM_INTEGRITY_LIMIT: u64 = 1 << 52;
 
 /// Base salt for Initial secrets; the version number is appended.
 const INITIAL_SALT: &[u8] = b"relay-node initial salt 2024-v1";
@@ -83,25 +174,30 @@ fn next_secret(secret: &Secret) -> Result<Secret, Unspecified> {
     expand_secret(secret, LABEL_KU)
 }
 
-/// ChaCha20-Poly1305 packet protection for one direction.
+/// Packet protection for one direction, with one [`PacketSuite`].
 pub(crate) struct NoisePacketKey {
     key: LessSafeKey,
     iv: [u8; aead::NONCE_LEN],
     confidentiality_limit: u64,
+    integrity_limit: u64,
 }
 
 impl NoisePacketKey {
-    /// Derives a packet key from a traffic secret.
+    /// Derives a packet key of `suite` from a traffic secret (both suites
+    /// take a 32-byte key). `confidentiality_limit` overrides the suite's.
     pub(crate) fn from_secret(
         secret: &Secret,
+        suite: PacketSuite,
         confidentiality_limit: Option<u64>,
     ) -> Result<Self, Unspecified> {
         let key: [u8; 32] = expand_secret(secret, LABEL_KEY)?;
         let iv = expand_secret(secret, LABEL_IV)?;
         Ok(Self {
-            key: LessSafeKey::new(UnboundKey::new(&aead::CHACHA20_POLY1305, &key)?),
+            key: LessSafeKey::new(UnboundKey::new(suite.aead(), &key)?),
             iv,
-            confidentiality_limit: confidentiality_limit.unwrap_or(DEFAULT_CONFIDENTIALITY_LIMIT),
+            confidentiality_limit: confidentiality_limit
+                .unwrap_or_else(|| suite.confidentiality_limit()),
+            integrity_limit: suite.integrity_limit(),
         })
     }
 
@@ -161,7 +257,7 @@ impl PacketKey for NoisePacketKey {
     }
 
     fn integrity_limit(&self) -> u64 {
-        INTEGRITY_LIMIT
+        self.integrity_limit
     }
 }
 
@@ -179,11 +275,11 @@ pub(crate) struct NoiseHeaderKey {
 }
 
 impl NoiseHeaderKey {
-    /// Derives a header key from a traffic secret.
-    pub(crate) fn from_secret(secret: &Secret) -> Result<Self, Unspecified> {
+    /// Derives a header key of `suite` from a traffic secret.
+    pub(crate) fn from_secret(secret: &Secret, suite: PacketSuite) -> Result<Self, Unspecified> {
         let key: [u8; 32] = expand_secret(secret, LABEL_HP)?;
         Ok(Self {
-            key: quic::HeaderProtectionKey::new(&quic::CHACHA20, &key)?,
+            key: quic::HeaderProtectionKey::new(suite.header(), &key)?,
         })
     }
 
@@ -279,6 +375,8 @@ pub(crate) struct SpaceSecrets {
     pub(crate) client: Secret,
     /// Protects what the server sends.
     pub(crate) server: Secret,
+    /// The AEAD both directions use.
+    pub(crate) suite: PacketSuite,
 }
 
 impl SpaceSecrets {
@@ -290,6 +388,7 @@ impl SpaceSecrets {
         Ok(Self {
             client: expand(&prk, &[LABEL_INITIAL_CLIENT])?,
             server: expand(&prk, &[LABEL_INITIAL_SERVER])?,
+            suite: PacketSuite::ChaCha20Poly1305,
         })
     }
 
@@ -305,8 +404,8 @@ impl SpaceSecrets {
         let (local, remote) = self.local_remote(side);
         Ok(Keys {
             header: KeyPair {
-                local: Box::new(NoiseHeaderKey::from_secret(local)?),
-                remote: Box::new(NoiseHeaderKey::from_secret(remote)?),
+                local: Box::new(NoiseHeaderKey::from_secret(local, self.suite)?),
+                remote: Box::new(NoiseHeaderKey::from_secret(remote, self.suite)?),
             },
             packet: self.packet_keys(side, limit)?,
         })
@@ -320,8 +419,8 @@ impl SpaceSecrets {
     ) -> Result<KeyPair<Box<dyn PacketKey>>, Unspecified> {
         let (local, remote) = self.local_remote(side);
         Ok(KeyPair {
-            local: Box::new(NoisePacketKey::from_secret(local, limit)?),
-            remote: Box::new(NoisePacketKey::from_secret(remote, limit)?),
+            local: Box::new(NoisePacketKey::from_secret(local, self.suite, limit)?),
+            remote: Box::new(NoisePacketKey::from_secret(remote, self.suite, limit)?),
         })
     }
 
@@ -330,6 +429,7 @@ impl SpaceSecrets {
         Ok(Self {
             client: next_secret(&self.client)?,
             server: next_secret(&self.server)?,
+            suite: self.suite,
         })
     }
 }
@@ -370,11 +470,13 @@ mod tests {
 
     use super::*;
 
-    fn pair() -> (NoisePacketKey, NoisePacketKey) {
+    const SUITES: [PacketSuite; 2] = [PacketSuite::ChaCha20Poly1305, PacketSuite::Aes256Gcm];
+
+    fn pair(suite: PacketSuite) -> (NoisePacketKey, NoisePacketKey) {
         let secret = [7u8; 32];
         (
-            NoisePacketKey::from_secret(&secret, None).unwrap(),
-            NoisePacketKey::from_secret(&secret, None).unwrap(),
+            NoisePacketKey::from_secret(&secret, suite, None).unwrap(),
+            NoisePacketKey::from_secret(&secret, suite, None).unwrap(),
         )
     }
 
@@ -388,22 +490,40 @@ mod tests {
 
     #[test]
     fn seal_open_roundtrip() {
-        let (tx, rx) = pair();
-        let header = [0x40u8, 1, 2, 3, 4];
-        let payload = b"hello over noise".to_vec();
-        let buf = sealed(&tx, 42, &header, &payload);
-        assert_ne!(
-            &buf[header.len()..header.len() + payload.len()],
-            &payload[..]
-        );
-        let mut body = BytesMut::from(&buf[header.len()..]);
-        rx.decrypt(42, &header, &mut body).unwrap();
-        assert_eq!(&body[..], &payload[..]);
+        for suite in SUITES {
+            let (tx, rx) = pair(suite);
+            let header = [0x40u8, 1, 2, 3, 4];
+            let payload = b"hello over noise".to_vec();
+            let buf = sealed(&tx, 42, &header, &payload);
+            assert_ne!(
+                &buf[header.len()..header.len() + payload.len()],
+                &payload[..]
+            );
+            let mut body = BytesMut::from(&buf[header.len()..]);
+            rx.decrypt(42, &header, &mut body).unwrap();
+            assert_eq!(&body[..], &payload[..]);
+        }
+    }
+
+    #[test]
+    fn suites_do_not_interoperate_and_have_their_limits() {
+        let (chacha, _) = pair(PacketSuite::ChaCha20Poly1305);
+        let (_, aes) = pair(PacketSuite::Aes256Gcm);
+        let buf = sealed(&chacha, 1, &[0x40], b"x");
+        let mut body = BytesMut::from(&buf[1..]);
+        assert!(aes.decrypt(1, &[0x40], &mut body).is_err());
+        assert_eq!(aes.confidentiality_limit(), 1 << 23);
+        assert_eq!(aes.integrity_limit(), 1 << 52);
+        assert_eq!(chacha.integrity_limit(), 1 << 36);
+        for suite in SUITES {
+            assert_eq!(PacketSuite::from_bit(suite.bit()), Some(suite));
+        }
+        assert_eq!(PacketSuite::from_bit(0x03), None);
     }
 
     #[test]
     fn tamper_fails() {
-        let (tx, rx) = pair();
+        let (tx, rx) = pair(PacketSuite::ChaCha20Poly1305);
         let header = [0x40u8, 9, 9];
         let buf = sealed(&tx, 7, &header, b"payload bytes");
         for i in 0..buf.len() - header.len() {
@@ -419,7 +539,7 @@ mod tests {
 
     #[test]
     fn short_buffer_never_leaks() {
-        let (tx, _) = pair();
+        let (tx, _) = pair(PacketSuite::Aes256Gcm);
         let mut buf = vec![0x40, 0xaa, 0xbb];
         tx.encrypt(1, &mut buf, 1);
         assert_eq!(buf, vec![0x40, 0, 0]);
@@ -427,19 +547,21 @@ mod tests {
 
     #[test]
     fn header_protection_roundtrip() {
-        let key = NoiseHeaderKey::from_secret(&[3u8; 32]).unwrap();
-        let mut packet: Vec<u8> = (0..40u8).collect();
-        packet[0] = 0x41; // short header, 2-byte packet number
-        let orig = packet.clone();
-        key.encrypt(5, &mut packet);
-        assert_ne!(packet, orig);
-        key.decrypt(5, &mut packet);
-        assert_eq!(packet, orig);
-        // A too-short packet is left alone rather than panicking.
-        let mut tiny = vec![0x41, 1, 2];
-        key.encrypt(1, &mut tiny);
-        key.decrypt(1, &mut tiny);
-        assert_eq!(tiny, vec![0x41, 1, 2]);
+        for suite in SUITES {
+            let key = NoiseHeaderKey::from_secret(&[3u8; 32], suite).unwrap();
+            let mut packet: Vec<u8> = (0..40u8).collect();
+            packet[0] = 0x41; // short header, 2-byte packet number
+            let orig = packet.clone();
+            key.encrypt(5, &mut packet);
+            assert_ne!(packet, orig);
+            key.decrypt(5, &mut packet);
+            assert_eq!(packet, orig);
+            // A too-short packet is left alone rather than panicking.
+            let mut tiny = vec![0x41, 1, 2];
+            key.encrypt(1, &mut tiny);
+            key.decrypt(1, &mut tiny);
+            assert_eq!(tiny, vec![0x41, 1, 2]);
+        }
     }
 
     #[test]
@@ -447,12 +569,14 @@ mod tests {
         let s = SpaceSecrets {
             client: [1; 32],
             server: [2; 32],
+            suite: PacketSuite::Aes256Gcm,
         };
         let n = s.next().unwrap();
         assert_ne!(n.client, s.client);
         assert_ne!(n.server, s.server);
-        let old = NoisePacketKey::from_secret(&s.client, None).unwrap();
-        let new = NoisePacketKey::from_secret(&n.client, None).unwrap();
+        assert_eq!(n.suite, s.suite, "a key update keeps the suite");
+        let old = NoisePacketKey::from_secret(&s.client, s.suite, None).unwrap();
+        let new = NoisePacketKey::from_secret(&n.client, n.suite, None).unwrap();
         let buf = sealed(&old, 1, &[0x40], b"x");
         let mut body = BytesMut::from(&buf[1..]);
         assert!(new.decrypt(1, &[0x40], &mut body).is_err());

@@ -33,6 +33,7 @@ mod stall;
 pub use classify::{classify_connect_error, classify_inbound_error, failed_remotely};
 #[doc(hidden)]
 pub use handshake::{decode_payload, HandshakePayload, PayloadError, PayloadKind};
+pub use keys::PacketSuite;
 #[doc(hidden)]
 pub use session::fuzz_responder;
 pub use session::NoiseHandshakeData;
@@ -77,6 +78,10 @@ pub struct NoiseConfig {
     /// Override for the packet key confidentiality limit (tests force key
     /// updates with a small value).
     pub confidentiality_limit: Option<u64>,
+    /// Offer AES-256-GCM for 1-RTT packets (default: when this machine
+    /// runs AES in hardware, [`PacketSuite::aes_in_hardware`]). The peer
+    /// must offer it too; otherwise ChaCha20-Poly1305 protects them.
+    pub aes_gcm: bool,
     /// Shared counters.
     pub stats: Arc<NoiseStats>,
 }
@@ -88,6 +93,7 @@ impl NoiseConfig {
             secret_key,
             network_key,
             confidentiality_limit: None,
+            aes_gcm: PacketSuite::aes_in_hardware(),
             stats: Arc::default(),
         }
     }

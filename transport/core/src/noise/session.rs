@@ -31,7 +31,7 @@ use super::handshake::{
     build_state, decode_payload, encode_frame, encode_payload, Frame, FrameReader,
     HandshakePayload, Mode, PayloadKind, MAX_NOISE_MSG,
 };
-use super::keys::{self, derive_secret, SpaceSecrets};
+use super::keys::{self, derive_secret, PacketSuite, SpaceSecrets};
 use super::{retry, NoiseConfig, ALERT_MODE_MISMATCH, ALERT_MSG1_REJECTED, ALERT_MSG2_REJECTED};
 
 const LABEL_HS_CLIENT: &[u8] = b"relay-node hs client";
@@ -100,6 +100,8 @@ pub(crate) struct NoiseSession {
     peer: Option<NodeId>,
     /// Client: the NodeId we dialed.
     expected_peer: Option<NodeId>,
+    /// The 1-RTT packet suite (ChaCha20-Poly1305 until negotiated).
+    suite: PacketSuite,
     /// The secrets of the next 1-RTT key phase.
     next_secrets: Option<SpaceSecrets>,
     next_calls: u64,
@@ -116,7 +118,11 @@ impl NoiseSession {
         params: &TransportParameters,
     ) -> Result<Self, StartError> {
         let mut state = build_state(&config, version, Some(&peer.to_x25519_public()))?;
-        let payload = encode_payload(Some(&config.secret_key.node_id()), params);
+        let payload = encode_payload(
+            Some(&config.secret_key.node_id()),
+            offered_suites(&config),
+            params,
+        );
         let mut msg = vec![0u8; message_capacity(payload.len())];
         let n = state.write_message(&payload, &mut msg)?;
         msg.truncate(n);
@@ -170,6 +176,7 @@ impl NoiseSession {
             peer_params: None,
             peer: None,
             expected_peer: None,
+            suite: PacketSuite::ChaCha20Poly1305,
             next_secrets: None,
             next_calls: 0,
             exporter: None,
@@ -256,7 +263,8 @@ impl NoiseSession {
             Err(_) => return Err(self.internal("handshake key derivation failed")),
         };
 
-        let reply = encode_payload(None, &self.own_params);
+        self.suite = choose_suite(decoded.suites, offered_suites(&self.config));
+        let reply = encode_payload(None, self.suite.bit(), &self.own_params);
         let mut msg = vec![0u8; message_capacity(reply.len())];
         let n = match state.write_message(&reply, &mut msg) {
             Ok(n) => n,
@@ -291,6 +299,14 @@ impl NoiseSession {
             return Err(self.internal("initiator state unavailable"));
         };
         let decoded = self.read_frame(&mut state, &frame, PayloadKind::Responder)?;
+        let offered = offered_suites(&self.config);
+        match PacketSuite::from_bit(decoded.suites).filter(|s| s.bit() & offered != 0) {
+            Some(suite) => self.suite = suite,
+            None => {
+                let detail = format!("payload: responder chose suites {:#04x}", decoded.suites);
+                return Err(self.fail(TransportErrorCode::PROTOCOL_VIOLATION, &detail));
+            }
+        }
         let one_rtt = match self.finish(&mut state) {
             Ok(k) => k,
             Err(()) => return Err(self.internal("1-RTT key derivation failed")),
@@ -311,6 +327,7 @@ impl NoiseSession {
         let secrets = SpaceSecrets {
             client: derive_secret(&hash, &k1, LABEL_AP_CLIENT).map_err(|_| ())?,
             server: derive_secret(&hash, &k2, LABEL_AP_SERVER).map_err(|_| ())?,
+            suite: self.suite,
         };
         let keys = secrets
             .keys(self.side, self.config.confidentiality_limit)
@@ -320,6 +337,29 @@ impl NoiseSession {
         self.phase = Phase::Done;
         self.config.stats.handshakes.fetch_add(1, Ordering::Relaxed);
         Ok(keys)
+    }
+}
+
+/// The packet suites we accept for 1-RTT, as payload bits:
+/// ChaCha20-Poly1305 always, AES-256-GCM when the config allows it.
+fn offered_suites(config: &NoiseConfig) -> u8 {
+    let aes = if config.aes_gcm {
+        PacketSuite::Aes256Gcm.bit()
+    } else {
+        0
+    };
+    PacketSuite::ChaCha20Poly1305.bit() | aes
+}
+
+/// The responder's pick: AES-256-GCM when both sides offer it, else
+/// ChaCha20-Poly1305 (which every initiator offers; one that offers
+/// neither still gets it and fails to talk, no worse than any mismatch).
+fn choose_suite(theirs: u8, ours: u8) -> PacketSuite {
+    let aes = PacketSuite::Aes256Gcm.bit();
+    if theirs & ours & aes != 0 {
+        PacketSuite::Aes256Gcm
+    } else {
+        PacketSuite::ChaCha20Poly1305
     }
 }
 
@@ -337,6 +377,7 @@ fn handshake_secrets(state: &mut HandshakeState) -> Result<SpaceSecrets, ring::e
     Ok(SpaceSecrets {
         client: derive_secret(&hash, &k1, LABEL_HS_CLIENT)?,
         server: derive_secret(&hash, &k2, LABEL_HS_SERVER)?,
+        suite: PacketSuite::ChaCha20Poly1305,
     })
 }
 
@@ -616,6 +657,36 @@ mod tests {
     }
 
     #[test]
+    fn aes_gcm_only_when_both_offer_it() {
+        let nk = NetworkKey::generate();
+        for (client_aes, server_aes) in [(true, true), (true, false), (false, true), (false, false)]
+        {
+            let mut ccfg = NoiseConfig::new(SecretKey::generate(), Some(nk.clone()));
+            ccfg.aes_gcm = client_aes;
+            let mut scfg = NoiseConfig::new(SecretKey::generate(), Some(nk.clone()));
+            scfg.aes_gcm = server_aes;
+            let d = handshake(Arc::new(ccfg), Arc::new(scfg));
+            assert!(interop(
+                &*d.client_1rtt.packet.local,
+                &*d.server_1rtt.packet.remote
+            ));
+            // The suites' confidentiality limits tell them apart.
+            let want = if client_aes && server_aes {
+                1 << 23
+            } else {
+                1 << 62
+            };
+            for key in [&d.client_1rtt.packet.local, &d.server_1rtt.packet.local] {
+                assert_eq!(
+                    key.confidentiality_limit(),
+                    want,
+                    "{client_aes} {server_aes}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn exporter_unavailable_before_handshake() {
         let scfg = cfg(None);
         let c = NoiseSession::client(
@@ -675,7 +746,7 @@ mod tests {
         )
         .unwrap();
         let claimed = SecretKey::generate().node_id();
-        let payload = encode_payload(Some(&claimed), &params());
+        let payload = encode_payload(Some(&claimed), 0x01, &params());
         let mut msg = vec![0u8; MAX_NOISE_MSG];
         let n = state.write_message(&payload, &mut msg).unwrap();
         let mut bytes = Vec::new();

@@ -1,0 +1,462 @@
+//! A coalescing, framed writer for many small messages on one stream.
+//!
+//! Writing each small message with its own `write_all` costs a stream
+//! write, a connection-lock round and often a task wake-up per message.
+//! [`FramedWriter::send`] instead appends the message, behind its 4-byte
+//! length ([`super::framing`]), to a buffer; a flusher task hands the
+//! buffer to the stream as one write once [`CoalesceConfig::max_batch`]
+//! bytes are in, once the oldest message has waited
+//! [`CoalesceConfig::max_delay`], or when [`FramedWriter::flush`] asks.
+//! Senders wait (backpressure) while [`CoalesceConfig::max_buffered`]
+//! bytes are buffered. [`super::reader::FramedReader`] reads the messages
+//! back.
+//!
+//! The policy (when a batch is due) lives in the sans-IO
+//! [`Coalescer`]; this file only locks, reads the clock, sleeps and writes.
+//! A sender wakes the flusher only when the buffer goes from empty to
+//! non-empty or reaches the size bound, so a burst of messages costs one
+//! wake-up per batch.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use thiserror::Error;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::coalesce::{CoalesceConfig, Coalescer};
+use super::framing::FrameError;
+use crate::SendStream;
+
+/// Sending through a [`FramedWriter`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum WriteFrameError {
+    /// The message broke the framing bound.
+    #[error("{0}")]
+    Frame(FrameError),
+    /// The stream failed (reset by the peer, connection lost); the detail
+    /// is the stream's error.
+    #[error("stream: {0}")]
+    Stream(String),
+    /// The writer was finished.
+    #[error("closed: the writer is finished")]
+    Closed,
+}
+
+impl WriteFrameError {
+    /// The stable kind (a framing error keeps its own).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Frame(e) => e.kind(),
+            Self::Stream(_) => "stream",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+impl From<FrameError> for WriteFrameError {
+    fn from(e: FrameError) -> Self {
+        Self::Frame(e)
+    }
+}
+
+/// Where a [`FramedWriter`]'s batches go: a [`SendStream`], or anything
+/// else that takes whole batches (tests use a recording sink).
+pub trait BatchSink: Send + 'static {
+    /// Writes one batch; an error ends the writer with its text.
+    fn write_batch(&mut self, batch: Bytes) -> impl Future<Output = Result<(), String>> + Send;
+    /// Ends the stream after the last batch.
+    fn finish(&mut self);
+}
+
+impl BatchSink for SendStream {
+    async fn write_batch(&mut self, batch: Bytes) -> Result<(), String> {
+        // The batch moves into quinn's send buffer without a copy.
+        self.write_chunk(batch).await.map_err(|e| e.to_string())
+    }
+
+    fn finish(&mut self) {
+        let _ = SendStream::finish(self);
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    core: Coalescer,
+    /// Bytes pushed / taken for writing / written, since the start.
+    pushed: u64,
+    taken: u64,
+    written: u64,
+    /// Everything pushed up to here must be written without waiting for a
+    /// bound ([`FramedWriter::flush`]).
+    flush_to: u64,
+    closing: bool,
+    error: Option<WriteFrameError>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the flusher.
+    flusher: Notify,
+    /// Wakes senders and flush callers after progress.
+    progress: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What the flusher does next.
+enum Step {
+    Write(Bytes),
+    Wait(Option<Instant>),
+    Finish,
+}
+
+/// A buffered, framed writer on one send stream. See the module docs.
+#[derive(Debug)]
+pub struct FramedWriter {
+    shared: Arc<Shared>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl FramedWriter {
+    /// Starts a writer (and its flusher task) on `stream` (a
+    /// [`SendStream`]). Must run inside a tokio runtime.
+    pub fn new(stream: impl BatchSink, config: CoalesceConfig) -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                core: Coalescer::new(config),
+                pushed: 0,
+                taken: 0,
+                written: 0,
+                flush_to: 0,
+                closing: false,
+                error: None,
+            }),
+            flusher: Notify::new(),
+            progress: Notify::new(),
+        });
+        let task = tokio::spawn(flusher(shared.clone(), stream));
+        Self {
+            shared,
+            task: Some(task),
+        }
+    }
+
+    /// Buffers one message; waits only while the buffer bound is reached.
+    pub async fn send(&self, message: &[u8]) -> Result<(), WriteFrameError> {
+        loop {
+            let progress = {
+                let mut state = self.shared.lock();
+                if let Some(e) = &state.error {
+                    return Err(e.clone());
+                }
+                if state.closing {
+                    return Err(WriteFrameError::Closed);
+                }
+                if state.core.has_room() || state.core.is_empty() {
+                    let was_empty = state.core.is_empty();
+                    let before = state.core.len();
+                    // The clock is read once per batch, not per message.
+                    let now = state
+                        .core
+                        .oldest()
+                        .unwrap_or_else(|| Instant::now().into_std());
+                    state.core.push(message, now)?;
+                    state.pushed += (state.core.len() - before) as u64;
+                    let wake = was_empty || state.core.batch_full();
+                    drop(state);
+                    if wake {
+                        self.shared.flusher.notify_one();
+                    }
+                    return Ok(());
+                }
+                // Registered before the lock is released: no wake-up lost.
+                self.shared.progress.notified()
+            };
+            progress.await;
+        }
+    }
+
+    /// Writes everything sent so far to the stream now, and waits until
+    /// the stream has taken it.
+    pub async fn flush(&self) -> Result<(), WriteFrameError> {
+        let target = {
+            let mut state = self.shared.lock();
+            state.flush_to = state.pushed;
+            state.pushed
+        };
+        self.shared.flusher.notify_one();
+        loop {
+            let progress = {
+                let state = self.shared.lock();
+                if let Some(e) = &state.error {
+                    return Err(e.clone());
+                }
+                if state.written >= target {
+                    return Ok(());
+                }
+                self.shared.progress.notified()
+            };
+            progress.await;
+        }
+    }
+
+    /// Writes what is buffered, finishes the stream and waits for the
+    /// flusher to end.
+    pub async fn finish(mut self) -> Result<(), WriteFrameError> {
+        self.close();
+        if let Some(task) = self.task.take() {
+            task.await
+                .map_err(|e| WriteFrameError::Stream(e.to_string()))?;
+        }
+        match self.shared.lock().error.clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn close(&self) {
+        self.shared.lock().closing = true;
+        self.shared.flusher.notify_one();
+    }
+}
+
+impl Drop for FramedWriter {
+    /// Dropped without [`FramedWriter::finish`]: the flusher still writes
+    /// what is buffered and finishes the stream, in the background.
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The flusher task: writes batches when the core says they are due.
+async fn flusher(shared: Arc<Shared>, mut stream: impl BatchSink) {
+    loop {
+        let step = {
+            let mut state = shared.lock();
+            let now = Instant::now().into_std();
+            let forced = state.closing || state.flush_to > state.taken;
+            if !state.core.is_empty() && (forced || state.core.due(now)) {
+                let batch = state.core.take();
+                state.taken += batch.len() as u64;
+                Step::Write(batch)
+            } else if state.core.is_empty() && state.closing {
+                Step::Finish
+            } else {
+                Step::Wait(state.core.deadline().map(Instant::from_std))
+            }
+        };
+        match step {
+            Step::Write(batch) => {
+                // Room in the buffer again.
+                shared.progress.notify_waiters();
+                let len = batch.len() as u64;
+                let result = stream.write_batch(batch).await;
+                let mut state = shared.lock();
+                match result {
+                    Ok(()) => state.written += len,
+                    Err(e) => state.error = Some(WriteFrameError::Stream(e)),
+                }
+                let failed = state.error.is_some();
+                drop(state);
+                shared.progress.notify_waiters();
+                if failed {
+                    return;
+                }
+            }
+            Step::Wait(deadline) => match deadline {
+                Some(at) => {
+                    tokio::select! {
+                        _ = shared.flusher.notified() => {}
+                        _ = tokio::time::sleep_until(at) => {}
+                    }
+                }
+                None => shared.flusher.notified().await,
+            },
+            Step::Finish => {
+                stream.finish();
+                shared.progress.notify_waiters();
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::mux::framing::FrameDecoder;
+
+    /// Records each batch with the (paused) time it was written; writes
+    /// wait for a permit when gated.
+    #[derive(Clone, Default)]
+    struct Recorder {
+        batches: Arc<Mutex<Vec<(Instant, Bytes)>>>,
+        finished: Arc<AtomicBool>,
+        gate: Option<Arc<Semaphore>>,
+        fail: bool,
+    }
+
+    impl BatchSink for Recorder {
+        async fn write_batch(&mut self, batch: Bytes) -> Result<(), String> {
+            if let Some(gate) = &self.gate {
+                gate.acquire().await.unwrap().forget();
+            }
+            if self.fail {
+                return Err("reset by peer".into());
+            }
+            self.batches.lock().unwrap().push((Instant::now(), batch));
+            Ok(())
+        }
+
+        fn finish(&mut self) {
+            self.finished.store(true, Ordering::SeqCst);
+        }
+    }
+
+    impl Recorder {
+        fn sizes(&self) -> Vec<usize> {
+            self.batches
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|b| b.1.len())
+                .collect()
+        }
+
+        fn messages(&self) -> Vec<Bytes> {
+            let mut decoder = FrameDecoder::new(1024);
+            for (_, batch) in self.batches.lock().unwrap().iter() {
+                decoder.extend(batch);
+            }
+            let mut out = Vec::new();
+            while let Some(m) = decoder.next_message().unwrap() {
+                out.push(m);
+            }
+            decoder.finish().unwrap();
+            out
+        }
+    }
+
+    fn config(max_batch: usize, max_delay_ms: u64) -> CoalesceConfig {
+        CoalesceConfig {
+            max_batch,
+            max_delay: Duration::from_millis(max_delay_ms),
+            max_buffered: 1000,
+            max_message: 256,
+        }
+    }
+
+    /// Lets the flusher task run what it can without time passing.
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn coalesces_up_to_the_size_bound() {
+        let sink = Recorder::default();
+        let writer = FramedWriter::new(sink.clone(), config(100, 3_600_000));
+        for i in 0..12u8 {
+            writer.send(&[i; 16]).await.unwrap();
+            settle().await;
+        }
+        // 20 bytes per framed message: batches at 100 bytes, 2 left over.
+        assert_eq!(sink.sizes(), vec![100, 100]);
+        writer.finish().await.unwrap();
+        assert_eq!(sink.sizes(), vec![100, 100, 40]);
+        assert!(sink.finished.load(Ordering::SeqCst));
+        let got = sink.messages();
+        assert_eq!(got.len(), 12);
+        assert!(got.iter().enumerate().all(|(i, m)| m[..] == [i as u8; 16]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_message_waits_at_most_the_time_bound() {
+        let sink = Recorder::default();
+        let writer = FramedWriter::new(sink.clone(), config(1000, 5));
+        let t0 = Instant::now();
+        writer.send(b"one").await.unwrap();
+        settle().await;
+        assert!(sink.sizes().is_empty(), "not due yet");
+        tokio::time::advance(Duration::from_millis(4)).await;
+        writer.send(b"two").await.unwrap();
+        settle().await;
+        assert!(
+            sink.sizes().is_empty(),
+            "the bound runs from the oldest message"
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        settle().await;
+        let batches = sink.batches.lock().unwrap().clone();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].0 - t0, Duration::from_millis(5));
+        assert_eq!(batches[0].1.len(), 14);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn flush_writes_at_once() {
+        let sink = Recorder::default();
+        let writer = FramedWriter::new(sink.clone(), config(1000, 3_600_000));
+        let t0 = Instant::now();
+        writer.send(b"now").await.unwrap();
+        writer.flush().await.unwrap();
+        assert_eq!(sink.sizes(), vec![7]);
+        assert_eq!(Instant::now(), t0, "no time passed");
+        writer.flush().await.unwrap();
+        assert_eq!(sink.sizes(), vec![7], "nothing new to write");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn senders_wait_at_the_buffer_bound() {
+        let gate = Arc::new(Semaphore::new(0));
+        let sink = Recorder {
+            gate: Some(gate.clone()),
+            ..Recorder::default()
+        };
+        let mut bounds = config(40, 3_600_000);
+        bounds.max_buffered = 60;
+        let writer = FramedWriter::new(sink.clone(), bounds);
+        // 20 bytes per framed message. The first batch (40 bytes) is stuck
+        // in the sink; three more messages fill the buffer to its bound.
+        for _ in 0..5 {
+            writer.send(&[0; 16]).await.unwrap();
+            settle().await;
+        }
+        let blocked = tokio::time::timeout(Duration::from_secs(1), writer.send(&[0; 16])).await;
+        assert!(blocked.is_err(), "the sender waits for room");
+        gate.add_permits(10);
+        writer.send(&[0; 16]).await.unwrap();
+        writer.finish().await.unwrap();
+        assert_eq!(sink.messages().len(), 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn errors_are_typed_and_sticky() {
+        let sink = Recorder {
+            fail: true,
+            ..Recorder::default()
+        };
+        let writer = FramedWriter::new(sink, config(1000, 1));
+        let err = writer.send(&[0; 257]).await.unwrap_err();
+        assert_eq!(err.kind(), "too-long");
+        writer.send(b"x").await.unwrap();
+        let err = writer.flush().await.unwrap_err();
+        assert_eq!(err.to_string(), "stream: reset by peer");
+        assert_eq!(writer.send(b"y").await.unwrap_err().kind(), "stream");
+    }
+}
