@@ -144,13 +144,15 @@ async fn prepare(
         }
         socket = Some(s);
     } else if client_ip.is_unspecified() {
-        // No gateway: the address multicast SSDP would leave from.
-        let probe = std::net::UdpSocket::bind("0.0.0.0:0")
-            .and_then(|s| {
-                s.connect(ssdp::SSDP_MULTICAST)?;
-                s.local_addr()
-            })
-            .map_err(|e| format!("no IPv4 default gateway and no multicast route: {e}"))?;
+        // No gateway: the address multicast SSDP would leave from (a
+        // tokio socket: no blocking call on the driver's task).
+        let no_route =
+            |e: std::io::Error| format!("no IPv4 default gateway and no multicast route: {e}");
+        let s = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+            .await
+            .map_err(no_route)?;
+        s.connect(ssdp::SSDP_MULTICAST).await.map_err(no_route)?;
+        let probe = s.local_addr().map_err(no_route)?;
         if let IpAddr::V4(ip) = probe.ip() {
             client_ip = ip;
         }
