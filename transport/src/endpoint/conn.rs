@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use relay_proto::wire::control::{DATAGRAM_APP, DATAGRAM_CONTROL, DATAGRAM_RELIABLE};
+use relay_proto::wire::control::{ControlMsg, DATAGRAM_APP, DATAGRAM_CONTROL, DATAGRAM_RELIABLE};
 use relay_proto::NodeId;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
@@ -27,6 +27,22 @@ use crate::{
 /// How often a connection is checked for a peer-initiated migration (the
 /// peer's packets arriving from a new real address).
 const MIGRATION_CHECK: Duration = Duration::from_secs(1);
+
+/// A new connection from a peer lost the tie-break to the one we hold. The
+/// peer may have restarted (a crash sends no close), leaving ours stale
+/// until our next packet draws its stateless reset, up to a keep-alive
+/// later. Send one packet on ours now, the address announcement it had
+/// (harmless to a live peer), so a stale one is reset within an RTT and
+/// redialled at once.
+fn probe_stale(shared: &Shared, current: &quinn::Connection) {
+    let addr = shared
+        .socket
+        .path(&current.remote_address())
+        .and_then(|p| p.direct_addr());
+    if let Some(addr) = addr {
+        control::send_unreliable(current, &ControlMsg::ObservedAddr { addr });
+    }
+}
 
 /// Enters a freshly authenticated connection into the peer table.
 ///
@@ -58,7 +74,7 @@ pub(crate) fn register(
         shared.channel_counters.clone(),
     ));
     let live = LiveConn::new(conn.clone(), outbound, channel.clone());
-    let (kept, replaced) = {
+    let (kept, replaced, current) = {
         let mut table = shared.table();
         if table.closed {
             drop(table);
@@ -66,21 +82,27 @@ pub(crate) fn register(
             return Err(closed_error());
         }
         let entry = table.peers.entry(peer).or_default();
-        let keep = match entry.live() {
-            Some(current) => new_wins(&shared.node_id, &peer, current.outbound, outbound),
+        let current = entry.live().map(|c| (c.conn.clone(), c.outbound));
+        let keep = match &current {
+            Some((_, current_outbound)) => {
+                new_wins(&shared.node_id, &peer, *current_outbound, outbound)
+            }
             None => true,
         };
         if keep {
             shared.socket.adopt(&mapped, peer);
-            (true, entry.conn.replace(live))
+            (true, entry.conn.replace(live), None)
         } else {
-            (false, None)
+            (false, None, current.map(|(c, _)| c))
         }
     };
     let duplicate = quinn::VarInt::from_u32(CLOSE_DUPLICATE);
     if !kept {
         tracing::debug!(peer = %peer.fmt_short(), outbound, "duplicate connection lost the tie-break");
         conn.close(duplicate, b"duplicate");
+        if let Some(current) = current {
+            probe_stale(shared, &current);
+        }
         return Ok(peer);
     }
     if let Some(old) = replaced.filter(LiveConn::is_alive) {
