@@ -33,6 +33,34 @@ async fn rebind(secret: SecretKey, addr: SocketAddr) -> Transport {
     .await
 }
 
+/// A's stale connection to B ends by B's stateless reset, A reconnects
+/// within 2 s of B's restart, and data flows again.
+async fn reset_then_reconnected(
+    events: &mut tokio::sync::broadcast::Receiver<PeerEvent>,
+    a: &Transport,
+    b_id: relay_transport::NodeId,
+    restarted: Instant,
+) {
+    let gone = event(
+        events,
+        |e| matches!(e, PeerEvent::Disconnected { node_id, .. } if *node_id == b_id),
+    )
+    .await;
+    let PeerEvent::Disconnected { reason, .. } = gone else {
+        unreachable!()
+    };
+    assert!(
+        reason.starts_with("reset:"),
+        "the stale connection ends by a stateless reset, not {reason:?}"
+    );
+    event(events, is_connected(b_id)).await;
+    let took = restarted.elapsed();
+    println!("reconnected {took:?} after the restart");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    let data = pattern(5_000, 3);
+    assert_eq!(echo(a, b_id, &data).await, data);
+}
+
 #[tokio::test]
 async fn restarted_peer_resets_the_stale_connection_at_once() {
     init_tracing();
@@ -59,25 +87,8 @@ async fn restarted_peer_resets_the_stale_connection_at_once() {
     let b2 = rebind(b_secret, b_addr).await;
     let restarted = Instant::now();
     let _served = serve(&b2);
-    let gone = event(
-        &mut events,
-        |e| matches!(e, PeerEvent::Disconnected { node_id, .. } if *node_id == b_id),
-    )
-    .await;
-    let PeerEvent::Disconnected { reason, .. } = gone else {
-        unreachable!()
-    };
-    assert!(
-        reason.starts_with("reset:"),
-        "the stale connection ends by a stateless reset, not {reason:?}"
-    );
-    event(&mut events, is_connected(b_id)).await;
-    let took = restarted.elapsed();
-    println!("reconnected {took:?} after the restart");
     // The idle timeout here is 10 s; the reset answers A's next packet.
-    assert!(took < Duration::from_secs(2), "took {took:?}");
-    let data = pattern(5_000, 3);
-    assert_eq!(echo(&a, b_id, &data).await, data);
+    reset_then_reconnected(&mut events, &a, b_id, restarted).await;
     a.close().await;
     b2.close().await;
 }
@@ -124,24 +135,7 @@ async fn restarted_peer_dialing_us_resets_our_stale_connection_at_once() {
     let _served = serve(&b2);
     // The restarted B dials A, as a node dials its bootstrap peer.
     b2.add_peer(a_id, a_addr);
-    let gone = event(
-        &mut events,
-        |e| matches!(e, PeerEvent::Disconnected { node_id, .. } if *node_id == b_id),
-    )
-    .await;
-    let PeerEvent::Disconnected { reason, .. } = gone else {
-        unreachable!()
-    };
-    assert!(
-        reason.starts_with("reset:"),
-        "the stale connection ends by a stateless reset, not {reason:?}"
-    );
-    event(&mut events, is_connected(b_id)).await;
-    let took = restarted.elapsed();
-    println!("reconnected {took:?} after the restart");
-    assert!(took < Duration::from_secs(2), "took {took:?}");
-    let data = pattern(5_000, 3);
-    assert_eq!(echo(&a, b_id, &data).await, data);
+    reset_then_reconnected(&mut events, &a, b_id, restarted).await;
     a.close().await;
     b2.close().await;
 }
