@@ -88,14 +88,7 @@ def subscribe(client: Any, name: str, token: Optional[str] = None, queue: Option
     if count is not None:
         query.append(f"count={count}")
     query.append("backpressure=" + quote(backpressure))
-    conn, response = client._open("GET", "/v1/sub?" + "&".join(query), None, client.timeout + 15)
-    try:
-        client._check(response)
-        if conn.sock is not None:
-            conn.sock.settimeout(timeout)
-    except BaseException:
-        conn.close()
-        raise
+    conn, response = client._open_stream("/v1/sub?" + "&".join(query), client.timeout + 15, timeout)
 
     def stream() -> Iterator[Dict[str, Any]]:
         try:

@@ -122,14 +122,7 @@ class Client:
         closed. The stream is open when this returns, so no later event is
         missed. `keepalive` events are skipped unless `keepalives`. A read
         waits at most `timeout` seconds (default: forever)."""
-        conn, response = self._open("GET", "/v1/events", None, self.timeout)
-        try:
-            self._check(response)
-            if conn.sock is not None:
-                conn.sock.settimeout(timeout)
-        except BaseException:
-            conn.close()
-            raise
+        conn, response = self._open_stream("/v1/events", self.timeout, timeout)
 
         def stream() -> Iterator[Dict[str, Any]]:
             try:
@@ -214,6 +207,20 @@ class Client:
         """Subscribes (see relay_node.channels.subscribe)."""
         from . import channels
         return channels.subscribe(self, name, **options)
+
+    def _open_stream(self, path: str, open_timeout: float, read_timeout: Optional[float]) -> Any:
+        """Opens a streaming GET: checks the answer's status, then lets each
+        later read wait at most `read_timeout` seconds (None: forever).
+        Returns (connection, response); the connection is closed on error."""
+        conn, response = self._open("GET", path, None, open_timeout)
+        try:
+            self._check(response)
+            if conn.sock is not None:
+                conn.sock.settimeout(read_timeout)
+        except BaseException:
+            conn.close()
+            raise
+        return conn, response
 
     def _open(self, method: str, path: str, body: Optional[Dict[str, Any]], timeout: float) -> Any:
         try:
