@@ -71,9 +71,6 @@ fn no_error_lines(node: &LabNode, name: &str) {
 }
 
 #[test]
-#[ignore = "known regression: in about half the runs the port-restricted node's \
-punch probes one candidate that is not the PCP mapping and stays relayed; \
-under investigation, run with --ignored"]
 fn symmetric_made_reachable_by_port_mapping() {
     lab_or_skip!(
         "nat_lab_portmap::symmetric_made_reachable_by_port_mapping",

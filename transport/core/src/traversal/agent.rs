@@ -27,7 +27,7 @@ use relay_proto::NodeId;
 use super::auth::ProbeKey;
 use super::birthday::{BirthdayRun, PortId, RateLimiter};
 use super::config::TraversalConfig;
-use super::early::EarlyIntros;
+use super::early::{EarlyIntros, EarlyMsgs};
 use super::error::{TraversalError, TraversalErrorKind};
 use super::introducer::{Introducer, Side};
 use super::keepalive::Keepalives;
@@ -122,6 +122,8 @@ pub struct Traversal {
     last_now: Option<Instant>,
     /// Introductions that arrived before their peer's connection.
     early: EarlyIntros,
+    /// Control messages that arrived before their sender's connection.
+    early_msgs: EarlyMsgs,
     /// Binding-lifetime measurement (`lifetime`).
     lifetime: LifetimeProbe,
     /// Our NAT as the measurement last saw it.
@@ -192,6 +194,7 @@ impl Traversal {
             held_ports: BTreeMap::new(),
             last_now: None,
             early: EarlyIntros::default(),
+            early_msgs: EarlyMsgs::default(),
             lifetime,
             lifetime_nat: (NatType::Unknown, None),
             check_budget,
@@ -386,11 +389,15 @@ impl Traversal {
                 if let Some(addr) = self.mapped {
                     self.control(peer, TraversalMsg::PortMapped { addr: Some(addr) });
                 }
-                // Its introduction may have beaten the connection here.
+                // Its introduction, and its own first messages, may have
+                // beaten the connection here (early.rs).
                 if let Some((at, intro)) = self.early.take(now, &peer) {
                     self.on_introduce(at, intro);
-                    self.drive(now);
                 }
+                for (at, msg) in self.early_msgs.take(now, &peer) {
+                    self.dispatch_control(now, at, peer, msg);
+                }
+                self.drive(now);
             }
         }
         self.lifetime_connection(now, peer);
@@ -419,6 +426,7 @@ impl Traversal {
     /// The connection to `peer` is gone: forget everything about it.
     pub fn handle_disconnect(&mut self, now: Instant, peer: &NodeId) {
         self.links.remove(peer.as_bytes());
+        self.early_msgs.forget(peer);
         self.sessions.remove(peer);
         self.pending.remove(peer);
         self.direct.remove(peer);
@@ -511,9 +519,21 @@ impl Traversal {
 
     /// A traversal control message from a connected peer.
     pub fn handle_control(&mut self, now: Instant, from: NodeId, msg: TraversalMsg) {
-        if !self.links.contains_key(from.as_bytes()) || msg.validate().is_err() {
+        if from == self.me || msg.validate().is_err() {
             return;
         }
+        if !self.links.contains_key(from.as_bytes()) {
+            // Its connection is not reported yet: hold it (early.rs).
+            self.early_msgs.push(now, from, msg);
+            return;
+        }
+        self.dispatch_control(now, now, from, msg);
+        self.drive(now);
+    }
+
+    /// Acts on `msg` from the linked peer `from`, which arrived at `at`
+    /// (earlier than `now` when it was held for its connection).
+    fn dispatch_control(&mut self, now: Instant, at: Instant, from: NodeId, msg: TraversalMsg) {
         match msg {
             TraversalMsg::NatInfo { nat } => {
                 if let Some(link) = self.links.get_mut(from.as_bytes()) {
@@ -526,7 +546,7 @@ impl Traversal {
                     link.mapped = addr.filter(super::mapped::valid_mapped);
                 }
             }
-            TraversalMsg::Introduce(intro) => self.on_introduce(now, intro),
+            TraversalMsg::Introduce(intro) => self.on_introduce(at, intro),
             TraversalMsg::BindingCheck { tx, addr } => self.on_binding_check(now, from, tx, addr),
             TraversalMsg::MappingCheck { tx } => self.on_mapping_check(now, from, tx),
             TraversalMsg::MappingPort { tx, port } => self.on_mapping_port(now, from, tx, port),
@@ -536,7 +556,6 @@ impl Traversal {
                 reason,
             } => self.on_rejected(from, req, target, reason),
         }
-        self.drive(now);
     }
 
     /// One of our UDP frames arrived from `src`. Returns `false` when it is

@@ -617,3 +617,65 @@ fn mapping_checks_are_offered_and_answered_only_as_documented() {
     o.handle_control(later, asker, ask(20));
     assert_eq!(offers(&drain(&mut o)), 0);
 }
+
+/// The driver reads a peer's control messages and its connection events
+/// from two queues, so a message can reach the core before the connection
+/// it came on. A node announces its port mapping once, on connect: were
+/// that announcement dropped, the introducer would never hand the mapped
+/// candidate out, and every punch towards the node (the lab's symmetric
+/// NAT with PCP) would probe only the symmetric flow's port. Held and
+/// replayed when the connection comes up, it is handed out.
+#[test]
+fn control_messages_before_the_connection_are_replayed_when_it_comes_up() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    let (a, b) = (id(1), id(2));
+    let mapped = sa("198.51.101.10:7420");
+    let a_seen = sa("198.51.101.10:31000");
+    let mut intro = core(3);
+    intro.handle_control(
+        t0,
+        a,
+        TraversalMsg::NatInfo {
+            nat: NatType::Symmetric,
+        },
+    );
+    intro.handle_control(t0, a, TraversalMsg::PortMapped { addr: Some(mapped) });
+    assert_eq!(intro.peer_mapping(&a), None, "no connection to A yet");
+    connect(&mut intro, t0 + ms(10), a, Some(a_seen));
+    assert_eq!(intro.peer_mapping(&a), Some(mapped));
+    assert_eq!(intro.peer_nat(&a), Some(NatType::Symmetric));
+    connect(&mut intro, t0 + ms(20), b, Some(sa("198.51.100.11:22742")));
+    drain(&mut intro);
+    intro.handle_control(
+        t0 + ms(30),
+        b,
+        TraversalMsg::ReachRequest { req: 5, target: a },
+    );
+    let to_b = controls(&drain(&mut intro))
+        .into_iter()
+        .find_map(|(to, m)| match m {
+            TraversalMsg::Introduce(i) if to == b => Some(i),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(to_b.candidates, vec![a_seen, mapped]);
+    assert_eq!(to_b.peer_nat, NatType::Symmetric);
+
+    // Held for a short while only, and dropped with a connection that
+    // closed before it was reported.
+    let mut late = core(4);
+    late.handle_control(t0, a, TraversalMsg::PortMapped { addr: Some(mapped) });
+    connect(
+        &mut late,
+        t0 + crate::traversal::early::EARLY_TTL,
+        a,
+        Some(a_seen),
+    );
+    assert_eq!(late.peer_mapping(&a), None);
+    let mut gone = core(5);
+    gone.handle_control(t0, a, TraversalMsg::PortMapped { addr: Some(mapped) });
+    gone.handle_disconnect(t0 + ms(5), &a);
+    connect(&mut gone, t0 + ms(10), a, Some(a_seen));
+    assert_eq!(gone.peer_mapping(&a), None);
+}
