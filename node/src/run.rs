@@ -5,7 +5,7 @@
 //! HTTP endpoint, and on Ctrl-C or SIGTERM cancels every task and drains
 //! them within [`SHUTDOWN_BOUND`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +26,8 @@ use crate::init::{init, InitError};
 use crate::keystore::{self, LoadKeyError};
 use crate::lock::{LockError, RunLock};
 use crate::metrics::collector::{self, NodeStats};
+use crate::recent_peers_driver;
+use crate::recent_peers_store::RecentPeersStore;
 use crate::service::NodeService;
 use crate::subsystem::Tasks;
 use crate::subsystems::{self, NodeContext};
@@ -165,7 +167,9 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
     let transport = Transport::bind(config).await?;
     let node_id = transport.node_id();
     let listen = transport.local_addrs();
+    let recent_events = transport.subscribe();
     let known = dial_peers(&transport, &options.peers, &bootstrap);
+    let configured: HashSet<NodeId> = known.keys().copied().collect();
     let mux = Mux::new(transport.clone(), MuxConfig::default());
     for (peer, addr) in known {
         mux.remember_addr(peer, addr);
@@ -203,6 +207,15 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
 
     let tasks = Tasks::new();
     tasks.spawn("collector", collector::collect(transport.clone(), stats));
+    tasks.spawn(
+        "recent-peers",
+        recent_peers_driver::run(
+            transport.clone(),
+            recent_events,
+            RecentPeersStore::new(dir),
+            configured,
+        ),
+    );
     subsystems.register_protocols(&mux, &tasks)?;
     mux.start();
     if let Some(http) = http {
