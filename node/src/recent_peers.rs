@@ -156,7 +156,7 @@ impl RecentPeers {
             .filter(|p| unix.saturating_sub(p.last_seen) <= self.config.max_age_s)
             .filter(|p| !skip(&p.node_id))
             .collect();
-        due.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+        due.sort_by_key(|p| std::cmp::Reverse(p.last_seen));
         for peer in due.into_iter().take(self.config.max_dials) {
             self.plans.insert(
                 peer.node_id,
@@ -251,7 +251,7 @@ impl RecentPeers {
     /// Everything remembered, most recent first.
     pub fn list(&self) -> Vec<RecentPeer> {
         let mut list: Vec<RecentPeer> = self.known.values().cloned().collect();
-        list.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+        list.sort_by_key(|p| std::cmp::Reverse(p.last_seen));
         list
     }
 

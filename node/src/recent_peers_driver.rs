@@ -99,9 +99,8 @@ pub async fn run(
 
 async fn save(store: &RecentPeersStore, list: Vec<crate::recent_peers::RecentPeer>) {
     let store = store.clone();
-    match tokio::task::spawn_blocking(move || store.save(list)).await {
-        Ok(Err(e)) => tracing::warn!(error = %e, "recent peers not saved"),
-        Ok(Ok(())) | Err(_) => {}
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.save(list)).await {
+        tracing::warn!(error = %e, "recent peers not saved");
     }
 }
 

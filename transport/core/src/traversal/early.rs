@@ -263,7 +263,7 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let nat = |n: u8| TraversalMsg::NatInfo {
-            nat: if n % 2 == 0 {
+            nat: if n.is_multiple_of(2) {
                 NatType::Cone
             } else {
                 NatType::Symmetric
