@@ -691,7 +691,7 @@ impl Driver {
                 );
             }
             TraversalEvent::Repunch { peer } => {
-                tracing::debug!(peer = %peer.fmt_short(), "re-punching after our address changed");
+                tracing::debug!(peer = %peer.fmt_short(), "re-punching (our address changed, or a port mapping came)");
                 self.direct_now(peer);
             }
         }

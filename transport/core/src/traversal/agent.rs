@@ -420,6 +420,21 @@ impl Traversal {
         for peer in peers {
             self.control(peer, TraversalMsg::PortMapped { addr });
         }
+        if addr.is_some() {
+            // A way in that the failed punches did not have: try those
+            // peers again now (their requests carry the mapping to the
+            // introducer first), not a retry period later.
+            let failed: Vec<NodeId> = self
+                .links
+                .values()
+                .filter(|l| l.why.is_some())
+                .map(|l| l.node)
+                .filter(|p| !self.is_punching(p) && !self.direct.contains_key(p))
+                .collect();
+            for peer in failed {
+                self.events.push_back(TraversalEvent::Repunch { peer });
+            }
+        }
         self.drive(now);
     }
 

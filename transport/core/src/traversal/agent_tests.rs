@@ -679,3 +679,65 @@ fn control_messages_before_the_connection_are_replayed_when_it_comes_up() {
     connect(&mut gone, t0 + ms(10), a, Some(a_seen));
     assert_eq!(gone.peer_mapping(&a), None);
 }
+
+/// A mapping that comes after a punch failed (PCP or UPnP answered late)
+/// makes the node reachable where it was not: every peer whose punch
+/// failed is punched again at once, not a retry period (15 s) later; the
+/// request refreshes the introducer's copy of the mapping first.
+#[test]
+fn a_new_port_mapping_re_punches_the_peers_whose_punch_failed() {
+    let t0 = Instant::now();
+    let (b, c, relay) = (id(2), id(4), id(3));
+    let mut a = core(1);
+    connect(&mut a, t0, relay, Some(sa("203.0.113.10:7420")));
+    connect(&mut a, t0, b, None);
+    connect(&mut a, t0, c, None);
+    a.request_direct(t0, b, Some(relay)).unwrap();
+    let req = controls(&drain(&mut a))
+        .into_iter()
+        .find_map(|(_, m)| match m {
+            TraversalMsg::ReachRequest { req, .. } => Some(req),
+            _ => None,
+        })
+        .unwrap();
+    a.handle_control(
+        t0,
+        relay,
+        TraversalMsg::Rejected {
+            req,
+            target: b,
+            reason: RejectReason::Budget,
+        },
+    );
+    assert!(a.why(&b).is_some());
+    std::iter::from_fn(|| a.poll_event()).for_each(drop);
+
+    let mapped = sa("198.51.101.10:7420");
+    a.handle_port_mapping(t0 + Duration::from_secs(1), Some(mapped));
+    let repunch: Vec<NodeId> = std::iter::from_fn(|| a.poll_event())
+        .filter_map(|e| match e {
+            TraversalEvent::Repunch { peer } => Some(peer),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(repunch, vec![b], "only the peer whose punch failed");
+    // The same mapping again, or none: nothing new to try.
+    a.handle_port_mapping(t0 + Duration::from_secs(2), Some(mapped));
+    a.handle_port_mapping(t0 + Duration::from_secs(3), None);
+    assert!(
+        !std::iter::from_fn(|| a.poll_event()).any(|e| matches!(e, TraversalEvent::Repunch { .. }))
+    );
+    // The re-punch's request tells the introducer the mapping first.
+    a.handle_port_mapping(t0 + Duration::from_secs(4), Some(mapped));
+    drain(&mut a);
+    a.request_direct(t0 + Duration::from_secs(4), b, Some(relay))
+        .unwrap();
+    let sent = controls(&drain(&mut a));
+    let mapped_at = sent
+        .iter()
+        .position(|m| *m == (relay, TraversalMsg::PortMapped { addr: Some(mapped) }));
+    let request_at = sent
+        .iter()
+        .position(|(_, m)| matches!(m, TraversalMsg::ReachRequest { .. }));
+    assert!(mapped_at.unwrap() < request_at.unwrap(), "{sent:?}");
+}

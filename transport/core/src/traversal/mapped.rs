@@ -23,6 +23,11 @@
 //!   flow and leaves from the mapped port. Probes from the peer are still
 //!   answered at once, and a peer that cannot reach the mapping is probed
 //!   normally, one RTT later.
+//! - **Trying again.** A mapping that arrives after a punch failed (a
+//!   gateway that answered late) is a way in that punch did not have:
+//!   every peer whose punch failed gets a `Repunch` at once, and the
+//!   request that follows refreshes the introducer's copy of the mapping
+//!   before it asks, instead of waiting out the retry backoff (15 s).
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -93,7 +93,8 @@ pub enum TraversalEvent {
     /// probed, the NAT is re-learned, peers were told.
     AddressChanged(AddressChange),
     /// After an address change: ask for an introduction to `peer` now
-    /// (its direct path was lost; see `roam`).
+    /// (its direct path was lost; see `roam`). Also after we got a port
+    /// mapping, for each peer whose punch had failed (`mapped`).
     Repunch {
         /// The peer.
         peer: NodeId,
