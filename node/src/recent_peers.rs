@@ -234,6 +234,12 @@ impl RecentPeers {
         })
     }
 
+    /// The node stops: the list to save if it changed since the last
+    /// save (a save still waiting for its delay).
+    pub fn handle_shutdown(&mut self) -> Option<Vec<RecentPeer>> {
+        self.save_at.take().map(|_| self.list())
+    }
+
     /// When [`Self::poll_action`] has something next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.plans

@@ -94,7 +94,9 @@ pub async fn run(
             () = sleep_until(deadline) => {}
         }
     }
-    save(&store, core.list()).await;
+    if let Some(list) = core.handle_shutdown() {
+        save(&store, list).await;
+    }
 }
 
 async fn save(store: &RecentPeersStore, list: Vec<crate::recent_peers::RecentPeer>) {

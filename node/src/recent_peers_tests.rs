@@ -113,6 +113,8 @@ fn connections_are_remembered_and_saved_once_after_a_delay() {
         drain(&mut core, t0 + ms(1000)),
         vec![RecentAction::Save(saved_list)]
     );
+    // Saved: nothing left for the shutdown.
+    assert_eq!(core.handle_shutdown(), None);
     // A third peer: the least recently seen goes.
     core.handle_connected(t0 + ms(2000), 12, id(3), Some(sa("198.51.100.12:7000")));
     let out = drain(&mut core, t0 + ms(3000));
@@ -121,4 +123,17 @@ fn connections_are_remembered_and_saved_once_after_a_delay() {
     };
     let ids: Vec<NodeId> = list.iter().map(|p| p.node_id).collect();
     assert_eq!(ids, vec![id(3), id(2)]);
+}
+
+#[test]
+fn shutdown_saves_only_a_pending_change() {
+    let t0 = Instant::now();
+    let mut core = RecentPeers::default();
+    assert_eq!(core.handle_shutdown(), None);
+    core.handle_connected(t0, 10, id(1), Some(sa("198.51.100.10:7000")));
+    assert_eq!(
+        core.handle_shutdown(),
+        Some(vec![saved(1, "198.51.100.10:7000", 10)])
+    );
+    assert_eq!(core.poll_timeout(), None, "the delayed save is taken");
 }
