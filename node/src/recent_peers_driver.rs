@@ -4,7 +4,7 @@
 //! blocking pool, one at a time). Only I/O and the clock live here.
 
 use std::collections::HashSet;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use relay_proto::NodeId;
 use relay_transport::{PeerEvent, Transport};
@@ -17,6 +17,8 @@ use crate::recent_peers_store::RecentPeersStore;
 
 /// Outcomes of dials in flight, at most (one per planned peer).
 const OUTCOMES: usize = 64;
+/// Longest sleep without anything due.
+const IDLE: Duration = Duration::from_secs(3600);
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -76,7 +78,11 @@ pub async fn run(
                 RecentAction::Save(list) => save(&store, list).await,
             }
         }
-        let deadline = core.poll_timeout().map(Instant::from_std);
+        // Without a deadline, events and outcomes wake us; an hour is
+        // only an upper bound.
+        let deadline = core
+            .poll_timeout()
+            .map_or_else(|| Instant::now() + IDLE, Instant::from_std);
         tokio::select! {
             event = events.recv() => match event {
                 Ok(PeerEvent::Connected { node_id, remote_addr, .. })
@@ -91,7 +97,7 @@ pub async fn run(
                     core.handle_dial_failed(now_std(), &peer);
                 }
             }
-            () = sleep_until(deadline) => {}
+            () = tokio::time::sleep_until(deadline) => {}
         }
     }
     if let Some(list) = core.handle_shutdown() {
@@ -103,12 +109,5 @@ async fn save(store: &RecentPeersStore, list: Vec<crate::recent_peers::RecentPee
     let store = store.clone();
     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.save(list)).await {
         tracing::warn!(error = %e, "recent peers not saved");
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
