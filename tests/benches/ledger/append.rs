@@ -9,11 +9,13 @@
 //! - **store**: `Store::append_local` called directly, one entry per call
 //!   (sign, encode, index, durable commit; no thread);
 //! - **ledger**: `Ledger::append_at` awaited one at a time (the store plus
-//!   the hand-off to the writer thread and back): the goal's subject.
+//!   the hand-off to the writer thread and back): the goal's subject; and
+//!   the same with a writer that sleeps at once after each commit instead of
+//!   polling for the next append first.
 //!
 //! The bodies are built before the clock starts, as the raw row is.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, TableDefinition};
 use relay_node::ledger::{Ledger, Retention, Store};
@@ -27,7 +29,8 @@ const RAW: TableDefinition<u64, &[u8]> = TableDefinition::new("raw");
 const ROW_ENTRIES: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("entries");
 const ROW_CURSORS: TableDefinition<u64, &[u8; 40]> = TableDefinition::new("cursors");
 const ROW_KINDS: TableDefinition<&[u8; 41], u64> = TableDefinition::new("kinds");
-const ROW_SMALL: TableDefinition<&[u8; 33], u64> = TableDefinition::new("small");
+const ROW_COUNTS: TableDefinition<&[u8; 33], u64> = TableDefinition::new("counts");
+const ROW_ORIGINS: TableDefinition<&[u8; 32], &[u8; 41]> = TableDefinition::new("origins");
 
 /// One of the four, open, with its next index.
 enum Subject {
@@ -37,7 +40,14 @@ enum Subject {
     Ledger(Ledger),
 }
 
-const NAMES: [&str; 4] = ["raw", "raw, ledger rows", "store", "ledger"];
+const NAMES: [&str; 5] = [
+    "raw",
+    "raw, ledger rows",
+    "store",
+    "ledger, writer never polls",
+    "ledger",
+];
+const SUBJECTS: usize = NAMES.len();
 
 impl Subject {
     fn open(which: usize, dir: &TempDir) -> Self {
@@ -48,6 +58,10 @@ impl Subject {
             0 => Self::Raw(Database::create(path.join("raw.redb")).unwrap()),
             1 => Self::Rows(Database::create(path.join("rows.redb")).unwrap()),
             2 => Self::Store(Store::open_with(&path, Retention::default()).unwrap(), key),
+            3 => Self::Ledger(
+                Ledger::from_store_with_spin(Store::open(&path).unwrap(), key, Duration::ZERO)
+                    .unwrap(),
+            ),
             _ => Self::Ledger(Ledger::open(&path, key).unwrap()),
         }
     }
@@ -87,8 +101,9 @@ impl Subject {
     }
 }
 
-/// One durable commit of the rows an event append writes (entry row,
-/// cursor row, kind-index row, event count, origin frontier).
+/// One durable commit of the rows an event append writes, each in its own
+/// table as the store keeps them (entry row, cursor row, kind-index row,
+/// event count, origin frontier).
 fn raw_rows_commit(db: &Database, i: u64) {
     let row = [7u8; 240];
     let mut key = [1u8; 40];
@@ -104,9 +119,10 @@ fn raw_rows_commit(db: &Database, i: u64) {
         t.insert(i, &key).unwrap();
         let mut t = txn.open_table(ROW_KINDS).unwrap();
         t.insert(&kind, i).unwrap();
-        let mut t = txn.open_table(ROW_SMALL).unwrap();
+        let mut t = txn.open_table(ROW_COUNTS).unwrap();
         t.insert(&[2u8; 33], i).unwrap();
-        t.insert(&[3u8; 33], i).unwrap();
+        let mut t = txn.open_table(ROW_ORIGINS).unwrap();
+        t.insert(&[3u8; 32], &[4u8; 41]).unwrap();
     }
     txn.commit().unwrap();
 }
@@ -123,14 +139,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// (commits per second) of raw and of the ledger's one writer.
 pub fn rounds(rt: &tokio::runtime::Runtime, chunks: u64, n: u64) -> (f64, f64) {
     let dir = TempDir::new("ledger-bench-append").unwrap();
-    let subjects: Vec<Subject> = (0..4).map(|w| Subject::open(w, &dir)).collect();
+    let subjects: Vec<Subject> = (0..SUBJECTS).map(|w| Subject::open(w, &dir)).collect();
     let per = (n / chunks).max(1);
-    let mut wall: [Vec<f64>; 4] = Default::default();
-    let mut cpu = [0f64; 4];
-    let mut ratio: [Vec<f64>; 4] = Default::default();
+    let mut wall: [Vec<f64>; SUBJECTS] = Default::default();
+    let mut cpu = [0f64; SUBJECTS];
+    let mut ratio: [Vec<f64>; SUBJECTS] = Default::default();
     #[allow(clippy::needless_range_loop)] // four parallel columns
     for chunk in 0..chunks {
-        let mut us = [0f64; 4];
+        let mut us = [0f64; SUBJECTS];
         for (w, s) in subjects.iter().enumerate() {
             let bodies: Vec<Body> = (chunk * per..(chunk + 1) * per).map(event_body).collect();
             let c0 = super::net::cpu_time();
@@ -139,13 +155,13 @@ pub fn rounds(rt: &tokio::runtime::Runtime, chunks: u64, n: u64) -> (f64, f64) {
             us[w] = start.elapsed().as_secs_f64() * 1e6 / per as f64;
             cpu[w] += super::net::cpu_time().saturating_sub(c0).as_secs_f64() * 1e6;
         }
-        for w in 0..4 {
+        for w in 0..SUBJECTS {
             wall[w].push(us[w]);
             ratio[w].push(us[0] / us[w]);
         }
     }
     let total = (per * chunks) as f64;
-    for w in 0..4 {
+    for w in 0..SUBJECTS {
         println!(
             "{:44} {:>10.0} µs   {:.2}x raw (median of {chunks} chunks), {:.0} µs CPU",
             format!("{}, per commit", NAMES[w]),
@@ -154,9 +170,11 @@ pub fn rounds(rt: &tokio::runtime::Runtime, chunks: u64, n: u64) -> (f64, f64) {
             cpu[w] / total
         );
     }
-    if let Subject::Ledger(l) = &subjects[3] {
-        l.close();
+    for s in &subjects {
+        if let Subject::Ledger(l) = s {
+            l.close();
+        }
     }
-    let [raw, _, _, ledger] = wall;
+    let [raw, _, _, _, ledger] = wall;
     (1e6 / median(raw), 1e6 / median(ledger))
 }

@@ -30,9 +30,9 @@
 //! alone.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod append;
 #[path = "../../tests/ledger_common/mod.rs"]
 mod ledger_common;
-mod append;
 mod net;
 
 use std::time::{Duration, Instant};
@@ -42,7 +42,6 @@ use relay_node::ledger::{Ledger, MemStore, Replica, ReplicaConfig, ReplicaStore}
 use relay_proto::ledger::{Entry, EntryHash};
 use relay_proto::SecretKey;
 use relay_tests::TempDir;
-
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
