@@ -13,6 +13,10 @@
 //! | `counts` | origin, kind | entries of an event kind |
 //! | `meta` | name | u64 (`next_cursor`, `schema`) |
 //!
+//! The next cursor is one above the highest `cursors` row, or `meta`'s
+//! `next_cursor` if that is higher; `meta` is written only when the highest
+//! cursor row is removed, so an append writes five tables, not six.
+//!
 //! Every write is one transaction committed with
 //! [`redb::Durability::Immediate`]: when a write returns, it survives a crash
 //! or power loss. A failed write (full disk included) commits nothing.
@@ -604,10 +608,8 @@ impl Store {
         let e = self.err();
         let txn = self.read_txn()?;
         let meta = txn.open_table(META).map_err(|x| e(x.into()))?;
-        let next = meta
-            .get("next_cursor")
-            .map_err(|x| e(x.into()))?
-            .map_or(1, |v| v.value());
+        let cursors = txn.open_table(CURSORS).map_err(|x| e(x.into()))?;
+        let next = next_cursor(&meta, &cursors).map_err(&e)?;
         Ok(Cursor(next.saturating_sub(1)))
     }
 
@@ -814,6 +816,19 @@ fn decode_stored_of(v: &[u8], origin: Option<&NodeId>) -> Result<(Cursor, Entry)
     Ok((Cursor(u64::from_be_bytes(cb)), entry))
 }
 
+/// The next cursor to issue: one above the highest cursor row, or the
+/// `next_cursor` floor in `meta` if that is higher (it is written only when
+/// the highest cursor row is removed, so that cursors never go back).
+/// Deriving it saves writing `meta` on every insert.
+fn next_cursor(
+    meta: &impl ReadableTable<&'static str, u64>,
+    cursors: &impl ReadableTable<u64, &'static [u8; 40]>,
+) -> Result<u64, redb::Error> {
+    let floor = meta.get("next_cursor")?.map_or(1, |v| v.value());
+    let above_last = cursors.last()?.map_or(1, |(k, _)| k.value() + 1);
+    Ok(floor.max(above_last))
+}
+
 /// The tables one write transaction touches.
 struct Tables<'t> {
     entries: redb::Table<'t, &'static [u8; 40], &'static [u8]>,
@@ -829,10 +844,11 @@ struct Tables<'t> {
 impl<'t> Tables<'t> {
     fn open(txn: &'t WriteTransaction) -> Result<Self, redb::Error> {
         let meta = txn.open_table(META)?;
-        let next_cursor = meta.get("next_cursor")?.map_or(1, |v| v.value());
+        let cursors = txn.open_table(CURSORS)?;
+        let next_cursor = next_cursor(&meta, &cursors)?;
         Ok(Self {
             entries: txn.open_table(ENTRIES)?,
-            cursors: txn.open_table(CURSORS)?,
+            cursors,
             origins: txn.open_table(ORIGINS)?,
             kinds: txn.open_table(KINDS)?,
             latest: txn.open_table(LATEST)?,
@@ -887,9 +903,10 @@ impl<'t> Tables<'t> {
             }
             self.latest.insert(lk.as_slice(), entry.seq)?;
         }
+        // The new cursor row is now the highest: it carries the counter
+        // (see `next_cursor`), so `meta` is not written.
         let cursor = self.next_cursor;
         self.next_cursor += 1;
-        self.meta.insert("next_cursor", self.next_cursor)?;
         let key = entry_key(&entry.origin, entry.seq);
         let mut row = Vec::with_capacity(8 + entry.encoded_len());
         row.extend_from_slice(&cursor.to_be_bytes());
@@ -931,6 +948,15 @@ impl<'t> Tables<'t> {
         });
         if let Some(c) = cursor {
             self.cursors.remove(c)?;
+            // Removing the highest cursor row would let the counter go back:
+            // keep it in `meta` then.
+            if self
+                .cursors
+                .last()?
+                .is_none_or(|(last, _)| last.value() < c)
+            {
+                self.meta.insert("next_cursor", self.next_cursor)?;
+            }
         }
         let (origin, seq) = split_entry_key(key);
         let mut kk = [0u8; 41];

@@ -148,6 +148,34 @@ fn events_keep_a_count_and_an_age_bound_and_revocations_their_expiry() {
 }
 
 #[test]
+fn cursors_never_go_back_when_the_newest_entries_are_dropped() {
+    let dir = temp_dir("ledger-cursor-floor");
+    let k = key(4);
+    let retention = Retention {
+        max_events: 100,
+        max_event_age_ms: 1000,
+    };
+    {
+        let store = Store::open_with(&dir, retention).unwrap();
+        let items: Vec<(u64, Body)> = (1..=3).map(|i| (i * 100, event(i as u32))).collect();
+        store.append_local(&k, &items).unwrap();
+        assert_eq!(store.last_cursor().unwrap(), Cursor(3));
+        // Every entry, the newest (highest cursor) included, ages out.
+        assert_eq!(store.compact(10_000).unwrap(), 3);
+        assert!(all(&store).is_empty());
+        assert_eq!(store.last_cursor().unwrap(), Cursor(3));
+        let next = store.append_local(&k, &[(20_000, event(4))]).unwrap();
+        assert_eq!(next[0].cursor, Cursor(4));
+        assert_eq!(store.compact(100_000).unwrap(), 1);
+    }
+    // The counter survives a restart with no cursor row left.
+    let store = Store::open_with(&dir, retention).unwrap();
+    assert_eq!(store.last_cursor().unwrap(), Cursor(4));
+    let next = store.append_local(&k, &[(200_000, event(5))]).unwrap();
+    assert_eq!(next[0].cursor, Cursor(5));
+}
+
+#[test]
 fn verify_reports_bad_signatures_and_forks() {
     let dir = temp_dir("ledger-verify");
     let k = key(4);

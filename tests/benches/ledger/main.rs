@@ -4,7 +4,8 @@
 //! - **raw**: redb alone, one 200-byte row per `Durability::Immediate`
 //!   commit, one writer (the baseline);
 //! - **one writer**: `Ledger::append_at` awaited one at a time (sign, encode,
-//!   index, durable commit, acknowledge): goal >= 0.9x raw;
+//!   index, durable commit, acknowledge): goal >= 0.9x raw. It runs
+//!   interleaved with raw in chunks, with a breakdown ([`append`]);
 //! - **16 writers**: 16 tasks appending concurrently; group commit shares
 //!   one durable commit among the queued appends;
 //! - **bulk**: 100,000 entries from 10 origins replicated to a fresh node
@@ -22,11 +23,14 @@
 //!
 //! Run: `cargo bench -p relay-tests --bench ledger`. Without `--bench` it
 //! runs a tiny smoke version. Env: `RELAY_BENCH_COMMITS` (raw and
-//! one-writer commits, 500 / 20), `RELAY_BENCH_BULK` (bulk entries,
-//! 100000 / 2000), `RELAY_BENCH_ROUNDS` (rounds of bulk over loopback and
-//! its baseline, 5 / 1).
+//! one-writer commits, 500 / 20), `RELAY_BENCH_CHUNKS` (interleaved chunks
+//! they run in, 10 / 2), `RELAY_BENCH_BULK` (bulk entries, 100000 / 2000),
+//! `RELAY_BENCH_ROUNDS` (rounds of bulk over loopback and its baseline,
+//! 5 / 1). `RELAY_BENCH_ONLY_APPEND=1` runs the one-writer comparison
+//! alone.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod append;
 #[path = "../../tests/ledger_common/mod.rs"]
 mod ledger_common;
 mod net;
@@ -34,52 +38,16 @@ mod net;
 use std::time::{Duration, Instant};
 
 use ledger_common::{event_body, Mesh};
-use redb::{Database, Durability, TableDefinition};
 use relay_node::ledger::{Ledger, MemStore, Replica, ReplicaConfig, ReplicaStore};
 use relay_proto::ledger::{Entry, EntryHash};
 use relay_proto::SecretKey;
 use relay_tests::TempDir;
-
-const RAW: TableDefinition<u64, &[u8]> = TableDefinition::new("raw");
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// redb alone: `n` single-row durable commits; commits per second.
-fn raw_commits(n: u64) -> f64 {
-    let dir = TempDir::new("ledger-bench-raw").unwrap();
-    let db = Database::create(dir.join("raw.redb")).unwrap();
-    let row = [7u8; 200];
-    let start = Instant::now();
-    for i in 0..n {
-        let mut txn = db.begin_write().unwrap();
-        txn.set_durability(Durability::Immediate).unwrap();
-        {
-            let mut t = txn.open_table(RAW).unwrap();
-            t.insert(i, row.as_slice()).unwrap();
-        }
-        txn.commit().unwrap();
-    }
-    n as f64 / start.elapsed().as_secs_f64()
-}
-
-/// One writer, each append awaited: appends per second.
-fn one_writer(rt: &tokio::runtime::Runtime, n: u64) -> f64 {
-    let dir = TempDir::new("ledger-bench-one").unwrap();
-    let ledger = Ledger::open(dir.path(), SecretKey::from_bytes(&[1; 32])).unwrap();
-    let start = Instant::now();
-    rt.block_on(async {
-        for i in 0..n {
-            ledger.append_at(i, event_body(i)).await.unwrap();
-        }
-    });
-    let rate = n as f64 / start.elapsed().as_secs_f64();
-    ledger.close();
-    rate
 }
 
 /// `writers` tasks appending `each` entries concurrently: (appends per
@@ -201,6 +169,14 @@ fn main() {
     let commits = env_or("RELAY_BENCH_COMMITS", if bench { 500 } else { 20 });
     let bulk_n = env_or("RELAY_BENCH_BULK", if bench { 100_000 } else { 2_000 });
     let rounds = env_or("RELAY_BENCH_ROUNDS", if bench { 5 } else { 1 });
+    if std::env::var_os("RELAY_BENCH_ONLY_APPEND").is_some() {
+        // The one-writer append and its breakdown alone.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        append::rounds(&rt, env_or("RELAY_BENCH_CHUNKS", 10), commits);
+        return;
+    }
     if std::env::var_os("RELAY_BENCH_ONLY_NET").is_some() {
         // For profiling the bulk run over loopback alone.
         bulk_rounds(rounds, bulk_n);
@@ -214,18 +190,8 @@ fn main() {
         if bench { "bench mode" } else { "smoke mode" }
     );
     println!("{:44} {:>16}   detail", "measurement", "result");
-    let raw = raw_commits(commits);
-    println!(
-        "{:44} {:>12.0} /s   baseline",
-        "redb raw durable single-row commit", raw
-    );
-    let one = one_writer(&rt, commits);
-    println!(
-        "{:44} {:>12.0} /s   {:.2}x raw (goal >= 0.9x)",
-        "ledger append, one writer, durable",
-        one,
-        one / raw
-    );
+    let chunks = env_or("RELAY_BENCH_CHUNKS", if bench { 10 } else { 2 });
+    let (raw, _) = append::rounds(&rt, chunks, commits);
     let (many, group_commits) = many_writers(&rt, 16, commits / 4);
     println!(
         "{:44} {:>12.0} /s   {:.2}x raw, {} appends in {} commits",

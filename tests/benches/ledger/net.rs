@@ -139,7 +139,7 @@ fn metric(text: &str, line_start: &str) -> u64 {
 
 /// CPU time (user + system) this process has used so far, from
 /// `/proc/self/stat` (clock ticks of 10 ms).
-fn cpu_time() -> Duration {
+pub fn cpu_time() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the parenthesised command name; utime and stime are the
     // 14th and 15th fields of the whole line.
