@@ -5,7 +5,9 @@
 //!   (local, direct, relayed, unknown);
 //! - `POST /v1/call`: one call through the node (unary, or with
 //!   `"stream": true` every item of a server-streaming call);
-//! - `POST /v1/bench/rpc`: a load run made by the node.
+//! - `POST /v1/bench/rpc`: a load run made by the node;
+//! - `GET /v1/stream/rpc-serve`: a peer process serves a service
+//!   (`super::rpc_serve`).
 //!
 //! A failed call answers `{"error":{"kind","detail"}}` with nRPC's kind
 //! (`no-responders`, `timeout`, ...).
@@ -233,6 +235,7 @@ pub fn register(routes: &mut Routes, rpc: Rpc) -> Result<(), RouteError> {
             Ok(ok(&call(&r, &request).await?))
         }
     })?;
+    routes.stream("rpc-serve", super::rpc_serve::RpcServe(rpc.clone()))?;
     routes.post("/v1/bench/rpc", move |req: ApiRequest, _ctx| {
         let r = rpc.clone();
         async move {
