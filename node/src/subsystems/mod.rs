@@ -17,6 +17,7 @@ pub mod ledger_sessions;
 pub mod ledger_wire;
 pub mod ping;
 pub mod rpc;
+pub mod rpc_auth;
 pub mod rpc_bench;
 pub mod rpc_builtin;
 pub mod rpc_client;
