@@ -153,7 +153,9 @@ fn route(calls: &SharedCalls, payload: &[u8]) -> Result<Routed, ServeFrameError>
             })
         }
         ServeFrame::Request { .. } | ServeFrame::Cancel { .. } => {
-            return Err(ServeFrameError::FrameType(payload.first().copied().unwrap_or(0)))
+            return Err(ServeFrameError::FrameType(
+                payload.first().copied().unwrap_or(0),
+            ))
         }
     };
     let tx = lock(calls).route(frame.call()).cloned();

@@ -425,7 +425,11 @@ impl Subsystem for Rpc {
         };
         tasks.spawn(
             "rpc-revocations",
-            self.inner.services.revocations().clone().run(ledger.clone()),
+            self.inner
+                .services
+                .revocations()
+                .clone()
+                .run(ledger.clone()),
         );
         tasks.spawn(
             "rpc-directory",

@@ -85,7 +85,10 @@ pub fn authorize(
     let Some(text) = text else {
         return Err(Status::new(
             Code::PermissionDenied,
-            format!("{service} requires a token (publish on {})", channel(service)),
+            format!(
+                "{service} requires a token (publish on {})",
+                channel(service)
+            ),
         ));
     };
     let name = channel(service);

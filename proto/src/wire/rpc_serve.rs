@@ -204,8 +204,8 @@ impl ServeFrame<'_> {
                 let (caller, rest) = rest
                     .split_first_chunk::<32>()
                     .ok_or(ServeFrameError::Truncated("the caller"))?;
-                let caller = NodeId::from_bytes(caller)
-                    .map_err(|_| RpcFrameError::Field("caller"))?;
+                let caller =
+                    NodeId::from_bytes(caller).map_err(|_| RpcFrameError::Field("caller"))?;
                 let (header, used) = match decode_frame(rest)? {
                     Some((Frame::Header(h), used)) => (h, used),
                     Some(_) => return Err(RpcFrameError::Field("not a call header").into()),
@@ -232,7 +232,9 @@ impl ServeFrame<'_> {
                 Some((Frame::Trailer(trailer), used)) if used == rest.len() => {
                     Ok(ServeFrame::End { call, trailer })
                 }
-                Some((Frame::Trailer(_), used)) => Err(ServeFrameError::Trailing(rest.len() - used)),
+                Some((Frame::Trailer(_), used)) => {
+                    Err(ServeFrameError::Trailing(rest.len() - used))
+                }
                 Some(_) => Err(RpcFrameError::Field("not a trailer").into()),
                 None => Err(ServeFrameError::Truncated("the trailer")),
             },
@@ -273,7 +275,10 @@ mod tests {
             reason: CancelReason::Deadline,
         });
         round_trip(&ServeFrame::Item { call: 1, body: b"" });
-        round_trip(&ServeFrame::Reply { call: 2, body: b"x" });
+        round_trip(&ServeFrame::Reply {
+            call: 2,
+            body: b"x",
+        });
         let mut trailer = Trailer::new(Code::NotFound, "no such item");
         trailer.retry_after_ms = Some(5);
         round_trip(&ServeFrame::End { call: 3, trailer });
