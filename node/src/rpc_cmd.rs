@@ -12,6 +12,7 @@ use crate::app::AppError;
 use crate::args;
 use crate::datadir::DataDir;
 use crate::ledger_view::table;
+use crate::token_cmd::read_token;
 
 /// A bad `call` argument.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +67,10 @@ pub struct CallArgs {
     /// Metadata pair KEY=VALUE (repeatable).
     #[arg(long = "meta", value_name = "KEY=VALUE")]
     pub meta: Vec<String>,
+    /// A token for a service that requires one: the text (`rnk1...`) or
+    /// `@FILE` holding it.
+    #[arg(long, value_name = "TOKEN|@FILE")]
+    pub token: Option<String>,
     /// Print JSON instead of the body.
     #[arg(long)]
     pub json: bool,
@@ -189,6 +194,7 @@ pub fn call(dir: &DataDir, a: &CallArgs) -> Result<String, AppError> {
     let (service, method) = split_target(&a.target)?;
     let body = read_body(a.body.as_deref())?;
     let node = a.node.as_deref().map(args::node_id).transpose()?;
+    let token = a.token.as_deref().map(read_token).transpose()?;
     let mut metadata = serde_json::Map::new();
     for pair in &a.meta {
         let (k, v) = pair.split_once('=').ok_or_else(|| {
@@ -205,6 +211,7 @@ pub fn call(dir: &DataDir, a: &CallArgs) -> Result<String, AppError> {
         "idempotent": a.idempotent,
         "metadata": metadata,
         "stream": a.stream,
+        "token": token.map(|t| t.to_text()),
     });
     let answer: Value = ApiClient::connect(dir)?.post("/v1/call", &request)?;
     if a.json {

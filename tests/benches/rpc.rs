@@ -8,7 +8,11 @@
 //! - unary 64 B echo, 16 concurrent callers: calls/s, alternating runs,
 //!   median;
 //! - server streaming of 64 B items: items/s (raw: the server writes the
-//!   items back to back on one stream; nRPC: `echo.stream`).
+//!   items back to back on one stream; nRPC: `echo.stream`);
+//! - through the local API from separate processes (`rpc_local`): p50 and
+//!   calls/s of `POST /v1/call` to a node process calling another node
+//!   process's echo, and a peer process serving through `rpc-serve`, next
+//!   to the in-process figures above.
 //!
 //! Run: `cargo bench -p relay-tests --bench rpc`. Under `cargo test` it
 //! runs a tiny smoke version. Sizes: `RELAY_BENCH_RPC_ROUNDS` (5000 / 50),
@@ -19,6 +23,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "rpc_local/mod.rs"]
+mod rpc_local;
 
 use std::time::{Duration, Instant};
 
@@ -326,5 +332,63 @@ fn main() {
             "  nRPC stream items/s / raw items/s      = {:.2}x",
             streams[1] / streams[0].max(1e-9)
         );
+        local_api(rounds, secs, repeats, p50s[1], rates[1]).await;
     });
+}
+
+/// The local API figures, next to the in-process nRPC p50 and rate of
+/// this run.
+async fn local_api(rounds: usize, secs: f64, repeats: usize, p50: Duration, rate: f64) {
+    let mesh = rpc_local::mesh();
+    rpc_local::wait_listed(&mesh.a_sock, "echo").await;
+    rpc_local::serve_pecho(&mesh.b_sock).await;
+    rpc_local::wait_listed(&mesh.a_sock, "pecho").await;
+    let targets = [
+        ("echo", "API -> A -> B echo"),
+        ("pecho", "API -> A -> B -> peer process"),
+    ];
+    let requests: Vec<String> = targets
+        .iter()
+        .map(|(s, _)| rpc_local::request(s, &mesh.b_id, ITEM))
+        .collect();
+    for r in &requests {
+        for _ in 0..(rounds / 10).max(10) {
+            rpc_local::call(&mesh.a_sock, r).await;
+        }
+    }
+    const BLOCKS: usize = 10;
+    let mut times = vec![Vec::new(), Vec::new()];
+    for _ in 0..BLOCKS {
+        for (i, r) in requests.iter().enumerate() {
+            for _ in 0..rounds.div_ceil(BLOCKS) {
+                let t = Instant::now();
+                rpc_local::call(&mesh.a_sock, r).await;
+                times[i].push(t.elapsed());
+            }
+        }
+    }
+    let mut rates = vec![Vec::new(), Vec::new()];
+    for _ in 0..repeats {
+        for (i, r) in requests.iter().enumerate() {
+            rates[i].push(rpc_local::rate(&mesh.a_sock, r, CONCURRENCY, secs).await);
+        }
+    }
+    println!();
+    println!("through the local API, separate processes (in-process nRPC above: p50 {:.1} us, {rate:.0} calls/s):", us(p50));
+    for (((_, name), mut t), r) in targets.iter().zip(times).zip(rates) {
+        let (p, p99) = (
+            common::percentile(&mut t, 50.0),
+            common::percentile(&mut t, 99.0),
+        );
+        let r = median(r);
+        println!(
+            "{:40} p50 {:>8.1} us   p99 {:>8.1} us   {:>8.0} calls/s (c={CONCURRENCY})   p50 {:.2}x, rate {:.2}x in-process",
+            format!("{name} 64 B"),
+            us(p),
+            us(p99),
+            r,
+            p.as_secs_f64() / p50.as_secs_f64().max(1e-12),
+            r / rate.max(1e-9),
+        );
+    }
 }

@@ -157,7 +157,7 @@ class Client:
 
     def _call_body(self, target: str, body: Union[bytes, str], node_id: Optional[str],
                    timeout_ms: int, idempotent: bool, metadata: Optional[Dict[str, str]],
-                   stream: bool) -> Dict[str, Any]:
+                   stream: bool, token: Optional[str] = None) -> Dict[str, Any]:
         service, sep, method = target.rpartition(".")
         if not sep or not service or not method:
             raise RelayNodeError("invalid-target", f"{target!r} is not SERVICE.METHOD")
@@ -171,27 +171,43 @@ class Client:
             request["body_hex"] = body.hex()
         if node_id is not None:
             request["node_id"] = node_id
+        if token is not None:
+            request["token"] = token
         return request
 
     def call(self, target: str, body: Union[bytes, str] = b"", node_id: Optional[str] = None,
              timeout_ms: int = 5000, idempotent: bool = False,
-             metadata: Optional[Dict[str, str]] = None) -> bytes:
+             metadata: Optional[Dict[str, str]] = None, token: Optional[str] = None) -> bytes:
         """A unary nRPC call of "SERVICE.METHOD" made by the node; returns
-        the reply. Failures raise RelayNodeError with nRPC's kind
-        (`no-responders`, `timeout`, ...)."""
-        request = self._call_body(target, body, node_id, timeout_ms, idempotent, metadata, False)
+        the reply. `token` (`rnk1...`) is presented to a service that
+        requires one. Failures raise RelayNodeError with nRPC's kind
+        (`no-responders`, `timeout`, `permission-denied`, ...)."""
+        request = self._call_body(target, body, node_id, timeout_ms, idempotent, metadata, False,
+                                  token)
         answer = self._json("POST", "/v1/call", request, self.timeout + timeout_ms / 1000)
         return bytes.fromhex(answer.get("body_hex", ""))
 
     def call_stream(self, target: str, body: Union[bytes, str] = b"",
                     node_id: Optional[str] = None, timeout_ms: int = 5000,
-                    metadata: Optional[Dict[str, str]] = None) -> Iterator[bytes]:
+                    metadata: Optional[Dict[str, str]] = None,
+                    token: Optional[str] = None) -> Iterator[bytes]:
         """A server-streaming nRPC call; yields each item (collected by the
         node, at most 10 000)."""
-        request = self._call_body(target, body, node_id, timeout_ms, False, metadata, True)
+        request = self._call_body(target, body, node_id, timeout_ms, False, metadata, True, token)
         answer = self._json("POST", "/v1/call", request, self.timeout + timeout_ms / 1000)
         for item in answer.get("items", []):
             yield bytes.fromhex(item.get("body_hex", ""))
+
+    def serve(self, service: str, handler: Any = None, **options: Any) -> Any:
+        """Serves an nRPC service from this process (see
+        relay_node.rpc_serve.serve): `serve("inventory", handler,
+        methods=["get"])` returns the running Server; without a handler it
+        is a decorator (`@client.serve("inventory")`) that starts serving
+        and returns the Server in place of the function."""
+        from . import rpc_serve
+        if handler is None:
+            return lambda f: rpc_serve.serve(self, service, f, **options)
+        return rpc_serve.serve(self, service, handler, **options)
 
     def create_channel(self, name: str, **policy: Any) -> Dict[str, Any]:
         """Owns a new channel (see relay_node.channels.create_channel)."""

@@ -41,6 +41,7 @@ pub mod peercred;
 pub mod request;
 pub mod router;
 pub mod rpc;
+pub mod rpc_serve;
 pub mod server;
 pub mod tokens;
 

@@ -5,7 +5,9 @@
 //!   (local, direct, relayed, unknown);
 //! - `POST /v1/call`: one call through the node (unary, or with
 //!   `"stream": true` every item of a server-streaming call);
-//! - `POST /v1/bench/rpc`: a load run made by the node.
+//! - `POST /v1/bench/rpc`: a load run made by the node;
+//! - `GET /v1/stream/rpc-serve`: a peer process serves a service
+//!   (`super::rpc_serve`).
 //!
 //! A failed call answers `{"error":{"kind","detail"}}` with nRPC's kind
 //! (`no-responders`, `timeout`, ...).
@@ -14,6 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use relay_proto::token::TokenChain;
 use relay_proto::NodeId;
 use relay_rpc::{Path, Status};
 use serde::Deserialize;
@@ -25,6 +28,7 @@ use super::request::{hex_decode, hex_encode, read_json};
 use super::router::{ApiRequest, RouteError, Routes};
 use super::{BODY_TIMEOUT, MAX_BODY};
 use crate::subsystems::rpc::Rpc;
+use crate::subsystems::rpc_auth::token_metadata;
 use crate::subsystems::rpc_bench::{self, BenchRequest};
 use crate::subsystems::rpc_client::CallOptions;
 
@@ -66,6 +70,9 @@ pub struct CallRequest {
     /// Collect every item of a server-streaming call.
     #[serde(default)]
     pub stream: bool,
+    /// A token (`rnk1...`) for a service that requires one.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 fn status_error(s: &Status) -> ApiError {
@@ -101,10 +108,17 @@ impl CallRequest {
             Some(ms) => Duration::from_millis(ms).min(MAX_TIMEOUT),
             None => crate::subsystems::rpc_client::DEFAULT_TIMEOUT,
         };
+        let mut metadata: Vec<(String, String)> = self.metadata.clone().into_iter().collect();
+        if let Some(text) = self.token.as_deref().map(str::trim) {
+            let chain = TokenChain::from_text(text).map_err(|e| {
+                ApiError::operation("token", e.to_string().trim_start_matches("token: "))
+            })?;
+            metadata.extend(token_metadata(&chain));
+        }
         let options = CallOptions {
             timeout,
             idempotent: self.idempotent,
-            metadata: self.metadata.clone().into_iter().collect(),
+            metadata,
             node: node_arg(self.node_id.as_deref())?,
             hedge: self.idempotent.then(relay_rpc::HedgePolicy::default),
             ..CallOptions::default()
@@ -233,6 +247,7 @@ pub fn register(routes: &mut Routes, rpc: Rpc) -> Result<(), RouteError> {
             Ok(ok(&call(&r, &request).await?))
         }
     })?;
+    routes.stream("rpc-serve", super::rpc_serve::RpcServe(rpc.clone()))?;
     routes.post("/v1/bench/rpc", move |req: ApiRequest, _ctx| {
         let r = rpc.clone();
         async move {

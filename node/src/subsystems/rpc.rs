@@ -424,6 +424,14 @@ impl Subsystem for Rpc {
             return;
         };
         tasks.spawn(
+            "rpc-revocations",
+            self.inner
+                .services
+                .revocations()
+                .clone()
+                .run(ledger.clone()),
+        );
+        tasks.spawn(
             "rpc-directory",
             rpc_directory::follow(ledger.clone(), self.inner.directory.clone()),
         );

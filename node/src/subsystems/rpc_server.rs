@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::rpc_auth::{authorize, take_token};
 use super::rpc_builtin::builtin;
 use super::rpc_io::{abandon_protocol, read_frame, Inbound};
 use super::rpc_service::{ServiceEntry, Services};
@@ -205,9 +206,20 @@ async fn dispatch(
         send.reply(None, &Err(s)).await;
         return;
     };
+    let mut header = header;
+    let token = take_token(&mut header.metadata);
     if let Some(answer) = builtin(services.node(), &entry, &header.method) {
         send.reply(Some(&answer), &Ok(())).await;
         return;
+    }
+    if entry.options.token_required {
+        let now = crate::revocations_set::unix_ms();
+        let revocations = services.revocations();
+        let node = services.node();
+        if let Err(s) = authorize(node, from, &entry.name, token.as_deref(), now, revocations) {
+            send.reply(None, &Err(s)).await;
+            return;
+        }
     }
     if !entry.has_method(&header.method) {
         let s = Status::new(

@@ -16,6 +16,7 @@ use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::rpc_server::ServerCall;
+use crate::revocations_set::RevocationSet;
 use crate::subsystem::BoxFuture;
 
 /// Built-in verbs every service answers (not counted against its limits).
@@ -50,7 +51,8 @@ pub struct ServeOptions {
     pub queue: usize,
     /// The pushback sent with `resource-exhausted`.
     pub retry_after: Duration,
-    /// Whether callers must present a token (recorded in the registration).
+    /// Whether callers must present a token (recorded in the registration,
+    /// checked before the handler runs: `rpc_auth`).
     pub token_required: bool,
 }
 
@@ -191,6 +193,7 @@ impl Drop for QueueSlot<'_> {
 #[derive(Debug)]
 pub struct Services {
     node: relay_proto::NodeId,
+    revocations: RevocationSet,
     map: RwLock<HashMap<String, Arc<ServiceEntry>>>,
 }
 
@@ -199,6 +202,7 @@ impl Services {
     pub fn new(node: relay_proto::NodeId) -> Self {
         Self {
             node,
+            revocations: RevocationSet::new(),
             map: RwLock::default(),
         }
     }
@@ -206,6 +210,11 @@ impl Services {
     /// This node.
     pub fn node(&self) -> relay_proto::NodeId {
         self.node
+    }
+
+    /// The revocations token checks consult (fed by the rpc subsystem).
+    pub fn revocations(&self) -> &RevocationSet {
+        &self.revocations
     }
 
     /// Adds `name`.

@@ -10,6 +10,8 @@
 //!   default gateway (RFC 6886, RFC 6887);
 //! - [`rpc`]: nRPC call frames on a call's stream, and the spec of a
 //!   `service-registration` (docs/RPC.md).
+//! - [`rpc_serve`]: the local API frames a peer process serves nRPC
+//!   calls with (docs/LOCAL_API.md).
 //! - [`channel`]: pub/sub channel frames (mux protocol id 3).
 
 pub mod channel;
@@ -19,4 +21,5 @@ pub mod pcp;
 pub mod probe;
 pub mod relay;
 pub mod rpc;
+pub mod rpc_serve;
 pub mod traversal;
