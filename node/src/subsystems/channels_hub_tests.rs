@@ -6,6 +6,7 @@ use relay_proto::wire::channel::{ChannelFrame, Start};
 use relay_proto::SecretKey;
 
 use super::channels_hub::Hub;
+use crate::revocations_set::RevocationSet;
 
 fn id(n: u8) -> relay_proto::NodeId {
     SecretKey::from_bytes(&[n; 32]).node_id()
@@ -14,7 +15,7 @@ fn id(n: u8) -> relay_proto::NodeId {
 #[test]
 fn own_channels_loop_back_without_the_network() {
     let me = id(1);
-    let mut hub = Hub::new(me);
+    let mut hub = Hub::new(me, RevocationSet::new());
     hub.owner_mut().create("x", Policy::default(), 0).unwrap();
     let (link, _) = hub.subscribe(me, "x", vec![], SubscriptionConfig::default());
     assert!(hub.drain_out(0).is_empty());
@@ -34,7 +35,7 @@ fn own_channels_loop_back_without_the_network() {
 #[test]
 fn remote_frames_reach_only_the_link_of_their_owner() {
     let (me, owner, stranger) = (id(1), id(2), id(3));
-    let mut hub = Hub::new(me);
+    let mut hub = Hub::new(me, RevocationSet::new());
     let (link, _) = hub.subscribe(owner, "y", vec![], SubscriptionConfig::default());
     let out = hub.drain_out(0);
     assert_eq!(out.len(), 1);
@@ -71,7 +72,7 @@ fn remote_frames_reach_only_the_link_of_their_owner() {
 #[test]
 fn idle_publishing_sessions_are_bounded() {
     let me = id(1);
-    let mut hub = Hub::new(me);
+    let mut hub = Hub::new(me, RevocationSet::new());
     for i in 0..super::channels_hub::MAX_LOCAL_PUBS + 5 {
         let name = format!("c{i}");
         hub.owner_mut().create(&name, Policy::default(), 0).unwrap();
