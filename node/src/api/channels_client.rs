@@ -276,7 +276,10 @@ mod tests {
         );
         let mut end = vec![END];
         end.extend_from_slice(br#"{"error":{"kind":"token","detail":"revoked"}}"#);
-        assert_eq!(decode_event(&end).unwrap_err().to_string(), "token: revoked");
+        assert_eq!(
+            decode_event(&end).unwrap_err().to_string(),
+            "token: revoked"
+        );
         for bad in [&[][..], &[MESSAGE; 10][..], &g[..20], &[0x09, 1, 2][..]] {
             assert_eq!(decode_event(bad).unwrap_err().kind(), "protocol");
         }

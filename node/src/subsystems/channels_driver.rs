@@ -296,7 +296,10 @@ pub async fn drive(
         d.dial_due();
         let due = lock(&hub).poll_timeout();
         let sleep = due.map_or(IDLE, |t| Duration::from_millis(t.saturating_sub(unix_ms())));
-        let redial = d.dials.poll_timeout().map(|t| t.saturating_duration_since(now()));
+        let redial = d
+            .dials
+            .poll_timeout()
+            .map(|t| t.saturating_duration_since(now()));
         let sleep = redial.map_or(sleep, |r| r.min(sleep));
         // Connection events first: a reconnect must drop the old
         // connection's links before frames of the new one reopen them.

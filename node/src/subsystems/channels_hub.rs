@@ -355,7 +355,10 @@ impl Hub {
     /// `owner` (so it is worth dialing).
     pub fn waits_for(&self, owner: &NodeId) -> bool {
         *owner != self.me
-            && (self.subs.values().any(|s| s.owner == *owner && !s.sub.is_ended())
+            && (self
+                .subs
+                .values()
+                .any(|s| s.owner == *owner && !s.sub.is_ended())
                 || self.pubs.values().any(|p| p.owner == *owner))
     }
 

@@ -137,8 +137,8 @@ async fn tokens_are_checked_against_the_nodes_revocation_set() {
         .check(&peer, "g", Action::Subscribe, &token, now)
         .unwrap()
         .token_ids[0];
-    let ledger = crate::ledger::Ledger::open(&crate::testutil::temp_dir("hub-revoke"), owner)
-        .unwrap();
+    let ledger =
+        crate::ledger::Ledger::open(&crate::testutil::temp_dir("hub-revoke"), owner).unwrap();
     let body = Body::TokenRevocation(TokenRevocation {
         token_id: key,
         expires_unix_ms: now + 600_000,

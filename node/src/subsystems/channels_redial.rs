@@ -69,9 +69,7 @@ fn addrs_or_relay(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
 pub fn failure_of(kind: DialErrorKind) -> DialFailure {
     match kind {
         DialErrorKind::EndpointClosed => DialFailure::Closed,
-        DialErrorKind::PeerKeyMismatch | DialErrorKind::NetworkKeyMismatch => {
-            DialFailure::Identity
-        }
+        DialErrorKind::PeerKeyMismatch | DialErrorKind::NetworkKeyMismatch => DialFailure::Identity,
         _ => DialFailure::Other,
     }
 }
