@@ -55,4 +55,4 @@ pub use owner::{
 pub use policy::{History, Policy, PolicyError};
 pub use publication::{PubEvent, Publication, PublishRefused};
 pub use subscription::{SubEvent, Subscription, SubscriptionConfig};
-pub use tokens::TokenAuthorizer;
+pub use tokens::{RevokedKeys, TokenAuthorizer};

@@ -1,6 +1,8 @@
 //! The [`Authorizer`] on the token layer ([`relay_proto::token`]): a link's
 //! token bytes are a chain in its binary form; the owner must be the root
-//! issuer; revocations are those the node learned from the ledger.
+//! issuer; revocations come from a [`Revocations`] source the caller
+//! plugs in (the node's one revocation set, fed by the ledger), or, on its
+//! own, from [`RevokedKeys`].
 
 use std::collections::{HashMap, HashSet};
 
@@ -10,28 +12,48 @@ use relay_proto::NodeId;
 
 use crate::auth::{Action, Authorizer, Grant};
 
-/// Most revocations remembered (the ledger keeps them until the token
-/// expires; past this bound the oldest are not checked at subscribe time,
-/// though live links they cover were already ended).
+/// Most revocations [`RevokedKeys`] remembers (past this bound further
+/// ones are not checked at subscribe time, though live links they cover
+/// are still ended by [`crate::Owner::handle_revocation`]).
 pub const MAX_REVOCATIONS: usize = 100_000;
 
-/// Checks chains rooted at this node against known revocations.
+/// Checks chains rooted at this node against the revocations of `R`.
 #[derive(Debug, Clone)]
-pub struct TokenAuthorizer {
+pub struct TokenAuthorizer<R = RevokedKeys> {
     owner: NodeId,
+    revocations: R,
+}
+
+impl TokenAuthorizer<RevokedKeys> {
+    /// Chains must be rooted at `owner`; revocations are those given to
+    /// [`Self::revoke`].
+    pub fn new(owner: NodeId) -> Self {
+        Self::with_revocations(owner, RevokedKeys::default())
+    }
+
+    /// `by` revoked the token with revocation key `key`.
+    pub fn revoke(&mut self, key: [u8; 32], by: NodeId) {
+        self.revocations.revoke(key, by);
+    }
+}
+
+impl<R: Revocations> TokenAuthorizer<R> {
+    /// Chains must be rooted at `owner`; `revocations` says which links
+    /// are revoked, and by whom.
+    pub fn with_revocations(owner: NodeId, revocations: R) -> Self {
+        Self { owner, revocations }
+    }
+}
+
+/// Revocations held in memory, by revocation key: for an owner that is
+/// not fed from a ledger (tests, embedding without a node).
+#[derive(Debug, Clone, Default)]
+pub struct RevokedKeys {
     /// Revocation key → the nodes that revoked it.
     revoked: HashMap<[u8; 32], HashSet<NodeId>>,
 }
 
-impl TokenAuthorizer {
-    /// Chains must be rooted at `owner`.
-    pub fn new(owner: NodeId) -> Self {
-        Self {
-            owner,
-            revoked: HashMap::new(),
-        }
-    }
-
+impl RevokedKeys {
     /// `by` revoked the token with revocation key `key`.
     pub fn revoke(&mut self, key: [u8; 32], by: NodeId) {
         if self.revoked.len() < MAX_REVOCATIONS || self.revoked.contains_key(&key) {
@@ -40,7 +62,7 @@ impl TokenAuthorizer {
     }
 }
 
-impl Revocations for TokenAuthorizer {
+impl Revocations for RevokedKeys {
     fn is_revoked(&self, id: &TokenId, authorities: &[NodeId]) -> bool {
         self.revoked
             .get(&id.revocation_key())
@@ -53,7 +75,7 @@ pub fn token_kind(e: &TokenError) -> TokenKind {
     TokenKind::from_text(e.kind()).unwrap_or(TokenKind::Malformed)
 }
 
-impl Authorizer for TokenAuthorizer {
+impl<R: Revocations> Authorizer for TokenAuthorizer<R> {
     fn check(
         &self,
         peer: &NodeId,
@@ -73,7 +95,8 @@ impl Authorizer for TokenAuthorizer {
             scope,
             trusted_root: self.owner,
         };
-        let verdict = token::verify(&chain, now_ms, &request, self).map_err(|e| token_kind(&e))?;
+        let verdict = token::verify(&chain, now_ms, &request, &self.revocations)
+            .map_err(|e| token_kind(&e))?;
         Ok(Grant {
             expires_ms: Some(verdict.expires),
             token_ids: verdict.ids.iter().map(TokenId::revocation_key).collect(),

@@ -1,5 +1,6 @@
 //! The `channel`, `sub` and `pub` verbs: their arguments and what they do,
-//! all through the local API (`/v1/channels...`, `/v1/sub`, `/v1/pub`).
+//! all through the local API (`/v1/channels...`, the `channels` frame
+//! stream for `sub`, `/v1/pub`).
 
 use std::io::{BufRead, Write};
 
@@ -7,6 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use thiserror::Error;
 
+use crate::api::channels_client::{StreamEvent, SubStream};
 use crate::api::client::{ApiClient, ClientError};
 use crate::datadir::DataDir;
 
@@ -131,19 +133,6 @@ fn token_text(token: Option<&str>) -> Result<Option<String>, ChannelCmdError> {
     }
 }
 
-/// Percent-encodes a query value.
-pub fn pct_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn out_line(out: &mut impl Write, line: &str) {
     let _ = writeln!(out, "{line}");
 }
@@ -246,62 +235,76 @@ pub fn list_table(answer: &Value) -> String {
     lines.join("\n")
 }
 
-/// `relay-node sub ...`.
+/// `relay-node sub ...`: over the `channels` frame stream (many events
+/// per read); `--json` prints the objects of `GET /v1/sub`.
 pub fn sub(dir: &DataDir, args: SubArgs) -> Result<(), ChannelCmdError> {
-    let mut query = vec![format!("name={}", pct_encode(&args.name))];
-    if let Some(t) = token_text(args.token.as_deref())? {
-        query.push(format!("token={}", pct_encode(&t)));
-    }
-    if let Some(q) = &args.queue {
-        query.push(format!("queue={}", pct_encode(q)));
-    }
-    if args.from_start {
-        query.push("start=from-start".into());
+    let start = if args.from_start {
+        "from-start".to_string()
     } else if let Some(n) = args.last {
-        query.push(format!("start=last:{n}"));
-    }
-    if let Some(c) = args.count {
-        query.push(format!("count={c}"));
-    }
-    query.push(format!("backpressure={}", pct_encode(&args.backpressure)));
-    let mut client = ApiClient::connect(dir)?;
+        format!("last:{n}")
+    } else {
+        "live".to_string()
+    };
+    let open = json!({
+        "op": "sub",
+        "name": args.name,
+        "token": token_text(args.token.as_deref())?,
+        "queue": args.queue,
+        "start": start,
+        "backpressure": args.backpressure,
+    });
+    let mut stream = SubStream::open(dir, &open)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut failure = None;
-    client.get_lines(&format!("/v1/sub?{}", query.join("&")), |line| {
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
-            return true;
-        };
-        if let Some(e) = v.get("error") {
-            failure = Some(ClientError::Remote {
-                kind: e["kind"].as_str().unwrap_or("unknown").to_string(),
-                detail: e["detail"].as_str().unwrap_or("").to_string(),
-            });
-            return false;
+    let mut received = 0u64;
+    let result = loop {
+        if args.count.is_some_and(|c| received >= c) {
+            break Ok(());
         }
-        if let Some(g) = v.get("gap") {
+        // Write what was printed before waiting for more.
+        if stream.pending() == 0 {
             let _ = out.flush();
-            crate::logging::stderr_line(&format!(
-                "gap: missed {}..={} of {}",
-                g["from"],
-                g["to"],
-                g["publisher"].as_str().unwrap_or("?")
-            ));
-            if !args.json {
-                return true;
+        }
+        let event = match stream.next_event() {
+            Ok(Some(e)) => e,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        match event {
+            StreamEvent::Message {
+                publisher,
+                seq,
+                ts,
+                data,
+            } => {
+                received += 1;
+                let text = String::from_utf8_lossy(&data);
+                if args.json {
+                    let line = json!({
+                        "seq": seq, "publisher": publisher.to_string(), "ts": ts, "data": text,
+                    });
+                    out_line(&mut out, &line.to_string());
+                } else {
+                    out_line(&mut out, &text);
+                }
+            }
+            StreamEvent::Gap {
+                publisher,
+                from,
+                to,
+            } => {
+                let _ = out.flush();
+                crate::logging::stderr_line(&format!("gap: missed {from}..={to} of {publisher}"));
+                if args.json {
+                    let line = json!({
+                        "gap": {"publisher": publisher.to_string(), "from": from, "to": to},
+                    });
+                    out_line(&mut out, &line.to_string());
+                }
             }
         }
-        if args.json {
-            out_line(&mut out, line);
-        } else {
-            out_line(&mut out, v["data"].as_str().unwrap_or(""));
-        }
-        true
-    })?;
+    };
     let _ = out.flush();
-    match failure {
-        Some(e) => Err(e.into()),
-        None => Ok(()),
-    }
+    Ok(result?)
 }
 
 /// `relay-node pub ...`.

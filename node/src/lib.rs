@@ -25,7 +25,8 @@
 //!   first byte ([`protocols`]; ping today);
 //! - **permission tokens**: the `token` verbs ([`token_cmd`]) over
 //!   `relay_proto::token`, and the live set of revoked tokens a running
-//!   node builds from the ledger ([`revocations_set`], [`revocations`]);
+//!   node builds from the ledger ([`revocations_set`], [`revocations`]),
+//!   fed by the `revocations` subsystem ([`revocations_feed`]);
 //! - the **operator surface**: the read-only HTTP endpoint ([`http`]),
 //!   Prometheus metrics ([`metrics`]), `netcheck` ([`netcheck`]),
 //!   `ping --until-direct` ([`until_direct`]) and the traversal state they
@@ -65,6 +66,7 @@ pub mod recent_peers;
 pub mod recent_peers_driver;
 pub mod recent_peers_store;
 pub mod revocations;
+pub mod revocations_feed;
 pub mod revocations_set;
 pub mod rpc_cmd;
 pub mod run;

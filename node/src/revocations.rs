@@ -130,6 +130,21 @@ impl RevocationTable {
         self.per_origin.values().sum()
     }
 
+    /// Every live revocation (for a holder of links to re-check them all,
+    /// e.g. after missing announcements).
+    pub fn all(&self) -> Vec<Revoked> {
+        self.by_id
+            .iter()
+            .flat_map(|(id, r)| {
+                r.iter().map(|(by, expires)| Revoked {
+                    id: *id,
+                    by: *by,
+                    expires: *expires,
+                })
+            })
+            .collect()
+    }
+
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
@@ -177,6 +192,11 @@ mod tests {
             Applied::Added(_)
         ));
         assert_eq!(t.len(), 2);
+        let mut all: Vec<NodeId> = t.all().iter().map(|r| r.by).collect();
+        all.sort_by_key(|n| *n.as_bytes());
+        let mut want = vec![id(1), id(2)];
+        want.sort_by_key(|n| *n.as_bytes());
+        assert_eq!(all, want);
         assert!(t.is_revoked_by_anyone(&tok));
         assert!(t.is_revoked(&tok, &[id(2)]));
         assert!(!t.is_revoked(&tok, &[id(3)]));

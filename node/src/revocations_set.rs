@@ -131,6 +131,11 @@ impl RevocationSet {
         self.shared.tx.subscribe()
     }
 
+    /// Every live revocation.
+    pub fn all(&self) -> Vec<Revoked> {
+        self.read().table.all()
+    }
+
     /// Live revocations held.
     pub fn len(&self) -> usize {
         self.read().table.len()
@@ -199,6 +204,7 @@ mod tests {
         let stranger = SecretKey::from_bytes(&[5; 32]).node_id();
         assert!(!Revocations::is_revoked(&set, &second.id, &[stranger]));
         assert_eq!(set.len(), 2);
+        assert_eq!(set.all().len(), 2);
         // The same entry again is not announced twice.
         ledger.append(revocation(2)).await.unwrap();
         ledger.append(revocation(3)).await.unwrap();

@@ -1,17 +1,19 @@
 """Channels through the Python client against real nodes: create, publish,
-subscribe with history replay then live, and a denied subscription.
+subscribe with history replay then live, many messages over the frame
+stream, and a denied subscription; the stream's frames decoded strictly.
 Needs RELAY_NODE_BIN."""
 
 import os
 import shutil
+import struct
 import sys
 import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from relay_node import RelayNodeError  # noqa: E402
-from relay_node.channels import list_channels  # noqa: E402
+from relay_node import RelayNodeError, decode_node_id  # noqa: E402
+from relay_node.channels import _event, list_channels  # noqa: E402
 from test_client import BIN, Node, cli  # noqa: E402
 
 
@@ -38,6 +40,17 @@ class Channels(unittest.TestCase):
         got = [m["data"] for m in messages]
         self.assertEqual(got, ["m3", "m4", "m5", "m6", "m7", "live"])
 
+    def test_many_messages_in_order_over_the_stream(self) -> None:
+        c = self.node.client
+        c.create_channel("py/bulk")
+        messages = c.subscribe("py/bulk", count=3000, timeout=60)
+        results = c.publish("py/bulk", [f"m{i}" for i in range(3000)])
+        self.assertEqual(results[-1], {"delivered": 1, "targets": 1})
+        got = list(messages)
+        self.assertEqual([m["seq"] for m in got], list(range(1, 3001)))
+        self.assertEqual([m["data"] for m in got], [f"m{i}" for i in range(3000)])
+        self.assertEqual({m["publisher"] for m in got}, {cli(self.dir, "id")})
+
     def test_errors_carry_their_kinds(self) -> None:
         c = self.node.client
         c.create_channel("py/gated", require_token=True)
@@ -49,6 +62,25 @@ class Channels(unittest.TestCase):
         with self.assertRaises(RelayNodeError) as e:
             c.create_channel("py/gated")
         self.assertEqual(e.exception.kind, "channel-exists")
+
+
+class StreamFrames(unittest.TestCase):
+    """The subscriber's decoding of the channels frame stream, without a node."""
+
+    def test_stream_frames_decode_strictly(self) -> None:
+        publisher = bytes(range(32))
+        head = struct.pack(">32sQQ", publisher, 7, 9)
+        message = _event(bytes([1]) + head + b"\xffhi")
+        self.assertEqual(message["seq"], 7)
+        self.assertEqual(message["data"], "\ufffdhi")
+        self.assertEqual(decode_node_id(message["publisher"]), publisher)
+        self.assertEqual(_event(bytes([2]) + head)["gap"]["to"], 9)
+        with self.assertRaises(RelayNodeError) as e:
+            _event(bytes([3]) + b'{"error":{"kind":"token","detail":"revoked"}}')
+        self.assertEqual((e.exception.kind, e.exception.detail), ("token", "revoked"))
+        for bad in [b"", bytes([1]) + head[:10], bytes([2]) + head + b"x", b"\x09"]:
+            with self.assertRaises(RelayNodeError):
+                _event(bad)
 
 
 if __name__ == "__main__":

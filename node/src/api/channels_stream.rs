@@ -116,7 +116,14 @@ async fn serve_sub(api: ChannelsApi, mut stream: FrameStream, options: SubOption
             break;
         };
         if events.is_empty() {
-            notify.notified().await;
+            // Wait for events, or for the client to go away (it sends
+            // nothing after its first frame: anything else ends it too).
+            // Nothing is queued here, so the read's flush has nothing to
+            // write and dropping it loses nothing.
+            tokio::select! {
+                () = notify.notified() => {}
+                _ = stream.recv() => break,
+            }
             continue;
         }
         for event in events {

@@ -18,7 +18,8 @@
 //!   [`ledger_tail`] feeds a follow or event stream (also the HTTP
 //!   endpoint's).
 //! - [`tokens`]: `POST /v1/tokens/revoke` (a `token-revocation` entry).
-//! - [`client`]: the blocking client the CLI verbs use.
+//! - [`client`]: the blocking client the CLI verbs use; [`channels_client`]:
+//!   the subscriber side of the `channels` frame stream (`relay-node sub`).
 //! - [`rpc`]: nRPC's routes (services, call, bench).
 //!
 //! This layer knows HTTP and JSON, not what a route means: it never touches
@@ -26,6 +27,7 @@
 
 pub mod body;
 pub mod channels;
+pub mod channels_client;
 pub mod channels_stream;
 pub mod client;
 pub mod conns;

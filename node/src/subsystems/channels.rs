@@ -4,7 +4,8 @@
 //! ([`super::channels_registry`]); the local API routes of
 //! [`crate::api::channels`]; a `channels` status section and
 //! `relay_node_channels_*` metrics. At start it owns again the channels
-//! its own ledger feed registers.
+//! its own ledger feed registers. Tokens are checked against the node's
+//! one revocation set ([`crate::revocations_feed`]).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ use crate::api::channels::ChannelsApi;
 use crate::api::router::{RouteError, Routes};
 use crate::ledger::Ledger;
 use crate::metrics::text::{count, Kind, TextWriter};
+use crate::revocations_set::RevocationSet;
 use crate::subsystem::{Subsystem, Tasks};
 
 /// Channels, as a subsystem.
@@ -32,6 +34,7 @@ pub struct ChannelsSubsystem {
     wake: Arc<Notify>,
     counters: Arc<WireCounters>,
     rx: Arc<Mutex<Option<ProtocolRx>>>,
+    revocations: RevocationSet,
 }
 
 impl std::fmt::Debug for ChannelsSubsystem {
@@ -41,9 +44,10 @@ impl std::fmt::Debug for ChannelsSubsystem {
 }
 
 impl ChannelsSubsystem {
-    /// Channels over `mux`, registered in `ledger`.
-    pub fn new(mux: Mux, ledger: Ledger) -> Self {
-        let hub = Hub::new(ledger.node_id());
+    /// Channels over `mux`, registered in `ledger`, checking tokens
+    /// against the node's `revocations`.
+    pub fn new(mux: Mux, ledger: Ledger, revocations: RevocationSet) -> Self {
+        let hub = Hub::new(ledger.node_id(), revocations.clone());
         Self {
             mux,
             ledger,
@@ -51,6 +55,7 @@ impl ChannelsSubsystem {
             wake: Arc::new(Notify::new()),
             counters: Arc::new(WireCounters::default()),
             rx: Arc::new(Mutex::new(None)),
+            revocations,
         }
     }
 
@@ -196,6 +201,7 @@ impl Subsystem for ChannelsSubsystem {
             drive(
                 self.mux.clone(),
                 self.ledger.clone(),
+                self.revocations.clone(),
                 self.hub.clone(),
                 self.wake.clone(),
                 rx,

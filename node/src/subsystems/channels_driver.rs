@@ -2,26 +2,30 @@
 //! hub's frames (streams to each peer, datagrams for best-effort
 //! deliveries, loopback inside the hub), reads peers' streams and
 //! datagrams, follows connection events (a reconnect resumes links by
-//! sequence) and the ledger (revocations), and runs the owner's timers.
+//! sequence; an owner our links wait for is redialed with the backoff of
+//! [`super::channels_redial`]) and the node's revocation set (a new revocation ends the
+//! links it covers), and runs the owner's timers.
 //! Policy lives in the cores; the driver decides nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use relay_proto::ledger::{Body, EntryKind};
 use relay_proto::wire::channel::ChannelFrame;
 use relay_transport::mux::{reset_bi, ProtocolRx, RESET_BAD_FRAME};
-use relay_transport::{Incoming, Mux, NodeId, PeerEvent};
+use relay_transport::{DialErrorKind, Incoming, Mux, NodeId, PeerEvent};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 
 use super::channels_hub::Hub;
+use super::channels_redial::OwnerDials;
 use super::channels_wire::{
     encode, read_from_peer, send_datagram, write_to_peer, WireCounters, WriterEnded, WRITER_QUEUE,
 };
-use crate::ledger::{Filter, Ledger, StoredEntry};
+use crate::ledger::Ledger;
+use crate::revocations::Revoked;
+use crate::revocations_set::RevocationSet;
 
 /// Frames handled per turn before the driver flushes.
 const FRAME_BATCH: usize = 512;
@@ -48,7 +52,13 @@ struct Writer {
 
 struct Driver {
     mux: Mux,
+    ledger: Ledger,
     hub: Arc<Mutex<Hub>>,
+    /// When to dial owners our links wait for.
+    dials: OwnerDials,
+    /// Owners whose links went down and wait for a connection.
+    down: HashSet<NodeId>,
+    dialed_tx: mpsc::Sender<(NodeId, Result<(), DialErrorKind>)>,
     counters: Arc<WireCounters>,
     writers: HashMap<NodeId, Writer>,
     generations: HashMap<NodeId, u64>,
@@ -88,7 +98,7 @@ impl Driver {
                 tracing::debug!(peer = %t.peer.fmt_short(), "channels writer full");
                 let peer = t.peer;
                 self.writers.remove(&peer);
-                lock(&self.hub).peer_down(&peer);
+                self.lost(peer);
             }
         }
     }
@@ -130,22 +140,76 @@ impl Driver {
                     Some(w) if w.generation == 0 => w.generation = generation,
                     _ => {}
                 }
-                if previous.is_some_and(|g| g != generation) {
-                    if self
+                let changed = previous.is_some_and(|g| g != generation);
+                if changed
+                    && self
                         .writers
                         .get(&node_id)
                         .is_some_and(|w| w.generation != generation)
-                    {
-                        self.writers.remove(&node_id);
-                    }
+                {
+                    self.writers.remove(&node_id);
+                }
+                let was_down = self.down.remove(&node_id);
+                self.dials.handle_connected(&node_id);
+                if changed || was_down {
                     lock(&self.hub).peer_reset(&node_id);
                 }
             }
             PeerEvent::Disconnected { node_id, .. } => {
                 self.writers.remove(&node_id);
-                lock(&self.hub).peer_down(&node_id);
+                self.lost(node_id);
             }
             _ => {}
+        }
+    }
+
+    /// The connection to `peer` is gone (or unusable): links over it
+    /// wait; if ours wait for it as an owner, it is redialed.
+    fn lost(&mut self, peer: NodeId) {
+        let waits = {
+            let mut hub = lock(&self.hub);
+            hub.peer_down(&peer);
+            hub.waits_for(&peer)
+        };
+        if waits {
+            self.down.insert(peer);
+            let addrs = owner_addrs(&self.ledger, &peer);
+            self.dials.handle_lost(peer, addrs, now());
+        }
+    }
+
+    /// Forgets owners nothing waits for; starts the dials that are due.
+    fn dial_due(&mut self) {
+        {
+            let hub = lock(&self.hub);
+            for owner in self.dials.owners() {
+                if !hub.waits_for(&owner) {
+                    self.dials.forget(&owner);
+                    self.down.remove(&owner);
+                }
+            }
+        }
+        while let Some(dial) = self.dials.poll_dial(now()) {
+            tracing::debug!(owner = %dial.owner.fmt_short(), addr = ?dial.addr, "channels: dialing the owner");
+            let transport = self.mux.transport().clone();
+            let tx = self.dialed_tx.clone();
+            self.tasks.spawn(async move {
+                let result = transport.connect_best(dial.owner, dial.addr).await;
+                let _ = tx.send((dial.owner, result.map_err(|e| e.kind))).await;
+            });
+        }
+    }
+
+    /// A dial of ours ended.
+    fn dialed(&mut self, owner: NodeId, result: Result<(), DialErrorKind>) {
+        match result {
+            // Connected: the transport's `Connected` event resumes the
+            // links (resuming here too would open them twice).
+            Ok(()) => self.dials.handle_connected(&owner),
+            Err(kind) => {
+                tracing::debug!(owner = %owner.fmt_short(), error = kind.as_str(), "channels: dialing the owner failed");
+                self.dials.handle_dial_failed(&owner, kind, now());
+            }
         }
     }
 
@@ -156,36 +220,44 @@ impl Driver {
             .is_some_and(|w| w.generation == ended.generation)
         {
             // Links over it are lost; they resume when a new connection
-            // comes up (a new generation), not in a loop of failing dials.
+            // comes up (ours, redialed with backoff, or the peer's).
             self.writers.remove(&ended.peer);
-            lock(&self.hub).peer_down(&ended.peer);
+            self.lost(ended.peer);
         }
     }
 }
 
-/// Feeds a revocation the ledger stored to the hub.
-pub fn apply_entry(hub: &Mutex<Hub>, stored: &StoredEntry) {
-    let e = &stored.entry;
-    if e.kind != EntryKind::TokenRevocation {
-        return;
-    }
-    if let Ok(Body::TokenRevocation(r)) = e.body() {
-        let ended = lock(hub).revoke(r.token_id, e.origin);
-        if ended > 0 {
-            tracing::info!(links = ended, "channels: links ended by a revocation");
-        }
+/// The clock the redial policy runs on (tokio's, so a paused clock
+/// controls it).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// The addresses `owner` announced in the ledger, best first.
+fn owner_addrs(ledger: &Ledger, owner: &NodeId) -> Vec<std::net::SocketAddr> {
+    match crate::ledger::members(ledger.store()) {
+        Ok(members) => members
+            .into_iter()
+            .find(|m| m.node_id == *owner)
+            .map(|m| m.addrs)
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
     }
 }
 
-/// Loads what the ledger already holds: revocations.
-pub fn load(ledger: &Ledger, hub: &Mutex<Hub>) {
-    let filter = Filter {
-        origin: None,
-        kind: Some(EntryKind::TokenRevocation),
-    };
-    match ledger.read(None, usize::MAX, &filter) {
-        Ok(entries) => entries.iter().for_each(|s| apply_entry(hub, s)),
-        Err(e) => tracing::warn!(error = %e, "channels: reading revocations failed"),
+/// Ends the live links a revocation covers.
+pub fn apply_revocation(hub: &Mutex<Hub>, r: &Revoked) {
+    let ended = lock(hub).revoke(r.id.revocation_key(), r.by);
+    if ended > 0 {
+        tracing::info!(links = ended, "channels: links ended by a revocation");
+    }
+}
+
+/// Re-checks live links against every revocation the set holds (at start,
+/// and after missing announcements).
+pub fn sweep(revocations: &RevocationSet, hub: &Mutex<Hub>) {
+    for r in revocations.all() {
+        apply_revocation(hub, &r);
     }
 }
 
@@ -193,19 +265,25 @@ pub fn load(ledger: &Ledger, hub: &Mutex<Hub>) {
 pub async fn drive(
     mux: Mux,
     ledger: Ledger,
+    revocations: RevocationSet,
     hub: Arc<Mutex<Hub>>,
     wake: Arc<Notify>,
     mut rx: ProtocolRx,
     counters: Arc<WireCounters>,
 ) {
     let mut events = mux.transport().subscribe();
-    let mut stored = ledger.subscribe();
-    load(&ledger, &hub);
+    let mut revoked = revocations.subscribe();
+    sweep(&revocations, &hub);
     let (ended_tx, mut ended_rx) = mpsc::channel(64);
     let (frames_tx, mut frames_rx) = mpsc::channel(1024);
+    let (dialed_tx, mut dialed_rx) = mpsc::channel(64);
     let mut d = Driver {
         mux,
+        ledger,
         hub: hub.clone(),
+        dials: OwnerDials::new(),
+        down: HashSet::new(),
+        dialed_tx,
         counters,
         writers: HashMap::new(),
         generations: HashMap::new(),
@@ -215,8 +293,14 @@ pub async fn drive(
     };
     loop {
         d.flush();
+        d.dial_due();
         let due = lock(&hub).poll_timeout();
         let sleep = due.map_or(IDLE, |t| Duration::from_millis(t.saturating_sub(unix_ms())));
+        let redial = d
+            .dials
+            .poll_timeout()
+            .map(|t| t.saturating_duration_since(now()));
+        let sleep = redial.map_or(sleep, |r| r.min(sleep));
         // Connection events first: a reconnect must drop the old
         // connection's links before frames of the new one reopen them.
         tokio::select! {
@@ -226,12 +310,13 @@ pub async fn drive(
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(_) => return,
             },
-            entry = stored.recv() => match entry {
-                Ok(s) => apply_entry(&d.hub, &s),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => load(&ledger, &d.hub),
+            r = revoked.recv() => match r {
+                Ok(r) => apply_revocation(&d.hub, &r),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => sweep(&revocations, &d.hub),
                 Err(_) => return,
             },
             Some(ended) = ended_rx.recv() => d.writer_ended(ended),
+            Some((owner, result)) = dialed_rx.recv() => d.dialed(owner, result),
             incoming = rx.next() => match incoming {
                 Some(i) => d.incoming(i),
                 None => return,

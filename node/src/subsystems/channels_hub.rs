@@ -16,12 +16,15 @@ use relay_proto::wire::channel::{ChannelFrame, Reason};
 use relay_proto::NodeId;
 use tokio::sync::{oneshot, watch, Notify};
 
+use crate::revocations_set::RevocationSet;
+
 /// Most publishing sessions this node keeps open; past it the least
 /// recently used idle one is closed.
 pub const MAX_LOCAL_PUBS: usize = 64;
 
-/// The owner core with the token layer plugged in.
-pub type Owner = relay_channels::Owner<TokenAuthorizer>;
+/// The owner core with the token layer plugged in, checking the node's
+/// one revocation set.
+pub type Owner = relay_channels::Owner<TokenAuthorizer<RevocationSet>>;
 
 /// What a publish waits for: (delivered, targets), or why the session
 /// ended.
@@ -72,11 +75,15 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// The hub of node `me`.
-    pub fn new(me: NodeId) -> Self {
+    /// The hub of node `me`, checking tokens against `revocations`.
+    pub fn new(me: NodeId, revocations: RevocationSet) -> Self {
         Self {
             me,
-            owner: relay_channels::Owner::new(me, TokenAuthorizer::new(me), OwnerConfig::default()),
+            owner: relay_channels::Owner::new(
+                me,
+                TokenAuthorizer::with_revocations(me, revocations),
+                OwnerConfig::default(),
+            ),
             subs: HashMap::new(),
             pubs: HashMap::new(),
             pub_index: HashMap::new(),
@@ -344,6 +351,17 @@ impl Hub {
         }
     }
 
+    /// Whether a local subscription or publishing session waits for
+    /// `owner` (so it is worth dialing).
+    pub fn waits_for(&self, owner: &NodeId) -> bool {
+        *owner != self.me
+            && (self
+                .subs
+                .values()
+                .any(|s| s.owner == *owner && !s.sub.is_ended())
+                || self.pubs.values().any(|p| p.owner == *owner))
+    }
+
     /// A new connection to `peer` (a reconnect): links over the old one
     /// are gone; ours resume by sequence.
     pub fn peer_reset(&mut self, peer: &NodeId) {
@@ -374,9 +392,10 @@ impl Hub {
         }
     }
 
-    /// `by` revoked the token with revocation key `key`.
+    /// `by` revoked the token with revocation key `key` (the revocation
+    /// set already holds it, so new links are refused): ends the live links
+    /// it covers. Returns how many.
     pub fn revoke(&mut self, key: [u8; 32], by: NodeId) -> usize {
-        self.owner.authorizer_mut().revoke(key, by);
         self.owner.handle_revocation(&key, &by)
     }
 

@@ -6,6 +6,7 @@ use relay_proto::wire::channel::{ChannelFrame, Start};
 use relay_proto::SecretKey;
 
 use super::channels_hub::Hub;
+use crate::revocations_set::RevocationSet;
 
 fn id(n: u8) -> relay_proto::NodeId {
     SecretKey::from_bytes(&[n; 32]).node_id()
@@ -14,7 +15,7 @@ fn id(n: u8) -> relay_proto::NodeId {
 #[test]
 fn own_channels_loop_back_without_the_network() {
     let me = id(1);
-    let mut hub = Hub::new(me);
+    let mut hub = Hub::new(me, RevocationSet::new());
     hub.owner_mut().create("x", Policy::default(), 0).unwrap();
     let (link, _) = hub.subscribe(me, "x", vec![], SubscriptionConfig::default());
     assert!(hub.drain_out(0).is_empty());
@@ -34,7 +35,7 @@ fn own_channels_loop_back_without_the_network() {
 #[test]
 fn remote_frames_reach_only_the_link_of_their_owner() {
     let (me, owner, stranger) = (id(1), id(2), id(3));
-    let mut hub = Hub::new(me);
+    let mut hub = Hub::new(me, RevocationSet::new());
     let (link, _) = hub.subscribe(owner, "y", vec![], SubscriptionConfig::default());
     let out = hub.drain_out(0);
     assert_eq!(out.len(), 1);
@@ -71,7 +72,7 @@ fn remote_frames_reach_only_the_link_of_their_owner() {
 #[test]
 fn idle_publishing_sessions_are_bounded() {
     let me = id(1);
-    let mut hub = Hub::new(me);
+    let mut hub = Hub::new(me, RevocationSet::new());
     for i in 0..super::channels_hub::MAX_LOCAL_PUBS + 5 {
         let name = format!("c{i}");
         hub.owner_mut().create(&name, Policy::default(), 0).unwrap();
@@ -82,4 +83,87 @@ fn idle_publishing_sessions_are_bounded() {
     assert_eq!(hub.local_links().1, super::channels_hub::MAX_LOCAL_PUBS);
     // The owner saw the evicted sessions close.
     assert_eq!(hub.owner().links(), super::channels_hub::MAX_LOCAL_PUBS);
+}
+
+/// The owner checks tokens against the node's one revocation set: a
+/// revocation the set learned from the ledger refuses new links, and
+/// `revoke` ends the live ones it covers.
+#[tokio::test]
+async fn tokens_are_checked_against_the_nodes_revocation_set() {
+    use relay_channels::{Action, Authorizer, TokenAuthorizer};
+    use relay_proto::ledger::{body::TokenRevocation, Body};
+    use relay_proto::token::{issue, ChannelPattern, Grant, Scope, Scopes};
+    use relay_proto::wire::channel::{Backpressure, Reason, TokenKind};
+
+    let owner = SecretKey::from_bytes(&[1; 32]);
+    let me = owner.node_id();
+    let peer = id(2);
+    let set = RevocationSet::new();
+    let mut hub = Hub::new(me, set.clone());
+    let policy = Policy {
+        require_token: true,
+        ..Policy::default()
+    };
+    hub.owner_mut().create("g", policy, 0).unwrap();
+    let now = crate::revocations_set::unix_ms();
+    let grant = Grant {
+        subject: peer,
+        scopes: Scopes::of(&[Scope::Subscribe]),
+        channel: ChannelPattern::parse("g").unwrap(),
+        ttl_ms: 600_000,
+        depth: None,
+    };
+    let token = issue(&owner, &grant, now).unwrap().encode();
+    let subscribe = |link| ChannelFrame::Subscribe {
+        link,
+        name: "g".into(),
+        token: token.clone(),
+        queue: None,
+        start: Start::Live,
+        credit: 16,
+        backpressure: Backpressure::Block,
+    };
+    let answers = |hub: &mut Hub| -> Vec<ChannelFrame> {
+        hub.drain_out(now).into_iter().map(|t| t.frame).collect()
+    };
+    hub.handle_frame(now, peer, subscribe(1));
+    assert!(matches!(
+        &answers(&mut hub)[..],
+        [ChannelFrame::Accepted { link: 1, .. }]
+    ));
+
+    // The owner revokes the token in its ledger; the set follows it.
+    let key = TokenAuthorizer::with_revocations(me, set.clone())
+        .check(&peer, "g", Action::Subscribe, &token, now)
+        .unwrap()
+        .token_ids[0];
+    let ledger =
+        crate::ledger::Ledger::open(&crate::testutil::temp_dir("hub-revoke"), owner).unwrap();
+    let body = Body::TokenRevocation(TokenRevocation {
+        token_id: key,
+        expires_unix_ms: now + 600_000,
+        reason: "test".into(),
+    });
+    let stored = ledger.append_at(now, body).await.unwrap();
+    let revoked = set.apply(&stored.entry, now).unwrap();
+    ledger.close();
+
+    // A new link is refused at once; the live one ends when told.
+    hub.handle_frame(now, peer, subscribe(2));
+    let revoked_reason = Reason::Token(TokenKind::Revoked);
+    assert_eq!(
+        answers(&mut hub),
+        vec![ChannelFrame::Denied {
+            link: 2,
+            reason: revoked_reason
+        }]
+    );
+    assert_eq!(hub.revoke(revoked.id.revocation_key(), revoked.by), 1);
+    assert_eq!(
+        answers(&mut hub),
+        vec![ChannelFrame::End {
+            link: 1,
+            reason: revoked_reason
+        }]
+    );
 }

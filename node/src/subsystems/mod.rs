@@ -6,6 +6,7 @@ pub mod channels_driver;
 pub mod channels_hub;
 #[cfg(test)]
 mod channels_hub_tests;
+pub mod channels_redial;
 pub mod channels_registry;
 pub mod channels_wire;
 pub mod ledger;
@@ -52,16 +53,21 @@ pub struct NodeContext {
 
 /// Every subsystem of a running node, in start order.
 pub fn builtins(ctx: &NodeContext) -> SubsystemSet {
+    // One revocation set for every token check, fed before they start.
+    let revocations = crate::revocations_feed::RevocationsFeed::new(ctx.ledger.clone());
+    let revoked = revocations.set();
     let list: Vec<Arc<dyn Subsystem>> = vec![
         Arc::new(ping::PingSubsystem::new(ctx.mux.clone())),
         Arc::new(ledger::LedgerSubsystem::new(
             ctx.mux.clone(),
             ctx.ledger.clone(),
         )),
+        Arc::new(revocations),
         Arc::new(rpc_subsystem(ctx)),
         Arc::new(channels::ChannelsSubsystem::new(
             ctx.mux.clone(),
             ctx.ledger.clone(),
+            revoked,
         )),
     ];
     SubsystemSet::new(list)

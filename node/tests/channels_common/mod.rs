@@ -24,10 +24,16 @@ impl Node {
     /// Starts `run --listen 127.0.0.1:0` with `args` and waits until it
     /// listens.
     pub fn start(dir: &Path, args: &[&str]) -> Self {
+        Self::start_at(dir, "127.0.0.1:0", args)
+    }
+
+    /// Starts `run --listen LISTEN` with `args` (e.g. a restart on the
+    /// address it had) and waits until it listens.
+    pub fn start_at(dir: &Path, listen: &str, args: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .arg("--data-dir")
             .arg(dir)
-            .args(["run", "--listen", "127.0.0.1:0"])
+            .args(["run", "--listen", listen])
             .args(args)
             .env_remove("RELAY_NODE_DATA_DIR")
             .stdin(Stdio::null())
