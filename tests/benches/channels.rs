@@ -181,6 +181,26 @@ fn main() {
             next_channel: 0,
         };
         b.b.connect(&b.a).await;
+        // Memory per idle subscription (both ends are in this process),
+        // first, while freed memory cannot hide the growth.
+        let name = b.channel();
+        let warm = b.b.subscribe(b.a.id(), &name, window).await;
+        let before = rss();
+        let mut held = Vec::new();
+        for _ in 0..idle {
+            held.push(b.b.subscribe(b.a.id(), &name, window).await);
+        }
+        let grown = rss().saturating_sub(before);
+        println!(
+            "{:40} {:>12.0} B per subscription   (RSS growth over {idle}, owner and subscriber side)",
+            "idle subscription memory",
+            grown as f64 / idle as f64
+        );
+        warm.close();
+        for s in held {
+            s.close();
+        }
+
         // Warm up every path once.
         for (kind, _) in KINDS {
             b.one_to_one(kind, (msgs / 10).max(100)).await;
@@ -263,25 +283,6 @@ fn main() {
             us(ch99),
             ch_ages.len()
         );
-
-        // Memory per idle subscription (both ends are in this process).
-        let name = b.channel();
-        let warm = b.b.subscribe(b.a.id(), &name, window).await;
-        let before = rss();
-        let mut held = Vec::new();
-        for _ in 0..idle {
-            held.push(b.b.subscribe(b.a.id(), &name, window).await);
-        }
-        let grown = rss().saturating_sub(before);
-        println!(
-            "{:40} {:>12.0} B per subscription   (RSS growth over {idle}, owner and subscriber side)",
-            "idle subscription memory",
-            grown as f64 / idle as f64
-        );
-        warm.close();
-        for s in held {
-            s.close();
-        }
 
         (rates, (per_sub, raw_fan), (ch50, ch99, raw50, raw99))
     });

@@ -178,7 +178,19 @@ impl Node {
     /// baseline protocol: through the coalescing writer, or with one
     /// `write_all` per framed message. `every` paces the messages.
     pub async fn raw_send(&self, to: NodeId, count: u64, coalesce: bool, every: Option<Duration>) {
-        let mut send = self.mux.open_uni(to, RAW).await.unwrap();
+        // Right after a connect the accepting side may not have the
+        // connection yet: retry for a while.
+        let mut tries = 0;
+        let mut send = loop {
+            match self.mux.open_uni(to, RAW).await {
+                Ok(s) => break s,
+                Err(_) if tries < 500 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("open_uni: {e}"),
+            }
+        };
         let mut tick = every.map(tokio::time::interval);
         let stamp = every.is_some();
         if coalesce {
