@@ -641,6 +641,34 @@ mod tests {
     }
 
     #[test]
+    fn an_invalid_publisher_is_refused_after_valid_ones_were_seen() {
+        let frame = ChannelFrame::Deliver {
+            link: 1,
+            publisher: id(),
+            seq: 1,
+            ts: 2,
+            data: vec![3; 8],
+        };
+        // Seen (and remembered as valid) on this thread.
+        roundtrip(frame.clone());
+        let bad = (0..=255u8)
+            .map(|b| [b; 32])
+            .find(|k| NodeId::from_bytes(k).is_err())
+            .unwrap();
+        let mut bytes = frame.encode().unwrap();
+        let at = bytes
+            .windows(32)
+            .position(|w| w == id().as_bytes())
+            .unwrap();
+        bytes[at..at + 32].copy_from_slice(&bad);
+        assert!(matches!(
+            ChannelFrame::decode(&bytes),
+            Err(ChannelFrameError::InvalidNodeId)
+        ));
+        roundtrip(frame);
+    }
+
+    #[test]
     fn reason_texts() {
         assert_eq!(Reason::Token(TokenKind::Expired).text(), "token: expired");
         assert_eq!(Reason::NoSuchChannel.text(), "no-such-channel");
