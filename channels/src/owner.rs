@@ -189,6 +189,9 @@ pub struct Owner<A> {
     denied: u64,
     /// The latest time seen (for work an event triggers without one).
     now_ms: u64,
+    /// The targets of the message being taken (kept to reuse its
+    /// allocation).
+    targets: Vec<LinkKey>,
 }
 
 /// The queue-group member that gets the next message: the one with the
@@ -233,6 +236,7 @@ impl<A: Authorizer> Owner<A> {
             out: VecDeque::new(),
             denied: 0,
             now_ms: 0,
+            targets: Vec::new(),
         }
     }
 
@@ -342,7 +346,7 @@ impl<A: Authorizer> Owner<A> {
             .filter_map(|l| match &l.role {
                 Role::Pub(p) if !p.pending.is_empty() => self
                     .channels
-                    .get(&p.channel)
+                    .get(&*p.channel)
                     .and_then(|c| c.rate.as_ref())
                     .map(Bucket::next_at),
                 _ => None,
@@ -589,7 +593,7 @@ impl<A: Authorizer> Owner<A> {
             key,
             grant,
             Role::Sub(SubLink {
-                channel: name,
+                channel: name.into(),
                 group,
                 credit: credit.min(self.config.max_credit),
                 queue,
@@ -620,7 +624,7 @@ impl<A: Authorizer> Owner<A> {
             key,
             grant,
             Role::Pub(PubLink {
-                channel: name,
+                channel: name.into(),
                 pending: VecDeque::new(),
             }),
         );
@@ -770,7 +774,9 @@ impl<A: Authorizer> Owner<A> {
         });
         ch.history.push(&msg, now_ms);
         ch.stats.published += 1;
-        let mut targets: Vec<LinkKey> = ch.subs.iter().copied().collect();
+        let mut targets = std::mem::take(&mut self.targets);
+        targets.clear();
+        targets.extend(ch.subs.iter().copied());
         targets.extend(
             ch.groups
                 .values()
@@ -797,6 +803,7 @@ impl<A: Authorizer> Owner<A> {
             self.flush(*key);
         }
         let n = u32::try_from(targets.len()).unwrap_or(u32::MAX);
+        self.targets = targets;
         (delivered, n)
     }
 
@@ -809,7 +816,7 @@ impl<A: Authorizer> Owner<A> {
         else {
             return;
         };
-        let Some(ch) = self.channels.get_mut(&sub.channel) else {
+        let Some(ch) = self.channels.get_mut(&*sub.channel) else {
             return;
         };
         let reliable = ch.policy.reliable;
@@ -898,7 +905,7 @@ impl<A: Authorizer> Owner<A> {
             let name = p.channel.clone();
             let duplicate = self
                 .channels
-                .get(&name)
+                .get(&*name)
                 .and_then(|c| c.last.get(&key.0))
                 .is_some_and(|last| seq <= *last);
             if !duplicate && self.admit(now_ms, &name).is_err() {

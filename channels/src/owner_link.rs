@@ -3,6 +3,7 @@
 //! verdict cached when it opened.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use relay_proto::NodeId;
 
@@ -15,7 +16,8 @@ pub(crate) type LinkKey = (NodeId, u64);
 /// A subscription at the owner.
 #[derive(Debug)]
 pub(crate) struct SubLink {
-    pub(crate) channel: String,
+    /// Shared with the channel's other links: cloned per message taken.
+    pub(crate) channel: Arc<str>,
     pub(crate) group: Option<String>,
     pub(crate) credit: u32,
     pub(crate) queue: SubQueue,
@@ -32,7 +34,8 @@ impl SubLink {
 /// A publishing session at the owner.
 #[derive(Debug)]
 pub(crate) struct PubLink {
-    pub(crate) channel: String,
+    /// Shared with the channel's other links: cloned per message taken.
+    pub(crate) channel: Arc<str>,
     /// Publishes received but not taken yet (blocked or rate-limited), at
     /// most the window granted.
     pub(crate) pending: VecDeque<(u64, Vec<u8>)>,

@@ -242,7 +242,9 @@ impl Subscription {
     /// Remembers `seq` as the last position of `publisher`, within
     /// [`MAX_TRACKED_PUBLISHERS`].
     fn track(&mut self, publisher: NodeId, seq: u64) {
-        if self.last.len() < MAX_TRACKED_PUBLISHERS || self.last.contains_key(&publisher) {
+        if let Some(last) = self.last.get_mut(&publisher) {
+            *last = seq;
+        } else if self.last.len() < MAX_TRACKED_PUBLISHERS {
             self.last.insert(publisher, seq);
         }
     }

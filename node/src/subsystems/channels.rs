@@ -59,6 +59,16 @@ impl ChannelsSubsystem {
         }
     }
 
+    /// The channel operations the local API routes use, for callers in
+    /// the same process (benchmarks, embedding applications).
+    pub fn api(&self) -> ChannelsApi {
+        ChannelsApi {
+            hub: self.hub.clone(),
+            wake: self.wake.clone(),
+            ledger: self.ledger.clone(),
+        }
+    }
+
     /// Owns again the channels this node registered (and did not withdraw).
     fn restore(&self) {
         let me = self.ledger.node_id();

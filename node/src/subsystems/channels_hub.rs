@@ -143,7 +143,9 @@ impl Hub {
             });
         }
         let mut ended = None;
+        let mut progressed = false;
         while let Some(event) = p.publication.poll_event() {
+            progressed = true;
             match event {
                 PubEvent::Ack {
                     seq,
@@ -158,7 +160,11 @@ impl Hub {
                 PubEvent::Accepted => {}
             }
         }
-        p.progress.send_modify(|n| *n += 1);
+        // Only publishers waiting for room hold a receiver (taken under the
+        // hub's lock): skip the wake-up when nobody waits.
+        if progressed && p.progress.receiver_count() > 0 {
+            p.progress.send_modify(|n| *n += 1);
+        }
         if let Some(reason) = ended {
             if let Some(p) = self.pubs.remove(&link) {
                 for (_, tx) in p.acks {

@@ -396,10 +396,32 @@ fn check(ok: bool, field: &'static str) -> Result<(), ChannelFrameError> {
     }
 }
 
+/// NodeIds this thread found valid most recently.
+const VALID_ID_CACHE: usize = 4;
+
+thread_local! {
+    /// Checking a NodeId decompresses a curve point (tens of µs); a stream
+    /// of deliveries names the same few publishers, so each thread
+    /// remembers the last few it found valid and checks each once.
+    static VALID_IDS: std::cell::RefCell<([Option<[u8; 32]>; VALID_ID_CACHE], usize)> =
+        const { std::cell::RefCell::new(([None; VALID_ID_CACHE], 0)) };
+}
+
 fn check_id(id: &NodeId) -> Result<(), ChannelFrameError> {
-    NodeId::from_bytes(id.as_bytes())
-        .map(|_| ())
-        .map_err(|_| ChannelFrameError::InvalidNodeId)
+    let bytes = id.as_bytes();
+    let known = VALID_IDS.with(|c| c.borrow().0.contains(&Some(*bytes)));
+    if known {
+        return Ok(());
+    }
+    NodeId::from_bytes(bytes).map_err(|_| ChannelFrameError::InvalidNodeId)?;
+    VALID_IDS.with(|c| {
+        let (ids, next) = &mut *c.borrow_mut();
+        if let Some(slot) = ids.get_mut(*next) {
+            *slot = Some(*bytes);
+        }
+        *next = (*next + 1) % VALID_ID_CACHE;
+    });
+    Ok(())
 }
 
 impl Start {
@@ -616,6 +638,34 @@ mod tests {
             ChannelFrame::decode(&ok),
             Err(ChannelFrameError::Trailing(1))
         );
+    }
+
+    #[test]
+    fn an_invalid_publisher_is_refused_after_valid_ones_were_seen() {
+        let frame = ChannelFrame::Deliver {
+            link: 1,
+            publisher: id(),
+            seq: 1,
+            ts: 2,
+            data: vec![3; 8],
+        };
+        // Seen (and remembered as valid) on this thread.
+        roundtrip(frame.clone());
+        let bad = (0..=255u8)
+            .map(|b| [b; 32])
+            .find(|k| NodeId::from_bytes(k).is_err())
+            .unwrap();
+        let mut bytes = frame.encode().unwrap();
+        let at = bytes
+            .windows(32)
+            .position(|w| w == id().as_bytes())
+            .unwrap();
+        bytes[at..at + 32].copy_from_slice(&bad);
+        assert!(matches!(
+            ChannelFrame::decode(&bytes),
+            Err(ChannelFrameError::InvalidNodeId)
+        ));
+        roundtrip(frame);
     }
 
     #[test]
