@@ -295,6 +295,8 @@ pub fn sub(dir: &DataDir, args: SubArgs) -> Result<(), ChannelCmdError> {
         } else {
             out_line(&mut out, v["data"].as_str().unwrap_or(""));
         }
+        // Each message as it arrives, also when stdout is a pipe.
+        let _ = out.flush();
         true
     })?;
     let _ = out.flush();
