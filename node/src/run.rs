@@ -2,8 +2,9 @@
 //! creates) the identity, binds the transport, dials the configured peers,
 //! builds the subsystems ([`crate::subsystems`]), serves the local API
 //! (`DIR/api.sock`), incoming streams and (if configured) the read-only
-//! HTTP endpoint, and on Ctrl-C or SIGTERM cancels every task and drains
-//! them within [`SHUTDOWN_BOUND`].
+//! HTTP endpoint, and on Ctrl-C or SIGTERM lets the subsystems tell peers
+//! they stop (within [`STOPPING_BOUND`]), then cancels every task and
+//! drains them within [`SHUTDOWN_BOUND`].
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -35,6 +36,9 @@ use crate::traversal_view::TransportTraversal;
 
 /// How long shutdown waits for the node's tasks to drain.
 pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
+/// How long shutdown lets the subsystems tell peers they stop (withdrawn
+/// service registrations replicated) before the mux closes.
+pub const STOPPING_BOUND: Duration = Duration::from_secs(2);
 
 /// The default UDP listen address.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7420";
@@ -235,6 +239,10 @@ pub async fn run(dir: &DataDir, options: RunOptions) -> Result<(), RunError> {
         _ = sigterm.recv() => tracing::info!("SIGTERM; shutting down"),
     }
 
+    // While the connections are up: withdrawals reach the peers.
+    if !subsystems.stopping(STOPPING_BOUND).await {
+        tracing::debug!("subsystems still stopping after {STOPPING_BOUND:?}");
+    }
     mux.close();
     if !tasks.shutdown(SHUTDOWN_BOUND).await {
         tracing::warn!(

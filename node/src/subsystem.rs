@@ -57,6 +57,13 @@ pub trait Subsystem: Send + Sync + 'static {
 
     /// Starts its background work on `tasks`.
     fn start(&self, _tasks: &Tasks) {}
+
+    /// Shutdown has begun, but the mux, the connections and every
+    /// subsystem still run: what peers must learn of the stop (withdrawn
+    /// registrations) is recorded and sent now. Bounded by the caller.
+    fn stopping(&self) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// The subsystems of one node, in start order.
@@ -117,6 +124,18 @@ impl SubsystemSet {
         for s in &self.list {
             s.start(tasks);
         }
+    }
+
+    /// Runs every subsystem's [`Subsystem::stopping`], in reverse start
+    /// order (the ledger, started before its users, sends what they
+    /// recorded), for at most `bound` in all; returns whether all ended.
+    pub async fn stopping(&self, bound: Duration) -> bool {
+        let all = async {
+            for s in self.list.iter().rev() {
+                s.stopping().await;
+            }
+        };
+        tokio::time::timeout(bound, all).await.is_ok()
     }
 }
 

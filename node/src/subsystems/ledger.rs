@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use relay_transport::mux::{Mux, QueueConfig, RegisterError};
 use relay_transport::PeerState;
@@ -20,7 +21,7 @@ use crate::api::ledger::LedgerApi;
 use crate::api::router::{RouteError, Routes};
 use crate::ledger::{Lag, Ledger, ReplicaConfig, ReplicaStats};
 use crate::metrics::text::{count, Kind, TextWriter};
-use crate::subsystem::{Subsystem, Tasks};
+use crate::subsystem::{BoxFuture, Subsystem, Tasks};
 use relay_proto::ledger::EntryKind;
 use relay_proto::NodeId;
 
@@ -125,9 +126,36 @@ impl LedgerSubsystem {
     }
 }
 
+/// How often a stopping node checks that its peers were sent its feed.
+const STOPPING_POLL: Duration = Duration::from_millis(20);
+/// The pause after that, for the writers to hand the last bytes to QUIC.
+const STOPPING_LINGER: Duration = Duration::from_millis(50);
+
 impl Subsystem for LedgerSubsystem {
     fn name(&self) -> &'static str {
         "ledger"
+    }
+
+    /// Waits until every connected peer was sent what it lacks of this
+    /// node's ledger (the withdrawals its users just appended among it).
+    fn stopping(&self) -> BoxFuture<'static, ()> {
+        let core = self.core.clone();
+        Box::pin(async move {
+            loop {
+                let core = core.clone();
+                let lags = tokio::task::spawn_blocking(move || {
+                    core.lock().unwrap_or_else(|e| e.into_inner()).lags()
+                })
+                .await;
+                match lags {
+                    Ok(Ok(lags)) if lags.iter().any(|(_, l)| l.peer_lacks > 0) => {
+                        tokio::time::sleep(STOPPING_POLL).await;
+                    }
+                    _ => break,
+                }
+            }
+            tokio::time::sleep(STOPPING_LINGER).await;
+        })
     }
 
     fn register_protocols(&self, mux: &Mux, _tasks: &Tasks) -> Result<(), RegisterError> {

@@ -7,7 +7,7 @@
 //! services, breakers and their thresholds) and `relay_node_rpc_*`
 //! metrics.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use relay_proto::NodeId;
 use relay_rpc::{Candidate, Code, Path, Resilience, SplitMix64, Status};
 use relay_transport::mux::{Mux, QueueConfig, RegisterError};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::rpc_client::{self, CallOptions, ClientCall, SharedResilience};
 use super::rpc_directory::{self, Directory};
@@ -29,7 +29,7 @@ use super::rpc_service::{Handler, ServeError, ServeOptions, Services};
 use crate::api::router::{RouteError, Routes};
 use crate::ledger::Ledger;
 use crate::metrics::text::{count, Kind, TextWriter};
-use crate::subsystem::{Subsystem, Tasks};
+use crate::subsystem::{BoxFuture, Subsystem, Tasks};
 
 /// How long a fresh node waits for its first own ledger entry (its
 /// announcement) before registering a service anyway.
@@ -58,6 +58,12 @@ struct Inner {
     ledger: Option<Ledger>,
     registrations: mpsc::UnboundedSender<ServiceRegistration>,
     pending: Mutex<Option<mpsc::UnboundedReceiver<ServiceRegistration>>>,
+    /// Registrations and withdrawals queued so far, and how many of them
+    /// the ledger took (or refused): shutdown waits for its withdrawals.
+    queued: AtomicU64,
+    recorded: Arc<watch::Sender<u64>>,
+    /// Shutdown queued the withdrawal of every served service.
+    withdrawn: Arc<AtomicBool>,
     counters: Counters,
 }
 
@@ -93,6 +99,9 @@ impl Rpc {
                 ledger,
                 registrations,
                 pending: Mutex::new(Some(pending)),
+                queued: AtomicU64::new(0),
+                recorded: Arc::new(watch::Sender::new(0)),
+                withdrawn: Arc::new(AtomicBool::new(false)),
                 counters: Counters::default(),
             }),
         }
@@ -122,7 +131,7 @@ impl Rpc {
     ) -> Result<(), ServeError> {
         let spec = options.spec();
         self.inner.services.add(name, options, handler)?;
-        let _ = self.inner.registrations.send(ServiceRegistration {
+        self.record(ServiceRegistration {
             name: name.to_string(),
             withdrawn: false,
             spec: spec.encode().unwrap_or_default(),
@@ -130,11 +139,18 @@ impl Rpc {
         Ok(())
     }
 
+    /// Queues a registration or withdrawal for the ledger, in order.
+    fn record(&self, registration: ServiceRegistration) {
+        if self.inner.registrations.send(registration).is_ok() {
+            self.inner.queued.fetch_add(1, Relaxed);
+        }
+    }
+
     /// Stops serving `name` and withdraws its registration.
     pub fn stop(&self, name: &str) -> bool {
         let removed = self.inner.services.remove(name);
         if removed {
-            let _ = self.inner.registrations.send(withdrawal(name));
+            self.record(withdrawal(name));
         }
         removed
     }
@@ -289,12 +305,15 @@ fn withdrawal(name: &str) -> ServiceRegistration {
     }
 }
 
-/// Appends registrations in order; on shutdown, withdraws what is still
-/// served.
+/// Appends registrations in order, counting them in `recorded`; on
+/// shutdown, appends what is still queued and withdraws what is still
+/// served (unless [`Subsystem::stopping`] queued the withdrawals).
 async fn register(
     ledger: Ledger,
     services: Arc<Services>,
     mut pending: mpsc::UnboundedReceiver<ServiceRegistration>,
+    recorded: Arc<watch::Sender<u64>>,
+    withdrawn: Arc<AtomicBool>,
     token: tokio_util::sync::CancellationToken,
 ) {
     // A fresh node appends nothing before its announcement (which waits
@@ -318,10 +337,14 @@ async fn register(
             r = pending.recv() => r,
         };
         let Some(reg) = next else { break };
-        let name = reg.name.clone();
-        if let Err(e) = ledger.append(Body::ServiceRegistration(reg)).await {
-            tracing::warn!(service = %name, error = %e, "rpc: cannot record the registration");
-        }
+        append_registration(&ledger, reg).await;
+        recorded.send_modify(|n| *n += 1);
+    }
+    while let Ok(reg) = pending.try_recv() {
+        append_registration(&ledger, reg).await;
+    }
+    if withdrawn.load(Relaxed) {
+        return;
     }
     for entry in services.list() {
         if let Err(e) = ledger
@@ -330,6 +353,13 @@ async fn register(
         {
             tracing::debug!(service = %entry.name, error = %e, "rpc: cannot withdraw");
         }
+    }
+}
+
+async fn append_registration(ledger: &Ledger, reg: ServiceRegistration) {
+    let name = reg.name.clone();
+    if let Err(e) = ledger.append(Body::ServiceRegistration(reg)).await {
+        tracing::warn!(service = %name, error = %e, "rpc: cannot record the registration");
     }
 }
 
@@ -444,8 +474,38 @@ impl Subsystem for Rpc {
         if let Some(pending) = pending {
             tasks.spawn_draining(
                 "rpc-register",
-                register(ledger, self.inner.services.clone(), pending, tasks.token()),
+                register(
+                    ledger,
+                    self.inner.services.clone(),
+                    pending,
+                    self.inner.recorded.clone(),
+                    self.inner.withdrawn.clone(),
+                    tasks.token(),
+                ),
             );
         }
+    }
+
+    /// Withdraws every served service and waits until the ledger took the
+    /// withdrawals (the ledger subsystem, stopping next, sends them).
+    fn stopping(&self) -> BoxFuture<'static, ()> {
+        let rpc = self.clone();
+        Box::pin(async move {
+            let inner = &rpc.inner;
+            let registering = inner.ledger.is_some()
+                && inner
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_none();
+            if !registering || inner.withdrawn.swap(true, Relaxed) {
+                return;
+            }
+            for entry in inner.services.list() {
+                rpc.record(withdrawal(&entry.name));
+            }
+            let queued = inner.queued.load(Relaxed);
+            let _ = inner.recorded.subscribe().wait_for(|n| *n >= queued).await;
+        })
     }
 }

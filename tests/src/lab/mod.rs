@@ -16,12 +16,21 @@
 //! - [`pingwatch`]: `ping --until-direct` with each pong timestamped;
 //! - [`logtime`]: event times read back from a node's log;
 //! - [`miniupnpd`]: Debian's miniupnpd (UPnP-IGD, NAT-PMP, PCP) in a lab
-//!   router.
+//!   router;
+//! - [`mesh`]: the mesh users build: the public side and a node per site
+//!   joined with the relay's ticket;
+//! - [`cli_child`]: long-running CLI verbs (`sub`, `pub -`) read as they
+//!   print;
+//! - [`channel_check`]: channel tokens and lists through the CLI, and the
+//!   in-order, exactly-once check of what a subscriber got.
 
 pub mod block;
+pub mod channel_check;
+pub mod cli_child;
 pub mod cmd;
 pub mod guard;
 pub mod logtime;
+pub mod mesh;
 pub mod miniupnpd;
 pub mod nat;
 pub mod netns;
