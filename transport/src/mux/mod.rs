@@ -73,6 +73,8 @@
 //! What any protocol means: it only reads and writes the 2-byte id.
 
 mod addrs;
+mod batch;
+pub mod buffered;
 pub mod coalesce;
 mod config;
 mod driver;
