@@ -7,6 +7,7 @@ use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
+use relay_transport::mux::buffered::BufferedSendStream;
 use relay_transport::{NetworkKey, NodeId, SecretKey, Transport, TransportConfig};
 
 use crate::common;
@@ -49,6 +50,17 @@ impl Tx for quinn::SendStream {
     }
     fn finish(&mut self) {
         let _ = quinn::SendStream::finish(self);
+    }
+}
+
+/// relay-node's send half: what a user gets from wrapping
+/// `Transport::open_*`'s stream, small writes coalesced.
+impl Tx for BufferedSendStream {
+    async fn write_all(&mut self, buf: &[u8]) {
+        BufferedSendStream::write_all(self, buf).await.unwrap();
+    }
+    fn finish(&mut self) {
+        let _ = BufferedSendStream::finish(self);
     }
 }
 
@@ -128,19 +140,21 @@ pub struct RelaySide {
 }
 
 impl Conn for RelaySide {
-    type Tx = quinn::SendStream;
+    type Tx = BufferedSendStream;
     type Rx = quinn::RecvStream;
     async fn open_uni(&self) -> Self::Tx {
-        self.transport.open_uni(self.peer).await.unwrap()
+        BufferedSendStream::new(self.transport.open_uni(self.peer).await.unwrap())
     }
     async fn open_bi(&self) -> (Self::Tx, Self::Rx) {
-        self.transport.open_bi(self.peer).await.unwrap()
+        let (send, recv) = self.transport.open_bi(self.peer).await.unwrap();
+        (BufferedSendStream::new(send), recv)
     }
     async fn accept_uni(&self) -> Option<Self::Rx> {
         Some(common::relay::accept_uni(&self.transport).await)
     }
     async fn accept_bi(&self) -> Option<(Self::Tx, Self::Rx)> {
-        Some(common::relay::accept_bi(&self.transport).await)
+        let (send, recv) = common::relay::accept_bi(&self.transport).await;
+        Some((BufferedSendStream::new(send), recv))
     }
 }
 
