@@ -158,6 +158,29 @@ impl Conn for RelaySide {
     }
 }
 
+/// relay-node's sides writing on quinn's own send stream, as
+/// `Transport::open_*` hands it out, with no coalescing (the baseline of
+/// [`BufferedSendStream`]).
+#[derive(Debug, Clone)]
+pub struct QuinnRelaySide(pub RelaySide);
+
+impl Conn for QuinnRelaySide {
+    type Tx = quinn::SendStream;
+    type Rx = quinn::RecvStream;
+    async fn open_uni(&self) -> Self::Tx {
+        self.0.transport.open_uni(self.0.peer).await.unwrap()
+    }
+    async fn open_bi(&self) -> (Self::Tx, Self::Rx) {
+        self.0.transport.open_bi(self.0.peer).await.unwrap()
+    }
+    async fn accept_uni(&self) -> Option<Self::Rx> {
+        self.0.accept_uni().await
+    }
+    async fn accept_bi(&self) -> Option<(Self::Tx, Self::Rx)> {
+        Some(common::relay::accept_bi(&self.0.transport).await)
+    }
+}
+
 /// The ALPN of the iroh endpoints.
 pub const IROH_ALPN: &[u8] = b"relay-bench/0";
 
