@@ -204,7 +204,11 @@ pub fn child(stacks: &[Stack], sizes: Sizes) {
                 QuinnRelaySide(sides.1.clone()),
             );
             let time = rt.block_on(workloads::framed(&client, &server, sizes.messages));
-            report(*stack, Figure::FramedQuinn, rate(sizes.messages as f64, time));
+            report(
+                *stack,
+                Figure::FramedQuinn,
+                rate(sizes.messages as f64, time),
+            );
         }
     }
     rt.block_on(async {

@@ -202,7 +202,12 @@ mod tests {
 
     impl Recorder {
         fn sizes(&self) -> Vec<usize> {
-            self.writes.lock().unwrap().iter().map(|b| b.len()).collect()
+            self.writes
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|b| b.len())
+                .collect()
         }
 
         fn bytes(&self) -> Vec<u8> {

@@ -17,8 +17,8 @@
 
 use thiserror::Error;
 
-use super::batch::BatchWriter;
 pub use super::batch::BatchSink;
+use super::batch::BatchWriter;
 use super::coalesce::CoalesceConfig;
 use super::framing::FrameError;
 
