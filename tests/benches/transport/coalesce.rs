@@ -28,7 +28,8 @@ pub async fn framed(client: &RelaySide, server: &RelaySide, count: u64) -> Durat
         }
         (n, Instant::now())
     });
-    let writer = FramedWriter::new(client.open_uni().await, config);
+    let stream = client.transport.open_uni(client.peer).await.unwrap();
+    let writer = FramedWriter::new(stream, config);
     let message = [0x42u8; MESSAGE];
     for _ in 0..count {
         writer.send(&message).await.unwrap();

@@ -12,13 +12,16 @@
 //! `write_all` each on one unidirectional stream (msgs/s), bulk 64 KiB
 //! writes on one unidirectional stream (MB/s), and relay-node's coalescing
 //! writer ([`relay_transport::mux::writer`]) on the framed workload.
+//! relay-node's send streams are [`relay_transport::mux::buffered`]'s;
+//! `framed-quinn` is the framed workload on quinn's own stream (no
+//! coalescing), the baseline of that wrapper in the same process.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::stacks::{Conn, Pair, Stack};
+use crate::stacks::{Conn, Pair, QuinnRelaySide, Stack};
 use crate::{coalesce, common, connect, env_or, workloads, Settings};
 
 /// Env var that turns the bench binary into one comparison process.
@@ -42,7 +45,7 @@ pub struct Sizes {
 }
 
 /// Whether `figure` is selected by `RELAY_BENCH_FIGURES` (a comma list of
-/// figure keys: `connect,echo-c1-p50,echo-c16,framed,bulk,writer`; all by
+/// figure keys: `connect,echo-c1-p50,echo-c16,framed,bulk,writer,framed-quinn`; all by
 /// default), for profiling one workload at a time.
 fn selected(figure: Figure) -> bool {
     std::env::var("RELAY_BENCH_FIGURES")
@@ -77,16 +80,18 @@ enum Figure {
     Framed,
     Bulk,
     Writer,
+    FramedQuinn,
 }
 
 impl Figure {
-    const ALL: [Figure; 6] = [
+    const ALL: [Figure; 7] = [
         Figure::Connect,
         Figure::EchoP50,
         Figure::EchoC16,
         Figure::Framed,
         Figure::Bulk,
         Figure::Writer,
+        Figure::FramedQuinn,
     ];
 
     fn key(self) -> &'static str {
@@ -97,6 +102,7 @@ impl Figure {
             Figure::Framed => "framed",
             Figure::Bulk => "bulk",
             Figure::Writer => "writer",
+            Figure::FramedQuinn => "framed-quinn",
         }
     }
 
@@ -108,6 +114,7 @@ impl Figure {
             Figure::Framed => "64 B framed msgs, write_all each, 1 uni",
             Figure::Bulk => "bulk, 64 KiB writes, 1 uni",
             Figure::Writer => "64 B framed msgs, coalescing writer",
+            Figure::FramedQuinn => "64 B framed, write_all each, quinn stream",
         }
     }
 
@@ -118,7 +125,7 @@ impl Figure {
             Figure::Connect => ("ms", 1e3),
             Figure::EchoP50 => ("us", 1e6),
             Figure::EchoC16 => ("K calls/s", 1e-3),
-            Figure::Framed | Figure::Writer => ("M msgs/s", 1e-6),
+            Figure::Framed | Figure::Writer | Figure::FramedQuinn => ("M msgs/s", 1e-6),
             Figure::Bulk => ("MB/s", 1e-6),
         }
     }
@@ -190,6 +197,20 @@ pub fn child(stacks: &[Stack], sizes: Sizes) {
             report(*stack, Figure::Writer, rate(sizes.messages as f64, time));
         }
     }
+    for (stack, pair) in pairs.iter().filter(|_| selected(Figure::FramedQuinn)) {
+        if let Pair::Relay { sides } = pair {
+            let (client, server) = (
+                QuinnRelaySide(sides.0.clone()),
+                QuinnRelaySide(sides.1.clone()),
+            );
+            let time = rt.block_on(workloads::framed(&client, &server, sizes.messages));
+            report(
+                *stack,
+                Figure::FramedQuinn,
+                rate(sizes.messages as f64, time),
+            );
+        }
+    }
     rt.block_on(async {
         for (_, pair) in pairs {
             pair.close().await;
@@ -230,7 +251,9 @@ async fn measure<C: Conn>(client: &C, server: &C, figure: Figure, sizes: Sizes) 
             sizes.bulk_bytes as f64,
             workloads::bulk(client, server, sizes.bulk_bytes).await,
         ),
-        Figure::Connect | Figure::Writer => unreachable!("measured elsewhere"),
+        Figure::Connect | Figure::Writer | Figure::FramedQuinn => {
+            unreachable!("measured elsewhere")
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
+use relay_transport::mux::buffered::BufferedSendStream;
 use relay_transport::{NetworkKey, NodeId, SecretKey, Transport, TransportConfig};
 
 use crate::common;
@@ -49,6 +50,17 @@ impl Tx for quinn::SendStream {
     }
     fn finish(&mut self) {
         let _ = quinn::SendStream::finish(self);
+    }
+}
+
+/// relay-node's send half: what a user gets from wrapping
+/// `Transport::open_*`'s stream, small writes coalesced.
+impl Tx for BufferedSendStream {
+    async fn write_all(&mut self, buf: &[u8]) {
+        BufferedSendStream::write_all(self, buf).await.unwrap();
+    }
+    fn finish(&mut self) {
+        let _ = BufferedSendStream::finish(self);
     }
 }
 
@@ -128,19 +140,44 @@ pub struct RelaySide {
 }
 
 impl Conn for RelaySide {
-    type Tx = quinn::SendStream;
+    type Tx = BufferedSendStream;
     type Rx = quinn::RecvStream;
     async fn open_uni(&self) -> Self::Tx {
-        self.transport.open_uni(self.peer).await.unwrap()
+        BufferedSendStream::new(self.transport.open_uni(self.peer).await.unwrap())
     }
     async fn open_bi(&self) -> (Self::Tx, Self::Rx) {
-        self.transport.open_bi(self.peer).await.unwrap()
+        let (send, recv) = self.transport.open_bi(self.peer).await.unwrap();
+        (BufferedSendStream::new(send), recv)
     }
     async fn accept_uni(&self) -> Option<Self::Rx> {
         Some(common::relay::accept_uni(&self.transport).await)
     }
     async fn accept_bi(&self) -> Option<(Self::Tx, Self::Rx)> {
-        Some(common::relay::accept_bi(&self.transport).await)
+        let (send, recv) = common::relay::accept_bi(&self.transport).await;
+        Some((BufferedSendStream::new(send), recv))
+    }
+}
+
+/// relay-node's sides writing on quinn's own send stream, as
+/// `Transport::open_*` hands it out, with no coalescing (the baseline of
+/// [`BufferedSendStream`]).
+#[derive(Debug, Clone)]
+pub struct QuinnRelaySide(pub RelaySide);
+
+impl Conn for QuinnRelaySide {
+    type Tx = quinn::SendStream;
+    type Rx = quinn::RecvStream;
+    async fn open_uni(&self) -> Self::Tx {
+        self.0.transport.open_uni(self.0.peer).await.unwrap()
+    }
+    async fn open_bi(&self) -> (Self::Tx, Self::Rx) {
+        self.0.transport.open_bi(self.0.peer).await.unwrap()
+    }
+    async fn accept_uni(&self) -> Option<Self::Rx> {
+        self.0.accept_uni().await
+    }
+    async fn accept_bi(&self) -> Option<(Self::Tx, Self::Rx)> {
+        Some(common::relay::accept_bi(&self.0.transport).await)
     }
 }
 

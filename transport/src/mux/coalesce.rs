@@ -65,6 +65,13 @@ impl Coalescer {
         Ok(())
     }
 
+    /// Buffers `bytes` as they are, with no prefix, at `now` (for a plain
+    /// byte stream; see [`super::buffered`]).
+    pub fn push_raw(&mut self, bytes: &[u8], now: Instant) {
+        self.buf.extend_from_slice(bytes);
+        self.oldest.get_or_insert(now);
+    }
+
     /// When the oldest buffered message came (`None` if empty). A driver
     /// passes this as `now` to [`Self::push`] to skip reading the clock
     /// for every message after the first of a batch.

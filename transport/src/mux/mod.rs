@@ -73,6 +73,8 @@
 //! What any protocol means: it only reads and writes the 2-byte id.
 
 mod addrs;
+mod batch;
+pub mod buffered;
 pub mod coalesce;
 mod config;
 mod driver;
@@ -96,6 +98,7 @@ use relay_proto::NodeId;
 use tokio::sync::watch;
 
 pub use addrs::MAX_KNOWN_ADDRS;
+pub use buffered::{BufferedSendStream, BufferedWriteError};
 pub use config::{MuxConfig, QueueConfig};
 pub use error::{OpenError, RegisterError};
 pub use id::{frame_datagram, read_header, split_datagram, HeaderError, ProtocolId, HEADER_LEN};
