@@ -6,8 +6,10 @@
 //! - the **data directory** ([`datadir`]): identity and network key
 //!   ([`keystore`], written atomically with mode 0600 by [`atomic`]),
 //!   bootstrap peers from a join ticket ([`bootstrap`]), the single-instance
-//!   lock ([`lock`]), and `run`'s checks before any side effect
-//!   ([`preflight`]);
+//!   lock ([`lock`]), `run`'s checks before any side effect
+//!   ([`preflight`]), and the peers to dial again after a restart
+//!   ([`recent_peers`]: the sans-IO core; [`recent_peers_store`],
+//!   [`recent_peers_driver`]);
 //! - the **verbs**: [`init`], [`invite`], [`run`], and the local API
 //!   clients behind `status`, `netcheck`, `ping`, `members` and `ledger`
 //!   ([`app`] wires them to
