@@ -1,6 +1,6 @@
 //! The `channel`, `sub` and `pub` verbs: their arguments and what they do,
-//! all through the local API (`/v1/channels...`, the `channels` frame
-//! stream for `sub`, `/v1/pub`).
+//! all through the local API (`/v1/channels...`; the `channels` frame
+//! stream for `sub` and `pub`).
 
 use std::io::{BufRead, Write};
 
@@ -8,14 +8,12 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use thiserror::Error;
 
-use crate::api::channels_client::{StreamEvent, SubStream};
+use crate::api::channels_client::{ChannelStream, StreamEvent};
 use crate::api::client::{ApiClient, ClientError};
 use crate::datadir::DataDir;
 
-/// Messages per `/v1/pub` request when reading stdin.
-const PUB_BATCH: usize = 1000;
-/// Bytes of messages per `/v1/pub` request (the API takes 64 KiB bodies).
-const PUB_BATCH_BYTES: usize = 40 * 1024;
+/// Bytes of messages `pub -` queues before a write.
+const PUB_WRITE_BYTES: usize = 64 * 1024;
 
 /// `relay-node channel` sub-commands.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
@@ -253,7 +251,7 @@ pub fn sub(dir: &DataDir, args: SubArgs) -> Result<(), ChannelCmdError> {
         "start": start,
         "backpressure": args.backpressure,
     });
-    let mut stream = SubStream::open(dir, &open)?;
+    let mut stream = ChannelStream::open(dir, &open)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut received = 0u64;
     let result = loop {
@@ -307,63 +305,78 @@ pub fn sub(dir: &DataDir, args: SubArgs) -> Result<(), ChannelCmdError> {
     Ok(result?)
 }
 
-/// `relay-node pub ...`.
+/// What the node acknowledged on a publishing stream.
+#[derive(Debug, Default, Clone, Copy)]
+struct Acked {
+    count: u64,
+    delivered: u64,
+    targets: u64,
+}
+
+/// Reads acknowledgements until the node closes the stream.
+fn read_acks(mut stream: ChannelStream) -> Result<Acked, ClientError> {
+    let mut acked = Acked::default();
+    while let Some((d, t)) = stream.next_ack()? {
+        acked.count += 1;
+        acked.delivered += u64::from(d);
+        acked.targets += u64::from(t);
+    }
+    Ok(acked)
+}
+
+/// `relay-node pub ...`: over the `channels` frame stream, messages
+/// written many per write while a second thread reads acknowledgements.
 pub fn publish(dir: &DataDir, args: PubArgs) -> Result<(), ChannelCmdError> {
-    let token = token_text(args.token.as_deref())?;
-    let mut client = ApiClient::connect(dir)?;
-    let mut send = |messages: &[String]| -> Result<Vec<(u64, u64)>, ChannelCmdError> {
-        let answer: Value = client.post(
-            "/v1/pub",
-            &json!({"name": args.name, "token": token, "messages": messages}),
-        )?;
-        let empty = Vec::new();
-        Ok(answer["results"]
-            .as_array()
-            .unwrap_or(&empty)
-            .iter()
-            .map(|r| {
-                (
-                    r["delivered"].as_u64().unwrap_or(0),
-                    r["targets"].as_u64().unwrap_or(0),
-                )
-            })
-            .collect())
-    };
+    let open = json!({
+        "op": "pub",
+        "name": args.name,
+        "token": token_text(args.token.as_deref())?,
+    });
+    let stream = ChannelStream::open(dir, &open)?;
+    let mut writer = stream.writer()?;
+    let reader = std::thread::spawn(move || read_acks(stream));
+    let written = (|| -> Result<(), ChannelCmdError> {
+        if args.msg != "-" {
+            writer.queue(args.msg.as_bytes())?;
+        } else {
+            for line in std::io::stdin().lock().lines() {
+                writer.queue(line?.as_bytes())?;
+                if writer.queued() >= PUB_WRITE_BYTES {
+                    writer.flush()?;
+                }
+            }
+        }
+        Ok(writer.finish()?)
+    })();
+    if written.is_err() {
+        // Stop the reader too: the node would wait for more messages.
+        writer.abort();
+    }
+    let acked = reader
+        .join()
+        .unwrap_or_else(|_| Err(ClientError::Protocol("the ack reader failed".into())));
+    // The node's own error (e.g. `token: scope`) explains a failed write.
+    let acked = acked?;
+    written?;
     let mut out = std::io::stdout().lock();
     if args.msg != "-" {
-        for (d, t) in send(std::slice::from_ref(&args.msg))? {
-            out_line(&mut out, &format!("delivered {d}/{t}"));
+        if acked.count != 1 {
+            return Err(
+                ClientError::Protocol("the node closed without an acknowledgement".into()).into(),
+            );
         }
-        return Ok(());
+        out_line(
+            &mut out,
+            &format!("delivered {}/{}", acked.delivered, acked.targets),
+        );
+    } else {
+        out_line(
+            &mut out,
+            &format!(
+                "published {} messages: delivered {}/{}",
+                acked.count, acked.delivered, acked.targets
+            ),
+        );
     }
-    let (mut count, mut delivered, mut targets) = (0u64, 0u64, 0u64);
-    let mut batch: Vec<String> = Vec::new();
-    let mut bytes = 0;
-    let mut lines = std::io::stdin().lock().lines();
-    loop {
-        let line = lines.next().transpose()?;
-        let end = line.is_none();
-        if let Some(line) = line {
-            bytes += line.len() + 8;
-            batch.push(line);
-        }
-        let full = batch.len() >= PUB_BATCH || bytes >= PUB_BATCH_BYTES;
-        if (full || end) && !batch.is_empty() {
-            for (d, t) in send(&batch)? {
-                count += 1;
-                delivered += d;
-                targets += t;
-            }
-            batch.clear();
-            bytes = 0;
-        }
-        if end {
-            break;
-        }
-    }
-    out_line(
-        &mut out,
-        &format!("published {count} messages: delivered {delivered}/{targets}"),
-    );
     Ok(())
 }

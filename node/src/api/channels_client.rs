@@ -1,8 +1,9 @@
-//! The subscriber side of the `channels` frame stream, for the CLI's
-//! `relay-node sub`: a blocking Unix socket upgraded with
-//! `GET /v1/stream/channels`, the JSON open frame, then binary event
-//! frames (layouts in [`super::channels_stream`] and docs/LOCAL_API.md)
-//! decoded into [`StreamEvent`]s. Many events arrive per read.
+//! The client side of the `channels` frame stream, for the CLI's
+//! `relay-node sub` and `relay-node pub`: a blocking Unix socket upgraded
+//! with `GET /v1/stream/channels`, the JSON open frame, then binary frames
+//! (layouts in [`super::channels_stream`] and docs/LOCAL_API.md): events
+//! decoded into [`StreamEvent`]s, or messages out and acknowledgements
+//! back. Many frames go per read and per write.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
@@ -12,7 +13,7 @@ use relay_proto::frame_stream::{encode_frame, FrameDecoder, UPGRADE_PROTOCOL};
 use relay_proto::NodeId;
 use serde_json::Value;
 
-use super::channels_stream::{END, GAP, MESSAGE};
+use super::channels_stream::{ACK, END, GAP, MESSAGE};
 use super::client::ClientError;
 use super::error::{kind_for_status, ErrorBody};
 use crate::datadir::DataDir;
@@ -51,9 +52,10 @@ pub enum StreamEvent {
     },
 }
 
-/// A subscription over the frame stream.
+/// A subscription or a publishing session over the frame stream (its
+/// reading half; [`ChannelStream::writer`] gives the writing half).
 #[derive(Debug)]
-pub struct SubStream {
+pub struct ChannelStream {
     sock: UnixStream,
     decoder: FrameDecoder,
     /// Frames read and not yet returned.
@@ -106,10 +108,10 @@ pub fn decode_event(frame: &[u8]) -> Result<StreamEvent, ClientError> {
     }
 }
 
-impl SubStream {
-    /// Connects to the node serving `dir`, upgrades, and subscribes with
-    /// `open` (the `{"op":"sub",...}` object); returns once the owner
-    /// accepted, or with the node's error (e.g. `token: required`).
+impl ChannelStream {
+    /// Connects to the node serving `dir`, upgrades, and opens with `open`
+    /// (the `{"op":"sub",...}` or `{"op":"pub",...}` object); returns once
+    /// the node said ok, or with its error (e.g. `token: required`).
     pub fn open(dir: &DataDir, open: &Value) -> Result<Self, ClientError> {
         let mut sock = match UnixStream::connect(dir.api_socket_path()) {
             Ok(s) => s,
@@ -183,6 +185,34 @@ impl SubStream {
         self.ready.len()
     }
 
+    /// A second handle on the socket, to write messages from another
+    /// thread while this one reads acknowledgements.
+    pub fn writer(&self) -> Result<FrameWriter, ClientError> {
+        Ok(FrameWriter {
+            sock: self.sock.try_clone()?,
+            out: Vec::new(),
+        })
+    }
+
+    /// The next publish acknowledgement, (delivered, targets); `None` when
+    /// the node closed the stream; the session's end is an error.
+    pub fn next_ack(&mut self) -> Result<Option<(u32, u32)>, ClientError> {
+        let Some(f) = self.frame()? else {
+            return Ok(None);
+        };
+        match f.first() {
+            Some(&ACK) if f.len() == 9 => {
+                let word = |b: &[u8]| b.try_into().ok().map(u32::from_be_bytes);
+                match (word(&f[1..5]), word(&f[5..9])) {
+                    (Some(d), Some(t)) => Ok(Some((d, t))),
+                    _ => Err(protocol("a bad ack frame")),
+                }
+            }
+            Some(&END) => Err(remote(&f[1..], "protocol")),
+            _ => Err(protocol(format!("a bad ack frame of {} bytes", f.len()))),
+        }
+    }
+
     /// The next event; `None` when the node closed the stream without an
     /// error; the subscription's end (`token: revoked`, ...) is an error.
     pub fn next_event(&mut self) -> Result<Option<StreamEvent>, ClientError> {
@@ -190,6 +220,46 @@ impl SubStream {
             Some(f) => decode_event(&f).map(Some),
             None => Ok(None),
         }
+    }
+}
+
+/// The writing half of a [`ChannelStream`]: frames are queued and
+/// written together.
+#[derive(Debug)]
+pub struct FrameWriter {
+    sock: UnixStream,
+    out: Vec<u8>,
+}
+
+impl FrameWriter {
+    /// Queues one frame.
+    pub fn queue(&mut self, payload: &[u8]) -> Result<(), ClientError> {
+        encode_frame(payload, &mut self.out).map_err(|e| protocol(e.to_string()))
+    }
+
+    /// Bytes queued and not written yet.
+    pub fn queued(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Writes what is queued.
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        self.sock.write_all(&self.out)?;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Writes what is queued and closes the writing side (the node then
+    /// answers what is in flight and closes).
+    pub fn finish(&mut self) -> Result<(), ClientError> {
+        self.flush()?;
+        self.sock.shutdown(std::net::Shutdown::Write)?;
+        Ok(())
+    }
+
+    /// Closes both directions at once (the reading half then ends).
+    pub fn abort(&mut self) {
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
     }
 }
 
