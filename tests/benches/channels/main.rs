@@ -10,7 +10,7 @@
 //!   and one call per message (`ChannelsApi::queue_publish`);
 //! - **local API from separate processes**: publisher process → node A →
 //!   node B → subscriber process, real `relay-node` processes, the
-//!   `/v1/stream/channels` binary frames (see `channels_procs.rs`);
+//!   `/v1/stream/channels` binary frames (see `procs.rs`);
 //! - **fan-out**: one publisher on A, 10 subscribing nodes: msgs/s per
 //!   subscriber;
 //! - **latency** publish → delivery at 1000 msgs/s, p50/p99, next to the
@@ -29,12 +29,10 @@
 //! `RELAY_BENCH_REPEATS` (3 / 1).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "common/mod.rs"]
+#[path = "../common/mod.rs"]
 mod common;
 
-#[path = "channels_node.rs"]
 mod node;
-#[path = "channels_procs.rs"]
 mod procs;
 
 use std::time::{Duration, Instant};
