@@ -144,8 +144,9 @@ impl<S: BatchSink> BufferedSendStream<S> {
             }
             Mode::Batching(writer) => {
                 let error = writer.error();
-                writer.close();
-                self.mode = Mode::Batching(writer);
+                // Dropping the writer closes it: its flusher hands quinn
+                // what is buffered, then finishes the stream.
+                drop(writer);
                 error.map_or(Ok(()), |e| Err(e.into()))
             }
             Mode::Finished => Err(BufferedWriteError::Closed),
@@ -258,6 +259,7 @@ mod tests {
         assert!(sink.bytes().ends_with(b"last"));
         assert!(sink.finished.load(Ordering::SeqCst));
         assert_eq!(stream.write_all(b"x").await.unwrap_err().kind(), "closed");
+        assert_eq!(stream.finish().unwrap_err().kind(), "closed");
     }
 
     #[tokio::test(start_paused = true)]
