@@ -36,6 +36,7 @@ use std::sync::Arc;
 
 use relay_transport::Mux;
 
+use crate::revocations_set::RevocationSet;
 use crate::subsystem::{Subsystem, SubsystemSet};
 
 /// What subsystems are built from.
@@ -63,7 +64,7 @@ pub fn builtins(ctx: &NodeContext) -> SubsystemSet {
             ctx.ledger.clone(),
         )),
         Arc::new(revocations),
-        Arc::new(rpc_subsystem(ctx)),
+        Arc::new(rpc_subsystem(ctx, revoked.clone())),
         Arc::new(channels::ChannelsSubsystem::new(
             ctx.mux.clone(),
             ctx.ledger.clone(),
@@ -74,8 +75,8 @@ pub fn builtins(ctx: &NodeContext) -> SubsystemSet {
 }
 
 /// The rpc subsystem, serving `echo` when asked.
-fn rpc_subsystem(ctx: &NodeContext) -> rpc::Rpc {
-    let rpc = rpc::Rpc::new(ctx.mux.clone(), Some(ctx.ledger.clone()));
+fn rpc_subsystem(ctx: &NodeContext, revoked: RevocationSet) -> rpc::Rpc {
+    let rpc = rpc::Rpc::with_revocations(ctx.mux.clone(), Some(ctx.ledger.clone()), revoked);
     if ctx.serve_echo {
         if let Err(e) = rpc.serve(rpc_echo::ECHO, rpc_echo::options(), rpc_echo::echo()) {
             tracing::warn!(error = %e, "cannot serve echo");

@@ -29,6 +29,7 @@ use super::rpc_service::{Handler, ServeError, ServeOptions, Services};
 use crate::api::router::{RouteError, Routes};
 use crate::ledger::Ledger;
 use crate::metrics::text::{count, Kind, TextWriter};
+use crate::revocations_set::RevocationSet;
 use crate::subsystem::{BoxFuture, Subsystem, Tasks};
 
 /// How long a fresh node waits for its first own ledger entry (its
@@ -56,6 +57,9 @@ struct Inner {
     paths: Paths,
     env: SharedResilience,
     ledger: Option<Ledger>,
+    /// This subsystem feeds its revocation set from the ledger itself
+    /// (no shared set was given).
+    feeds_revocations: bool,
     registrations: mpsc::UnboundedSender<ServiceRegistration>,
     pending: Mutex<Option<mpsc::UnboundedReceiver<ServiceRegistration>>>,
     /// Registrations and withdrawals queued so far, and how many of them
@@ -85,14 +89,28 @@ impl Rpc {
     /// nRPC over `mux`; with a ledger, services are registered in it and
     /// discovered from it.
     pub fn new(mux: Mux, ledger: Option<Ledger>) -> Self {
+        Self::build(mux, ledger, None)
+    }
+
+    /// As [`Rpc::new`], checking tokens against the node's one revocation
+    /// set, which its owner feeds (the `revocations` subsystem).
+    pub fn with_revocations(mux: Mux, ledger: Option<Ledger>, revocations: RevocationSet) -> Self {
+        Self::build(mux, ledger, Some(revocations))
+    }
+
+    /// `revocations` is `None` when this subsystem feeds a set of its own.
+    fn build(mux: Mux, ledger: Option<Ledger>, revocations: Option<RevocationSet>) -> Self {
         let node = mux.transport().node_id();
+        let feeds_revocations = revocations.is_none();
+        let revocations = revocations.unwrap_or_default();
         let (registrations, pending) = mpsc::unbounded_channel();
         let seed = rand::random::<u64>();
         Self {
             inner: Arc::new(Inner {
                 mux,
                 node,
-                services: Arc::new(Services::new(node)),
+                services: Arc::new(Services::new(node, revocations)),
+                feeds_revocations,
                 directory: Arc::new(Directory::default()),
                 paths: Paths::default(),
                 env: Arc::new(Mutex::new(Resilience::new(SplitMix64::new(seed)))),
@@ -453,14 +471,16 @@ impl Subsystem for Rpc {
         let Some(ledger) = self.inner.ledger.clone() else {
             return;
         };
-        tasks.spawn(
-            "rpc-revocations",
-            self.inner
-                .services
-                .revocations()
-                .clone()
-                .run(ledger.clone()),
-        );
+        if self.inner.feeds_revocations {
+            tasks.spawn(
+                "rpc-revocations",
+                self.inner
+                    .services
+                    .revocations()
+                    .clone()
+                    .run(ledger.clone()),
+            );
+        }
         tasks.spawn(
             "rpc-directory",
             rpc_directory::follow(ledger.clone(), self.inner.directory.clone()),

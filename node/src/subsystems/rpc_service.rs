@@ -198,11 +198,11 @@ pub struct Services {
 }
 
 impl Services {
-    /// None yet, on node `node`.
-    pub fn new(node: relay_proto::NodeId) -> Self {
+    /// None yet, on node `node`, checking tokens against `revocations`.
+    pub fn new(node: relay_proto::NodeId, revocations: RevocationSet) -> Self {
         Self {
             node,
-            revocations: RevocationSet::new(),
+            revocations,
             map: RwLock::default(),
         }
     }
@@ -212,7 +212,7 @@ impl Services {
         self.node
     }
 
-    /// The revocations token checks consult (fed by the rpc subsystem).
+    /// The revocations token checks consult.
     pub fn revocations(&self) -> &RevocationSet {
         &self.revocations
     }
