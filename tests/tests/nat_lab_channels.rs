@@ -14,7 +14,7 @@
 //! The same checks run in the friendlier topology with a second public
 //! observer (docs/LAB.md, Topology). Each case prints `nat-lab channels
 //! (TOPOLOGY): ...` with the time the 2000 messages took and the paths;
-//! each takes about 10-20 s. Skipped with `SKIPPED: ...` unless root with
+//! each takes about 4 s. Skipped with `SKIPPED: ...` unless root with
 //! `ip` and `nft`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -19,7 +19,7 @@
 //!
 //! Runs ticket-only, then with a second public observer (docs/LAB.md,
 //! Topology); each case prints `nat-lab rpc (TOPOLOGY): ...` and takes
-//! about 15-25 s. Skipped with `SKIPPED: ...` unless root with `ip` and
+//! about 8 s. Skipped with `SKIPPED: ...` unless root with `ip` and
 //! `nft`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -39,6 +39,9 @@ use crate::subsystems::channels_registry::{owner_of, registered, registration};
 
 /// How long a subscribe or a publish waits for the owner's answer.
 pub const OWNER_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long `create` on a fresh node waits for its first announcement
+/// before registering the channel anyway.
+pub const REGISTER_GRACE: Duration = Duration::from_secs(10);
 /// Events taken from a subscription per turn.
 const EVENT_BATCH: usize = 256;
 /// Lines buffered for a slow subscriber.
@@ -308,6 +311,9 @@ impl ChannelsApi {
             .owner_mut()
             .create(&r.name, policy, unix_ms())
             .map_err(|e| op(e.kind(), e.to_string()))?;
+        // Registered after the node's first announcement, or peers learn
+        // of the channel only at their next re-sync (about 30 s later).
+        self.ledger.wait_own_feed(REGISTER_GRACE).await;
         if let Err(e) = self
             .ledger
             .append(registration(&r.name, &policy, false))

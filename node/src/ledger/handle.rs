@@ -118,6 +118,26 @@ impl Ledger {
         &self.shared.store
     }
 
+    /// Waits at most `grace` until this node's own feed holds an entry
+    /// (a fresh node's first is its announcement, which leads the feed
+    /// with its membership proof; peers take nothing of a feed before
+    /// it, so an entry appended ahead of it would wait for a re-sync).
+    pub async fn wait_own_feed(&self, grace: std::time::Duration) {
+        let since = tokio::time::Instant::now();
+        while since.elapsed() < grace {
+            let frontier = self
+                .store()
+                .origin(&self.node_id())
+                .ok()
+                .flatten()
+                .map_or(0, |o| o.frontier);
+            if frontier > 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     /// Appends `body` (its kind is the body's) to this node's feed, stamped
     /// with the current time. Resolves once the entry is durable.
     pub async fn append(&self, body: Body) -> Result<Cursor, LedgerError> {

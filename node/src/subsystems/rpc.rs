@@ -336,18 +336,9 @@ async fn register(
 ) {
     // A fresh node appends nothing before its announcement (which waits
     // until appending cannot fork its own feed).
-    let since = tokio::time::Instant::now();
-    while since.elapsed() < REGISTER_GRACE && !token.is_cancelled() {
-        let frontier = ledger
-            .store()
-            .origin(&ledger.node_id())
-            .ok()
-            .flatten()
-            .map_or(0, |o| o.frontier);
-        if frontier > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::select! {
+        () = ledger.wait_own_feed(REGISTER_GRACE) => {}
+        () = token.cancelled() => {}
     }
     loop {
         let next = tokio::select! {
