@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use relay_channels::{Policy, SubEvent, SubscriptionConfig};
 use relay_node::api::channels::ChannelsApi;
 use relay_node::ledger::Ledger;
+use relay_node::revocations_set::RevocationSet;
 use relay_node::subsystem::{Subsystem, Tasks};
 use relay_node::subsystems::channels::ChannelsSubsystem;
 use relay_node::subsystems::channels_driver::{lock, unix_ms};
@@ -100,7 +101,7 @@ impl Node {
         .unwrap();
         let mux = Mux::new(transport, MuxConfig::default());
         let tasks = Tasks::new();
-        let channels = ChannelsSubsystem::new(mux.clone(), ledger);
+        let channels = ChannelsSubsystem::new(mux.clone(), ledger, RevocationSet::new());
         channels.register_protocols(&mux, &tasks).unwrap();
         let mut raw = mux.register(RAW, "raw", QueueConfig::default()).unwrap();
         let (done_tx, done_rx) = mpsc::channel(16);
