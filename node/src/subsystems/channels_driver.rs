@@ -97,7 +97,7 @@ struct Driver {
     writers: HashMap<NodeId, Writer>,
     generations: HashMap<NodeId, u64>,
     ended_tx: mpsc::Sender<WriterEnded>,
-    frames_tx: mpsc::Sender<(NodeId, ChannelFrame)>,
+    frames_tx: mpsc::Sender<(NodeId, Vec<ChannelFrame>)>,
     /// Wakes the driver (writers: room again in an outbox).
     wake: Arc<Notify>,
     tasks: JoinSet<()>,
@@ -313,7 +313,8 @@ pub async fn drive(
     let mut revoked = revocations.subscribe();
     sweep(&revocations, &hub);
     let (ended_tx, mut ended_rx) = mpsc::channel(64);
-    let (frames_tx, mut frames_rx) = mpsc::channel(1024);
+    // Each entry is the frames of one stream read (at most 64 KiB).
+    let (frames_tx, mut frames_rx) = mpsc::channel(64);
     let (dialed_tx, mut dialed_rx) = mpsc::channel(64);
     let mut d = Driver {
         mux,
@@ -360,15 +361,17 @@ pub async fn drive(
                 Some(i) => d.incoming(i),
                 None => return,
             },
-            Some((from, frame)) = frames_rx.recv() => {
+            Some(first) = frames_rx.recv() => {
                 let mut hub = lock(&d.hub);
                 let now = unix_ms();
-                hub.handle_frame(now, from, frame);
-                for _ in 1..FRAME_BATCH {
-                    match frames_rx.try_recv() {
-                        Ok((from, frame)) => hub.handle_frame(now, from, frame),
-                        Err(_) => break,
+                let mut handled = 0;
+                let mut next = Some(first);
+                while let Some((from, frames)) = next {
+                    handled += frames.len();
+                    for frame in frames {
+                        hub.handle_frame(now, from, frame);
                     }
+                    next = if handled < FRAME_BATCH { frames_rx.try_recv().ok() } else { None };
                 }
             }
             () = wake.notified() => {}

@@ -88,39 +88,40 @@ pub async fn write_to_peer(
     let _ = send.finish();
 }
 
-/// Reads frames from a stream `from` opened until it ends, handing each to
-/// `frames` (waiting when the driver is behind, which holds the peer back
-/// through QUIC flow control).
+/// Reads frames from a stream `from` opened until it ends, handing the
+/// frames of each read to `frames` in one send (waiting when the driver is
+/// behind, which holds the peer back through QUIC flow control).
 pub async fn read_from_peer(
     from: NodeId,
     mut recv: RecvStream,
-    frames: mpsc::Sender<(NodeId, ChannelFrame)>,
+    frames: mpsc::Sender<(NodeId, Vec<ChannelFrame>)>,
     counters: Arc<WireCounters>,
 ) {
     let mut decoder = FrameDecoder::new(MAX_FRAME_LEN);
     let mut buf = vec![0u8; READ_CHUNK];
     while let Ok(Some(n)) = recv.read(&mut buf).await {
         decoder.push(&buf[..n]);
-        loop {
+        let mut batch = Vec::new();
+        let bad = loop {
             let frame = match decoder.next_frame() {
                 Ok(Some(bytes)) => ChannelFrame::decode(&bytes).map_err(|e| e.to_string()),
-                Ok(None) => break,
+                Ok(None) => break None,
                 Err(e) => Err(e.to_string()),
             };
             match frame {
-                Ok(frame) => {
-                    counters.frames_in.fetch_add(1, Relaxed);
-                    if frames.send((from, frame)).await.is_err() {
-                        return;
-                    }
-                }
-                Err(why) => {
-                    counters.bad_frames.fetch_add(1, Relaxed);
-                    tracing::debug!(peer = %from.fmt_short(), why, "bad channel frame");
-                    stop_uni(&mut recv, RESET_BAD_FRAME);
-                    return;
-                }
+                Ok(frame) => batch.push(frame),
+                Err(why) => break Some(why),
             }
+        };
+        counters.frames_in.fetch_add(batch.len() as u64, Relaxed);
+        if !batch.is_empty() && frames.send((from, batch)).await.is_err() {
+            return;
+        }
+        if let Some(why) = bad {
+            counters.bad_frames.fetch_add(1, Relaxed);
+            tracing::debug!(peer = %from.fmt_short(), why, "bad channel frame");
+            stop_uni(&mut recv, RESET_BAD_FRAME);
+            return;
         }
     }
 }
