@@ -7,7 +7,7 @@
 //! links it covers), and runs the owner's timers.
 //! Policy lives in the cores; the driver decides nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,9 +19,10 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 
 use super::channels_hub::Hub;
+use super::channels_outbox::Outbox;
 use super::channels_redial::OwnerDials;
 use super::channels_wire::{
-    encode, read_from_peer, send_datagram, write_to_peer, WireCounters, WriterEnded, WRITER_QUEUE,
+    encode, read_from_peer, send_datagram, write_to_peer, WireCounters, WriterEnded,
 };
 use crate::ledger::Ledger;
 use crate::revocations::Revoked;
@@ -45,9 +46,42 @@ pub fn lock(hub: &Mutex<Hub>) -> std::sync::MutexGuard<'_, Hub> {
     hub.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// One peer's stream writer: its outbox, and the frames held back (in
+/// order) while the outbox is full. Dropping it closes the outbox (the
+/// writer finishes the stream after what is buffered).
 struct Writer {
     generation: u64,
-    tx: mpsc::Sender<Vec<u8>>,
+    outbox: Arc<Outbox>,
+    held: VecDeque<Vec<u8>>,
+}
+
+impl Writer {
+    /// Queues `frame` behind any held ones and moves what fits.
+    fn push(&mut self, frame: Vec<u8>, counters: &WireCounters) {
+        self.held.push_back(frame);
+        self.move_held(counters);
+    }
+
+    /// Moves held frames into the outbox while it has room.
+    fn move_held(&mut self, counters: &WireCounters) {
+        while let Some(frame) = self.held.front() {
+            match self.outbox.try_push(frame) {
+                Ok(true) => counters.frames_out.fetch_add(1, Relaxed),
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "channels frame not sent");
+                    0
+                }
+            };
+            self.held.pop_front();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.outbox.close();
+    }
 }
 
 struct Driver {
@@ -63,12 +97,18 @@ struct Driver {
     writers: HashMap<NodeId, Writer>,
     generations: HashMap<NodeId, u64>,
     ended_tx: mpsc::Sender<WriterEnded>,
-    frames_tx: mpsc::Sender<(NodeId, ChannelFrame)>,
+    frames_tx: mpsc::Sender<(NodeId, Vec<ChannelFrame>)>,
+    /// Wakes the driver (writers: room again in an outbox).
+    wake: Arc<Notify>,
     tasks: JoinSet<()>,
 }
 
 impl Driver {
     fn flush(&mut self) {
+        // Frames held back for room go first, in order.
+        for w in self.writers.values_mut() {
+            w.move_held(&self.counters);
+        }
         let out = lock(&self.hub).drain_out(unix_ms());
         for t in out {
             if !t.reliable {
@@ -80,26 +120,24 @@ impl Driver {
             };
             let generation = self.generations.get(&t.peer).copied().unwrap_or(0);
             let writer = self.writers.entry(t.peer).or_insert_with(|| {
-                let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+                let outbox = Arc::new(Outbox::default());
                 self.tasks.spawn(write_to_peer(
                     self.mux.clone(),
                     t.peer,
                     generation,
-                    rx,
+                    outbox.clone(),
+                    self.wake.clone(),
                     self.ended_tx.clone(),
-                    self.counters.clone(),
                 ));
-                Writer { generation, tx }
+                Writer {
+                    generation,
+                    outbox,
+                    held: VecDeque::new(),
+                }
             });
-            if writer.tx.try_send(bytes).is_err() {
-                // The peer does not keep up with far more than its
-                // credit allows: treat the connection as lost; links
-                // resume when it is back.
-                tracing::debug!(peer = %t.peer.fmt_short(), "channels writer full");
-                let peer = t.peer;
-                self.writers.remove(&peer);
-                self.lost(peer);
-            }
+            // A busy peer's frames wait (bounded by the credit its links
+            // granted); they are never dropped.
+            writer.push(bytes, &self.counters);
         }
     }
 
@@ -275,7 +313,8 @@ pub async fn drive(
     let mut revoked = revocations.subscribe();
     sweep(&revocations, &hub);
     let (ended_tx, mut ended_rx) = mpsc::channel(64);
-    let (frames_tx, mut frames_rx) = mpsc::channel(1024);
+    // Each entry is the frames of one stream read (at most 64 KiB).
+    let (frames_tx, mut frames_rx) = mpsc::channel(64);
     let (dialed_tx, mut dialed_rx) = mpsc::channel(64);
     let mut d = Driver {
         mux,
@@ -289,6 +328,7 @@ pub async fn drive(
         generations: HashMap::new(),
         ended_tx,
         frames_tx,
+        wake: wake.clone(),
         tasks: JoinSet::new(),
     };
     loop {
@@ -321,15 +361,17 @@ pub async fn drive(
                 Some(i) => d.incoming(i),
                 None => return,
             },
-            Some((from, frame)) = frames_rx.recv() => {
+            Some(first) = frames_rx.recv() => {
                 let mut hub = lock(&d.hub);
                 let now = unix_ms();
-                hub.handle_frame(now, from, frame);
-                for _ in 1..FRAME_BATCH {
-                    match frames_rx.try_recv() {
-                        Ok((from, frame)) => hub.handle_frame(now, from, frame),
-                        Err(_) => break,
+                let mut handled = 0;
+                let mut next = Some(first);
+                while let Some((from, frames)) = next {
+                    handled += frames.len();
+                    for frame in frames {
+                        hub.handle_frame(now, from, frame);
                     }
+                    next = if handled < FRAME_BATCH { frames_rx.try_recv().ok() } else { None };
                 }
             }
             () = wake.notified() => {}

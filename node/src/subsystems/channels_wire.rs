@@ -3,7 +3,9 @@
 //! Reliable frames: each node opens one unidirectional stream to each peer
 //! it has frames for (per connection) and writes them as length-prefixed
 //! frames (`relay_proto::frame_stream`: u32 big-endian length, then the
-//! encoded `ChannelFrame`), many per write when they queue up. Every
+//! encoded `ChannelFrame`), everything buffered in one write
+//! (see [`super::channels_outbox`]: a busy peer's frames wait, in order,
+//! never dropped). Every
 //! link's frames share that stream, so they stay in order. Best-effort
 //! deliveries go as datagrams, one frame each; a datagram that cannot be
 //! sent is dropped and counted. A frame over the limit, or one that does
@@ -12,18 +14,16 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use relay_proto::frame_stream::{encode_frame, FrameDecoder};
+use relay_proto::frame_stream::FrameDecoder;
 use relay_proto::wire::channel::{ChannelFrame, MAX_FRAME_LEN};
 use relay_transport::mux::{stop_uni, Mux, ProtocolId, RESET_BAD_FRAME};
 use relay_transport::{NodeId, RecvStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
+
+use super::channels_outbox::Outbox;
 
 /// The channels protocol's id on the mux.
 pub const CHANNELS: ProtocolId = ProtocolId::new(3);
-/// Encoded frames queued for one peer's writer.
-pub const WRITER_QUEUE: usize = 4096;
-/// Most bytes gathered into one stream write.
-const WRITE_BATCH: usize = 256 * 1024;
 /// Bytes read from a stream at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -49,86 +49,79 @@ pub struct WriterEnded {
     pub generation: u64,
 }
 
-/// Writes encoded frames from `rx` to `peer` on one stream (opened, and
-/// the peer dialed if needed, at the first frame), batching what queued.
+/// Writes `outbox`'s frames to `peer` on one stream (opened, and the peer
+/// dialed if needed, at the first frame), everything buffered in one write;
+/// wakes the driver (`wake`) when it held frames back for room. Finishes
+/// the stream once the outbox is closed and empty.
 pub async fn write_to_peer(
     mux: Mux,
     peer: NodeId,
     generation: u64,
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    outbox: Arc<Outbox>,
+    wake: Arc<Notify>,
     ended: mpsc::Sender<WriterEnded>,
-    counters: Arc<WireCounters>,
 ) {
     let stop = |why: String| {
         tracing::debug!(peer = %peer.fmt_short(), why, "channels writer stopped");
         let _ = ended.try_send(WriterEnded { peer, generation });
     };
-    let Some(first) = rx.recv().await else {
+    let mut batch = Vec::new();
+    let Some(mut held) = outbox.take(&mut batch).await else {
         return;
     };
     let mut send = match mux.open_uni(peer, CHANNELS).await {
         Ok(s) => s,
         Err(e) => return stop(e.to_string()),
     };
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
-    let mut next = Some(first);
-    while let Some(frame) = next {
-        batch.clear();
-        let mut frame = frame;
-        loop {
-            if let Err(e) = encode_frame(&frame, &mut batch) {
-                return stop(e.to_string());
-            }
-            counters.frames_out.fetch_add(1, Relaxed);
-            if batch.len() >= WRITE_BATCH {
-                break;
-            }
-            match rx.try_recv() {
-                Ok(f) => frame = f,
-                Err(_) => break,
-            }
+    loop {
+        if held {
+            wake.notify_one();
         }
         if let Err(e) = send.write_all(&batch).await {
             return stop(e.to_string());
         }
-        next = rx.recv().await;
+        match outbox.take(&mut batch).await {
+            Some(h) => held = h,
+            None => break,
+        }
     }
     let _ = send.finish();
 }
 
-/// Reads frames from a stream `from` opened until it ends, handing each to
-/// `frames` (waiting when the driver is behind, which holds the peer back
-/// through QUIC flow control).
+/// Reads frames from a stream `from` opened until it ends, handing the
+/// frames of each read to `frames` in one send (waiting when the driver is
+/// behind, which holds the peer back through QUIC flow control).
 pub async fn read_from_peer(
     from: NodeId,
     mut recv: RecvStream,
-    frames: mpsc::Sender<(NodeId, ChannelFrame)>,
+    frames: mpsc::Sender<(NodeId, Vec<ChannelFrame>)>,
     counters: Arc<WireCounters>,
 ) {
     let mut decoder = FrameDecoder::new(MAX_FRAME_LEN);
     let mut buf = vec![0u8; READ_CHUNK];
     while let Ok(Some(n)) = recv.read(&mut buf).await {
         decoder.push(&buf[..n]);
-        loop {
+        let mut batch = Vec::new();
+        let bad = loop {
             let frame = match decoder.next_frame() {
                 Ok(Some(bytes)) => ChannelFrame::decode(&bytes).map_err(|e| e.to_string()),
-                Ok(None) => break,
+                Ok(None) => break None,
                 Err(e) => Err(e.to_string()),
             };
             match frame {
-                Ok(frame) => {
-                    counters.frames_in.fetch_add(1, Relaxed);
-                    if frames.send((from, frame)).await.is_err() {
-                        return;
-                    }
-                }
-                Err(why) => {
-                    counters.bad_frames.fetch_add(1, Relaxed);
-                    tracing::debug!(peer = %from.fmt_short(), why, "bad channel frame");
-                    stop_uni(&mut recv, RESET_BAD_FRAME);
-                    return;
-                }
+                Ok(frame) => batch.push(frame),
+                Err(why) => break Some(why),
             }
+        };
+        counters.frames_in.fetch_add(batch.len() as u64, Relaxed);
+        if !batch.is_empty() && frames.send((from, batch)).await.is_err() {
+            return;
+        }
+        if let Some(why) = bad {
+            counters.bad_frames.fetch_add(1, Relaxed);
+            tracing::debug!(peer = %from.fmt_short(), why, "bad channel frame");
+            stop_uni(&mut recv, RESET_BAD_FRAME);
+            return;
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod channels_driver;
 pub mod channels_hub;
 #[cfg(test)]
 mod channels_hub_tests;
+pub mod channels_outbox;
 pub mod channels_redial;
 pub mod channels_registry;
 pub mod channels_wire;
