@@ -12,9 +12,12 @@
 //!   `service-registration` (docs/RPC.md).
 //! - [`rpc_serve`]: the local API frames a peer process serves nRPC
 //!   calls with (docs/LOCAL_API.md).
+//! - [`channels_stream`]: the local API frames a peer process subscribes
+//!   and publishes with (docs/LOCAL_API.md).
 //! - [`channel`]: pub/sub channel frames (mux protocol id 3).
 
 pub mod channel;
+pub mod channels_stream;
 pub mod control;
 pub mod natpmp;
 pub mod pcp;
