@@ -1,7 +1,7 @@
 //! The client side of the `channels` frame stream, for the CLI's
 //! `relay-node sub` and `relay-node pub`: a blocking Unix socket upgraded
 //! with `GET /v1/stream/channels`, the JSON open frame, then binary frames
-//! (layouts in [`super::channels_stream`] and docs/LOCAL_API.md): events
+//! ([`relay_proto::wire::channels_stream`], docs/LOCAL_API.md): events
 //! decoded into [`StreamEvent`]s, or messages out and acknowledgements
 //! back. Many frames go per read and per write.
 
@@ -10,10 +10,10 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 
 use relay_proto::frame_stream::{encode_frame, FrameDecoder, UPGRADE_PROTOCOL};
+use relay_proto::wire::channels_stream::StreamFrame;
 use relay_proto::NodeId;
 use serde_json::Value;
 
-use super::channels_stream::{ACK, END, GAP, MESSAGE};
 use super::client::ClientError;
 use super::error::{kind_for_status, ErrorBody};
 use crate::datadir::DataDir;
@@ -22,10 +22,6 @@ use crate::datadir::DataDir;
 const READ_CHUNK: usize = 64 * 1024;
 /// Largest HTTP head or error body the client reads before the upgrade.
 const MAX_HEAD: usize = 64 * 1024;
-/// Bytes of a message frame before its data: type, publisher, seq, ts.
-const MESSAGE_HEAD: usize = 1 + 32 + 8 + 8;
-/// Bytes of a gap frame: type, publisher, from, to.
-const GAP_LEN: usize = 1 + 32 + 8 + 8;
 
 /// One event of a subscription, as the node sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,31 +76,36 @@ fn remote(body: &[u8], fallback_kind: &str) -> ClientError {
     }
 }
 
-fn be_u64(bytes: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(bytes.try_into().ok()?))
-}
-
-fn publisher(bytes: &[u8]) -> Option<NodeId> {
-    NodeId::from_bytes(bytes.try_into().ok()?).ok()
+/// The frame in `frame`, or a `protocol` error naming what was expected.
+fn decode<'a>(frame: &'a [u8], what: &str) -> Result<StreamFrame<'a>, ClientError> {
+    StreamFrame::decode(frame).map_err(|e| protocol(format!("a bad {what} frame: {e}")))
 }
 
 /// Decodes one event frame; an end frame is the node's error.
 pub fn decode_event(frame: &[u8]) -> Result<StreamEvent, ClientError> {
-    let bad = || protocol(format!("a bad channels frame of {} bytes", frame.len()));
-    match frame.first() {
-        Some(&MESSAGE) if frame.len() >= MESSAGE_HEAD => Ok(StreamEvent::Message {
-            publisher: publisher(&frame[1..33]).ok_or_else(bad)?,
-            seq: be_u64(&frame[33..41]).ok_or_else(bad)?,
-            ts: be_u64(&frame[41..49]).ok_or_else(bad)?,
-            data: frame[MESSAGE_HEAD..].to_vec(),
+    match decode(frame, "channels")? {
+        StreamFrame::Message {
+            publisher,
+            seq,
+            ts,
+            data,
+        } => Ok(StreamEvent::Message {
+            publisher,
+            seq,
+            ts,
+            data: data.to_vec(),
         }),
-        Some(&GAP) if frame.len() == GAP_LEN => Ok(StreamEvent::Gap {
-            publisher: publisher(&frame[1..33]).ok_or_else(bad)?,
-            from: be_u64(&frame[33..41]).ok_or_else(bad)?,
-            to: be_u64(&frame[41..49]).ok_or_else(bad)?,
+        StreamFrame::Gap {
+            publisher,
+            from,
+            to,
+        } => Ok(StreamEvent::Gap {
+            publisher,
+            from,
+            to,
         }),
-        Some(&END) => Err(remote(&frame[1..], "protocol")),
-        _ => Err(bad()),
+        StreamFrame::End { error } => Err(remote(error.as_bytes(), "protocol")),
+        StreamFrame::Ack { .. } => Err(protocol("an ack frame on a subscription")),
     }
 }
 
@@ -200,16 +201,10 @@ impl ChannelStream {
         let Some(f) = self.frame()? else {
             return Ok(None);
         };
-        match f.first() {
-            Some(&ACK) if f.len() == 9 => {
-                let word = |b: &[u8]| b.try_into().ok().map(u32::from_be_bytes);
-                match (word(&f[1..5]), word(&f[5..9])) {
-                    (Some(d), Some(t)) => Ok(Some((d, t))),
-                    _ => Err(protocol("a bad ack frame")),
-                }
-            }
-            Some(&END) => Err(remote(&f[1..], "protocol")),
-            _ => Err(protocol(format!("a bad ack frame of {} bytes", f.len()))),
+        match decode(&f, "ack")? {
+            StreamFrame::Ack { delivered, targets } => Ok(Some((delivered, targets))),
+            StreamFrame::End { error } => Err(remote(error.as_bytes(), "protocol")),
+            _ => Err(protocol("an event frame on a publishing session")),
         }
     }
 
@@ -313,6 +308,7 @@ fn read_upgrade(sock: &mut UnixStream) -> Result<Vec<u8>, ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use relay_proto::wire::channels_stream::{END, GAP, MESSAGE};
     use relay_proto::SecretKey;
 
     #[test]
@@ -350,7 +346,14 @@ mod tests {
             decode_event(&end).unwrap_err().to_string(),
             "token: revoked"
         );
-        for bad in [&[][..], &[MESSAGE; 10][..], &g[..20], &[0x09, 1, 2][..]] {
+        let ack = [0x04, 0, 0, 0, 1, 0, 0, 0, 1];
+        for bad in [
+            &[][..],
+            &[MESSAGE; 10][..],
+            &g[..20],
+            &[0x09, 1, 2][..],
+            &ack,
+        ] {
             assert_eq!(decode_event(bad).unwrap_err().kind(), "protocol");
         }
     }

@@ -4,17 +4,19 @@
 //! options of `GET /v1/sub`) or `{"op":"pub","name","token"}`; the node
 //! answers `{"ok":true}` or `{"error":{kind,detail}}` (and closes). Then:
 //!
-//! - sub: the node sends one binary frame per event, many per write:
-//!   `0x01` publisher(32) seq(u64 BE) ts(u64 BE) data; `0x02` publisher(32)
-//!   from(u64 BE) to(u64 BE) for a gap; `0x03` and a JSON error when the
+//! - sub: the node sends one binary frame per event, many per write: a
+//!   message, a gap notice, or the end with a JSON error when the
 //!   subscription ends;
 //! - pub: each client frame is one message; the node answers each, in
-//!   order, with `0x04` delivered(u32 BE) targets(u32 BE), or `0x03` and a
-//!   JSON error (then closes). Acknowledgements are written in batches.
+//!   order, with an ack (delivered, targets), or the end with a JSON error
+//!   (then closes). Acknowledgements are written in batches.
+//!
+//! The binary frames are [`relay_proto::wire::channels_stream`]'s.
 
 use std::collections::VecDeque;
 
 use relay_channels::SubEvent;
+use relay_proto::wire::channels_stream::StreamFrame;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -24,15 +26,6 @@ use super::frames::FrameStream;
 use super::router::StreamService;
 use crate::subsystem::BoxFuture;
 use crate::subsystems::channels_hub::AckRx;
-
-/// Frame type: a message.
-pub const MESSAGE: u8 = 0x01;
-/// Frame type: a gap notice.
-pub const GAP: u8 = 0x02;
-/// Frame type: the end, with a JSON error.
-pub const END: u8 = 0x03;
-/// Frame type: a publish acknowledgement.
-pub const ACK: u8 = 0x04;
 
 /// The first frame.
 #[derive(Debug, Deserialize)]
@@ -54,12 +47,23 @@ fn error_json(e: &ApiError) -> Value {
     json!({"error": {"kind": e.kind(), "detail": e.detail()}})
 }
 
-/// An acknowledgement frame.
-fn ack_frame(delivered: u32, targets: u32) -> [u8; 9] {
-    let mut f = [ACK; 9];
-    f[1..5].copy_from_slice(&delivered.to_be_bytes());
-    f[5..].copy_from_slice(&targets.to_be_bytes());
-    f
+/// The first frame, or a `bad-request` error.
+fn parse_open(first: &[u8]) -> Result<Open, ApiError> {
+    serde_json::from_slice::<Open>(first)
+        .map_err(|e| ApiError::BadRequest(format!("bad first frame: {e}")))
+}
+
+/// Appends an acknowledgement frame to `out`.
+fn ack_frame(delivered: u32, targets: u32, out: &mut Vec<u8>) {
+    out.clear();
+    StreamFrame::Ack { delivered, targets }.encode(out);
+}
+
+/// Appends an end frame carrying `error` (JSON) to `out`.
+fn end_frame(error: &Value, out: &mut Vec<u8>) {
+    out.clear();
+    let error = serde_json::to_string(error).unwrap_or_default();
+    StreamFrame::End { error: &error }.encode(out);
 }
 
 /// Answers the first frame with an error.
@@ -69,38 +73,38 @@ async fn refuse(stream: &mut FrameStream, e: &ApiError) {
         .await;
 }
 
-fn encode_event(event: SubEvent, out: &mut Vec<u8>) -> bool {
+/// Encodes `event` into `out` (empty for an event the client does not
+/// see); false when it ends the subscription.
+fn encode_event(event: &SubEvent, out: &mut Vec<u8>) -> bool {
     out.clear();
-    match event {
+    let frame = match event {
         SubEvent::Message {
             publisher,
             seq,
             ts,
             data,
-        } => {
-            out.push(MESSAGE);
-            out.extend_from_slice(publisher.as_bytes());
-            out.extend_from_slice(&seq.to_be_bytes());
-            out.extend_from_slice(&ts.to_be_bytes());
-            out.extend_from_slice(&data);
-        }
+        } => StreamFrame::Message {
+            publisher: *publisher,
+            seq: *seq,
+            ts: *ts,
+            data,
+        },
         SubEvent::Gap {
             publisher,
             from,
             to,
-        } => {
-            out.push(GAP);
-            out.extend_from_slice(publisher.as_bytes());
-            out.extend_from_slice(&from.to_be_bytes());
-            out.extend_from_slice(&to.to_be_bytes());
-        }
+        } => StreamFrame::Gap {
+            publisher: *publisher,
+            from: *from,
+            to: *to,
+        },
         SubEvent::Denied(r) | SubEvent::Ended(r) => {
-            out.push(END);
-            out.extend(serde_json::to_vec(&end_json(r)).unwrap_or_default());
+            end_frame(&end_json(*r), out);
             return false;
         }
         SubEvent::Accepted { .. } => return true,
-    }
+    };
+    frame.encode(out);
     true
 }
 
@@ -127,7 +131,7 @@ async fn serve_sub(api: ChannelsApi, mut stream: FrameStream, options: SubOption
             continue;
         }
         for event in events {
-            let more = encode_event(event, &mut frame);
+            let more = encode_event(&event, &mut frame);
             if !frame.is_empty() && stream.queue(&frame).is_err() {
                 live = false;
             }
@@ -153,6 +157,7 @@ async fn serve_pub(api: ChannelsApi, mut stream: FrameStream, name: String, toke
         return;
     }
     let mut pending: VecDeque<AckRx> = VecDeque::new();
+    let mut frame = Vec::new();
     let mut failed = None;
     loop {
         // Acknowledgements already in, in order; queued for the next write.
@@ -162,7 +167,8 @@ async fn serve_pub(api: ChannelsApi, mut stream: FrameStream, name: String, toke
                     pending.pop_front();
                     match result {
                         Ok((d, t)) => {
-                            let _ = stream.queue(&ack_frame(d, t));
+                            ack_frame(d, t, &mut frame);
+                            let _ = stream.queue(&frame);
                         }
                         Err(r) => failed = Some(super::channels::reason_error(r)),
                     }
@@ -196,15 +202,15 @@ async fn serve_pub(api: ChannelsApi, mut stream: FrameStream, name: String, toke
         }
         match ack(rx).await {
             Ok((d, t)) => {
-                let _ = stream.queue(&ack_frame(d, t));
+                ack_frame(d, t, &mut frame);
+                let _ = stream.queue(&frame);
             }
             Err(e) => failed = Some(e),
         }
     }
     if let Some(e) = failed {
-        let mut end = vec![END];
-        end.extend(serde_json::to_vec(&error_json(&e)).unwrap_or_default());
-        let _ = stream.queue(&end);
+        end_frame(&error_json(&e), &mut frame);
+        let _ = stream.queue(&frame);
     }
     let _ = stream.close().await;
 }
@@ -217,14 +223,91 @@ impl StreamService for ChannelsStream {
                 Ok(Some(f)) => f,
                 _ => return,
             };
-            match serde_json::from_slice::<Open>(&first) {
+            match parse_open(&first) {
                 Ok(Open::Sub(options)) => serve_sub(api, stream, options).await,
                 Ok(Open::Pub { name, token }) => serve_pub(api, stream, name, token).await,
-                Err(e) => {
-                    let e = ApiError::BadRequest(format!("bad first frame: {e}"));
-                    refuse(&mut stream, &e).await;
-                }
+                Err(e) => refuse(&mut stream, &e).await,
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relay_proto::wire::channels_stream::{END, GAP, MESSAGE};
+    use relay_proto::SecretKey;
+
+    #[test]
+    fn the_open_frame_parses_or_is_a_bad_request() {
+        match parse_open(br#"{"op":"pub","name":"a/b","token":"rnk1x"}"#) {
+            Ok(Open::Pub { name, token }) => {
+                assert_eq!((name.as_str(), token.as_deref()), ("a/b", Some("rnk1x")));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_open(br#"{"op":"sub","name":"a/b","start":"from-start"}"#) {
+            Ok(Open::Sub(o)) => assert_eq!(o.start.as_deref(), Some("from-start")),
+            other => panic!("{other:?}"),
+        }
+        let bad: [&[u8]; 9] = [
+            b"",
+            b"\xff\xfe",
+            b"not json",
+            b"{}",
+            br#"{"op":"watch","name":"a"}"#,
+            br#"{"op":"pub"}"#,
+            br#"{"op":"sub","name":"a","count":3}"#,
+            br#"{"op":"pub","name":7}"#,
+            b"[1,2,3]",
+        ];
+        for first in bad {
+            let e = parse_open(first).unwrap_err();
+            assert_eq!(e.kind(), "bad-request", "{first:?}");
+            assert!(e.to_string().starts_with("bad-request: bad first frame"));
+        }
+    }
+
+    #[test]
+    fn events_encode_as_the_proto_frames() {
+        let publisher = SecretKey::from_bytes(&[7; 32]).node_id();
+        let mut out = Vec::new();
+        let message = SubEvent::Message {
+            publisher,
+            seq: 5,
+            ts: 9,
+            data: b"hi".to_vec(),
+        };
+        assert!(encode_event(&message, &mut out));
+        assert_eq!(out[0], MESSAGE);
+        assert_eq!(
+            StreamFrame::decode(&out).unwrap(),
+            StreamFrame::Message {
+                publisher,
+                seq: 5,
+                ts: 9,
+                data: b"hi"
+            }
+        );
+        let gap = SubEvent::Gap {
+            publisher,
+            from: 2,
+            to: 4,
+        };
+        assert!(encode_event(&gap, &mut out));
+        assert_eq!(out[0], GAP);
+        let ended = SubEvent::Ended(relay_proto::wire::channel::Reason::Removed);
+        assert!(!encode_event(&ended, &mut out));
+        assert_eq!(out[0], END);
+        let Ok(StreamFrame::End { error }) = StreamFrame::decode(&out) else {
+            panic!("{out:?}");
+        };
+        let v: Value = serde_json::from_str(error).unwrap();
+        assert_eq!(v["error"]["kind"], "removed");
+        assert!(encode_event(
+            &SubEvent::Accepted { reliable: true },
+            &mut out
+        ));
+        assert!(out.is_empty());
     }
 }
