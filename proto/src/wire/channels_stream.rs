@@ -238,6 +238,7 @@ impl StreamFrame<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn publisher() -> NodeId {
         crate::SecretKey::from_bytes(&[7; 32]).node_id()
@@ -391,6 +392,25 @@ mod tests {
                 if let Ok(frame) = StreamFrame::decode(&f[..n]) {
                     assert_eq!(encoded(&frame), &f[..n]);
                 }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_decode_and_re_encode_or_are_typed_errors(
+            kind in 0u8..6,
+            body in proptest::collection::vec(any::<u8>(), 0..80),
+        ) {
+            // A valid publisher half the time, so messages and gaps decode.
+            let mut bytes = vec![kind];
+            if body.first().is_some_and(|b| b % 2 == 0) {
+                bytes.extend_from_slice(publisher().as_bytes());
+            }
+            bytes.extend_from_slice(&body);
+            match StreamFrame::decode(&bytes) {
+                Ok(frame) => prop_assert_eq!(encoded(&frame), bytes),
+                Err(e) => prop_assert!(e.to_string().starts_with(e.kind())),
             }
         }
     }
