@@ -5,15 +5,17 @@ publish() and subscribe() call these."""
 
 import base64
 import json
+import selectors
 import socket
 import struct
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Union
 
 __all__ = ["create_channel", "remove_channel", "list_channels", "publish", "subscribe"]
 
-# Messages per /v1/pub request, and their bytes (the API takes 64 KiB bodies).
-_BATCH = 1000
-_BATCH_BYTES = 40 * 1024
+# A message: text (sent as UTF-8) or bytes.
+_Message = Union[str, bytes, bytearray, memoryview]
+# Bytes of publish frames gathered for one write.
+_WRITE_BYTES = 64 * 1024
 
 
 def create_channel(client: Any, name: str, require_token: bool = False, best_effort: bool = False,
@@ -40,36 +42,129 @@ def list_channels(client: Any) -> List[Dict[str, Any]]:
     return client._json("GET", "/v1/channels")["channels"]
 
 
-def publish(client: Any, name: str, messages: Union[str, Sequence[str]],
+def publish(client: Any, name: str, messages: Union[_Message, Iterable[_Message]],
             token: Optional[str] = None) -> List[Dict[str, int]]:
     """Publishes one message or many, in order; returns, per message, how
-    many targets got it: `{"delivered": N, "targets": M}`."""
-    if isinstance(messages, str):
+    many targets got it: `{"delivered": N, "targets": M}`. A message is a
+    str (sent as UTF-8) or bytes. Messages go over the channels frame
+    stream, many per write, while the acknowledgements are read as they
+    come; an error (`token`, `no-such-channel`, `timeout`, ...) raises
+    RelayNodeError."""
+    if isinstance(messages, (str, bytes, bytearray, memoryview)):
         messages = [messages]
+    pending = [_payload(m) for m in messages]
+    if not pending:
+        return []
+    opening: Dict[str, Any] = {"op": "pub", "name": name}
+    if token is not None:
+        opening["token"] = token
+    frames = _open(client, opening, name)
+    try:
+        return _pump(frames, name, pending, client.timeout + 15)
+    finally:
+        frames.sock.close()
+
+
+def _payload(message: _Message) -> bytes:
+    """A message's bytes: text as UTF-8, bytes as they are."""
+    if isinstance(message, str):
+        return message.encode()
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return bytes(message)
+    raise TypeError(f"a message is str or bytes, not {type(message).__name__}")
+
+
+def _pump(frames: "_Frames", name: str, messages: List[bytes],
+          timeout: float) -> List[Dict[str, int]]:
+    """Writes `messages` (many frames per write), closes the writing side
+    and reads one ack per message, both at once so that neither side's
+    buffers fill up. Waits at most `timeout` seconds without progress."""
+    from .client import RelayNodeError
+
+    sock = frames.sock
     results: List[Dict[str, int]] = []
-    batch: List[str] = []
-    size = 0
+    out = bytearray()
+    queued = 0
+    closed_write = False
+    sock.setblocking(False)
+    selector = selectors.DefaultSelector()
+    selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+    try:
+        while len(results) < len(messages):
+            while queued < len(messages) and len(out) < _WRITE_BYTES:
+                data = messages[queued]
+                out += _LEN.pack(len(data))
+                out += data
+                queued += 1
+            if not out and not closed_write:
+                # Everything is written: the node answers what is in
+                # flight and closes.
+                _shutdown_write(sock)
+                closed_write = True
+                selector.modify(sock, selectors.EVENT_READ)
+            ready = selector.select(timeout)
+            if not ready:
+                raise RelayNodeError("timeout", f"publishing to {name}: no progress in {timeout} s")
+            mask = ready[0][1]
+            if mask & selectors.EVENT_WRITE and out:
+                try:
+                    del out[:sock.send(out)]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    # The node closed (after an end frame): read what it sent.
+                    out.clear()
+                    queued = len(messages)
+                    closed_write = True
+                    selector.modify(sock, selectors.EVENT_READ)
+            if mask & selectors.EVENT_READ:
+                try:
+                    chunk = sock.recv(64 * 1024)
+                except BlockingIOError:
+                    continue
+                frames.buf += chunk
+                while True:
+                    frame = frames.next_buffered()
+                    if frame is None:
+                        break
+                    results.append(_ack(frame))
+                if not chunk:
+                    raise RelayNodeError("io", f"the node closed the stream to {name} after "
+                                               f"{len(results)} of {len(messages)} acks")
+        if len(results) > len(messages) or frames.buf:
+            raise RelayNodeError("bad-answer", f"more than one ack per message from {name}")
+        return results
+    except OSError as e:
+        raise RelayNodeError("io", f"publishing to {name}: {e}") from None
+    finally:
+        selector.close()
 
-    def send() -> None:
-        body: Dict[str, Any] = {"name": name, "messages": batch}
-        if token is not None:
-            body["token"] = token
-        results.extend(client._json("POST", "/v1/pub", body, client.timeout + 15)["results"])
 
-    for message in messages:
-        batch.append(message)
-        size += len(message.encode()) + 8
-        if len(batch) >= _BATCH or size >= _BATCH_BYTES:
-            send()
-            batch, size = [], 0
-    if batch:
-        send()
-    return results
+def _shutdown_write(sock: socket.socket) -> None:
+    """Closes the writing side; a node that already closed is found by the
+    next read."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def _ack(frame: bytes) -> Dict[str, int]:
+    """An ack frame as `{"delivered": N, "targets": M}`; an end frame raises
+    the node's error."""
+    if frame[:1] == bytes([_ACK]) and len(frame) == 1 + _ACK_BODY.size:
+        delivered, targets = _ACK_BODY.unpack_from(frame, 1)
+        return {"delivered": delivered, "targets": targets}
+    if frame[:1] == bytes([_END]):
+        raise _error(frame[1:], "a bad end frame")
+    raise _error(b"", f"a bad ack frame of {len(frame)} bytes")
 
 
 # Frame types of the channels stream (docs/LOCAL_API.md).
-_MESSAGE, _GAP, _END = 0x01, 0x02, 0x03
+_MESSAGE, _GAP, _END, _ACK = 0x01, 0x02, 0x03, 0x04
 _HEAD = struct.Struct(">32sQQ")
+_ACK_BODY = struct.Struct(">II")
+_LEN = struct.Struct(">I")
 _UPGRADE = ("GET /v1/stream/channels HTTP/1.1\r\nHost: relay-node\r\n"
             "Connection: Upgrade\r\nUpgrade: relay-node-frames/1\r\n\r\n").encode()
 _MAX_HEAD = 64 * 1024
@@ -88,17 +183,24 @@ class _Frames:
         self.buf = bytearray(buffered)
 
     def send(self, payload: bytes) -> None:
-        self.sock.sendall(struct.pack(">I", len(payload)) + payload)
+        self.sock.sendall(_LEN.pack(len(payload)) + payload)
+
+    def next_buffered(self) -> Optional[bytes]:
+        """The next frame if it was read whole already, else None."""
+        if len(self.buf) >= 4:
+            (n,) = _LEN.unpack_from(self.buf)
+            if len(self.buf) >= 4 + n:
+                frame = bytes(self.buf[4:4 + n])
+                del self.buf[:4 + n]
+                return frame
+        return None
 
     def recv(self) -> Optional[bytes]:
         """The next frame, or None when the node closed the stream."""
         while True:
-            if len(self.buf) >= 4:
-                (n,) = struct.unpack_from(">I", self.buf)
-                if len(self.buf) >= 4 + n:
-                    frame = bytes(self.buf[4:4 + n])
-                    del self.buf[:4 + n]
-                    return frame
+            frame = self.next_buffered()
+            if frame is not None:
+                return frame
             chunk = self.sock.recv(64 * 1024)
             if not chunk:
                 if self.buf:
@@ -145,6 +247,33 @@ def _upgrade(client: Any, timeout: float) -> _Frames:
         return _Frames(sock, rest)
     except BaseException:
         sock.close()
+        raise
+
+
+def _open(client: Any, opening: Dict[str, Any], name: str) -> _Frames:
+    """Upgrades to the channels frame stream and sends the open frame
+    (`{"op":"sub",...}` or `{"op":"pub",...}`); returns once the node said
+    ok, else raises its error (`token`, `no-such-channel`, ...)."""
+    from .client import RelayNodeError
+
+    frames = _upgrade(client, client.timeout + 15)
+    try:
+        frames.send(json.dumps(opening).encode())
+        answer = frames.recv()
+        if answer is None:
+            raise RelayNodeError("io", f"the node closed the stream to {name}")
+        try:
+            ok = json.loads(answer).get("ok") is True
+        except (ValueError, AttributeError):
+            ok = False
+        if not ok:
+            raise _error(answer, "a bad answer")
+        return frames
+    except OSError as e:
+        frames.sock.close()
+        raise RelayNodeError("io", f"opening the stream to {name}: {e}") from None
+    except BaseException:
+        frames.sock.close()
         raise
 
 
@@ -195,21 +324,8 @@ def subscribe(client: Any, name: str, token: Optional[str] = None, queue: Option
         opening["token"] = token
     if queue is not None:
         opening["queue"] = queue
-    frames = _upgrade(client, client.timeout + 15)
-    try:
-        frames.send(json.dumps(opening).encode())
-        answer = frames.recv()
-        if answer is None:
-            raise RelayNodeError("io", f"the node closed the stream to {name}")
-        if json.loads(answer).get("ok") is not True:
-            raise _error(answer, "a bad answer")
-        frames.sock.settimeout(timeout)
-    except OSError as e:
-        frames.sock.close()
-        raise RelayNodeError("io", f"subscribing to {name}: {e}") from None
-    except BaseException:
-        frames.sock.close()
-        raise
+    frames = _open(client, opening, name)
+    frames.sock.settimeout(timeout)
 
     def stream() -> Iterator[Dict[str, Any]]:
         received = 0

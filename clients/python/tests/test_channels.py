@@ -1,7 +1,7 @@
 """Channels through the Python client against real nodes: create, publish,
 subscribe with history replay then live, many messages over the frame
-stream, and a denied subscription; the stream's frames decoded strictly.
-Needs RELAY_NODE_BIN."""
+stream both ways, bytes, and errors at the open and mid-stream; the
+stream's frames decoded strictly. Needs RELAY_NODE_BIN."""
 
 import os
 import shutil
@@ -13,7 +13,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from relay_node import RelayNodeError, decode_node_id  # noqa: E402
-from relay_node.channels import _event, list_channels  # noqa: E402
+from relay_node.channels import _ack, _event, list_channels  # noqa: E402
 from test_client import BIN, Node, cli  # noqa: E402
 
 
@@ -51,6 +51,26 @@ class Channels(unittest.TestCase):
         self.assertEqual([m["data"] for m in got], [f"m{i}" for i in range(3000)])
         self.assertEqual({m["publisher"] for m in got}, {cli(self.dir, "id")})
 
+    def test_publish_writes_more_than_the_socket_buffers_hold(self) -> None:
+        # 20000 acks are about 260 KB: more than the socket buffers hold, so
+        # this only passes if acks are read while messages are written.
+        c = self.node.client
+        c.create_channel("py/flood")
+        results = c.publish("py/flood", (f"m{i}" for i in range(20000)))
+        self.assertEqual(len(results), 20000)
+        self.assertEqual({(r["delivered"], r["targets"]) for r in results}, {(0, 0)})
+        self.assertEqual(c.publish("py/flood", []), [])
+
+    def test_publish_takes_bytes(self) -> None:
+        c = self.node.client
+        c.create_channel("py/bytes")
+        messages = c.subscribe("py/bytes", count=3, timeout=30)
+        self.assertEqual(c.publish("py/bytes", b"\xffraw"), [{"delivered": 1, "targets": 1}])
+        self.assertEqual(len(c.publish("py/bytes", [b"", bytearray(b"ba")])), 2)
+        self.assertEqual([m["data"] for m in messages], ["\ufffdraw", "", "ba"])
+        with self.assertRaises(TypeError):
+            c.publish("py/bytes", [1, 2])
+
     def test_errors_carry_their_kinds(self) -> None:
         c = self.node.client
         c.create_channel("py/gated", require_token=True)
@@ -62,6 +82,17 @@ class Channels(unittest.TestCase):
         with self.assertRaises(RelayNodeError) as e:
             c.create_channel("py/gated")
         self.assertEqual(e.exception.kind, "channel-exists")
+        # Refused when the stream opens.
+        with self.assertRaises(RelayNodeError) as e:
+            c.publish("py/nope", "x")
+        self.assertEqual(e.exception.kind, "no-such-channel")
+        with self.assertRaises(RelayNodeError) as e:
+            c.publish("py/gated", "x", token="not-a-token")
+        self.assertEqual(e.exception.kind, "token")
+        # Refused mid-stream: the end frame's error.
+        with self.assertRaises(RelayNodeError) as e:
+            c.publish("py/gated", ["ok", "x" * (64 * 1024 + 1), "never"])
+        self.assertEqual(e.exception.kind, "too-large")
 
 
 class StreamFrames(unittest.TestCase):
@@ -81,6 +112,16 @@ class StreamFrames(unittest.TestCase):
         for bad in [b"", bytes([1]) + head[:10], bytes([2]) + head + b"x", b"\x09"]:
             with self.assertRaises(RelayNodeError):
                 _event(bad)
+
+    def test_ack_frames_decode_strictly(self) -> None:
+        ack = bytes([4]) + struct.pack(">II", 1, 2)
+        self.assertEqual(_ack(ack), {"delivered": 1, "targets": 2})
+        with self.assertRaises(RelayNodeError) as e:
+            _ack(bytes([3]) + b'{"error":{"kind":"too-large","detail":"big"}}')
+        self.assertEqual((e.exception.kind, e.exception.detail), ("too-large", "big"))
+        for bad in [b"", ack[:8], ack + b"x", bytes([1]) + ack[1:], b"\x09"]:
+            with self.assertRaises(RelayNodeError):
+                _ack(bad)
 
 
 if __name__ == "__main__":
