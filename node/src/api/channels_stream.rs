@@ -53,13 +53,13 @@ fn parse_open(first: &[u8]) -> Result<Open, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("bad first frame: {e}")))
 }
 
-/// Appends an acknowledgement frame to `out`.
+/// Puts an acknowledgement frame in `out` (cleared first).
 fn ack_frame(delivered: u32, targets: u32, out: &mut Vec<u8>) {
     out.clear();
     StreamFrame::Ack { delivered, targets }.encode(out);
 }
 
-/// Appends an end frame carrying `error` (JSON) to `out`.
+/// Puts an end frame carrying `error` (JSON) in `out` (cleared first).
 fn end_frame(error: &Value, out: &mut Vec<u8>) {
     out.clear();
     let error = serde_json::to_string(error).unwrap_or_default();
