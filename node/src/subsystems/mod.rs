@@ -29,6 +29,7 @@ pub mod rpc_io;
 pub mod rpc_paths;
 pub mod rpc_remote;
 pub mod rpc_remote_calls;
+pub mod rpc_remote_requests;
 pub mod rpc_server;
 pub mod rpc_service;
 pub mod rpc_sink;
