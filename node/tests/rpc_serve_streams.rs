@@ -5,59 +5,17 @@
 //! `a` makes the calls with the Rust API.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Duration;
-
 use relay_node::api::frames::FrameStream;
 use relay_node::api::router::StreamService;
 use relay_node::api::rpc_serve::RpcServe;
-use relay_node::subsystem::{Subsystem, Tasks};
-use relay_node::subsystems::rpc::Rpc;
-use relay_node::subsystems::rpc_client::CallOptions;
 use relay_node::subsystems::rpc_remote_requests::REQUEST_WINDOW;
 use relay_proto::wire::rpc::Trailer;
 use relay_proto::wire::rpc_serve::ServeFrame;
 use relay_rpc::Code;
-use relay_transport::{Mux, MuxConfig, NetworkKey, NodeId, SecretKey, Transport, TransportConfig};
 use tokio_util::sync::CancellationToken;
 
-const STEP: Duration = Duration::from_secs(20);
-
-async fn within<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(STEP, f).await.expect("step timed out")
-}
-
-struct Node {
-    rpc: Rpc,
-    mux: Mux,
-    _tasks: Tasks,
-}
-
-impl Node {
-    async fn bind(key: NetworkKey) -> Self {
-        let transport = Transport::bind(TransportConfig::new(
-            SecretKey::generate(),
-            Some(key),
-            "127.0.0.1:0".parse().unwrap(),
-        ))
-        .await
-        .unwrap();
-        let mux = Mux::new(transport, MuxConfig::default());
-        let rpc = Rpc::new(mux.clone(), None);
-        let tasks = Tasks::new();
-        rpc.register_protocols(&mux, &tasks).unwrap();
-        mux.start();
-        rpc.start(&tasks);
-        Self {
-            rpc,
-            mux,
-            _tasks: tasks,
-        }
-    }
-
-    fn id(&self) -> NodeId {
-        self.mux.transport().node_id()
-    }
-}
+mod rpc_common;
+use rpc_common::{pair, to, within, Node};
 
 /// The serving process's end of `b`'s `rpc-serve` stream.
 struct Process(FrameStream);
@@ -86,27 +44,6 @@ impl Process {
         let mut out = Vec::new();
         frame.encode(&mut out).unwrap();
         self.0.send(&out).await.unwrap();
-    }
-}
-
-async fn pair() -> (Node, Node) {
-    let key = NetworkKey::generate();
-    let a = Node::bind(key.clone()).await;
-    let b = Node::bind(key).await;
-    within(
-        a.mux
-            .transport()
-            .connect(b.id(), b.mux.transport().local_addrs()[0]),
-    )
-    .await
-    .unwrap();
-    (a, b)
-}
-
-fn to(node: NodeId) -> CallOptions {
-    CallOptions {
-        node: Some(node),
-        ..CallOptions::default()
     }
 }
 

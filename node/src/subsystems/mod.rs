@@ -23,6 +23,7 @@ pub mod rpc_auth;
 pub mod rpc_bench;
 pub mod rpc_builtin;
 pub mod rpc_client;
+pub mod rpc_client_stream;
 pub mod rpc_directory;
 pub mod rpc_echo;
 pub mod rpc_io;

@@ -12,6 +12,8 @@
 //!   `service-registration` (docs/RPC.md).
 //! - [`rpc_serve`]: the local API frames a peer process serves nRPC
 //!   calls with (docs/LOCAL_API.md).
+//! - [`rpc_call`]: the local API frames a peer process makes a streaming
+//!   nRPC call with (docs/LOCAL_API.md).
 //! - [`channel`]: pub/sub channel frames (mux protocol id 3).
 
 pub mod channel;
@@ -21,5 +23,6 @@ pub mod pcp;
 pub mod probe;
 pub mod relay;
 pub mod rpc;
+pub mod rpc_call;
 pub mod rpc_serve;
 pub mod traversal;
