@@ -4,12 +4,13 @@
 //! caller finished sending.
 //!
 //! Flow control is a credit window per call: the node sends a request
-//! item only while the process has credit ([`REQUEST_WINDOW`] at the
-//! start); the process returns credit with `credit` frames as its handler
-//! takes items. So a process holds at most [`REQUEST_WINDOW`] unread items
-//! per call, and a caller that sends faster than the process reads is held
-//! back by its stream's flow control (the node reads its next message only
-//! once it has credit to forward it).
+//! item, or the requests end, only while the process has credit
+//! ([`REQUEST_WINDOW`] at the start), each taking one; the process returns
+//! credit with `credit` frames as its handler takes items. So a process
+//! holds at most [`REQUEST_WINDOW`] unread frames per call, and a caller
+//! that sends faster than the process reads is held back by its stream's
+//! flow control (the node reads its next message only once it has credit
+//! to forward it, so it holds none while it waits).
 
 use std::sync::Arc;
 

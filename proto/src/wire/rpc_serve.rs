@@ -18,7 +18,8 @@
 //! `request item`, `requests end` and `credit` only concern calls of the
 //! methods a process declared as streaming its requests (client streaming,
 //! duplex): their `request` carries an empty body, and the node sends a
-//! request item only while the process has credit for it.
+//! request item or the requests end only while the process has credit
+//! for it (each takes one).
 //!
 //! Decoding is strict and total: unknown types and reasons, a zero credit,
 //! a call header or trailer that does not decode, and bytes after a
