@@ -173,3 +173,14 @@ async fn closing_the_connection_cancels_the_call() {
     drop(s);
     assert_eq!(within(rx.recv()).await.unwrap(), "cancelled");
 }
+
+#[tokio::test]
+async fn a_message_after_finish_closes_the_calling_connection() {
+    let (a, b) = pair().await;
+    let (seen, _rx) = mpsc::channel(16);
+    serve(&b, seen);
+    let (mut s, _) = open(&a, &first(&b, "hold")).await;
+    put(&mut s, CallFrame::Finish).await;
+    put(&mut s, CallFrame::Send(b"late")).await;
+    assert!(within(s.recv()).await.unwrap().is_none());
+}

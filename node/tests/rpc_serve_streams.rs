@@ -205,3 +205,21 @@ async fn a_caller_that_gives_up_mid_stream_cancels_the_process_call() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_frame_that_does_not_decode_closes_the_serving_connection() {
+    let (a, b) = pair().await;
+    let mut p = Process::serve(
+        &b,
+        r#"{"op":"serve","service":"bad","stream_requests":["up"]}"#,
+    )
+    .await;
+    // A credit of zero is refused: the node closes the connection and
+    // withdraws the service, so calls fail at once.
+    p.0.send(&[0x14, 0, 0, 0, 1, 0, 0, 0, 0]).await.unwrap();
+    assert!(within(p.0.recv()).await.unwrap().is_none());
+    let e = within(a.rpc.call("bad", "up", bytes::Bytes::new(), &to(b.id())))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, Code::Unavailable, "{e}");
+}
