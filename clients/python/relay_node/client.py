@@ -198,6 +198,27 @@ class Client:
         for item in answer.get("items", []):
             yield bytes.fromhex(item.get("body_hex", ""))
 
+    def open_call(self, target: str, **options: Any) -> Any:
+        """Opens a streaming nRPC call (see relay_node.rpc_call.open_call):
+        returns a CallStream to send() requests, finish(), and iterate the
+        responses. Options: node_id, timeout_ms, idempotent, metadata,
+        token."""
+        from . import rpc_call
+        return rpc_call.open_call(self, target, **options)
+
+    def call_client_stream(self, target: str, requests: Any, **options: Any) -> bytes:
+        """A client-streaming nRPC call: sends each message of the iterable
+        `requests`, returns the reply. Options as open_call()."""
+        from . import rpc_call
+        return rpc_call.call_client_stream(self, target, requests, **options)
+
+    def call_duplex(self, target: str, requests: Any, **options: Any) -> Iterator[bytes]:
+        """A duplex nRPC call: sends the iterable `requests` on its own
+        thread while yielding each response as it arrives. Options as
+        open_call()."""
+        from . import rpc_call
+        return rpc_call.call_duplex(self, target, requests, **options)
+
     def serve(self, service: str, handler: Any = None, **options: Any) -> Any:
         """Serves an nRPC service from this process (see
         relay_node.rpc_serve.serve): `serve("inventory", handler,

@@ -4,12 +4,18 @@ stream. The node registers the service in the ledger, forwards each call
 as a `request` frame, and withdraws the service when the connection
 closes. Client.serve() calls serve().
 
-A handler takes a Call (method, body, metadata, deadline, caller,
-cancelled) and returns the reply (bytes, str or None), or yields items (a
-generator: a server-streaming reply), or raises RelayNodeError(kind,
-detail) to fail the call with that kind (`not-found`, `invalid-argument`,
-...; an optional `retry_after_ms` attribute is sent as pushback). Any other
-exception fails the call with `internal`.
+A handler takes a Call (method, body, requests, metadata, deadline,
+caller, cancelled) and returns the reply (bytes, str or None), or yields
+items (a generator: a server-streaming reply), or raises
+RelayNodeError(kind, detail) to fail the call with that kind (`not-found`,
+`invalid-argument`, ...; an optional `retry_after_ms` attribute is sent as
+pushback). Any other exception fails the call with `internal`.
+
+Methods named in `stream_requests` get every request message of a call
+(client streaming, duplex): the handler iterates `call.requests` (and a
+generator handler may yield items while it still reads requests: duplex).
+For other methods `call.body` is the one request message and
+`call.requests` yields just it.
 """
 
 import base64
@@ -20,7 +26,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+
+from ._rpc_requests import Requests
 
 __all__ = ["Call", "Server", "serve", "CODES"]
 
@@ -36,6 +44,7 @@ CODES: List[str] = [
 _UPGRADE = "relay-node-frames/1"
 _MAX_FRAME = 1 << 20
 _REQUEST, _CANCEL, _ITEM, _REPLY, _END = 0x01, 0x02, 0x11, 0x12, 0x13
+_REQUEST_ITEM, _REQUESTS_END, _CREDIT = 0x03, 0x04, 0x14
 _CANCEL_REASONS = {1: "caller", 2: "deadline"}
 
 
@@ -47,11 +56,13 @@ class Call:
     """One call, as a handler sees it. `deadline` is a time.monotonic()
     instant (None: no deadline); `cancelled` is set when the caller gives
     up or the deadline passes (`cancel_reason` says which: "caller" or
-    "deadline"), after which nothing more is sent."""
+    "deadline"), after which nothing more is sent. `requests` iterates the
+    request messages: every one for a method with streamed requests (then
+    `body` is empty), else just `body`."""
 
     def __init__(self, server: "Server", call_id: int, caller: str, method: str,
                  metadata: Dict[str, str], deadline: Optional[float], idempotent: bool,
-                 body: bytes) -> None:
+                 body: bytes, streamed: bool = False) -> None:
         self._server = server
         self.id = call_id
         self.caller = caller
@@ -60,15 +71,28 @@ class Call:
         self.deadline = deadline
         self.idempotent = idempotent
         self.body = body
+        self.streamed = streamed
+        self._requests = Requests(self._credit) if streamed else None
+        self.requests: Iterable[bytes] = self._requests if self._requests else iter([body])
         self.cancelled = threading.Event()
         self.cancel_reason: Optional[str] = None
+
+    def _credit(self) -> None:
+        if not self.cancelled.is_set():
+            self._server._send(_CREDIT, self.id, struct.pack(">I", 1))
+
+    def _cancel(self, reason: str) -> None:
+        self.cancel_reason = reason
+        self.cancelled.set()
+        if self._requests is not None:
+            self._requests.cancel()
 
     def remaining(self) -> Optional[float]:
         """Seconds left before the deadline (None: no deadline)."""
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
     def send(self, item: Union[bytes, str]) -> None:
-        """Sends one response item now (server streaming)."""
+        """Sends one response item now (server streaming, duplex)."""
         if not self.cancelled.is_set():
             self._server._send(_ITEM, self.id, _bytes(item))
 
@@ -126,8 +150,10 @@ class Server:
     """A service served through the node; see serve()."""
 
     def __init__(self, sock: socket.socket, service: str, node_id: str,
-                 handler: Callable[[Call], Any], concurrency: int) -> None:
+                 handler: Callable[[Call], Any], concurrency: int,
+                 stream_requests: Iterable[str] = ()) -> None:
         self.service = service
+        self._streamed = frozenset(stream_requests)
         self.node_id = node_id
         self._sock = sock
         self._handler = handler
@@ -197,26 +223,36 @@ class Server:
                 payload = self._read_exact(length)
                 if payload is None or not payload:
                     return
+                if len(payload) < 5:
+                    return
+                call_id, = struct.unpack_from(">I", payload, 1)
                 if payload[0] == _REQUEST:
-                    call = Call(self, **_parse_request(payload))
+                    fields = _parse_request(payload)
+                    call = Call(self, **fields, streamed=fields["method"] in self._streamed)
                     with self._calls_lock:
                         self._calls[call.id] = call
                     self._pool.submit(self._run, call)
-                elif payload[0] == _CANCEL and len(payload) == 6:
-                    call_id, = struct.unpack_from(">I", payload, 1)
-                    with self._calls_lock:
-                        cancelled = self._calls.pop(call_id, None)
-                    if cancelled is not None:
-                        cancelled.cancel_reason = _CANCEL_REASONS.get(payload[5], "caller")
-                        cancelled.cancelled.set()
+                    continue
+                with self._calls_lock:
+                    open_call = self._calls.get(call_id)
+                    if payload[0] == _CANCEL:
+                        self._calls.pop(call_id, None)
+                if open_call is None:
+                    continue
+                requests = open_call._requests
+                if payload[0] == _CANCEL and len(payload) == 6:
+                    open_call._cancel(_CANCEL_REASONS.get(payload[5], "caller"))
+                elif payload[0] == _REQUEST_ITEM and requests is not None:
+                    requests.put(payload[5:])
+                elif payload[0] == _REQUESTS_END and requests is not None:
+                    requests.end()
         except OSError:
             return
         finally:
             self._closed.set()
             with self._calls_lock:
                 for call in self._calls.values():
-                    call.cancel_reason = "caller"
-                    call.cancelled.set()
+                    call._cancel("caller")
                 self._calls.clear()
 
     def _run(self, call: Call) -> None:
@@ -246,8 +282,9 @@ class Server:
             self._send(_END, call.id, _trailer(kind, detail, retry_after_ms))
 
 
-def _upgrade(client: Any, timeout: float) -> socket.socket:
-    """Connects to the node's socket and upgrades to the frame stream."""
+def _upgrade(client: Any, timeout: float, service: str = "rpc-serve") -> socket.socket:
+    """Connects to the node's socket and upgrades to the frame stream of
+    `service`."""
     from .client import RelayNodeError
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -255,7 +292,7 @@ def _upgrade(client: Any, timeout: float) -> socket.socket:
         sock.settimeout(timeout)
         sock.connect(client.socket_path)
         sock.sendall((
-            "GET /v1/stream/rpc-serve HTTP/1.1\r\nHost: relay-node\r\n"
+            f"GET /v1/stream/{service} HTTP/1.1\r\nHost: relay-node\r\n"
             f"Connection: Upgrade\r\nUpgrade: {_UPGRADE}\r\n\r\n").encode())
         head = b""
         while b"\r\n\r\n" not in head:
@@ -281,10 +318,13 @@ def _upgrade(client: Any, timeout: float) -> socket.socket:
 def serve(client: Any, service: str, handler: Callable[[Call], Any],
           methods: Optional[List[str]] = None, version: str = "1", concurrency: int = 16,
           queue: int = 256, token_required: bool = False,
-          retry_after_ms: Optional[int] = None) -> Server:
+          retry_after_ms: Optional[int] = None,
+          stream_requests: Optional[List[str]] = None) -> Server:
     """Serves `service` through the node with `handler`, called on a pool
-    of `concurrency` threads. Returns once the node registered the service
-    (a refusal raises RelayNodeError: `already-serving`, `invalid-service`,
+    of `concurrency` threads. Calls of the `stream_requests` methods
+    (client streaming, duplex) give the handler every request message as
+    `call.requests`. Returns once the node registered the service (a
+    refusal raises RelayNodeError: `already-serving`, `invalid-service`,
     `bad-request`); the Server serves until stop() or the node stops."""
     from .client import RelayNodeError
 
@@ -296,6 +336,8 @@ def serve(client: Any, service: str, handler: Callable[[Call], Any],
         }
         if retry_after_ms is not None:
             request["retry_after_ms"] = retry_after_ms
+        if stream_requests:
+            request["stream_requests"] = list(stream_requests)
         data = json.dumps(request).encode()
         sock.sendall(struct.pack(">I", len(data)) + data)
         head = b""
@@ -316,7 +358,8 @@ def serve(client: Any, service: str, handler: Callable[[Call], Any],
         if isinstance(error, dict):
             raise RelayNodeError(str(error.get("kind")), str(error.get("detail", "")))
         sock.settimeout(None)
-        return Server(sock, service, str(reply.get("node_id", "")), handler, concurrency)
+        return Server(sock, service, str(reply.get("node_id", "")), handler, concurrency,
+                      stream_requests or ())
     except (OSError, ValueError) as e:
         sock.close()
         raise RelayNodeError("io", f"serving {service}: {e}") from None

@@ -20,7 +20,9 @@
 //! - [`tokens`]: `POST /v1/tokens/revoke` (a `token-revocation` entry).
 //! - [`client`]: the blocking client the CLI verbs use; [`channels_client`]:
 //!   the subscriber side of the `channels` frame stream (`relay-node sub`).
-//! - [`rpc`]: nRPC's routes (services, call, bench).
+//! - [`rpc`]: nRPC's routes (services, call, bench); [`rpc_serve`] and
+//!   [`rpc_call`]: the frame streams a peer process serves and makes
+//!   streaming calls with.
 //!
 //! This layer knows HTTP and JSON, not what a route means: it never touches
 //! the transport itself; the node hands it snapshots and subscriptions.
@@ -43,6 +45,7 @@ pub mod peercred;
 pub mod request;
 pub mod router;
 pub mod rpc;
+pub mod rpc_call;
 pub mod rpc_serve;
 pub mod server;
 pub mod tokens;

@@ -7,7 +7,9 @@
 //!   `"stream": true` every item of a server-streaming call);
 //! - `POST /v1/bench/rpc`: a load run made by the node;
 //! - `GET /v1/stream/rpc-serve`: a peer process serves a service
-//!   (`super::rpc_serve`).
+//!   (`super::rpc_serve`);
+//! - `GET /v1/stream/rpc-call`: a peer process makes a streaming call
+//!   (client streaming, duplex; `super::rpc_call`).
 //!
 //! A failed call answers `{"error":{"kind","detail"}}` with nRPC's kind
 //! (`no-responders`, `timeout`, ...).
@@ -248,6 +250,7 @@ pub fn register(routes: &mut Routes, rpc: Rpc) -> Result<(), RouteError> {
         }
     })?;
     routes.stream("rpc-serve", super::rpc_serve::RpcServe(rpc.clone()))?;
+    routes.stream("rpc-call", super::rpc_call::RpcCall(rpc.clone()))?;
     routes.post("/v1/bench/rpc", move |req: ApiRequest, _ctx| {
         let r = rpc.clone();
         async move {

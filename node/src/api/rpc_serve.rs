@@ -7,12 +7,13 @@
 //! ledger) with a handler that forwards each call to the process
 //! (`crate::subsystems::rpc_remote`), and answers `{"ok":true,"node_id"}`
 //! or `{"error":{kind,detail}}` (and closes). Then binary frames both ways
-//! (`relay_proto::wire::rpc_serve`): `request` and `cancel` from the node,
-//! `item`, `reply` and `end` from the process. When the connection ends
-//! the service is withdrawn and its open calls fail with `unavailable`; a
-//! frame that does not decode, or a `request`/`cancel` from the process,
-//! closes it.
+//! (`relay_proto::wire::rpc_serve`): `request`, `request item`,
+//! `requests end` and `cancel` from the node, `item`, `reply`, `end` and
+//! `credit` from the process. When the connection ends the service is
+//! withdrawn and its open calls fail with `unavailable`; a frame that does
+//! not decode, or a node's frame sent by the process, closes it.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ use crate::subsystem::BoxFuture;
 use crate::subsystems::rpc::Rpc;
 use crate::subsystems::rpc_remote::{lock, remote, RemoteEvent, SharedCalls};
 use crate::subsystems::rpc_remote_calls::RemoteCalls;
+use crate::subsystems::rpc_remote_requests::REQUEST_WINDOW;
 use crate::subsystems::rpc_service::ServeOptions;
 
 /// Most calls a serving process runs at once.
@@ -67,6 +69,10 @@ pub struct ServeOpen {
     /// Whether callers must present a token.
     #[serde(default)]
     pub token_required: bool,
+    /// The methods whose calls stream their requests (client streaming,
+    /// duplex): the process gets every request message.
+    #[serde(default)]
+    pub stream_requests: Vec<String>,
 }
 
 impl ServeOpen {
@@ -98,6 +104,20 @@ impl ServeOpen {
             return Err(ApiError::BadRequest(
                 "retry_after_ms must be at most 60000".into(),
             ));
+        }
+        if self.stream_requests.len() > relay_proto::wire::rpc::MAX_METHODS {
+            return Err(ApiError::BadRequest(format!(
+                "at most {} stream_requests methods",
+                relay_proto::wire::rpc::MAX_METHODS
+            )));
+        }
+        if let Some(m) = self.stream_requests.iter().find(|m| {
+            !relay_proto::wire::rpc::valid_name(m, relay_proto::wire::rpc::MAX_METHOD)
+                || !(self.methods.is_empty() || self.methods.contains(m))
+        }) {
+            return Err(ApiError::BadRequest(format!(
+                "stream_requests: {m:?} is not a valid method of the service"
+            )));
         }
         Ok(ServeOptions {
             methods: self.methods.clone(),
@@ -136,11 +156,18 @@ impl Drop for Served {
 }
 
 /// A frame from the process, routed: the call's handler and what to give
-/// it; `None` when the call is not open any more.
+/// it; `None` when the call is not open any more (or the frame was a
+/// credit, given at once).
 type Routed = Option<(Sender<RemoteEvent>, RemoteEvent)>;
 
 fn route(calls: &SharedCalls, payload: &[u8]) -> Result<Routed, ServeFrameError> {
     let frame = ServeFrame::decode(payload)?;
+    if let ServeFrame::Credit { call, count } = frame {
+        if let Some(credit) = lock(calls).route(call).and_then(|r| r.credit.as_ref()) {
+            credit.give(count);
+        }
+        return Ok(None);
+    }
     let event = match &frame {
         ServeFrame::Item { body, .. } => RemoteEvent::Item(Bytes::copy_from_slice(body)),
         ServeFrame::Reply { body, .. } => RemoteEvent::Reply(Bytes::copy_from_slice(body)),
@@ -152,13 +179,17 @@ fn route(calls: &SharedCalls, payload: &[u8]) -> Result<Routed, ServeFrameError>
                 Err(status)
             })
         }
-        ServeFrame::Request { .. } | ServeFrame::Cancel { .. } => {
+        ServeFrame::Request { .. }
+        | ServeFrame::Cancel { .. }
+        | ServeFrame::RequestItem { .. }
+        | ServeFrame::RequestsEnd { .. }
+        | ServeFrame::Credit { .. } => {
             return Err(ServeFrameError::FrameType(
                 payload.first().copied().unwrap_or(0),
             ))
         }
     };
-    let tx = lock(calls).route(frame.call()).cloned();
+    let tx = lock(calls).route(frame.call()).map(|r| r.events.clone());
     Ok(tx.map(|tx| (tx, event)))
 }
 
@@ -219,8 +250,11 @@ async fn serve_conn(rpc: Rpc, mut stream: FrameStream) {
     };
     let opened = serde_json::from_slice::<ServeOpen>(&first)
         .map_err(|e| ApiError::BadRequest(format!("bad first frame: {e}")))
-        .and_then(|open| Ok((open.options()?, open.service)));
-    let (options, service) = match opened {
+        .and_then(|open| {
+            let streamed: HashSet<String> = open.stream_requests.iter().cloned().collect();
+            Ok((open.options()?, open.service, Arc::new(streamed)))
+        });
+    let (options, service, streamed) = match opened {
         Ok(x) => x,
         Err(e) => {
             let _ = stream.send(&error_json(&e)).await;
@@ -229,9 +263,11 @@ async fn serve_conn(rpc: Rpc, mut stream: FrameStream) {
     };
     let concurrency = options.concurrency;
     let calls: SharedCalls = Arc::new(Mutex::new(RemoteCalls::new(concurrency)));
-    // Each call queues at most one request and one cancel.
-    let (out_tx, mut out_rx) = mpsc::channel(2 * concurrency + 16);
-    if let Err(e) = rpc.serve(&service, options, remote(calls.clone(), out_tx)) {
+    // An open call queues at most its request, REQUEST_WINDOW request
+    // items (its credit), its requests end and a cancel.
+    let (out_tx, mut out_rx) = mpsc::channel((REQUEST_WINDOW + 3) * concurrency + 16);
+    let handler = remote(calls.clone(), out_tx, streamed);
+    if let Err(e) = rpc.serve(&service, options, handler) {
         let e = ApiError::operation(e.kind(), e.to_string());
         let _ = stream.send(&error_json(&e)).await;
         return;
@@ -295,5 +331,13 @@ mod tests {
             "bad-request"
         );
         assert!(open(r#"{"op":"serve","service":"inv","x":1}"#).is_err());
+        assert!(open(r#"{"op":"serve","service":"inv","stream_requests":["up"]}"#).is_ok());
+        let not_a_method =
+            r#"{"op":"serve","service":"inv","methods":["get"],"stream_requests":["up"]}"#;
+        assert_eq!(open(not_a_method).unwrap_err(), "bad-request");
+        assert_eq!(
+            open(r#"{"op":"serve","service":"inv","stream_requests":["a b"]}"#).unwrap_err(),
+            "bad-request"
+        );
     }
 }

@@ -2,29 +2,31 @@
 //! its attempts (one QUIC stream each) on the caller's task, feeds their
 //! outcomes to the core and performs what the core says: start an
 //! attempt, cancel one (its stream is reset, so the server's handler sees
-//! the cancellation), or finish. Streaming calls ([`ClientCall`]) go to one picked node,
-//! without retry.
+//! the cancellation), or finish. Streaming calls ([`ClientCall`],
+//! `super::rpc_client_stream`) go to one picked node, without retry.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use relay_proto::wire::rpc::{CallHeader, RESET_CANCELLED};
+use relay_proto::wire::rpc::CallHeader;
 use relay_proto::NodeId;
 use relay_rpc::{
     Action, CallConfig, CallCore, Candidate, Code, Deadline, HedgePolicy, Resilience, RetryPolicy,
     SplitMix64, Status, Strategy,
 };
 use relay_transport::mux::{Mux, OpenError};
-use relay_transport::{RecvStream, SendStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::rpc_io::{abandon, put_message, read_frame, write_error, Inbound, RPC};
+pub use super::rpc_client_stream::{CallReceiver, CallSender, ClientCall};
+use super::rpc_client_stream::{RecvHalf, SendHalf};
+use super::rpc_io::{put_message, read_frame, write_error, Inbound, RPC};
 use super::rpc_server::serve_local;
 use super::rpc_service::Services;
 use super::rpc_sink::LocalFrame;
@@ -72,21 +74,12 @@ impl Default for CallOptions {
 /// Shared resilience state (breakers, throttles, picker, jitter).
 pub type SharedResilience = Arc<Mutex<Resilience<SplitMix64>>>;
 
-/// Both halves of a call's stream; dropped before the call ended, it
-/// resets them with the cancel code.
+/// Both halves of a call's stream; each, dropped before the call ended,
+/// abandons its half with the cancel code.
 #[derive(Debug)]
-struct CallStream {
-    send: SendStream,
-    recv: RecvStream,
-    done: bool,
-}
-
-impl Drop for CallStream {
-    fn drop(&mut self) {
-        if !self.done {
-            abandon(&mut self.send, &mut self.recv, RESET_CANCELLED);
-        }
-    }
+pub(super) struct CallStream {
+    pub(super) send: SendHalf,
+    pub(super) recv: RecvHalf,
 }
 
 fn open_error(node: NodeId, e: &OpenError) -> Status {
@@ -97,7 +90,12 @@ fn open_error(node: NodeId, e: &OpenError) -> Status {
     Status::new(code, format!("{}: {e}", node.fmt_short()))
 }
 
-fn header(service: &str, method: &str, options: &CallOptions, deadline: Deadline) -> CallHeader {
+pub(super) fn header(
+    service: &str,
+    method: &str,
+    options: &CallOptions,
+    deadline: Deadline,
+) -> CallHeader {
     CallHeader {
         service: service.to_string(),
         method: method.to_string(),
@@ -108,7 +106,7 @@ fn header(service: &str, method: &str, options: &CallOptions, deadline: Deadline
 }
 
 /// Opens a call on `node` and writes its header and `first` message.
-async fn open(
+pub(super) async fn open(
     mux: &Mux,
     node: NodeId,
     header: &CallHeader,
@@ -126,18 +124,19 @@ async fn open(
         .open_bi(node, RPC)
         .await
         .map_err(|e| open_error(node, &e))?;
+    let done = Arc::new(AtomicBool::new(false));
     let mut stream = CallStream {
-        send,
-        recv,
-        done: false,
+        send: SendHalf::new(send, done.clone()),
+        recv: RecvHalf::new(recv, done),
     };
     stream
         .send
+        .stream()
         .write_all(&buf)
         .await
         .map_err(|e| write_error(&e))?;
     if finish {
-        let _ = stream.send.finish();
+        let _ = stream.send.stream().finish();
     }
     Ok(stream)
 }
@@ -153,10 +152,10 @@ async fn unary_attempt(
     let mut stream = open(&mux, node, &header, Some(&body), true).await?;
     let mut message = None;
     loop {
-        match read_frame(&mut stream.recv, max).await? {
+        match read_frame(stream.recv.stream(), max).await? {
             Inbound::Message(m) if message.is_none() => message = Some(m),
             Inbound::Trailer(t) => {
-                stream.done = true;
+                stream.recv.set_done();
                 let s = Status::from_trailer(t);
                 return if s.is_ok() {
                     Ok(message.unwrap_or_default())
@@ -296,92 +295,7 @@ pub async fn call(
 /// One attempt in flight.
 type Attempt = Pin<Box<dyn Future<Output = Result<Bytes, Status>> + Send>>;
 
-/// A streaming call in progress (server streaming, client streaming or
-/// duplex). Dropping it before the trailer cancels the call.
-#[derive(Debug)]
-pub struct ClientCall {
-    stream: CallStream,
-    deadline: Instant,
-    max: usize,
-    finished: bool,
-    node: NodeId,
-}
-
-impl ClientCall {
-    /// Opens a call of `service.method` on `node`.
-    pub async fn open(
-        mux: &Mux,
-        node: NodeId,
-        service: &str,
-        method: &str,
-        options: &CallOptions,
-    ) -> Result<Self, Status> {
-        let deadline = Instant::now() + options.timeout;
-        let h = header(service, method, options, Deadline::at(deadline.into_std()));
-        let stream = tokio::time::timeout_at(deadline, open(mux, node, &h, None, false))
-            .await
-            .map_err(|_| timeout())??;
-        Ok(Self {
-            stream,
-            deadline,
-            max: options.max_response,
-            finished: false,
-            node,
-        })
-    }
-
-    /// The node serving the call.
-    pub fn node(&self) -> NodeId {
-        self.node
-    }
-
-    /// Sends one request message.
-    pub async fn send(&mut self, item: &[u8]) -> Result<(), Status> {
-        let mut buf = Vec::with_capacity(item.len() + 5);
-        put_message(&mut buf, item)?;
-        tokio::time::timeout_at(self.deadline, self.stream.send.write_all(&buf))
-            .await
-            .map_err(|_| timeout())?
-            .map_err(|e| write_error(&e))
-    }
-
-    /// Ends the request side (the server's `recv` returns `None`).
-    pub fn finish(&mut self) {
-        if !self.finished {
-            self.finished = true;
-            let _ = self.stream.send.finish();
-        }
-    }
-
-    /// The next response message; `None` after an `ok` trailer.
-    pub async fn recv(&mut self) -> Result<Option<Bytes>, Status> {
-        if self.stream.done {
-            return Ok(None);
-        }
-        let frame =
-            tokio::time::timeout_at(self.deadline, read_frame(&mut self.stream.recv, self.max))
-                .await
-                .map_err(|_| timeout())??;
-        match frame {
-            Inbound::Message(m) => Ok(Some(m)),
-            Inbound::Trailer(t) => {
-                self.stream.done = true;
-                let s = Status::from_trailer(t);
-                if s.is_ok() {
-                    Ok(None)
-                } else {
-                    Err(s)
-                }
-            }
-            Inbound::End => Err(Status::new(
-                Code::Transport,
-                "the stream ended without a trailer",
-            )),
-            Inbound::Header(_) => Err(Status::new(Code::Transport, "unexpected frame")),
-        }
-    }
-}
-
-fn timeout() -> Status {
+/// The status of a call whose deadline passed.
+pub(super) fn timeout() -> Status {
     Status::new(Code::Timeout, "the call's deadline passed")
 }

@@ -8,9 +8,13 @@
 //! queue, deadline, the caller's cancellation; `rpc_server`): when the
 //! call is cancelled, or its deadline passes, the process gets a `cancel`
 //! frame; when the connection ends, every open call fails with
-//! `unavailable`. The process gets the call's first request message (a
-//! serving process answers unary and server-streaming calls).
+//! `unavailable`. The process gets the call's first request message in
+//! its `request` frame (unary and server-streaming calls), or, for the
+//! methods it declared as streaming their requests, an empty `request`
+//! frame at once and every request message after it
+//! (`super::rpc_remote_requests`: client streaming and duplex).
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -21,6 +25,7 @@ use relay_rpc::{Code, Status};
 use tokio::sync::mpsc;
 
 use super::rpc_remote_calls::{OpenError, RemoteCalls};
+use super::rpc_remote_requests::{forward, Credit};
 use super::rpc_server::ServerCall;
 use super::rpc_service::{handler, Handler};
 
@@ -39,18 +44,33 @@ pub enum RemoteEvent {
     End(Result<(), Status>),
 }
 
+/// Where the driver delivers the process's frames about one call.
+#[derive(Debug, Clone)]
+pub struct CallRoute {
+    /// The call's events.
+    pub events: mpsc::Sender<RemoteEvent>,
+    /// The call's request credit, when its requests are streamed.
+    pub credit: Option<Credit>,
+}
+
 /// The open calls of one connection, shared by its handler and driver.
-pub type SharedCalls = Arc<Mutex<RemoteCalls<mpsc::Sender<RemoteEvent>>>>;
+pub type SharedCalls = Arc<Mutex<RemoteCalls<CallRoute>>>;
 
 /// Locks `calls` (a poisoned lock is still usable: the table stays valid).
-pub fn lock(calls: &SharedCalls) -> MutexGuard<'_, RemoteCalls<mpsc::Sender<RemoteEvent>>> {
+pub fn lock(calls: &SharedCalls) -> MutexGuard<'_, RemoteCalls<CallRoute>> {
     calls.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The handler forwarding calls to the process: `request` and `cancel`
-/// frames go to `out` (which the driver writes to the connection).
-pub fn remote(calls: SharedCalls, out: mpsc::Sender<Vec<u8>>) -> Handler {
-    handler(move |call| serve_one(calls.clone(), out.clone(), call))
+/// The handler forwarding calls to the process: `request`, `request
+/// item`, `requests end` and `cancel` frames go to `out` (which the driver
+/// writes to the connection). Calls of the `streamed` methods stream their
+/// requests.
+pub fn remote(
+    calls: SharedCalls,
+    out: mpsc::Sender<Vec<u8>>,
+    streamed: Arc<HashSet<String>>,
+) -> Handler {
+    handler(move |call| serve_one(calls.clone(), out.clone(), streamed.clone(), call))
 }
 
 fn disconnected() -> Status {
@@ -94,11 +114,25 @@ impl Drop for OpenCall {
 async fn serve_one(
     calls: SharedCalls,
     out: mpsc::Sender<Vec<u8>>,
+    streamed: Arc<HashSet<String>>,
     mut call: ServerCall,
 ) -> Result<Option<Bytes>, Status> {
-    let body = call.recv().await?.unwrap_or_default();
+    let requests = if streamed.contains(call.method()) {
+        call.take_requests()
+    } else {
+        None
+    };
+    let body = match requests {
+        Some(_) => Bytes::new(),
+        None => call.recv().await?.unwrap_or_default(),
+    };
+    let credit = requests.as_ref().map(|_| Credit::default());
     let (tx, mut rx) = mpsc::channel(EVENTS_PER_CALL);
-    let id = lock(&calls).open(tx).map_err(|e| match e {
+    let route = CallRoute {
+        events: tx,
+        credit: credit.clone(),
+    };
+    let id = lock(&calls).open(route).map_err(|e| match e {
         OpenError::Closed => disconnected(),
         OpenError::Full => Status::new(
             Code::ResourceExhausted,
@@ -136,21 +170,35 @@ async fn serve_one(
         ));
     }
     out.send(frame).await.map_err(|_| disconnected())?;
-    loop {
-        let event = tokio::select! {
-            () = call.cancelled() => return Err(Status::new(Code::Cancelled, "the call was cancelled")),
-            e = rx.recv() => e,
-        };
-        match event.ok_or_else(disconnected)? {
-            RemoteEvent::Item(item) => call.send(&item).await?,
-            RemoteEvent::Reply(reply) => {
-                open.ended = true;
-                return Ok(Some(reply));
-            }
-            RemoteEvent::End(result) => {
-                open.ended = true;
-                return result.map(|()| None);
+    // The requests are forwarded while the answers flow (duplex); when
+    // the forwarding ends well, only the answers are left to wait for.
+    let forwarding = async {
+        match (requests, credit) {
+            (Some(requests), Some(credit)) => forward(requests, id, out, credit).await,
+            _ => Ok(()),
+        }
+    };
+    let answers = async {
+        loop {
+            let event = tokio::select! {
+                () = call.cancelled() => return Err(Status::new(Code::Cancelled, "the call was cancelled")),
+                e = rx.recv() => e,
+            };
+            match event.ok_or_else(disconnected)? {
+                RemoteEvent::Item(item) => call.send(&item).await?,
+                RemoteEvent::Reply(reply) => {
+                    open.ended = true;
+                    return Ok(Some(reply));
+                }
+                RemoteEvent::End(result) => {
+                    open.ended = true;
+                    return result.map(|()| None);
+                }
             }
         }
+    };
+    tokio::select! {
+        r = answers => r,
+        Err(e) = forwarding => Err(e),
     }
 }

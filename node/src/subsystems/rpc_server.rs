@@ -48,7 +48,7 @@ pub struct ServerCall {
     peer: NodeId,
     header: CallHeader,
     deadline: Deadline,
-    recv: CallRx,
+    recv: Option<CallRx>,
     sink: Arc<Mutex<Option<CallTx>>>,
     token: CancellationToken,
 }
@@ -95,12 +95,25 @@ impl ServerCall {
         self.token.is_cancelled()
     }
 
-    /// The next request message; `None` once the caller finished sending.
+    /// The next request message; `None` once the caller finished sending
+    /// (or after [`Self::take_requests`]).
     pub async fn recv(&mut self) -> Result<Option<Bytes>, Status> {
+        let Some(recv) = self.recv.as_mut() else {
+            return Ok(None);
+        };
         tokio::select! {
             () = self.token.cancelled() => Err(cancelled()),
-            r = self.recv.next() => r,
+            r = recv.next() => r,
         }
+    }
+
+    /// Takes the request side out of the call, to read it while sending
+    /// (duplex); `None` when taken already.
+    pub fn take_requests(&mut self) -> Option<Requests> {
+        Some(Requests {
+            recv: self.recv.take()?,
+            token: self.token.clone(),
+        })
     }
 
     /// Sends one response message now (server streaming, duplex).
@@ -111,6 +124,23 @@ impl ServerCall {
                 let mut sink = self.sink.lock().await;
                 sink.as_mut().ok_or_else(cancelled)?.message(item).await
             } => r,
+        }
+    }
+}
+
+/// The request messages of a call, taken from its [`ServerCall`].
+#[derive(Debug)]
+pub struct Requests {
+    recv: CallRx,
+    token: CancellationToken,
+}
+
+impl Requests {
+    /// The next request message; `None` once the caller finished sending.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, Status> {
+        tokio::select! {
+            () = self.token.cancelled() => Err(cancelled()),
+            r = self.recv.next() => r,
         }
     }
 }
@@ -271,7 +301,7 @@ async fn run(
         peer: from,
         header,
         deadline,
-        recv,
+        recv: Some(recv),
         sink: sink.clone(),
         token: token.clone(),
     };

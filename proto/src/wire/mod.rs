@@ -14,6 +14,8 @@
 //!   calls with (docs/LOCAL_API.md).
 //! - [`channels_stream`]: the local API frames a peer process subscribes
 //!   and publishes with (docs/LOCAL_API.md).
+//! - [`rpc_call`]: the local API frames a peer process makes a streaming
+//!   nRPC call with (docs/LOCAL_API.md).
 //! - [`channel`]: pub/sub channel frames (mux protocol id 3).
 
 pub mod channel;
@@ -24,5 +26,6 @@ pub mod pcp;
 pub mod probe;
 pub mod relay;
 pub mod rpc;
+pub mod rpc_call;
 pub mod rpc_serve;
 pub mod traversal;

@@ -8,13 +8,23 @@
 //! |------|------|-----------|-------------------|
 //! | `0x01` | request | node → process | caller (32) · an nRPC call header frame ([`CallHeader`]) · the request body |
 //! | `0x02` | cancel | node → process | reason (u8: 1 the caller gave up, 2 the deadline passed) |
-//! | `0x11` | item | process → node | one response message (server streaming) |
+//! | `0x03` | request item | node → process | one further request message (streamed requests) |
+//! | `0x04` | requests end | node → process | nothing: the caller finished sending |
+//! | `0x11` | item | process → node | one response message (server streaming, duplex) |
 //! | `0x12` | reply | process → node | the final response message; the call ends `ok` |
 //! | `0x13` | end | process → node | an nRPC trailer frame ([`Trailer`]): the call's status |
+//! | `0x14` | credit | process → node | count (u32, at least 1): request items the process took |
 //!
-//! Decoding is strict and total: unknown types and reasons, a call header
-//! or trailer that does not decode, and bytes after a trailer are typed
-//! errors; the nested frames reuse [`super::rpc`]'s decoders and bounds.
+//! `request item`, `requests end` and `credit` only concern calls of the
+//! methods a process declared as streaming its requests (client streaming,
+//! duplex): their `request` carries an empty body, and the node sends a
+//! request item or the requests end only while the process has credit
+//! for it (each takes one).
+//!
+//! Decoding is strict and total: unknown types and reasons, a zero credit,
+//! a call header or trailer that does not decode, and bytes after a
+//! trailer or a fixed-size field are typed errors; the nested frames reuse
+//! [`super::rpc`]'s decoders and bounds.
 
 use thiserror::Error;
 
@@ -25,12 +35,19 @@ use crate::NodeId;
 pub const REQUEST: u8 = 0x01;
 /// Frame type: the node gave up a call.
 pub const CANCEL: u8 = 0x02;
+/// Frame type: a further request message.
+pub const REQUEST_ITEM: u8 = 0x03;
+/// Frame type: the caller finished sending requests.
+pub const REQUESTS_END: u8 = 0x04;
 /// Frame type: a response message.
 pub const ITEM: u8 = 0x11;
 /// Frame type: the final response message (status `ok`).
 pub const REPLY: u8 = 0x12;
 /// Frame type: the call's status.
 pub const END: u8 = 0x13;
+/// Frame type: the process took request items (returns flow-control
+/// credit to the node).
+pub const CREDIT: u8 = 0x14;
 /// Bytes before a frame's body: the type and the call id.
 pub const PREFIX_LEN: usize = 5;
 
@@ -83,6 +100,18 @@ pub enum ServeFrame<'a> {
         /// Why.
         reason: CancelReason,
     },
+    /// A further request message of a call with streamed requests.
+    RequestItem {
+        /// The call id.
+        call: u32,
+        /// The message.
+        body: &'a [u8],
+    },
+    /// The caller finished sending requests.
+    RequestsEnd {
+        /// The call id.
+        call: u32,
+    },
     /// A response message.
     Item {
         /// The call id.
@@ -104,6 +133,14 @@ pub enum ServeFrame<'a> {
         /// The status.
         trailer: Trailer,
     },
+    /// The process took `count` request items: the node may send as many
+    /// more.
+    Credit {
+        /// The call id.
+        call: u32,
+        /// How many (at least 1).
+        count: u32,
+    },
 }
 
 /// An `rpc-serve` frame does not decode or encode. Displayed as
@@ -122,6 +159,9 @@ pub enum ServeFrameError {
     /// Bytes after the last field.
     #[error("trailing-bytes: {0} bytes after the last field")]
     Trailing(usize),
+    /// A credit of zero.
+    #[error("bad-credit: a credit must be at least 1")]
+    Credit,
     /// The nested call header or trailer is invalid.
     #[error("{0}")]
     Nested(#[from] RpcFrameError),
@@ -135,6 +175,7 @@ impl ServeFrameError {
             Self::Truncated(_) => "truncated",
             Self::Reason(_) => "bad-reason",
             Self::Trailing(_) => "trailing-bytes",
+            Self::Credit => "bad-credit",
             Self::Nested(_) => "bad-frame",
         }
     }
@@ -146,9 +187,12 @@ impl ServeFrame<'_> {
         match self {
             Self::Request { call, .. }
             | Self::Cancel { call, .. }
+            | Self::RequestItem { call, .. }
+            | Self::RequestsEnd { call }
             | Self::Item { call, .. }
             | Self::Reply { call, .. }
-            | Self::End { call, .. } => *call,
+            | Self::End { call, .. }
+            | Self::Credit { call, .. } => *call,
         }
     }
 
@@ -158,9 +202,12 @@ impl ServeFrame<'_> {
         let (kind, call) = match self {
             Self::Request { call, .. } => (REQUEST, call),
             Self::Cancel { call, .. } => (CANCEL, call),
+            Self::RequestItem { call, .. } => (REQUEST_ITEM, call),
+            Self::RequestsEnd { call } => (REQUESTS_END, call),
             Self::Item { call, .. } => (ITEM, call),
             Self::Reply { call, .. } => (REPLY, call),
             Self::End { call, .. } => (END, call),
+            Self::Credit { call, .. } => (CREDIT, call),
         };
         out.push(kind);
         out.extend_from_slice(&call.to_be_bytes());
@@ -178,11 +225,20 @@ impl ServeFrame<'_> {
                 out.push(reason.as_u8());
                 Ok(())
             }
-            Self::Item { body, .. } | Self::Reply { body, .. } => {
+            Self::RequestItem { body, .. } | Self::Item { body, .. } | Self::Reply { body, .. } => {
                 out.extend_from_slice(body);
                 Ok(())
             }
+            Self::RequestsEnd { .. } => Ok(()),
             Self::End { trailer, .. } => trailer.encode(out),
+            Self::Credit { count, .. } => {
+                if *count == 0 {
+                    out.truncate(start);
+                    return Err(ServeFrameError::Credit);
+                }
+                out.extend_from_slice(&count.to_be_bytes());
+                Ok(())
+            }
         };
         written.map_err(|e| {
             out.truncate(start);
@@ -226,6 +282,23 @@ impl ServeFrame<'_> {
                 [] => Err(ServeFrameError::Truncated("the reason")),
                 more => Err(ServeFrameError::Trailing(more.len() - 1)),
             },
+            REQUEST_ITEM => Ok(ServeFrame::RequestItem { call, body: rest }),
+            REQUESTS_END => match rest {
+                [] => Ok(ServeFrame::RequestsEnd { call }),
+                more => Err(ServeFrameError::Trailing(more.len())),
+            },
+            CREDIT => {
+                let (count, more) = rest
+                    .split_first_chunk::<4>()
+                    .ok_or(ServeFrameError::Truncated("the credit"))?;
+                if !more.is_empty() {
+                    return Err(ServeFrameError::Trailing(more.len()));
+                }
+                match u32::from_be_bytes(*count) {
+                    0 => Err(ServeFrameError::Credit),
+                    count => Ok(ServeFrame::Credit { call, count }),
+                }
+            }
             ITEM => Ok(ServeFrame::Item { call, body: rest }),
             REPLY => Ok(ServeFrame::Reply { call, body: rest }),
             END => match decode_frame(rest)? {
@@ -274,6 +347,16 @@ mod tests {
             call: u32::MAX,
             reason: CancelReason::Deadline,
         });
+        round_trip(&ServeFrame::RequestItem {
+            call: 4,
+            body: b"more",
+        });
+        round_trip(&ServeFrame::RequestItem { call: 4, body: b"" });
+        round_trip(&ServeFrame::RequestsEnd { call: 4 });
+        round_trip(&ServeFrame::Credit {
+            call: 4,
+            count: u32::MAX,
+        });
         round_trip(&ServeFrame::Item { call: 1, body: b"" });
         round_trip(&ServeFrame::Reply {
             call: 2,
@@ -282,6 +365,42 @@ mod tests {
         let mut trailer = Trailer::new(Code::NotFound, "no such item");
         trailer.retry_after_ms = Some(5);
         round_trip(&ServeFrame::End { call: 3, trailer });
+    }
+
+    #[test]
+    fn frames_have_their_documented_bytes() {
+        let bytes = |f: ServeFrame<'_>| {
+            let mut out = Vec::new();
+            f.encode(&mut out).unwrap();
+            out
+        };
+        let cancel = ServeFrame::Cancel {
+            call: 7,
+            reason: CancelReason::Caller,
+        };
+        assert_eq!(bytes(cancel), [CANCEL, 0, 0, 0, 7, 1]);
+        assert_eq!(
+            bytes(ServeFrame::Reply {
+                call: 7,
+                body: b"x"
+            }),
+            [REPLY, 0, 0, 0, 7, b'x']
+        );
+        assert_eq!(
+            bytes(ServeFrame::RequestItem {
+                call: 7,
+                body: b"x"
+            }),
+            [REQUEST_ITEM, 0, 0, 0, 7, b'x']
+        );
+        assert_eq!(
+            bytes(ServeFrame::RequestsEnd { call: 7 }),
+            [REQUESTS_END, 0, 0, 0, 7]
+        );
+        assert_eq!(
+            bytes(ServeFrame::Credit { call: 7, count: 2 }),
+            [CREDIT, 0, 0, 0, 7, 0, 0, 0, 2]
+        );
     }
 
     #[test]
@@ -295,6 +414,14 @@ mod tests {
         assert_eq!(kind(&[END, 0, 0, 0, 1, 3, 0, 0]), "truncated");
         assert_eq!(kind(&[END, 0, 0, 0, 1, 3, 0, 0, 0, 0]), "bad-frame");
         assert_eq!(kind(&[REQUEST, 0, 0, 0, 1]), "truncated");
+        assert_eq!(kind(&[REQUESTS_END, 0, 0, 0, 1, 0]), "trailing-bytes");
+        assert_eq!(kind(&[CREDIT, 0, 0, 0, 1, 0, 0, 1]), "truncated");
+        assert_eq!(kind(&[CREDIT, 0, 0, 0, 1, 0, 0, 0, 0]), "bad-credit");
+        assert_eq!(kind(&[CREDIT, 0, 0, 0, 1, 0, 0, 0, 1, 0]), "trailing-bytes");
+        let zero = ServeFrame::Credit { call: 1, count: 0 };
+        let mut out = vec![9];
+        assert_eq!(zero.encode(&mut out).unwrap_err().kind(), "bad-credit");
+        assert_eq!(out, [9]);
         let mut end = vec![END, 0, 0, 0, 1];
         Trailer::new(Code::Ok, "").encode(&mut end).unwrap();
         end.push(0);
