@@ -46,6 +46,11 @@ class RpcStreams(unittest.TestCase):
         (sets `holding` at its first request, then reads until cancelled;
         sets `cancelled` then), tally.count (requests not streamed)."""
         holding = holding or threading.Event()
+        # The previous test's server withdrew tally when it stopped; once B
+        # has seen that, the next tally B lists is this server's (a feed
+        # replicates in order), not the withdrawn registration.
+        wait_for("the previous tally gone from B's services", lambda: not any(
+            s["name"] == "tally" for s in self.b.client.services()["services"]))
 
         def tally(call: Call) -> object:
             if call.method == "sum":
