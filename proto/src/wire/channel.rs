@@ -436,6 +436,27 @@ impl Start {
     }
 }
 
+/// A postcard output that appends to a caller's buffer.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
 impl ChannelFrame {
     /// Checks what serde cannot: bounds, names, NodeIds, gap ranges.
     pub fn validate(&self) -> Result<(), ChannelFrameError> {
@@ -513,6 +534,39 @@ impl ChannelFrame {
             return Err(ChannelFrameError::TooLong(bytes.len()));
         }
         Ok(bytes)
+    }
+
+    /// Appends the frame to `out` as one stream frame: its encoded length
+    /// (u32 big-endian, as [`crate::frame_stream`] frames it), then the
+    /// encoding, with no buffer of its own in between. Validated first; on
+    /// an error `out` is left as it was.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), ChannelFrameError> {
+        self.validate()?;
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let written = postcard::serialize_with_flavor(self, Append(&mut *out))
+            .map_err(ChannelFrameError::Encode)
+            .and_then(|()| {
+                let len = out.len() - start - 4;
+                if len > MAX_FRAME_LEN {
+                    return Err(ChannelFrameError::TooLong(len));
+                }
+                u32::try_from(len).map_err(|_| ChannelFrameError::TooLong(len))
+            });
+        match (written, out.get_mut(start..start + 4)) {
+            (Ok(len), Some(prefix)) => {
+                prefix.copy_from_slice(&len.to_be_bytes());
+                Ok(())
+            }
+            (Err(e), _) => {
+                out.truncate(start);
+                Err(e)
+            }
+            (Ok(len), None) => {
+                out.truncate(start);
+                Err(ChannelFrameError::TooLong(len as usize))
+            }
+        }
     }
 
     /// The link the frame is about.
@@ -666,6 +720,42 @@ mod tests {
             Err(ChannelFrameError::InvalidNodeId)
         ));
         roundtrip(frame);
+    }
+
+    #[test]
+    fn encode_into_appends_a_length_prefixed_frame() {
+        let frames = [
+            ChannelFrame::Credit { link: 1, n: 2 },
+            ChannelFrame::Deliver {
+                link: 3,
+                publisher: id(),
+                seq: 4,
+                ts: 5,
+                data: vec![6; 100],
+            },
+        ];
+        let mut out = vec![9];
+        for f in &frames {
+            f.encode_into(&mut out).unwrap();
+        }
+        let mut rest = &out[1..];
+        for f in &frames {
+            let bytes = f.encode().unwrap();
+            let (len, tail) = rest.split_at(4);
+            assert_eq!(len, (bytes.len() as u32).to_be_bytes());
+            assert_eq!(&tail[..bytes.len()], &bytes[..]);
+            rest = &tail[bytes.len()..];
+        }
+        assert!(rest.is_empty());
+        let bad = ChannelFrame::Gap {
+            link: 1,
+            publisher: id(),
+            from: 5,
+            to: 4,
+        };
+        let before = out.clone();
+        assert!(bad.encode_into(&mut out).is_err());
+        assert_eq!(out, before, "nothing appended on an error");
     }
 
     #[test]
