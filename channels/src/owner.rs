@@ -3,9 +3,10 @@
 //! (unix ms), frames from peers and local calls, and yields
 //! [`Transmit`]s and timeouts.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use foldhash::{HashMap, HashMapExt};
 use relay_proto::wire::channel::{
     valid_name, Backpressure, ChannelFrame, Reason, Start, TokenKind, MAX_DATA,
 };
