@@ -148,7 +148,7 @@ mod tests {
             publisher: node(p),
             seq,
             ts,
-            data: vec![0; 10],
+            data: vec![0; 10].into(),
         })
     }
 

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use foldhash::{HashMap, HashMapExt};
 
 use relay_channels::{
@@ -294,7 +295,7 @@ impl Hub {
         owner: NodeId,
         name: &str,
         token: &[u8],
-        data: Vec<u8>,
+        data: impl Into<Bytes>,
     ) -> Result<AckRx, PublishWait> {
         let found = self
             .pub_index

@@ -121,7 +121,7 @@ mod tests {
         let frame = ChannelFrame::Publish {
             link: 1,
             seq: 2,
-            data: vec![7u8; 1000],
+            data: vec![7u8; 1000].into(),
         };
         let framed = frame.encode().unwrap().len() + 4;
         let mut pushed = 0;

@@ -30,6 +30,7 @@
 //! | [`ChannelFrame::Unsubscribe`] | opener → owner | close the link |
 //! | [`ChannelFrame::End`] | owner → opener | the link is over, with a [`Reason`] |
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -279,7 +280,8 @@ pub enum ChannelFrame {
         /// The publisher's sequence number (consecutive from 1).
         seq: u64,
         /// The payload.
-        data: Vec<u8>,
+        #[serde(with = "payload")]
+        data: Bytes,
     },
     /// The owner took a message.
     PublishAck {
@@ -303,7 +305,8 @@ pub enum ChannelFrame {
         /// When the owner took it (unix ms).
         ts: u64,
         /// The payload.
-        data: Vec<u8>,
+        #[serde(with = "payload")]
+        data: Bytes,
     },
     /// Messages `from..=to` of `publisher` were dropped for this
     /// subscription.
@@ -432,6 +435,48 @@ impl Start {
                 cursors.iter().try_for_each(|c| check_id(&c.publisher))
             }
             Self::Live | Self::FromStart | Self::Last(_) => Ok(()),
+        }
+    }
+}
+
+/// A payload on the wire: a byte string (the same encoding as a
+/// `Vec<u8>`, written and read in one piece).
+mod payload {
+    use bytes::Bytes;
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(data: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(data)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        d.deserialize_bytes(Payload)
+    }
+
+    struct Payload;
+
+    impl<'de> Visitor<'de> for Payload {
+        type Value = Bytes;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Bytes, E> {
+            Ok(Bytes::copy_from_slice(v))
+        }
+
+        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+            Ok(Bytes::from(v))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
+            let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(super::MAX_DATA));
+            while let Some(b) = seq.next_element::<u8>()? {
+                v.push(b);
+            }
+            Ok(Bytes::from(v))
         }
     }
 }
@@ -639,7 +684,7 @@ mod tests {
             publisher: id(),
             seq: 2,
             ts: 3,
-            data: vec![0; MAX_DATA],
+            data: vec![0; MAX_DATA].into(),
         });
         roundtrip(ChannelFrame::End {
             link: 4,
@@ -701,7 +746,7 @@ mod tests {
             publisher: id(),
             seq: 1,
             ts: 2,
-            data: vec![3; 8],
+            data: vec![3; 8].into(),
         };
         // Seen (and remembered as valid) on this thread.
         roundtrip(frame.clone());
@@ -731,7 +776,7 @@ mod tests {
                 publisher: id(),
                 seq: 4,
                 ts: 5,
-                data: vec![6; 100],
+                data: vec![6; 100].into(),
             },
         ];
         let mut out = vec![9];
@@ -756,6 +801,31 @@ mod tests {
         let before = out.clone();
         assert!(bad.encode_into(&mut out).is_err());
         assert_eq!(out, before, "nothing appended on an error");
+    }
+
+    #[test]
+    fn payloads_encode_as_a_byte_vector_did() {
+        #[derive(Serialize)]
+        enum Old {
+            _A,
+            _B,
+            _C,
+            _D,
+            Publish { link: u64, seq: u64, data: Vec<u8> },
+        }
+        let old = postcard::to_allocvec(&Old::Publish {
+            link: 1,
+            seq: 2,
+            data: vec![3; 200],
+        })
+        .unwrap();
+        let new = ChannelFrame::Publish {
+            link: 1,
+            seq: 2,
+            data: vec![3; 200].into(),
+        };
+        assert_eq!(new.encode().unwrap(), old);
+        assert_eq!(ChannelFrame::decode(&old).unwrap(), new);
     }
 
     #[test]
