@@ -7,6 +7,7 @@
 //! it live, so nothing published in between can be missed or repeated.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use relay_proto::wire::channel::{Cursor, Start};
@@ -92,7 +93,7 @@ impl History {
 
     /// What a subscription starting at `start` gets before live; `last`
     /// gives each publisher's last sequence number the owner took.
-    pub fn replay(&self, start: &Start, last: &HashMap<NodeId, u64>) -> Replay {
+    pub fn replay<S: BuildHasher>(&self, start: &Start, last: &HashMap<NodeId, u64, S>) -> Replay {
         match start {
             Start::Live => Replay::default(),
             Start::FromStart => Replay {
@@ -112,7 +113,7 @@ impl History {
         }
     }
 
-    fn resume(&self, cursors: &[Cursor], last: &HashMap<NodeId, u64>) -> Replay {
+    fn resume<S: BuildHasher>(&self, cursors: &[Cursor], last: &HashMap<NodeId, u64, S>) -> Replay {
         let seen: HashMap<NodeId, u64> = cursors.iter().map(|c| (c.publisher, c.seq)).collect();
         let mut gaps = Vec::new();
         for c in cursors {
@@ -147,7 +148,7 @@ mod tests {
             publisher: node(p),
             seq,
             ts,
-            data: vec![0; 10],
+            data: vec![0; 10].into(),
         })
     }
 

@@ -3,9 +3,11 @@
 //! (unix ms), frames from peers and local calls, and yields
 //! [`Transmit`]s and timeouts.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use bytes::Bytes;
+use foldhash::{HashMap, HashMapExt};
 use relay_proto::wire::channel::{
     valid_name, Backpressure, ChannelFrame, Reason, Start, TokenKind, MAX_DATA,
 };
@@ -466,8 +468,9 @@ impl<A: Authorizer> Owner<A> {
         &mut self,
         now_ms: u64,
         name: &str,
-        data: Vec<u8>,
+        data: impl Into<Bytes>,
     ) -> Result<(u32, u32), PublishError> {
+        let data = data.into();
         if data.len() > MAX_DATA {
             return Err(PublishError::TooLarge);
         }
@@ -745,7 +748,7 @@ impl<A: Authorizer> Owner<A> {
         name: &str,
         publisher: NodeId,
         seq: u64,
-        data: Vec<u8>,
+        data: Bytes,
     ) -> (u32, u32) {
         let Some(ch) = self.channels.get_mut(name) else {
             return (0, 0);
@@ -859,7 +862,7 @@ impl<A: Authorizer> Owner<A> {
         }
     }
 
-    fn on_publish(&mut self, now_ms: u64, key: LinkKey, seq: u64, data: Vec<u8>) {
+    fn on_publish(&mut self, now_ms: u64, key: LinkKey, seq: u64, data: Bytes) {
         let window = self.config.pub_window as usize;
         let over = match self.links.get_mut(&key) {
             Some(Link {

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use relay_proto::NodeId;
 
 use crate::auth::Grant;
@@ -38,7 +39,7 @@ pub(crate) struct PubLink {
     pub(crate) channel: Arc<str>,
     /// Publishes received but not taken yet (blocked or rate-limited), at
     /// most the window granted.
-    pub(crate) pending: VecDeque<(u64, Vec<u8>)>,
+    pub(crate) pending: VecDeque<(u64, Bytes)>,
 }
 
 /// What a link is.

@@ -127,7 +127,7 @@ fn reliable_delivery_in_order_none_missing_with_small_windows() {
         for e in n.events(2, 1) {
             if let SubEvent::Message { data, seq, .. } = e {
                 assert_eq!(
-                    u64::from(u32::from_be_bytes(data.try_into().unwrap())) + 1,
+                    u64::from(u32::from_be_bytes(data[..].try_into().unwrap())) + 1,
                     seq
                 );
                 got.push(seq);
@@ -477,7 +477,7 @@ fn a_publisher_skipping_sequence_numbers_shows_as_a_gap() {
             ChannelFrame::Publish {
                 link: 1,
                 seq,
-                data: vec![],
+                data: Default::default(),
             },
         );
     };

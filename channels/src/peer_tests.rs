@@ -150,7 +150,7 @@ fn duplicates_are_dropped_and_still_return_credit() {
         publisher: node(5),
         seq,
         ts: 0,
-        data: vec![],
+        data: Default::default(),
     };
     s.handle_frame(deliver(1));
     s.handle_frame(deliver(1));

@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
 use relay_proto::wire::channel::{ChannelFrame, Reason, MAX_DATA};
 use thiserror::Error;
 
@@ -75,7 +76,8 @@ pub struct Publication {
     state: State,
     next_seq: u64,
     window: usize,
-    unacked: VecDeque<(u64, Vec<u8>)>,
+    /// Shared with the frames that carry them (a resend copies nothing).
+    unacked: VecDeque<(u64, Bytes)>,
     /// How many of `unacked` (from the front) went out on this connection.
     in_flight: usize,
     out: VecDeque<ChannelFrame>,
@@ -133,7 +135,8 @@ impl Publication {
     }
 
     /// Queues `data` as the next message; returns its sequence number.
-    pub fn try_publish(&mut self, data: Vec<u8>) -> Result<u64, PublishRefused> {
+    pub fn try_publish(&mut self, data: impl Into<Bytes>) -> Result<u64, PublishRefused> {
+        let data = data.into();
         if self.state == State::Ended {
             return Err(PublishRefused::Ended);
         }

@@ -17,6 +17,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use relay_proto::wire::channel::Backpressure;
 use relay_proto::NodeId;
 
@@ -30,7 +31,7 @@ pub struct Message {
     /// When the owner took it (unix ms).
     pub ts: u64,
     /// The payload.
-    pub data: Vec<u8>,
+    pub data: Bytes,
 }
 
 /// What a buffer hands out next.
@@ -216,7 +217,7 @@ mod tests {
             publisher: node(p),
             seq,
             ts: 0,
-            data: vec![],
+            data: Bytes::new(),
         })
     }
 

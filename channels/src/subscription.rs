@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use bytes::Bytes;
 use relay_proto::wire::channel::{Backpressure, ChannelFrame, Cursor, Reason, Start, MAX_CURSORS};
 use relay_proto::NodeId;
 
@@ -56,7 +57,7 @@ pub enum SubEvent {
         /// When the owner took it (unix ms).
         ts: u64,
         /// The payload.
-        data: Vec<u8>,
+        data: Bytes,
     },
     /// Messages `from..=to` of `publisher` were missed.
     Gap {
@@ -259,7 +260,7 @@ impl Subscription {
         });
     }
 
-    fn on_deliver(&mut self, publisher: NodeId, seq: u64, ts: u64, data: Vec<u8>) {
+    fn on_deliver(&mut self, publisher: NodeId, seq: u64, ts: u64, data: Bytes) {
         match self.last.get(&publisher).copied() {
             Some(l) if seq <= l => {
                 self.duplicates += 1;

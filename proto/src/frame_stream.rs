@@ -79,10 +79,11 @@ impl FrameDecoder {
         }
     }
 
-    /// Adds bytes read from the stream.
+    /// Adds bytes read from the stream (dropping those already returned
+    /// first, so the buffer holds at most one incomplete frame plus `data`).
     pub fn push(&mut self, data: &[u8]) {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
+        if self.start > 0 {
+            self.buf.drain(..self.start);
             self.start = 0;
         }
         self.buf.extend_from_slice(data);
@@ -96,6 +97,12 @@ impl FrameDecoder {
     /// The next complete frame's payload, `None` until one is complete. After
     /// an error the stream cannot be framed any more; drop the decoder.
     pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
+        Ok(self.next_payload()?.map(<[u8]>::to_vec))
+    }
+
+    /// Like [`Self::next_frame`], without a copy: the payload borrowed from
+    /// the decoder's buffer (valid until the next call).
+    pub fn next_payload(&mut self) -> Result<Option<&[u8]>, FrameError> {
         let unread = self.buf.get(self.start..).unwrap_or_default();
         let Some(header) = unread.get(..HEADER_LEN) else {
             return Ok(None);
@@ -111,17 +118,12 @@ impl FrameDecoder {
         if len > self.max {
             return Err(too_large);
         }
-        let Some(payload) = unread.get(HEADER_LEN..HEADER_LEN + len) else {
+        if unread.len() < HEADER_LEN + len {
             return Ok(None);
-        };
-        let frame = payload.to_vec();
-        self.start += HEADER_LEN + len;
-        // Compact once the consumed prefix dominates the buffer.
-        if self.start > self.buf.len() / 2 {
-            self.buf.drain(..self.start);
-            self.start = 0;
         }
-        Ok(Some(frame))
+        let from = self.start + HEADER_LEN;
+        self.start = from + len;
+        Ok(self.buf.get(from..self.start))
     }
 }
 
@@ -150,6 +152,26 @@ mod tests {
         assert_eq!(got[2], b"hello world");
         assert_eq!(got[3].len(), 1000);
         assert_eq!(dec.buffered(), 0);
+    }
+
+    #[test]
+    fn payloads_borrowed_across_pushes() {
+        let mut wire = Vec::new();
+        for payload in [&b"one"[..], b"", b"three"] {
+            encode_frame(payload, &mut wire).unwrap();
+        }
+        let mut dec = FrameDecoder::default();
+        dec.push(&wire[..9]);
+        assert_eq!(dec.next_payload().unwrap(), Some(&b"one"[..]));
+        assert_eq!(dec.next_payload().unwrap(), None, "half a header");
+        dec.push(&wire[9..13]);
+        assert_eq!(dec.next_payload().unwrap(), Some(&b""[..]));
+        assert_eq!(dec.next_payload().unwrap(), None);
+        assert_eq!(dec.buffered(), 2);
+        dec.push(&wire[13..]);
+        assert_eq!(dec.next_payload().unwrap(), Some(&b"three"[..]));
+        assert_eq!(dec.buffered(), 0);
+        assert_eq!(dec.next_payload().unwrap(), None);
     }
 
     #[test]

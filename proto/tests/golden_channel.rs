@@ -160,7 +160,7 @@ fn data_path_frames() {
         ChannelFrame::Publish {
             link: 2,
             seq: 1,
-            data: b"hi".to_vec(),
+            data: b"hi".to_vec().into(),
         },
         &["04", "02", "01", "026869"],
     );
@@ -179,7 +179,7 @@ fn data_path_frames() {
             publisher: id1(),
             seq: 5,
             ts: 1000,
-            data: b"hi".to_vec(),
+            data: b"hi".to_vec().into(),
         },
         &["06", "01", ID1, "05", "e807", "026869"],
     );

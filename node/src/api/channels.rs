@@ -398,8 +398,9 @@ impl ChannelsApi {
         owner: NodeId,
         name: &str,
         token: &[u8],
-        data: Vec<u8>,
+        data: impl Into<Bytes>,
     ) -> Result<AckRx, ApiError> {
+        let data = data.into();
         loop {
             let attempt = lock(&self.hub).publish(owner, name, token, data.clone());
             self.wake.notify_one();

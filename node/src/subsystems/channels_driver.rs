@@ -22,7 +22,7 @@ use super::channels_hub::Hub;
 use super::channels_outbox::Outbox;
 use super::channels_redial::OwnerDials;
 use super::channels_wire::{
-    encode, read_from_peer, send_datagram, write_to_peer, WireCounters, WriterEnded,
+    read_from_peer, send_datagram, write_to_peer, WireCounters, WriterEnded,
 };
 use crate::ledger::Ledger;
 use crate::revocations::Revoked;
@@ -52,29 +52,49 @@ pub fn lock(hub: &Mutex<Hub>) -> std::sync::MutexGuard<'_, Hub> {
 struct Writer {
     generation: u64,
     outbox: Arc<Outbox>,
-    held: VecDeque<Vec<u8>>,
+    held: VecDeque<ChannelFrame>,
 }
 
 impl Writer {
-    /// Queues `frame` behind any held ones and moves what fits.
-    fn push(&mut self, frame: Vec<u8>, counters: &WireCounters) {
-        self.held.push_back(frame);
-        self.move_held(counters);
+    /// Queues `frames` behind any held ones, encoding what fits straight
+    /// into the outbox (one lock for the run).
+    fn push(&mut self, frames: impl Iterator<Item = ChannelFrame>, counters: &WireCounters) {
+        let outbox = &self.outbox;
+        let mut append = outbox.append();
+        let mut sent = 0;
+        for frame in frames {
+            if !self.held.is_empty() {
+                self.held.push_back(frame);
+                continue;
+            }
+            match append.push(&frame) {
+                Ok(true) => sent += 1,
+                Ok(false) => self.held.push_back(frame),
+                Err(e) => tracing::debug!(error = %e, "channels frame not sent"),
+            }
+        }
+        drop(append);
+        counters.frames_out.fetch_add(sent, Relaxed);
     }
 
     /// Moves held frames into the outbox while it has room.
     fn move_held(&mut self, counters: &WireCounters) {
+        if self.held.is_empty() {
+            return;
+        }
+        let outbox = &self.outbox;
+        let mut append = outbox.append();
+        let mut sent = 0;
         while let Some(frame) = self.held.front() {
-            match self.outbox.try_push(frame) {
-                Ok(true) => counters.frames_out.fetch_add(1, Relaxed),
-                Ok(false) => return,
-                Err(e) => {
-                    tracing::debug!(error = %e, "channels frame not sent");
-                    0
-                }
-            };
+            match append.push(frame) {
+                Ok(true) => sent += 1,
+                Ok(false) => break,
+                Err(e) => tracing::debug!(error = %e, "channels frame not sent"),
+            }
             self.held.pop_front();
         }
+        drop(append);
+        counters.frames_out.fetch_add(sent, Relaxed);
     }
 }
 
@@ -110,20 +130,19 @@ impl Driver {
             w.move_held(&self.counters);
         }
         let out = lock(&self.hub).drain_out(unix_ms());
-        for t in out {
+        let mut out = out.into_iter().peekable();
+        while let Some(t) = out.next() {
             if !t.reliable {
                 send_datagram(&self.mux, t.peer, &t.frame, &self.counters);
                 continue;
             }
-            let Some(bytes) = encode(&t.frame) else {
-                continue;
-            };
-            let generation = self.generations.get(&t.peer).copied().unwrap_or(0);
-            let writer = self.writers.entry(t.peer).or_insert_with(|| {
+            let peer = t.peer;
+            let generation = self.generations.get(&peer).copied().unwrap_or(0);
+            let writer = self.writers.entry(peer).or_insert_with(|| {
                 let outbox = Arc::new(Outbox::default());
                 self.tasks.spawn(write_to_peer(
                     self.mux.clone(),
-                    t.peer,
+                    peer,
                     generation,
                     outbox.clone(),
                     self.wake.clone(),
@@ -135,9 +154,14 @@ impl Driver {
                     held: VecDeque::new(),
                 }
             });
-            // A busy peer's frames wait (bounded by the credit its links
-            // granted); they are never dropped.
-            writer.push(bytes, &self.counters);
+            // This frame and the reliable ones right after it for the same
+            // peer, in one run. A busy peer's frames wait (bounded by the
+            // credit its links granted); they are never dropped.
+            let run = std::iter::once(t.frame).chain(std::iter::from_fn(|| {
+                out.next_if(|n| n.reliable && n.peer == peer)
+                    .map(|n| n.frame)
+            }));
+            writer.push(run, &self.counters);
         }
     }
 

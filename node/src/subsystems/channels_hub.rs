@@ -5,8 +5,13 @@
 //! waiting on a subscription or a publish. It holds no sockets: the driver
 //! ([`super::channels_driver`]) moves its [`Transmit`]s.
 
-use std::collections::{HashMap, VecDeque};
+use std::borrow::Borrow;
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+
+use bytes::Bytes;
+use foldhash::{HashMap, HashMapExt};
 
 use relay_channels::{
     OwnerConfig, PubEvent, Publication, PublishRefused, SubEvent, Subscription, SubscriptionConfig,
@@ -41,6 +46,66 @@ pub enum PublishWait {
     Refused(PublishRefused),
 }
 
+/// (owner, channel, token): what a publishing session is shared by.
+#[derive(Debug, Clone)]
+struct PubKey {
+    owner: NodeId,
+    name: String,
+    token: Vec<u8>,
+}
+
+/// A [`PubKey`] or its borrowed parts, so that a publish looks its
+/// session up without building a key.
+trait PubKeyParts {
+    fn parts(&self) -> (&NodeId, &str, &[u8]);
+}
+
+impl PubKeyParts for PubKey {
+    fn parts(&self) -> (&NodeId, &str, &[u8]) {
+        (&self.owner, &self.name, &self.token)
+    }
+}
+
+impl PubKeyParts for (NodeId, &str, &[u8]) {
+    fn parts(&self) -> (&NodeId, &str, &[u8]) {
+        (&self.0, self.1, self.2)
+    }
+}
+
+impl Hash for dyn PubKeyParts + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for dyn PubKeyParts + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn PubKeyParts + '_ {}
+
+impl Hash for PubKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for PubKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for PubKey {}
+
+impl<'a> Borrow<dyn PubKeyParts + 'a> for PubKey {
+    fn borrow(&self) -> &(dyn PubKeyParts + 'a) {
+        self
+    }
+}
+
 #[derive(Debug)]
 struct LocalSub {
     owner: NodeId,
@@ -51,7 +116,7 @@ struct LocalSub {
 #[derive(Debug)]
 struct LocalPub {
     owner: NodeId,
-    key: (String, Vec<u8>),
+    key: PubKey,
     publication: Publication,
     /// Bumped on every event of the session.
     progress: watch::Sender<u64>,
@@ -68,7 +133,7 @@ pub struct Hub {
     subs: HashMap<u64, LocalSub>,
     pubs: HashMap<u64, LocalPub>,
     /// (owner, channel, token) → the session local publishers share.
-    pub_index: HashMap<(NodeId, String, Vec<u8>), u64>,
+    pub_index: HashMap<PubKey, u64>,
     next_link: u64,
     out: VecDeque<Transmit>,
     uses: u64,
@@ -170,7 +235,7 @@ impl Hub {
                 for (_, tx) in p.acks {
                     let _ = tx.send(Err(reason));
                 }
-                self.pub_index.remove(&(p.owner, p.key.0, p.key.1));
+                self.pub_index.remove(&p.key);
             }
         }
     }
@@ -230,26 +295,34 @@ impl Hub {
         owner: NodeId,
         name: &str,
         token: &[u8],
-        data: Vec<u8>,
+        data: impl Into<Bytes>,
     ) -> Result<AckRx, PublishWait> {
-        let index = (owner, name.to_string(), token.to_vec());
-        let link = match self.pub_index.get(&index) {
-            Some(l) => *l,
+        let found = self
+            .pub_index
+            .get(&(owner, name, token) as &dyn PubKeyParts)
+            .copied();
+        let link = match found {
+            Some(l) => l,
             None => {
                 self.evict_idle_pub();
                 let link = self.link();
+                let key = PubKey {
+                    owner,
+                    name: name.to_string(),
+                    token: token.to_vec(),
+                };
                 self.pubs.insert(
                     link,
                     LocalPub {
                         owner,
-                        key: (name.to_string(), token.to_vec()),
+                        key: key.clone(),
                         publication: Publication::new(link, name, token.to_vec()),
                         progress: watch::channel(0).0,
                         used: 0,
                         acks: HashMap::new(),
                     },
                 );
-                self.pub_index.insert(index, link);
+                self.pub_index.insert(key, link);
                 link
             }
         };
@@ -310,7 +383,7 @@ impl Hub {
         }
         self.collect_pub(link);
         if let Some(p) = self.pubs.remove(&link) {
-            self.pub_index.remove(&(p.owner, p.key.0, p.key.1));
+            self.pub_index.remove(&p.key);
         }
     }
 

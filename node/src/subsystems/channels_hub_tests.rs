@@ -27,7 +27,9 @@ fn own_channels_loop_back_without_the_network() {
     assert!(hub.drain_out(0).is_empty());
     assert_eq!(ack.try_recv().unwrap(), Ok((1, 1)));
     let events = hub.take_events(link, 10).unwrap();
-    assert!(matches!(&events[..], [SubEvent::Message { seq: 1, data, .. }] if data == b"hi"));
+    assert!(
+        matches!(&events[..], [SubEvent::Message { seq: 1, data, .. }] if data[..] == b"hi"[..])
+    );
     hub.unsubscribe(link);
     assert!(hub.take_events(link, 10).is_none());
 }
@@ -55,7 +57,7 @@ fn remote_frames_reach_only_the_link_of_their_owner() {
         publisher: stranger,
         seq: 7,
         ts: 0,
-        data: vec![],
+        data: Default::default(),
     };
     hub.handle_frame(0, owner, deliver);
     assert_eq!(hub.take_events(link, 10).unwrap().len(), 2);

@@ -1,6 +1,7 @@
 //! One peer's outgoing reliable channel frames, shared by the driver (which
-//! appends framed frames) and the peer's writer task (which takes
-//! everything buffered as one stream write).
+//! encodes frames straight into the buffer, length-prefixed, under one lock
+//! per run of frames) and the peer's writer task (which takes everything
+//! buffered as one stream write).
 //!
 //! Nothing is ever dropped here. The buffer has a soft bound
 //! ([`OUTBOX_BYTES`]): while it is reached the driver holds the peer's
@@ -10,7 +11,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use relay_proto::frame_stream::{encode_frame, FrameError};
+use relay_proto::wire::channel::{ChannelFrame, ChannelFrameError};
 use tokio::sync::Notify;
 
 /// Bytes buffered for one peer before the driver holds frames back.
@@ -39,21 +40,14 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends `frame` (encoded) if the buffer is below its bound; `false`
-    /// when full (the caller holds it back and retries once woken).
-    pub fn try_push(&self, frame: &[u8]) -> Result<bool, FrameError> {
-        let mut s = self.lock();
-        if s.buf.len() >= OUTBOX_BYTES {
-            s.held = true;
-            return Ok(false);
+    /// Opens the buffer for appending a run of frames (one lock for all
+    /// of them; the writer is woken when the appender is dropped).
+    pub fn append(&self) -> Appender<'_> {
+        Appender {
+            outbox: self,
+            state: self.lock(),
+            wake: false,
         }
-        let was_empty = s.buf.is_empty();
-        encode_frame(frame, &mut s.buf)?;
-        drop(s);
-        if was_empty {
-            self.ready.notify_one();
-        }
-        Ok(true)
     }
 
     /// No more frames: the writer writes what is buffered, then finishes.
@@ -84,6 +78,38 @@ impl Outbox {
     }
 }
 
+/// Appends frames to an [`Outbox`] (see [`Outbox::append`]).
+#[derive(Debug)]
+pub struct Appender<'a> {
+    outbox: &'a Outbox,
+    state: MutexGuard<'a, State>,
+    /// The buffer was empty: the writer may be waiting.
+    wake: bool,
+}
+
+impl Appender<'_> {
+    /// Encodes `frame` (length-prefixed) into the buffer if it is below
+    /// its bound; `Ok(false)` when full (the caller holds the frame back
+    /// and retries once woken).
+    pub fn push(&mut self, frame: &ChannelFrame) -> Result<bool, ChannelFrameError> {
+        if self.state.buf.len() >= OUTBOX_BYTES {
+            self.state.held = true;
+            return Ok(false);
+        }
+        self.wake |= self.state.buf.is_empty();
+        frame.encode_into(&mut self.state.buf)?;
+        Ok(true)
+    }
+}
+
+impl Drop for Appender<'_> {
+    fn drop(&mut self) {
+        if self.wake && !self.state.buf.is_empty() {
+            self.outbox.ready.notify_one();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -92,24 +118,38 @@ mod tests {
     #[tokio::test]
     async fn full_holds_back_and_take_reports_it() {
         let o = Outbox::default();
-        let frame = vec![7u8; 1000];
+        let frame = ChannelFrame::Publish {
+            link: 1,
+            seq: 2,
+            data: vec![7u8; 1000].into(),
+        };
+        let framed = frame.encode().unwrap().len() + 4;
         let mut pushed = 0;
-        while o.try_push(&frame).unwrap() {
+        while o.append().push(&frame).unwrap() {
             pushed += 1;
         }
-        assert_eq!(pushed, OUTBOX_BYTES.div_ceil(1004));
+        assert_eq!(pushed, OUTBOX_BYTES.div_ceil(framed));
         let mut batch = Vec::new();
         assert_eq!(o.take(&mut batch).await, Some(true));
-        assert_eq!(batch.len(), pushed * 1004);
-        assert_eq!(&batch[..4], &1000u32.to_be_bytes());
-        assert!(o.try_push(&frame).unwrap(), "room again after the take");
+        assert_eq!(batch.len(), pushed * framed);
+        assert_eq!(&batch[..4], &((framed - 4) as u32).to_be_bytes());
+        assert_eq!(
+            ChannelFrame::decode(&batch[4..framed]).unwrap(),
+            frame,
+            "the frame as encoded"
+        );
+        {
+            let mut a = o.append();
+            assert!(a.push(&frame).unwrap(), "room again after the take");
+            assert!(a.push(&frame).unwrap(), "one lock, two frames");
+        }
         o.close();
         assert_eq!(
             o.take(&mut batch).await,
             Some(false),
             "buffered frames still go"
         );
-        assert_eq!(batch.len(), 1004);
+        assert_eq!(batch.len(), 2 * framed);
         assert_eq!(o.take(&mut batch).await, None);
     }
 }

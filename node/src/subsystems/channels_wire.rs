@@ -103,8 +103,8 @@ pub async fn read_from_peer(
         decoder.push(&buf[..n]);
         let mut batch = Vec::new();
         let bad = loop {
-            let frame = match decoder.next_frame() {
-                Ok(Some(bytes)) => ChannelFrame::decode(&bytes).map_err(|e| e.to_string()),
+            let frame = match decoder.next_payload() {
+                Ok(Some(bytes)) => ChannelFrame::decode(bytes).map_err(|e| e.to_string()),
                 Ok(None) => break None,
                 Err(e) => Err(e.to_string()),
             };
@@ -139,9 +139,4 @@ pub fn send_datagram(mux: &Mux, peer: NodeId, frame: &ChannelFrame, counters: &W
         &counters.datagrams_dropped
     };
     counter.fetch_add(1, Relaxed);
-}
-
-/// Encodes a frame for a stream writer.
-pub fn encode(frame: &ChannelFrame) -> Option<Vec<u8>> {
-    frame.encode().ok()
 }

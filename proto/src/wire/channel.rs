@@ -30,6 +30,7 @@
 //! | [`ChannelFrame::Unsubscribe`] | opener → owner | close the link |
 //! | [`ChannelFrame::End`] | owner → opener | the link is over, with a [`Reason`] |
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -279,7 +280,8 @@ pub enum ChannelFrame {
         /// The publisher's sequence number (consecutive from 1).
         seq: u64,
         /// The payload.
-        data: Vec<u8>,
+        #[serde(with = "payload")]
+        data: Bytes,
     },
     /// The owner took a message.
     PublishAck {
@@ -303,7 +305,8 @@ pub enum ChannelFrame {
         /// When the owner took it (unix ms).
         ts: u64,
         /// The payload.
-        data: Vec<u8>,
+        #[serde(with = "payload")]
+        data: Bytes,
     },
     /// Messages `from..=to` of `publisher` were dropped for this
     /// subscription.
@@ -436,6 +439,69 @@ impl Start {
     }
 }
 
+/// A payload on the wire: a byte string (the same encoding as a
+/// `Vec<u8>`, written and read in one piece).
+mod payload {
+    use bytes::Bytes;
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(data: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(data)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        d.deserialize_bytes(Payload)
+    }
+
+    struct Payload;
+
+    impl<'de> Visitor<'de> for Payload {
+        type Value = Bytes;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Bytes, E> {
+            Ok(Bytes::copy_from_slice(v))
+        }
+
+        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+            Ok(Bytes::from(v))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
+            let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(super::MAX_DATA));
+            while let Some(b) = seq.next_element::<u8>()? {
+                v.push(b);
+            }
+            Ok(Bytes::from(v))
+        }
+    }
+}
+
+/// A postcard output that appends to a caller's buffer.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
 impl ChannelFrame {
     /// Checks what serde cannot: bounds, names, NodeIds, gap ranges.
     pub fn validate(&self) -> Result<(), ChannelFrameError> {
@@ -515,6 +581,39 @@ impl ChannelFrame {
         Ok(bytes)
     }
 
+    /// Appends the frame to `out` as one stream frame: its encoded length
+    /// (u32 big-endian, as [`crate::frame_stream`] frames it), then the
+    /// encoding, with no buffer of its own in between. Validated first; on
+    /// an error `out` is left as it was.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), ChannelFrameError> {
+        self.validate()?;
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let written = postcard::serialize_with_flavor(self, Append(&mut *out))
+            .map_err(ChannelFrameError::Encode)
+            .and_then(|()| {
+                let len = out.len() - start - 4;
+                if len > MAX_FRAME_LEN {
+                    return Err(ChannelFrameError::TooLong(len));
+                }
+                u32::try_from(len).map_err(|_| ChannelFrameError::TooLong(len))
+            });
+        match (written, out.get_mut(start..start + 4)) {
+            (Ok(len), Some(prefix)) => {
+                prefix.copy_from_slice(&len.to_be_bytes());
+                Ok(())
+            }
+            (Err(e), _) => {
+                out.truncate(start);
+                Err(e)
+            }
+            (Ok(len), None) => {
+                out.truncate(start);
+                Err(ChannelFrameError::TooLong(len as usize))
+            }
+        }
+    }
+
     /// The link the frame is about.
     pub fn link(&self) -> u64 {
         match self {
@@ -585,7 +684,7 @@ mod tests {
             publisher: id(),
             seq: 2,
             ts: 3,
-            data: vec![0; MAX_DATA],
+            data: vec![0; MAX_DATA].into(),
         });
         roundtrip(ChannelFrame::End {
             link: 4,
@@ -647,7 +746,7 @@ mod tests {
             publisher: id(),
             seq: 1,
             ts: 2,
-            data: vec![3; 8],
+            data: vec![3; 8].into(),
         };
         // Seen (and remembered as valid) on this thread.
         roundtrip(frame.clone());
@@ -666,6 +765,67 @@ mod tests {
             Err(ChannelFrameError::InvalidNodeId)
         ));
         roundtrip(frame);
+    }
+
+    #[test]
+    fn encode_into_appends_a_length_prefixed_frame() {
+        let frames = [
+            ChannelFrame::Credit { link: 1, n: 2 },
+            ChannelFrame::Deliver {
+                link: 3,
+                publisher: id(),
+                seq: 4,
+                ts: 5,
+                data: vec![6; 100].into(),
+            },
+        ];
+        let mut out = vec![9];
+        for f in &frames {
+            f.encode_into(&mut out).unwrap();
+        }
+        let mut rest = &out[1..];
+        for f in &frames {
+            let bytes = f.encode().unwrap();
+            let (len, tail) = rest.split_at(4);
+            assert_eq!(len, (bytes.len() as u32).to_be_bytes());
+            assert_eq!(&tail[..bytes.len()], &bytes[..]);
+            rest = &tail[bytes.len()..];
+        }
+        assert!(rest.is_empty());
+        let bad = ChannelFrame::Gap {
+            link: 1,
+            publisher: id(),
+            from: 5,
+            to: 4,
+        };
+        let before = out.clone();
+        assert!(bad.encode_into(&mut out).is_err());
+        assert_eq!(out, before, "nothing appended on an error");
+    }
+
+    #[test]
+    fn payloads_encode_as_a_byte_vector_did() {
+        #[derive(Serialize)]
+        enum Old {
+            _A,
+            _B,
+            _C,
+            _D,
+            Publish { link: u64, seq: u64, data: Vec<u8> },
+        }
+        let old = postcard::to_allocvec(&Old::Publish {
+            link: 1,
+            seq: 2,
+            data: vec![3; 200],
+        })
+        .unwrap();
+        let new = ChannelFrame::Publish {
+            link: 1,
+            seq: 2,
+            data: vec![3; 200].into(),
+        };
+        assert_eq!(new.encode().unwrap(), old);
+        assert_eq!(ChannelFrame::decode(&old).unwrap(), new);
     }
 
     #[test]

@@ -21,11 +21,14 @@
 //! Run: `cargo bench -p relay-tests --bench channels`. Under `cargo test`
 //! a tiny smoke version runs (the process part is skipped). Sizes:
 //! `RELAY_BENCH_CHANNELS_MSGS` per 1→1 run (1,000,000 / 2000),
-//! `RELAY_BENCH_CHANNELS_FANOUT` per fan-out run (200,000 / 500),
+//! `RELAY_BENCH_CHANNELS_FANOUT` per fan-out run (200,000 / 500; 0 skips
+//! the fan-out),
 //! `RELAY_BENCH_CHANNELS_PROCS` per process run (2,000,000 / skipped),
 //! `RELAY_BENCH_CHANNELS_LATENCY` messages (3000 / 50),
 //! `RELAY_BENCH_CHANNELS_IDLE` subscriptions (1000 / 50),
 //! `RELAY_BENCH_CHANNELS_WINDOW` subscriber credit (the local API's 1024),
+//! `RELAY_BENCH_CHANNELS_KINDS` the 1->1 runs to make (default all:
+//! `raw-coalesced,raw-write-all,batched,each`),
 //! `RELAY_BENCH_REPEATS` (3 / 1).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -148,6 +151,20 @@ async fn fan_out(a: &Node, subs: &[Node], name: &str, window: u32, count: u64) -
     (median(rates), slowest)
 }
 
+/// Whether `kind` runs: all of them, unless `RELAY_BENCH_CHANNELS_KINDS`
+/// lists some (comma-separated: `raw-coalesced`, `raw-write-all`,
+/// `batched`, `each`), e.g. to profile the channel runs alone.
+fn selected(kind: Kind) -> bool {
+    let key = match kind {
+        Kind::RawCoalesced => "raw-coalesced",
+        Kind::RawWriteAll => "raw-write-all",
+        Kind::ChannelBatched => "batched",
+        Kind::ChannelEach => "each",
+    };
+    std::env::var("RELAY_BENCH_CHANNELS_KINDS")
+        .map_or(true, |only| only.split(',').any(|k| k.trim() == key))
+}
+
 fn main() {
     if procs::child_main() {
         return;
@@ -200,13 +217,15 @@ fn main() {
         }
 
         // Warm up every path once.
-        for (kind, _) in KINDS {
+        for (kind, _) in KINDS.into_iter().filter(|(k, _)| selected(*k)) {
             b.one_to_one(kind, (msgs / 10).max(100)).await;
         }
         let mut rates = vec![Vec::new(); KINDS.len()];
         for _ in 0..repeats {
             for (i, (kind, _)) in KINDS.iter().enumerate() {
-                rates[i].push(b.one_to_one(*kind, msgs).await);
+                if selected(*kind) {
+                    rates[i].push(b.one_to_one(*kind, msgs).await);
+                }
             }
         }
         let rates: Vec<f64> = rates.into_iter().map(median).collect();
@@ -214,8 +233,11 @@ fn main() {
             println!("{name:40} {r:>12.0} msgs/s   (median of {repeats}, 0 lost)");
         }
 
-        // Fan-out, next to the coalesced raw stream (again, same phase).
-        let subs = {
+        // Fan-out, next to the coalesced raw stream (again, same phase);
+        // skipped with 0 messages (e.g. to profile the 1->1 runs alone).
+        let subs = if fanout_msgs == 0 {
+            Vec::new()
+        } else {
             let mut subs = Vec::new();
             for _ in 0..10 {
                 let s = Node::start(&key).await;
@@ -226,6 +248,9 @@ fn main() {
         };
         let (mut per_sub, mut slowest, mut raw_fan) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..repeats {
+            if subs.is_empty() {
+                break;
+            }
             raw_fan.push(b.one_to_one(Kind::RawCoalesced, fanout_msgs).await);
             let name = b.channel();
             let (m, s) = fan_out(&b.a, &subs, &name, window, fanout_msgs).await;
