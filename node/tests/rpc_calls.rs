@@ -3,11 +3,11 @@
 //! handler, admission control, and `no-responders` without a round trip.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod rpc_common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
-use relay_node::subsystem::{Subsystem, Tasks};
-use relay_node::subsystems::rpc::Rpc;
 use relay_node::subsystems::rpc_client::CallOptions;
 use relay_node::subsystems::rpc_echo;
 use relay_node::subsystems::rpc_io::{read_frame, Inbound, RPC};
@@ -15,47 +15,10 @@ use relay_node::subsystems::rpc_server::ServerCall;
 use relay_node::subsystems::rpc_service::{handler, ServeOptions};
 use relay_proto::wire::rpc::CallHeader;
 use relay_rpc::{Code, RetryPolicy, Status};
-use relay_transport::{Mux, MuxConfig, NetworkKey, NodeId, SecretKey, Transport, TransportConfig};
+use relay_transport::{NetworkKey, NodeId};
 use tokio::sync::mpsc;
 
-const STEP: Duration = Duration::from_secs(20);
-
-async fn within<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(STEP, f).await.expect("step timed out")
-}
-
-struct Node {
-    rpc: Rpc,
-    mux: Mux,
-    _tasks: Tasks,
-}
-
-impl Node {
-    async fn bind(key: NetworkKey) -> Self {
-        let transport = Transport::bind(TransportConfig::new(
-            SecretKey::generate(),
-            Some(key),
-            "127.0.0.1:0".parse().unwrap(),
-        ))
-        .await
-        .unwrap();
-        let mux = Mux::new(transport, MuxConfig::default());
-        let rpc = Rpc::new(mux.clone(), None);
-        let tasks = Tasks::new();
-        rpc.register_protocols(&mux, &tasks).unwrap();
-        mux.start();
-        rpc.start(&tasks);
-        Self {
-            rpc,
-            mux,
-            _tasks: tasks,
-        }
-    }
-
-    fn id(&self) -> NodeId {
-        self.mux.transport().node_id()
-    }
-}
+use rpc_common::{within, Node};
 
 /// `a` calls, `b` serves echo; connected.
 async fn pair() -> (Node, Node) {

@@ -276,7 +276,7 @@ mod tests {
             publisher,
             seq: 5,
             ts: 9,
-            data: b"hi".to_vec(),
+            data: bytes::Bytes::from_static(b"hi"),
         };
         assert!(encode_event(&message, &mut out));
         assert_eq!(out[0], MESSAGE);
