@@ -21,14 +21,13 @@
 //! observer; each case takes about 35 s (most of it the punch
 //! backoff). Skipped with `SKIPPED: ...` unless root with `ip` and `nft`.
 //!
-//! **Known bug, so both cases are `#[ignore]`d** (`-- --ignored` runs
-//! them): in 3 of 7 cases run, B received every message published before
-//! its status said direct and none after, also in the following 60 s (the
-//! connection kept, C's publishes still acknowledged `delivered` by A),
-//! in both topologies; the other 4 passed. The reliable stream from A to B
-//! stalls once the birthday-punched direct path replaces the relayed one.
-//! Until the transport or channels layer is fixed, the stall is what this
-//! test shows.
+//! This caught a stall (issue 11): B received every message published
+//! before its status said direct and none after, on the same connection,
+//! while A still acknowledged C's publishes. B's direct path ran on a
+//! birthday probe port, whose reader took a GRO-coalesced buffer (A's GSO
+//! batch of stream data) for one datagram and truncated it; only small
+//! packets got through. When B's main socket won the punch instead, the
+//! case passed. See `transport/src/socket/ports.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
@@ -208,14 +207,12 @@ fn run_case(topology: Topology) {
 }
 
 #[test]
-#[ignore = "known bug: the stream from owner to subscriber stalls after relayed -> direct (see the module docs)"]
 fn subscription_survives_relayed_to_direct_ticket_only() {
     lab_or_skip!("nat_lab_channel_continuity::subscription_survives_relayed_to_direct_ticket_only");
     run_case(Topology::TicketOnly);
 }
 
 #[test]
-#[ignore = "known bug: the stream from owner to subscriber stalls after relayed -> direct (see the module docs)"]
 fn subscription_survives_relayed_to_direct_two_observers() {
     lab_or_skip!(
         "nat_lab_channel_continuity::subscription_survives_relayed_to_direct_two_observers"

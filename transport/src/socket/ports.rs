@@ -11,9 +11,16 @@
 //!   real address, QUIC included, leave from a probe port instead of the
 //!   main socket. quinn sees nothing: the peer keeps its mapped address,
 //!   and its path is still `Path::Direct(addr)`.
-//! - **Receiving.** One small task per port ([`run_probe_port`]) reads it.
-//!   Our frames (probes and replies) go to the traversal driver with the
-//!   port they came in on. QUIC is accepted only from an address routed
+//! - **Receiving.** One small task per port ([`run_probe_port`]) reads it
+//!   through the port's `quinn_udp` state. That state turns GRO on, so the
+//!   kernel may hand over a burst of full-size packets from one source
+//!   (a GSO batch, a stream's data) as one coalesced buffer; the reader
+//!   splits it at the reported segment size and handles each packet on its
+//!   own. A port reads into a small buffer until a peer is routed through
+//!   it, then into one that holds a whole coalesced buffer, so the many
+//!   ports of a birthday run stay cheap and the one that wins loses
+//!   nothing. Our frames (probes and replies) go to the traversal driver
+//!   with the port they came in on. QUIC is accepted only from an address routed
 //!   through that very port and mapped already (nothing is allocated for
 //!   an unknown source); it waits in a bounded inbox that `poll_recv`
 //!   drains, and the read wakes quinn's receive task.
@@ -46,9 +53,12 @@ use crate::traversal::PortId;
 pub const MAX_PROBE_PORTS: usize = 1024;
 /// Capacity of the inbox of QUIC datagrams received on probe ports.
 const PORT_QUEUE: usize = 1024;
-/// Receive buffer of a probe port's reader (connections keep their
-/// packets well below this; see the endpoint's MTU cap).
+/// Receive buffer of a probe port's reader while no peer is routed
+/// through it: probes and replies, single datagrams well below this.
 const PORT_BUF: usize = 2048;
+/// Receive buffer of a port a peer is routed through: a GRO-coalesced
+/// buffer is one UDP payload, at most this long.
+const ROUTED_BUF: usize = 64 * 1024;
 
 /// A frame received on a probe port.
 #[derive(Debug, Clone)]
@@ -66,6 +76,9 @@ pub struct PortFrame {
 struct PortSocket {
     io: Arc<tokio::net::UdpSocket>,
     state: UdpSocketState,
+    /// A peer has been routed through this port (its reader then needs
+    /// room for coalesced buffers).
+    routed: AtomicBool,
 }
 
 use super::inbox::lock;
@@ -143,6 +156,7 @@ impl PathSocket {
             Arc::new(PortSocket {
                 io: io.clone(),
                 state,
+                routed: AtomicBool::new(false),
             }),
         );
         self.ports.open.store(true, Ordering::Relaxed);
@@ -172,9 +186,10 @@ impl PathSocket {
     /// Sends everything to `real` from probe port `port` from now on.
     /// Returns false when the port is not open.
     pub fn route_via_port(&self, real: SocketAddr, port: PortId) -> bool {
-        if self.ports.socket(port).is_none() {
+        let Some(socket) = self.ports.socket(port) else {
             return false;
-        }
+        };
+        socket.routed.store(true, Ordering::Relaxed);
         let mut routes = self.ports.routes.write().unwrap_or_else(|e| e.into_inner());
         routes.insert(canonical(real), port);
         self.ports.routed.store(true, Ordering::Relaxed);
@@ -336,24 +351,41 @@ impl PathSocket {
     }
 }
 
-/// Reads probe port `port` until the task is aborted or the socket fails:
-/// frames go to `frames` (dropped when it is full), QUIC to the path
-/// socket's inbox.
+/// Reads probe port `port` until the task is aborted or the socket fails
+/// (or the port is closed before the task starts): frames go to `frames`
+/// (dropped when it is full), QUIC to the path socket's inbox. A coalesced
+/// (GRO) buffer is split into its packets first.
 pub async fn run_probe_port(
     socket: Arc<PathSocket>,
     port: PortId,
     io: Arc<tokio::net::UdpSocket>,
     frames: mpsc::Sender<PortFrame>,
 ) {
+    let Some(port_socket) = socket.ports.socket(port) else {
+        return;
+    };
     let mut buf = vec![0u8; PORT_BUF];
     loop {
-        let (len, src) = match io.recv_from(&mut buf).await {
-            Ok(got) => got,
-            // ICMP errors surface as receive errors; keep reading.
+        if io.readable().await.is_err() {
+            return;
+        }
+        if buf.len() < ROUTED_BUF && port_socket.routed.load(Ordering::Relaxed) {
+            buf.resize(ROUTED_BUF, 0);
+        }
+        let mut meta = [RecvMeta::default()];
+        let received = io.try_io(Interest::READABLE, || {
+            let mut bufs = [IoSliceMut::new(&mut buf)];
+            port_socket.state.recv((&*io).into(), &mut bufs, &mut meta)
+        });
+        match received {
+            Ok(_) => {}
+            // Not readable after all, or an ICMP error surfacing as a
+            // receive error: keep reading.
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::ConnectionRefused
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::ConnectionRefused
                         | io::ErrorKind::ConnectionReset
                         | io::ErrorKind::Interrupted
                 ) =>
@@ -361,26 +393,50 @@ pub async fn run_probe_port(
                 continue
             }
             Err(_) => return,
-        };
-        let Some(data) = buf.get(..len) else {
+        }
+        let [meta] = meta;
+        let Some(data) = buf.get(..meta.len) else {
             continue;
         };
-        let Some(first) = data.first() else {
-            continue;
-        };
-        if socket.blackholed(&canonical(src)) {
+        let src = canonical(meta.addr);
+        if socket.blackholed(&src) {
             continue;
         }
+        // One datagram, or a coalesced buffer of `stride`-long packets
+        // (the last may be shorter).
+        let stride = if meta.stride == 0 {
+            data.len()
+        } else {
+            meta.stride
+        };
+        for packet in data.chunks(stride.max(1)) {
+            socket.port_packet(port, src, packet, &frames);
+        }
+    }
+}
+
+impl PathSocket {
+    /// One packet that arrived on probe port `port` from `src`.
+    fn port_packet(
+        &self,
+        port: PortId,
+        src: SocketAddr,
+        data: &[u8],
+        frames: &mpsc::Sender<PortFrame>,
+    ) {
+        let Some(first) = data.first() else {
+            return;
+        };
         if demux::is_quic(*first) {
-            socket.accept_port_quic(port, src, data);
+            self.accept_port_quic(port, src, data);
         } else {
             let frame = PortFrame {
                 port,
-                src: canonical(src),
+                src,
                 data: Bytes::copy_from_slice(data),
             };
             if frames.try_send(frame).is_err() {
-                socket.ports.dropped.fetch_add(1, Ordering::Relaxed);
+                self.ports.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

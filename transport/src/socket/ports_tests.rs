@@ -157,3 +157,64 @@ async fn probe_ports_are_bounded() {
     assert_eq!(sock.probe_ports(), 0);
     const { assert!(super::MAX_PROBE_PORTS >= 256) };
 }
+
+/// A routed peer's full-size packets sent as one GSO batch (as quinn sends
+/// a stream's data) reach quinn as separate, whole datagrams. The probe
+/// port's socket state turns GRO on, so the kernel may hand the port the
+/// batch as one coalesced buffer; reading it as a single datagram loses
+/// every packet in it (truncated, then undecryptable), which stalled
+/// streams on birthday-punched paths while small packets kept flowing.
+#[tokio::test]
+async fn a_gso_batch_to_a_routed_probe_port_arrives_whole() {
+    const SEG: usize = 1200;
+    const SEGS: usize = 3;
+    let sock = Arc::new(
+        PathSocket::bind("127.0.0.1:0".parse().unwrap(), &SocketOptions::default()).unwrap(),
+    );
+    let peer_std = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer_std.set_nonblocking(true).unwrap();
+    let peer_state = quinn::udp::UdpSocketState::new((&peer_std).into()).unwrap();
+    let peer_addr = peer_std.local_addr().unwrap();
+    let node = SecretKey::from_bytes(&[4; 32]).node_id();
+    let mapped = sock.map_outbound(node, peer_addr);
+
+    let io = sock.open_probe_port(9).unwrap();
+    let port_addr = sock.probe_port_addr(9).unwrap();
+    let (tx, _frames) = mpsc::channel::<PortFrame>(8);
+    let reader = tokio::spawn(run_probe_port(sock.clone(), 9, io, tx));
+    // Routed once the reader runs, as when a probe wins.
+    assert!(sock.route_via_port(peer_addr, 9));
+
+    let contents: Vec<u8> = (0..SEGS)
+        .flat_map(|i| {
+            let mut seg = vec![i as u8; SEG];
+            seg[0] = 0x40 | i as u8;
+            seg
+        })
+        .collect();
+    let batch = Transmit {
+        destination: port_addr,
+        ecn: None,
+        contents: &contents,
+        segment_size: (peer_state.max_gso_segments() >= SEGS).then_some(SEG),
+        src_ip: None,
+    };
+    if batch.segment_size.is_some() {
+        peer_state.send((&peer_std).into(), &batch).unwrap();
+    } else {
+        // No GSO here: the same packets one by one (the check still holds).
+        for chunk in contents.chunks(SEG) {
+            peer_std.send_to(chunk, port_addr).unwrap();
+        }
+    }
+
+    for i in 0..SEGS {
+        let (src, data) = recv_one(&sock).await;
+        assert_eq!(src, mapped, "packet {i}");
+        assert_eq!(data.len(), SEG, "packet {i}: one whole segment");
+        assert_eq!(data[0], 0x40 | i as u8, "packet {i}: in order");
+    }
+    assert_eq!(sock.stats().port_received, SEGS as u64);
+    assert_eq!(sock.stats().port_dropped, 0);
+    reader.abort();
+}
