@@ -18,14 +18,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use relay_proto::frame_stream::MAX_FRAME;
 use relay_proto::wire::rpc::CallHeader;
 use relay_proto::wire::rpc_serve::{CancelReason, ServeFrame};
 use relay_rpc::{Code, Status};
 use tokio::sync::mpsc;
 
 use super::rpc_remote_calls::{OpenError, RemoteCalls};
-use super::rpc_remote_requests::{forward, Credit};
+use super::rpc_remote_requests::{forward, send_frame, Credit};
 use super::rpc_server::ServerCall;
 use super::rpc_service::{handler, Handler};
 
@@ -154,22 +153,13 @@ async fn serve_one(
         idempotent: call.idempotent(),
         metadata: call.metadata().to_vec(),
     };
-    let mut frame = Vec::with_capacity(body.len() + 128);
-    ServeFrame::Request {
+    let request = ServeFrame::Request {
         call: id,
         caller: call.peer(),
         header,
         body: &body,
-    }
-    .encode(&mut frame)
-    .map_err(|e| Status::new(Code::CodecEncode, e.to_string()))?;
-    if frame.len() > MAX_FRAME {
-        return Err(Status::new(
-            Code::ResourceExhausted,
-            format!("a request to a serving process is at most {MAX_FRAME} bytes framed"),
-        ));
-    }
-    out.send(frame).await.map_err(|_| disconnected())?;
+    };
+    send_frame(&out, request, body.len()).await?;
     // The requests are forwarded while the answers flow (duplex); when
     // the forwarding ends well, only the answers are left to wait for.
     let forwarding = async {

@@ -70,31 +70,40 @@ pub async fn forward(
     out: mpsc::Sender<Vec<u8>>,
     credit: Credit,
 ) -> Result<(), Status> {
-    let disconnected = || Status::new(Code::Unavailable, "the serving process disconnected");
     loop {
         credit.take().await?;
         let Some(message) = requests.next().await? else {
-            let mut frame = Vec::with_capacity(5);
-            ServeFrame::RequestsEnd { call: id }
-                .encode(&mut frame)
-                .map_err(|e| Status::new(Code::CodecEncode, e.to_string()))?;
-            return out.send(frame).await.map_err(|_| disconnected());
+            return send_frame(&out, ServeFrame::RequestsEnd { call: id }, 0).await;
         };
-        let mut frame = Vec::with_capacity(message.len() + 5);
-        ServeFrame::RequestItem {
+        let item = ServeFrame::RequestItem {
             call: id,
             body: &message,
-        }
-        .encode(&mut frame)
-        .map_err(|e| Status::new(Code::CodecEncode, e.to_string()))?;
-        if frame.len() > MAX_FRAME {
-            return Err(Status::new(
-                Code::ResourceExhausted,
-                format!("a request to a serving process is at most {MAX_FRAME} bytes framed"),
-            ));
-        }
-        out.send(frame).await.map_err(|_| disconnected())?;
+        };
+        send_frame(&out, item, message.len()).await?;
     }
+}
+
+/// Encodes `frame` (a body of `body_len` bytes) and queues it for the
+/// serving process: `resource-exhausted` over the frame bound,
+/// `unavailable` once the process disconnected.
+pub async fn send_frame(
+    out: &mpsc::Sender<Vec<u8>>,
+    frame: ServeFrame<'_>,
+    body_len: usize,
+) -> Result<(), Status> {
+    let mut bytes = Vec::with_capacity(body_len + 128);
+    frame
+        .encode(&mut bytes)
+        .map_err(|e| Status::new(Code::CodecEncode, e.to_string()))?;
+    if bytes.len() > MAX_FRAME {
+        return Err(Status::new(
+            Code::ResourceExhausted,
+            format!("a request to a serving process is at most {MAX_FRAME} bytes framed"),
+        ));
+    }
+    out.send(bytes)
+        .await
+        .map_err(|_| Status::new(Code::Unavailable, "the serving process disconnected"))
 }
 
 #[cfg(test)]
