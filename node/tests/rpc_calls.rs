@@ -15,10 +15,10 @@ use relay_node::subsystems::rpc_server::ServerCall;
 use relay_node::subsystems::rpc_service::{handler, ServeOptions};
 use relay_proto::wire::rpc::CallHeader;
 use relay_rpc::{Code, RetryPolicy, Status};
-use relay_transport::{NetworkKey, NodeId};
+use relay_transport::NetworkKey;
 use tokio::sync::mpsc;
 
-use rpc_common::{within, Node};
+use rpc_common::{to, within, Node};
 
 /// `a` calls, `b` serves echo; connected.
 async fn pair() -> (Node, Node) {
@@ -36,13 +36,6 @@ async fn pair() -> (Node, Node) {
     .await
     .unwrap();
     (a, b)
-}
-
-fn to(node: NodeId) -> CallOptions {
-    CallOptions {
-        node: Some(node),
-        ..CallOptions::default()
-    }
 }
 
 #[tokio::test]
