@@ -85,8 +85,10 @@ impl History {
         if let Ok(n) = text.parse::<u32>() {
             return Self::Last(n).checked();
         }
+        // The unit is the last byte; a multi-byte last character is no unit
+        // (and no char boundary to split at).
         let split = text.len().checked_sub(1).ok_or_else(bad)?;
-        let (num, unit) = text.split_at(split);
+        let (num, unit) = text.split_at_checked(split).ok_or_else(bad)?;
         let n: u64 = num.parse().map_err(|_| bad())?;
         let unit_ms = match unit {
             "s" => 1000,
@@ -175,6 +177,16 @@ mod tests {
         );
         for bad in ["", "0", "x", "5y", "0s", "8d", "100001"] {
             assert!(History::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn history_with_a_multibyte_last_character_is_an_error() {
+        // The unit is split off the last byte; a multi-byte last character
+        // must be `invalid-history`, not a panic on a char boundary.
+        for bad in ["5é", "1µ", "é", "10秒"] {
+            let e = History::parse(bad).unwrap_err();
+            assert_eq!(e.kind(), "invalid-history", "{bad}");
         }
     }
 
