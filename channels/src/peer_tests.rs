@@ -6,7 +6,7 @@ use relay_proto::wire::channel::{ChannelFrame, Start};
 
 use crate::policy::{History, Policy};
 use crate::testutil::{gaps, node, seqs, Net};
-use crate::{OwnerConfig, Subscription, SubscriptionConfig};
+use crate::{OwnerConfig, Publication, PublishRefused, Subscription, SubscriptionConfig};
 
 const CH: &str = "t";
 
@@ -165,4 +165,52 @@ fn duplicates_are_dropped_and_still_return_credit() {
     assert_eq!(seqs(&events), [1, 4]);
     assert_eq!(gaps(&events), [(2, 3)]);
     assert_eq!(s.missed(), 2);
+}
+
+#[test]
+fn a_gap_over_the_whole_sequence_space_does_not_overflow() {
+    let mut s = Subscription::new(1, CH, vec![], SubscriptionConfig::default());
+    s.handle_frame(ChannelFrame::Accepted {
+        link: 1,
+        reliable: true,
+        credit: 0,
+        last_seq: 0,
+    });
+    // An owner may claim any from..=to (the decoder only checks from <= to).
+    s.handle_frame(ChannelFrame::Gap {
+        link: 1,
+        publisher: node(5),
+        from: 0,
+        to: u64::MAX,
+    });
+    assert_eq!(s.missed(), u64::MAX);
+    s.handle_frame(ChannelFrame::Gap {
+        link: 1,
+        publisher: node(6),
+        from: 1,
+        to: 2,
+    });
+    assert_eq!(s.missed(), u64::MAX);
+}
+
+#[test]
+fn an_owner_claiming_the_last_sequence_number_ends_publishing_without_a_panic() {
+    let mut p = Publication::new(1, CH, vec![]);
+    p.handle_frame(ChannelFrame::Accepted {
+        link: 1,
+        reliable: true,
+        credit: 8,
+        last_seq: u64::MAX,
+    });
+    // No sequence number is left above the one the owner says it took.
+    assert_eq!(p.try_publish(vec![1]), Err(PublishRefused::Ended));
+    let mut p = Publication::new(1, CH, vec![]);
+    p.handle_frame(ChannelFrame::Accepted {
+        link: 1,
+        reliable: true,
+        credit: 8,
+        last_seq: u64::MAX - 2,
+    });
+    assert_eq!(p.try_publish(vec![1]), Ok(u64::MAX - 1));
+    assert_eq!(p.try_publish(vec![2]), Err(PublishRefused::Ended));
 }

@@ -146,6 +146,11 @@ impl Publication {
         if self.unacked.len() >= self.window {
             return Err(PublishRefused::WouldBlock);
         }
+        // The owner's `last_seq` (a peer's word) may have pushed the next
+        // number to the end of the space: nothing is left to publish with.
+        if self.next_seq == u64::MAX {
+            return Err(PublishRefused::Ended);
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         self.unacked.push_back((seq, data));
@@ -200,7 +205,7 @@ impl Publication {
                         });
                     }
                 }
-                self.next_seq = self.next_seq.max(last_seq + 1);
+                self.next_seq = self.next_seq.max(last_seq.saturating_add(1));
                 self.events.push_back(PubEvent::Accepted);
                 self.send_more();
             }

@@ -251,7 +251,9 @@ impl Subscription {
     }
 
     fn gap(&mut self, publisher: NodeId, from: u64, to: u64) {
-        self.missed += to - from + 1;
+        // `from..=to` is the owner's word (checked only for from <= to):
+        // 0..=u64::MAX does not fit a count.
+        self.missed = self.missed.saturating_add((to - from).saturating_add(1));
         self.track(publisher, to);
         self.events.push_back(SubEvent::Gap {
             publisher,
