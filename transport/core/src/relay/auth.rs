@@ -232,6 +232,12 @@ struct ReplayWindow {
 
 impl ReplayWindow {
     fn is_new(&self, seq: u64) -> bool {
+        // `top` is the highest seen plus one: u64::MAX has no room above it
+        // (a sender starts below 2^62 and never gets there; a peer's frame
+        // numbered so is refused as a replay rather than overflowing).
+        if seq == u64::MAX {
+            return false;
+        }
         if seq >= self.top {
             return true;
         }
@@ -241,14 +247,16 @@ impl ReplayWindow {
 
     fn mark(&mut self, seq: u64) {
         if seq >= self.top {
-            let shift = seq - self.top + 1;
+            // Saturating: `open` marks only what `is_new` took (never
+            // u64::MAX), but a mark must not panic either way.
+            let shift = (seq - self.top).saturating_add(1);
             self.seen = if shift >= WINDOW {
                 0
             } else {
                 self.seen << shift
             };
             self.seen |= 1;
-            self.top = seq + 1;
+            self.top = seq.saturating_add(1);
         } else {
             let behind = self.top - 1 - seq;
             if behind < WINDOW {
@@ -352,6 +360,15 @@ mod tests {
         w.mark(1000 + 10 * WINDOW);
         assert!(!w.is_new(1000));
         assert!(w.is_new(1000 + 10 * WINDOW - 1));
+    }
+
+    #[test]
+    fn window_refuses_the_last_sequence_number_without_overflowing() {
+        let mut w = ReplayWindow::default();
+        assert!(!w.is_new(u64::MAX));
+        w.mark(u64::MAX - 1);
+        assert!(!w.is_new(u64::MAX - 1) && !w.is_new(u64::MAX));
+        assert!(w.is_new(u64::MAX - 2));
     }
 
     #[test]
