@@ -681,13 +681,16 @@ impl Replica {
             self.stats.forked_origin += n;
             return Ok(Vec::new());
         }
-        if from_seq > state.frontier + 1 {
+        // Saturating: a frontier is at most the entries stored, u64::MAX
+        // only from a damaged store (append_local reports that one).
+        let next_seq = state.frontier.saturating_add(1);
+        if from_seq > next_seq {
             if unproven {
                 // A proof sent ahead of the feed, which follows.
                 return Ok(Vec::new());
             }
             self.stats.out_of_order += 1;
-            self.want(now, peer_id, origin, state.frontier + 1);
+            self.want(now, peer_id, origin, next_seq);
             return Ok(Vec::new());
         }
         // Entries we already cover: identical, or evidence of a fork.

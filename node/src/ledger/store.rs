@@ -353,8 +353,12 @@ impl Store {
                 return Err(LedgerError::Forked(origin));
             }
             for (ts, body) in items {
-                let entry =
-                    Entry::sign(secret, state.frontier + 1, state.frontier_hash, *ts, body)?;
+                // A frontier is at most the entries stored; u64::MAX comes
+                // only from a damaged file.
+                let seq = state.frontier.checked_add(1).ok_or_else(|| {
+                    LedgerError::corrupt(&self.path, "own feed's frontier is at u64::MAX")
+                })?;
+                let entry = Entry::sign(secret, seq, state.frontier_hash, *ts, body)?;
                 state.frontier = entry.seq;
                 state.frontier_hash = entry.hash();
                 if let Some(cursor) = t.insert(&entry, self.retention).map_err(&e)? {
@@ -919,7 +923,11 @@ impl<'t> Tables<'t> {
         )?;
         if entry.kind.retention() == RetentionClass::Event {
             let ck = count_key(entry.origin.as_bytes(), entry.kind);
-            let count = self.counts.get(&ck)?.map_or(0, |v| v.value()) + 1;
+            let count = self
+                .counts
+                .get(&ck)?
+                .map_or(0, |v| v.value())
+                .saturating_add(1);
             self.counts.insert(&ck, count)?;
             if count > retention.max_events {
                 let lo = kind_key(&entry.origin, entry.kind, 0);

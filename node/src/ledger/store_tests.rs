@@ -354,3 +354,23 @@ fn a_full_disk_is_a_typed_error_and_loses_nothing_acknowledged() {
     // And it keeps working once space is back.
     assert!(store.append_local(&k, &[(1, event(1))]).is_ok());
 }
+
+#[test]
+fn a_stored_frontier_at_the_end_of_the_sequence_space_is_corrupt_not_a_panic() {
+    let dir = temp_dir("ledger-frontier-max");
+    let store = Store::open(&dir).unwrap();
+    let k = key(7);
+    let damaged = OriginState {
+        frontier: u64::MAX,
+        frontier_hash: EntryHash([1; 32]),
+        forked: false,
+    };
+    let txn = store.db.begin_write().unwrap();
+    txn.open_table(ORIGINS)
+        .unwrap()
+        .insert(k.node_id().as_bytes(), &damaged.encode())
+        .unwrap();
+    txn.commit().unwrap();
+    let err = store.append_local(&k, &[(1, event(1))]).unwrap_err();
+    assert_eq!(err.kind(), "ledger-corrupt", "{err}");
+}
