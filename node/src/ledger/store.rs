@@ -703,7 +703,7 @@ impl Store {
             }
             match &prev {
                 Some(p) if p.origin == entry.origin => {
-                    if p.seq + 1 == entry.seq && !p.links_to(&entry) {
+                    if p.seq.checked_add(1) == Some(entry.seq) && !p.links_to(&entry) {
                         report.broken_links.push((entry.origin, entry.seq));
                     }
                 }
@@ -829,7 +829,15 @@ fn next_cursor(
     cursors: &impl ReadableTable<u64, &'static [u8; 40]>,
 ) -> Result<u64, redb::Error> {
     let floor = meta.get("next_cursor")?.map_or(1, |v| v.value());
-    let above_last = cursors.last()?.map_or(1, |(k, _)| k.value() + 1);
+    let above_last = match cursors.last()? {
+        None => 1,
+        // Cursors count up from 1, one per entry stored: u64::MAX comes
+        // only from a damaged file.
+        Some((k, _)) => k
+            .value()
+            .checked_add(1)
+            .ok_or_else(|| redb::Error::Corrupted("the highest cursor is u64::MAX".into()))?,
+    };
     Ok(floor.max(above_last))
 }
 
@@ -910,7 +918,9 @@ impl<'t> Tables<'t> {
         // The new cursor row is now the highest: it carries the counter
         // (see `next_cursor`), so `meta` is not written.
         let cursor = self.next_cursor;
-        self.next_cursor += 1;
+        self.next_cursor = cursor
+            .checked_add(1)
+            .ok_or_else(|| redb::Error::Corrupted("the cursor counter is at u64::MAX".into()))?;
         let key = entry_key(&entry.origin, entry.seq);
         let mut row = Vec::with_capacity(8 + entry.encoded_len());
         row.extend_from_slice(&cursor.to_be_bytes());

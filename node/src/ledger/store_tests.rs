@@ -374,3 +374,40 @@ fn a_stored_frontier_at_the_end_of_the_sequence_space_is_corrupt_not_a_panic() {
     let err = store.append_local(&k, &[(1, event(1))]).unwrap_err();
     assert_eq!(err.kind(), "ledger-corrupt", "{err}");
 }
+
+#[test]
+fn a_stored_cursor_at_u64_max_is_corrupt_not_a_panic() {
+    let dir = temp_dir("ledger-cursor-max");
+    let store = Store::open(&dir).unwrap();
+    let txn = store.db.begin_write().unwrap();
+    txn.open_table(CURSORS)
+        .unwrap()
+        .insert(u64::MAX, &[0u8; 40])
+        .unwrap();
+    txn.commit().unwrap();
+    let err = store.append_local(&key(8), &[(1, event(1))]).unwrap_err();
+    assert_eq!(err.kind(), "ledger-corrupt", "{err}");
+}
+
+#[test]
+fn verify_survives_a_row_whose_entry_has_the_last_sequence_number() {
+    let dir = temp_dir("ledger-verify-seq-max");
+    let store = Store::open(&dir).unwrap();
+    let k = key(9);
+    let last = Entry::sign(&k, u64::MAX, EntryHash([2; 32]), 1, &event(1)).unwrap();
+    let next = Entry::sign(&k, 2, EntryHash([3; 32]), 2, &event(2)).unwrap();
+    let txn = store.db.begin_write().unwrap();
+    {
+        let mut t = txn.open_table(ENTRIES).unwrap();
+        // Damage: the row keyed seq 1 holds an entry numbered u64::MAX.
+        for (seq, entry) in [(1u64, &last), (2, &next)] {
+            let mut row = seq.to_be_bytes().to_vec();
+            row.extend_from_slice(&entry.encode());
+            t.insert(&entry_key(&k.node_id(), seq), row.as_slice())
+                .unwrap();
+        }
+    }
+    txn.commit().unwrap();
+    let report = store.verify().unwrap();
+    assert_eq!(report.entries, 2);
+}
