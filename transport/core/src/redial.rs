@@ -152,13 +152,14 @@ impl Redial {
     fn next_delay(&mut self) -> Duration {
         let base = self.backoff;
         self.backoff = base.saturating_mul(2).min(self.config.max);
-        let span = base * self.config.jitter_percent / 100;
+        // jitter_percent is clamped to 100 (see `new`), so cut < span <= base.
+        let span = base.saturating_mul(self.config.jitter_percent) / 100;
         let nanos = u64::try_from(span.as_nanos()).unwrap_or(u64::MAX);
         let cut = match nanos {
             0 => 0,
             n => self.rng.next() % n,
         };
-        base - Duration::from_nanos(cut)
+        base.saturating_sub(Duration::from_nanos(cut))
     }
 }
 
