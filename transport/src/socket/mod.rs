@@ -482,9 +482,16 @@ impl PathSocket {
                 meta[i].stride = len;
             }
             if out != i {
-                meta[out] = meta[i];
+                // quinn hands buffers of one size, so `len` fits every one;
+                // were it not so, the datagram is dropped, not a panic.
                 let (head, tail) = bufs.split_at_mut(i);
-                head[out][..len].copy_from_slice(&tail[0][..len]);
+                let dst = head.get_mut(out).and_then(|b| b.get_mut(..len));
+                let src = tail.first().and_then(|b| b.get(..len));
+                let (Some(dst), Some(src)) = (dst, src) else {
+                    continue;
+                };
+                dst.copy_from_slice(src);
+                meta[out] = meta[i];
             }
             out += 1;
         }
