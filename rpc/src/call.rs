@@ -246,7 +246,9 @@ impl CallCore {
     fn finish<J: Jitter>(&mut self, env: &mut Resilience<J>, result: Result<AttemptId, Status>) {
         let cancel: Vec<(AttemptId, NodeId)> = self.live().map(|(i, a)| (i, a.node)).collect();
         for (attempt, node) in cancel {
-            self.attempts[attempt as usize].live = false;
+            if let Some(a) = self.attempts.get_mut(attempt as usize) {
+                a.live = false;
+            }
             env.breakers.release(&node);
             self.out.push_back(Action::Cancel { attempt });
         }

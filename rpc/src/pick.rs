@@ -96,9 +96,11 @@ impl Picker {
         tier.sort_by_key(|c| c.node);
         let chosen = match strategy {
             Strategy::RoundRobin => {
-                let i = (self.next % tier.len() as u64) as usize;
+                // `tier` holds at least the candidate `best` came from;
+                // checked anyway, so an empty one is `None`, not a panic.
+                let i = self.next.checked_rem(tier.len() as u64)? as usize;
                 self.next = self.next.wrapping_add(1);
-                tier[i]
+                *tier.get(i)?
             }
             Strategy::LeastLatency => tier
                 .iter()
