@@ -13,7 +13,9 @@
 //! - [`control`]: what the control channel of each connection carries;
 //! - [`channel`]: the driver of each connection's reliable control channel,
 //!   around the sans-IO core in [`reliable`];
-//! - [`paths`]: moving a live connection to another path.
+//! - [`paths`]: moving a live connection to another path;
+//! - [`runtime`]: the tokio runtime quinn gets, whose driver tasks step
+//!   back once per wake-up so concurrent stream writes share packets.
 
 mod accept;
 mod admission;
@@ -27,6 +29,7 @@ pub(crate) mod paths;
 mod peers;
 pub(crate) mod quic;
 pub(crate) mod rebind;
+mod runtime;
 pub(crate) use relay_transport_core::redial;
 pub(crate) use relay_transport_core::reliable;
 
@@ -239,7 +242,7 @@ impl Transport {
             noise::endpoint_config_for(&config.secret_key),
             Some(server_config),
             socket.clone(),
-            Arc::new(quinn::TokioRuntime),
+            Arc::new(runtime::DriverRuntime(quinn::TokioRuntime)),
         )
         .map_err(|source| BindError::Io {
             addr: config.listen,
