@@ -194,6 +194,12 @@ pub struct Owner<A> {
     /// The targets of the message being taken (kept to reuse its
     /// allocation).
     targets: Vec<LinkKey>,
+    /// Acknowledgements not sent yet, in order: (session, last seq taken,
+    /// delivered, targets). Consecutive messages of one session with the
+    /// same counts share one entry; they go out when [`Self::poll_transmit`]
+    /// runs out of other frames (or before the session's `End`), so a
+    /// session whose publishes are taken together gets one `PublishAck`.
+    acks: Vec<(LinkKey, u64, u32, u32)>,
 }
 
 /// The queue-group member that gets the next message: the one with the
@@ -239,6 +245,7 @@ impl<A: Authorizer> Owner<A> {
             denied: 0,
             now_ms: 0,
             targets: Vec::new(),
+            acks: Vec::new(),
         }
     }
 
@@ -329,9 +336,52 @@ impl<A: Authorizer> Owner<A> {
         self.links.len()
     }
 
-    /// The next frame to send.
+    /// The next frame to send. Acknowledgements of publishes come after
+    /// every other queued frame, one per run of messages (see
+    /// [`ChannelFrame::PublishAck`]).
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if self.out.is_empty() {
+            self.flush_acks(None);
+        }
         self.out.pop_front()
+    }
+
+    /// Queues the acknowledgements not sent yet (those of session `only`,
+    /// or all), in order.
+    fn flush_acks(&mut self, only: Option<LinkKey>) {
+        if self.acks.is_empty() {
+            return;
+        }
+        let mut acks = std::mem::take(&mut self.acks);
+        acks.retain(|&(key, seq, delivered, targets)| {
+            if only.is_some_and(|k| k != key) {
+                return true;
+            }
+            self.out.push_back(Transmit {
+                peer: key.0,
+                frame: ChannelFrame::PublishAck {
+                    link: key.1,
+                    seq,
+                    delivered,
+                    targets,
+                },
+                reliable: true,
+            });
+            false
+        });
+        self.acks = acks;
+    }
+
+    /// Records that message `seq` of session `key` was taken: it joins
+    /// the session's last pending acknowledgement when the counts match.
+    fn ack(&mut self, key: LinkKey, seq: u64, delivered: u32, targets: u32) {
+        if let Some(last) = self.acks.iter_mut().rev().find(|a| a.0 == key) {
+            if (last.2, last.3) == (delivered, targets) {
+                last.1 = seq;
+                return;
+            }
+        }
+        self.acks.push((key, seq, delivered, targets));
     }
 
     /// When [`Self::handle_timeout`] must run next (unix ms).
@@ -678,6 +728,8 @@ impl<A: Authorizer> Owner<A> {
                 }
             }
         }
+        // What the session had taken is acknowledged before its end.
+        self.flush_acks(Some(key));
         if let Some(reason) = reason {
             self.send(
                 key.0,
@@ -924,16 +976,7 @@ impl<A: Authorizer> Owner<A> {
                 return;
             };
             let (delivered, targets) = self.take(now_ms, &name, key.0, seq, data);
-            self.send(
-                key.0,
-                ChannelFrame::PublishAck {
-                    link: key.1,
-                    seq,
-                    delivered,
-                    targets,
-                },
-                true,
-            );
+            self.ack(key, seq, delivered, targets);
         }
     }
 

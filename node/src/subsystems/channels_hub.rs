@@ -213,12 +213,15 @@ impl Hub {
             progressed = true;
             match event {
                 PubEvent::Ack {
+                    from,
                     seq,
                     delivered,
                     targets,
                 } => {
-                    if let Some(tx) = p.acks.remove(&seq) {
-                        let _ = tx.send(Ok((delivered, targets)));
+                    for s in from..=seq {
+                        if let Some(tx) = p.acks.remove(&s) {
+                            let _ = tx.send(Ok((delivered, targets)));
+                        }
                     }
                 }
                 PubEvent::Denied(r) | PubEvent::Ended(r) => ended = Some(r),
@@ -489,11 +492,13 @@ impl Hub {
     }
 
     /// Every frame to send to other nodes; frames for this node are
-    /// handled on the way.
+    /// handled on the way. The local sessions' frames go to the owner
+    /// first, so that the owner acknowledges what it took from them in one
+    /// `PublishAck` per session.
     pub fn drain_out(&mut self, now_ms: u64) -> Vec<Transmit> {
         let mut remote = Vec::new();
         loop {
-            let next = self.owner.poll_transmit().or_else(|| self.out.pop_front());
+            let next = self.out.pop_front().or_else(|| self.owner.poll_transmit());
             let Some(t) = next else {
                 return remote;
             };
