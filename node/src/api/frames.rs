@@ -95,6 +95,12 @@ impl FrameStream {
         }
     }
 
+    /// The next frame already read, without waiting or writing (`None`
+    /// when none is complete yet).
+    pub fn try_recv(&mut self) -> Result<Option<Vec<u8>>, FrameStreamError> {
+        Ok(self.decoder.next_frame()?)
+    }
+
     /// Queues one frame; it is written by the next [`Self::flush`] or
     /// [`Self::recv`].
     pub fn queue(&mut self, payload: &[u8]) -> Result<(), FrameStreamError> {
