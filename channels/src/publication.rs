@@ -243,7 +243,11 @@ impl Publication {
     /// Drops the unacknowledged messages up to `seq`; returns the first
     /// and last sequence numbers dropped, if any.
     fn pop_acked(&mut self, seq: u64) -> Option<(u64, u64)> {
-        let from = self.unacked.front().map(|(s, _)| *s).filter(|s| *s <= seq)?;
+        let from = self
+            .unacked
+            .front()
+            .map(|(s, _)| *s)
+            .filter(|s| *s <= seq)?;
         let mut last = from;
         while let Some(&(s, _)) = self.unacked.front().filter(|(s, _)| *s <= seq) {
             last = s;
