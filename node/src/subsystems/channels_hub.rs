@@ -476,8 +476,13 @@ impl Hub {
             | ChannelFrame::PublishAck { .. } => {
                 let link = frame.link();
                 if let Some(s) = self.subs.get_mut(&link).filter(|s| s.owner == from) {
+                    // The reader waits only once it has taken every event:
+                    // wake it when the first comes, not for each.
+                    let idle = s.sub.pending_events() == 0;
                     s.sub.handle_frame(frame);
-                    s.notify.notify_one();
+                    if idle && s.sub.pending_events() > 0 {
+                        s.notify.notify_one();
+                    }
                     self.collect_sub(link);
                 } else if let Some(p) = self.pubs.get_mut(&link).filter(|p| p.owner == from) {
                     p.publication.handle_frame(frame);
