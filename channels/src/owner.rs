@@ -182,7 +182,9 @@ pub struct Owner<A> {
     me: NodeId,
     auth: A,
     config: OwnerConfig,
-    channels: BTreeMap<String, Channel>,
+    /// By name (hashed: every message looks its channel up a few times;
+    /// listings sort).
+    channels: HashMap<String, Channel>,
     links: HashMap<LinkKey, Link>,
     per_peer: HashMap<NodeId, usize>,
     expiries: BTreeSet<(u64, LinkKey)>,
@@ -236,7 +238,7 @@ impl<A: Authorizer> Owner<A> {
             me,
             auth,
             config,
-            channels: BTreeMap::new(),
+            channels: HashMap::new(),
             links: HashMap::new(),
             per_peer: HashMap::new(),
             expiries: BTreeSet::new(),
@@ -304,9 +306,10 @@ impl<A: Authorizer> Owner<A> {
         Ok(())
     }
 
-    /// Every owned channel with its policy and counters.
+    /// Every owned channel with its policy and counters, by name.
     pub fn channels(&self) -> Vec<ChannelInfo> {
-        self.channels
+        let mut all: Vec<ChannelInfo> = self
+            .channels
             .iter()
             .map(|(name, ch)| ChannelInfo {
                 name: name.clone(),
@@ -318,7 +321,9 @@ impl<A: Authorizer> Owner<A> {
                     ..ch.stats
                 },
             })
-            .collect()
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 
     /// Whether this node owns `name`.

@@ -308,9 +308,8 @@ impl Hub {
     /// `None` once it is gone.
     pub fn take_events(&mut self, link: u64, max: usize) -> Option<Vec<SubEvent>> {
         let s = self.subs.get_mut(&link)?;
-        let events: Vec<SubEvent> = std::iter::from_fn(|| s.sub.poll_event())
-            .take(max)
-            .collect();
+        let mut events = Vec::with_capacity(s.sub.pending_events().min(max));
+        events.extend(std::iter::from_fn(|| s.sub.poll_event()).take(max));
         let ended = s.sub.is_ended() && events.is_empty();
         self.collect_sub(link);
         if ended {
@@ -571,10 +570,17 @@ impl Hub {
     /// `PublishAck` per session.
     pub fn drain_out(&mut self, now_ms: u64) -> Vec<Transmit> {
         let mut remote = Vec::new();
+        self.drain_out_into(now_ms, &mut remote);
+        remote
+    }
+
+    /// [`Self::drain_out`] into `remote` (appended; the driver reuses its
+    /// allocation).
+    pub fn drain_out_into(&mut self, now_ms: u64, remote: &mut Vec<Transmit>) {
         loop {
             let next = self.out.pop_front().or_else(|| self.owner.poll_transmit());
             let Some(t) = next else {
-                return remote;
+                return;
             };
             if t.peer == self.me {
                 self.handle_frame(now_ms, self.me, t.frame);
