@@ -231,6 +231,49 @@ fn sub_mut<'a>(links: &'a mut HashMap<LinkKey, Link>, key: &LinkKey) -> Option<&
     }
 }
 
+/// Queues what subscription `key`'s credit allows of its buffer (`ch` is
+/// its channel).
+fn flush_sub(key: LinkKey, sub: &mut SubLink, ch: &mut Channel, out: &mut VecDeque<Transmit>) {
+    let reliable = ch.policy.reliable;
+    loop {
+        let credit = if reliable { sub.credit } else { u32::MAX };
+        let Some(item) = sub.queue.pop(credit) else {
+            break;
+        };
+        let frame = match item {
+            Item::Msg(m) => {
+                if reliable {
+                    sub.credit -= 1;
+                }
+                sub.delivered += 1;
+                ch.stats.delivered += 1;
+                ChannelFrame::Deliver {
+                    link: key.1,
+                    publisher: m.publisher,
+                    seq: m.seq,
+                    ts: m.ts,
+                    data: m.data.clone(),
+                }
+            }
+            Item::Gap {
+                publisher,
+                from,
+                to,
+            } => ChannelFrame::Gap {
+                link: key.1,
+                publisher,
+                from,
+                to,
+            },
+        };
+        out.push_back(Transmit {
+            peer: key.0,
+            frame,
+            reliable,
+        });
+    }
+}
+
 impl<A: Authorizer> Owner<A> {
     /// The owner of no channel yet, on node `me`.
     pub fn new(me: NodeId, auth: A, config: OwnerConfig) -> Self {
@@ -858,9 +901,8 @@ impl<A: Authorizer> Owner<A> {
                 }
                 Push::DroppedNewest | Push::Full => ch.stats.dropped += 1,
             }
-        }
-        for key in &targets {
-            self.flush(*key);
+            // Each target's frames stay in order; targets are separate links.
+            flush_sub(*key, sub, ch, &mut self.out);
         }
         let n = u32::try_from(targets.len()).unwrap_or(u32::MAX);
         self.targets = targets;
@@ -879,44 +921,7 @@ impl<A: Authorizer> Owner<A> {
         let Some(ch) = self.channels.get_mut(&*sub.channel) else {
             return;
         };
-        let reliable = ch.policy.reliable;
-        loop {
-            let credit = if reliable { sub.credit } else { u32::MAX };
-            let Some(item) = sub.queue.pop(credit) else {
-                break;
-            };
-            let frame = match item {
-                Item::Msg(m) => {
-                    if reliable {
-                        sub.credit -= 1;
-                    }
-                    sub.delivered += 1;
-                    ch.stats.delivered += 1;
-                    ChannelFrame::Deliver {
-                        link: key.1,
-                        publisher: m.publisher,
-                        seq: m.seq,
-                        ts: m.ts,
-                        data: m.data.clone(),
-                    }
-                }
-                Item::Gap {
-                    publisher,
-                    from,
-                    to,
-                } => ChannelFrame::Gap {
-                    link: key.1,
-                    publisher,
-                    from,
-                    to,
-                },
-            };
-            self.out.push_back(Transmit {
-                peer: key.0,
-                frame,
-                reliable,
-            });
-        }
+        flush_sub(key, sub, ch, &mut self.out);
     }
 
     fn on_publish(&mut self, now_ms: u64, key: LinkKey, seq: u64, data: Bytes) {
@@ -952,25 +957,13 @@ impl<A: Authorizer> Owner<A> {
 
     /// Takes a session's waiting publishes until one cannot be taken.
     fn drain_pub(&mut self, now_ms: u64, key: LinkKey) {
-        loop {
-            let Some(Link {
+        let name = match self.links.get(&key) {
+            Some(Link {
                 role: Role::Pub(p), ..
-            }) = self.links.get(&key)
-            else {
-                return;
-            };
-            let Some(&(seq, _)) = p.pending.front() else {
-                return;
-            };
-            let name = p.channel.clone();
-            let duplicate = self
-                .channels
-                .get(&*name)
-                .and_then(|c| c.last.get(&key.0))
-                .is_some_and(|last| seq <= *last);
-            if !duplicate && self.admit(now_ms, &name).is_err() {
-                return;
-            }
+            }) if !p.pending.is_empty() => p.channel.clone(),
+            _ => return,
+        };
+        loop {
             let Some(Link {
                 role: Role::Pub(p), ..
             }) = self.links.get_mut(&key)
@@ -980,6 +973,21 @@ impl<A: Authorizer> Owner<A> {
             let Some((seq, data)) = p.pending.pop_front() else {
                 return;
             };
+            let duplicate = self
+                .channels
+                .get(&*name)
+                .and_then(|c| c.last.get(&key.0))
+                .is_some_and(|last| seq <= *last);
+            if !duplicate && self.admit(now_ms, &name).is_err() {
+                // Not now: it stays first (admitting changes no link).
+                if let Some(Link {
+                    role: Role::Pub(p), ..
+                }) = self.links.get_mut(&key)
+                {
+                    p.pending.push_front((seq, data));
+                }
+                return;
+            }
             let (delivered, targets) = self.take(now_ms, &name, key.0, seq, data);
             self.ack(key, seq, delivered, targets);
         }
