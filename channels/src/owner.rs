@@ -182,7 +182,9 @@ pub struct Owner<A> {
     me: NodeId,
     auth: A,
     config: OwnerConfig,
-    channels: BTreeMap<String, Channel>,
+    /// By name (hashed: every message looks its channel up a few times;
+    /// listings sort).
+    channels: HashMap<String, Channel>,
     links: HashMap<LinkKey, Link>,
     per_peer: HashMap<NodeId, usize>,
     expiries: BTreeSet<(u64, LinkKey)>,
@@ -194,6 +196,12 @@ pub struct Owner<A> {
     /// The targets of the message being taken (kept to reuse its
     /// allocation).
     targets: Vec<LinkKey>,
+    /// Acknowledgements not sent yet, in order: (session, last seq taken,
+    /// delivered, targets). Consecutive messages of one session with the
+    /// same counts share one entry; they go out when [`Self::poll_transmit`]
+    /// runs out of other frames (or before the session's `End`), so a
+    /// session whose publishes are taken together gets one `PublishAck`.
+    acks: Vec<(LinkKey, u64, u32, u32)>,
 }
 
 /// The queue-group member that gets the next message: the one with the
@@ -223,6 +231,49 @@ fn sub_mut<'a>(links: &'a mut HashMap<LinkKey, Link>, key: &LinkKey) -> Option<&
     }
 }
 
+/// Queues what subscription `key`'s credit allows of its buffer (`ch` is
+/// its channel).
+fn flush_sub(key: LinkKey, sub: &mut SubLink, ch: &mut Channel, out: &mut VecDeque<Transmit>) {
+    let reliable = ch.policy.reliable;
+    loop {
+        let credit = if reliable { sub.credit } else { u32::MAX };
+        let Some(item) = sub.queue.pop(credit) else {
+            break;
+        };
+        let frame = match item {
+            Item::Msg(m) => {
+                if reliable {
+                    sub.credit -= 1;
+                }
+                sub.delivered += 1;
+                ch.stats.delivered += 1;
+                ChannelFrame::Deliver {
+                    link: key.1,
+                    publisher: m.publisher,
+                    seq: m.seq,
+                    ts: m.ts,
+                    data: m.data.clone(),
+                }
+            }
+            Item::Gap {
+                publisher,
+                from,
+                to,
+            } => ChannelFrame::Gap {
+                link: key.1,
+                publisher,
+                from,
+                to,
+            },
+        };
+        out.push_back(Transmit {
+            peer: key.0,
+            frame,
+            reliable,
+        });
+    }
+}
+
 impl<A: Authorizer> Owner<A> {
     /// The owner of no channel yet, on node `me`.
     pub fn new(me: NodeId, auth: A, config: OwnerConfig) -> Self {
@@ -230,7 +281,7 @@ impl<A: Authorizer> Owner<A> {
             me,
             auth,
             config,
-            channels: BTreeMap::new(),
+            channels: HashMap::new(),
             links: HashMap::new(),
             per_peer: HashMap::new(),
             expiries: BTreeSet::new(),
@@ -239,6 +290,7 @@ impl<A: Authorizer> Owner<A> {
             denied: 0,
             now_ms: 0,
             targets: Vec::new(),
+            acks: Vec::new(),
         }
     }
 
@@ -297,9 +349,10 @@ impl<A: Authorizer> Owner<A> {
         Ok(())
     }
 
-    /// Every owned channel with its policy and counters.
+    /// Every owned channel with its policy and counters, by name.
     pub fn channels(&self) -> Vec<ChannelInfo> {
-        self.channels
+        let mut all: Vec<ChannelInfo> = self
+            .channels
             .iter()
             .map(|(name, ch)| ChannelInfo {
                 name: name.clone(),
@@ -311,7 +364,9 @@ impl<A: Authorizer> Owner<A> {
                     ..ch.stats
                 },
             })
-            .collect()
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 
     /// Whether this node owns `name`.
@@ -329,9 +384,52 @@ impl<A: Authorizer> Owner<A> {
         self.links.len()
     }
 
-    /// The next frame to send.
+    /// The next frame to send. Acknowledgements of publishes come after
+    /// every other queued frame, one per run of messages (see
+    /// [`ChannelFrame::PublishAck`]).
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if self.out.is_empty() {
+            self.flush_acks(None);
+        }
         self.out.pop_front()
+    }
+
+    /// Queues the acknowledgements not sent yet (those of session `only`,
+    /// or all), in order.
+    fn flush_acks(&mut self, only: Option<LinkKey>) {
+        if self.acks.is_empty() {
+            return;
+        }
+        let mut acks = std::mem::take(&mut self.acks);
+        acks.retain(|&(key, seq, delivered, targets)| {
+            if only.is_some_and(|k| k != key) {
+                return true;
+            }
+            self.out.push_back(Transmit {
+                peer: key.0,
+                frame: ChannelFrame::PublishAck {
+                    link: key.1,
+                    seq,
+                    delivered,
+                    targets,
+                },
+                reliable: true,
+            });
+            false
+        });
+        self.acks = acks;
+    }
+
+    /// Records that message `seq` of session `key` was taken: it joins
+    /// the session's last pending acknowledgement when the counts match.
+    fn ack(&mut self, key: LinkKey, seq: u64, delivered: u32, targets: u32) {
+        if let Some(last) = self.acks.iter_mut().rev().find(|a| a.0 == key) {
+            if (last.2, last.3) == (delivered, targets) {
+                last.1 = seq;
+                return;
+            }
+        }
+        self.acks.push((key, seq, delivered, targets));
     }
 
     /// When [`Self::handle_timeout`] must run next (unix ms).
@@ -678,6 +776,8 @@ impl<A: Authorizer> Owner<A> {
                 }
             }
         }
+        // What the session had taken is acknowledged before its end.
+        self.flush_acks(Some(key));
         if let Some(reason) = reason {
             self.send(
                 key.0,
@@ -801,9 +901,8 @@ impl<A: Authorizer> Owner<A> {
                 }
                 Push::DroppedNewest | Push::Full => ch.stats.dropped += 1,
             }
-        }
-        for key in &targets {
-            self.flush(*key);
+            // Each target's frames stay in order; targets are separate links.
+            flush_sub(*key, sub, ch, &mut self.out);
         }
         let n = u32::try_from(targets.len()).unwrap_or(u32::MAX);
         self.targets = targets;
@@ -822,44 +921,7 @@ impl<A: Authorizer> Owner<A> {
         let Some(ch) = self.channels.get_mut(&*sub.channel) else {
             return;
         };
-        let reliable = ch.policy.reliable;
-        loop {
-            let credit = if reliable { sub.credit } else { u32::MAX };
-            let Some(item) = sub.queue.pop(credit) else {
-                break;
-            };
-            let frame = match item {
-                Item::Msg(m) => {
-                    if reliable {
-                        sub.credit -= 1;
-                    }
-                    sub.delivered += 1;
-                    ch.stats.delivered += 1;
-                    ChannelFrame::Deliver {
-                        link: key.1,
-                        publisher: m.publisher,
-                        seq: m.seq,
-                        ts: m.ts,
-                        data: m.data.clone(),
-                    }
-                }
-                Item::Gap {
-                    publisher,
-                    from,
-                    to,
-                } => ChannelFrame::Gap {
-                    link: key.1,
-                    publisher,
-                    from,
-                    to,
-                },
-            };
-            self.out.push_back(Transmit {
-                peer: key.0,
-                frame,
-                reliable,
-            });
-        }
+        flush_sub(key, sub, ch, &mut self.out);
     }
 
     fn on_publish(&mut self, now_ms: u64, key: LinkKey, seq: u64, data: Bytes) {
@@ -895,25 +957,13 @@ impl<A: Authorizer> Owner<A> {
 
     /// Takes a session's waiting publishes until one cannot be taken.
     fn drain_pub(&mut self, now_ms: u64, key: LinkKey) {
-        loop {
-            let Some(Link {
+        let name = match self.links.get(&key) {
+            Some(Link {
                 role: Role::Pub(p), ..
-            }) = self.links.get(&key)
-            else {
-                return;
-            };
-            let Some(&(seq, _)) = p.pending.front() else {
-                return;
-            };
-            let name = p.channel.clone();
-            let duplicate = self
-                .channels
-                .get(&*name)
-                .and_then(|c| c.last.get(&key.0))
-                .is_some_and(|last| seq <= *last);
-            if !duplicate && self.admit(now_ms, &name).is_err() {
-                return;
-            }
+            }) if !p.pending.is_empty() => p.channel.clone(),
+            _ => return,
+        };
+        loop {
             let Some(Link {
                 role: Role::Pub(p), ..
             }) = self.links.get_mut(&key)
@@ -923,17 +973,23 @@ impl<A: Authorizer> Owner<A> {
             let Some((seq, data)) = p.pending.pop_front() else {
                 return;
             };
+            let duplicate = self
+                .channels
+                .get(&*name)
+                .and_then(|c| c.last.get(&key.0))
+                .is_some_and(|last| seq <= *last);
+            if !duplicate && self.admit(now_ms, &name).is_err() {
+                // Not now: it stays first (admitting changes no link).
+                if let Some(Link {
+                    role: Role::Pub(p), ..
+                }) = self.links.get_mut(&key)
+                {
+                    p.pending.push_front((seq, data));
+                }
+                return;
+            }
             let (delivered, targets) = self.take(now_ms, &name, key.0, seq, data);
-            self.send(
-                key.0,
-                ChannelFrame::PublishAck {
-                    link: key.1,
-                    seq,
-                    delivered,
-                    targets,
-                },
-                true,
-            );
+            self.ack(key, seq, delivered, targets);
         }
     }
 

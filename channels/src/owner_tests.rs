@@ -177,20 +177,21 @@ fn block_makes_publishers_wait_until_credit() {
     assert_eq!(seqs(&all).len(), 9);
     assert!(gaps(&all).is_empty());
     assert!(n.pubs[&(node(3), 1)].can_publish());
+    // Acknowledgements come per run of messages taken together.
     let acks = n.pub_events(3, 1);
-    assert_eq!(
-        acks.iter()
-            .filter(|e| matches!(
-                e,
-                PubEvent::Ack {
-                    delivered: 1,
-                    targets: 1,
-                    ..
-                }
-            ))
-            .count(),
-        3
-    );
+    let acked: u64 = acks
+        .iter()
+        .map(|e| match e {
+            PubEvent::Ack {
+                from,
+                seq,
+                delivered: 1,
+                targets: 1,
+            } => seq - from + 1,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(acked, 3);
 }
 
 #[test]
@@ -501,4 +502,102 @@ fn a_publisher_skipping_sequence_numbers_shows_as_a_gap() {
     assert_eq!(seqs(&events), [5, 7]);
     assert_eq!(gaps(&events), [(6, 6)]);
     assert_eq!(n.owner.channels()[0].stats.duplicates, 1);
+}
+
+/// The `PublishAck`s the owner sent to (peer, link), as (seq, delivered,
+/// targets).
+fn acks_to(n: &Net, peer: u8, link: u64) -> Vec<(u64, u32, u32)> {
+    n.sent
+        .iter()
+        .filter(|t| t.peer == node(peer))
+        .filter_map(|t| match t.frame {
+            ChannelFrame::PublishAck {
+                link: l,
+                seq,
+                delivered,
+                targets,
+            } if l == link => Some((seq, delivered, targets)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn one_publish_ack_per_run_of_messages_taken_together() {
+    let mut n = net(Policy::default());
+    n.sub(2, 1, CH, "", window(64, Backpressure::Block));
+    n.publisher(3, 1, CH, "");
+    let p = n.pubs.get_mut(&(node(3), 1)).unwrap();
+    for _ in 0..5 {
+        p.try_publish(vec![1]).unwrap();
+    }
+    n.pump();
+    // Five messages taken in one turn: one acknowledgement for all.
+    assert_eq!(acks_to(&n, 3, 1), vec![(5, 1, 1)]);
+    assert_eq!(
+        n.pub_events(3, 1),
+        vec![
+            PubEvent::Accepted,
+            PubEvent::Ack {
+                from: 1,
+                seq: 5,
+                delivered: 1,
+                targets: 1
+            }
+        ]
+    );
+    assert_eq!(seqs(&n.events(2, 1)), vec![1, 2, 3, 4, 5]);
+
+    // The counts change inside a turn (a second subscriber came): one
+    // acknowledgement per run of equal counts, in order.
+    n.sent.clear();
+    let publish = |seq: u64| ChannelFrame::Publish {
+        link: 1,
+        seq,
+        data: vec![2].into(),
+    };
+    n.owner.handle_frame(0, node(3), publish(6));
+    n.owner.handle_frame(0, node(3), publish(7));
+    n.owner.handle_frame(
+        0,
+        node(4),
+        ChannelFrame::Subscribe {
+            link: 1,
+            name: CH.into(),
+            token: Vec::new(),
+            queue: None,
+            start: Start::Live,
+            credit: 64,
+            backpressure: Backpressure::Block,
+        },
+    );
+    n.owner.handle_frame(0, node(3), publish(8));
+    n.owner.handle_frame(0, node(3), publish(9));
+    // Taken, not acknowledged yet, when the channel goes: the
+    // acknowledgement comes before the end.
+    n.owner.remove(CH).unwrap();
+    while let Some(t) = n.owner.poll_transmit() {
+        n.sent.push(t);
+    }
+    assert_eq!(acks_to(&n, 3, 1), vec![(7, 1, 1), (9, 2, 2)]);
+    let to_pub: Vec<&ChannelFrame> = n
+        .sent
+        .iter()
+        .filter(|t| t.peer == node(3))
+        .map(|t| &t.frame)
+        .collect();
+    assert!(
+        matches!(
+            to_pub.as_slice(),
+            [
+                ChannelFrame::PublishAck { seq: 7, .. },
+                ChannelFrame::PublishAck { seq: 9, .. },
+                ChannelFrame::End {
+                    reason: Reason::Removed,
+                    ..
+                }
+            ]
+        ),
+        "{to_pub:?}"
+    );
 }

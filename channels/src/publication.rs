@@ -19,11 +19,14 @@ pub const OPENING_WINDOW: usize = 256;
 pub enum PubEvent {
     /// The owner accepted the session.
     Accepted,
-    /// The owner took message `seq`: `delivered` of `targets` got it.
+    /// The owner took messages `from..=seq` (every one not acknowledged
+    /// before): `delivered` of `targets` got each of them.
     Ack {
-        /// The sequence number.
+        /// The first sequence number acknowledged.
+        from: u64,
+        /// The last sequence number acknowledged.
         seq: u64,
-        /// Targets that got it.
+        /// Targets that got each message.
         delivered: u32,
         /// Targets then.
         targets: u32,
@@ -196,14 +199,14 @@ impl Publication {
                 self.state = State::Live;
                 self.window = (credit as usize).max(1);
                 self.in_flight = 0;
-                while self.unacked.front().is_some_and(|(s, _)| *s <= last_seq) {
-                    if let Some((seq, _)) = self.unacked.pop_front() {
-                        self.events.push_back(PubEvent::Ack {
-                            seq,
-                            delivered: 0,
-                            targets: 0,
-                        });
-                    }
+                // Taken before the reconnect; their counts are not known.
+                if let Some((from, seq)) = self.pop_acked(last_seq) {
+                    self.events.push_back(PubEvent::Ack {
+                        from,
+                        seq,
+                        delivered: 0,
+                        targets: 0,
+                    });
                 }
                 self.next_seq = self.next_seq.max(last_seq.saturating_add(1));
                 self.events.push_back(PubEvent::Accepted);
@@ -215,15 +218,19 @@ impl Publication {
                 targets,
                 ..
             } => {
-                while self.unacked.front().is_some_and(|(s, _)| *s <= seq) {
-                    self.unacked.pop_front();
-                    self.in_flight = self.in_flight.saturating_sub(1);
+                // Cumulative: every message up to `seq` not acknowledged
+                // before, each with these counts.
+                let popped = self.unacked.len();
+                if let Some((from, seq)) = self.pop_acked(seq) {
+                    let popped = popped - self.unacked.len();
+                    self.in_flight = self.in_flight.saturating_sub(popped);
+                    self.events.push_back(PubEvent::Ack {
+                        from,
+                        seq,
+                        delivered,
+                        targets,
+                    });
                 }
-                self.events.push_back(PubEvent::Ack {
-                    seq,
-                    delivered,
-                    targets,
-                });
                 self.send_more();
             }
             ChannelFrame::Denied { reason, .. } => {
@@ -236,6 +243,22 @@ impl Publication {
             }
             _ => {}
         }
+    }
+
+    /// Drops the unacknowledged messages up to `seq`; returns the first
+    /// and last sequence numbers dropped, if any.
+    fn pop_acked(&mut self, seq: u64) -> Option<(u64, u64)> {
+        let from = self
+            .unacked
+            .front()
+            .map(|(s, _)| *s)
+            .filter(|s| *s <= seq)?;
+        let mut last = from;
+        while let Some(&(s, _)) = self.unacked.front().filter(|(s, _)| *s <= seq) {
+            last = s;
+            self.unacked.pop_front();
+        }
+        Some((from, last))
     }
 
     /// The connection to the owner is gone.

@@ -173,6 +173,11 @@ impl Subscription {
         self.missed
     }
 
+    /// Events not taken yet.
+    pub fn pending_events(&self) -> usize {
+        self.events.len()
+    }
+
     /// The next frame to send to the owner.
     pub fn poll_transmit(&mut self) -> Option<ChannelFrame> {
         self.out.pop_front()

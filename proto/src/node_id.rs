@@ -12,8 +12,22 @@ const TEXT_LEN: usize = 52;
 ///
 /// The canonical text form is 52 lowercase base32 characters (RFC 4648
 /// alphabet, no padding). Parsing is strict: one key has one text form.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct NodeId([u8; 32]);
+
+/// The key as four 8-byte words: the same input as the derived hash (all
+/// 32 bytes; equal ids hash equal), without the byte-slice path (a length
+/// prefix, then the hasher's long-input loop) that made NodeIds the
+/// costliest keys of the channels' per-message map lookups.
+impl std::hash::Hash for NodeId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for word in self.0.chunks_exact(8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            state.write_u64(u64::from_le_bytes(w));
+        }
+    }
+}
 
 impl NodeId {
     /// Checks that the bytes are a valid ed25519 public key.

@@ -15,6 +15,7 @@
 //! The node acts as itself: a token presented here must name this node as
 //! its subject.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,8 +34,9 @@ use super::request::{query_param, read_json};
 use super::router::{ApiRequest, RequestContext, RouteError, Routes};
 use super::{BODY_TIMEOUT, MAX_BODY};
 use crate::ledger::Ledger;
+use crate::subsystems::channels_acks::{AckRun, Acks};
 use crate::subsystems::channels_driver::{lock, unix_ms};
-use crate::subsystems::channels_hub::{AckRx, Hub, PublishWait};
+use crate::subsystems::channels_hub::{Hub, PublishWait};
 use crate::subsystems::channels_registry::{owner_of, registered, registration};
 
 /// How long a subscribe or a publish waits for the owner's answer.
@@ -161,13 +163,27 @@ impl SubOptions {
     }
 }
 
-/// Waits for a publish's acknowledgement: (delivered, targets).
-pub async fn ack(rx: AckRx) -> Result<(u32, u32), ApiError> {
-    match tokio::time::timeout(OWNER_TIMEOUT, rx).await {
-        Ok(Ok(Ok(counts))) => Ok(counts),
-        Ok(Ok(Err(reason))) => Err(reason_error(reason)),
-        Ok(Err(_)) => Err(reason_error(Reason::Closed)),
-        Err(_) => Err(op("timeout", "the owner did not acknowledge in time")),
+/// Waits for the owner's answer for the next run of a publisher's
+/// messages: how many, and (delivered, targets) of each.
+pub async fn ack(acks: &Acks) -> Result<(u64, (u32, u32)), ApiError> {
+    match acks.take(OWNER_TIMEOUT).await {
+        Some(AckRun {
+            count,
+            result: Ok(counts),
+        }) => Ok((count, counts)),
+        Some(AckRun {
+            result: Err(reason),
+            ..
+        }) => Err(reason_error(reason)),
+        None => Err(op("timeout", "the owner did not acknowledge in time")),
+    }
+}
+
+/// Waits (up to [`OWNER_TIMEOUT`]) for room in a full session.
+async fn wait_for_room(mut progress: tokio::sync::watch::Receiver<u64>) -> Result<(), ApiError> {
+    match tokio::time::timeout(OWNER_TIMEOUT, progress.changed()).await {
+        Ok(_) => Ok(()),
+        Err(_) => Err(op("timeout", "the owner did not take messages in time")),
     }
 }
 
@@ -391,49 +407,74 @@ impl ChannelsApi {
     }
 
     /// Queues one message on this node's session with `owner`, waiting
-    /// while its window is full; the receiver resolves when the owner took
-    /// it.
+    /// while its window is full; the owner's answer goes to `acks` (none:
+    /// nobody waits for it).
     pub async fn queue_publish(
         &self,
         owner: NodeId,
         name: &str,
         token: &[u8],
         data: impl Into<Bytes>,
-    ) -> Result<AckRx, ApiError> {
+        acks: Option<&Acks>,
+    ) -> Result<(), ApiError> {
         let data = data.into();
         loop {
-            let attempt = lock(&self.hub).publish(owner, name, token, data.clone());
+            let attempt = lock(&self.hub).publish(owner, name, token, data.clone(), acks);
             self.wake.notify_one();
             match attempt {
-                Ok(rx) => return Ok(rx),
-                Err(PublishWait::Full(mut progress)) => {
-                    if tokio::time::timeout(OWNER_TIMEOUT, progress.changed())
-                        .await
-                        .is_err()
-                    {
-                        return Err(op("timeout", "the owner did not take messages in time"));
-                    }
-                }
+                Ok(()) => return Ok(()),
+                Err(PublishWait::Full(progress)) => wait_for_room(progress).await?,
                 Err(PublishWait::Refused(e)) => return Err(op(e.kind(), e.to_string())),
             }
         }
+    }
+
+    /// Queues every message of `batch`, in order, on this node's session
+    /// with `owner`: as many as the session's window takes under one lock
+    /// of the hub and one wake-up of the driver, waiting while it is full.
+    /// The owner's answers go to `acks`. On an error the messages not
+    /// queued stay in `batch`.
+    pub async fn queue_publish_many(
+        &self,
+        owner: NodeId,
+        name: &str,
+        token: &[u8],
+        batch: &mut VecDeque<Bytes>,
+        acks: Option<&Acks>,
+    ) -> Result<(), ApiError> {
+        while !batch.is_empty() {
+            let attempt = lock(&self.hub).publish_many(owner, name, token, batch, acks);
+            self.wake.notify_one();
+            match attempt {
+                Ok(()) => {}
+                Err(PublishWait::Full(progress)) => wait_for_room(progress).await?,
+                Err(PublishWait::Refused(e)) => return Err(op(e.kind(), e.to_string())),
+            }
+        }
+        Ok(())
     }
 
     /// `POST /v1/pub`.
     pub async fn publish(&self, r: PublishRequest) -> Result<Value, ApiError> {
         let token = token_bytes(r.token.as_deref())?;
         let owner = self.owner(&r.name).await?;
-        let mut acks = Vec::with_capacity(r.messages.len());
-        for msg in r.messages {
-            acks.push(
-                self.queue_publish(owner, &r.name, &token, msg.into_bytes())
-                    .await?,
-            );
-        }
-        let mut results = Vec::with_capacity(acks.len());
-        for rx in acks {
-            let (delivered, targets) = ack(rx).await?;
-            results.push(json!({"delivered": delivered, "targets": targets}));
+        let total = r.messages.len() as u64;
+        let mut batch: VecDeque<Bytes> = r
+            .messages
+            .into_iter()
+            .map(|m| Bytes::from(m.into_bytes()))
+            .collect();
+        let acks = Acks::new();
+        self.queue_publish_many(owner, &r.name, &token, &mut batch, Some(&acks))
+            .await?;
+        let mut results = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        let mut answered = 0;
+        while answered < total {
+            let (count, (delivered, targets)) = ack(&acks).await?;
+            answered += count;
+            for _ in 0..count {
+                results.push(json!({"delivered": delivered, "targets": targets}));
+            }
         }
         Ok(json!({ "results": results }))
     }

@@ -9,12 +9,14 @@
 //!   subscription ends;
 //! - pub: each client frame is one message; the node answers each, in
 //!   order, with an ack (delivered, targets), or the end with a JSON error
-//!   (then closes). Acknowledgements are written in batches.
+//!   (then closes). The frames of one read are published together (one
+//!   lock of the hub); acknowledgements are written in batches.
 //!
 //! The binary frames are [`relay_proto::wire::channels_stream`]'s.
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
 use relay_channels::SubEvent;
 use relay_proto::wire::channels_stream::StreamFrame;
 use serde::Deserialize;
@@ -25,7 +27,10 @@ use super::error::ApiError;
 use super::frames::FrameStream;
 use super::router::StreamService;
 use crate::subsystem::BoxFuture;
-use crate::subsystems::channels_hub::AckRx;
+use crate::subsystems::channels_acks::{AckRun, Acks};
+
+/// Most frames of a `pub` stream published under one lock of the hub.
+const PUB_BATCH: usize = 1024;
 
 /// The first frame.
 #[derive(Debug, Deserialize)]
@@ -57,6 +62,20 @@ fn parse_open(first: &[u8]) -> Result<Open, ApiError> {
 fn ack_frame(delivered: u32, targets: u32, out: &mut Vec<u8>) {
     out.clear();
     StreamFrame::Ack { delivered, targets }.encode(out);
+}
+
+/// Queues `count` acknowledgement frames (delivered, targets).
+fn queue_acks(
+    stream: &mut FrameStream,
+    delivered: u32,
+    targets: u32,
+    count: u64,
+    frame: &mut Vec<u8>,
+) {
+    ack_frame(delivered, targets, frame);
+    for _ in 0..count {
+        let _ = stream.queue(frame);
+    }
 }
 
 /// Puts an end frame carrying `error` (JSON) in `out` (cleared first).
@@ -156,54 +175,56 @@ async fn serve_pub(api: ChannelsApi, mut stream: FrameStream, name: String, toke
     if stream.send(br#"{"ok":true}"#).await.is_err() {
         return;
     }
-    let mut pending: VecDeque<AckRx> = VecDeque::new();
+    let acks = Acks::new();
+    // Messages queued and not answered yet.
+    let mut outstanding = 0u64;
+    let mut batch: VecDeque<Bytes> = VecDeque::new();
     let mut frame = Vec::new();
     let mut failed = None;
     loop {
-        // Acknowledgements already in, in order; queued for the next write.
-        while let Some(rx) = pending.front_mut() {
-            match rx.try_recv() {
-                Ok(result) => {
-                    pending.pop_front();
-                    match result {
-                        Ok((d, t)) => {
-                            ack_frame(d, t, &mut frame);
-                            let _ = stream.queue(&frame);
-                        }
-                        Err(r) => failed = Some(super::channels::reason_error(r)),
-                    }
-                }
-                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => break,
-                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
-                    pending.pop_front();
+        // Answers already in, in order; queued for the next write.
+        while let Some(AckRun { count, result }) = acks.try_take() {
+            outstanding = outstanding.saturating_sub(count);
+            match result {
+                Ok((d, t)) => queue_acks(&mut stream, d, t, count, &mut frame),
+                Err(r) => {
+                    failed = Some(super::channels::reason_error(r));
+                    break;
                 }
             }
         }
         if failed.is_some() {
             break;
         }
-        // `recv` writes what is queued before it waits.
+        // `recv` writes what is queued before it waits; the frames that
+        // came in the same read go with it.
         let data = match stream.recv().await {
             Ok(Some(data)) => data,
             _ => break,
         };
-        match api.queue_publish(owner, &name, &token, data).await {
-            Ok(rx) => pending.push_back(rx),
-            Err(e) => {
-                failed = Some(e);
-                break;
+        batch.push_back(Bytes::from(data));
+        while batch.len() < PUB_BATCH {
+            match stream.try_recv() {
+                Ok(Some(data)) => batch.push_back(Bytes::from(data)),
+                // A bad frame ends the stream at the next `recv`.
+                Ok(None) | Err(_) => break,
             }
+        }
+        outstanding += batch.len() as u64;
+        if let Err(e) = api
+            .queue_publish_many(owner, &name, &token, &mut batch, Some(&acks))
+            .await
+        {
+            failed = Some(e);
+            break;
         }
     }
     // The client is done (or failed): answer what is still in flight.
-    for rx in pending {
-        if failed.is_some() {
-            break;
-        }
-        match ack(rx).await {
-            Ok((d, t)) => {
-                ack_frame(d, t, &mut frame);
-                let _ = stream.queue(&frame);
+    while failed.is_none() && outstanding > 0 {
+        match ack(&acks).await {
+            Ok((count, (d, t))) => {
+                outstanding = outstanding.saturating_sub(count);
+                queue_acks(&mut stream, d, t, count, &mut frame);
             }
             Err(e) => failed = Some(e),
         }

@@ -47,6 +47,8 @@ impl FrameStreamError {
 pub struct FrameStream {
     io: Box<dyn StreamIo>,
     decoder: FrameDecoder,
+    /// The read buffer (kept: a read per frame must not allocate).
+    chunk: Vec<u8>,
     out: Vec<u8>,
     shutdown: CancellationToken,
 }
@@ -66,6 +68,7 @@ impl FrameStream {
         Self {
             io,
             decoder: FrameDecoder::default(),
+            chunk: Vec::new(),
             out: Vec::new(),
             shutdown,
         }
@@ -74,7 +77,9 @@ impl FrameStream {
     /// The next frame; `None` when the client closed cleanly or the node is
     /// stopping. Queued frames are flushed before waiting for input.
     pub async fn recv(&mut self) -> Result<Option<Vec<u8>>, FrameStreamError> {
-        let mut chunk = vec![0u8; READ_CHUNK];
+        if self.chunk.len() != READ_CHUNK {
+            self.chunk = vec![0u8; READ_CHUNK];
+        }
         loop {
             if let Some(frame) = self.decoder.next_frame()? {
                 return Ok(Some(frame));
@@ -82,7 +87,7 @@ impl FrameStream {
             self.flush().await?;
             let n = tokio::select! {
                 () = self.shutdown.cancelled() => return Ok(None),
-                n = self.io.read(&mut chunk) => n?,
+                n = self.io.read(&mut self.chunk) => n?,
             };
             if n == 0 {
                 return if self.decoder.buffered() == 0 {
@@ -91,8 +96,14 @@ impl FrameStream {
                     Err(FrameStreamError::Truncated)
                 };
             }
-            self.decoder.push(chunk.get(..n).unwrap_or_default());
+            self.decoder.push(self.chunk.get(..n).unwrap_or_default());
         }
+    }
+
+    /// The next frame already read, without waiting or writing (`None`
+    /// when none is complete yet).
+    pub fn try_recv(&mut self) -> Result<Option<Vec<u8>>, FrameStreamError> {
+        Ok(self.decoder.next_frame()?)
     }
 
     /// Queues one frame; it is written by the next [`Self::flush`] or

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use relay_channels::Transmit;
 use relay_proto::wire::channel::ChannelFrame;
 use relay_transport::mux::{reset_bi, ProtocolRx, RESET_BAD_FRAME};
 use relay_transport::{DialErrorKind, Incoming, Mux, NodeId, PeerEvent};
@@ -121,6 +122,8 @@ struct Driver {
     /// Wakes the driver (writers: room again in an outbox).
     wake: Arc<Notify>,
     tasks: JoinSet<()>,
+    /// The hub's outgoing frames of one flush (kept for its allocation).
+    out: Vec<Transmit>,
 }
 
 impl Driver {
@@ -129,8 +132,9 @@ impl Driver {
         for w in self.writers.values_mut() {
             w.move_held(&self.counters);
         }
-        let out = lock(&self.hub).drain_out(unix_ms());
-        let mut out = out.into_iter().peekable();
+        let mut buf = std::mem::take(&mut self.out);
+        lock(&self.hub).drain_out_into(unix_ms(), &mut buf);
+        let mut out = buf.drain(..).peekable();
         while let Some(t) = out.next() {
             if !t.reliable {
                 send_datagram(&self.mux, t.peer, &t.frame, &self.counters);
@@ -163,6 +167,8 @@ impl Driver {
             }));
             writer.push(run, &self.counters);
         }
+        drop(out);
+        self.out = buf;
     }
 
     fn incoming(&mut self, incoming: Incoming) {
@@ -354,6 +360,7 @@ pub async fn drive(
         frames_tx,
         wake: wake.clone(),
         tasks: JoinSet::new(),
+        out: Vec::new(),
     };
     loop {
         d.flush();

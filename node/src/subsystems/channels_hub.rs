@@ -19,8 +19,9 @@ use relay_channels::{
 };
 use relay_proto::wire::channel::{ChannelFrame, Reason};
 use relay_proto::NodeId;
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{watch, Notify};
 
+use super::channels_acks::Acks;
 use crate::revocations_set::RevocationSet;
 
 /// Most publishing sessions this node keeps open; past it the least
@@ -30,11 +31,6 @@ pub const MAX_LOCAL_PUBS: usize = 64;
 /// The owner core with the token layer plugged in, checking the node's
 /// one revocation set.
 pub type Owner = relay_channels::Owner<TokenAuthorizer<RevocationSet>>;
-
-/// What a publish waits for: (delivered, targets), or why the session
-/// ended.
-pub type AckRx = oneshot::Receiver<Result<(u32, u32), Reason>>;
-type AckTx = oneshot::Sender<Result<(u32, u32), Reason>>;
 
 /// A publish that was not queued.
 #[derive(Debug)]
@@ -122,7 +118,58 @@ struct LocalPub {
     progress: watch::Sender<u64>,
     /// When it was last used (a counter).
     used: u64,
-    acks: HashMap<u64, AckTx>,
+    /// Runs of messages waiting for the owner, in sequence order: (first
+    /// seq, last seq, whose acknowledgements they are). A publisher's
+    /// consecutive messages share one entry.
+    waiting: VecDeque<(u64, u64, Acks)>,
+}
+
+impl LocalPub {
+    /// Queues one message; its answer goes to `acks`.
+    fn publish(&mut self, data: Bytes, acks: Option<&Acks>) -> Result<(), PublishWait> {
+        match self.publication.try_publish(data) {
+            Ok(seq) => {
+                if let Some(acks) = acks {
+                    match self.waiting.back_mut() {
+                        Some(run) if run.1 + 1 == seq && run.2.same(acks) => run.1 = seq,
+                        _ => self.waiting.push_back((seq, seq, acks.clone())),
+                    }
+                }
+                Ok(())
+            }
+            Err(PublishRefused::WouldBlock) => Err(PublishWait::Full(self.progress.subscribe())),
+            Err(e) => Err(PublishWait::Refused(e)),
+        }
+    }
+
+    /// Hands the owner's answer for messages `from..=seq` to their
+    /// publishers.
+    fn acked(&mut self, from: u64, seq: u64, result: Result<(u32, u32), Reason>) {
+        while let Some(run) = self.waiting.front_mut() {
+            if run.0 > seq {
+                return;
+            }
+            // Runs below `from` were answered by an earlier ack (they
+            // cannot be: acks come in order and cover every message).
+            let first = run.0.max(from);
+            let last = run.1.min(seq);
+            if last >= first {
+                run.2.push(last - first + 1, result);
+            }
+            if run.1 > seq {
+                run.0 = seq + 1;
+                return;
+            }
+            self.waiting.pop_front();
+        }
+    }
+
+    /// Every waiting message's publisher learns that the session ended.
+    fn ended(&mut self, reason: Reason) {
+        for (first, last, acks) in self.waiting.drain(..) {
+            acks.push(last - first + 1, Err(reason));
+        }
+    }
 }
 
 /// The node's channel state. See the module docs.
@@ -213,14 +260,11 @@ impl Hub {
             progressed = true;
             match event {
                 PubEvent::Ack {
+                    from,
                     seq,
                     delivered,
                     targets,
-                } => {
-                    if let Some(tx) = p.acks.remove(&seq) {
-                        let _ = tx.send(Ok((delivered, targets)));
-                    }
-                }
+                } => p.acked(from, seq, Ok((delivered, targets))),
                 PubEvent::Denied(r) | PubEvent::Ended(r) => ended = Some(r),
                 PubEvent::Accepted => {}
             }
@@ -231,10 +275,8 @@ impl Hub {
             p.progress.send_modify(|n| *n += 1);
         }
         if let Some(reason) = ended {
-            if let Some(p) = self.pubs.remove(&link) {
-                for (_, tx) in p.acks {
-                    let _ = tx.send(Err(reason));
-                }
+            if let Some(mut p) = self.pubs.remove(&link) {
+                p.ended(reason);
                 self.pub_index.remove(&p.key);
             }
         }
@@ -266,9 +308,8 @@ impl Hub {
     /// `None` once it is gone.
     pub fn take_events(&mut self, link: u64, max: usize) -> Option<Vec<SubEvent>> {
         let s = self.subs.get_mut(&link)?;
-        let events: Vec<SubEvent> = std::iter::from_fn(|| s.sub.poll_event())
-            .take(max)
-            .collect();
+        let mut events = Vec::with_capacity(s.sub.pending_events().min(max));
+        events.extend(std::iter::from_fn(|| s.sub.poll_event()).take(max));
         let ended = s.sub.is_ended() && events.is_empty();
         self.collect_sub(link);
         if ended {
@@ -287,59 +328,89 @@ impl Hub {
         self.subs.remove(&link);
     }
 
+    /// The session for (owner, name, token), opened if needed.
+    fn session(&mut self, owner: NodeId, name: &str, token: &[u8]) -> u64 {
+        let found = self
+            .pub_index
+            .get(&(owner, name, token) as &dyn PubKeyParts)
+            .copied();
+        if let Some(link) = found {
+            return link;
+        }
+        self.evict_idle_pub();
+        let link = self.link();
+        let key = PubKey {
+            owner,
+            name: name.to_string(),
+            token: token.to_vec(),
+        };
+        self.pubs.insert(
+            link,
+            LocalPub {
+                owner,
+                key: key.clone(),
+                publication: Publication::new(link, name, token.to_vec()),
+                progress: watch::channel(0).0,
+                used: 0,
+                waiting: VecDeque::new(),
+            },
+        );
+        self.pub_index.insert(key, link);
+        link
+    }
+
     /// Queues one message on the session for (owner, name, token),
-    /// opening it if needed; the receiver resolves when the owner takes
-    /// it.
+    /// opening it if needed. The owner's answer goes to `acks` (none:
+    /// nobody waits for it).
     pub fn publish(
         &mut self,
         owner: NodeId,
         name: &str,
         token: &[u8],
         data: impl Into<Bytes>,
-    ) -> Result<AckRx, PublishWait> {
-        let found = self
-            .pub_index
-            .get(&(owner, name, token) as &dyn PubKeyParts)
-            .copied();
-        let link = match found {
-            Some(l) => l,
-            None => {
-                self.evict_idle_pub();
-                let link = self.link();
-                let key = PubKey {
-                    owner,
-                    name: name.to_string(),
-                    token: token.to_vec(),
-                };
-                self.pubs.insert(
-                    link,
-                    LocalPub {
-                        owner,
-                        key: key.clone(),
-                        publication: Publication::new(link, name, token.to_vec()),
-                        progress: watch::channel(0).0,
-                        used: 0,
-                        acks: HashMap::new(),
-                    },
-                );
-                self.pub_index.insert(key, link);
-                link
-            }
-        };
+        acks: Option<&Acks>,
+    ) -> Result<(), PublishWait> {
+        let link = self.session(owner, name, token);
         self.uses += 1;
         let Some(p) = self.pubs.get_mut(&link) else {
             return Err(PublishWait::Refused(PublishRefused::Ended));
         };
         p.used = self.uses;
-        let result = match p.publication.try_publish(data) {
-            Ok(seq) => {
-                let (tx, rx) = oneshot::channel();
-                p.acks.insert(seq, tx);
-                Ok(rx)
-            }
-            Err(PublishRefused::WouldBlock) => Err(PublishWait::Full(p.progress.subscribe())),
-            Err(e) => Err(PublishWait::Refused(e)),
+        let result = p.publish(data.into(), acks);
+        self.collect_pub(link);
+        result
+    }
+
+    /// Queues messages from the front of `batch`, in order, on the
+    /// session for (owner, name, token), under this one lock, until
+    /// `batch` is empty (`Ok`) or the next is not taken (it stays in
+    /// `batch` when the window is full). The owner's answers go to `acks`.
+    pub fn publish_many(
+        &mut self,
+        owner: NodeId,
+        name: &str,
+        token: &[u8],
+        batch: &mut VecDeque<Bytes>,
+        acks: Option<&Acks>,
+    ) -> Result<(), PublishWait> {
+        let link = self.session(owner, name, token);
+        self.uses += 1;
+        let Some(p) = self.pubs.get_mut(&link) else {
+            return Err(PublishWait::Refused(PublishRefused::Ended));
         };
+        p.used = self.uses;
+        let mut result = Ok(());
+        while !batch.is_empty() {
+            if !p.publication.can_publish() && !p.publication.is_ended() {
+                result = Err(PublishWait::Full(p.progress.subscribe()));
+                break;
+            }
+            let Some(data) = batch.pop_front() else { break };
+            if let Err(e) = p.publish(data, acks) {
+                result = Err(e);
+                break;
+            }
+        }
         self.collect_pub(link);
         result
     }
@@ -372,7 +443,7 @@ impl Hub {
         let idle = self
             .pubs
             .iter()
-            .filter(|(_, p)| p.publication.unacked() == 0 && p.acks.is_empty())
+            .filter(|(_, p)| p.publication.unacked() == 0 && p.waiting.is_empty())
             .min_by_key(|(_, p)| p.used)
             .map(|(l, _)| *l);
         let Some(link) = idle else {
@@ -404,8 +475,13 @@ impl Hub {
             | ChannelFrame::PublishAck { .. } => {
                 let link = frame.link();
                 if let Some(s) = self.subs.get_mut(&link).filter(|s| s.owner == from) {
+                    // The reader waits only once it has taken every event:
+                    // wake it when the first comes, not for each.
+                    let idle = s.sub.pending_events() == 0;
                     s.sub.handle_frame(frame);
-                    s.notify.notify_one();
+                    if idle && s.sub.pending_events() > 0 {
+                        s.notify.notify_one();
+                    }
                     self.collect_sub(link);
                 } else if let Some(p) = self.pubs.get_mut(&link).filter(|p| p.owner == from) {
                     p.publication.handle_frame(frame);
@@ -489,13 +565,22 @@ impl Hub {
     }
 
     /// Every frame to send to other nodes; frames for this node are
-    /// handled on the way.
+    /// handled on the way. The local sessions' frames go to the owner
+    /// first, so that the owner acknowledges what it took from them in one
+    /// `PublishAck` per session.
     pub fn drain_out(&mut self, now_ms: u64) -> Vec<Transmit> {
         let mut remote = Vec::new();
+        self.drain_out_into(now_ms, &mut remote);
+        remote
+    }
+
+    /// [`Self::drain_out`] into `remote` (appended; the driver reuses its
+    /// allocation).
+    pub fn drain_out_into(&mut self, now_ms: u64, remote: &mut Vec<Transmit>) {
         loop {
-            let next = self.owner.poll_transmit().or_else(|| self.out.pop_front());
+            let next = self.out.pop_front().or_else(|| self.owner.poll_transmit());
             let Some(t) = next else {
-                return remote;
+                return;
             };
             if t.peer == self.me {
                 self.handle_frame(now_ms, self.me, t.frame);

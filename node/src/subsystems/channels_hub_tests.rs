@@ -2,9 +2,10 @@
 //! routing by (owner, link), and resume after a reconnect.
 
 use relay_channels::{Policy, SubEvent, SubscriptionConfig};
-use relay_proto::wire::channel::{ChannelFrame, Start};
+use relay_proto::wire::channel::{ChannelFrame, Reason, Start};
 use relay_proto::SecretKey;
 
+use super::channels_acks::{AckRun, Acks};
 use super::channels_hub::Hub;
 use crate::revocations_set::RevocationSet;
 
@@ -23,9 +24,17 @@ fn own_channels_loop_back_without_the_network() {
         hub.take_events(link, 10).unwrap(),
         vec![SubEvent::Accepted { reliable: true }]
     );
-    let mut ack = hub.publish(me, "x", &[], b"hi".to_vec()).unwrap();
+    let acks = Acks::new();
+    hub.publish(me, "x", &[], b"hi".to_vec(), Some(&acks))
+        .unwrap();
     assert!(hub.drain_out(0).is_empty());
-    assert_eq!(ack.try_recv().unwrap(), Ok((1, 1)));
+    assert_eq!(
+        acks.try_take(),
+        Some(AckRun {
+            count: 1,
+            result: Ok((1, 1))
+        })
+    );
     let events = hub.take_events(link, 10).unwrap();
     assert!(
         matches!(&events[..], [SubEvent::Message { seq: 1, data, .. }] if data[..] == b"hi"[..])
@@ -78,9 +87,16 @@ fn idle_publishing_sessions_are_bounded() {
     for i in 0..super::channels_hub::MAX_LOCAL_PUBS + 5 {
         let name = format!("c{i}");
         hub.owner_mut().create(&name, Policy::default(), 0).unwrap();
-        let mut ack = hub.publish(me, &name, &[], vec![1]).unwrap();
+        let acks = Acks::new();
+        hub.publish(me, &name, &[], vec![1], Some(&acks)).unwrap();
         assert!(hub.drain_out(0).is_empty());
-        assert_eq!(ack.try_recv().unwrap(), Ok((0, 0)));
+        assert_eq!(
+            acks.try_take(),
+            Some(AckRun {
+                count: 1,
+                result: Ok((0, 0))
+            })
+        );
     }
     assert_eq!(hub.local_links().1, super::channels_hub::MAX_LOCAL_PUBS);
     // The owner saw the evicted sessions close.
@@ -166,6 +182,55 @@ async fn tokens_are_checked_against_the_nodes_revocation_set() {
         vec![ChannelFrame::End {
             link: 1,
             reason: revoked_reason
+        }]
+    );
+}
+
+/// Messages taken together are answered in one run per publisher, in
+/// order, through one acknowledgement from the owner; a publisher that
+/// does not wait gets nothing; the session's end answers what waits.
+#[test]
+fn batched_publishes_are_answered_per_publisher_in_order() {
+    let me = id(1);
+    let mut hub = Hub::new(me, RevocationSet::new());
+    hub.owner_mut().create("x", Policy::default(), 0).unwrap();
+    let (link, _) = hub.subscribe(me, "x", vec![], SubscriptionConfig::default());
+    assert!(hub.drain_out(0).is_empty());
+    let (a, b) = (Acks::new(), Acks::new());
+    let mut batch: std::collections::VecDeque<bytes::Bytes> =
+        (0..3u8).map(|i| bytes::Bytes::from(vec![i])).collect();
+    hub.publish_many(me, "x", &[], &mut batch, Some(&a))
+        .unwrap();
+    assert!(batch.is_empty());
+    hub.publish(me, "x", &[], vec![3], None).unwrap();
+    hub.publish(me, "x", &[], vec![4], Some(&b)).unwrap();
+    hub.publish(me, "x", &[], vec![5], Some(&a)).unwrap();
+    assert!(hub.drain_out(0).is_empty());
+    let runs = |acks: &Acks| std::iter::from_fn(|| acks.try_take()).collect::<Vec<_>>();
+    let ok = |count| AckRun {
+        count,
+        result: Ok((1, 1)),
+    };
+    assert_eq!(runs(&a), vec![ok(4)], "1-3 and 6, merged in its queue");
+    assert_eq!(runs(&b), vec![ok(1)]);
+    let events = hub.take_events(link, 10).unwrap();
+    assert_eq!(
+        events.len(),
+        7,
+        "accepted, every message delivered: {events:?}"
+    );
+
+    // Messages waiting when the session ends: their publisher learns why.
+    hub.owner_mut().remove("x").unwrap();
+    assert!(hub.drain_out(0).is_empty());
+    hub.publish(me, "x", &[], vec![6], Some(&a)).unwrap();
+    hub.publish(me, "x", &[], vec![7], Some(&a)).unwrap();
+    assert!(hub.drain_out(0).is_empty());
+    assert_eq!(
+        runs(&a),
+        vec![AckRun {
+            count: 2,
+            result: Err(Reason::NoSuchChannel)
         }]
     );
 }

@@ -101,7 +101,9 @@ pub async fn read_from_peer(
     let mut buf = vec![0u8; READ_CHUNK];
     while let Ok(Some(n)) = recv.read(&mut buf).await {
         decoder.push(&buf[..n]);
-        let mut batch = Vec::new();
+        // About as many frames as a read holds (a delivery of a small
+        // message is about 100 bytes), so the batch rarely regrows.
+        let mut batch = Vec::with_capacity(n / 64 + 1);
         let bad = loop {
             let frame = match decoder.next_payload() {
                 Ok(Some(bytes)) => ChannelFrame::decode(bytes).map_err(|e| e.to_string()),

@@ -2,6 +2,7 @@
 //! subsystem is added (see [`crate::subsystem`] for what each registers).
 
 pub mod channels;
+pub mod channels_acks;
 pub mod channels_driver;
 pub mod channels_hub;
 #[cfg(test)]

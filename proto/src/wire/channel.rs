@@ -22,7 +22,7 @@
 //! | [`ChannelFrame::Accepted`] | owner → opener | the subscription or session is live |
 //! | [`ChannelFrame::Denied`] | owner → opener | refused, with a [`Reason`] |
 //! | [`ChannelFrame::Publish`] | publisher → owner | one message with the publisher's sequence number |
-//! | [`ChannelFrame::PublishAck`] | owner → publisher | a message was taken: how many targets got it of how many |
+//! | [`ChannelFrame::PublishAck`] | owner → publisher | cumulative: every message up to `seq` not acknowledged before was taken, and each reached `delivered` targets of `targets` (one ack per run of messages taken together with equal counts) |
 //! | [`ChannelFrame::Deliver`] | owner → subscriber | one message: publisher, sequence, owner timestamp, data |
 //! | [`ChannelFrame::Gap`] | owner → subscriber | messages of a publisher in `from..=to` were dropped for this subscription |
 //! | [`ChannelFrame::Credit`] | both | the receiver may send `n` more messages on the link |
@@ -283,15 +283,21 @@ pub enum ChannelFrame {
         #[serde(with = "payload")]
         data: Bytes,
     },
-    /// The owner took a message.
+    /// The owner took messages: cumulative, it covers every message of
+    /// the session up to `seq` that an earlier `PublishAck` did not, and
+    /// each of them reached `delivered` of `targets`. The owner sends one
+    /// per run of messages it took together with equal counts (when the
+    /// counts change inside a run, one ack ends where they change). Nodes
+    /// before this meaning sent one per message and resolved only the
+    /// message named by `seq`.
     PublishAck {
         /// The publishing session.
         link: u64,
-        /// The message's sequence number.
+        /// The last sequence number covered.
         seq: u64,
-        /// Targets (subscriptions, queue groups) that got it.
+        /// Targets (subscriptions, queue groups) that got each message.
         delivered: u32,
-        /// Targets when it was taken.
+        /// Targets when they were taken.
         targets: u32,
     },
     /// One message for a subscription.

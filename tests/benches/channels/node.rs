@@ -227,8 +227,8 @@ impl Node {
                 let mut hub = lock(&self.api.hub);
                 let mut full = None;
                 while n <= count {
-                    match hub.publish(owner, name, &[], payload(n, false).to_vec()) {
-                        Ok(_ack) => n += 1,
+                    match hub.publish(owner, name, &[], payload(n, false).to_vec(), None) {
+                        Ok(()) => n += 1,
                         Err(PublishWait::Full(progress)) => {
                             full = Some(progress);
                             break;
@@ -260,9 +260,8 @@ impl Node {
                 t.tick().await;
             }
             let data = payload(n, every.is_some()).to_vec();
-            let _ack = self
-                .api
-                .queue_publish(owner, name, &[], data)
+            self.api
+                .queue_publish(owner, name, &[], data, None)
                 .await
                 .unwrap();
         }
