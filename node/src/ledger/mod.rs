@@ -5,6 +5,7 @@
 //!   reads, subscriptions, verification;
 //! - [`follow`] holds [`Follower`]: read-then-follow with no gap or duplicate;
 //! - [`store`] is the redb file `DIR/ledger.redb`, retention, verification;
+//! - [`journal`] holds the store's own appends not yet in its index tables;
 //! - [`replica`] is the sans-IO replication core ([`Replica`]);
 //! - [`members`] lists members from their latest announcements;
 //! - [`membership`] decides whose feeds are accepted ([`MeshMembers`]);
@@ -22,6 +23,7 @@ pub mod cursor;
 pub mod error;
 pub mod follow;
 pub mod handle;
+pub mod journal;
 pub mod limits;
 pub mod mem_store;
 pub mod members;

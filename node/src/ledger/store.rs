@@ -12,14 +12,25 @@
 //! | `forks` | origin, seq, hash | entry wire form (evidence) |
 //! | `counts` | origin, kind | entries of an event kind |
 //! | `meta` | name | u64 (`next_cursor`, `schema`) |
+//! | `journal` | cursor | entry wire form (own appends not yet indexed) |
 //!
-//! The next cursor is one above the highest `cursors` row, or `meta`'s
-//! `next_cursor` if that is higher; `meta` is written only when the highest
-//! cursor row is removed, so an append writes five tables, not six.
+//! The next cursor is one above the highest `cursors` row (or `journal`
+//! row), or `meta`'s `next_cursor` if that is higher; `meta` is written only
+//! when the highest cursor row is removed.
 //!
-//! Every write is one transaction committed with
-//! [`redb::Durability::Immediate`]: when a write returns, it survives a crash
-//! or power loss. A failed write (full disk included) commits nothing.
+//! **The journal.** This node's own appends are committed as one `journal`
+//! row each, the smallest durable commit redb can make; the index tables
+//! are written for up to [`JOURNAL_MAX`] journaled appends at once, in the
+//! next transaction that needs them: any read (a commit without fsync,
+//! made durable by the next durable commit), any other write, or the append
+//! that would overfill the journal. Each move is one transaction, so a
+//! crash leaves every row either in the journal or in the index tables,
+//! never both and never neither; on open the journal is read back and moved
+//! by the next transaction. See [`super::journal`].
+//!
+//! Every write that acknowledges something is one transaction committed
+//! with [`redb::Durability::Immediate`]: when it returns, it survives a
+//! crash or power loss. A failed write (full disk included) commits nothing.
 //!
 //! **Damage.** An existing file that is empty, too short or lacks redb's
 //! magic is refused as `ledger-corrupt` before redb opens it. After open, a
@@ -30,6 +41,8 @@
 //! file before that pass.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
@@ -41,6 +54,7 @@ use relay_proto::{NodeId, SecretKey};
 
 use super::cursor::Cursor;
 use super::error::LedgerError;
+use super::journal::{Journal, JournalRow, JOURNAL_MAX};
 use super::retention::Retention;
 
 /// The database file name inside the data dir.
@@ -56,6 +70,7 @@ const LATEST: TableDefinition<&[u8], u64> = TableDefinition::new("latest");
 const FORKS: TableDefinition<&[u8; 72], &[u8]> = TableDefinition::new("forks");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const COUNTS: TableDefinition<&[u8; 33], u64> = TableDefinition::new("counts");
+const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
 
 /// An entry as stored here, with its local cursor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,6 +184,11 @@ pub struct Store {
     db: Database,
     path: PathBuf,
     retention: Retention,
+    /// The `journal` table's rows; held as the write lock of every write.
+    journal: Mutex<Journal>,
+    /// Whether the journal may hold rows (read without the lock, so that
+    /// a read does not wait for a commit when nothing is journaled).
+    journaled: AtomicBool,
 }
 
 fn entry_key(origin: &NodeId, seq: u64) -> [u8; 40] {
@@ -240,9 +260,13 @@ impl Store {
             db,
             path,
             retention,
+            journal: Mutex::new(Journal::default()),
+            journaled: AtomicBool::new(false),
         };
         if existed {
-            store.check_readable()?;
+            let rows = store.check_readable()?;
+            store.journaled.store(!rows.is_empty(), Ordering::Release);
+            store.lock_journal().extend(rows);
         } else {
             store.create_tables()?;
         }
@@ -260,8 +284,9 @@ impl Store {
 
     fn create_tables(&self) -> Result<(), LedgerError> {
         let e = self.err();
-        let txn = self.begin_write()?;
+        let txn = self.begin_write(Durability::Immediate)?;
         {
+            txn.open_table(JOURNAL).map_err(|x| e(x.into()))?;
             txn.open_table(ENTRIES).map_err(|x| e(x.into()))?;
             txn.open_table(CURSORS).map_err(|x| e(x.into()))?;
             txn.open_table(ORIGINS).map_err(|x| e(x.into()))?;
@@ -277,8 +302,8 @@ impl Store {
     }
 
     /// Reads every table of an existing file; any failure is
-    /// `ledger-corrupt` and nothing is written.
-    fn check_readable(&self) -> Result<(), LedgerError> {
+    /// `ledger-corrupt` and nothing is written. Returns the journal's rows.
+    fn check_readable(&self) -> Result<Vec<JournalRow>, LedgerError> {
         let corrupt = |d: String| LedgerError::corrupt(&self.path, d);
         let txn = self.db.begin_read().map_err(|x| corrupt(x.to_string()))?;
         let meta = txn.open_table(META).map_err(|x| corrupt(x.to_string()))?;
@@ -321,14 +346,118 @@ impl Store {
         for len in lens {
             len.map_err(|x| corrupt(x.to_string()))?;
         }
-        Ok(())
+        // A file written before the journal existed has no such table.
+        let journal = match txn.open_table(JOURNAL) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(x) => return Err(corrupt(x.to_string())),
+        };
+        let mut rows: Vec<JournalRow> = Vec::new();
+        for row in journal.iter().map_err(|x| corrupt(x.to_string()))? {
+            let (k, v) = row.map_err(|x| corrupt(x.to_string()))?;
+            let entry = Entry::decode(v.value())
+                .map_err(|x| corrupt(format!("journal row {}: {x}", k.value())))?;
+            if let Some(prev) = rows.iter().rev().find(|r| r.entry.origin == entry.origin) {
+                if prev.entry.seq.checked_add(1) != Some(entry.seq) || prev.hash != entry.prev_hash
+                {
+                    return Err(corrupt(format!(
+                        "journal row {} does not follow the one before it",
+                        k.value()
+                    )));
+                }
+            }
+            rows.push(JournalRow {
+                cursor: k.value(),
+                hash: entry.hash(),
+                entry,
+            });
+        }
+        Ok(rows)
     }
 
-    fn begin_write(&self) -> Result<WriteTransaction, LedgerError> {
+    fn begin_write(&self, durability: Durability) -> Result<WriteTransaction, LedgerError> {
         let mut txn = self.db.begin_write().map_err(|x| self.err()(x.into()))?;
-        txn.set_durability(Durability::Immediate)
+        txn.set_durability(durability)
             .map_err(|x| LedgerError::Io(x.to_string()))?;
         Ok(txn)
+    }
+
+    /// The journal, which is also the lock every write holds.
+    fn lock_journal(&self) -> MutexGuard<'_, Journal> {
+        // The journal changes only after a commit, in one call that cannot
+        // panic half-way: a poisoned lock still holds a consistent copy.
+        self.journal.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Opens the tables of a write and moves the journal into them.
+    fn tables<'t>(
+        &self,
+        txn: &'t WriteTransaction,
+        journal: &Journal,
+    ) -> Result<Tables<'t>, LedgerError> {
+        let e = self.err();
+        let mut t = Tables::open(txn).map_err(&e)?;
+        if journal.is_empty() {
+            return Ok(t);
+        }
+        let mut dropped = false;
+        let mut frontiers: Vec<(NodeId, u64, EntryHash)> = Vec::new();
+        for row in journal.rows() {
+            let entry = &row.entry;
+            if !t.has(&entry.origin, entry.seq).map_err(&e)? {
+                dropped |= t
+                    .insert_at(entry, row.cursor, self.retention)
+                    .map_err(&e)?
+                    .is_none();
+            }
+            match frontiers.iter_mut().find(|f| f.0 == entry.origin) {
+                Some(f) => *f = (entry.origin, entry.seq, row.hash),
+                None => frontiers.push((entry.origin, entry.seq, row.hash)),
+            }
+        }
+        for (origin, seq, hash) in frontiers {
+            let mut state = t.origin(&origin).map_err(&e)?.unwrap_or(OriginState {
+                frontier: 0,
+                frontier_hash: EntryHash::ZERO,
+                forked: false,
+            });
+            if seq > state.frontier {
+                state.frontier = seq;
+                state.frontier_hash = hash;
+                t.set_origin(&origin, state).map_err(&e)?;
+            }
+        }
+        if dropped {
+            // A journaled cursor left no row: keep the counter above it.
+            t.meta
+                .insert("next_cursor", t.next_cursor)
+                .map_err(|x| e(x.into()))?;
+        }
+        let mut jt = txn.open_table(JOURNAL).map_err(|x| e(x.into()))?;
+        jt.retain(|_, _| false).map_err(|x| e(x.into()))?;
+        Ok(t)
+    }
+
+    /// After the commit of a transaction that opened [`Store::tables`]:
+    /// the journal's rows are in the index tables now.
+    fn moved(&self, journal: &mut Journal) {
+        journal.clear();
+        self.journaled.store(false, Ordering::Release);
+    }
+
+    /// Moves the journal into the index tables, without fsync: the move is
+    /// made durable by the next durable commit, and until then a crash
+    /// leaves the rows in the journal.
+    fn move_journal(&self) -> Result<(), LedgerError> {
+        let mut journal = self.lock_journal();
+        if journal.is_empty() {
+            return Ok(());
+        }
+        let txn = self.begin_write(Durability::None)?;
+        drop(self.tables(&txn, &journal)?);
+        txn.commit().map_err(|x| self.err()(x.into()))?;
+        self.moved(&mut journal);
+        Ok(())
     }
 
     /// Appends entries to `secret`'s own feed in one durable commit, one
@@ -338,12 +467,16 @@ impl Store {
         secret: &SecretKey,
         items: &[(u64, Body)],
     ) -> Result<Vec<StoredEntry>, LedgerError> {
+        let mut journal = self.lock_journal();
+        if journal.len() + items.len() <= JOURNAL_MAX {
+            return self.append_journaled(secret, items, &mut journal);
+        }
         let e = self.err();
         let origin = secret.node_id();
-        let txn = self.begin_write()?;
+        let txn = self.begin_write(Durability::Immediate)?;
         let mut out = Vec::with_capacity(items.len());
         {
-            let mut t = Tables::open(&txn).map_err(&e)?;
+            let mut t = self.tables(&txn, &journal)?;
             let mut state = t.origin(&origin).map_err(&e)?.unwrap_or(OriginState {
                 frontier: 0,
                 frontier_hash: EntryHash::ZERO,
@@ -368,6 +501,79 @@ impl Store {
             t.set_origin(&origin, state).map_err(&e)?;
         }
         txn.commit().map_err(|x| e(x.into()))?;
+        self.moved(&mut journal);
+        Ok(out)
+    }
+
+    /// [`Store::append_local`] into the journal: one row per entry, one
+    /// durable commit, no index table written.
+    fn append_journaled(
+        &self,
+        secret: &SecretKey,
+        items: &[(u64, Body)],
+        journal: &mut Journal,
+    ) -> Result<Vec<StoredEntry>, LedgerError> {
+        let e = self.err();
+        let origin = secret.node_id();
+        let txn = self.begin_write(Durability::Immediate)?;
+        let mut rows = Vec::with_capacity(items.len());
+        {
+            let origins = txn.open_table(ORIGINS).map_err(|x| e(x.into()))?;
+            let stored = origins
+                .get(origin.as_bytes())
+                .map_err(|x| e(x.into()))?
+                .map(|v| OriginState::decode(v.value()));
+            if stored.is_some_and(|s| s.forked) {
+                return Err(LedgerError::Forked(origin));
+            }
+            let tail = journal
+                .rows()
+                .iter()
+                .rev()
+                .find(|r| r.entry.origin == origin);
+            let (mut seq, mut hash) = match (tail, stored) {
+                (Some(r), _) => (r.entry.seq, r.hash),
+                (None, Some(s)) => (s.frontier, s.frontier_hash),
+                (None, None) => (0, EntryHash::ZERO),
+            };
+            let mut cursor = match journal.last() {
+                Some(r) => r.cursor.checked_add(1).ok_or_else(|| {
+                    LedgerError::corrupt(&self.path, "the cursor counter is at u64::MAX")
+                })?,
+                None => {
+                    let meta = txn.open_table(META).map_err(|x| e(x.into()))?;
+                    let cursors = txn.open_table(CURSORS).map_err(|x| e(x.into()))?;
+                    next_cursor(&meta, &cursors).map_err(&e)?
+                }
+            };
+            let mut jt = txn.open_table(JOURNAL).map_err(|x| e(x.into()))?;
+            for (ts, body) in items {
+                let next = seq.checked_add(1).ok_or_else(|| {
+                    LedgerError::corrupt(&self.path, "the feed's frontier is at u64::MAX")
+                })?;
+                let entry = Entry::sign(secret, next, hash, *ts, body)?;
+                seq = entry.seq;
+                hash = entry.hash();
+                jt.insert(cursor, entry.encode().as_slice())
+                    .map_err(|x| e(x.into()))?;
+                rows.push(JournalRow {
+                    cursor,
+                    entry,
+                    hash,
+                });
+                cursor = cursor.saturating_add(1);
+            }
+        }
+        txn.commit().map_err(|x| e(x.into()))?;
+        let out = rows
+            .iter()
+            .map(|r| StoredEntry {
+                cursor: Cursor(r.cursor),
+                entry: r.entry.clone(),
+            })
+            .collect();
+        journal.extend(rows);
+        self.journaled.store(true, Ordering::Release);
         Ok(out)
     }
 
@@ -383,10 +589,11 @@ impl Store {
         frontier: (u64, EntryHash),
     ) -> Result<Vec<StoredEntry>, LedgerError> {
         let e = self.err();
-        let txn = self.begin_write()?;
+        let mut journal = self.lock_journal();
+        let txn = self.begin_write(Durability::Immediate)?;
         let mut out = Vec::with_capacity(entries.len());
         {
-            let mut t = Tables::open(&txn).map_err(&e)?;
+            let mut t = self.tables(&txn, &journal)?;
             let mut state = t.origin(origin).map_err(&e)?.unwrap_or(OriginState {
                 frontier: 0,
                 frontier_hash: EntryHash::ZERO,
@@ -410,6 +617,7 @@ impl Store {
             t.set_origin(origin, state).map_err(&e)?;
         }
         txn.commit().map_err(|x| e(x.into()))?;
+        self.moved(&mut journal);
         Ok(out)
     }
 
@@ -417,10 +625,11 @@ impl Store {
     /// seq) and flags the origin as forked. One durable commit.
     pub fn record_fork(&self, evidence: &[Entry]) -> Result<(), LedgerError> {
         let e = self.err();
-        let txn = self.begin_write()?;
+        let mut journal = self.lock_journal();
+        let txn = self.begin_write(Durability::Immediate)?;
         {
             let mut forks = txn.open_table(FORKS).map_err(|x| e(x.into()))?;
-            let mut t = Tables::open(&txn).map_err(&e)?;
+            let mut t = self.tables(&txn, &journal)?;
             for entry in evidence {
                 let mut key = [0u8; 72];
                 key[..40].copy_from_slice(&entry_key(&entry.origin, entry.seq));
@@ -437,17 +646,20 @@ impl Store {
                 t.set_origin(&entry.origin, state).map_err(&e)?;
             }
         }
-        txn.commit().map_err(|x| e(x.into()))
+        txn.commit().map_err(|x| e(x.into()))?;
+        self.moved(&mut journal);
+        Ok(())
     }
 
     /// Clears an origin's fork flag (the operator's `ledger forgive`). The
     /// evidence stays. Returns whether the origin was flagged.
     pub fn forgive(&self, origin: &NodeId) -> Result<bool, LedgerError> {
         let e = self.err();
-        let txn = self.begin_write()?;
+        let mut journal = self.lock_journal();
+        let txn = self.begin_write(Durability::Immediate)?;
         let was;
         {
-            let mut t = Tables::open(&txn).map_err(&e)?;
+            let mut t = self.tables(&txn, &journal)?;
             let Some(mut state) = t.origin(origin).map_err(&e)? else {
                 return Ok(false);
             };
@@ -456,10 +668,16 @@ impl Store {
             t.set_origin(origin, state).map_err(&e)?;
         }
         txn.commit().map_err(|x| e(x.into()))?;
+        self.moved(&mut journal);
         Ok(was)
     }
 
+    /// A read transaction that sees every acknowledged append: the journal
+    /// is moved into the index tables first.
     fn read_txn(&self) -> Result<redb::ReadTransaction, LedgerError> {
+        if self.journaled.load(Ordering::Acquire) {
+            self.move_journal()?;
+        }
         self.db.begin_read().map_err(|x| self.err()(x.into()))
     }
 
@@ -658,14 +876,16 @@ impl Store {
         if doomed.is_empty() {
             return Ok(0);
         }
-        let txn = self.begin_write()?;
+        let mut journal = self.lock_journal();
+        let txn = self.begin_write(Durability::Immediate)?;
         {
-            let mut t = Tables::open(&txn).map_err(&e)?;
+            let mut t = self.tables(&txn, &journal)?;
             for (ek, kind) in &doomed {
                 t.remove(ek, *kind).map_err(&e)?;
             }
         }
         txn.commit().map_err(|x| e(x.into()))?;
+        self.moved(&mut journal);
         Ok(doomed.len() as u64)
     }
 
@@ -886,11 +1106,21 @@ impl<'t> Tables<'t> {
         Ok(self.entries.get(&entry_key(origin, seq))?.is_some())
     }
 
-    /// Stores one entry under the retention rules; `None` if retention
-    /// drops it at once.
+    /// Stores one entry under the retention rules, with the next cursor;
+    /// `None` if retention drops it at once.
     fn insert(
         &mut self,
         entry: &Entry,
+        retention: Retention,
+    ) -> Result<Option<Cursor>, redb::Error> {
+        self.insert_at(entry, self.next_cursor, retention)
+    }
+
+    /// [`Tables::insert`] with a cursor issued before (a journaled append).
+    fn insert_at(
+        &mut self,
+        entry: &Entry,
+        cursor: u64,
         retention: Retention,
     ) -> Result<Option<Cursor>, redb::Error> {
         // Only state-like kinds need the body (for their key); the entry
@@ -917,10 +1147,10 @@ impl<'t> Tables<'t> {
         }
         // The new cursor row is now the highest: it carries the counter
         // (see `next_cursor`), so `meta` is not written.
-        let cursor = self.next_cursor;
-        self.next_cursor = cursor
+        let above = cursor
             .checked_add(1)
             .ok_or_else(|| redb::Error::Corrupted("the cursor counter is at u64::MAX".into()))?;
+        self.next_cursor = self.next_cursor.max(above);
         let key = entry_key(&entry.origin, entry.seq);
         let mut row = Vec::with_capacity(8 + entry.encoded_len());
         row.extend_from_slice(&cursor.to_be_bytes());
@@ -994,3 +1224,7 @@ impl<'t> Tables<'t> {
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "store_journal_tests.rs"]
+mod journal_tests;
