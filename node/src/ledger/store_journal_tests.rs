@@ -1,24 +1,9 @@
 //! Store tests for the journal: a lone append writes one row, the index
 //! tables follow before any read, and journaled rows survive a crash.
 
-use relay_proto::ledger::body::{PathOutcome, TraversalOutcome};
-
+use super::tests::{event, key};
 use super::*;
 use crate::testutil::temp_dir;
-
-fn key(n: u8) -> SecretKey {
-    SecretKey::from_bytes(&[n; 32])
-}
-
-fn event(n: u32) -> Body {
-    Body::TraversalOutcome(TraversalOutcome {
-        peer: key(200).node_id(),
-        outcome: PathOutcome::Relayed,
-        time_to_direct_ms: None,
-        why: format!("attempt {n}"),
-        birthday_packets: n,
-    })
-}
 
 /// Rows of the `journal` and `entries` tables, read without moving the
 /// journal.

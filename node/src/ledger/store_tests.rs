@@ -10,7 +10,7 @@ use relay_proto::ledger::body::{
 use super::*;
 use crate::testutil::temp_dir;
 
-fn key(n: u8) -> SecretKey {
+pub(super) fn key(n: u8) -> SecretKey {
     SecretKey::from_bytes(&[n; 32])
 }
 
@@ -24,7 +24,7 @@ fn announce(port: u16) -> Body {
     })
 }
 
-fn event(n: u32) -> Body {
+pub(super) fn event(n: u32) -> Body {
     Body::TraversalOutcome(TraversalOutcome {
         peer: key(200).node_id(),
         outcome: PathOutcome::Relayed,
