@@ -1,10 +1,14 @@
 //! [`Ledger`]: the node's handle on its ledger. Appends go through one
 //! writer thread that batches whatever is queued into one durable commit
 //! (group commit); each append's future resolves once its batch is
-//! durable. Reads go straight to the store. Subscribers get every entry
-//! stored here, local or replicated, in cursor order.
+//! durable. A lone append made on a multi-thread runtime while the writer
+//! is idle commits on the caller's thread instead (in
+//! `tokio::task::block_in_place`), which saves the two thread hand-offs.
+//! Reads go straight to the store. Subscribers get every entry stored
+//! here, local or replicated, in cursor order.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -12,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use relay_proto::ledger::{Body, Entry, EntryHash, VectorItem};
 use relay_proto::{NodeId, SecretKey};
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{broadcast, oneshot};
 
 use super::cursor::Cursor;
@@ -34,11 +39,25 @@ struct Append {
 
 struct Shared {
     store: Store,
+    secret: SecretKey,
     node_id: NodeId,
     events: broadcast::Sender<StoredEntry>,
-    /// Serialises broadcast order with commit order.
+    /// Serialises commits (the writer's and inline ones) and keeps the
+    /// broadcast order the commit order.
     publish: Mutex<()>,
-    commits: std::sync::atomic::AtomicU64,
+    commits: AtomicU64,
+    /// Of `commits`, those made on an appender's thread.
+    inline_commits: AtomicU64,
+    /// Appends sent to the writer and not yet taken into a batch.
+    queued: AtomicUsize,
+}
+
+/// What [`Ledger::append_inline`] did.
+enum Inline {
+    /// Committed on the caller's thread, with this result.
+    Done(Result<StoredEntry, LedgerError>),
+    /// Not possible now; the body goes to the writer.
+    Queue(Body),
 }
 
 impl Shared {
@@ -91,15 +110,18 @@ impl Ledger {
         let shared = Arc::new(Shared {
             store,
             node_id: secret.node_id(),
+            secret,
             events,
             publish: Mutex::new(()),
-            commits: std::sync::atomic::AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            inline_commits: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
         });
         let (tx, rx) = mpsc::channel::<Append>();
         let writer_shared = shared.clone();
         let writer = std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || writer_loop(&writer_shared, &secret, &rx, spin))
+            .spawn(move || writer_loop(&writer_shared, &rx, spin))
             .map_err(|e| LedgerError::Io(format!("cannot start the ledger writer: {e}")))?;
         Ok(Self {
             shared,
@@ -149,18 +171,69 @@ impl Ledger {
 
     /// Appends with an explicit timestamp (unix ms).
     pub async fn append_at(&self, ts_unix_ms: u64, body: Body) -> Result<StoredEntry, LedgerError> {
+        let body = match self.append_inline(ts_unix_ms, body) {
+            Inline::Done(result) => return result,
+            Inline::Queue(body) => body,
+        };
         let (reply, rx) = oneshot::channel();
         {
             let tx = self.tx.lock().map_err(|_| LedgerError::Closed)?;
             let tx = tx.as_ref().ok_or(LedgerError::Closed)?;
-            tx.send(Append {
-                ts_unix_ms,
-                body,
-                reply,
-            })
-            .map_err(|_| LedgerError::Closed)?;
+            self.shared.queued.fetch_add(1, Ordering::AcqRel);
+            if tx
+                .send(Append {
+                    ts_unix_ms,
+                    body,
+                    reply,
+                })
+                .is_err()
+            {
+                self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+                return Err(LedgerError::Closed);
+            }
         }
         rx.await.map_err(|_| LedgerError::Closed)?
+    }
+
+    /// Commits one append on the caller's thread when that is safe and
+    /// cheaper than the writer: on a multi-thread runtime (so that
+    /// `block_in_place` can hand the worker's other tasks on), with nothing
+    /// queued for the writer and no commit running. Otherwise the body is
+    /// given back for the writer, which batches concurrent appends.
+    fn append_inline(&self, ts_unix_ms: u64, body: Body) -> Inline {
+        let multi_thread =
+            Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+        if !multi_thread || self.shared.queued.load(Ordering::Acquire) != 0 {
+            return Inline::Queue(body);
+        }
+        let open = self.tx.lock().is_ok_and(|tx| tx.is_some());
+        if !open {
+            return Inline::Done(Err(LedgerError::Closed));
+        }
+        let Ok(guard) = self.shared.publish.try_lock() else {
+            return Inline::Queue(body);
+        };
+        let shared = &self.shared;
+        let result = tokio::task::block_in_place(|| {
+            shared
+                .store
+                .append_local(&shared.secret, &[(ts_unix_ms, body)])
+        });
+        shared.commits.fetch_add(1, Ordering::Relaxed);
+        shared.inline_commits.fetch_add(1, Ordering::Relaxed);
+        let result = match result {
+            Ok(stored) => {
+                shared.publish(&stored);
+                let mut stored = stored.into_iter();
+                match (stored.next(), stored.next()) {
+                    (Some(one), None) => Ok(one),
+                    _ => Err(LedgerError::Io("append stored partially".into())),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        drop(guard);
+        Inline::Done(result)
     }
 
     /// Entries after `after`, in cursor order (see `Store::read`).
@@ -187,9 +260,13 @@ impl Ledger {
 
     /// Group commits made so far.
     pub fn commits(&self) -> u64 {
-        self.shared
-            .commits
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.commits.load(Ordering::Relaxed)
+    }
+
+    /// Of [`Ledger::commits`], those a lone append made on its caller's
+    /// thread instead of the writer's.
+    pub fn inline_commits(&self) -> u64 {
+        self.shared.inline_commits.load(Ordering::Relaxed)
     }
 
     /// Stops the writer after the queued appends; later appends fail with
@@ -228,7 +305,7 @@ fn next_append(rx: &mpsc::Receiver<Append>, spin: Duration) -> Option<Append> {
     }
 }
 
-fn writer_loop(shared: &Shared, secret: &SecretKey, rx: &mpsc::Receiver<Append>, spin: Duration) {
+fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Append>, spin: Duration) {
     while let Some(first) = next_append(rx, spin) {
         let mut batch = vec![first];
         while batch.len() < MAX_GROUP {
@@ -237,15 +314,14 @@ fn writer_loop(shared: &Shared, secret: &SecretKey, rx: &mpsc::Receiver<Append>,
                 Err(_) => break,
             }
         }
+        shared.queued.fetch_sub(batch.len(), Ordering::AcqRel);
         let (replies, items): (Vec<_>, Vec<(u64, Body)>) = batch
             .into_iter()
             .map(|a| (a.reply, (a.ts_unix_ms, a.body)))
             .unzip();
         let guard = shared.publish.lock();
-        let result = shared.store.append_local(secret, &items);
-        shared
-            .commits
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let result = shared.store.append_local(&shared.secret, &items);
+        shared.commits.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(stored) if stored.len() == replies.len() => {
                 shared.publish(&stored);
@@ -354,6 +430,8 @@ mod tests {
         seqs.sort_unstable();
         assert_eq!(seqs, (1..=16).collect::<Vec<u64>>());
         assert!(ledger.commits() <= 2, "{} commits", ledger.commits());
+        // A current-thread runtime cannot lend its thread to a commit.
+        assert_eq!(ledger.inline_commits(), 0);
         for expect in 1..=16u64 {
             let got = sub.recv().await.unwrap();
             assert_eq!(got.cursor, Cursor(expect));
@@ -364,5 +442,65 @@ mod tests {
             ledger.append(event(0)).await,
             Err(LedgerError::Closed)
         ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lone_append_on_a_multi_thread_runtime_commits_inline_in_order() {
+        let dir = temp_dir("ledger-inline");
+        let ledger = Ledger::open(&dir, SecretKey::from_bytes(&[1; 32])).unwrap();
+        let mut sub = ledger.subscribe();
+        for i in 1..=8u64 {
+            let stored = ledger.append_at(i, event(i as u32)).await.unwrap();
+            assert_eq!(stored.entry.seq, i);
+            assert_eq!(stored.cursor, Cursor(i));
+            let got = sub.recv().await.unwrap();
+            assert_eq!(got.cursor, Cursor(i));
+        }
+        assert_eq!(ledger.commits(), 8);
+        assert_eq!(ledger.inline_commits(), 8);
+        assert!(ledger.verify().unwrap().is_ok());
+        ledger.close();
+        assert!(matches!(
+            ledger.append(event(0)).await,
+            Err(LedgerError::Closed)
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn inline_and_writer_commits_mix_without_gaps_or_forks() {
+        let dir = temp_dir("ledger-inline-mixed");
+        let ledger = Ledger::open(&dir, SecretKey::from_bytes(&[1; 32])).unwrap();
+        let mut sub = ledger.subscribe();
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in 0..16u64 {
+            let l = ledger.clone();
+            tasks.spawn(async move {
+                let mut seqs = Vec::new();
+                for i in 0..8 {
+                    seqs.push(
+                        l.append_at(t * 8 + i, event(i as u32))
+                            .await
+                            .unwrap()
+                            .entry
+                            .seq,
+                    );
+                }
+                seqs
+            });
+        }
+        let mut seqs = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            let mine = r.unwrap();
+            // One task's appends are stored in the order it made them.
+            assert!(mine.windows(2).all(|w| w[0] < w[1]), "{mine:?}");
+            seqs.extend(mine);
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=128).collect::<Vec<u64>>());
+        for expect in 1..=128u64 {
+            assert_eq!(sub.recv().await.unwrap().cursor, Cursor(expect));
+        }
+        assert!(ledger.commits() <= 128);
+        assert!(ledger.verify().unwrap().is_ok());
     }
 }

@@ -80,6 +80,16 @@ pub async fn bind_transport(network_key: &NetworkKey) -> Transport {
     Transport::bind(config).await.unwrap()
 }
 
+/// [`bind_transport`] with NAT traversal off, so that a connection made
+/// through a relay stays relayed (on loopback traversal would move it to
+/// the direct path at once).
+pub async fn bind_transport_no_traversal(network_key: &NetworkKey) -> Transport {
+    let mut config =
+        TransportConfig::new(SecretKey::generate(), Some(network_key.clone()), loopback());
+    config.traversal = false;
+    Transport::bind(config).await.unwrap()
+}
+
 /// The loopback address a Transport listens on.
 pub fn transport_addr(transport: &Transport) -> SocketAddr {
     transport

@@ -8,14 +8,15 @@
 //!   one event append writes (for information: what the index costs);
 //! - **store**: `Store::append_local` called directly, one entry per call
 //!   (sign, encode, index, durable commit; no thread);
-//! - **ledger**: `Ledger::append_at` awaited one at a time (the store plus
-//!   the hand-off to the writer thread and back): the goal's subject; and
-//!   the same with a writer that sleeps at once after each commit instead of
-//!   polling for the next append first.
+//! - **ledger**: `Ledger::append_at` awaited one at a time on a 2-worker
+//!   multi-thread runtime, as the node runs it: the goal's subject. A lone
+//!   append commits on the caller's thread there;
+//! - **ledger, through the writer**: the same on a current-thread runtime,
+//!   where every append goes to the writer thread and back (two hand-offs).
 //!
 //! The bodies are built before the clock starts, as the raw row is.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use redb::{Database, Durability, TableDefinition};
 use relay_node::ledger::{Ledger, Retention, Store};
@@ -38,6 +39,9 @@ enum Subject {
     Raw(Database),
     Rows(Database),
     Store(Store, SecretKey),
+    /// Driven from a current-thread runtime.
+    Writer(Ledger),
+    /// Driven from a multi-thread runtime.
     Ledger(Ledger),
 }
 
@@ -45,7 +49,7 @@ const NAMES: [&str; 5] = [
     "raw",
     "raw, ledger rows",
     "store",
-    "ledger, writer never polls",
+    "ledger, through the writer",
     "ledger",
 ];
 const SUBJECTS: usize = NAMES.len();
@@ -59,17 +63,14 @@ impl Subject {
             0 => Self::Raw(Database::create(path.join("raw.redb")).unwrap()),
             1 => Self::Rows(Database::create(path.join("rows.redb")).unwrap()),
             2 => Self::Store(Store::open_with(&path, Retention::default()).unwrap(), key),
-            3 => Self::Ledger(
-                Ledger::from_store_with_spin(Store::open(&path).unwrap(), key, Duration::ZERO)
-                    .unwrap(),
-            ),
+            3 => Self::Writer(Ledger::open(&path, key).unwrap()),
             _ => Self::Ledger(Ledger::open(&path, key).unwrap()),
         }
     }
 
     /// Operations `from..from + n`, one durable commit each (bodies built
     /// before the call).
-    fn run(&self, rt: &tokio::runtime::Runtime, from: u64, bodies: Vec<Body>) {
+    fn run(&self, rts: &Runtimes, from: u64, bodies: Vec<Body>) {
         match self {
             Self::Raw(db) => {
                 let row = [7u8; 200];
@@ -93,12 +94,29 @@ impl Subject {
                     store.append_local(key, &[(i, body)]).unwrap();
                 }
             }
-            Self::Ledger(ledger) => rt.block_on(async {
-                for (i, body) in (from..).zip(bodies) {
-                    ledger.append_at(i, body).await.unwrap();
-                }
-            }),
+            Self::Writer(ledger) => rts.current.block_on(appends(ledger, from, bodies)),
+            Self::Ledger(ledger) => {
+                let ledger = ledger.clone();
+                rts.multi
+                    .block_on(async move {
+                        tokio::spawn(async move { appends(&ledger, from, bodies).await }).await
+                    })
+                    .unwrap();
+            }
         }
+    }
+}
+
+/// The runtimes the ledger subjects are driven from.
+struct Runtimes<'a> {
+    current: &'a tokio::runtime::Runtime,
+    multi: tokio::runtime::Runtime,
+}
+
+/// Appends `bodies` one at a time, each awaited.
+async fn appends(ledger: &Ledger, from: u64, bodies: Vec<Body>) {
+    for (i, body) in (from..).zip(bodies) {
+        ledger.append_at(i, body).await.unwrap();
     }
 }
 
@@ -141,6 +159,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn rounds(rt: &tokio::runtime::Runtime, chunks: u64, n: u64) -> (f64, f64) {
     let dir = TempDir::new("ledger-bench-append").unwrap();
     let subjects: Vec<Subject> = (0..SUBJECTS).map(|w| Subject::open(w, &dir)).collect();
+    let rts = Runtimes {
+        current: rt,
+        multi: tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap(),
+    };
     let per = (n / chunks).max(1);
     let mut wall: [Vec<f64>; SUBJECTS] = Default::default();
     let mut cpu = [0f64; SUBJECTS];
@@ -151,7 +177,7 @@ pub fn rounds(rt: &tokio::runtime::Runtime, chunks: u64, n: u64) -> (f64, f64) {
             let bodies: Vec<Body> = (chunk * per..(chunk + 1) * per).map(event_body).collect();
             let c0 = super::net::cpu_time();
             let start = Instant::now();
-            s.run(rt, chunk * per + 1, bodies);
+            s.run(&rts, chunk * per + 1, bodies);
             us[w] = start.elapsed().as_secs_f64() * 1e6 / per as f64;
             cpu[w] += super::net::cpu_time().saturating_sub(c0).as_secs_f64() * 1e6;
         }
@@ -171,7 +197,7 @@ pub fn rounds(rt: &tokio::runtime::Runtime, chunks: u64, n: u64) -> (f64, f64) {
         );
     }
     for s in &subjects {
-        if let Subject::Ledger(l) = s {
+        if let Subject::Ledger(l) | Subject::Writer(l) = s {
             l.close();
         }
     }

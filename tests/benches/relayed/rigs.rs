@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use relay_transport::{NetworkKey, RelayLimits, Transport};
 
-use crate::common::relay::{accept_bi, accept_uni, bind_transport, transport_addr};
+use crate::common::relay::{
+    accept_bi, accept_uni, bind_transport_no_traversal as bind_transport, transport_addr,
+};
 use crate::common::relay_node::{join_relay, RelayThread};
 use crate::streams::{self, EchoStream};
 

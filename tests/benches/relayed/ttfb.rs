@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use relay_transport::{Incoming, NetworkKey, NodeId, Transport};
 use tokio::sync::mpsc;
 
-use crate::common::relay::{bind_transport, transport_addr};
+use crate::common::relay::{bind_transport_no_traversal as bind_transport, transport_addr};
 use crate::common::relay_node::{join_relay, RelayThread};
 use crate::rigs::Route;
 
