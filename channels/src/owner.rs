@@ -555,7 +555,8 @@ impl<A: Authorizer> Owner<A> {
             | ChannelFrame::PublishAck { .. }
             | ChannelFrame::Deliver { .. }
             | ChannelFrame::Gap { .. }
-            | ChannelFrame::End { .. } => {}
+            | ChannelFrame::End { .. }
+            | ChannelFrame::DeliverBatch { .. } => {}
         }
     }
 
