@@ -8,8 +8,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::sync::Arc;
 
+use bytes::Bytes;
 use relay_proto::wire::channel::{Cursor, Start};
 use relay_proto::NodeId;
 
@@ -23,7 +23,7 @@ pub const MAX_RETAINED_BYTES: usize = 64 * 1024 * 1024;
 #[derive(Debug, Default)]
 pub struct History {
     retention: Retention,
-    msgs: VecDeque<Arc<Message>>,
+    msgs: VecDeque<Message>,
     bytes: usize,
 }
 
@@ -34,7 +34,7 @@ pub struct Replay {
     /// `(publisher, from, to)` ranges that were published but are gone.
     pub gaps: Vec<(NodeId, u64, u64)>,
     /// Messages to deliver, in order.
-    pub msgs: Vec<Arc<Message>>,
+    pub msgs: Vec<Message>,
 }
 
 impl History {
@@ -58,12 +58,19 @@ impl History {
 
     /// Retains `msg` (if the channel keeps history) and drops what falls
     /// out of retention.
-    pub fn push(&mut self, msg: &Arc<Message>, now_ms: u64) {
+    pub fn push(&mut self, msg: &Message, now_ms: u64) {
         if self.retention == Retention::None {
             return;
         }
-        self.bytes += msg.data.len();
-        self.msgs.push_back(msg.clone());
+        // A payload may be a slice of a larger receive buffer (frames are
+        // decoded without copies); what is kept for long owns its bytes, so
+        // that retention holds no more memory than it counts.
+        let own = Message {
+            data: Bytes::copy_from_slice(&msg.data),
+            ..msg.clone()
+        };
+        self.bytes += own.data.len();
+        self.msgs.push_back(own);
         self.prune(now_ms);
     }
 
@@ -143,13 +150,13 @@ mod tests {
     use super::*;
     use crate::testutil::node;
 
-    fn msg(p: u8, seq: u64, ts: u64) -> Arc<Message> {
-        Arc::new(Message {
+    fn msg(p: u8, seq: u64, ts: u64) -> Message {
+        Message {
             publisher: node(p),
             seq,
             ts,
             data: vec![0; 10].into(),
-        })
+        }
     }
 
     fn seqs(r: &Replay) -> Vec<u64> {

@@ -2,14 +2,20 @@
 //! link to them, and what flows through them. Sans-IO: it takes the time
 //! (unix ms), frames from peers and local calls, and yields
 //! [`Transmit`]s and timeouts.
+//!
+//! Work is batched per *turn*: what comes in between two calls of
+//! [`Owner::poll_transmit`] that find nothing queued. Publishes are taken
+//! when the turn ends (or before a frame or call that changes links or
+//! channels, so that the order of taking stays the order of arrival), and
+//! deliveries go out then, many messages per frame.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use foldhash::{HashMap, HashMapExt};
 use relay_proto::wire::channel::{
-    valid_name, Backpressure, ChannelFrame, Reason, Start, TokenKind, MAX_DATA,
+    valid_name, Backpressure, ChannelFrame, Reason, Start, TokenKind, MAX_BATCH, MAX_BATCH_BYTES,
+    MAX_DATA,
 };
 use relay_proto::NodeId;
 use thiserror::Error;
@@ -202,6 +208,13 @@ pub struct Owner<A> {
     /// runs out of other frames (or before the session's `End`), so a
     /// session whose publishes are taken together gets one `PublishAck`.
     acks: Vec<(LinkKey, u64, u32, u32)>,
+    /// Publishing sessions with messages received this turn, taken when
+    /// the turn ends ([`Self::poll_transmit`]), many at once.
+    draining: Vec<LinkKey>,
+    /// Reliable subscriptions that queued messages this turn; what their
+    /// credit allows is sent when the turn ends, consecutive messages of
+    /// a publisher in one [`ChannelFrame::DeliverBatch`].
+    dirty: Vec<LinkKey>,
 }
 
 /// The queue-group member that gets the next message: the one with the
@@ -247,12 +260,27 @@ fn flush_sub(key: LinkKey, sub: &mut SubLink, ch: &mut Channel, out: &mut VecDeq
                 }
                 sub.delivered += 1;
                 ch.stats.delivered += 1;
-                ChannelFrame::Deliver {
-                    link: key.1,
-                    publisher: m.publisher,
-                    seq: m.seq,
-                    ts: m.ts,
-                    data: m.data.clone(),
+                let batch = if reliable {
+                    take_batch(sub, &m, &mut ch.stats)
+                } else {
+                    Vec::new()
+                };
+                if batch.is_empty() {
+                    ChannelFrame::Deliver {
+                        link: key.1,
+                        publisher: m.publisher,
+                        seq: m.seq,
+                        ts: m.ts,
+                        data: m.data,
+                    }
+                } else {
+                    ChannelFrame::DeliverBatch {
+                        link: key.1,
+                        publisher: m.publisher,
+                        seq: m.seq,
+                        ts: m.ts,
+                        data: batch,
+                    }
                 }
             }
             Item::Gap {
@@ -274,6 +302,152 @@ fn flush_sub(key: LinkKey, sub: &mut SubLink, ch: &mut Channel, out: &mut VecDeq
     }
 }
 
+/// The messages after `first` (just taken from `sub`'s buffer) that go
+/// in one frame with it: those the credit allows that follow it in its
+/// publisher's sequence and were taken at the same time, within the
+/// batch bounds. Returns every payload, `first`'s included, or nothing
+/// when no message follows.
+fn take_batch(sub: &mut SubLink, first: &Message, stats: &mut ChannelStats) -> Vec<Bytes> {
+    let mut batch = Vec::new();
+    let mut bytes = first.data.len();
+    let mut last = first.seq;
+    // `batch` holds `first` too once anything joins it.
+    while sub.credit > 0 && batch.len().max(1) < MAX_BATCH {
+        let follows = match sub.queue.front() {
+            Some(Item::Msg(m)) => {
+                m.publisher == first.publisher
+                    && m.ts == first.ts
+                    && last.checked_add(1) == Some(m.seq)
+                    && bytes + m.data.len() <= MAX_BATCH_BYTES
+            }
+            _ => false,
+        };
+        if !follows {
+            break;
+        }
+        let Some(Item::Msg(m)) = sub.queue.pop(sub.credit) else {
+            break;
+        };
+        if batch.is_empty() {
+            let room = (sub.credit as usize).min(sub.queue.len() + 1) + 1;
+            batch.reserve(room.min(MAX_BATCH));
+            batch.push(first.data.clone());
+        }
+        bytes += m.data.len();
+        last = m.seq;
+        batch.push(m.data);
+        sub.credit -= 1;
+        sub.delivered += 1;
+        stats.delivered += 1;
+    }
+    batch
+}
+
+/// Records that message `seq` of session `key` was taken: it joins
+/// the session's last pending acknowledgement when the counts match.
+fn push_ack(
+    acks: &mut Vec<(LinkKey, u64, u32, u32)>,
+    key: LinkKey,
+    seq: u64,
+    delivered: u32,
+    targets: u32,
+) {
+    if let Some(last) = acks.iter_mut().rev().find(|a| a.0 == key) {
+        if (last.2, last.3) == (delivered, targets) {
+            last.1 = seq;
+            return;
+        }
+    }
+    acks.push((key, seq, delivered, targets));
+}
+
+/// What taking a message touches besides its channel (the owner's
+/// fields, borrowed apart from the channel's).
+struct Sinks<'a> {
+    links: &'a mut HashMap<LinkKey, Link>,
+    /// Kept for its allocation.
+    targets: &'a mut Vec<LinkKey>,
+    out: &'a mut VecDeque<Transmit>,
+    dirty: &'a mut Vec<LinkKey>,
+}
+
+/// Takes a message the channel admitted; returns (delivered, targets). A
+/// sequence number already taken is a duplicate: counted, not delivered.
+fn take_in(
+    ch: &mut Channel,
+    s: &mut Sinks<'_>,
+    now_ms: u64,
+    publisher: NodeId,
+    seq: u64,
+    data: Bytes,
+) -> (u32, u32) {
+    let last = ch.last.entry(publisher).or_insert(0);
+    if seq <= *last {
+        ch.stats.duplicates += 1;
+        return (0, 0);
+    }
+    if let Some(rate) = &mut ch.rate {
+        rate.take(now_ms);
+    }
+    // A publisher first seen mid-sequence (it resumed after this owner
+    // restarted) skipped nothing anyone here could have had.
+    let skipped = if *last == 0 {
+        (1, 0)
+    } else {
+        (*last + 1, seq - 1)
+    };
+    *last = seq;
+    let msg = Message {
+        publisher,
+        seq,
+        ts: now_ms,
+        data,
+    };
+    ch.history.push(&msg, now_ms);
+    ch.stats.published += 1;
+    s.targets.clear();
+    s.targets.extend(ch.subs.iter().copied());
+    let links = &*s.links;
+    s.targets.extend(
+        ch.groups
+            .values()
+            .filter_map(|members| best_member(links, members)),
+    );
+    let reliable = ch.policy.reliable;
+    let mut delivered = 0u32;
+    for key in s.targets.iter() {
+        let Some(sub) = sub_mut(s.links, key) else {
+            continue;
+        };
+        if skipped.0 <= skipped.1 && sub.group.is_none() {
+            sub.queue.push_gap(publisher, skipped.0, skipped.1);
+        }
+        if sub.queue.room() == 0 {
+            // Full, but the credit may let some out: send those first, so
+            // the bound counts only what waits beyond the credit.
+            flush_sub(*key, sub, ch, s.out);
+        }
+        match sub.queue.push(msg.clone()) {
+            Push::Queued => delivered += 1,
+            Push::DroppedOldest => {
+                delivered += 1;
+                ch.stats.dropped += 1;
+            }
+            Push::DroppedNewest | Push::Full => ch.stats.dropped += 1,
+        }
+        if !reliable {
+            // Datagrams go at once, one message each.
+            flush_sub(*key, sub, ch, s.out);
+        } else if !sub.dirty {
+            // Sent when the turn ends, with the turn's other messages.
+            sub.dirty = true;
+            s.dirty.push(*key);
+        }
+    }
+    let n = u32::try_from(s.targets.len()).unwrap_or(u32::MAX);
+    (delivered, n)
+}
+
 impl<A: Authorizer> Owner<A> {
     /// The owner of no channel yet, on node `me`.
     pub fn new(me: NodeId, auth: A, config: OwnerConfig) -> Self {
@@ -291,6 +465,8 @@ impl<A: Authorizer> Owner<A> {
             now_ms: 0,
             targets: Vec::new(),
             acks: Vec::new(),
+            draining: Vec::new(),
+            dirty: Vec::new(),
         }
     }
 
@@ -331,6 +507,7 @@ impl<A: Authorizer> Owner<A> {
 
     /// Stops owning `name`: every link to it ends with `removed`.
     pub fn remove(&mut self, name: &str) -> Result<(), OwnerError> {
+        self.catch_up();
         let ch = self
             .channels
             .get(name)
@@ -384,14 +561,66 @@ impl<A: Authorizer> Owner<A> {
         self.links.len()
     }
 
-    /// The next frame to send. Acknowledgements of publishes come after
-    /// every other queued frame, one per run of messages (see
-    /// [`ChannelFrame::PublishAck`]).
+    /// The next frame to send. A call that finds nothing queued ends the
+    /// turn: the publishes received since the last one are taken (each
+    /// session's at once) and each reliable subscription gets what its
+    /// credit allows, consecutive messages of a publisher taken at the same
+    /// time in one [`ChannelFrame::DeliverBatch`]. Acknowledgements of
+    /// publishes come after every other queued frame, one per run of
+    /// messages (see [`ChannelFrame::PublishAck`]).
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         if self.out.is_empty() {
-            self.flush_acks(None);
+            self.settle();
+            if self.out.is_empty() {
+                self.flush_acks(None);
+            }
         }
         self.out.pop_front()
+    }
+
+    /// Ends the turn: takes what the publishing sessions sent (each
+    /// session's messages at once), then sends what each subscription
+    /// that queued messages may (consecutive ones in one frame).
+    fn settle(&mut self) {
+        self.catch_up();
+        self.flush_dirty();
+    }
+
+    /// Takes what the publishing sessions sent this turn, before anything
+    /// that changes the links or the channels, so that messages are taken
+    /// in the order their frames came relative to such changes.
+    fn catch_up(&mut self) {
+        if !self.draining.is_empty() {
+            let mut draining = std::mem::take(&mut self.draining);
+            for key in &draining {
+                if let Some(Link {
+                    role: Role::Pub(p), ..
+                }) = self.links.get_mut(key)
+                {
+                    p.queued = false;
+                }
+                self.drain_pub(self.now_ms, *key);
+            }
+            draining.clear();
+            self.draining = draining;
+        }
+    }
+
+    /// Sends what each subscription that queued messages this turn may.
+    fn flush_dirty(&mut self) {
+        if !self.dirty.is_empty() {
+            let mut dirty = std::mem::take(&mut self.dirty);
+            for key in &dirty {
+                if let Some(sub) = sub_mut(&mut self.links, key) {
+                    sub.dirty = false;
+                }
+                self.flush(*key);
+            }
+            dirty.clear();
+            if self.dirty.is_empty() {
+                self.dirty = dirty;
+            }
+        }
     }
 
     /// Queues the acknowledgements not sent yet (those of session `only`,
@@ -418,18 +647,6 @@ impl<A: Authorizer> Owner<A> {
             false
         });
         self.acks = acks;
-    }
-
-    /// Records that message `seq` of session `key` was taken: it joins
-    /// the session's last pending acknowledgement when the counts match.
-    fn ack(&mut self, key: LinkKey, seq: u64, delivered: u32, targets: u32) {
-        if let Some(last) = self.acks.iter_mut().rev().find(|a| a.0 == key) {
-            if (last.2, last.3) == (delivered, targets) {
-                last.1 = seq;
-                return;
-            }
-        }
-        self.acks.push((key, seq, delivered, targets));
     }
 
     /// When [`Self::handle_timeout`] must run next (unix ms).
@@ -459,6 +676,7 @@ impl<A: Authorizer> Owner<A> {
     /// publishes.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
+        self.catch_up();
         while let Some(&(t, key)) = self.expiries.first() {
             if t > now_ms {
                 break;
@@ -483,6 +701,7 @@ impl<A: Authorizer> Owner<A> {
     /// with `by` among the issuers at or above it, ends with
     /// `token: revoked`.
     pub fn handle_revocation(&mut self, token_id: &[u8; 32], by: &NodeId) -> usize {
+        self.catch_up();
         let hit: Vec<LinkKey> = self
             .links
             .iter()
@@ -498,6 +717,7 @@ impl<A: Authorizer> Owner<A> {
     /// The connection to `peer` is gone: its links end without a frame
     /// (subscribers resume by sequence, publishers resend).
     pub fn handle_peer_gone(&mut self, peer: &NodeId) {
+        self.catch_up();
         let keys: Vec<LinkKey> = self
             .links
             .keys()
@@ -513,6 +733,12 @@ impl<A: Authorizer> Owner<A> {
     /// ignored.
     pub fn handle_frame(&mut self, now_ms: u64, peer: NodeId, frame: ChannelFrame) {
         self.now_ms = self.now_ms.max(now_ms);
+        if !matches!(
+            frame,
+            ChannelFrame::Publish { .. } | ChannelFrame::Credit { .. }
+        ) {
+            self.catch_up();
+        }
         match frame {
             ChannelFrame::Subscribe {
                 link,
@@ -555,7 +781,8 @@ impl<A: Authorizer> Owner<A> {
             | ChannelFrame::PublishAck { .. }
             | ChannelFrame::Deliver { .. }
             | ChannelFrame::Gap { .. }
-            | ChannelFrame::End { .. } => {}
+            | ChannelFrame::End { .. }
+            | ChannelFrame::DeliverBatch { .. } => {}
         }
     }
 
@@ -699,6 +926,7 @@ impl<A: Authorizer> Owner<A> {
                 credit: credit.min(self.config.max_credit),
                 queue,
                 delivered: 0,
+                dirty: false,
             }),
         );
         self.send(
@@ -727,6 +955,7 @@ impl<A: Authorizer> Owner<A> {
             Role::Pub(PubLink {
                 channel: name.into(),
                 pending: VecDeque::new(),
+                queued: false,
             }),
         );
         self.send(
@@ -743,6 +972,15 @@ impl<A: Authorizer> Owner<A> {
 
     /// Ends a link; tells its peer why when `reason` is given.
     fn close(&mut self, key: LinkKey, reason: Option<Reason>) {
+        // What the link has in hand goes first: a session's publishes
+        // received are taken; a subscription told why it ends gets what
+        // its credit allows of what was queued this turn.
+        match self.links.get(&key).map(|l| &l.role) {
+            Some(Role::Pub(_)) => self.drain_pub(self.now_ms, key),
+            Some(Role::Sub(_)) if reason.is_some() => self.flush(key),
+            Some(Role::Sub(_)) => {}
+            None => return,
+        }
         let Some(link) = self.links.remove(&key) else {
             return;
         };
@@ -807,8 +1045,9 @@ impl<A: Authorizer> Owner<A> {
         }
     }
 
-    /// Whether a message can be taken now on `name`.
-    fn admit(&mut self, now_ms: u64, name: &str) -> Result<(), PublishError> {
+    /// Whether a message can be taken now on `name`: if so, how many can
+    /// be taken in a row without asking again (at least one).
+    fn admit(&mut self, now_ms: u64, name: &str) -> Result<usize, PublishError> {
         let ch = self
             .channels
             .get_mut(name)
@@ -820,13 +1059,16 @@ impl<A: Authorizer> Owner<A> {
                 });
             }
         }
+        // A rate, or queue groups (whose member changes per message):
+        // each message is admitted on its own.
+        let one_by_one = ch.rate.is_some() || !ch.groups.is_empty();
         if !ch.policy.reliable {
-            return Ok(());
+            return Ok(if one_by_one { 1 } else { usize::MAX });
         }
         let blocked = |key: &LinkKey| match self.links.get(key) {
             Some(Link {
                 role: Role::Sub(s), ..
-            }) => s.queue.would_block(),
+            }) => s.would_block(),
             _ => false,
         };
         let group_blocked = ch
@@ -836,12 +1078,23 @@ impl<A: Authorizer> Owner<A> {
         if group_blocked || ch.subs.iter().any(blocked) {
             return Err(PublishError::WouldBlock);
         }
-        Ok(())
+        if one_by_one {
+            return Ok(1);
+        }
+        let room = ch
+            .subs
+            .iter()
+            .filter_map(|key| match self.links.get(key) {
+                Some(Link {
+                    role: Role::Sub(s), ..
+                }) => s.block_room(),
+                _ => None,
+            })
+            .min();
+        Ok(room.unwrap_or(usize::MAX).max(1))
     }
 
-    /// Takes a message that [`Self::admit`] allowed; returns (delivered,
-    /// targets). A sequence number already taken is a duplicate: counted,
-    /// not delivered.
+    /// Takes a message that [`Self::admit`] allowed; see [`take_in`].
     fn take(
         &mut self,
         now_ms: u64,
@@ -853,60 +1106,13 @@ impl<A: Authorizer> Owner<A> {
         let Some(ch) = self.channels.get_mut(name) else {
             return (0, 0);
         };
-        let last = ch.last.entry(publisher).or_insert(0);
-        if seq <= *last {
-            ch.stats.duplicates += 1;
-            return (0, 0);
-        }
-        if let Some(rate) = &mut ch.rate {
-            rate.take(now_ms);
-        }
-        // A publisher first seen mid-sequence (it resumed after this owner
-        // restarted) skipped nothing anyone here could have had.
-        let skipped = if *last == 0 {
-            (1, 0)
-        } else {
-            (*last + 1, seq - 1)
+        let mut sinks = Sinks {
+            links: &mut self.links,
+            targets: &mut self.targets,
+            out: &mut self.out,
+            dirty: &mut self.dirty,
         };
-        *last = seq;
-        let msg = Arc::new(Message {
-            publisher,
-            seq,
-            ts: now_ms,
-            data,
-        });
-        ch.history.push(&msg, now_ms);
-        ch.stats.published += 1;
-        let mut targets = std::mem::take(&mut self.targets);
-        targets.clear();
-        targets.extend(ch.subs.iter().copied());
-        targets.extend(
-            ch.groups
-                .values()
-                .filter_map(|members| best_member(&self.links, members)),
-        );
-        let mut delivered = 0u32;
-        for key in &targets {
-            let Some(sub) = sub_mut(&mut self.links, key) else {
-                continue;
-            };
-            if skipped.0 <= skipped.1 && sub.group.is_none() {
-                sub.queue.push_gap(publisher, skipped.0, skipped.1);
-            }
-            match sub.queue.push(msg.clone()) {
-                Push::Queued => delivered += 1,
-                Push::DroppedOldest => {
-                    delivered += 1;
-                    ch.stats.dropped += 1;
-                }
-                Push::DroppedNewest | Push::Full => ch.stats.dropped += 1,
-            }
-            // Each target's frames stay in order; targets are separate links.
-            flush_sub(*key, sub, ch, &mut self.out);
-        }
-        let n = u32::try_from(targets.len()).unwrap_or(u32::MAX);
-        self.targets = targets;
-        (delivered, n)
+        take_in(ch, &mut sinks, now_ms, publisher, seq, data)
     }
 
     /// Sends what a subscription's credit allows.
@@ -934,6 +1140,10 @@ impl<A: Authorizer> Owner<A> {
                     true
                 } else {
                     p.pending.push_back((seq, data));
+                    if !p.queued {
+                        p.queued = true;
+                        self.draining.push(key);
+                    }
                     false
                 }
             }
@@ -952,44 +1162,61 @@ impl<A: Authorizer> Owner<A> {
             );
             return;
         }
-        self.drain_pub(now_ms, key);
+        // Taken when the turn ends (`settle`), with the session's other
+        // messages of the turn.
+        self.now_ms = self.now_ms.max(now_ms);
     }
 
-    /// Takes a session's waiting publishes until one cannot be taken.
+    /// Takes a session's waiting publishes until one cannot be taken:
+    /// admitted once for as many as the channel takes in a row, then
+    /// taken with one lookup of the channel.
     fn drain_pub(&mut self, now_ms: u64, key: LinkKey) {
-        let name = match self.links.get(&key) {
+        let (name, mut pending) = match self.links.get_mut(&key) {
             Some(Link {
                 role: Role::Pub(p), ..
-            }) if !p.pending.is_empty() => p.channel.clone(),
+            }) if !p.pending.is_empty() => (p.channel.clone(), std::mem::take(&mut p.pending)),
             _ => return,
         };
-        loop {
-            let Some(Link {
-                role: Role::Pub(p), ..
-            }) = self.links.get_mut(&key)
-            else {
-                return;
+        // Messages admitted and not taken yet.
+        let mut room = 0usize;
+        while let Some(ch) = self.channels.get_mut(&*name) {
+            let mut sinks = Sinks {
+                links: &mut self.links,
+                targets: &mut self.targets,
+                out: &mut self.out,
+                dirty: &mut self.dirty,
             };
-            let Some((seq, data)) = p.pending.pop_front() else {
-                return;
-            };
-            let duplicate = self
-                .channels
-                .get(&*name)
-                .and_then(|c| c.last.get(&key.0))
-                .is_some_and(|last| seq <= *last);
-            if !duplicate && self.admit(now_ms, &name).is_err() {
-                // Not now: it stays first (admitting changes no link).
-                if let Some(Link {
-                    role: Role::Pub(p), ..
-                }) = self.links.get_mut(&key)
-                {
-                    p.pending.push_front((seq, data));
+            while let Some(&(seq, _)) = pending.front() {
+                // A duplicate needs no admission: it is only counted.
+                let duplicate = ch.last.get(&key.0).is_some_and(|last| seq <= *last);
+                if !duplicate {
+                    if room == 0 {
+                        break;
+                    }
+                    room -= 1;
                 }
-                return;
+                let Some((seq, data)) = pending.pop_front() else {
+                    break;
+                };
+                let (delivered, targets) = take_in(ch, &mut sinks, now_ms, key.0, seq, data);
+                push_ack(&mut self.acks, key, seq, delivered, targets);
             }
-            let (delivered, targets) = self.take(now_ms, &name, key.0, seq, data);
-            self.ack(key, seq, delivered, targets);
+            if pending.is_empty() {
+                break;
+            }
+            // Not now: it stays first (admitting changes no link).
+            match self.admit(now_ms, &name) {
+                Ok(n) => room = n,
+                Err(_) => break,
+            }
+        }
+        // Taking changes no session: the pending queue goes back as it is.
+        if let Some(Link {
+            role: Role::Pub(p), ..
+        }) = self.links.get_mut(&key)
+        {
+            pending.append(&mut p.pending);
+            p.pending = pending;
         }
     }
 

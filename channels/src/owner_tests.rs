@@ -601,3 +601,132 @@ fn one_publish_ack_per_run_of_messages_taken_together() {
         "{to_pub:?}"
     );
 }
+
+/// The deliveries the owner sent to (peer, link), as (first seq, count).
+fn deliveries_to(n: &Net, peer: u8, link: u64) -> Vec<(u64, usize)> {
+    n.sent
+        .iter()
+        .filter(|t| t.peer == node(peer) && t.frame.link() == link)
+        .filter_map(|t| match &t.frame {
+            ChannelFrame::Deliver { seq, .. } => Some((*seq, 1)),
+            ChannelFrame::DeliverBatch { seq, data, .. } => Some((*seq, data.len())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn messages_taken_together_go_in_one_batch_within_the_credit() {
+    let mut n = net(Policy::default());
+    n.sub(2, 1, CH, "", window(8, Backpressure::Block));
+    n.publisher(3, 1, CH, "");
+    let p = n.pubs.get_mut(&(node(3), 1)).unwrap();
+    for i in 0..12u8 {
+        p.try_publish(vec![i]).unwrap();
+    }
+    n.sent.clear();
+    n.pump();
+    // One turn: one frame with what the credit allows, one ack for all.
+    assert_eq!(deliveries_to(&n, 2, 1), vec![(1, 8)]);
+    assert_eq!(acks_to(&n, 3, 1), vec![(12, 1, 1)]);
+    // The rest follows the returned credit, in order, nothing lost.
+    let events = n.events(2, 1);
+    assert_eq!(seqs(&events), (1..=12).collect::<Vec<u64>>());
+    let payloads: Vec<u8> = events
+        .iter()
+        .filter_map(|e| match e {
+            SubEvent::Message { data, .. } => Some(data[0]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(payloads, (0..12).collect::<Vec<u8>>());
+    assert_eq!(deliveries_to(&n, 2, 1), vec![(1, 8), (9, 4)]);
+    assert_eq!(n.owner.channels()[0].stats.delivered, 12);
+}
+
+#[test]
+fn a_batch_breaks_at_another_publisher_and_at_another_time() {
+    let mut n = net(Policy::default());
+    n.sub(2, 1, CH, "", window(64, Backpressure::Block));
+    n.publisher(3, 1, CH, "");
+    n.sent.clear();
+    for _ in 0..2 {
+        n.owner.try_publish(0, CH, vec![0]).unwrap();
+    }
+    for _ in 0..3 {
+        n.pubs
+            .get_mut(&(node(3), 1))
+            .unwrap()
+            .try_publish(vec![1])
+            .unwrap();
+    }
+    n.pump();
+    n.now = 5;
+    for _ in 0..2 {
+        n.owner.handle_timeout(5);
+        n.owner.try_publish(5, CH, vec![0]).unwrap();
+    }
+    n.pump();
+    // The owner's 1-2, node 3's 1-3, then the owner's 3-4 (a later time).
+    assert_eq!(deliveries_to(&n, 2, 1), vec![(1, 2), (1, 3), (3, 2)]);
+    assert_eq!(seqs(&n.events(2, 1)), [1, 2, 1, 2, 3, 3, 4]);
+}
+
+#[test]
+fn publishes_before_a_subscribe_in_one_turn_are_not_delivered_to_it() {
+    let mut n = net(Policy::default());
+    n.publisher(3, 1, CH, "");
+    let publish = |seq: u64| ChannelFrame::Publish {
+        link: 1,
+        seq,
+        data: vec![2].into(),
+    };
+    n.owner.handle_frame(0, node(3), publish(1));
+    n.owner.handle_frame(
+        0,
+        node(2),
+        ChannelFrame::Subscribe {
+            link: 1,
+            name: CH.into(),
+            token: Vec::new(),
+            queue: None,
+            start: Start::Live,
+            credit: 64,
+            backpressure: Backpressure::Block,
+        },
+    );
+    n.owner.handle_frame(0, node(3), publish(2));
+    n.sent.clear();
+    while let Some(t) = n.owner.poll_transmit() {
+        n.sent.push(t);
+    }
+    assert_eq!(deliveries_to(&n, 2, 1), vec![(2, 1)]);
+    assert_eq!(acks_to(&n, 3, 1), vec![(1, 0, 0), (2, 1, 1)]);
+}
+
+#[test]
+fn a_turn_takes_no_more_than_a_block_subscriber_has_room_for() {
+    let config = OwnerConfig {
+        sub_buffer: 4,
+        ..OwnerConfig::default()
+    };
+    let mut n = net_with(Policy::default(), config);
+    n.sub(2, 1, CH, "", window(2, Backpressure::Block));
+    n.publisher(3, 1, CH, "");
+    let p = n.pubs.get_mut(&(node(3), 1)).unwrap();
+    for _ in 0..10 {
+        p.try_publish(vec![3]).unwrap();
+    }
+    n.pump();
+    // 2 on credit, 4 buffered; the other 4 wait at the owner.
+    assert_eq!(acks_to(&n, 3, 1), vec![(6, 1, 1)]);
+    assert_eq!(deliveries_to(&n, 2, 1), vec![(1, 2)]);
+    assert_eq!(n.pubs[&(node(3), 1)].unacked(), 4);
+    let mut all = Vec::new();
+    for _ in 0..10 {
+        all.extend(n.events(2, 1));
+    }
+    assert_eq!(seqs(&all), (1..=10).collect::<Vec<u64>>());
+    assert_eq!(n.owner.channels()[0].stats.dropped, 0);
+    assert_eq!(n.pubs[&(node(3), 1)].unacked(), 0);
+}

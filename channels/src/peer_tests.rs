@@ -6,7 +6,7 @@ use relay_proto::wire::channel::{ChannelFrame, Start};
 
 use crate::policy::{History, Policy};
 use crate::testutil::{gaps, node, seqs, Net};
-use crate::{OwnerConfig, Publication, PublishRefused, Subscription, SubscriptionConfig};
+use crate::{OwnerConfig, Publication, PublishRefused, SubEvent, Subscription, SubscriptionConfig};
 
 const CH: &str = "t";
 
@@ -213,4 +213,45 @@ fn an_owner_claiming_the_last_sequence_number_ends_publishing_without_a_panic() 
     });
     assert_eq!(p.try_publish(vec![1]), Ok(u64::MAX - 1));
     assert_eq!(p.try_publish(vec![2]), Err(PublishRefused::Ended));
+}
+
+#[test]
+fn a_batch_is_its_messages_in_order_without_duplicates_or_missed_ones() {
+    let mut s = Subscription::new(1, CH, vec![], SubscriptionConfig::default());
+    s.handle_frame(ChannelFrame::Accepted {
+        link: 1,
+        reliable: true,
+        credit: 0,
+        last_seq: 0,
+    });
+    let batch = |seq, n: u8| ChannelFrame::DeliverBatch {
+        link: 1,
+        publisher: node(5),
+        seq,
+        ts: 9,
+        data: (0..n).map(|i| vec![i].into()).collect(),
+    };
+    s.handle_frame(batch(1, 3));
+    // Overlapping the last one: 2 and 3 are duplicates.
+    s.handle_frame(batch(2, 4));
+    assert_eq!(s.duplicates(), 2);
+    // Past a hole: a gap, then the messages.
+    s.handle_frame(batch(8, 2));
+    // Right after the last: taken at once.
+    s.handle_frame(batch(10, 2));
+    let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+    assert_eq!(seqs(&events), [1, 2, 3, 4, 5, 8, 9, 10, 11]);
+    assert_eq!(gaps(&events), [(6, 7)]);
+    let payloads: Vec<u8> = events
+        .iter()
+        .filter_map(|e| match e {
+            SubEvent::Message { data, ts: 9, .. } => Some(data[0]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(payloads, [0, 1, 2, 2, 3, 0, 1, 0, 1]);
+    // A batch ending at the last sequence number does not overflow.
+    s.handle_frame(batch(u64::MAX - 1, 2));
+    s.handle_frame(batch(u64::MAX, 1));
+    assert_eq!(s.duplicates(), 3);
 }

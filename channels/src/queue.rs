@@ -15,13 +15,13 @@
 //! publisher there).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use relay_proto::wire::channel::Backpressure;
 use relay_proto::NodeId;
 
-/// One published message, shared by every buffer that holds it.
+/// One published message (each buffer that holds it has a copy of this
+/// header; the payload is shared).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     /// Who published it.
@@ -38,7 +38,7 @@ pub struct Message {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
     /// A message (needs one credit).
-    Msg(Arc<Message>),
+    Msg(Message),
     /// Dropped messages of `publisher`, `from..=to` (needs no credit).
     Gap {
         /// Whose.
@@ -95,6 +95,16 @@ impl SubQueue {
         self.items.is_empty()
     }
 
+    /// The limit (messages).
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The next item, if any.
+    pub fn front(&self) -> Option<&Item> {
+        self.items.front()
+    }
+
     /// Room left before the limit.
     pub fn room(&self) -> usize {
         self.limit.saturating_sub(self.msgs)
@@ -116,7 +126,7 @@ impl SubQueue {
     }
 
     /// Adds a message without looking at the limit (history replay).
-    pub fn push_unbounded(&mut self, msg: Arc<Message>) {
+    pub fn push_unbounded(&mut self, msg: Message) {
         self.items.push_back(Item::Msg(msg));
         self.msgs += 1;
     }
@@ -130,7 +140,7 @@ impl SubQueue {
     }
 
     /// Adds a live message, applying the backpressure mode when full.
-    pub fn push(&mut self, msg: Arc<Message>) -> Push {
+    pub fn push(&mut self, msg: Message) -> Push {
         if self.room() > 0 {
             self.push_unbounded(msg);
             return Push::Queued;
@@ -212,13 +222,13 @@ mod tests {
     use super::*;
     use crate::testutil::node;
 
-    fn msg(p: u8, seq: u64) -> Arc<Message> {
-        Arc::new(Message {
+    fn msg(p: u8, seq: u64) -> Message {
+        Message {
             publisher: node(p),
             seq,
             ts: 0,
             data: Bytes::new(),
-        })
+        }
     }
 
     fn drain(q: &mut SubQueue) -> Vec<String> {

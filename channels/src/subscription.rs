@@ -223,6 +223,13 @@ impl Subscription {
                 data,
                 ..
             } => self.on_deliver(publisher, seq, ts, data),
+            ChannelFrame::DeliverBatch {
+                publisher,
+                seq,
+                ts,
+                data,
+                ..
+            } => self.on_batch(publisher, seq, ts, data),
             ChannelFrame::Gap {
                 publisher,
                 from,
@@ -284,6 +291,37 @@ impl Subscription {
             ts,
             data,
         });
+    }
+
+    /// Messages `seq..` of `publisher`, one payload each (the frame was
+    /// checked: 1 to `MAX_BATCH` of them, the last number fits a u64).
+    fn on_batch(&mut self, publisher: NodeId, seq: u64, ts: u64, data: Vec<Bytes>) {
+        let last = seq.saturating_add((data.len() as u64).saturating_sub(1));
+        let next = self.last.get(&publisher).map(|l| l.checked_add(1));
+        if next != Some(Some(seq)) {
+            // A first message, a duplicate or a jump: one at a time.
+            let mut s = seq;
+            for d in data {
+                self.on_deliver(publisher, s, ts, d);
+                s = s.saturating_add(1);
+            }
+            return;
+        }
+        let any = !data.is_empty();
+        self.events.reserve(data.len());
+        let mut s = seq;
+        for d in data {
+            self.events.push_back(SubEvent::Message {
+                publisher,
+                seq: s,
+                ts,
+                data: d,
+            });
+            s = s.saturating_add(1);
+        }
+        if any {
+            self.track(publisher, last);
+        }
     }
 
     /// The connection to the owner is gone.

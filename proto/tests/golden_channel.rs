@@ -192,6 +192,18 @@ fn data_path_frames() {
         },
         &["07", "01", ID1, "03", "04"],
     );
+    // variant 12 (added last), link, publisher, first seq, ts, then the
+    // payloads: their count, each as a byte string.
+    golden(
+        ChannelFrame::DeliverBatch {
+            link: 1,
+            publisher: id1(),
+            seq: 5,
+            ts: 1000,
+            data: vec![b"hi".to_vec().into(), b"!".to_vec().into()],
+        },
+        &["0c", "01", ID1, "05", "e807", "02", "026869", "0121"],
+    );
 }
 
 #[test]

@@ -184,7 +184,7 @@ impl Driver {
             Incoming::Bi {
                 mut send, mut recv, ..
             } => reset_bi(&mut send, &mut recv, RESET_BAD_FRAME),
-            Incoming::Datagram { from, data } => match ChannelFrame::decode(&data) {
+            Incoming::Datagram { from, data } => match ChannelFrame::decode_shared(&data) {
                 Ok(frame) => {
                     self.counters.frames_in.fetch_add(1, Relaxed);
                     lock(&self.hub).handle_frame(unix_ms(), from, frame);

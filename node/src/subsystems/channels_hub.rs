@@ -471,6 +471,7 @@ impl Hub {
             | ChannelFrame::Denied { .. }
             | ChannelFrame::End { .. }
             | ChannelFrame::Deliver { .. }
+            | ChannelFrame::DeliverBatch { .. }
             | ChannelFrame::Gap { .. }
             | ChannelFrame::PublishAck { .. } => {
                 let link = frame.link();

@@ -10,11 +10,15 @@
 //! deliveries go as datagrams, one frame each; a datagram that cannot be
 //! sent is dropped and counted. A frame over the limit, or one that does
 //! not decode, resets the stream with [`RESET_BAD_FRAME`].
+//!
+//! The reader copies a stream's bytes once, into one buffer, and decodes
+//! each frame in place ([`ChannelFrame::decode_shared`]): payloads are
+//! slices of that buffer.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use relay_proto::frame_stream::FrameDecoder;
+use bytes::{Buf, Bytes, BytesMut};
 use relay_proto::wire::channel::{ChannelFrame, MAX_FRAME_LEN};
 use relay_transport::mux::{stop_uni, Mux, ProtocolId, RESET_BAD_FRAME};
 use relay_transport::{NodeId, RecvStream};
@@ -24,8 +28,13 @@ use super::channels_outbox::Outbox;
 
 /// The channels protocol's id on the mux.
 pub const CHANNELS: ProtocolId = ProtocolId::new(3);
-/// Bytes read from a stream at a time.
-const READ_CHUNK: usize = 64 * 1024;
+/// The reader's buffer: its first allocation, and what it asks for when
+/// it runs out (frames still in use keep the old one).
+const READ_BUF: usize = 64 * 1024;
+/// Most chunks taken from the stream at a time.
+const READ_CHUNKS: usize = 64;
+/// The length prefix of a stream frame.
+const LEN_PREFIX: usize = 4;
 
 /// The wire's counters.
 #[derive(Debug, Default)]
@@ -90,25 +99,32 @@ pub async fn write_to_peer(
 
 /// Reads frames from a stream `from` opened until it ends, handing the
 /// frames of each read to `frames` in one send (waiting when the driver is
-/// behind, which holds the peer back through QUIC flow control).
+/// behind, which holds the peer back through QUIC flow control). The
+/// stream's bytes are copied once, into one buffer; each frame is a slice
+/// of it, and so is each payload the frame carries.
 pub async fn read_from_peer(
     from: NodeId,
     mut recv: RecvStream,
     frames: mpsc::Sender<(NodeId, Vec<ChannelFrame>)>,
     counters: Arc<WireCounters>,
 ) {
-    let mut decoder = FrameDecoder::new(MAX_FRAME_LEN);
-    let mut buf = vec![0u8; READ_CHUNK];
-    while let Ok(Some(n)) = recv.read(&mut buf).await {
-        decoder.push(&buf[..n]);
-        // About as many frames as a read holds (a delivery of a small
-        // message is about 100 bytes), so the batch rarely regrows.
-        let mut batch = Vec::with_capacity(n / 64 + 1);
+    let mut chunks = vec![Bytes::new(); READ_CHUNKS];
+    let mut buf = BytesMut::with_capacity(READ_BUF);
+    while let Ok(Some(n)) = recv.read_chunks(&mut chunks).await {
+        let mut read = 0;
+        for chunk in chunks.iter_mut().take(n) {
+            read += chunk.len();
+            buf.extend_from_slice(chunk);
+            *chunk = Bytes::new();
+        }
+        // Room for as many small frames as the read may hold (a frame of
+        // deliveries carries many messages, so there are fewer).
+        let mut batch = Vec::with_capacity((read / 128).clamp(1, 512));
         let bad = loop {
-            let frame = match decoder.next_payload() {
-                Ok(Some(bytes)) => ChannelFrame::decode(bytes).map_err(|e| e.to_string()),
+            let frame = match split_frame(&mut buf) {
+                Ok(Some(bytes)) => ChannelFrame::decode_shared(&bytes).map_err(|e| e.to_string()),
                 Ok(None) => break None,
-                Err(e) => Err(e.to_string()),
+                Err(why) => Err(why),
             };
             match frame {
                 Ok(frame) => batch.push(frame),
@@ -128,6 +144,28 @@ pub async fn read_from_peer(
     }
 }
 
+/// Takes the next complete length-prefixed frame off the front of `buf`
+/// (without its prefix, sharing `buf`'s memory); `None` until one is
+/// complete (room for it is reserved), an error for one over
+/// [`MAX_FRAME_LEN`].
+fn split_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, String> {
+    let Some(prefix) = buf.get(..LEN_PREFIX) else {
+        return Ok(None);
+    };
+    let mut len = [0u8; LEN_PREFIX];
+    len.copy_from_slice(prefix);
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(format!("frame of {len} bytes exceeds {MAX_FRAME_LEN}"));
+    }
+    let Some(missing) = (LEN_PREFIX + len).checked_sub(buf.len()).filter(|m| *m > 0) else {
+        buf.advance(LEN_PREFIX);
+        return Ok(Some(buf.split_to(len).freeze()));
+    };
+    buf.reserve(missing);
+    Ok(None)
+}
+
 /// Sends one best-effort frame as a datagram; counts it dropped when it
 /// cannot go (too large for the path, no connection).
 pub fn send_datagram(mux: &Mux, peer: NodeId, frame: &ChannelFrame, counters: &WireCounters) {
@@ -141,4 +179,50 @@ pub fn send_datagram(mux: &Mux, peer: NodeId, frame: &ChannelFrame, counters: &W
         &counters.datagrams_dropped
     };
     counter.fetch_add(1, Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn frames_split_off_in_place_across_reads() {
+        let frames = [
+            ChannelFrame::Credit { link: 1, n: 2 },
+            ChannelFrame::Publish {
+                link: 3,
+                seq: 4,
+                data: vec![5; 300].into(),
+            },
+        ];
+        let mut stream = Vec::new();
+        for f in &frames {
+            f.encode_into(&mut stream).unwrap();
+        }
+        // Byte by byte, then the rest at once: the same frames come out.
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        let (head, tail) = stream.split_at(7);
+        for b in head {
+            buf.extend_from_slice(&[*b]);
+            while let Some(f) = split_frame(&mut buf).unwrap() {
+                got.push(ChannelFrame::decode_shared(&f).unwrap());
+            }
+        }
+        buf.extend_from_slice(tail);
+        while let Some(f) = split_frame(&mut buf).unwrap() {
+            let range = f.as_ptr() as usize..f.as_ptr() as usize + f.len();
+            let frame = ChannelFrame::decode_shared(&f).unwrap();
+            if let ChannelFrame::Publish { data, .. } = &frame {
+                assert!(range.contains(&(data.as_ptr() as usize)), "not copied");
+            }
+            got.push(frame);
+        }
+        assert_eq!(got, frames);
+        assert!(buf.is_empty());
+        // A length over the bound is refused before anything is buffered.
+        let mut big = BytesMut::from(&((MAX_FRAME_LEN + 1) as u32).to_be_bytes()[..]);
+        assert!(split_frame(&mut big).is_err());
+    }
 }

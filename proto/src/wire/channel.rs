@@ -24,6 +24,7 @@
 //! | [`ChannelFrame::Publish`] | publisher → owner | one message with the publisher's sequence number |
 //! | [`ChannelFrame::PublishAck`] | owner → publisher | cumulative: every message up to `seq` not acknowledged before was taken, and each reached `delivered` targets of `targets` (one ack per run of messages taken together with equal counts) |
 //! | [`ChannelFrame::Deliver`] | owner → subscriber | one message: publisher, sequence, owner timestamp, data |
+//! | [`ChannelFrame::DeliverBatch`] | owner → subscriber | consecutive messages of one publisher taken at the same time: publisher, first sequence, owner timestamp, the payloads |
 //! | [`ChannelFrame::Gap`] | owner → subscriber | messages of a publisher in `from..=to` were dropped for this subscription |
 //! | [`ChannelFrame::Credit`] | both | the receiver may send `n` more messages on the link |
 //! | [`ChannelFrame::TokenRefresh`] | opener → owner | a fresh token chain for a live link |
@@ -44,6 +45,12 @@ pub const MAX_GROUP: usize = 64;
 pub const MAX_TOKEN: usize = 8 * 1024;
 /// Largest message payload (bytes).
 pub const MAX_DATA: usize = 64 * 1024;
+/// Most messages in one [`ChannelFrame::DeliverBatch`].
+pub const MAX_BATCH: usize = 1024;
+/// Most payload bytes (all messages together) in one
+/// [`ChannelFrame::DeliverBatch`]; a batch with its header and the length
+/// of each message stays below [`MAX_FRAME_LEN`].
+pub const MAX_BATCH_BYTES: usize = MAX_DATA;
 /// Most (publisher, seq) cursors a resuming subscription carries.
 pub const MAX_CURSORS: usize = 64;
 /// Longest encoded frame: the largest payload plus headroom for the
@@ -352,6 +359,25 @@ pub enum ChannelFrame {
         /// Why.
         reason: Reason,
     },
+    /// Consecutive messages of one publisher for a subscription, taken
+    /// by the owner at the same time: payload `i` (from 0) is message
+    /// `seq + i`. The same as that many [`Self::Deliver`]s, with one
+    /// header. 1 to [`MAX_BATCH`] messages, [`MAX_BATCH_BYTES`] of
+    /// payload in all. (Added after the other frames: a node of older
+    /// code cannot decode it.)
+    DeliverBatch {
+        /// The subscription.
+        link: u64,
+        /// Who published them.
+        publisher: NodeId,
+        /// The first message's sequence number.
+        seq: u64,
+        /// When the owner took them (unix ms).
+        ts: u64,
+        /// The payloads, in sequence order.
+        #[serde(with = "payloads")]
+        data: Vec<Bytes>,
+    },
 }
 
 /// Why a channel frame was rejected.
@@ -473,6 +499,10 @@ mod payload {
             Ok(Bytes::copy_from_slice(v))
         }
 
+        fn visit_borrowed_bytes<E: Error>(self, v: &'de [u8]) -> Result<Bytes, E> {
+            Ok(super::shared_slice(v))
+        }
+
         fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
             Ok(Bytes::from(v))
         }
@@ -485,6 +515,87 @@ mod payload {
             Ok(Bytes::from(v))
         }
     }
+}
+
+/// The payloads of a [`ChannelFrame::DeliverBatch`]: a sequence of byte
+/// strings (a varint count, then each as a varint length and the bytes),
+/// at most [`MAX_BATCH`] of them.
+mod payloads {
+    use bytes::Bytes;
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::MAX_BATCH;
+
+    struct Out<'a>(&'a Bytes);
+
+    impl Serialize for Out<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            super::payload::serialize(self.0, s)
+        }
+    }
+
+    struct In(Bytes);
+
+    impl<'de> Deserialize<'de> for In {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            super::payload::deserialize(d).map(In)
+        }
+    }
+
+    pub fn serialize<S: Serializer>(data: &[Bytes], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(data.len()))?;
+        for d in data {
+            seq.serialize_element(&Out(d))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Bytes>, D::Error> {
+        d.deserialize_seq(Payloads)
+    }
+
+    struct Payloads;
+
+    impl<'de> Visitor<'de> for Payloads {
+        type Value = Vec<Bytes>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a sequence of byte strings")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Bytes>, A::Error> {
+            let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_BATCH));
+            while let Some(In(b)) = seq.next_element()? {
+                if v.len() >= MAX_BATCH {
+                    return Err(A::Error::custom("too many messages in a batch"));
+                }
+                v.push(b);
+            }
+            Ok(v)
+        }
+    }
+}
+
+thread_local! {
+    /// The frame [`ChannelFrame::decode_shared`] is decoding: payloads
+    /// found inside it are slices of it, not copies.
+    static SOURCE: std::cell::RefCell<Option<Bytes>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `v` as a slice of the frame being decoded by
+/// [`ChannelFrame::decode_shared`] (no copy), else a copy.
+fn shared_slice(v: &[u8]) -> Bytes {
+    SOURCE.with(|s| {
+        if let Some(src) = s.borrow().as_ref() {
+            let start = (v.as_ptr() as usize).wrapping_sub(src.as_ptr() as usize);
+            if start <= src.len() && v.len() <= src.len() - start {
+                return src.slice(start..start + v.len());
+            }
+        }
+        Bytes::copy_from_slice(v)
+    })
 }
 
 /// A postcard output that appends to a caller's buffer.
@@ -538,6 +649,18 @@ impl ChannelFrame {
                 check_id(publisher)?;
                 check(data.len() <= MAX_DATA, "data")
             }
+            Self::DeliverBatch {
+                publisher,
+                seq,
+                data,
+                ..
+            } => {
+                check_id(publisher)?;
+                check(!data.is_empty() && data.len() <= MAX_BATCH, "batch")?;
+                let bytes = data.iter().map(Bytes::len).sum::<usize>();
+                check(bytes <= MAX_BATCH_BYTES, "data")?;
+                check(seq.checked_add(data.len() as u64 - 1).is_some(), "seq")
+            }
             Self::Gap {
                 publisher,
                 from,
@@ -574,6 +697,15 @@ impl ChannelFrame {
         }
         frame.validate()?;
         Ok(frame)
+    }
+
+    /// [`Self::decode`] of a frame held in `data`: the payloads are
+    /// slices of `data` (sharing its buffer), not copies.
+    pub fn decode_shared(data: &Bytes) -> Result<Self, ChannelFrameError> {
+        SOURCE.with(|s| *s.borrow_mut() = Some(data.clone()));
+        let frame = Self::decode(data);
+        SOURCE.with(|s| *s.borrow_mut() = None);
+        frame
     }
 
     /// Encodes the frame (validated first, so nothing out of bounds is
@@ -634,7 +766,8 @@ impl ChannelFrame {
             | Self::Credit { link, .. }
             | Self::TokenRefresh { link, .. }
             | Self::Unsubscribe { link }
-            | Self::End { link, .. } => *link,
+            | Self::End { link, .. }
+            | Self::DeliverBatch { link, .. } => *link,
         }
     }
 
@@ -653,6 +786,7 @@ impl ChannelFrame {
             Self::TokenRefresh { .. } => "token-refresh",
             Self::Unsubscribe { .. } => "unsubscribe",
             Self::End { .. } => "end",
+            Self::DeliverBatch { .. } => "deliver-batch",
         }
     }
 }
@@ -832,6 +966,84 @@ mod tests {
         };
         assert_eq!(new.encode().unwrap(), old);
         assert_eq!(ChannelFrame::decode(&old).unwrap(), new);
+    }
+
+    fn batch(n: usize, len: usize) -> ChannelFrame {
+        ChannelFrame::DeliverBatch {
+            link: 3,
+            publisher: id(),
+            seq: 10,
+            ts: 5,
+            data: (0..n).map(|i| Bytes::from(vec![i as u8; len])).collect(),
+        }
+    }
+
+    #[test]
+    fn a_batch_roundtrips_and_is_bounded() {
+        roundtrip(batch(1, 0));
+        roundtrip(batch(MAX_BATCH, MAX_BATCH_BYTES / MAX_BATCH));
+        let empty = batch(0, 1);
+        assert_eq!(empty.encode(), Err(ChannelFrameError::Bound("batch")));
+        let many = batch(MAX_BATCH + 1, 0);
+        assert_eq!(many.encode(), Err(ChannelFrameError::Bound("batch")));
+        let bytes = postcard::to_allocvec(&many).unwrap();
+        assert!(ChannelFrame::decode(&bytes).is_err());
+        let big = batch(2, MAX_BATCH_BYTES / 2 + 1);
+        assert_eq!(big.encode(), Err(ChannelFrameError::Bound("data")));
+        let bytes = postcard::to_allocvec(&big).unwrap();
+        assert_eq!(
+            ChannelFrame::decode(&bytes),
+            Err(ChannelFrameError::Bound("data"))
+        );
+        let past_the_end = ChannelFrame::DeliverBatch {
+            link: 1,
+            publisher: id(),
+            seq: u64::MAX,
+            ts: 0,
+            data: vec![Bytes::new(), Bytes::new()],
+        };
+        assert_eq!(past_the_end.encode(), Err(ChannelFrameError::Bound("seq")));
+    }
+
+    #[test]
+    fn a_batch_encodes_as_its_deliveries_payloads_in_sequence() {
+        // The payloads are a sequence of byte strings, as a `Vec<Vec<u8>>`.
+        let frame = batch(3, 2);
+        let bytes = frame.encode().unwrap();
+        let tail: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 2]).collect();
+        let tail = postcard::to_allocvec(&tail).unwrap();
+        assert!(bytes.ends_with(&tail));
+    }
+
+    #[test]
+    fn decode_shared_slices_the_frame_and_decodes_the_same() {
+        for frame in [
+            batch(4, 16),
+            ChannelFrame::Publish {
+                link: 1,
+                seq: 2,
+                data: vec![7; 30].into(),
+            },
+        ] {
+            let bytes = Bytes::from(frame.encode().unwrap());
+            let shared = ChannelFrame::decode_shared(&bytes).unwrap();
+            assert_eq!(shared, frame);
+            let payloads: Vec<Bytes> = match shared {
+                ChannelFrame::DeliverBatch { data, .. } => data,
+                ChannelFrame::Publish { data, .. } => vec![data],
+                _ => unreachable!(),
+            };
+            let range = bytes.as_ptr() as usize..bytes.as_ptr() as usize + bytes.len();
+            for p in payloads {
+                assert!(
+                    range.contains(&(p.as_ptr() as usize)),
+                    "a slice, not a copy"
+                );
+            }
+            // Plain decoding copies.
+            let copied = ChannelFrame::decode(&bytes).unwrap();
+            assert_eq!(copied, frame);
+        }
     }
 
     #[test]
