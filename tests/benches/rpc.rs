@@ -294,10 +294,10 @@ fn main() {
         let mut rates = vec![Vec::new(), Vec::new()];
         for _ in 0..repeats {
             for (i, (kind, _)) in KINDS.iter().enumerate() {
-                let skip = match (only.as_deref(), kind) {
-                    (Some("raw"), Kind::Rpc) | (Some("rpc"), Kind::Raw) => true,
-                    _ => false,
-                };
+                let skip = matches!(
+                    (only.as_deref(), kind),
+                    (Some("raw"), Kind::Rpc) | (Some("rpc"), Kind::Raw)
+                );
                 rates[i].push(if skip {
                     0.0
                 } else {
