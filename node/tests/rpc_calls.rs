@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use relay_node::subsystems::rpc_client::CallOptions;
 use relay_node::subsystems::rpc_echo;
-use relay_node::subsystems::rpc_io::{read_frame, Inbound, RPC};
+use relay_node::subsystems::rpc_io::{FrameReader, Inbound, RPC};
 use relay_node::subsystems::rpc_server::ServerCall;
 use relay_node::subsystems::rpc_service::{handler, ServeOptions};
 use relay_proto::wire::rpc::CallHeader;
@@ -122,7 +122,7 @@ async fn the_server_enforces_the_deadline_and_the_handler_sees_it() {
         .unwrap();
     // A caller that states a 150 ms deadline but keeps waiting itself:
     // the server's timer fires and it answers `timeout`.
-    let (mut send, mut recv) = within(a.mux.open_bi(b.id(), RPC)).await.unwrap();
+    let (mut send, recv) = within(a.mux.open_bi(b.id(), RPC)).await.unwrap();
     let mut buf = Vec::new();
     CallHeader {
         service: "slow".into(),
@@ -135,7 +135,7 @@ async fn the_server_enforces_the_deadline_and_the_handler_sees_it() {
     .unwrap();
     send.write_all(&buf).await.unwrap();
     send.finish().unwrap();
-    let trailer = match within(read_frame(&mut recv, 1024)).await.unwrap() {
+    let trailer = match within(FrameReader::new(recv).next(1024)).await.unwrap() {
         Inbound::Trailer(t) => Status::from_trailer(t),
         other => panic!("{other:?}"),
     };

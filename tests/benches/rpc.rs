@@ -18,7 +18,8 @@
 //! runs a tiny smoke version. Sizes: `RELAY_BENCH_RPC_ROUNDS` (5000 / 50),
 //! `RELAY_BENCH_RPC_SECS` per concurrency run (3 / 0.2),
 //! `RELAY_BENCH_RPC_ITEMS` per stream (100000 / 1000),
-//! `RELAY_BENCH_REPEATS` (3 / 1).
+//! `RELAY_BENCH_REPEATS` (3 / 1); `RELAY_BENCH_RPC_RATE=raw|rpc` runs only
+//! one kind's c=16 runs (for profiling).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "common/mod.rs"]
@@ -287,10 +288,21 @@ fn main() {
             p50s.push(p50);
         }
 
+        // `RELAY_BENCH_RPC_RATE=raw` or `=rpc` runs only that kind's c=16
+        // runs (the other reads 0), to profile one at a time.
+        let only = std::env::var("RELAY_BENCH_RPC_RATE").ok();
         let mut rates = vec![Vec::new(), Vec::new()];
         for _ in 0..repeats {
             for (i, (kind, _)) in KINDS.iter().enumerate() {
-                rates[i].push(rate(*kind, &client, sid, &options, secs).await);
+                let skip = matches!(
+                    (only.as_deref(), kind),
+                    (Some("raw"), Kind::Rpc) | (Some("rpc"), Kind::Raw)
+                );
+                rates[i].push(if skip {
+                    0.0
+                } else {
+                    rate(*kind, &client, sid, &options, secs).await
+                });
             }
         }
         let rates: Vec<f64> = rates.into_iter().map(median).collect();

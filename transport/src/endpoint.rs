@@ -38,7 +38,7 @@ pub use channel::ChannelStats;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -73,6 +73,12 @@ use peers::{LiveConn, PeerTable};
 /// counted ([`ChannelStats::app_datagrams_dropped`]): control messages,
 /// read by the same task, never wait for a slow reader.
 const INCOMING_QUEUE: usize = 1024;
+/// Takes each stream a peer opens as it is accepted, on that connection's
+/// forwarding task, ahead of the accept queue: returns the stream when it
+/// leaves it to the queue. It must not wait (the forwarder accepts the
+/// connection's next stream only after it returns).
+pub type StreamHook = Arc<dyn Fn(Incoming) -> Option<Incoming> + Send + Sync>;
+
 /// Capacity of the event channel; slow subscribers see `Lagged`.
 const EVENT_QUEUE: usize = 256;
 /// How long [`Transport::close`] waits for connections to drain. Every
@@ -100,6 +106,8 @@ pub(crate) struct Shared {
     /// are gone.
     pub(crate) incoming_tx: Mutex<Option<mpsc::Sender<Incoming>>>,
     incoming_rx: tokio::sync::Mutex<mpsc::Receiver<Incoming>>,
+    /// Takes streams ahead of the accept queue, while installed.
+    pub(crate) stream_hook: RwLock<Option<StreamHook>>,
     /// Becomes `true` when the transport closes.
     pub(crate) shutdown: watch::Sender<bool>,
     /// The relay server, when this node relays.
@@ -282,6 +290,7 @@ impl Transport {
             events,
             incoming_tx: Mutex::new(Some(incoming_tx)),
             incoming_rx: tokio::sync::Mutex::new(incoming_rx),
+            stream_hook: RwLock::new(None),
             shutdown: watch::Sender::new(false),
             relay_server,
             relays: Mutex::default(),
@@ -531,6 +540,30 @@ impl Transport {
             }
             other => StreamError::Datagram(other.to_string()),
         })
+    }
+
+    /// Installs `hook` (in place of any other) to take the streams peers
+    /// open before they reach the accept queue; what it hands back is
+    /// queued as before. For the protocol mux, which routes most streams
+    /// without waiting, so they skip the queue and a task wake-up each.
+    pub fn set_stream_hook(&self, hook: StreamHook) {
+        *self
+            .shared()
+            .stream_hook
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    /// Removes `hook` if it is the one installed: streams queue again.
+    pub fn remove_stream_hook(&self, hook: &StreamHook) {
+        let mut installed = self
+            .shared()
+            .stream_hook
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if installed.as_ref().is_some_and(|h| Arc::ptr_eq(h, hook)) {
+            *installed = None;
+        }
     }
 
     /// The next stream or datagram a peer opened or sent. `None` once closed.

@@ -89,7 +89,7 @@ mod tuning;
 mod endpoint;
 
 pub use config::TransportConfig;
-pub use endpoint::{ChannelStats, HandshakeFailure, HandshakeStatus, Transport};
+pub use endpoint::{ChannelStats, HandshakeFailure, HandshakeStatus, StreamHook, Transport};
 pub use error::{BindError, DialError, DialErrorKind, StreamError};
 pub use events::{Incoming, PathKind, PeerEvent, PeerInfo, PeerState};
 pub use mux::{Mux, MuxConfig, OpenError, ProtocolId, ProtocolRx, QueueConfig};

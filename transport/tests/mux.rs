@@ -7,13 +7,15 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use quinn::{ReadError, ReadToEndError, VarInt};
 use relay_transport::mux::{
-    ProtocolRx, RESET_BUSY, RESET_ID_TIMEOUT, RESET_SHUTDOWN, RESET_TOO_MANY_PENDING,
-    RESET_UNKNOWN_PROTOCOL,
+    ProtocolRx, StreamHandler, RESET_BUSY, RESET_ID_TIMEOUT, RESET_SHUTDOWN,
+    RESET_TOO_MANY_PENDING, RESET_UNKNOWN_PROTOCOL,
 };
 use relay_transport::socket::Path;
 use relay_transport::traversal::NatType;
@@ -314,14 +316,23 @@ async fn streams_awaiting_their_id_are_bounded_per_peer() {
         send.write_all(&header[..1]).await.unwrap();
         halves.push((send, recv));
     }
-    // a's third stream finds its share used up (streams reach the mux in
-    // the order they were opened).
+    // a's third stream, half an id too, finds its share used up (streams
+    // reach the mux in the order they were opened).
     let (mut send, mut recv) = within(a.open_bi(b.node_id())).await.unwrap();
-    send.write_all(&header).await.unwrap();
-    let _ = send.finish();
+    send.write_all(&header[..1]).await.unwrap();
     let code = reset_code(within(recv.read_to_end(1024)).await);
     assert_eq!(code, Some(VarInt::from_u32(RESET_TOO_MANY_PENDING)));
     assert_eq!(b_mux.stats().too_many_pending, 1);
+    assert_eq!(b_mux.stats().pending, 2);
+    drop(send);
+
+    // A stream whose whole id has arrived waits for nothing: it takes no
+    // share, and is served although a's share is used up.
+    let (mut send, mut recv) = within(a.open_bi(b.node_id())).await.unwrap();
+    send.write_all(&header).await.unwrap();
+    send.write_all(b"whole").await.unwrap();
+    send.finish().unwrap();
+    assert_eq!(within(recv.read_to_end(1024)).await.unwrap(), b"whole");
     assert_eq!(b_mux.stats().pending, 2);
 
     // Another peer is not held up.
@@ -482,6 +493,106 @@ async fn a_dropped_handler_resets_what_it_left_queued_and_unregisters() {
     let _ = send.write_all(b"anyone?").await;
     let code = reset_code(within(recv.read_to_end(1024)).await);
     assert_eq!(code, Some(VarInt::from_u32(RESET_UNKNOWN_PROTOCOL)));
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_stream_handler_takes_streams_at_once_and_what_it_hands_back_is_busy() {
+    let a = node().await;
+    let b = node().await;
+    let a_mux = started(a.clone(), MuxConfig::default());
+    let b_mux = Mux::new(b.clone(), MuxConfig::default());
+    let taken = Arc::new(AtomicUsize::new(0));
+    let handler: StreamHandler = {
+        let taken = taken.clone();
+        Arc::new(move |item: Incoming| match item {
+            // The first stream is echoed, later ones handed back.
+            Incoming::Bi {
+                mut send, mut recv, ..
+            } if taken.fetch_add(1, Ordering::SeqCst) == 0 => {
+                tokio::spawn(async move {
+                    let data = recv.read_to_end(1 << 20).await.unwrap();
+                    send.write_all(&data).await.unwrap();
+                    send.finish().unwrap();
+                    let _ = send.stopped().await;
+                });
+                Ok(())
+            }
+            other => Err(other),
+        })
+    };
+    let _rx = b_mux
+        .register_with_handler(ECHO, "echo", QueueConfig::default(), handler)
+        .unwrap();
+    b_mux.start();
+    connect(&a, &b).await;
+
+    // The id and the first bytes go in one write.
+    let echoed = within(async {
+        let (mut send, mut recv) = a_mux
+            .open_bi_with(b.node_id(), ECHO, b"hello")
+            .await
+            .unwrap();
+        send.finish().unwrap();
+        recv.read_to_end(1 << 20).await.unwrap()
+    })
+    .await;
+    assert_eq!(echoed, b"hello");
+
+    let refused = within(async {
+        let (mut send, mut recv) = a_mux
+            .open_bi_with(b.node_id(), ECHO, b"again")
+            .await
+            .unwrap();
+        let _ = send.finish();
+        recv.read_to_end(1 << 20).await
+    })
+    .await;
+    assert_eq!(reset_code(refused), Some(VarInt::from_u32(RESET_BUSY)));
+    let stats = b_mux.stats();
+    let echo = stats.protocols.iter().find(|p| p.id == ECHO).unwrap();
+    assert_eq!((echo.streams_accepted, echo.streams_dropped), (1, 1));
+    assert_eq!(taken.load(Ordering::SeqCst), 2);
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_mux_started_after_another_closed_takes_the_streams() {
+    let a = node().await;
+    let b = node().await;
+    let a_mux = started(a.clone(), MuxConfig::default());
+    let first = Mux::new(b.clone(), MuxConfig::default());
+    let _first_seen = serve_echo(
+        first
+            .register(ECHO, "echo", QueueConfig::default())
+            .unwrap(),
+    );
+    first.start();
+    connect(&a, &b).await;
+    assert_eq!(mux_echo(&a_mux, b.node_id(), b"one").await, b"one");
+
+    // The first mux's routing ends on its own time; the second one's
+    // stream hook replaces the first's at once, and the first, stopping,
+    // removes only its own.
+    first.close();
+    let second = Mux::new(b.clone(), MuxConfig::default());
+    let _second_seen = serve_echo(
+        second
+            .register(ECHO, "echo", QueueConfig::default())
+            .unwrap(),
+    );
+    second.start();
+    assert_eq!(mux_echo(&a_mux, b.node_id(), b"two").await, b"two");
+    let echo = |mux: &Mux| {
+        mux.stats()
+            .protocols
+            .iter()
+            .find(|p| p.id == ECHO)
+            .map_or(0, |p| p.streams_accepted)
+    };
+    assert_eq!(echo(&second), 1);
     a.close().await;
     b.close().await;
 }

@@ -36,13 +36,6 @@ use crate::subsystem::{BoxFuture, Subsystem, Tasks};
 /// announcement) before registering a service anyway.
 pub const REGISTER_GRACE: Duration = Duration::from_secs(10);
 
-/// New calls the mux queues for the server loop (which takes them at
-/// once; each call then has its own task, bounded by
-/// `rpc_server::MAX_CALLS`).
-pub const QUEUED_CALLS: usize = 1024;
-/// How many of those may come from one peer.
-pub const QUEUED_CALLS_PER_PEER: usize = 256;
-
 #[derive(Debug, Default)]
 struct Counters {
     calls: AtomicU64,
@@ -378,13 +371,13 @@ impl Subsystem for Rpc {
     }
 
     fn register_protocols(&self, mux: &Mux, tasks: &Tasks) -> Result<(), RegisterError> {
-        let queue = QueueConfig {
-            streams: QUEUED_CALLS,
-            streams_per_peer: QUEUED_CALLS_PER_PEER,
-            ..QueueConfig::default()
-        };
-        let rx = mux.register(RPC, "rpc", queue)?;
-        tasks.spawn("rpc", rpc_server::serve(rx, self.inner.services.clone()));
+        // Calls never wait in the mux's queue: the handler starts each
+        // call's task at once (bounded by `rpc_server::MAX_CALLS`).
+        let queue = QueueConfig::default();
+        let calls = rpc_server::Calls::default();
+        let handler = rpc_server::stream_handler(self.inner.services.clone(), calls.clone());
+        let rx = mux.register_with_handler(RPC, "rpc", queue, handler)?;
+        tasks.spawn("rpc", rpc_server::serve(rx, calls));
         Ok(())
     }
 

@@ -5,7 +5,6 @@
 //! the cancellation), or finish. Streaming calls ([`ClientCall`],
 //! `super::rpc_client_stream`) go to one picked node, without retry.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
@@ -26,7 +25,7 @@ use tokio::time::Instant;
 
 pub use super::rpc_client_stream::{CallReceiver, CallSender, ClientCall};
 use super::rpc_client_stream::{RecvHalf, SendHalf};
-use super::rpc_io::{put_message, read_frame, write_error, Inbound, RPC};
+use super::rpc_io::{put_message, Inbound, RPC};
 use super::rpc_server::serve_local;
 use super::rpc_service::Services;
 use super::rpc_sink::LocalFrame;
@@ -120,8 +119,9 @@ pub(super) async fn open(
     if let Some(m) = first {
         put_message(&mut buf, m)?;
     }
+    // The id, the header and the first message go in one write.
     let (send, recv) = mux
-        .open_bi(node, RPC)
+        .open_bi_with(node, RPC, &buf)
         .await
         .map_err(|e| open_error(node, &e))?;
     let done = Arc::new(AtomicBool::new(false));
@@ -129,12 +129,6 @@ pub(super) async fn open(
         send: SendHalf::new(send, done.clone()),
         recv: RecvHalf::new(recv, done),
     };
-    stream
-        .send
-        .stream()
-        .write_all(&buf)
-        .await
-        .map_err(|e| write_error(&e))?;
     if finish {
         let _ = stream.send.stream().finish();
     }
@@ -152,7 +146,7 @@ async fn unary_attempt(
     let mut stream = open(&mux, node, &header, Some(&body), true).await?;
     let mut message = None;
     loop {
-        match read_frame(stream.recv.stream(), max).await? {
+        match stream.recv.frames().next(max).await? {
             Inbound::Message(m) if message.is_none() => message = Some(m),
             Inbound::Trailer(t) => {
                 stream.recv.set_done();
@@ -237,7 +231,8 @@ pub async fn call(
     // Attempts are polled here, on the caller's task (no spawn, no
     // cross-thread wake-up); dropping one cancels it (its stream is reset).
     let mut running: Vec<(u32, Attempt)> = Vec::new();
-    let mut answers: HashMap<u32, Bytes> = HashMap::new();
+    // Answers by attempt (a call has at most a handful).
+    let mut answers: Vec<(u32, Bytes)> = Vec::new();
     loop {
         let now = Instant::now().into_std();
         let action = core.poll(now, &mut lock());
@@ -263,7 +258,12 @@ pub async fn call(
                 continue;
             }
             Some(Action::Done(result)) => {
-                return result.map(|a| answers.remove(&a).unwrap_or_default());
+                return result.map(|a| {
+                    answers
+                        .into_iter()
+                        .find_map(|(attempt, m)| (attempt == a).then_some(m))
+                        .unwrap_or_default()
+                });
             }
             None => {}
         }
@@ -280,11 +280,12 @@ pub async fn call(
             }
             Poll::Pending
         });
+        // Biased, the attempts first: the deadline's timer is registered
+        // only when no attempt is ready.
         tokio::select! {
+            biased;
             (attempt, result) = next => {
-                let result = result.map(|m| {
-                    answers.insert(attempt, m);
-                });
+                let result = result.map(|m| answers.push((attempt, m)));
                 core.handle_result(Instant::now().into_std(), attempt, result, &mut lock());
             }
             () = tokio::time::sleep_until(wake) => {}

@@ -21,7 +21,7 @@ use relay_transport::{RecvStream, SendStream};
 use tokio::time::Instant;
 
 use super::rpc_client::{header, open, timeout, CallOptions};
-use super::rpc_io::{put_message, read_frame, write_error, Inbound};
+use super::rpc_io::{now_or_never, put_message, write_error, FrameReader, Inbound};
 
 /// The send half of a call's stream; `done` is shared with the receive
 /// half and set once the trailer arrived.
@@ -52,16 +52,19 @@ impl Drop for SendHalf {
 /// The receive half of a call's stream.
 #[derive(Debug)]
 pub(super) struct RecvHalf {
-    recv: RecvStream,
+    recv: FrameReader,
     done: Arc<AtomicBool>,
 }
 
 impl RecvHalf {
     pub(super) fn new(recv: RecvStream, done: Arc<AtomicBool>) -> Self {
-        Self { recv, done }
+        Self {
+            recv: FrameReader::new(recv),
+            done,
+        }
     }
 
-    pub(super) fn stream(&mut self) -> &mut RecvStream {
+    pub(super) fn frames(&mut self) -> &mut FrameReader {
         &mut self.recv
     }
 
@@ -78,7 +81,7 @@ impl RecvHalf {
 impl Drop for RecvHalf {
     fn drop(&mut self) {
         if !self.is_done() {
-            let _ = self.recv.stop(VarInt::from_u32(RESET_CANCELLED));
+            let _ = self.recv.stream().stop(VarInt::from_u32(RESET_CANCELLED));
         }
     }
 }
@@ -189,10 +192,13 @@ impl CallReceiver {
         if self.recv.is_done() {
             return Ok(None);
         }
-        let frame =
-            tokio::time::timeout_at(self.deadline, read_frame(self.recv.stream(), self.max))
+        // A frame already read ahead needs no timer (a read is cancel-safe).
+        let frame = match now_or_never(self.recv.frames().next(self.max)) {
+            Some(frame) => frame?,
+            None => tokio::time::timeout_at(self.deadline, self.recv.frames().next(self.max))
                 .await
-                .map_err(|_| timeout())??;
+                .map_err(|_| timeout())??,
+        };
         match frame {
             Inbound::Message(m) => Ok(Some(m)),
             Inbound::Trailer(t) => {

@@ -1,9 +1,13 @@
 //! nRPC frames on a call's QUIC stream: reading one frame at a time
-//! (bounded before anything is allocated) and mapping stream failures to
-//! statuses. The frames themselves are `relay_proto::wire::rpc`.
+//! ([`FrameReader`], each frame bounded before its payload is waited for)
+//! and mapping stream failures to statuses. The frames themselves are
+//! `relay_proto::wire::rpc`.
 
-use bytes::Bytes;
-use quinn::{ReadError, ReadExactError, VarInt, WriteError};
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, Bytes, BytesMut};
+use quinn::{ReadError, VarInt, WriteError};
 use relay_proto::wire::rpc::{
     CallHeader, FrameHead, Trailer, FRAME_HEADER, FRAME_HEAD_LEN, FRAME_MESSAGE, RESET_CANCELLED,
     RESET_PROTOCOL,
@@ -28,36 +32,137 @@ pub enum Inbound {
     End,
 }
 
-/// Reads the next frame; messages over `max_message` bytes are refused.
-pub async fn read_frame(recv: &mut RecvStream, max_message: usize) -> Result<Inbound, Status> {
-    let mut head = [0u8; FRAME_HEAD_LEN];
-    match recv.read_exact(&mut head).await {
-        Ok(()) => {}
-        Err(ReadExactError::FinishedEarly(0)) => return Ok(Inbound::End),
-        Err(ReadExactError::FinishedEarly(_)) => {
-            return Err(Status::new(
+/// Most bytes taken from the stream in one read: what is buffered beyond
+/// the frame being read is at most this much.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// A call's receive stream and the bytes read from it ahead of the next
+/// frame. Frames are parsed out of whole chunks (one lock of the
+/// connection per chunk, not two reads per frame), and a frame's head is
+/// checked against its bound before its payload is waited for, so the
+/// buffer holds at most one frame and one chunk. [`FrameReader::next`] is
+/// cancel-safe.
+///
+/// After each frame that empties the buffer, whatever has already arrived
+/// is taken without waiting: usually the end of the stream, which came
+/// with the last frame. A stream read to its end is dropped quietly; one
+/// dropped before (quinn cannot tell) makes quinn send the peer a
+/// STOP_SENDING, and the peer answer it, for a call already over.
+#[derive(Debug)]
+pub struct FrameReader {
+    recv: RecvStream,
+    buf: BytesMut,
+    /// The stream's end was read (nothing follows `buf`).
+    ended: bool,
+    /// A read without waiting failed; reported once `buf` is drained.
+    failed: Option<Status>,
+}
+
+impl FrameReader {
+    /// Reads frames from `recv`.
+    pub fn new(recv: RecvStream) -> Self {
+        Self {
+            recv,
+            buf: BytesMut::new(),
+            ended: false,
+            failed: None,
+        }
+    }
+
+    /// The stream.
+    pub fn stream(&mut self) -> &mut RecvStream {
+        &mut self.recv
+    }
+
+    /// The next frame; messages over `max_message` bytes are refused.
+    pub async fn next(&mut self, max_message: usize) -> Result<Inbound, Status> {
+        loop {
+            if let Some(frame) = self.parse(max_message)? {
+                self.take_arrived();
+                return Ok(frame);
+            }
+            if let Some(e) = self.failed.take() {
+                self.ended = true;
+                return Err(e);
+            }
+            if self.ended {
+                return self.end();
+            }
+            match self.recv.read_chunk(READ_CHUNK, true).await {
+                Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk.bytes),
+                Ok(None) => self.ended = true,
+                Err(e) => {
+                    self.ended = true;
+                    return Err(read_error(&e));
+                }
+            }
+        }
+    }
+
+    /// The stream ended after `buf`, which holds no whole frame.
+    fn end(&self) -> Result<Inbound, Status> {
+        if self.buf.is_empty() {
+            Ok(Inbound::End)
+        } else if self.buf.len() < FRAME_HEAD_LEN {
+            Err(Status::new(
                 Code::Transport,
                 "stream ended inside a frame head",
             ))
+        } else {
+            Err(Status::new(Code::Transport, "stream ended inside a frame"))
         }
-        Err(ReadExactError::ReadError(e)) => return Err(read_error(&e)),
     }
-    let head = FrameHead::parse(head, max_message)
-        .map_err(|e| Status::new(Code::Transport, format!("bad frame: {e}")))?;
-    let mut payload = vec![0u8; head.len];
-    match recv.read_exact(&mut payload).await {
-        Ok(()) => {}
-        Err(ReadExactError::FinishedEarly(_)) => {
-            return Err(Status::new(Code::Transport, "stream ended inside a frame"))
+
+    /// With nothing buffered, takes what has already arrived, without
+    /// waiting (one poll with a waker that does nothing; the next real
+    /// read registers its own).
+    fn take_arrived(&mut self) {
+        if !self.buf.is_empty() || self.ended || self.failed.is_some() {
+            return;
         }
-        Err(ReadExactError::ReadError(e)) => return Err(read_error(&e)),
+        let mut cx = Context::from_waker(Waker::noop());
+        let read = std::pin::pin!(self.recv.read_chunk(READ_CHUNK, true));
+        match read.poll(&mut cx) {
+            Poll::Ready(Ok(Some(chunk))) => self.buf.extend_from_slice(&chunk.bytes),
+            Poll::Ready(Ok(None)) => self.ended = true,
+            Poll::Ready(Err(e)) => self.failed = Some(read_error(&e)),
+            Poll::Pending => {}
+        }
     }
-    let bad = |e| Status::new(Code::Transport, format!("bad frame: {e}"));
-    Ok(match head.kind {
-        FRAME_HEADER => Inbound::Header(CallHeader::decode(&payload).map_err(bad)?),
-        FRAME_MESSAGE => Inbound::Message(Bytes::from(payload)),
-        _ => Inbound::Trailer(Trailer::decode(&payload).map_err(bad)?),
-    })
+
+    /// The first whole frame in the buffer, taken out of it.
+    fn parse(&mut self, max_message: usize) -> Result<Option<Inbound>, Status> {
+        let Some(head) = self.buf.first_chunk::<FRAME_HEAD_LEN>() else {
+            return Ok(None);
+        };
+        let head = FrameHead::parse(*head, max_message)
+            .map_err(|e| Status::new(Code::Transport, format!("bad frame: {e}")))?;
+        if self.buf.len() < FRAME_HEAD_LEN + head.len {
+            return Ok(None);
+        }
+        self.buf.advance(FRAME_HEAD_LEN);
+        let payload = self.buf.split_to(head.len).freeze();
+        let bad = |e| Status::new(Code::Transport, format!("bad frame: {e}"));
+        Ok(Some(match head.kind {
+            FRAME_HEADER => Inbound::Header(CallHeader::decode(&payload).map_err(bad)?),
+            FRAME_MESSAGE => Inbound::Message(payload),
+            _ => Inbound::Trailer(Trailer::decode(&payload).map_err(bad)?),
+        }))
+    }
+}
+
+/// Polls `f` once, with a waker that does nothing: its output if it is
+/// ready at once. A future polled again later registers its own waker
+/// then; one dropped must be cancel-safe. Lets a call's driver skip the
+/// timers it would otherwise set up around work that is already done
+/// (each tokio timer, even one never registered, takes the runtime's
+/// timer lock when dropped).
+pub fn now_or_never<F: Future>(f: F) -> Option<F::Output> {
+    let f = std::pin::pin!(f);
+    match f.poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
+    }
 }
 
 /// The status of a failed read.

@@ -1,5 +1,5 @@
-//! Serving nRPC calls: the loop that takes the protocol's streams from the
-//! mux, and one task per call that reads the call header, answers the
+//! Serving nRPC calls: the handler that takes the protocol's streams from
+//! the mux, and one task per call that reads the call header, answers the
 //! built-in verbs, admits the call (concurrency limit, bounded queue),
 //! runs the handler under the call's deadline and watches for the caller's
 //! cancellation.
@@ -17,15 +17,16 @@ use bytes::Bytes;
 use relay_proto::wire::rpc::CallHeader;
 use relay_proto::NodeId;
 use relay_rpc::{Code, Deadline, Status};
-use relay_transport::mux::{reset_bi, ProtocolRx, RESET_BUSY};
+use relay_transport::mux::{
+    reset_bi, stop_uni, ProtocolRx, StreamHandler, RESET_BAD_FRAME, RESET_BUSY,
+};
 use relay_transport::{Incoming, RecvStream, SendStream};
-use tokio::sync::{mpsc, Mutex};
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::rpc_auth::{authorize, take_token};
 use super::rpc_builtin::builtin;
-use super::rpc_io::{abandon_protocol, read_frame, Inbound};
+use super::rpc_io::{abandon_protocol, now_or_never, FrameReader, Inbound};
 use super::rpc_service::{ServiceEntry, Services};
 use super::rpc_sink::{CallRx, CallTx, LocalFrame};
 
@@ -101,10 +102,7 @@ impl ServerCall {
         let Some(recv) = self.recv.as_mut() else {
             return Ok(None);
         };
-        tokio::select! {
-            () = self.token.cancelled() => Err(cancelled()),
-            r = recv.next() => r,
-        }
+        next_request(recv, &self.token).await
     }
 
     /// Takes the request side out of the call, to read it while sending
@@ -118,12 +116,18 @@ impl ServerCall {
 
     /// Sends one response message now (server streaming, duplex).
     pub async fn send(&self, item: &[u8]) -> Result<(), Status> {
+        if self.token.is_cancelled() {
+            return Err(cancelled());
+        }
+        // Biased, the write first: one that completes at once never
+        // registers with the token.
         tokio::select! {
-            () = self.token.cancelled() => Err(cancelled()),
+            biased;
             r = async {
                 let mut sink = self.sink.lock().await;
                 sink.as_mut().ok_or_else(cancelled)?.message(item).await
             } => r,
+            () = self.token.cancelled() => Err(cancelled()),
         }
     }
 }
@@ -138,10 +142,23 @@ pub struct Requests {
 impl Requests {
     /// The next request message; `None` once the caller finished sending.
     pub async fn next(&mut self) -> Result<Option<Bytes>, Status> {
-        tokio::select! {
-            () = self.token.cancelled() => Err(cancelled()),
-            r = self.recv.next() => r,
-        }
+        next_request(&mut self.recv, &self.token).await
+    }
+}
+
+/// The next request message, unless the call is cancelled first. A
+/// message already there is taken without registering with the token.
+async fn next_request(
+    recv: &mut CallRx,
+    token: &CancellationToken,
+) -> Result<Option<Bytes>, Status> {
+    if token.is_cancelled() {
+        return Err(cancelled());
+    }
+    tokio::select! {
+        biased;
+        r = recv.next() => r,
+        () = token.cancelled() => Err(cancelled()),
     }
 }
 
@@ -149,44 +166,85 @@ fn cancelled() -> Status {
     Status::new(Code::Cancelled, "the call was cancelled")
 }
 
-/// Serves the calls queued on `rx` until the mux closes.
-pub async fn serve(mut rx: ProtocolRx, services: Arc<Services>) {
-    let mut calls = JoinSet::new();
-    loop {
-        tokio::select! {
-            incoming = rx.next_stream() => match incoming {
-                Some(Incoming::Bi { from, mut send, mut recv }) => {
-                    if calls.len() >= MAX_CALLS {
-                        reset_bi(&mut send, &mut recv, RESET_BUSY);
-                    } else {
-                        calls.spawn(serve_call(services.clone(), from, send, recv));
-                    }
-                }
-                Some(Incoming::Uni { mut recv, .. }) => {
-                    relay_transport::mux::stop_uni(&mut recv, relay_transport::mux::RESET_BAD_FRAME);
-                }
-                Some(Incoming::Datagram { .. }) => {}
-                None => break,
-            },
-            Some(_) = calls.join_next(), if !calls.is_empty() => {}
+/// Calls being served from peers' streams: at most [`MAX_CALLS`] at once,
+/// all ended when the protocol's registration ends (the mux closed or the
+/// subsystem stopped).
+#[derive(Debug, Clone)]
+pub struct Calls {
+    slots: Arc<Semaphore>,
+    stop: CancellationToken,
+}
+
+impl Default for Calls {
+    fn default() -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(MAX_CALLS)),
+            stop: CancellationToken::new(),
         }
     }
-    calls.shutdown().await;
+}
+
+/// Takes the rpc protocol's streams as the mux routes them: each
+/// bidirectional stream is a call, served on a task of its own (spawned at
+/// once, no queue or loop between the mux and the call). Past
+/// [`MAX_CALLS`] a stream is handed back, and the mux resets it with its
+/// `busy` code; a unidirectional stream is refused as a bad frame.
+pub fn stream_handler(services: Arc<Services>, calls: Calls) -> StreamHandler {
+    Arc::new(move |incoming: Incoming| match incoming {
+        Incoming::Bi { from, send, recv } => {
+            let Ok(slot) = calls.slots.clone().try_acquire_owned() else {
+                return Err(Incoming::Bi { from, send, recv });
+            };
+            let services = services.clone();
+            let stop = calls.stop.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    biased;
+                    () = serve_call(services, from, send, recv) => {}
+                    () = stop.cancelled() => {}
+                }
+                drop(slot);
+            });
+            Ok(())
+        }
+        Incoming::Uni { mut recv, .. } => {
+            stop_uni(&mut recv, RESET_BAD_FRAME);
+            Ok(())
+        }
+        Incoming::Datagram { .. } => Ok(()),
+    })
+}
+
+/// Holds the rpc protocol's registration until the mux closes (its
+/// streams go to [`stream_handler`]; datagrams are not used), then ends
+/// every call still served, as does dropping it.
+pub async fn serve(mut rx: ProtocolRx, calls: Calls) {
+    let _stop = calls.stop.drop_guard();
+    while let Some(incoming) = rx.next().await {
+        match incoming {
+            Incoming::Bi {
+                mut send, mut recv, ..
+            } => reset_bi(&mut send, &mut recv, RESET_BUSY),
+            Incoming::Uni { mut recv, .. } => stop_uni(&mut recv, RESET_BAD_FRAME),
+            Incoming::Datagram { .. } => {}
+        }
+    }
 }
 
 /// One call, from its header to its trailer.
-async fn serve_call(
-    services: Arc<Services>,
-    from: NodeId,
-    mut send: SendStream,
-    mut recv: RecvStream,
-) {
-    let header = match tokio::time::timeout(HEADER_TIMEOUT, read_frame(&mut recv, 0)).await {
+async fn serve_call(services: Arc<Services>, from: NodeId, mut send: SendStream, recv: RecvStream) {
+    let mut recv = FrameReader::new(recv);
+    // The header usually came with the stream: no timer then.
+    let header = match now_or_never(recv.next(0)) {
+        Some(read) => Ok(read),
+        None => tokio::time::timeout(HEADER_TIMEOUT, recv.next(0)).await,
+    };
+    let header = match header {
         Ok(Ok(Inbound::Header(h))) => h,
         Ok(Err(s)) if s.code == Code::Cancelled => return,
         _ => {
             tracing::debug!(peer = %from.fmt_short(), "rpc: no valid call header");
-            abandon_protocol(&mut send, &mut recv);
+            abandon_protocol(&mut send, recv.stream());
             return;
         }
     };
@@ -262,7 +320,11 @@ async fn dispatch(
     let until = deadline
         .instant()
         .map_or(started + MAX_DEADLINE, tokio::time::Instant::from_std);
-    let permit = match tokio::time::timeout_at(until, entry.admit()).await {
+    let admitted = match entry.try_admit() {
+        Some(p) => Ok(Ok(p)),
+        None => tokio::time::timeout_at(until, entry.admit()).await,
+    };
+    let permit = match admitted {
         Ok(Ok(p)) => p,
         Ok(Err(s)) => {
             send.reply(None, &Err(s)).await;
@@ -306,18 +368,24 @@ async fn run(
         token: token.clone(),
     };
     let mut handler = (entry.handler)(call);
-    let outcome = tokio::select! {
-        r = &mut handler => Some(r),
-        () = tokio::time::sleep_until(until) => None,
-        _ = stopped => {
-            // The caller gave up: nothing more is written.
-            token.cancel();
-            if let Some(mut s) = sink.lock().await.take() {
-                s.cancel();
+    // A handler done at its first poll (the request was already read)
+    // ends the call without the deadline's timer.
+    let outcome = match now_or_never(&mut handler) {
+        Some(r) => Some(r),
+        None => tokio::select! {
+            biased;
+            r = &mut handler => Some(r),
+            () = tokio::time::sleep_until(until) => None,
+            _ = stopped => {
+                // The caller gave up: nothing more is written.
+                token.cancel();
+                if let Some(mut s) = sink.lock().await.take() {
+                    s.cancel();
+                }
+                let _ = tokio::time::timeout(CANCEL_GRACE, handler).await;
+                return false;
             }
-            let _ = tokio::time::timeout(CANCEL_GRACE, handler).await;
-            return false;
-        }
+        },
     };
     let (message, result) = match outcome {
         Some(Ok(m)) => (m, Ok(())),

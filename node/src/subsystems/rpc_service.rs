@@ -135,6 +135,11 @@ impl ServiceEntry {
         self.options.methods.is_empty() || self.options.methods.iter().any(|m| m == method)
     }
 
+    /// A slot to run one call if one is free now.
+    pub fn try_admit(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
     /// A slot to run one call: at once, else after waiting in the queue
     /// (bounded by the caller's deadline, applied by the caller); past the
     /// queue, `resource-exhausted` with the pushback.

@@ -11,10 +11,12 @@ use bytes::Bytes;
 use quinn::VarInt;
 use relay_proto::wire::rpc::RESET_CANCELLED;
 use relay_rpc::{Code, Status};
-use relay_transport::{RecvStream, SendStream};
+use relay_transport::SendStream;
 use tokio::sync::mpsc;
 
-use super::rpc_io::{put_message, put_trailer, read_frame, write_and_finish, write_error, Inbound};
+use super::rpc_io::{
+    put_message, put_trailer, write_and_finish, write_error, FrameReader, Inbound,
+};
 use super::rpc_server::MAX_MESSAGE;
 
 /// What a local call's server sends its caller.
@@ -30,7 +32,7 @@ pub enum LocalFrame {
 #[derive(Debug)]
 pub enum CallRx {
     /// A peer's stream.
-    Quic(RecvStream),
+    Quic(FrameReader),
     /// This node's caller.
     Local(mpsc::Receiver<Bytes>),
 }
@@ -39,7 +41,7 @@ impl CallRx {
     /// The next request message; `None` at the end.
     pub async fn next(&mut self) -> Result<Option<Bytes>, Status> {
         match self {
-            Self::Quic(recv) => match read_frame(recv, MAX_MESSAGE).await? {
+            Self::Quic(recv) => match recv.next(MAX_MESSAGE).await? {
                 Inbound::Message(m) => Ok(Some(m)),
                 Inbound::End => Ok(None),
                 Inbound::Header(_) | Inbound::Trailer(_) => Err(Status::new(

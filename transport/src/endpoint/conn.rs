@@ -116,8 +116,8 @@ pub(crate) fn register(
     tracing::info!(peer = %peer.fmt_short(), outbound, remote = ?remote_addr, via = ?via.map(|v| v.fmt_short()), "connected");
     let incoming = shared.incoming_sender();
     if let Some(tx) = &incoming {
-        tokio::spawn(forward_bi(conn.clone(), peer, tx.clone()));
-        tokio::spawn(forward_uni(conn.clone(), peer, tx.clone()));
+        tokio::spawn(forward_bi(shared.clone(), conn.clone(), peer, tx.clone()));
+        tokio::spawn(forward_uni(shared.clone(), conn.clone(), peer, tx.clone()));
     }
     tokio::spawn(channel.clone().run(shared.shutdown.subscribe()));
     tokio::spawn(forward_datagrams(
@@ -137,17 +137,44 @@ pub(crate) fn register(
     Ok(peer)
 }
 
-async fn forward_bi(conn: quinn::Connection, from: NodeId, tx: mpsc::Sender<Incoming>) {
+/// Hands `incoming` to the stream hook, if one is installed; what it
+/// leaves (or everything, without a hook) goes to the accept queue.
+/// `false` once the queue is closed.
+async fn forward(shared: &Shared, tx: &mpsc::Sender<Incoming>, incoming: Incoming) -> bool {
+    let left = {
+        let hook = shared.stream_hook.read().unwrap_or_else(|e| e.into_inner());
+        match hook.as_ref() {
+            Some(hook) => hook(incoming),
+            None => Some(incoming),
+        }
+    };
+    match left {
+        Some(incoming) => tx.send(incoming).await.is_ok(),
+        None => true,
+    }
+}
+
+async fn forward_bi(
+    shared: Arc<Shared>,
+    conn: quinn::Connection,
+    from: NodeId,
+    tx: mpsc::Sender<Incoming>,
+) {
     while let Ok((send, recv)) = conn.accept_bi().await {
-        if tx.send(Incoming::Bi { from, send, recv }).await.is_err() {
+        if !forward(&shared, &tx, Incoming::Bi { from, send, recv }).await {
             break;
         }
     }
 }
 
-async fn forward_uni(conn: quinn::Connection, from: NodeId, tx: mpsc::Sender<Incoming>) {
+async fn forward_uni(
+    shared: Arc<Shared>,
+    conn: quinn::Connection,
+    from: NodeId,
+    tx: mpsc::Sender<Incoming>,
+) {
     while let Ok(recv) = conn.accept_uni().await {
-        if tx.send(Incoming::Uni { from, recv }).await.is_err() {
+        if !forward(&shared, &tx, Incoming::Uni { from, recv }).await {
             break;
         }
     }

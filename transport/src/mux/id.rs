@@ -92,9 +92,65 @@ pub async fn read_header<R>(recv: &mut R) -> Result<ProtocolId, HeaderError>
 where
     R: tokio::io::AsyncRead + Unpin,
 {
+    read_header_rest(recv, PartialHeader::default()).await
+}
+
+/// The part of a stream's header read so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PartialHeader {
+    bytes: [u8; HEADER_LEN],
+    filled: usize,
+}
+
+/// What [`try_header_now`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum HeaderNow {
+    /// The whole header.
+    Read(Result<ProtocolId, HeaderError>),
+    /// Not all of it has arrived: read the rest with [`read_header_rest`].
+    Wait(PartialHeader),
+}
+
+/// Reads what has already arrived of a stream's header, without waiting
+/// (the stream is polled once, with a waker that does nothing; the next
+/// real poll registers its own).
+pub(crate) fn try_header_now<R>(recv: &mut R) -> HeaderNow
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    use std::task::{Context, Poll, Waker};
+    let mut partial = PartialHeader::default();
+    let mut cx = Context::from_waker(Waker::noop());
+    while partial.filled < HEADER_LEN {
+        let mut buf = tokio::io::ReadBuf::new(&mut partial.bytes[partial.filled..]);
+        match std::pin::Pin::new(&mut *recv).poll_read(&mut cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len();
+                if n == 0 {
+                    return HeaderNow::Read(Err(HeaderError::Truncated(partial.filled)));
+                }
+                partial.filled += n;
+            }
+            Poll::Ready(Err(e)) => return HeaderNow::Read(Err(HeaderError::Stream(e.to_string()))),
+            Poll::Pending => return HeaderNow::Wait(partial),
+        }
+    }
+    HeaderNow::Read(Ok(ProtocolId::from_header(partial.bytes)))
+}
+
+/// Reads the rest of a header of which `partial` was read already.
+pub(crate) async fn read_header_rest<R>(
+    recv: &mut R,
+    partial: PartialHeader,
+) -> Result<ProtocolId, HeaderError>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
     use tokio::io::AsyncReadExt;
-    let mut header = [0u8; HEADER_LEN];
-    let mut filled = 0;
+    let PartialHeader {
+        bytes: mut header,
+        mut filled,
+    } = partial;
     while filled < HEADER_LEN {
         let n = recv
             .read(&mut header[filled..])
@@ -161,6 +217,50 @@ mod tests {
         assert_eq!(
             read_header(&mut b).await.unwrap_err(),
             HeaderError::Truncated(1)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_header_already_there_is_read_without_waiting() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        a.write_all(&[0x00, 0x04, b'x']).await.unwrap();
+        assert_eq!(
+            try_header_now(&mut b),
+            HeaderNow::Read(Ok(ProtocolId::new(4)))
+        );
+        let mut rest = [0u8; 1];
+        tokio::io::AsyncReadExt::read_exact(&mut b, &mut rest)
+            .await
+            .unwrap();
+        assert_eq!(&rest, b"x", "only the id was taken");
+    }
+
+    #[tokio::test]
+    async fn half_a_header_is_kept_and_the_rest_read_later() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        assert_eq!(
+            try_header_now(&mut b),
+            HeaderNow::Wait(PartialHeader::default())
+        );
+        a.write_all(&[0x12]).await.unwrap();
+        let HeaderNow::Wait(partial) = try_header_now(&mut b) else {
+            panic!("one byte is not a header");
+        };
+        a.write_all(&[0x34]).await.unwrap();
+        assert_eq!(
+            read_header_rest(&mut b, partial).await.unwrap(),
+            ProtocolId::new(0x1234)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ended_early_is_refused_without_waiting() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        a.write_all(&[0x01]).await.unwrap();
+        drop(a);
+        assert_eq!(
+            try_header_now(&mut b),
+            HeaderNow::Read(Err(HeaderError::Truncated(1)))
         );
     }
 }

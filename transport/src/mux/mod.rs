@@ -41,12 +41,19 @@
 //!
 //! ## No head-of-line blocking
 //!
-//! - The routing loop never waits on a handler or a peer: a datagram is
-//!   routed at once; each new stream's id is read on a task of its own,
-//!   bounded in time ([`MuxConfig::id_timeout`]) and in number, in all and
-//!   per peer ([`MuxConfig::max_pending`],
-//!   [`MuxConfig::max_pending_per_peer`]). So the transport's accept queue
-//!   keeps draining, and with it the connections' control messages.
+//! - Routing never waits on a handler or a peer: a datagram is routed at
+//!   once; so is a new stream whose id has arrived (the usual case: it
+//!   came in the packet that opened the stream), right on the connection's
+//!   forwarding task (the transport's stream hook,
+//!   [`Transport::set_stream_hook`], installed by [`Mux::start`]); any
+//!   other stream's id is read on a task of its own, bounded in time
+//!   ([`MuxConfig::id_timeout`]) and in number, in all and per peer
+//!   ([`MuxConfig::max_pending`], [`MuxConfig::max_pending_per_peer`]).
+//!   So the transport's accept queue keeps draining, and with it the
+//!   connections' control messages.
+//! - A protocol may take its streams without a queue
+//!   ([`Mux::register_with_handler`]): a function that must not wait
+//!   starts each stream's task (nRPC does, one task per call).
 //! - Each protocol has its own bounded queues, one for streams and one for
 //!   datagrams, with a cap on one peer's share ([`QueueConfig`]). What does
 //!   not fit is refused at once and counted against the protocol
@@ -107,9 +114,10 @@ pub use refuse::{
     reset_bi, stop_uni, Refusal, RESET_BAD_FRAME, RESET_BUSY, RESET_ID_TIMEOUT, RESET_SHUTDOWN,
     RESET_TOO_MANY_PENDING, RESET_UNKNOWN_PROTOCOL,
 };
+pub use registry::StreamHandler;
 pub use stats::{MuxStats, ProtocolStats};
 
-use crate::{RecvStream, SendStream, StreamError, Transport};
+use crate::{RecvStream, SendStream, StreamError, StreamHook, Transport};
 
 /// State shared by the mux's handles and its routing task.
 #[derive(Debug)]
@@ -179,9 +187,14 @@ impl Mux {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(shutdown) = shutdown {
+            let router = shared.router.clone();
+            let hook: StreamHook =
+                Arc::new(move |incoming: crate::Incoming| router.take_now(incoming));
+            shared.transport.set_stream_hook(hook.clone());
             tokio::spawn(driver::run(
                 shared.transport.clone(),
                 shared.router.clone(),
+                hook,
                 shutdown,
             ));
         }
@@ -207,6 +220,27 @@ impl Mux {
         self.shared().router.registry.register(id, name, queue)
     }
 
+    /// Registers protocol `id` like [`Mux::register`], except that its
+    /// incoming streams are not queued: `streams` takes each one as soon
+    /// as its id is read, where it is routed (it must not wait; a stream
+    /// it hands back is refused as `busy`). This saves the queue and a
+    /// task wake-up per stream for protocols that start a task per stream
+    /// anyway. Datagrams still queue on the returned [`ProtocolRx`], and
+    /// dropping it unregisters the protocol; its `next_stream` yields
+    /// nothing until the mux closes.
+    pub fn register_with_handler(
+        &self,
+        id: ProtocolId,
+        name: &'static str,
+        queue: QueueConfig,
+        streams: StreamHandler,
+    ) -> Result<ProtocolRx, RegisterError> {
+        self.shared()
+            .router
+            .registry
+            .register_with(id, name, queue, Some(streams))
+    }
+
     /// Whether a handler is registered for `id`.
     pub fn is_registered(&self, id: ProtocolId) -> bool {
         self.shared().router.registry.is_registered(id)
@@ -227,7 +261,21 @@ impl Mux {
         id: ProtocolId,
     ) -> Result<(SendStream, RecvStream), OpenError> {
         let shared = self.shared();
-        open::open_bi(&shared.transport, &shared.addrs, peer, id).await
+        open::open_bi(&shared.transport, &shared.addrs, peer, id, &[]).await
+    }
+
+    /// As [`Mux::open_bi`], and writes `first` right after the id, in the
+    /// same write: a protocol whose streams start with a request it knows
+    /// up front (an RPC call) saves a write and a send-buffer segment.
+    /// A failed write of `first` is [`OpenError::ConnectionLost`].
+    pub async fn open_bi_with(
+        &self,
+        peer: NodeId,
+        id: ProtocolId,
+        first: &[u8],
+    ) -> Result<(SendStream, RecvStream), OpenError> {
+        let shared = self.shared();
+        open::open_bi(&shared.transport, &shared.addrs, peer, id, first).await
     }
 
     /// Opens a unidirectional stream of protocol `id` to `peer`, dialing it

@@ -7,15 +7,17 @@ use relay_proto::NodeId;
 
 use super::addrs::AddrBook;
 use super::error::OpenError;
-use super::id::ProtocolId;
+use super::id::{ProtocolId, HEADER_LEN};
 use crate::{DialErrorKind, RecvStream, SendStream, StreamError, Transport};
 
-/// Opens a bidirectional stream of protocol `id` to `peer`.
+/// Opens a bidirectional stream of protocol `id` to `peer` and writes the
+/// id and `first` (possibly empty) in one write.
 pub(crate) async fn open_bi(
     transport: &Transport,
     addrs: &AddrBook,
     peer: NodeId,
     id: ProtocolId,
+    first: &[u8],
 ) -> Result<(SendStream, RecvStream), OpenError> {
     check_peer(transport, peer)?;
     let (mut send, recv) = match transport.open_bi(peer).await {
@@ -25,7 +27,16 @@ pub(crate) async fn open_bi(
         }
         other => other?,
     };
-    write_id(&mut send, id).await?;
+    if first.is_empty() {
+        write_id(&mut send, id).await?;
+    } else {
+        // One write, so the id and the first bytes share a segment (and,
+        // usually, the packet that opens the stream).
+        let mut buf = Vec::with_capacity(HEADER_LEN + first.len());
+        buf.extend_from_slice(&id.to_header());
+        buf.extend_from_slice(first);
+        write_bytes(&mut send, &buf).await?;
+    }
     Ok((send, recv))
 }
 
@@ -67,7 +78,11 @@ async fn dial(transport: &Transport, addrs: &AddrBook, peer: NodeId) -> Result<(
 }
 
 async fn write_id(send: &mut SendStream, id: ProtocolId) -> Result<(), OpenError> {
-    send.write_all(&id.to_header())
+    write_bytes(send, &id.to_header()).await
+}
+
+async fn write_bytes(send: &mut SendStream, bytes: &[u8]) -> Result<(), OpenError> {
+    send.write_all(bytes)
         .await
         .map_err(|e| OpenError::ConnectionLost(e.to_string()))
 }

@@ -15,12 +15,31 @@ use super::refuse::Refusal;
 use super::stats::{ProtocolCounters, ProtocolStats, RefusalCounters};
 use crate::Incoming;
 
+/// Takes a protocol's incoming streams as they are routed, instead of
+/// queueing them for its [`ProtocolRx`]. It is called where the stream is
+/// routed (a connection's forwarding task, or the mux's own tasks), so it
+/// must not wait: it starts the stream's work (spawns a task) or hands the
+/// stream back, to be refused as `busy` and counted.
+pub type StreamHandler = Arc<dyn Fn(Incoming) -> Result<(), Incoming> + Send + Sync>;
+
+/// A registration's [`StreamHandler`].
+#[derive(Clone)]
+struct Direct(StreamHandler);
+
+impl std::fmt::Debug for Direct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamHandler")
+    }
+}
+
 /// One registered protocol.
 #[derive(Debug)]
 struct Entry {
     name: &'static str,
     /// Tells this registration from a later one under the same id.
     token: u64,
+    /// Takes the streams at once, when set (they skip the queue).
+    direct: Option<Direct>,
     streams: QueueTx,
     datagrams: QueueTx,
     counters: ProtocolCounters,
@@ -65,6 +84,18 @@ impl Registry {
         name: &'static str,
         config: QueueConfig,
     ) -> Result<ProtocolRx, RegisterError> {
+        self.register_with(id, name, config, None)
+    }
+
+    /// Registers a handler for `id`, whose streams go to `direct` when
+    /// given (datagrams are queued either way).
+    pub(crate) fn register_with(
+        self: &Arc<Self>,
+        id: ProtocolId,
+        name: &'static str,
+        config: QueueConfig,
+        direct: Option<StreamHandler>,
+    ) -> Result<ProtocolRx, RegisterError> {
         if id == ProtocolId::RESERVED {
             return Err(RegisterError::Reserved(id));
         }
@@ -88,6 +119,7 @@ impl Registry {
             Arc::new(Entry {
                 name,
                 token,
+                direct: direct.map(Direct),
                 streams,
                 datagrams,
                 counters: ProtocolCounters::default(),
@@ -129,6 +161,19 @@ impl Registry {
             }
         };
         let stream = !matches!(item, Incoming::Datagram { .. });
+        if let (true, Some(direct)) = (stream, &entry.direct) {
+            let counters = &entry.counters;
+            return match (direct.0)(item) {
+                Ok(()) => {
+                    counters.streams_accepted.fetch_add(1, Ordering::Relaxed);
+                    Routed::Queued
+                }
+                Err(item) => {
+                    counters.streams_dropped.fetch_add(1, Ordering::Relaxed);
+                    Routed::Refused(Refusal::Busy(id), item)
+                }
+            };
+        }
         let (lane, accepted, dropped) = if stream {
             (
                 &entry.streams,

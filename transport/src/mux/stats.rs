@@ -31,9 +31,10 @@ pub struct ProtocolStats {
     pub id: ProtocolId,
     /// Its name (for metrics labels and logs).
     pub name: &'static str,
-    /// Streams handed to its queue.
+    /// Streams handed to its queue (or its stream handler).
     pub streams_accepted: u64,
-    /// Streams refused because its queue was full.
+    /// Streams refused because its queue was full (or its stream handler
+    /// handed them back).
     pub streams_dropped: u64,
     /// Datagrams handed to its queue.
     pub datagrams_accepted: u64,
