@@ -21,6 +21,7 @@ mod node_id;
 pub mod signing;
 mod ticket;
 pub mod token;
+mod valid_keys;
 pub mod wire;
 
 pub use base32::{decode as base32_decode, encode as base32_encode, Base32Error};

@@ -431,31 +431,11 @@ fn check(ok: bool, field: &'static str) -> Result<(), ChannelFrameError> {
     }
 }
 
-/// NodeIds this thread found valid most recently.
-const VALID_ID_CACHE: usize = 4;
-
-thread_local! {
-    /// Checking a NodeId decompresses a curve point (tens of µs); a stream
-    /// of deliveries names the same few publishers, so each thread
-    /// remembers the last few it found valid and checks each once.
-    static VALID_IDS: std::cell::RefCell<([Option<[u8; 32]>; VALID_ID_CACHE], usize)> =
-        const { std::cell::RefCell::new(([None; VALID_ID_CACHE], 0)) };
-}
-
+/// A NodeId inside a frame must be a valid key (`NodeId::from_bytes`
+/// remembers the last few it found valid, so a stream of deliveries from
+/// the same publishers checks each once).
 fn check_id(id: &NodeId) -> Result<(), ChannelFrameError> {
-    let bytes = id.as_bytes();
-    let known = VALID_IDS.with(|c| c.borrow().0.contains(&Some(*bytes)));
-    if known {
-        return Ok(());
-    }
-    NodeId::from_bytes(bytes).map_err(|_| ChannelFrameError::InvalidNodeId)?;
-    VALID_IDS.with(|c| {
-        let (ids, next) = &mut *c.borrow_mut();
-        if let Some(slot) = ids.get_mut(*next) {
-            *slot = Some(*bytes);
-        }
-        *next = (*next + 1) % VALID_ID_CACHE;
-    });
+    NodeId::from_bytes(id.as_bytes()).map_err(|_| ChannelFrameError::InvalidNodeId)?;
     Ok(())
 }
 
