@@ -522,6 +522,20 @@ fn acks_to(n: &Net, peer: u8, link: u64) -> Vec<(u64, u32, u32)> {
         .collect()
 }
 
+/// A `Subscribe` on link 1 to `CH` from now on, with no token, a `block`
+/// window of `credit`.
+fn live_subscribe(credit: u32) -> ChannelFrame {
+    ChannelFrame::Subscribe {
+        link: 1,
+        name: CH.into(),
+        token: Vec::new(),
+        queue: None,
+        start: Start::Live,
+        credit,
+        backpressure: Backpressure::Block,
+    }
+}
+
 /// Node 2 subscribed (link 1, a `block` window of `credit`) and node 3
 /// with `count` messages queued to publish (link 1, payloads 0, 1, ...),
 /// none taken by the owner yet.
@@ -566,19 +580,7 @@ fn one_publish_ack_per_run_of_messages_taken_together() {
     };
     n.owner.handle_frame(0, node(3), publish(6));
     n.owner.handle_frame(0, node(3), publish(7));
-    n.owner.handle_frame(
-        0,
-        node(4),
-        ChannelFrame::Subscribe {
-            link: 1,
-            name: CH.into(),
-            token: Vec::new(),
-            queue: None,
-            start: Start::Live,
-            credit: 64,
-            backpressure: Backpressure::Block,
-        },
-    );
+    n.owner.handle_frame(0, node(4), live_subscribe(64));
     n.owner.handle_frame(0, node(3), publish(8));
     n.owner.handle_frame(0, node(3), publish(9));
     // Taken, not acknowledged yet, when the channel goes: the
@@ -684,19 +686,7 @@ fn publishes_before_a_subscribe_in_one_turn_are_not_delivered_to_it() {
         data: vec![2].into(),
     };
     n.owner.handle_frame(0, node(3), publish(1));
-    n.owner.handle_frame(
-        0,
-        node(2),
-        ChannelFrame::Subscribe {
-            link: 1,
-            name: CH.into(),
-            token: Vec::new(),
-            queue: None,
-            start: Start::Live,
-            credit: 64,
-            backpressure: Backpressure::Block,
-        },
-    );
+    n.owner.handle_frame(0, node(2), live_subscribe(64));
     n.owner.handle_frame(0, node(3), publish(2));
     n.sent.clear();
     while let Some(t) = n.owner.poll_transmit() {
