@@ -522,15 +522,37 @@ fn acks_to(n: &Net, peer: u8, link: u64) -> Vec<(u64, u32, u32)> {
         .collect()
 }
 
-#[test]
-fn one_publish_ack_per_run_of_messages_taken_together() {
+/// A `Subscribe` on link 1 to `CH` from now on, with no token, a `block`
+/// window of `credit`.
+fn live_subscribe(credit: u32) -> ChannelFrame {
+    ChannelFrame::Subscribe {
+        link: 1,
+        name: CH.into(),
+        token: Vec::new(),
+        queue: None,
+        start: Start::Live,
+        credit,
+        backpressure: Backpressure::Block,
+    }
+}
+
+/// Node 2 subscribed (link 1, a `block` window of `credit`) and node 3
+/// with `count` messages queued to publish (link 1, payloads 0, 1, ...),
+/// none taken by the owner yet.
+fn queued_publishes(credit: u32, count: u8) -> Net {
     let mut n = net(Policy::default());
-    n.sub(2, 1, CH, "", window(64, Backpressure::Block));
+    n.sub(2, 1, CH, "", window(credit, Backpressure::Block));
     n.publisher(3, 1, CH, "");
     let p = n.pubs.get_mut(&(node(3), 1)).unwrap();
-    for _ in 0..5 {
-        p.try_publish(vec![1]).unwrap();
+    for i in 0..count {
+        p.try_publish(vec![i]).unwrap();
     }
+    n
+}
+
+#[test]
+fn one_publish_ack_per_run_of_messages_taken_together() {
+    let mut n = queued_publishes(64, 5);
     n.pump();
     // Five messages taken in one turn: one acknowledgement for all.
     assert_eq!(acks_to(&n, 3, 1), vec![(5, 1, 1)]);
@@ -558,19 +580,7 @@ fn one_publish_ack_per_run_of_messages_taken_together() {
     };
     n.owner.handle_frame(0, node(3), publish(6));
     n.owner.handle_frame(0, node(3), publish(7));
-    n.owner.handle_frame(
-        0,
-        node(4),
-        ChannelFrame::Subscribe {
-            link: 1,
-            name: CH.into(),
-            token: Vec::new(),
-            queue: None,
-            start: Start::Live,
-            credit: 64,
-            backpressure: Backpressure::Block,
-        },
-    );
+    n.owner.handle_frame(0, node(4), live_subscribe(64));
     n.owner.handle_frame(0, node(3), publish(8));
     n.owner.handle_frame(0, node(3), publish(9));
     // Taken, not acknowledged yet, when the channel goes: the
@@ -617,13 +627,7 @@ fn deliveries_to(n: &Net, peer: u8, link: u64) -> Vec<(u64, usize)> {
 
 #[test]
 fn messages_taken_together_go_in_one_batch_within_the_credit() {
-    let mut n = net(Policy::default());
-    n.sub(2, 1, CH, "", window(8, Backpressure::Block));
-    n.publisher(3, 1, CH, "");
-    let p = n.pubs.get_mut(&(node(3), 1)).unwrap();
-    for i in 0..12u8 {
-        p.try_publish(vec![i]).unwrap();
-    }
+    let mut n = queued_publishes(8, 12);
     n.sent.clear();
     n.pump();
     // One turn: one frame with what the credit allows, one ack for all.
@@ -682,19 +686,7 @@ fn publishes_before_a_subscribe_in_one_turn_are_not_delivered_to_it() {
         data: vec![2].into(),
     };
     n.owner.handle_frame(0, node(3), publish(1));
-    n.owner.handle_frame(
-        0,
-        node(2),
-        ChannelFrame::Subscribe {
-            link: 1,
-            name: CH.into(),
-            token: Vec::new(),
-            queue: None,
-            start: Start::Live,
-            credit: 64,
-            backpressure: Backpressure::Block,
-        },
-    );
+    n.owner.handle_frame(0, node(2), live_subscribe(64));
     n.owner.handle_frame(0, node(3), publish(2));
     n.sent.clear();
     while let Some(t) = n.owner.poll_transmit() {

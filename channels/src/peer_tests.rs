@@ -167,8 +167,9 @@ fn duplicates_are_dropped_and_still_return_credit() {
     assert_eq!(s.missed(), 2);
 }
 
-#[test]
-fn a_gap_over_the_whole_sequence_space_does_not_overflow() {
+/// A reliable subscription on link 1 that the owner accepted from the
+/// start, with no credit granted yet.
+fn accepted_subscription() -> Subscription {
     let mut s = Subscription::new(1, CH, vec![], SubscriptionConfig::default());
     s.handle_frame(ChannelFrame::Accepted {
         link: 1,
@@ -176,6 +177,12 @@ fn a_gap_over_the_whole_sequence_space_does_not_overflow() {
         credit: 0,
         last_seq: 0,
     });
+    s
+}
+
+#[test]
+fn a_gap_over_the_whole_sequence_space_does_not_overflow() {
+    let mut s = accepted_subscription();
     // An owner may claim any from..=to (the decoder only checks from <= to).
     s.handle_frame(ChannelFrame::Gap {
         link: 1,
@@ -217,13 +224,7 @@ fn an_owner_claiming_the_last_sequence_number_ends_publishing_without_a_panic() 
 
 #[test]
 fn a_batch_is_its_messages_in_order_without_duplicates_or_missed_ones() {
-    let mut s = Subscription::new(1, CH, vec![], SubscriptionConfig::default());
-    s.handle_frame(ChannelFrame::Accepted {
-        link: 1,
-        reliable: true,
-        credit: 0,
-        last_seq: 0,
-    });
+    let mut s = accepted_subscription();
     let batch = |seq, n: u8| ChannelFrame::DeliverBatch {
         link: 1,
         publisher: node(5),

@@ -408,6 +408,16 @@ mod tests {
         })
     }
 
+    /// The ledger verifies; once closed, it refuses appends.
+    async fn verify_and_close(ledger: &Ledger) {
+        assert!(ledger.verify().unwrap().is_ok());
+        ledger.close();
+        assert!(matches!(
+            ledger.append(event(0)).await,
+            Err(LedgerError::Closed)
+        ));
+    }
+
     #[tokio::test]
     #[allow(clippy::await_holding_lock)] // the held lock is the point: it parks the writer
     async fn concurrent_appends_share_a_commit_and_reach_subscribers_in_order() {
@@ -436,12 +446,7 @@ mod tests {
             let got = sub.recv().await.unwrap();
             assert_eq!(got.cursor, Cursor(expect));
         }
-        assert!(ledger.verify().unwrap().is_ok());
-        ledger.close();
-        assert!(matches!(
-            ledger.append(event(0)).await,
-            Err(LedgerError::Closed)
-        ));
+        verify_and_close(&ledger).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,12 +463,7 @@ mod tests {
         }
         assert_eq!(ledger.commits(), 8);
         assert_eq!(ledger.inline_commits(), 8);
-        assert!(ledger.verify().unwrap().is_ok());
-        ledger.close();
-        assert!(matches!(
-            ledger.append(event(0)).await,
-            Err(LedgerError::Closed)
-        ));
+        verify_and_close(&ledger).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
