@@ -197,14 +197,17 @@ pub fn stream_handler(services: Arc<Services>, calls: Calls) -> StreamHandler {
             };
             let services = services.clone();
             let stop = calls.stop.clone();
-            tokio::spawn(async move {
+            // Boxed once here: the call's future is several KiB, and the
+            // task would otherwise copy it whole on every change of its
+            // stage (spawn, completion).
+            tokio::spawn(Box::pin(async move {
                 tokio::select! {
                     biased;
                     () = serve_call(services, from, send, recv) => {}
                     () = stop.cancelled() => {}
                 }
                 drop(slot);
-            });
+            }));
             Ok(())
         }
         Incoming::Uni { mut recv, .. } => {
