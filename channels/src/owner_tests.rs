@@ -522,6 +522,15 @@ fn acks_to(n: &Net, peer: u8, link: u64) -> Vec<(u64, u32, u32)> {
         .collect()
 }
 
+/// A `Publish` of message `seq` (payload `[2]`) on link 1.
+fn publish(seq: u64) -> ChannelFrame {
+    ChannelFrame::Publish {
+        link: 1,
+        seq,
+        data: vec![2].into(),
+    }
+}
+
 /// A `Subscribe` on link 1 to `CH` from now on, with no token, a `block`
 /// window of `credit`.
 fn live_subscribe(credit: u32) -> ChannelFrame {
@@ -573,11 +582,6 @@ fn one_publish_ack_per_run_of_messages_taken_together() {
     // The counts change inside a turn (a second subscriber came): one
     // acknowledgement per run of equal counts, in order.
     n.sent.clear();
-    let publish = |seq: u64| ChannelFrame::Publish {
-        link: 1,
-        seq,
-        data: vec![2].into(),
-    };
     n.owner.handle_frame(0, node(3), publish(6));
     n.owner.handle_frame(0, node(3), publish(7));
     n.owner.handle_frame(0, node(4), live_subscribe(64));
@@ -680,11 +684,6 @@ fn a_batch_breaks_at_another_publisher_and_at_another_time() {
 fn publishes_before_a_subscribe_in_one_turn_are_not_delivered_to_it() {
     let mut n = net(Policy::default());
     n.publisher(3, 1, CH, "");
-    let publish = |seq: u64| ChannelFrame::Publish {
-        link: 1,
-        seq,
-        data: vec![2].into(),
-    };
     n.owner.handle_frame(0, node(3), publish(1));
     n.owner.handle_frame(0, node(2), live_subscribe(64));
     n.owner.handle_frame(0, node(3), publish(2));

@@ -47,13 +47,18 @@ mod tests {
     use super::*;
     use std::cell::Cell;
 
+    /// A check that answers `verdict` and counts its calls in `checks`.
+    fn counting(checks: &Cell<usize>, verdict: bool) -> impl Fn(&[u8; 32]) -> bool + Copy + '_ {
+        move |_| {
+            checks.set(checks.get() + 1);
+            verdict
+        }
+    }
+
     #[test]
     fn a_key_that_passed_is_not_checked_again() {
         let checks = Cell::new(0);
-        let check = |_: &[u8; 32]| {
-            checks.set(checks.get() + 1);
-            true
-        };
+        let check = counting(&checks, true);
         assert!(is_valid(&[1; 32], check));
         assert!(is_valid(&[1; 32], check));
         assert_eq!(checks.get(), 1);
@@ -62,10 +67,7 @@ mod tests {
     #[test]
     fn a_key_that_failed_is_checked_every_time_and_never_passes() {
         let checks = Cell::new(0);
-        let check = |_: &[u8; 32]| {
-            checks.set(checks.get() + 1);
-            false
-        };
+        let check = counting(&checks, false);
         assert!(!is_valid(&[2; 32], check));
         assert!(!is_valid(&[2; 32], check));
         assert_eq!(checks.get(), 2);
@@ -74,10 +76,7 @@ mod tests {
     #[test]
     fn the_oldest_key_is_forgotten_past_the_slots() {
         let checks = Cell::new(0);
-        let check = |_: &[u8; 32]| {
-            checks.set(checks.get() + 1);
-            true
-        };
+        let check = counting(&checks, true);
         for i in 0..=SLOTS as u8 {
             assert!(is_valid(&[100 + i; 32], check));
         }
