@@ -90,11 +90,7 @@ fn the_verdict_is_cached_no_check_per_message() {
     let checks = *n.owner_auth_checks();
     assert_eq!(checks, 2);
     for i in 0..100u8 {
-        n.pubs
-            .get_mut(&(node(3), 9))
-            .unwrap()
-            .try_publish(vec![i])
-            .unwrap();
+        n.queue_publish(3, 9, vec![i]);
     }
     n.pump();
     assert_eq!(seqs(&n.events(2, 1)).len(), 100);
@@ -417,11 +413,7 @@ fn max_rate_holds_publishers_until_the_bucket_refills() {
         Err(PublishError::RateLimited { retry_at_ms: 100 })
     );
     n.publisher(3, 1, CH, "");
-    n.pubs
-        .get_mut(&(node(3), 1))
-        .unwrap()
-        .try_publish(vec![1])
-        .unwrap();
+    n.queue_publish(3, 1, vec![1]);
     n.pump();
     assert_eq!(n.pubs[&(node(3), 1)].unacked(), 1);
     assert_eq!(n.owner.poll_timeout(), Some(100));
@@ -552,9 +544,8 @@ fn queued_publishes(credit: u32, count: u8) -> Net {
     let mut n = net(Policy::default());
     n.sub(2, 1, CH, "", window(credit, Backpressure::Block));
     n.publisher(3, 1, CH, "");
-    let p = n.pubs.get_mut(&(node(3), 1)).unwrap();
     for i in 0..count {
-        p.try_publish(vec![i]).unwrap();
+        n.queue_publish(3, 1, vec![i]);
     }
     n
 }
@@ -662,11 +653,7 @@ fn a_batch_breaks_at_another_publisher_and_at_another_time() {
         n.owner.try_publish(0, CH, vec![0]).unwrap();
     }
     for _ in 0..3 {
-        n.pubs
-            .get_mut(&(node(3), 1))
-            .unwrap()
-            .try_publish(vec![1])
-            .unwrap();
+        n.queue_publish(3, 1, vec![1]);
     }
     n.pump();
     n.now = 5;

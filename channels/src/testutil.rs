@@ -96,6 +96,16 @@ impl Net {
         self.pump();
     }
 
+    /// Queues `data` on the publication (peer, link), which must exist and
+    /// have room; nothing moves until [`Net::pump`].
+    pub(crate) fn queue_publish(&mut self, peer: u8, link: u64, data: Vec<u8>) -> u64 {
+        self.pubs
+            .get_mut(&(node(peer), link))
+            .unwrap()
+            .try_publish(data)
+            .unwrap()
+    }
+
     /// Moves frames until nothing moves.
     pub(crate) fn pump(&mut self) {
         loop {
