@@ -35,6 +35,12 @@ impl SecretKey {
         NodeId::from_verifying_key(&self.0.verifying_key())
     }
 
+    /// The 32-byte seed, borrowed (for deriving the expanded key without a
+    /// copy). Handle with care: this is the secret.
+    pub(crate) fn seed_bytes(&self) -> &[u8; 32] {
+        self.0.as_bytes()
+    }
+
     /// The X25519 private key (clamped scalar) for the Noise handshake.
     pub fn to_x25519_secret(&self) -> [u8; 32] {
         self.0.to_scalar_bytes()
