@@ -21,6 +21,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use super::cursor::Cursor;
 use super::error::LedgerError;
+use super::nonce_pool::NoncePool;
 use super::replica::ReplicaStore;
 use super::retention::Retention;
 use super::store::{Filter, OriginState, RangeRead, Store, StoredEntry, VerifyReport};
@@ -39,7 +40,8 @@ struct Append {
 
 struct Shared {
     store: Store,
-    secret: SecretKey,
+    /// The node's key, with nonces prepared for its appends.
+    signer: NoncePool,
     node_id: NodeId,
     events: broadcast::Sender<StoredEntry>,
     /// Serialises commits (the writer's and inline ones) and keeps the
@@ -110,7 +112,9 @@ impl Ledger {
         let shared = Arc::new(Shared {
             store,
             node_id: secret.node_id(),
-            secret,
+            signer: NoncePool::start(secret).map_err(|e| {
+                LedgerError::Io(format!("cannot start the ledger's nonce thread: {e}"))
+            })?,
             events,
             publish: Mutex::new(()),
             commits: AtomicU64::new(0),
@@ -217,7 +221,7 @@ impl Ledger {
         let result = tokio::task::block_in_place(|| {
             shared
                 .store
-                .append_local(&shared.secret, &[(ts_unix_ms, body)])
+                .append_local(&shared.signer, &[(ts_unix_ms, body)])
         });
         shared.commits.fetch_add(1, Ordering::Relaxed);
         shared.inline_commits.fetch_add(1, Ordering::Relaxed);
@@ -261,6 +265,11 @@ impl Ledger {
     /// Group commits made so far.
     pub fn commits(&self) -> u64 {
         self.shared.commits.load(Ordering::Relaxed)
+    }
+
+    /// Own appends signed without a prepared nonce (the pool was empty).
+    pub fn unprepared_signatures(&self) -> u64 {
+        self.shared.signer.missed()
     }
 
     /// Of [`Ledger::commits`], those a lone append made on its caller's
@@ -320,7 +329,7 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Append>, spin: Duration) {
             .map(|a| (a.reply, (a.ts_unix_ms, a.body)))
             .unzip();
         let guard = shared.publish.lock();
-        let result = shared.store.append_local(&shared.secret, &items);
+        let result = shared.store.append_local(&shared.signer, &items);
         shared.commits.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(stored) if stored.len() == replies.len() => {
@@ -447,6 +456,35 @@ mod tests {
             assert_eq!(got.cursor, Cursor(expect));
         }
         verify_and_close(&ledger).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_sign_with_prepared_nonces_and_survive_a_restart() {
+        let dir = temp_dir("ledger-nonces");
+        let key = SecretKey::from_bytes(&[1; 32]);
+        let ledger = Ledger::open(&dir, key.clone()).unwrap();
+        ledger.shared.signer.wait_ready(2);
+        let mut stored = Vec::new();
+        for i in 1..=2u64 {
+            stored.push(ledger.append_at(i, event(i as u32)).await.unwrap());
+        }
+        for s in &stored {
+            let e = &s.entry;
+            let plain = Entry::sign(&key, e.seq, e.prev_hash, e.ts_unix_ms, &event(e.seq as u32));
+            assert_ne!(
+                e.signature,
+                plain.unwrap().signature,
+                "signed deterministically"
+            );
+            e.verify_signature().unwrap();
+        }
+        ledger.close();
+        drop(ledger);
+        let again = Ledger::open(&dir, key).unwrap();
+        assert!(again.verify().unwrap().is_ok());
+        let read = again.read(None, 10, &Filter::default()).unwrap();
+        assert_eq!(read, stored);
+        verify_and_close(&again).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

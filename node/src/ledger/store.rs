@@ -50,11 +50,12 @@ use redb::{
 };
 use relay_proto::ledger::body::RetentionClass;
 use relay_proto::ledger::{Body, Entry, EntryHash, EntryKind, VectorItem};
-use relay_proto::{NodeId, SecretKey};
+use relay_proto::NodeId;
 
 use super::cursor::Cursor;
 use super::error::LedgerError;
 use super::journal::{Journal, JournalRow, JOURNAL_MAX};
+use super::nonce_pool::LocalSigner;
 use super::retention::Retention;
 
 /// The database file name inside the data dir.
@@ -462,16 +463,17 @@ impl Store {
 
     /// Appends entries to `secret`'s own feed in one durable commit, one
     /// per `(ts_unix_ms, body)`. All or nothing.
-    pub fn append_local(
+    pub fn append_local<S: LocalSigner + ?Sized>(
         &self,
-        secret: &SecretKey,
+        signer: &S,
         items: &[(u64, Body)],
     ) -> Result<Vec<StoredEntry>, LedgerError> {
         let mut journal = self.lock_journal();
         if journal.len() + items.len() <= JOURNAL_MAX {
-            return self.append_journaled(secret, items, &mut journal);
+            return self.append_journaled(signer, items, &mut journal);
         }
         let e = self.err();
+        let secret = signer.secret();
         let origin = secret.node_id();
         let txn = self.begin_write(Durability::Immediate)?;
         let mut out = Vec::with_capacity(items.len());
@@ -491,7 +493,8 @@ impl Store {
                 let seq = state.frontier.checked_add(1).ok_or_else(|| {
                     LedgerError::corrupt(&self.path, "own feed's frontier is at u64::MAX")
                 })?;
-                let entry = Entry::sign(secret, seq, state.frontier_hash, *ts, body)?;
+                let entry =
+                    Entry::sign_with(secret, signer.nonce(), seq, state.frontier_hash, *ts, body)?;
                 state.frontier = entry.seq;
                 state.frontier_hash = entry.hash();
                 if let Some(cursor) = t.insert(&entry, self.retention).map_err(&e)? {
@@ -507,13 +510,14 @@ impl Store {
 
     /// [`Store::append_local`] into the journal: one row per entry, one
     /// durable commit, no index table written.
-    fn append_journaled(
+    fn append_journaled<S: LocalSigner + ?Sized>(
         &self,
-        secret: &SecretKey,
+        signer: &S,
         items: &[(u64, Body)],
         journal: &mut Journal,
     ) -> Result<Vec<StoredEntry>, LedgerError> {
         let e = self.err();
+        let secret = signer.secret();
         let origin = secret.node_id();
         let txn = self.begin_write(Durability::Immediate)?;
         let mut rows = Vec::with_capacity(items.len());
@@ -551,7 +555,7 @@ impl Store {
                 let next = seq.checked_add(1).ok_or_else(|| {
                     LedgerError::corrupt(&self.path, "the feed's frontier is at u64::MAX")
                 })?;
-                let entry = Entry::sign(secret, next, hash, *ts, body)?;
+                let entry = Entry::sign_with(secret, signer.nonce(), next, hash, *ts, body)?;
                 seq = entry.seq;
                 hash = entry.hash();
                 jt.insert(cursor, entry.encode().as_slice())

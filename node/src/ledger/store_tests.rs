@@ -6,6 +6,7 @@ use std::sync::Arc;
 use relay_proto::ledger::body::{
     NatType, NodeAnnouncement, PathOutcome, TokenRevocation, TraversalOutcome,
 };
+use relay_proto::SecretKey;
 
 use super::*;
 use crate::testutil::temp_dir;
