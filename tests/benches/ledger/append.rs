@@ -8,6 +8,8 @@
 //!   one event append writes (for information: what the index costs);
 //! - **store**: `Store::append_local` called directly, one entry per call
 //!   (sign, encode, index, durable commit; no thread);
+//! - **store, nonces prepared**: the same with a `NoncePool` signing (its
+//!   thread prepares each signature's base-point multiplication ahead);
 //! - **ledger**: `Ledger::append_at` awaited one at a time on a 2-worker
 //!   multi-thread runtime, as the node runs it: the goal's subject. A lone
 //!   append commits on the caller's thread there;
@@ -19,7 +21,7 @@
 use std::time::Instant;
 
 use redb::{Database, Durability, TableDefinition};
-use relay_node::ledger::{Ledger, Retention, Store};
+use relay_node::ledger::{Ledger, NoncePool, Retention, Store};
 use relay_proto::ledger::Body;
 use relay_proto::SecretKey;
 use relay_tests::TempDir;
@@ -34,21 +36,23 @@ const ROW_COUNTS: TableDefinition<&[u8; 33], u64> = TableDefinition::new("counts
 const ROW_ORIGINS: TableDefinition<&[u8; 32], &[u8; 41]> = TableDefinition::new("origins");
 
 /// One of the subjects, open.
-#[allow(clippy::large_enum_variant)] // five values, built once per run
+#[allow(clippy::large_enum_variant)] // six values, built once per run
 enum Subject {
     Raw(Database),
     Rows(Database),
     Store(Store, SecretKey),
+    Prepared(Store, NoncePool),
     /// Driven from a current-thread runtime.
     Writer(Ledger),
     /// Driven from a multi-thread runtime.
     Ledger(Ledger),
 }
 
-const NAMES: [&str; 5] = [
+const NAMES: [&str; 6] = [
     "raw",
     "raw, ledger rows",
     "store",
+    "store, nonces prepared",
     "ledger, through the writer",
     "ledger",
 ];
@@ -63,7 +67,11 @@ impl Subject {
             0 => Self::Raw(Database::create(path.join("raw.redb")).unwrap()),
             1 => Self::Rows(Database::create(path.join("rows.redb")).unwrap()),
             2 => Self::Store(Store::open_with(&path, Retention::default()).unwrap(), key),
-            3 => Self::Writer(Ledger::open(&path, key).unwrap()),
+            3 => Self::Prepared(
+                Store::open_with(&path, Retention::default()).unwrap(),
+                NoncePool::start(key).unwrap(),
+            ),
+            4 => Self::Writer(Ledger::open(&path, key).unwrap()),
             _ => Self::Ledger(Ledger::open(&path, key).unwrap()),
         }
     }
@@ -92,6 +100,11 @@ impl Subject {
             Self::Store(store, key) => {
                 for (i, body) in (from..).zip(bodies) {
                     store.append_local(key, &[(i, body)]).unwrap();
+                }
+            }
+            Self::Prepared(store, pool) => {
+                for (i, body) in (from..).zip(bodies) {
+                    store.append_local(pool, &[(i, body)]).unwrap();
                 }
             }
             Self::Writer(ledger) => rts.current.block_on(appends(ledger, from, bodies)),
@@ -151,8 +164,9 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// The four, each `n` commits, run in `chunks` interleaved chunks (a
-/// chunk of each in turn, so that neighbouring chunks see the same disk);
+/// The subjects, each `n` commits, run in `chunks` interleaved chunks (a
+/// chunk of each in turn, so that neighbouring chunks see the same disk,
+/// starting each round with the next subject);
 /// then per subject the median µs per commit over chunks, its CPU, and the
 /// median over chunks of each one's ratio to raw. Returns the median rates
 /// (commits per second) of raw and of the ledger's one writer.
@@ -173,7 +187,10 @@ pub fn rounds(rt: &tokio::runtime::Runtime, chunks: u64, n: u64) -> (f64, f64) {
     let mut ratio: [Vec<f64>; SUBJECTS] = Default::default();
     for chunk in 0..chunks {
         let mut us = [0f64; SUBJECTS];
-        for (w, s) in subjects.iter().enumerate() {
+        // Each chunk starts with a different subject, so that no subject
+        // always follows the same neighbour's writes.
+        for w in (0..SUBJECTS).map(|i| (i + chunk as usize) % SUBJECTS) {
+            let s = &subjects[w];
             let bodies: Vec<Body> = (chunk * per..(chunk + 1) * per).map(event_body).collect();
             let c0 = super::net::cpu_time();
             let start = Instant::now();
@@ -197,10 +214,19 @@ pub fn rounds(rt: &tokio::runtime::Runtime, chunks: u64, n: u64) -> (f64, f64) {
         );
     }
     for s in &subjects {
+        if let Subject::Ledger(l) = s {
+            println!(
+                "ledger: {} of {} appends signed without a prepared nonce",
+                l.unprepared_signatures(),
+                per * chunks
+            );
+        }
+    }
+    for s in &subjects {
         if let Subject::Ledger(l) | Subject::Writer(l) = s {
             l.close();
         }
     }
-    let [raw, _, _, _, ledger] = wall;
+    let [raw, _, _, _, _, ledger] = wall;
     (1e6 / median(raw), 1e6 / median(ledger))
 }
