@@ -29,5 +29,5 @@ pub use base32::{decode as base32_decode, encode as base32_encode, Base32Error};
 pub use error::{ParseNodeIdError, ParseTicketError};
 pub use keys::{NetworkKey, SecretKey};
 pub use node_id::NodeId;
-pub use prepared_nonce::PreparedNonce;
+pub use prepared_nonce::{PreparedKey, PreparedNonce};
 pub use ticket::Ticket;

@@ -102,26 +102,67 @@ impl PreparedNonce {
     }
 }
 
-impl SecretKey {
+/// A key expanded once (its secret scalar and public key) for signing with
+/// prepared nonces, so that each signature skips the SHA-512 of the seed.
+/// Zeroed when dropped; prints only its public key.
+pub struct PreparedKey {
+    expanded: ExpandedSecretKey,
+    key: NodeId,
+    /// Kept for the deterministic fallback.
+    secret: SecretKey,
+}
+
+impl std::fmt::Debug for PreparedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PreparedKey({})", self.key)
+    }
+}
+
+impl PreparedKey {
+    /// Expands `secret`.
+    pub fn new(secret: &SecretKey) -> Self {
+        Self {
+            expanded: ExpandedSecretKey::from(secret.seed_bytes()),
+            key: secret.node_id(),
+            secret: secret.clone(),
+        }
+    }
+
+    /// The key's public identity.
+    pub fn node_id(&self) -> NodeId {
+        self.key
+    }
+
+    /// The key itself.
+    pub fn secret(&self) -> &SecretKey {
+        &self.secret
+    }
+
     /// Signs `message` with ed25519 using `nonce` (see the module docs).
     /// A nonce made for another key is dropped unused and the signature is
     /// the deterministic one of [`SecretKey::sign`].
-    pub fn sign_prepared(&self, nonce: PreparedNonce, message: &[u8]) -> [u8; 64] {
-        let public = self.node_id();
-        if nonce.key != public {
-            return self.sign(message);
+    pub fn sign(&self, nonce: PreparedNonce, message: &[u8]) -> [u8; 64] {
+        if nonce.key != self.key {
+            return self.secret.sign(message);
         }
-        let esk = ExpandedSecretKey::from(self.seed_bytes());
         let mut h = Digest::new(&SHA512);
         h.update(&nonce.big_r);
-        h.update(public.as_bytes());
+        h.update(self.key.as_bytes());
         h.update(message);
         let k = Scalar::from_bytes_mod_order_wide(&wide(h.finish().as_ref()));
-        let s = k * esk.scalar + nonce.r;
+        let s = k * self.expanded.scalar + nonce.r;
         let mut sig = [0u8; 64];
         sig[..32].copy_from_slice(&nonce.big_r);
         sig[32..].copy_from_slice(s.as_bytes());
         sig
+    }
+}
+
+impl SecretKey {
+    /// Signs `message` with ed25519 using `nonce`: [`PreparedKey::sign`]
+    /// with the key expanded for this one signature.
+    pub fn sign_prepared(&self, nonce: PreparedNonce, message: &[u8]) -> [u8; 64] {
+        PreparedKey::new(self).sign(nonce, message)
     }
 }
 
@@ -193,6 +234,18 @@ mod tests {
         let sig = a.sign_prepared(nonce, b"msg");
         assert_eq!(sig, a.sign(b"msg"));
         assert!(strict(&a.node_id(), b"msg", &sig));
+    }
+
+    #[test]
+    fn a_prepared_key_signs_as_the_secret_key_does() {
+        let k = key(8);
+        let pk = PreparedKey::new(&k);
+        assert_eq!(pk.node_id(), k.node_id());
+        let a = pk.sign(PreparedNonce::from_seed(&k, &[2; 32]).unwrap(), b"m");
+        let b = k.sign_prepared(PreparedNonce::from_seed(&k, &[2; 32]).unwrap(), b"m");
+        assert_eq!(a, b);
+        assert!(strict(&k.node_id(), b"m", &a));
+        assert_eq!(format!("{pk:?}"), format!("PreparedKey({})", k.node_id()));
     }
 
     #[test]

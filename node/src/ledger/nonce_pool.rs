@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use relay_proto::{PreparedNonce, SecretKey};
+use relay_proto::{NodeId, PreparedKey, PreparedNonce, SecretKey};
 
 /// Below this many ready nonces, a taker wakes the thread.
 pub const LOW_WATER: usize = 32;
@@ -33,24 +33,24 @@ const CHUNK: usize = 8;
 /// Who signs local appends: a key alone signs deterministically; a
 /// [`NoncePool`] signs with its prepared nonces.
 pub trait LocalSigner {
-    /// The key of the feed.
-    fn secret(&self) -> &SecretKey;
-    /// A prepared nonce for the next entry, if one is ready.
-    fn nonce(&self) -> Option<PreparedNonce>;
+    /// The feed's origin: the signing key's public half.
+    fn node_id(&self) -> NodeId;
+    /// An ed25519 signature of `message` by that key.
+    fn sign(&self, message: &[u8]) -> [u8; 64];
 }
 
 impl LocalSigner for SecretKey {
-    fn secret(&self) -> &SecretKey {
-        self
+    fn node_id(&self) -> NodeId {
+        SecretKey::node_id(self)
     }
 
-    fn nonce(&self) -> Option<PreparedNonce> {
-        None
+    fn sign(&self, message: &[u8]) -> [u8; 64] {
+        SecretKey::sign(self, message)
     }
 }
 
 struct Inner {
-    secret: SecretKey,
+    key: PreparedKey,
     ready: Mutex<Ready>,
     more: Condvar,
     closed: AtomicBool,
@@ -75,7 +75,7 @@ pub struct NoncePool {
 impl std::fmt::Debug for NoncePool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NoncePool")
-            .field("key", &self.inner.secret.node_id())
+            .field("key", &self.inner.key.node_id())
             .field("ready", &self.ready())
             .finish()
     }
@@ -85,7 +85,7 @@ impl NoncePool {
     /// Starts the pool's thread for `secret`; it fills the pool at once.
     pub fn start(secret: SecretKey) -> std::io::Result<Self> {
         let inner = Arc::new(Inner {
-            secret,
+            key: PreparedKey::new(&secret),
             ready: Mutex::new(Ready::default()),
             more: Condvar::new(),
             closed: AtomicBool::new(false),
@@ -121,22 +121,33 @@ impl NoncePool {
     }
 }
 
-impl LocalSigner for NoncePool {
-    fn secret(&self) -> &SecretKey {
-        &self.inner.secret
-    }
-
-    fn nonce(&self) -> Option<PreparedNonce> {
+impl NoncePool {
+    /// A prepared nonce for the next signature, if one is ready; wakes the
+    /// thread when the pool falls below [`LOW_WATER`].
+    fn take(&self) -> Option<PreparedNonce> {
         let mut ready = self.inner.ready.lock().ok()?;
         let nonce = ready.nonces.pop();
-        if nonce.is_none() {
-            self.inner.missed.fetch_add(1, Ordering::Relaxed);
-        }
         if ready.nonces.len() < LOW_WATER && ready.asleep {
             ready.asleep = false;
             self.inner.more.notify_one();
         }
         nonce
+    }
+}
+
+impl LocalSigner for NoncePool {
+    fn node_id(&self) -> NodeId {
+        self.inner.key.node_id()
+    }
+
+    fn sign(&self, message: &[u8]) -> [u8; 64] {
+        match self.take() {
+            Some(nonce) => self.inner.key.sign(nonce, message),
+            None => {
+                self.inner.missed.fetch_add(1, Ordering::Relaxed);
+                self.inner.key.secret().sign(message)
+            }
+        }
     }
 }
 
@@ -181,7 +192,7 @@ fn fill_loop(inner: &Inner) {
         };
         let mut made = Vec::with_capacity(want);
         for _ in 0..want {
-            match PreparedNonce::generate(&inner.secret) {
+            match PreparedNonce::generate(inner.key.secret()) {
                 Some(n) => made.push(n),
                 // The OS RNG failed: leave the pool as it is; appends sign
                 // deterministically until the next wake-up.
@@ -224,29 +235,50 @@ mod tests {
     fn taking_below_the_low_water_mark_refills_the_pool() {
         let p = pool();
         p.wait_ready(HIGH_WATER);
-        let mut taken = Vec::new();
+        let mut sigs = Vec::new();
         for _ in 0..HIGH_WATER - LOW_WATER + 1 {
-            taken.push(p.nonce().unwrap());
+            sigs.push(p.sign(b"same message"));
         }
+        assert_eq!(p.missed(), 0);
         // One below the low-water mark: the taker woke the thread.
         p.wait_ready(HIGH_WATER);
         assert_eq!(p.ready(), HIGH_WATER);
-        // Every nonce handed out is a different one.
-        let key = p.secret().clone();
-        let mut rs: Vec<[u8; 64]> = taken
-            .into_iter()
-            .map(|n| key.sign_prepared(n, b"same message"))
-            .collect();
-        rs.sort_unstable();
-        rs.dedup();
-        assert_eq!(rs.len(), HIGH_WATER - LOW_WATER + 1);
+        // Every nonce handed out is a different one, and every signature
+        // verifies.
+        for sig in &sigs {
+            assert!(p.node_id().verify(b"same message", sig));
+        }
+        sigs.sort_unstable();
+        sigs.dedup();
+        assert_eq!(sigs.len(), HIGH_WATER - LOW_WATER + 1);
     }
 
     #[test]
-    fn a_key_alone_has_no_nonces() {
+    fn a_key_alone_signs_deterministically() {
         let key = SecretKey::from_bytes(&[4; 32]);
-        assert!(key.nonce().is_none());
-        assert_eq!(LocalSigner::secret(&key).node_id(), key.node_id());
+        assert_eq!(LocalSigner::sign(&key, b"m"), key.sign(b"m"));
+        assert_eq!(LocalSigner::node_id(&key), key.node_id());
+    }
+
+    #[test]
+    fn an_empty_pool_signs_deterministically_and_counts_it() {
+        let p = pool();
+        p.wait_ready(HIGH_WATER);
+        for _ in 0..HIGH_WATER {
+            let _ = p.take();
+        }
+        // Empty now, unless the thread already refilled some: drain again.
+        while p.take().is_some() {}
+        let key = SecretKey::from_bytes(&[3; 32]);
+        let before = p.missed();
+        let sig = p.sign(b"m");
+        if p.missed() == before + 1 {
+            assert_eq!(sig, key.sign(b"m"));
+        } else {
+            // The thread refilled between the drain and the signature.
+            assert_ne!(sig, key.sign(b"m"));
+        }
+        assert!(key.node_id().verify(b"m", &sig));
     }
 
     #[test]

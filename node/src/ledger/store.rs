@@ -473,8 +473,7 @@ impl Store {
             return self.append_journaled(signer, items, &mut journal);
         }
         let e = self.err();
-        let secret = signer.secret();
-        let origin = secret.node_id();
+        let origin = signer.node_id();
         let txn = self.begin_write(Durability::Immediate)?;
         let mut out = Vec::with_capacity(items.len());
         {
@@ -493,8 +492,8 @@ impl Store {
                 let seq = state.frontier.checked_add(1).ok_or_else(|| {
                     LedgerError::corrupt(&self.path, "own feed's frontier is at u64::MAX")
                 })?;
-                let entry =
-                    Entry::sign_with(secret, signer.nonce(), seq, state.frontier_hash, *ts, body)?;
+                let sign = |m: &[u8]| signer.sign(m);
+                let entry = Entry::sign_by(origin, sign, seq, state.frontier_hash, *ts, body)?;
                 state.frontier = entry.seq;
                 state.frontier_hash = entry.hash();
                 if let Some(cursor) = t.insert(&entry, self.retention).map_err(&e)? {
@@ -517,28 +516,33 @@ impl Store {
         journal: &mut Journal,
     ) -> Result<Vec<StoredEntry>, LedgerError> {
         let e = self.err();
-        let secret = signer.secret();
-        let origin = secret.node_id();
+        let origin = signer.node_id();
         let txn = self.begin_write(Durability::Immediate)?;
         let mut rows = Vec::with_capacity(items.len());
         {
-            let origins = txn.open_table(ORIGINS).map_err(|x| e(x.into()))?;
-            let stored = origins
-                .get(origin.as_bytes())
-                .map_err(|x| e(x.into()))?
-                .map(|v| OriginState::decode(v.value()));
-            if stored.is_some_and(|s| s.forked) {
-                return Err(LedgerError::Forked(origin));
-            }
+            // The journal's tail of this origin, when there is one, gives
+            // the frontier; and then the origin is not forked: its append
+            // passed the check below, and every write that could flag a
+            // fork (any but a journaled append) empties the journal first.
             let tail = journal
                 .rows()
                 .iter()
                 .rev()
                 .find(|r| r.entry.origin == origin);
-            let (mut seq, mut hash) = match (tail, stored) {
-                (Some(r), _) => (r.entry.seq, r.hash),
-                (None, Some(s)) => (s.frontier, s.frontier_hash),
-                (None, None) => (0, EntryHash::ZERO),
+            let (mut seq, mut hash) = match tail {
+                Some(r) => (r.entry.seq, r.hash),
+                None => {
+                    let origins = txn.open_table(ORIGINS).map_err(|x| e(x.into()))?;
+                    let stored = origins
+                        .get(origin.as_bytes())
+                        .map_err(|x| e(x.into()))?
+                        .map(|v| OriginState::decode(v.value()));
+                    match stored {
+                        Some(s) if s.forked => return Err(LedgerError::Forked(origin)),
+                        Some(s) => (s.frontier, s.frontier_hash),
+                        None => (0, EntryHash::ZERO),
+                    }
+                }
             };
             let mut cursor = match journal.last() {
                 Some(r) => r.cursor.checked_add(1).ok_or_else(|| {
@@ -555,10 +559,11 @@ impl Store {
                 let next = seq.checked_add(1).ok_or_else(|| {
                     LedgerError::corrupt(&self.path, "the feed's frontier is at u64::MAX")
                 })?;
-                let entry = Entry::sign_with(secret, signer.nonce(), next, hash, *ts, body)?;
+                let entry = Entry::sign_by(origin, |m| signer.sign(m), next, hash, *ts, body)?;
+                let wire = entry.encode();
                 seq = entry.seq;
-                hash = entry.hash();
-                jt.insert(cursor, entry.encode().as_slice())
+                hash = EntryHash::of_wire(&wire);
+                jt.insert(cursor, wire.as_slice())
                     .map_err(|x| e(x.into()))?;
                 rows.push(JournalRow {
                     cursor,

@@ -20,7 +20,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::body::{Body, BodyError, EntryKind};
 use super::codec::{CodecError, Reader, Writer};
-use crate::{NodeId, PreparedNonce, SecretKey};
+use crate::{NodeId, SecretKey};
 
 /// Domain separation for entry signatures and hashes.
 pub const CONTEXT: &[u8] = b"relay-node/v1/ledger-entry\0";
@@ -38,6 +38,17 @@ pub struct EntryHash(pub [u8; 32]);
 impl EntryHash {
     /// The all-zero hash: the `prev_hash` of seq 1.
     pub const ZERO: EntryHash = EntryHash([0; 32]);
+
+    /// The hash of the entry whose wire form is `wire` (as
+    /// [`Entry::hash`], for a caller that has encoded it already).
+    pub fn of_wire(wire: &[u8]) -> Self {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(CONTEXT);
+        ctx.update(wire);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        EntryHash(out)
+    }
 
     /// Lowercase hex.
     pub fn to_hex(&self) -> String {
@@ -132,22 +143,31 @@ impl Entry {
         ts_unix_ms: u64,
         body: &Body,
     ) -> Result<Self, EntryError> {
-        Self::sign_with(secret, None, seq, prev_hash, ts_unix_ms, body)
+        Self::sign_by(
+            secret.node_id(),
+            |m| secret.sign(m),
+            seq,
+            prev_hash,
+            ts_unix_ms,
+            body,
+        )
     }
 
-    /// [`Entry::sign`] with a nonce prepared ahead (see
-    /// [`crate::PreparedNonce`]): the same entry, signed without waiting
-    /// for a base-point multiplication. `None` signs deterministically.
-    pub fn sign_with(
-        secret: &SecretKey,
-        nonce: Option<PreparedNonce>,
+    /// [`Entry::sign`] with the signature made by `sign` over the message
+    /// it is given: the key of `origin` signing with ed25519, for instance
+    /// with a prepared nonce ([`crate::PreparedKey::sign`]), which skips a
+    /// base-point multiplication. A signature by any other key gives an
+    /// entry that fails [`Entry::verify_signature`].
+    pub fn sign_by(
+        origin: NodeId,
+        sign: impl FnOnce(&[u8]) -> [u8; 64],
         seq: u64,
         prev_hash: EntryHash,
         ts_unix_ms: u64,
         body: &Body,
     ) -> Result<Self, EntryError> {
         let mut entry = Self {
-            origin: secret.node_id(),
+            origin,
             seq,
             prev_hash,
             ts_unix_ms,
@@ -156,11 +176,7 @@ impl Entry {
             signature: [0; 64],
         };
         entry.check_start()?;
-        let message = entry.signed_message();
-        entry.signature = match nonce {
-            Some(n) => secret.sign_prepared(n, &message),
-            None => secret.sign(&message),
-        };
+        entry.signature = sign(&entry.signed_message());
         Ok(entry)
     }
 
@@ -274,14 +290,9 @@ impl Entry {
 
     /// The entry's hash (see the module docs).
     pub fn hash(&self) -> EntryHash {
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        ctx.update(CONTEXT);
         let mut w = Writer::new();
         self.encode_into(&mut w);
-        ctx.update(&w.into_bytes());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ctx.finish().as_ref());
-        EntryHash(out)
+        EntryHash::of_wire(&w.into_bytes())
     }
 
     /// Whether `next` is this entry's successor in the hash chain.
@@ -354,9 +365,18 @@ mod tests {
 
     #[test]
     fn an_entry_signed_with_a_prepared_nonce_verifies_and_differs_only_in_its_signature() {
-        let nonce = PreparedNonce::generate(&key()).unwrap();
-        let e =
-            Entry::sign_with(&key(), Some(nonce), 1, EntryHash::ZERO, 5, &announcement()).unwrap();
+        let nonce = crate::PreparedNonce::generate(&key()).unwrap();
+        let pk = crate::PreparedKey::new(&key());
+        let e = Entry::sign_by(
+            key().node_id(),
+            |m| pk.sign(nonce, m),
+            1,
+            EntryHash::ZERO,
+            5,
+            &announcement(),
+        )
+        .unwrap();
+        assert_eq!(EntryHash::of_wire(&e.encode()), e.hash());
         let plain = Entry::sign(&key(), 1, EntryHash::ZERO, 5, &announcement()).unwrap();
         e.verify_signature().unwrap();
         assert_eq!(e.signed_message(), plain.signed_message());
