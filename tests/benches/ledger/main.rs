@@ -23,8 +23,8 @@
 //!
 //! Run: `cargo bench -p relay-tests --bench ledger`. Without `--bench` it
 //! runs a tiny smoke version. Env: `RELAY_BENCH_COMMITS` (raw and
-//! one-writer commits, 500 / 20), `RELAY_BENCH_CHUNKS` (interleaved chunks
-//! they run in, 10 / 2), `RELAY_BENCH_BULK` (bulk entries, 100000 / 2000),
+//! one-writer commits, 4000 / 20), `RELAY_BENCH_CHUNKS` (interleaved chunks
+//! they run in, 50 / 2: 80 commits per chunk amortise the chunk's own cost), `RELAY_BENCH_BULK` (bulk entries, 100000 / 2000),
 //! `RELAY_BENCH_ROUNDS` (rounds of bulk over loopback and its baseline,
 //! 5 / 1). `RELAY_BENCH_ONLY_APPEND=1` runs the one-writer comparison
 //! alone.
@@ -166,7 +166,7 @@ fn convergence() -> (Duration, Duration) {
 
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
-    let commits = env_or("RELAY_BENCH_COMMITS", if bench { 500 } else { 20 });
+    let commits = env_or("RELAY_BENCH_COMMITS", if bench { 4000 } else { 20 });
     let bulk_n = env_or("RELAY_BENCH_BULK", if bench { 100_000 } else { 2_000 });
     let rounds = env_or("RELAY_BENCH_ROUNDS", if bench { 5 } else { 1 });
     if std::env::var_os("RELAY_BENCH_ONLY_APPEND").is_some() {
@@ -174,7 +174,8 @@ fn main() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        append::rounds(&rt, env_or("RELAY_BENCH_CHUNKS", 10), commits);
+        let chunks = env_or("RELAY_BENCH_CHUNKS", if bench { 50 } else { 2 });
+        append::rounds(&rt, chunks, commits);
         return;
     }
     if std::env::var_os("RELAY_BENCH_ONLY_NET").is_some() {
@@ -190,7 +191,7 @@ fn main() {
         if bench { "bench mode" } else { "smoke mode" }
     );
     println!("{:44} {:>16}   detail", "measurement", "result");
-    let chunks = env_or("RELAY_BENCH_CHUNKS", if bench { 10 } else { 2 });
+    let chunks = env_or("RELAY_BENCH_CHUNKS", if bench { 50 } else { 2 });
     let (raw, _) = append::rounds(&rt, chunks, commits);
     let (many, group_commits) = many_writers(&rt, 16, commits / 4);
     println!(
