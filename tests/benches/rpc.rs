@@ -336,10 +336,14 @@ fn main() {
             "  nRPC unary p50 / raw stream echo p50  = {:.2}x",
             p50s[1].as_secs_f64() / p50s[0].as_secs_f64().max(1e-12)
         );
-        println!(
-            "  nRPC c=16 calls/s / raw c=16 calls/s   = {:.2}x",
-            rates[1] / rates[0].max(1e-9)
-        );
+        if rates[0] > 0.0 && rates[1] > 0.0 {
+            println!(
+                "  nRPC c=16 calls/s / raw c=16 calls/s   = {:.2}x",
+                rates[1] / rates[0]
+            );
+        } else {
+            println!("  nRPC c=16 calls/s / raw c=16 calls/s   = n/a (RELAY_BENCH_RPC_RATE ran one kind)");
+        }
         println!(
             "  nRPC stream items/s / raw items/s      = {:.2}x",
             streams[1] / streams[0].max(1e-9)
@@ -393,14 +397,19 @@ async fn local_api(rounds: usize, secs: f64, repeats: usize, p50: Duration, rate
             common::percentile(&mut t, 99.0),
         );
         let r = median(r);
+        // The in-process rate is 0 when RELAY_BENCH_RPC_RATE=raw skipped it.
+        let vs_rate = if rate > 0.0 {
+            format!("{:.2}x", r / rate)
+        } else {
+            "n/a".to_string()
+        };
         println!(
-            "{:40} p50 {:>8.1} us   p99 {:>8.1} us   {:>8.0} calls/s (c={CONCURRENCY})   p50 {:.2}x, rate {:.2}x in-process",
+            "{:40} p50 {:>8.1} us   p99 {:>8.1} us   {:>8.0} calls/s (c={CONCURRENCY})   p50 {:.2}x, rate {vs_rate} in-process",
             format!("{name} 64 B"),
             us(p),
             us(p99),
             r,
             p.as_secs_f64() / p50.as_secs_f64().max(1e-12),
-            r / rate.max(1e-9),
         );
     }
 }
