@@ -6,9 +6,11 @@
 //! Every message is 64 bytes: its number (u64 BE, from 1), the time it
 //! was sent (u64 BE, nanoseconds since [`base`]), then padding.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use relay_channels::{Policy, SubEvent, SubscriptionConfig};
 use relay_node::api::channels::ChannelsApi;
 use relay_node::ledger::Ledger;
@@ -16,7 +18,6 @@ use relay_node::revocations_set::RevocationSet;
 use relay_node::subsystem::{Subsystem, Tasks};
 use relay_node::subsystems::channels::ChannelsSubsystem;
 use relay_node::subsystems::channels_driver::{lock, unix_ms};
-use relay_node::subsystems::channels_hub::PublishWait;
 use relay_transport::mux::coalesce::CoalesceConfig;
 use relay_transport::mux::reader::FramedReader;
 use relay_transport::mux::writer::FramedWriter;
@@ -28,6 +29,8 @@ use tokio::sync::{mpsc, Notify};
 
 /// Message size.
 pub const MESSAGE: usize = 64;
+/// Messages per call of the batched publish.
+pub const PUBLISH_RUN: usize = 1024;
 /// The baseline's protocol: framed messages on a uni stream.
 const RAW: ProtocolId = ProtocolId::new(202);
 
@@ -217,31 +220,22 @@ impl Node {
         }
     }
 
-    /// Publishes `count` messages on `name` at `owner` through the hub,
-    /// many per lock (and one wake-up of the driver per batch), waiting
-    /// when the session's window is full.
+    /// Publishes `count` messages on `name` at `owner` through the Rust
+    /// API's batched publish, `ChannelsApi::queue_publish_many`: runs of
+    /// [`PUBLISH_RUN`] messages, each run queued under one lock of the hub
+    /// and one wake-up of the driver, waiting when the session's window is
+    /// full.
     pub async fn publish_batched(&self, owner: NodeId, name: &str, count: u64) {
+        let mut batch = VecDeque::with_capacity(PUBLISH_RUN);
         let mut n = 1;
         while n <= count {
-            let full = {
-                let mut hub = lock(&self.api.hub);
-                let mut full = None;
-                while n <= count {
-                    match hub.publish(owner, name, &[], payload(n, false).to_vec(), None) {
-                        Ok(()) => n += 1,
-                        Err(PublishWait::Full(progress)) => {
-                            full = Some(progress);
-                            break;
-                        }
-                        Err(PublishWait::Refused(e)) => panic!("publish: {e}"),
-                    }
-                }
-                full
-            };
-            self.api.wake.notify_one();
-            if let Some(mut progress) = full {
-                progress.changed().await.unwrap();
-            }
+            let end = (n + PUBLISH_RUN as u64).min(count + 1);
+            batch.extend((n..end).map(|i| Bytes::from(payload(i, false).to_vec())));
+            n = end;
+            self.api
+                .queue_publish_many(owner, name, &[], &mut batch, None)
+                .await
+                .unwrap();
         }
     }
 
