@@ -786,6 +786,47 @@ impl<A: Authorizer> Owner<A> {
         }
     }
 
+    /// Messages `(seq, data)` of `peer`'s publishing session `link`, in
+    /// order: the same as one `Publish` frame each, with one lookup of the
+    /// session. A local publisher's messages reach the owner this way (the
+    /// hub gathers consecutive `Publish` frames of one link); a message the
+    /// session cannot take (an unknown link, a full window) and those after
+    /// it go the single-frame way, with its answers.
+    pub fn handle_publish_run(
+        &mut self,
+        now_ms: u64,
+        peer: NodeId,
+        link: u64,
+        run: impl IntoIterator<Item = (u64, Bytes)>,
+    ) {
+        self.now_ms = self.now_ms.max(now_ms);
+        let key = (peer, link);
+        let window = self.config.pub_window as usize;
+        let mut run = run.into_iter();
+        let mut refused = None;
+        let mut took = false;
+        if let Some(Link {
+            role: Role::Pub(p), ..
+        }) = self.links.get_mut(&key)
+        {
+            for (seq, data) in run.by_ref() {
+                if p.pending.len() >= window {
+                    refused = Some((seq, data));
+                    break;
+                }
+                p.pending.push_back((seq, data));
+                took = true;
+            }
+            if took && !p.queued {
+                p.queued = true;
+                self.draining.push(key);
+            }
+        }
+        for (seq, data) in refused.into_iter().chain(run) {
+            self.on_publish(now_ms, key, seq, data);
+        }
+    }
+
     /// Publishes `data` on an owned channel as this node, at once or not
     /// at all: `would-block` when a `block` subscriber is full,
     /// `rate-limited` past the channel's rate. Returns (delivered, targets).

@@ -2,6 +2,7 @@
 //! and their verdict cache, delivery, backpressure and gaps, queue groups,
 //! history, expiry, revocation, refresh, throttling, rate limits.
 
+use bytes::Bytes;
 use relay_proto::wire::channel::{Backpressure, ChannelFrame, Reason, Start, TokenKind};
 
 use crate::policy::{History, Policy};
@@ -707,4 +708,72 @@ fn a_turn_takes_no_more_than_a_block_subscriber_has_room_for() {
     assert_eq!(seqs(&all), (1..=10).collect::<Vec<u64>>());
     assert_eq!(n.owner.channels()[0].stats.dropped, 0);
     assert_eq!(n.pubs[&(node(3), 1)].unacked(), 0);
+}
+
+/// One net per way of handing the owner `seqs` from node 3's advertised
+/// session (link 1) on `link`: single `Publish` frames, then one run. The
+/// owner sends the same frames and the subscriber sees the same events,
+/// including past the window (3) and on a link never advertised.
+#[test]
+fn a_publish_run_does_what_its_frames_do() {
+    let config = OwnerConfig {
+        pub_window: 3,
+        ..OwnerConfig::default()
+    };
+    let cases: [(u64, &[u64]); 4] = [
+        (1, &[1, 2, 3]),
+        (1, &[1, 3, 3]),
+        (1, &[1, 2, 3, 4, 5]),
+        (9, &[1, 2]),
+    ];
+    for (link, seqs) in cases {
+        let mut nets = [
+            net_with(Policy::default(), config),
+            net_with(Policy::default(), config),
+        ];
+        for n in &mut nets {
+            n.sub(2, 1, CH, "", SubscriptionConfig::default());
+            n.owner.handle_frame(
+                0,
+                node(3),
+                ChannelFrame::Advertise {
+                    link: 1,
+                    name: CH.into(),
+                    token: vec![],
+                    next_seq: 1,
+                },
+            );
+            n.pump();
+        }
+        let [single, run] = &mut nets;
+        for &seq in seqs {
+            single.owner.handle_frame(
+                0,
+                node(3),
+                ChannelFrame::Publish {
+                    link,
+                    seq,
+                    data: vec![2].into(),
+                },
+            );
+        }
+        run.owner.handle_publish_run(
+            0,
+            node(3),
+            link,
+            seqs.iter().map(|&s| (s, Bytes::from(vec![2]))),
+        );
+        single.pump();
+        run.pump();
+        assert_eq!(single.sent, run.sent, "link {link}, {seqs:?}");
+        assert_eq!(
+            single.events(2, 1),
+            run.events(2, 1),
+            "link {link}, {seqs:?}"
+        );
+        assert!(single.sent.iter().any(|t| matches!(
+            t.frame,
+            ChannelFrame::PublishAck { .. } | ChannelFrame::End { .. }
+        )));
+    }
 }

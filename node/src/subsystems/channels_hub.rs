@@ -184,6 +184,8 @@ pub struct Hub {
     next_link: u64,
     out: VecDeque<Transmit>,
     uses: u64,
+    /// A local publisher's run of messages, kept to reuse its allocation.
+    run: Vec<(u64, Bytes)>,
 }
 
 impl Hub {
@@ -201,6 +203,7 @@ impl Hub {
             pub_index: HashMap::new(),
             next_link: 1,
             out: VecDeque::new(),
+            run: Vec::new(),
             uses: 0,
         }
     }
@@ -583,10 +586,38 @@ impl Hub {
             let Some(t) = next else {
                 return;
             };
-            if t.peer == self.me {
-                self.handle_frame(now_ms, self.me, t.frame);
-            } else {
+            if t.peer != self.me {
                 remote.push(t);
+                continue;
+            }
+            match t.frame {
+                ChannelFrame::Publish { link, seq, data } => {
+                    // A local publisher's run: the consecutive `Publish`
+                    // frames of this link, handed to the owner at once.
+                    let mut run = std::mem::take(&mut self.run);
+                    run.push((seq, data));
+                    while let Some(Transmit {
+                        peer,
+                        frame: ChannelFrame::Publish { link: l, .. },
+                        ..
+                    }) = self.out.front()
+                    {
+                        if *peer != self.me || *l != link {
+                            break;
+                        }
+                        if let Some(Transmit {
+                            frame: ChannelFrame::Publish { seq, data, .. },
+                            ..
+                        }) = self.out.pop_front()
+                        {
+                            run.push((seq, data));
+                        }
+                    }
+                    self.owner
+                        .handle_publish_run(now_ms, self.me, link, run.drain(..));
+                    self.run = run;
+                }
+                frame => self.handle_frame(now_ms, self.me, frame),
             }
         }
     }
