@@ -475,16 +475,7 @@ fn a_publisher_skipping_sequence_numbers_shows_as_a_gap() {
             },
         );
     };
-    n.owner.handle_frame(
-        0,
-        node(3),
-        ChannelFrame::Advertise {
-            link: 1,
-            name: CH.into(),
-            token: vec![],
-            next_seq: 5,
-        },
-    );
+    n.owner.handle_frame(0, node(3), advertise(5));
     // First seen at 5 (resumed after an owner restart): no gap; then 6 is
     // missing.
     publish(&mut n, 5);
@@ -513,6 +504,17 @@ fn acks_to(n: &Net, peer: u8, link: u64) -> Vec<(u64, u32, u32)> {
             _ => None,
         })
         .collect()
+}
+
+/// An `Advertise` of a publishing session to `CH` on link 1, with no
+/// token, whose next message is `next_seq`.
+fn advertise(next_seq: u64) -> ChannelFrame {
+    ChannelFrame::Advertise {
+        link: 1,
+        name: CH.into(),
+        token: vec![],
+        next_seq,
+    }
 }
 
 /// A `Publish` of message `seq` (payload `[2]`) on link 1.
@@ -733,16 +735,7 @@ fn a_publish_run_does_what_its_frames_do() {
         ];
         for n in &mut nets {
             n.sub(2, 1, CH, "", SubscriptionConfig::default());
-            n.owner.handle_frame(
-                0,
-                node(3),
-                ChannelFrame::Advertise {
-                    link: 1,
-                    name: CH.into(),
-                    token: vec![],
-                    next_seq: 1,
-                },
-            );
+            n.owner.handle_frame(0, node(3), advertise(1));
             n.pump();
         }
         let [single, run] = &mut nets;
