@@ -9,7 +9,7 @@
 //! secret, uniform and used once gives an equally valid and equally strong
 //! signature (the Schnorr signature's security argument assumes exactly
 //! that). A [`PreparedNonce`] is such an `r` with its `R`, computed ahead of
-//! time on a thread that is otherwise idle; [`SecretKey::sign_prepared`]
+//! time on a thread that is otherwise idle; [`PreparedKey::sign`]
 //! then costs one SHA-512 and a scalar multiply-add.
 //!
 //! How each rule is kept:
@@ -57,9 +57,10 @@ impl std::fmt::Debug for PreparedNonce {
 
 impl Drop for PreparedNonce {
     fn drop(&mut self) {
-        // `Scalar` zeroes through `zeroize`; assigning zero is the same
-        // without naming that crate here.
+        // Overwrite the secret scalar; `black_box` keeps the compiler from
+        // dropping the store as dead (the value is never read again).
         self.r = Scalar::ZERO;
+        std::hint::black_box(&self.r);
     }
 }
 
@@ -158,14 +159,6 @@ impl PreparedKey {
     }
 }
 
-impl SecretKey {
-    /// Signs `message` with ed25519 using `nonce`: [`PreparedKey::sign`]
-    /// with the key expanded for this one signature.
-    pub fn sign_prepared(&self, nonce: PreparedNonce, message: &[u8]) -> [u8; 64] {
-        PreparedKey::new(self).sign(nonce, message)
-    }
-}
-
 /// A SHA-512 output as the 64-byte array the scalar reduction takes.
 fn wide(digest: &[u8]) -> [u8; 64] {
     let mut out = [0u8; 64];
@@ -195,7 +188,7 @@ mod tests {
         for i in 0..32u8 {
             let msg = [i; 100];
             let nonce = PreparedNonce::generate(&k).unwrap();
-            let sig = k.sign_prepared(nonce, &msg);
+            let sig = PreparedKey::new(&k).sign(nonce, &msg);
             assert!(strict(&k.node_id(), &msg, &sig), "message {i}");
             let mut other = msg;
             other[0] ^= 1;
@@ -209,8 +202,8 @@ mod tests {
     #[test]
     fn prepared_nonces_differ_and_so_do_their_signatures() {
         let k = key(4);
-        let a = k.sign_prepared(PreparedNonce::generate(&k).unwrap(), b"m");
-        let b = k.sign_prepared(PreparedNonce::generate(&k).unwrap(), b"m");
+        let a = PreparedKey::new(&k).sign(PreparedNonce::generate(&k).unwrap(), b"m");
+        let b = PreparedKey::new(&k).sign(PreparedNonce::generate(&k).unwrap(), b"m");
         assert_ne!(a[..32], b[..32], "two nonces gave one R");
         assert_ne!(a, k.sign(b"m"), "not the deterministic signature");
     }
@@ -231,18 +224,18 @@ mod tests {
         let (a, b) = (key(5), key(6));
         let nonce = PreparedNonce::generate(&b).unwrap();
         assert_eq!(nonce.key(), b.node_id());
-        let sig = a.sign_prepared(nonce, b"msg");
+        let sig = PreparedKey::new(&a).sign(nonce, b"msg");
         assert_eq!(sig, a.sign(b"msg"));
         assert!(strict(&a.node_id(), b"msg", &sig));
     }
 
     #[test]
-    fn a_prepared_key_signs_as_the_secret_key_does() {
+    fn one_nonce_and_message_give_one_signature_whichever_expansion_signs() {
         let k = key(8);
         let pk = PreparedKey::new(&k);
         assert_eq!(pk.node_id(), k.node_id());
         let a = pk.sign(PreparedNonce::from_seed(&k, &[2; 32]).unwrap(), b"m");
-        let b = k.sign_prepared(PreparedNonce::from_seed(&k, &[2; 32]).unwrap(), b"m");
+        let b = PreparedKey::new(&k).sign(PreparedNonce::from_seed(&k, &[2; 32]).unwrap(), b"m");
         assert_eq!(a, b);
         assert!(strict(&k.node_id(), b"m", &a));
         assert_eq!(format!("{pk:?}"), format!("PreparedKey({})", k.node_id()));
