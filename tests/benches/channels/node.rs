@@ -230,7 +230,14 @@ impl Node {
         let mut n = 1;
         while n <= count {
             let end = (n + PUBLISH_RUN as u64).min(count + 1);
-            batch.extend((n..end).map(|i| Bytes::from(payload(i, false).to_vec())));
+            // The run's messages in one buffer, each a slice of it.
+            let mut run = Vec::with_capacity(MESSAGE * PUBLISH_RUN);
+            for i in n..end {
+                run.extend_from_slice(&payload(i, false));
+            }
+            let run = Bytes::from(run);
+            batch
+                .extend((0..(end - n) as usize).map(|i| run.slice(i * MESSAGE..(i + 1) * MESSAGE)));
             n = end;
             self.api
                 .queue_publish_many(owner, name, &[], &mut batch, None)
