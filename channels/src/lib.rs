@@ -32,6 +32,7 @@
 pub mod auth;
 pub mod history;
 mod owner;
+mod owner_flow;
 mod owner_link;
 pub mod policy;
 mod publication;
@@ -41,6 +42,8 @@ mod subscription;
 pub mod throttle;
 pub mod tokens;
 
+#[cfg(test)]
+mod owner_flow_tests;
 #[cfg(test)]
 mod owner_tests;
 #[cfg(test)]

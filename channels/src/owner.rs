@@ -14,17 +14,19 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 use foldhash::{HashMap, HashMapExt};
 use relay_proto::wire::channel::{
-    valid_name, Backpressure, ChannelFrame, Reason, Start, TokenKind, MAX_BATCH, MAX_BATCH_BYTES,
-    MAX_DATA,
+    valid_name, Backpressure, ChannelFrame, Reason, Start, TokenKind, MAX_DATA,
 };
 use relay_proto::NodeId;
 use thiserror::Error;
 
 use crate::auth::{Action, Authorizer, Grant};
 use crate::history::History;
+use crate::owner_flow::{
+    best_member, flush_sub, push_ack, sub_mut, take_in, take_run, Channel, Sinks, Taking,
+};
 use crate::owner_link::{Link, LinkKey, PubLink, Role, SubLink};
 use crate::policy::Policy;
-use crate::queue::{Item, Message, Push, SubQueue};
+use crate::queue::SubQueue;
 use crate::rate::Bucket;
 use crate::throttle::Throttle;
 
@@ -161,27 +163,6 @@ impl PublishError {
     }
 }
 
-#[derive(Debug)]
-struct Channel {
-    policy: Policy,
-    /// Subscriptions outside queue groups.
-    subs: BTreeSet<LinkKey>,
-    /// Queue groups and their members.
-    groups: BTreeMap<String, BTreeSet<LinkKey>>,
-    pubs: BTreeSet<LinkKey>,
-    /// Each publisher's last sequence number taken.
-    last: HashMap<NodeId, u64>,
-    history: History,
-    rate: Option<Bucket>,
-    stats: ChannelStats,
-}
-
-impl Channel {
-    fn subscriptions(&self) -> usize {
-        self.subs.len() + self.groups.values().map(BTreeSet::len).sum::<usize>()
-    }
-}
-
 /// The owner of this node's channels. See the module docs.
 #[derive(Debug)]
 pub struct Owner<A> {
@@ -215,237 +196,8 @@ pub struct Owner<A> {
     /// credit allows is sent when the turn ends, consecutive messages of
     /// a publisher in one [`ChannelFrame::DeliverBatch`].
     dirty: Vec<LinkKey>,
-}
-
-/// The queue-group member that gets the next message: the one with the
-/// most free credit (then buffer room); ties go to the lowest key.
-fn best_member(links: &HashMap<LinkKey, Link>, members: &BTreeSet<LinkKey>) -> Option<LinkKey> {
-    let mut best: Option<(u64, LinkKey)> = None;
-    for key in members {
-        if let Some(Link {
-            role: Role::Sub(s), ..
-        }) = links.get(key)
-        {
-            let free = s.free();
-            if best.is_none_or(|(f, _)| free > f) {
-                best = Some((free, *key));
-            }
-        }
-    }
-    best.map(|(_, k)| k)
-}
-
-fn sub_mut<'a>(links: &'a mut HashMap<LinkKey, Link>, key: &LinkKey) -> Option<&'a mut SubLink> {
-    match links.get_mut(key) {
-        Some(Link {
-            role: Role::Sub(s), ..
-        }) => Some(s),
-        _ => None,
-    }
-}
-
-/// Queues what subscription `key`'s credit allows of its buffer (`ch` is
-/// its channel).
-fn flush_sub(key: LinkKey, sub: &mut SubLink, ch: &mut Channel, out: &mut VecDeque<Transmit>) {
-    let reliable = ch.policy.reliable;
-    loop {
-        let credit = if reliable { sub.credit } else { u32::MAX };
-        let Some(item) = sub.queue.pop(credit) else {
-            break;
-        };
-        let frame = match item {
-            Item::Msg(m) => {
-                if reliable {
-                    sub.credit -= 1;
-                }
-                sub.delivered += 1;
-                ch.stats.delivered += 1;
-                let batch = if reliable {
-                    take_batch(sub, &m, &mut ch.stats)
-                } else {
-                    Vec::new()
-                };
-                if batch.is_empty() {
-                    ChannelFrame::Deliver {
-                        link: key.1,
-                        publisher: m.publisher,
-                        seq: m.seq,
-                        ts: m.ts,
-                        data: m.data,
-                    }
-                } else {
-                    ChannelFrame::DeliverBatch {
-                        link: key.1,
-                        publisher: m.publisher,
-                        seq: m.seq,
-                        ts: m.ts,
-                        data: batch,
-                    }
-                }
-            }
-            Item::Gap {
-                publisher,
-                from,
-                to,
-            } => ChannelFrame::Gap {
-                link: key.1,
-                publisher,
-                from,
-                to,
-            },
-        };
-        out.push_back(Transmit {
-            peer: key.0,
-            frame,
-            reliable,
-        });
-    }
-}
-
-/// The messages after `first` (just taken from `sub`'s buffer) that go
-/// in one frame with it: those the credit allows that follow it in its
-/// publisher's sequence and were taken at the same time, within the
-/// batch bounds. Returns every payload, `first`'s included, or nothing
-/// when no message follows.
-fn take_batch(sub: &mut SubLink, first: &Message, stats: &mut ChannelStats) -> Vec<Bytes> {
-    let mut batch = Vec::new();
-    let mut bytes = first.data.len();
-    let mut last = first.seq;
-    // `batch` holds `first` too once anything joins it.
-    while sub.credit > 0 && batch.len().max(1) < MAX_BATCH {
-        let follows = match sub.queue.front() {
-            Some(Item::Msg(m)) => {
-                m.publisher == first.publisher
-                    && m.ts == first.ts
-                    && last.checked_add(1) == Some(m.seq)
-                    && bytes + m.data.len() <= MAX_BATCH_BYTES
-            }
-            _ => false,
-        };
-        if !follows {
-            break;
-        }
-        let Some(Item::Msg(m)) = sub.queue.pop(sub.credit) else {
-            break;
-        };
-        if batch.is_empty() {
-            let room = (sub.credit as usize).min(sub.queue.len() + 1) + 1;
-            batch.reserve(room.min(MAX_BATCH));
-            batch.push(first.data.clone());
-        }
-        bytes += m.data.len();
-        last = m.seq;
-        batch.push(m.data);
-        sub.credit -= 1;
-        sub.delivered += 1;
-        stats.delivered += 1;
-    }
-    batch
-}
-
-/// Records that message `seq` of session `key` was taken: it joins
-/// the session's last pending acknowledgement when the counts match.
-fn push_ack(
-    acks: &mut Vec<(LinkKey, u64, u32, u32)>,
-    key: LinkKey,
-    seq: u64,
-    delivered: u32,
-    targets: u32,
-) {
-    if let Some(last) = acks.iter_mut().rev().find(|a| a.0 == key) {
-        if (last.2, last.3) == (delivered, targets) {
-            last.1 = seq;
-            return;
-        }
-    }
-    acks.push((key, seq, delivered, targets));
-}
-
-/// What taking a message touches besides its channel (the owner's
-/// fields, borrowed apart from the channel's).
-struct Sinks<'a> {
-    links: &'a mut HashMap<LinkKey, Link>,
-    /// Kept for its allocation.
-    targets: &'a mut Vec<LinkKey>,
-    out: &'a mut VecDeque<Transmit>,
-    dirty: &'a mut Vec<LinkKey>,
-}
-
-/// Takes a message the channel admitted; returns (delivered, targets). A
-/// sequence number already taken is a duplicate: counted, not delivered.
-fn take_in(
-    ch: &mut Channel,
-    s: &mut Sinks<'_>,
-    now_ms: u64,
-    publisher: NodeId,
-    seq: u64,
-    data: Bytes,
-) -> (u32, u32) {
-    let last = ch.last.entry(publisher).or_insert(0);
-    if seq <= *last {
-        ch.stats.duplicates += 1;
-        return (0, 0);
-    }
-    if let Some(rate) = &mut ch.rate {
-        rate.take(now_ms);
-    }
-    // A publisher first seen mid-sequence (it resumed after this owner
-    // restarted) skipped nothing anyone here could have had.
-    let skipped = if *last == 0 {
-        (1, 0)
-    } else {
-        (*last + 1, seq - 1)
-    };
-    *last = seq;
-    let msg = Message {
-        publisher,
-        seq,
-        ts: now_ms,
-        data,
-    };
-    ch.history.push(&msg, now_ms);
-    ch.stats.published += 1;
-    s.targets.clear();
-    s.targets.extend(ch.subs.iter().copied());
-    let links = &*s.links;
-    s.targets.extend(
-        ch.groups
-            .values()
-            .filter_map(|members| best_member(links, members)),
-    );
-    let reliable = ch.policy.reliable;
-    let mut delivered = 0u32;
-    for key in s.targets.iter() {
-        let Some(sub) = sub_mut(s.links, key) else {
-            continue;
-        };
-        if skipped.0 <= skipped.1 && sub.group.is_none() {
-            sub.queue.push_gap(publisher, skipped.0, skipped.1);
-        }
-        if sub.queue.room() == 0 {
-            // Full, but the credit may let some out: send those first, so
-            // the bound counts only what waits beyond the credit.
-            flush_sub(*key, sub, ch, s.out);
-        }
-        match sub.queue.push(msg.clone()) {
-            Push::Queued => delivered += 1,
-            Push::DroppedOldest => {
-                delivered += 1;
-                ch.stats.dropped += 1;
-            }
-            Push::DroppedNewest | Push::Full => ch.stats.dropped += 1,
-        }
-        if !reliable {
-            // Datagrams go at once, one message each.
-            flush_sub(*key, sub, ch, s.out);
-        } else if !sub.dirty {
-            // Sent when the turn ends, with the turn's other messages.
-            sub.dirty = true;
-            s.dirty.push(*key);
-        }
-    }
-    let n = u32::try_from(s.targets.len()).unwrap_or(u32::MAX);
-    (delivered, n)
+    /// A run being taken (kept to reuse its allocation).
+    taking: Vec<Taking>,
 }
 
 impl<A: Authorizer> Owner<A> {
@@ -467,6 +219,7 @@ impl<A: Authorizer> Owner<A> {
             acks: Vec::new(),
             draining: Vec::new(),
             dirty: Vec::new(),
+            taking: Vec::new(),
         }
     }
 
@@ -1152,6 +905,7 @@ impl<A: Authorizer> Owner<A> {
             targets: &mut self.targets,
             out: &mut self.out,
             dirty: &mut self.dirty,
+            taking: &mut self.taking,
         };
         take_in(ch, &mut sinks, now_ms, publisher, seq, data)
     }
@@ -1221,27 +975,36 @@ impl<A: Authorizer> Owner<A> {
         // Messages admitted and not taken yet.
         let mut room = 0usize;
         while let Some(ch) = self.channels.get_mut(&*name) {
+            // What can be taken now from the front: duplicates (they need
+            // no admission: they are only counted) and `room` new ones.
+            let mut last = ch.last.get(&key.0).copied().unwrap_or(0);
+            let mut now = 0;
+            for &(seq, _) in &pending {
+                if seq > last {
+                    if room == 0 {
+                        break;
+                    }
+                    room -= 1;
+                    last = seq;
+                }
+                now += 1;
+            }
             let mut sinks = Sinks {
                 links: &mut self.links,
                 targets: &mut self.targets,
                 out: &mut self.out,
                 dirty: &mut self.dirty,
+                taking: &mut self.taking,
             };
-            while let Some(&(seq, _)) = pending.front() {
-                // A duplicate needs no admission: it is only counted.
-                let duplicate = ch.last.get(&key.0).is_some_and(|last| seq <= *last);
-                if !duplicate {
-                    if room == 0 {
-                        break;
-                    }
-                    room -= 1;
-                }
-                let Some((seq, data)) = pending.pop_front() else {
-                    break;
-                };
-                let (delivered, targets) = take_in(ch, &mut sinks, now_ms, key.0, seq, data);
-                push_ack(&mut self.acks, key, seq, delivered, targets);
-            }
+            let acks = &mut self.acks;
+            take_run(
+                ch,
+                &mut sinks,
+                now_ms,
+                key.0,
+                pending.drain(..now),
+                |seq, delivered, targets| push_ack(acks, key, seq, delivered, targets),
+            );
             if pending.is_empty() {
                 break;
             }
