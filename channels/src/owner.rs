@@ -35,8 +35,14 @@ use crate::throttle::Throttle;
 pub struct OwnerConfig {
     /// Messages buffered per subscription beyond its credit.
     pub sub_buffer: usize,
-    /// Unacknowledged publishes a publishing session may have.
+    /// Unacknowledged publishes a publishing session from another node may
+    /// have (what the owner buffers for it at most).
     pub pub_window: u32,
+    /// The same for this node's own sessions (the local API's). Their
+    /// messages are held by the publishing side until acknowledged anyway,
+    /// so a wider window costs no memory; it lets a batching publisher
+    /// hand over runs larger than one turn's worth.
+    pub local_pub_window: u32,
     /// Most credit a subscription may hold.
     pub max_credit: u32,
     /// Most links (subscriptions and sessions) one peer may have open.
@@ -52,6 +58,7 @@ impl Default for OwnerConfig {
         Self {
             sub_buffer: 1024,
             pub_window: 256,
+            local_pub_window: 1024,
             max_credit: 1 << 16,
             max_links_per_peer: 1024,
             max_subs_per_channel: 10_000,
@@ -554,7 +561,7 @@ impl<A: Authorizer> Owner<A> {
     ) {
         self.now_ms = self.now_ms.max(now_ms);
         let key = (peer, link);
-        let window = self.config.pub_window as usize;
+        let window = self.pub_window(&peer) as usize;
         let mut run = run.into_iter();
         let mut refused = None;
         let mut took = false;
@@ -757,7 +764,7 @@ impl<A: Authorizer> Owner<A> {
             ChannelFrame::Accepted {
                 link: key.1,
                 reliable,
-                credit: self.config.pub_window,
+                credit: self.pub_window(&key.0),
                 last_seq,
             },
             true,
@@ -925,8 +932,17 @@ impl<A: Authorizer> Owner<A> {
         flush_sub(key, sub, ch, &mut self.out);
     }
 
+    /// The window a publishing session from `peer` gets.
+    fn pub_window(&self, peer: &NodeId) -> u32 {
+        if *peer == self.me {
+            self.config.local_pub_window
+        } else {
+            self.config.pub_window
+        }
+    }
+
     fn on_publish(&mut self, now_ms: u64, key: LinkKey, seq: u64, data: Bytes) {
-        let window = self.config.pub_window as usize;
+        let window = self.pub_window(&key.0) as usize;
         let over = match self.links.get_mut(&key) {
             Some(Link {
                 role: Role::Pub(p), ..

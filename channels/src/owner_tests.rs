@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use relay_proto::wire::channel::{Backpressure, ChannelFrame, Reason, Start, TokenKind};
+use relay_proto::NodeId;
 
 use crate::policy::{History, Policy};
 use crate::testutil::{gaps, node, seqs, Net};
@@ -769,4 +770,50 @@ fn a_publish_run_does_what_its_frames_do() {
             ChannelFrame::PublishAck { .. } | ChannelFrame::End { .. }
         )));
     }
+}
+
+/// This node's own publishing sessions get the wider local window; other
+/// nodes' get `pub_window`, and a publish past it ends their session.
+#[test]
+fn local_sessions_get_the_local_window() {
+    let config = OwnerConfig {
+        pub_window: 3,
+        local_pub_window: 5,
+        ..OwnerConfig::default()
+    };
+    let mut n = net_with(Policy::default(), config);
+    n.owner.handle_frame(0, node(1), advertise(1));
+    n.owner.handle_frame(0, node(3), advertise(1));
+    n.pump();
+    let credit = |peer: NodeId| {
+        n.sent.iter().find_map(|t| match t.frame {
+            ChannelFrame::Accepted { credit, .. } if t.peer == peer => Some(credit),
+            _ => None,
+        })
+    };
+    assert_eq!(credit(node(1)), Some(5));
+    assert_eq!(credit(node(3)), Some(3));
+
+    // Five publishes in one turn: within the local window, past the other.
+    for peer in [node(1), node(3)] {
+        for seq in 1..=5 {
+            n.owner.handle_frame(0, peer, publish(seq));
+        }
+    }
+    n.pump();
+    let ended = |peer: NodeId| {
+        n.sent.iter().any(|t| {
+            t.peer == peer
+                && matches!(
+                    t.frame,
+                    ChannelFrame::End {
+                        reason: Reason::Protocol,
+                        ..
+                    }
+                )
+        })
+    };
+    assert!(!ended(node(1)));
+    assert!(ended(node(3)));
+    assert_eq!(n.owner.channels()[0].stats.published, 5 + 3);
 }
