@@ -256,3 +256,76 @@ fn a_batch_is_its_messages_in_order_without_duplicates_or_missed_ones() {
     s.handle_frame(batch(u64::MAX, 1));
     assert_eq!(s.duplicates(), 3);
 }
+
+/// A session's messages go out only once accepted and within the window,
+/// before the frames queued with them (a close follows what was published
+/// before it); bare (`poll_publish`) or framed (`poll_transmit`), they are
+/// the same messages.
+#[test]
+fn publishes_go_within_the_window_and_before_a_close() {
+    let accept = |p: &mut Publication| {
+        assert!(matches!(
+            p.poll_transmit(),
+            Some(ChannelFrame::Advertise { .. })
+        ));
+        p.handle_frame(ChannelFrame::Accepted {
+            link: 1,
+            reliable: true,
+            credit: 2,
+            last_seq: 0,
+        });
+    };
+    let mut framed = Publication::new(1, CH, vec![]);
+    let mut bare = Publication::new(1, CH, vec![]);
+    for p in [&mut framed, &mut bare] {
+        for n in 1..=3u8 {
+            p.try_publish(vec![n]).unwrap();
+        }
+        // Not accepted yet: nothing goes.
+        assert!(!p.has_publish());
+        accept(p);
+        assert!(p.has_publish());
+        p.close();
+    }
+
+    let mut frames = Vec::new();
+    while let Some(f) = framed.poll_transmit() {
+        frames.push(f);
+    }
+    assert_eq!(
+        frames,
+        vec![
+            ChannelFrame::Publish {
+                link: 1,
+                seq: 1,
+                data: vec![1].into()
+            },
+            ChannelFrame::Publish {
+                link: 1,
+                seq: 2,
+                data: vec![2].into()
+            },
+            ChannelFrame::Unsubscribe { link: 1 },
+        ],
+        "two within the window, then the close"
+    );
+
+    let mut run = Vec::new();
+    while let Some(m) = bare.poll_publish() {
+        run.push(m);
+    }
+    assert_eq!(run, vec![(1, vec![1].into()), (2, vec![2].into())]);
+    assert_eq!(
+        bare.poll_control(),
+        Some(ChannelFrame::Unsubscribe { link: 1 })
+    );
+    // The third goes once the first is acknowledged.
+    bare.handle_frame(ChannelFrame::PublishAck {
+        link: 1,
+        seq: 1,
+        delivered: 1,
+        targets: 1,
+    });
+    assert_eq!(bare.poll_publish(), Some((3, vec![3].into())));
+    assert_eq!(bare.poll_publish(), None);
+}

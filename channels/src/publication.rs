@@ -4,6 +4,13 @@
 //! only the missing ones go again and the owner drops any repeat).
 //! [`Publication::try_publish`] refuses with `would-block` instead of
 //! waiting when the window is full.
+//!
+//! Messages the window lets out are not framed until they are polled:
+//! [`Publication::poll_transmit`] frames each as a `Publish`, and
+//! [`Publication::poll_publish`] hands it over bare, for a driver that
+//! passes a run of them on at once (the node does, to an owner in the same
+//! process). Either way they go before the session's other frames queued
+//! at the time, so a close follows every message published before it.
 
 use std::collections::VecDeque;
 
@@ -81,7 +88,8 @@ pub struct Publication {
     window: usize,
     /// Shared with the frames that carry them (a resend copies nothing).
     unacked: VecDeque<(u64, Bytes)>,
-    /// How many of `unacked` (from the front) went out on this connection.
+    /// How many of `unacked` (from the front) went out on this connection;
+    /// those after it, within the window, wait to be polled.
     in_flight: usize,
     out: VecDeque<ChannelFrame>,
     events: VecDeque<PubEvent>,
@@ -157,28 +165,41 @@ impl Publication {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.unacked.push_back((seq, data));
-        self.send_more();
         Ok(seq)
     }
 
-    fn send_more(&mut self) {
-        if self.state != State::Live {
-            return;
+    /// Whether a message the window lets out waits to be polled.
+    pub fn has_publish(&self) -> bool {
+        self.state == State::Live && self.in_flight < self.unacked.len().min(self.window)
+    }
+
+    /// The next message the window lets out, (seq, data), without its
+    /// frame.
+    pub fn poll_publish(&mut self) -> Option<(u64, Bytes)> {
+        if !self.has_publish() {
+            return None;
         }
-        while self.in_flight < self.unacked.len().min(self.window) {
-            if let Some((seq, data)) = self.unacked.get(self.in_flight) {
-                self.out.push_back(ChannelFrame::Publish {
-                    link: self.link,
-                    seq: *seq,
-                    data: data.clone(),
-                });
-            }
-            self.in_flight += 1;
+        let next = self.unacked.get(self.in_flight).cloned();
+        self.in_flight += 1;
+        next
+    }
+
+    /// The next frame to send to the owner: the messages the window lets
+    /// out first, each a `Publish`, then the session's other frames.
+    pub fn poll_transmit(&mut self) -> Option<ChannelFrame> {
+        match self.poll_publish() {
+            Some((seq, data)) => Some(ChannelFrame::Publish {
+                link: self.link,
+                seq,
+                data,
+            }),
+            None => self.poll_control(),
         }
     }
 
-    /// The next frame to send to the owner.
-    pub fn poll_transmit(&mut self) -> Option<ChannelFrame> {
+    /// The next frame to send to the owner that is not a publish (see
+    /// [`Self::poll_publish`] for those).
+    pub fn poll_control(&mut self) -> Option<ChannelFrame> {
         self.out.pop_front()
     }
 
@@ -210,7 +231,6 @@ impl Publication {
                 }
                 self.next_seq = self.next_seq.max(last_seq.saturating_add(1));
                 self.events.push_back(PubEvent::Accepted);
-                self.send_more();
             }
             ChannelFrame::PublishAck {
                 seq,
@@ -231,7 +251,6 @@ impl Publication {
                         targets,
                     });
                 }
-                self.send_more();
             }
             ChannelFrame::Denied { reason, .. } => {
                 self.state = State::Ended;

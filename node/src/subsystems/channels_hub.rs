@@ -109,6 +109,16 @@ struct LocalSub {
     notify: Arc<Notify>,
 }
 
+/// What the hub has to send, in order.
+#[derive(Debug)]
+enum Out {
+    /// A frame.
+    Frame(Transmit),
+    /// The messages session `link`'s window lets out when this is reached
+    /// (framed for a remote owner, handed to this node's owner as a run).
+    Publishes(u64),
+}
+
 #[derive(Debug)]
 struct LocalPub {
     owner: NodeId,
@@ -118,6 +128,8 @@ struct LocalPub {
     progress: watch::Sender<u64>,
     /// When it was last used (a counter).
     used: u64,
+    /// An [`Out::Publishes`] for it waits in the hub's queue.
+    publishes_queued: bool,
     /// Runs of messages waiting for the owner, in sequence order: (first
     /// seq, last seq, whose acknowledgements they are). A publisher's
     /// consecutive messages share one entry.
@@ -182,10 +194,8 @@ pub struct Hub {
     /// (owner, channel, token) → the session local publishers share.
     pub_index: HashMap<PubKey, u64>,
     next_link: u64,
-    out: VecDeque<Transmit>,
+    out: VecDeque<Out>,
     uses: u64,
-    /// A local publisher's run of messages, kept to reuse its allocation.
-    run: Vec<(u64, Bytes)>,
 }
 
 impl Hub {
@@ -203,7 +213,6 @@ impl Hub {
             pub_index: HashMap::new(),
             next_link: 1,
             out: VecDeque::new(),
-            run: Vec::new(),
             uses: 0,
         }
     }
@@ -237,11 +246,11 @@ impl Hub {
     fn collect_sub(&mut self, link: u64) {
         if let Some(s) = self.subs.get_mut(&link) {
             while let Some(frame) = s.sub.poll_transmit() {
-                self.out.push_back(Transmit {
+                self.out.push_back(Out::Frame(Transmit {
                     peer: s.owner,
                     frame,
                     reliable: true,
-                });
+                }));
             }
         }
     }
@@ -250,12 +259,19 @@ impl Hub {
         let Some(p) = self.pubs.get_mut(&link) else {
             return;
         };
-        while let Some(frame) = p.publication.poll_transmit() {
-            self.out.push_back(Transmit {
+        // The messages the window lets out go before the frames queued
+        // after them (a close follows what was published before it); they
+        // are taken from the session when their turn in the queue comes.
+        if !p.publishes_queued && p.publication.has_publish() {
+            p.publishes_queued = true;
+            self.out.push_back(Out::Publishes(link));
+        }
+        while let Some(frame) = p.publication.poll_control() {
+            self.out.push_back(Out::Frame(Transmit {
                 peer: p.owner,
                 frame,
                 reliable: true,
-            });
+            }));
         }
         let mut ended = None;
         let mut progressed = false;
@@ -355,6 +371,7 @@ impl Hub {
                 publication: Publication::new(link, name, token.to_vec()),
                 progress: watch::channel(0).0,
                 used: 0,
+                publishes_queued: false,
                 waiting: VecDeque::new(),
             },
         );
@@ -582,43 +599,38 @@ impl Hub {
     /// allocation).
     pub fn drain_out_into(&mut self, now_ms: u64, remote: &mut Vec<Transmit>) {
         loop {
-            let next = self.out.pop_front().or_else(|| self.owner.poll_transmit());
-            let Some(t) = next else {
-                return;
+            let next = match self.out.pop_front() {
+                Some(next) => next,
+                None => match self.owner.poll_transmit() {
+                    Some(t) => Out::Frame(t),
+                    None => return,
+                },
             };
-            if t.peer != self.me {
-                remote.push(t);
-                continue;
+            match next {
+                Out::Publishes(link) => self.send_publishes(now_ms, link, remote),
+                Out::Frame(t) if t.peer != self.me => remote.push(t),
+                Out::Frame(t) => self.handle_frame(now_ms, self.me, t.frame),
             }
-            match t.frame {
-                ChannelFrame::Publish { link, seq, data } => {
-                    // A local publisher's run: the consecutive `Publish`
-                    // frames of this link, handed to the owner at once.
-                    let mut run = std::mem::take(&mut self.run);
-                    run.push((seq, data));
-                    while let Some(Transmit {
-                        peer,
-                        frame: ChannelFrame::Publish { link: l, .. },
-                        ..
-                    }) = self.out.front()
-                    {
-                        if *peer != self.me || *l != link {
-                            break;
-                        }
-                        if let Some(Transmit {
-                            frame: ChannelFrame::Publish { seq, data, .. },
-                            ..
-                        }) = self.out.pop_front()
-                        {
-                            run.push((seq, data));
-                        }
-                    }
-                    self.owner
-                        .handle_publish_run(now_ms, self.me, link, run.drain(..));
-                    self.run = run;
-                }
-                frame => self.handle_frame(now_ms, self.me, frame),
-            }
+        }
+    }
+
+    /// Sends what session `link`'s window lets out: to this node's owner
+    /// as one run, to another node's as `Publish` frames.
+    fn send_publishes(&mut self, now_ms: u64, link: u64, remote: &mut Vec<Transmit>) {
+        let Some(p) = self.pubs.get_mut(&link) else {
+            return;
+        };
+        p.publishes_queued = false;
+        let owner = p.owner;
+        let run = std::iter::from_fn(|| p.publication.poll_publish());
+        if owner == self.me {
+            self.owner.handle_publish_run(now_ms, owner, link, run);
+        } else {
+            remote.extend(run.map(|(seq, data)| Transmit {
+                peer: owner,
+                frame: ChannelFrame::Publish { link, seq, data },
+                reliable: true,
+            }));
         }
     }
 }
