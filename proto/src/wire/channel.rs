@@ -466,7 +466,7 @@ mod payload {
         d.deserialize_bytes(Payload)
     }
 
-    struct Payload;
+    pub(super) struct Payload;
 
     impl<'de> Visitor<'de> for Payload {
         type Value = Bytes;
@@ -516,14 +516,6 @@ mod payloads {
         }
     }
 
-    struct In(Bytes);
-
-    impl<'de> Deserialize<'de> for In {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            super::payload::deserialize(d).map(In)
-        }
-    }
-
     pub fn serialize<S: Serializer>(data: &[Bytes], s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(data.len()))?;
         for d in data {
@@ -547,13 +539,58 @@ mod payloads {
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Bytes>, A::Error> {
             let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_BATCH));
-            while let Some(In(b)) = seq.next_element()? {
+            // The frame being decoded, looked up once for the batch (not
+            // once per payload).
+            let source = super::decode_source();
+            while let Some(piece) = seq.next_element::<Piece<'de>>()? {
                 if v.len() >= MAX_BATCH {
                     return Err(A::Error::custom("too many messages in a batch"));
                 }
-                v.push(b);
+                v.push(match piece {
+                    Piece::Borrowed(b) => super::slice_of(source.as_ref(), b),
+                    Piece::Owned(b) => b,
+                });
             }
             Ok(v)
+        }
+    }
+
+    /// One payload as the deserializer hands it over: borrowed from the
+    /// input (to become a slice of the frame), or owned.
+    enum Piece<'de> {
+        Borrowed(&'de [u8]),
+        Owned(Bytes),
+    }
+
+    impl<'de> Deserialize<'de> for Piece<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_bytes(PieceVisitor)
+        }
+    }
+
+    struct PieceVisitor;
+
+    impl<'de> Visitor<'de> for PieceVisitor {
+        type Value = Piece<'de>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_borrowed_bytes<E: Error>(self, v: &'de [u8]) -> Result<Piece<'de>, E> {
+            Ok(Piece::Borrowed(v))
+        }
+
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Piece<'de>, E> {
+            Ok(Piece::Owned(Bytes::copy_from_slice(v)))
+        }
+
+        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Piece<'de>, E> {
+            Ok(Piece::Owned(Bytes::from(v)))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Piece<'de>, A::Error> {
+            super::payload::Payload.visit_seq(seq).map(Piece::Owned)
         }
     }
 }
@@ -567,15 +604,24 @@ thread_local! {
 /// `v` as a slice of the frame being decoded by
 /// [`ChannelFrame::decode_shared`] (no copy), else a copy.
 fn shared_slice(v: &[u8]) -> Bytes {
-    SOURCE.with(|s| {
-        if let Some(src) = s.borrow().as_ref() {
-            let start = (v.as_ptr() as usize).wrapping_sub(src.as_ptr() as usize);
-            if start <= src.len() && v.len() <= src.len() - start {
-                return src.slice(start..start + v.len());
-            }
+    SOURCE.with(|s| slice_of(s.borrow().as_ref(), v))
+}
+
+/// The frame [`ChannelFrame::decode_shared`] is decoding, if any.
+fn decode_source() -> Option<Bytes> {
+    SOURCE.with(|s| s.borrow().clone())
+}
+
+/// `v` as a slice of `source` when it lies inside it (no copy), else a
+/// copy.
+fn slice_of(source: Option<&Bytes>, v: &[u8]) -> Bytes {
+    if let Some(src) = source {
+        let start = (v.as_ptr() as usize).wrapping_sub(src.as_ptr() as usize);
+        if start <= src.len() && v.len() <= src.len() - start {
+            return src.slice(start..start + v.len());
         }
-        Bytes::copy_from_slice(v)
-    })
+    }
+    Bytes::copy_from_slice(v)
 }
 
 /// A postcard output that appends to a caller's buffer.
