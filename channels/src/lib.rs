@@ -57,5 +57,5 @@ pub use owner::{
 };
 pub use policy::{History, Policy, PolicyError};
 pub use publication::{PubEvent, Publication, PublishRefused};
-pub use subscription::{SubEvent, Subscription, SubscriptionConfig};
+pub use subscription::{SubEvent, Subscription, SubscriptionConfig, DEFAULT_WINDOW, MAX_WINDOW};
 pub use tokens::{RevokedKeys, TokenAuthorizer};

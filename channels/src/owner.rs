@@ -59,7 +59,7 @@ impl Default for OwnerConfig {
             sub_buffer: 1024,
             pub_window: 256,
             local_pub_window: 1024,
-            max_credit: 1 << 16,
+            max_credit: crate::MAX_WINDOW,
             max_links_per_peer: 1024,
             max_subs_per_channel: 10_000,
             max_channels: 1024,

@@ -18,7 +18,10 @@ pub const MAX_TRACKED_PUBLISHERS: usize = 4096;
 /// How a subscription behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionConfig {
-    /// Messages the owner may send ahead of consumption.
+    /// Messages the owner may send ahead of consumption (the credit; what
+    /// the subscriber may have to hold at most, so its memory bound is the
+    /// window times the channel's largest message). Returned in batches of
+    /// half the window as messages are taken.
     pub window: u32,
     /// What the owner does when this subscriber falls behind.
     pub backpressure: Backpressure,
@@ -29,10 +32,21 @@ pub struct SubscriptionConfig {
     pub start: Start,
 }
 
+/// A subscription's default window: 4096 messages (256 KiB of 64 B
+/// messages). A window of 1024 returned credit every 512 messages, and the
+/// round trip of each return held a 1→1 stream of small messages to two
+/// thirds of what 4096 lets through. Subscribers of large messages choose a
+/// smaller one.
+pub const DEFAULT_WINDOW: u32 = 4096;
+
+/// The largest window an owner grants by default
+/// ([`crate::OwnerConfig::max_credit`]).
+pub const MAX_WINDOW: u32 = 1 << 16;
+
 impl Default for SubscriptionConfig {
     fn default() -> Self {
         Self {
-            window: 1024,
+            window: DEFAULT_WINDOW,
             backpressure: Backpressure::Block,
             group: None,
             start: Start::Live,

@@ -82,6 +82,11 @@ pub struct SubArgs {
     /// drop-oldest or drop-newest.
     #[arg(long, value_name = "MODE", default_value = "block")]
     pub backpressure: String,
+    /// Messages the owner may send ahead of what was printed (the memory
+    /// bound: this many of the channel's largest messages).
+    #[arg(long, value_name = "N", default_value_t = relay_channels::DEFAULT_WINDOW,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(relay_channels::MAX_WINDOW)))]
+    pub window: u32,
     /// One JSON object per message (seq, publisher, ts, data).
     #[arg(long)]
     pub json: bool,
@@ -250,6 +255,7 @@ pub fn sub(dir: &DataDir, args: SubArgs) -> Result<(), ChannelCmdError> {
         "queue": args.queue,
         "start": start,
         "backpressure": args.backpressure,
+        "window": args.window,
     });
     let mut stream = ChannelStream::open(dir, &open)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -244,6 +244,19 @@ mod tests {
     }
 
     #[test]
+    fn sub_window_bounds() {
+        for bad in ["0", "65537", "x"] {
+            assert!(Cli::try_parse_from(["relay-node", "sub", "news", "--window", bad]).is_err());
+        }
+        let window = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::Sub(a) => a.window,
+            _ => unreachable!(),
+        };
+        assert_eq!(window(&["relay-node", "sub", "news"]), 4096);
+        assert_eq!(window(&["relay-node", "sub", "news", "--window", "8"]), 8);
+    }
+
+    #[test]
     fn operator_flags() {
         let id = "a".repeat(52);
         let cli = Cli::try_parse_from(["relay-node", "ping", &id, "--until-direct"]).unwrap();

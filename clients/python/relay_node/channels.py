@@ -306,8 +306,8 @@ def _event(frame: bytes) -> Dict[str, Any]:
 
 def subscribe(client: Any, name: str, token: Optional[str] = None, queue: Optional[str] = None,
               start: Union[str, int] = "live", count: Optional[int] = None,
-              backpressure: str = "block", timeout: Optional[float] = None
-              ) -> Iterator[Dict[str, Any]]:
+              backpressure: str = "block", timeout: Optional[float] = None,
+              window: Optional[int] = None) -> Iterator[Dict[str, Any]]:
     """Subscribes and yields each message as it arrives (`seq`, `publisher`,
     `ts`, `data`) and each gap notice (`{"gap": {"publisher", "from",
     "to"}}`). `start` is "live", "from-start" or an int (the last N retained).
@@ -315,7 +315,9 @@ def subscribe(client: Any, name: str, token: Optional[str] = None, queue: Option
     the end of the subscription (e.g. `token: revoked`) raises from the
     iterator. A read waits at most `timeout` seconds (default: forever).
     Events come over the channels frame stream, many per read; `data` is
-    the payload as UTF-8 (invalid bytes replaced)."""
+    the payload as UTF-8 (invalid bytes replaced). `window` is how many
+    messages the owner may send ahead of what was read (1 to 65536; the
+    node's default, 4096, when None)."""
     from .client import RelayNodeError
 
     opening: Dict[str, Any] = {"op": "sub", "name": name, "backpressure": backpressure,
@@ -324,6 +326,8 @@ def subscribe(client: Any, name: str, token: Optional[str] = None, queue: Option
         opening["token"] = token
     if queue is not None:
         opening["queue"] = queue
+    if window is not None:
+        opening["window"] = window
     frames = _open(client, opening, name)
     frames.sock.settimeout(timeout)
 

@@ -51,6 +51,17 @@ class Channels(unittest.TestCase):
         self.assertEqual([m["data"] for m in got], [f"m{i}" for i in range(3000)])
         self.assertEqual({m["publisher"] for m in got}, {cli(self.dir, "id")})
 
+    def test_a_small_window_still_delivers_everything_in_order(self) -> None:
+        c = self.node.client
+        c.create_channel("py/window")
+        messages = c.subscribe("py/window", count=500, timeout=60, window=2)
+        c.publish("py/window", [f"m{i}" for i in range(500)])
+        self.assertEqual([m["data"] for m in messages], [f"m{i}" for i in range(500)])
+        for bad in (0, 65537):
+            with self.assertRaises(RelayNodeError) as e:
+                c.subscribe("py/window", window=bad)
+            self.assertIn("window", str(e.exception))
+
     def test_publish_writes_more_than_the_socket_buffers_hold(self) -> None:
         # 20000 acks are about 260 KB: more than the socket buffers hold, so
         # this only passes if acks are read while messages are written.

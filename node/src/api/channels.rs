@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use relay_channels::{History, Policy, SubEvent, SubscriptionConfig};
+use relay_channels::{History, Policy, SubEvent, SubscriptionConfig, DEFAULT_WINDOW, MAX_WINDOW};
 use relay_proto::token::TokenChain;
 use relay_proto::wire::channel::{Backpressure, Reason, Start};
 use relay_proto::NodeId;
@@ -136,6 +136,10 @@ pub struct SubOptions {
     /// `block` (default), `drop-oldest` or `drop-newest`.
     #[serde(default)]
     pub backpressure: Option<String>,
+    /// Messages the owner may send ahead of what was taken, 1 to 65536
+    /// (default 4096).
+    #[serde(default)]
+    pub window: Option<u32>,
 }
 
 impl SubOptions {
@@ -154,8 +158,17 @@ impl SubOptions {
             Some(b) => Backpressure::from_text(b)
                 .ok_or_else(|| ApiError::BadRequest(format!("backpressure {b:?} is not valid")))?,
         };
+        let window = match self.window {
+            None => DEFAULT_WINDOW,
+            Some(w @ 1..=MAX_WINDOW) => w,
+            Some(w) => {
+                return Err(ApiError::BadRequest(format!(
+                    "window {w} is not valid: 1 to {MAX_WINDOW} messages"
+                )))
+            }
+        };
         Ok(SubscriptionConfig {
-            window: 1024,
+            window,
             backpressure,
             group: self.queue.clone().filter(|q| !q.is_empty()),
             start,
@@ -492,6 +505,13 @@ impl ChannelsApi {
             queue: param("queue")?,
             start: param("start")?,
             backpressure: param("backpressure")?,
+            window: match param("window")?.as_deref() {
+                None => None,
+                Some(w) => Some(
+                    w.parse::<u32>()
+                        .map_err(|_| ApiError::BadRequest(format!("window {w:?} is not valid")))?,
+                ),
+            },
         };
         let count = match param("count")?.as_deref() {
             None => None,
@@ -697,5 +717,27 @@ mod tests {
         assert!(pct_decode("%zz").is_err());
         assert!(pct_decode("%2").is_err());
         assert!(pct_decode("%ff").is_err());
+    }
+
+    #[test]
+    fn a_subscription_window_is_checked() {
+        let options = |window| SubOptions {
+            name: "news".into(),
+            token: None,
+            queue: None,
+            start: None,
+            backpressure: None,
+            window,
+        };
+        assert_eq!(options(None).config().unwrap().window, DEFAULT_WINDOW);
+        assert_eq!(options(Some(1)).config().unwrap().window, 1);
+        assert_eq!(
+            options(Some(MAX_WINDOW)).config().unwrap().window,
+            MAX_WINDOW
+        );
+        for bad in [0, MAX_WINDOW + 1] {
+            let err = options(Some(bad)).config().unwrap_err();
+            assert!(err.to_string().contains("window"), "{err}");
+        }
     }
 }

@@ -26,7 +26,8 @@
 //! `RELAY_BENCH_CHANNELS_PROCS` per process run (2,000,000 / skipped),
 //! `RELAY_BENCH_CHANNELS_LATENCY` messages (3000 / 50),
 //! `RELAY_BENCH_CHANNELS_IDLE` subscriptions (1000 / 50),
-//! `RELAY_BENCH_CHANNELS_WINDOW` subscriber credit (the local API's 1024),
+//! `RELAY_BENCH_CHANNELS_WINDOW` subscriber credit (the default window,
+//! `relay_channels::DEFAULT_WINDOW`),
 //! `RELAY_BENCH_CHANNELS_KINDS` the 1->1 runs to make (default all:
 //! `raw-coalesced,raw-write-all,batched,each`),
 //! `RELAY_BENCH_REPEATS` (3 / 1).
@@ -176,7 +177,10 @@ fn main() {
     let proc_msgs = env_or("RELAY_BENCH_CHANNELS_PROCS", pick(2_000_000.0, 0.0)) as u64;
     let latency_msgs = env_or("RELAY_BENCH_CHANNELS_LATENCY", pick(3000.0, 50.0)) as u64;
     let idle = env_or("RELAY_BENCH_CHANNELS_IDLE", pick(1000.0, 50.0)) as u64;
-    let window = env_or("RELAY_BENCH_CHANNELS_WINDOW", 1024.0) as u32;
+    let window = env_or(
+        "RELAY_BENCH_CHANNELS_WINDOW",
+        relay_channels::DEFAULT_WINDOW,
+    );
     let repeats = env_or("RELAY_BENCH_REPEATS", pick(3.0, 1.0)).max(1.0) as usize;
     println!(
         "channels bench ({}): 1->1 {msgs} msgs x{repeats}, fan-out 10 x {fanout_msgs} msgs x{repeats}, \
