@@ -9,7 +9,7 @@
 //! channels, so that the order of taking stays the order of arrival), and
 //! deliveries go out then, many messages per frame.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use foldhash::{HashMap, HashMapExt};
@@ -20,7 +20,6 @@ use relay_proto::NodeId;
 use thiserror::Error;
 
 use crate::auth::{Action, Authorizer, Grant};
-use crate::history::History;
 use crate::owner_flow::{
     best_member, flush_sub, push_ack, sub_mut, take_in, take_run, Channel, Sinks, Taking,
 };
@@ -170,6 +169,21 @@ impl PublishError {
     }
 }
 
+/// What taking a message touches besides its channel: the owner's
+/// fields, borrowed apart from its channels (a macro, so the borrows stay
+/// field by field).
+macro_rules! sinks {
+    ($owner:expr) => {
+        Sinks {
+            links: &mut $owner.links,
+            targets: &mut $owner.targets,
+            out: &mut $owner.out,
+            dirty: &mut $owner.dirty,
+            taking: &mut $owner.taking,
+        }
+    };
+}
+
 /// The owner of this node's channels. See the module docs.
 #[derive(Debug)]
 pub struct Owner<A> {
@@ -249,19 +263,8 @@ impl<A: Authorizer> Owner<A> {
         let rate = policy
             .max_rate
             .map(|r| Bucket::new(u64::from(r), u64::from(r), now_ms));
-        self.channels.insert(
-            name.into(),
-            Channel {
-                policy,
-                subs: BTreeSet::new(),
-                groups: BTreeMap::new(),
-                pubs: BTreeSet::new(),
-                last: HashMap::new(),
-                history: History::new(policy.history),
-                rate,
-                stats: ChannelStats::default(),
-            },
-        );
+        self.channels
+            .insert(name.into(), Channel::new(policy, rate));
         Ok(())
     }
 
@@ -907,13 +910,7 @@ impl<A: Authorizer> Owner<A> {
         let Some(ch) = self.channels.get_mut(name) else {
             return (0, 0);
         };
-        let mut sinks = Sinks {
-            links: &mut self.links,
-            targets: &mut self.targets,
-            out: &mut self.out,
-            dirty: &mut self.dirty,
-            taking: &mut self.taking,
-        };
+        let mut sinks = sinks!(self);
         take_in(ch, &mut sinks, now_ms, publisher, seq, data)
     }
 
@@ -1005,13 +1002,7 @@ impl<A: Authorizer> Owner<A> {
                 }
                 now += 1;
             }
-            let mut sinks = Sinks {
-                links: &mut self.links,
-                targets: &mut self.targets,
-                out: &mut self.out,
-                dirty: &mut self.dirty,
-                taking: &mut self.taking,
-            };
+            let mut sinks = sinks!(self);
             let acks = &mut self.acks;
             take_run(
                 ch,

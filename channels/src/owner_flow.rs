@@ -35,6 +35,20 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
+    /// A channel with no links yet.
+    pub(crate) fn new(policy: Policy, rate: Option<Bucket>) -> Self {
+        Self {
+            policy,
+            subs: BTreeSet::new(),
+            groups: BTreeMap::new(),
+            pubs: BTreeSet::new(),
+            last: HashMap::default(),
+            history: History::new(policy.history),
+            rate,
+            stats: ChannelStats::default(),
+        }
+    }
+
     pub(crate) fn subscriptions(&self) -> usize {
         self.subs.len() + self.groups.values().map(BTreeSet::len).sum::<usize>()
     }
@@ -211,6 +225,39 @@ pub(crate) struct Sinks<'a> {
     pub(crate) taking: &'a mut Vec<Taking>,
 }
 
+/// Takes message `seq` of `publisher`, the next after `last` (the last
+/// one taken from it, 0 for none): its share of the rate, its place in the
+/// history and the counter. Returns the message and the publisher's
+/// messages skipped just before it, if any (a publisher first seen
+/// mid-sequence, resuming after this owner restarted, skipped nothing
+/// anyone here could have had). The caller records `seq` as the last.
+fn take_message(
+    ch: &mut Channel,
+    last: u64,
+    publisher: NodeId,
+    seq: u64,
+    now_ms: u64,
+    data: Bytes,
+) -> (Message, Option<(u64, u64)>) {
+    if let Some(rate) = &mut ch.rate {
+        rate.take(now_ms);
+    }
+    let skipped = if last == 0 {
+        None
+    } else {
+        Some((last + 1, seq - 1)).filter(|(from, to)| from <= to)
+    };
+    let msg = Message {
+        publisher,
+        seq,
+        ts: now_ms,
+        data,
+    };
+    ch.history.push(&msg, now_ms);
+    ch.stats.published += 1;
+    (msg, skipped)
+}
+
 /// Takes a message the channel admitted; returns (delivered, targets). A
 /// sequence number already taken is a duplicate: counted, not delivered.
 pub(crate) fn take_in(
@@ -221,30 +268,13 @@ pub(crate) fn take_in(
     seq: u64,
     data: Bytes,
 ) -> (u32, u32) {
-    let last = ch.last.entry(publisher).or_insert(0);
-    if seq <= *last {
+    let last = *ch.last.entry(publisher).or_insert(0);
+    if seq <= last {
         ch.stats.duplicates += 1;
         return (0, 0);
     }
-    if let Some(rate) = &mut ch.rate {
-        rate.take(now_ms);
-    }
-    // A publisher first seen mid-sequence (it resumed after this owner
-    // restarted) skipped nothing anyone here could have had.
-    let skipped = if *last == 0 {
-        (1, 0)
-    } else {
-        (*last + 1, seq - 1)
-    };
-    *last = seq;
-    let msg = Message {
-        publisher,
-        seq,
-        ts: now_ms,
-        data,
-    };
-    ch.history.push(&msg, now_ms);
-    ch.stats.published += 1;
+    let (msg, skipped) = take_message(ch, last, publisher, seq, now_ms, data);
+    ch.last.insert(publisher, seq);
     s.targets.clear();
     s.targets.extend(ch.subs.iter().copied());
     let links = &*s.links;
@@ -259,8 +289,8 @@ pub(crate) fn take_in(
         let Some(sub) = sub_mut(s.links, key) else {
             continue;
         };
-        if skipped.0 <= skipped.1 && sub.group.is_none() {
-            sub.queue.push_gap(publisher, skipped.0, skipped.1);
+        if let Some((from, to)) = skipped.filter(|_| sub.group.is_none()) {
+            sub.queue.push_gap(publisher, from, to);
         }
         if sub.queue.room() == 0 {
             // Full, but the credit may let some out: send those first, so
@@ -332,9 +362,9 @@ pub(crate) fn take_run(
         return;
     }
     let mut taking = std::mem::take(s.taking);
-    let last = ch.last.entry(publisher).or_insert(0);
+    let mut last = *ch.last.entry(publisher).or_insert(0);
     for (seq, data) in run {
-        if seq <= *last {
+        if seq <= last {
             ch.stats.duplicates += 1;
             taking.push(Taking {
                 seq,
@@ -345,25 +375,8 @@ pub(crate) fn take_run(
             });
             continue;
         }
-        if let Some(rate) = &mut ch.rate {
-            rate.take(now_ms);
-        }
-        // As in `take_in`: a publisher first seen mid-sequence skipped
-        // nothing anyone here could have had.
-        let gap = if *last == 0 {
-            None
-        } else {
-            Some((*last + 1, seq - 1)).filter(|(from, to)| from <= to)
-        };
-        *last = seq;
-        let msg = Message {
-            publisher,
-            seq,
-            ts: now_ms,
-            data,
-        };
-        ch.history.push(&msg, now_ms);
-        ch.stats.published += 1;
+        let (msg, gap) = take_message(ch, last, publisher, seq, now_ms, data);
+        last = seq;
         taking.push(Taking {
             seq,
             duplicate: false,
@@ -372,6 +385,7 @@ pub(crate) fn take_run(
             delivered: 0,
         });
     }
+    ch.last.insert(publisher, last);
     s.targets.clear();
     if taking.iter().any(|t| !t.duplicate) {
         s.targets.extend(ch.subs.iter().copied());

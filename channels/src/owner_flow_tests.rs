@@ -4,7 +4,7 @@
 //! over many seeded cases (duplicates, gaps, full buffers in each
 //! backpressure mode, little or no credit, best-effort channels).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,8 +12,7 @@ use foldhash::{HashMap, HashMapExt};
 use relay_proto::wire::channel::Backpressure;
 
 use crate::auth::Grant;
-use crate::history::History;
-use crate::owner::{ChannelStats, Transmit};
+use crate::owner::Transmit;
 use crate::owner_flow::{take_in, take_run, Channel, Sinks, Taking};
 use crate::owner_link::{Link, LinkKey, Role, SubLink};
 use crate::policy::{History as Retention, Policy};
@@ -101,16 +100,7 @@ fn state(rng: &mut Rng, last: u64) -> State {
         },
         ..Policy::default()
     };
-    let mut ch = Channel {
-        policy,
-        subs: BTreeSet::new(),
-        groups: BTreeMap::new(),
-        pubs: BTreeSet::new(),
-        last: HashMap::new(),
-        history: History::new(policy.history),
-        rate: None,
-        stats: ChannelStats::default(),
-    };
+    let mut ch = Channel::new(policy, None);
     if last > 0 {
         ch.last.insert(publisher, last);
     }
