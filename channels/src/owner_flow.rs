@@ -231,6 +231,7 @@ pub(crate) struct Sinks<'a> {
 /// messages skipped just before it, if any (a publisher first seen
 /// mid-sequence, resuming after this owner restarted, skipped nothing
 /// anyone here could have had). The caller records `seq` as the last.
+#[inline]
 fn take_message(
     ch: &mut Channel,
     last: u64,
