@@ -74,6 +74,14 @@ pub fn percentile(samples: &mut [std::time::Duration], p: f64) -> std::time::Dur
 
 /// A tokio runtime like a node's on this machine: two worker threads.
 pub fn runtime() -> tokio::runtime::Runtime {
+    // `RELAY_BENCH_RUNTIME=current-thread`: every task on one thread (no
+    // wake-up crosses threads), to see what the thread hops cost.
+    if std::env::var("RELAY_BENCH_RUNTIME").as_deref() == Ok("current-thread") {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+    }
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
