@@ -158,12 +158,20 @@ fn report(stack: Stack, figure: Figure, value: f64) {
 /// Runs every workload once per stack in `stacks` (one process's share).
 pub fn child(stacks: &[Stack], sizes: Sizes) {
     // Two workers, like a node on this machine, unless
-    // `RELAY_BENCH_WORKERS` says otherwise (the worker-count sweep).
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(env_or("RELAY_BENCH_WORKERS", 2usize).max(1))
-        .enable_all()
-        .build()
-        .unwrap();
+    // `RELAY_BENCH_WORKERS` says otherwise (the worker-count sweep), or one
+    // thread for everything with `RELAY_BENCH_RUNTIME=current-thread`.
+    let rt = if std::env::var("RELAY_BENCH_RUNTIME").as_deref() == Ok("current-thread") {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(env_or("RELAY_BENCH_WORKERS", 2usize).max(1))
+            .enable_all()
+            .build()
+            .unwrap()
+    };
     for &stack in stacks.iter().filter(|_| selected(Figure::Connect)) {
         let mut times = rt.block_on(connect::connect_times(stack, sizes.connects));
         report(
