@@ -122,6 +122,7 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
             http_allow_remote,
             http_token_file,
             serve_echo,
+            threads,
         } => {
             let http = match http {
                 Some(addr) => Some(HttpOptions {
@@ -146,10 +147,19 @@ pub fn execute(cli: Cli) -> Result<(), AppError> {
                     .map(|p| args::peer(p))
                     .collect::<Result<Vec<_>, _>>()?,
             };
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(AppError::Runtime)?;
+            let runtime = match threads {
+                Some(1) => tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build(),
+                Some(n) => tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(usize::from(n))
+                    .enable_all()
+                    .build(),
+                None => tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build(),
+            }
+            .map_err(AppError::Runtime)?;
             runtime.block_on(run(&dir, options))?;
         }
         Command::Status { json } => {

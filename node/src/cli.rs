@@ -102,6 +102,12 @@ pub enum Command {
         /// wait), registered in the ledger; for tests and benchmarks.
         #[arg(long)]
         serve_echo: bool,
+        /// Worker threads (default: one per core). With 1, every task runs
+        /// on one thread: no wake-up crosses threads, so a call or message
+        /// on an idle machine takes a fraction of the time, and the node
+        /// uses at most one core.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        threads: Option<u16>,
     },
     /// Show the running node's peers.
     Status {
@@ -241,6 +247,21 @@ mod tests {
         assert!(Cli::try_parse_from(["relay-node", "ping", &id, "-c", "x"]).is_err());
         let cli = Cli::try_parse_from(["relay-node", "ping", &id]).unwrap();
         assert!(matches!(cli.command, Command::Ping { count: 3, .. }));
+    }
+
+    #[test]
+    fn run_threads_bounds() {
+        for bad in ["0", "1025", "x"] {
+            assert!(Cli::try_parse_from(["relay-node", "run", "--threads", bad]).is_err());
+        }
+        let cli = Cli::try_parse_from(["relay-node", "run", "--threads", "1"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Run {
+                threads: Some(1),
+                ..
+            }
+        ));
     }
 
     #[test]

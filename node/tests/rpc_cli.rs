@@ -1,7 +1,8 @@
 //! nRPC through the CLI, across three real `relay-node` processes on
 //! loopback: A and B serve `echo`, C joins by ticket and calls it.
 //! `services` lists echo on both servers; `call echo.echo` from C works;
-//! after B is killed, calls keep succeeding through A.
+//! after B is killed, calls keep succeeding through A. B and C run on one
+//! thread (`run --threads 1`), A on the default runtime.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -98,8 +99,9 @@ fn three_nodes_call_echo_and_survive_a_server_kill() {
         let o = relay(dir, &["init", "--join", &ticket]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    let node_b = Running::spawn(&b, &["--serve-echo"]);
-    let node_c = Running::spawn(&c, &[]);
+    // B and C run every task on one thread (`--threads 1`).
+    let node_b = Running::spawn(&b, &["--serve-echo", "--threads", "1"]);
+    let node_c = Running::spawn(&c, &["--threads", "1"]);
     let id = |d: &Path| out(&relay(d, &["id"])).trim().to_string();
     let (id_a, id_b) = (id(&a), id(&b));
 

@@ -174,7 +174,8 @@ pub fn run(count: u64, repeats: usize) -> f64 {
     let tmp = TempDir::new("chp").unwrap();
     let (a, b) = (tmp.join("a"), tmp.join("b"));
     cli_ok(&bin, &a, &["init"]);
-    let listen = ["--listen", "127.0.0.1:0"];
+    let listen = crate::common::run_args(&["--listen", "127.0.0.1:0"]);
+    let listen: Vec<&str> = listen.iter().map(String::as_str).collect();
     let node_a = NodeProcess::start(&bin, &a, &listen, DEADLINE).unwrap();
     let ticket = cli_ok(&bin, &a, &["invite", "--addr", &node_a.listen.to_string()]);
     cli_ok(&bin, &b, &["init", "--join", &ticket]);

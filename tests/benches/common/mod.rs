@@ -88,3 +88,17 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// `args` for `relay-node run`, plus `--threads N` when
+/// `RELAY_BENCH_NODE_THREADS=N` is set (the node processes' runtime).
+#[allow(dead_code)]
+pub fn run_args(args: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    if let Some(n) = std::env::var("RELAY_BENCH_NODE_THREADS")
+        .ok()
+        .filter(|n| !n.is_empty())
+    {
+        out.extend(["--threads".to_string(), n]);
+    }
+    out
+}

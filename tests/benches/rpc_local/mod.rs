@@ -46,18 +46,16 @@ pub fn mesh() -> Mesh {
     let dir = TempDir::new("rpc-local-bench").unwrap();
     let (a_dir, b_dir) = (dir.join("a"), dir.join("b"));
     assert!(run_cli(&bin, &a_dir, &["init"]).unwrap().success());
-    let a = NodeProcess::start(&bin, &a_dir, &["--listen", "127.0.0.1:0"], WAIT).unwrap();
+    let a_args = crate::common::run_args(&["--listen", "127.0.0.1:0"]);
+    let a_args: Vec<&str> = a_args.iter().map(String::as_str).collect();
+    let a = NodeProcess::start(&bin, &a_dir, &a_args, WAIT).unwrap();
     let ticket = run_cli(&bin, &a_dir, &["invite"]).unwrap();
     assert!(ticket.success(), "{}", ticket.stderr);
     let join = run_cli(&bin, &b_dir, &["init", "--join", ticket.stdout.trim()]).unwrap();
     assert!(join.success(), "{}", join.stderr);
-    let b = NodeProcess::start(
-        &bin,
-        &b_dir,
-        &["--listen", "127.0.0.1:0", "--serve-echo"],
-        WAIT,
-    )
-    .unwrap();
+    let b_args = crate::common::run_args(&["--listen", "127.0.0.1:0", "--serve-echo"]);
+    let b_args: Vec<&str> = b_args.iter().map(String::as_str).collect();
+    let b = NodeProcess::start(&bin, &b_dir, &b_args, WAIT).unwrap();
     Mesh {
         b_id: b.node_id.clone(),
         _a: a,
