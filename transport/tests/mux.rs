@@ -507,10 +507,10 @@ async fn a_stream_handler_takes_streams_at_once_and_what_it_hands_back_is_busy()
     let handler: StreamHandler = {
         let taken = taken.clone();
         Arc::new(move |item: Incoming| match item {
-            // The first stream is echoed, later ones handed back.
+            // The first three streams are echoed, later ones handed back.
             Incoming::Bi {
                 mut send, mut recv, ..
-            } if taken.fetch_add(1, Ordering::SeqCst) == 0 => {
+            } if taken.fetch_add(1, Ordering::SeqCst) < 3 => {
                 tokio::spawn(async move {
                     let data = recv.read_to_end(1 << 20).await.unwrap();
                     send.write_all(&data).await.unwrap();
@@ -540,6 +540,21 @@ async fn a_stream_handler_takes_streams_at_once_and_what_it_hands_back_is_busy()
     .await;
     assert_eq!(echoed, b"hello");
 
+    // A request with room for the id goes as it is; one without room gets
+    // the id in front.
+    for (request, want) in [(b"..owned".to_vec(), &b"owned"[..]), (b"x".to_vec(), b"x")] {
+        let echoed = within(async {
+            let (mut send, mut recv) = a_mux
+                .open_bi_owned(b.node_id(), ECHO, request)
+                .await
+                .unwrap();
+            send.finish().unwrap();
+            recv.read_to_end(1 << 20).await.unwrap()
+        })
+        .await;
+        assert_eq!(echoed, want);
+    }
+
     let refused = within(async {
         let (mut send, mut recv) = a_mux
             .open_bi_with(b.node_id(), ECHO, b"again")
@@ -552,8 +567,8 @@ async fn a_stream_handler_takes_streams_at_once_and_what_it_hands_back_is_busy()
     assert_eq!(reset_code(refused), Some(VarInt::from_u32(RESET_BUSY)));
     let stats = b_mux.stats();
     let echo = stats.protocols.iter().find(|p| p.id == ECHO).unwrap();
-    assert_eq!((echo.streams_accepted, echo.streams_dropped), (1, 1));
-    assert_eq!(taken.load(Ordering::SeqCst), 2);
+    assert_eq!((echo.streams_accepted, echo.streams_dropped), (3, 1));
+    assert_eq!(taken.load(Ordering::SeqCst), 4);
     a.close().await;
     b.close().await;
 }

@@ -300,6 +300,71 @@ pub struct CallHeader {
     pub metadata: Vec<(String, String)>,
 }
 
+/// A call header's fields, borrowed: what a caller encodes without
+/// owning the names (the same frame as [`CallHeader::encode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallHeaderParts<'a> {
+    /// The service name.
+    pub service: &'a str,
+    /// The method.
+    pub method: &'a str,
+    /// Remaining deadline in milliseconds; 0: none.
+    pub deadline_ms: u32,
+    /// Whether the call is idempotent.
+    pub idempotent: bool,
+    /// Metadata pairs.
+    pub metadata: &'a [(String, String)],
+}
+
+impl CallHeaderParts<'_> {
+    /// The whole frame's length (head and payload), as [`Self::encode`]
+    /// writes it when the fields are within their bounds.
+    pub fn encoded_len(&self) -> usize {
+        let names = 2 + self.service.len().min(255) + self.method.len().min(255);
+        let meta: usize = self
+            .metadata
+            .iter()
+            .map(|(k, v)| 3 + k.len().min(255) + v.len().min(usize::from(u16::MAX)))
+            .sum();
+        FRAME_HEAD_LEN + 2 + 4 + names + 1 + meta
+    }
+
+    /// Appends the whole frame (head and payload).
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), RpcFrameError> {
+        check_name(self.service, MAX_SERVICE, "service")?;
+        check_name(self.method, MAX_METHOD, "method")?;
+        if self.metadata.len() > MAX_METADATA {
+            return Err(RpcFrameError::Field("too many metadata pairs"));
+        }
+        let start = out.len();
+        out.extend_from_slice(&[FRAME_HEADER, 0, 0, 0, 0]);
+        out.push(VERSION);
+        out.push(if self.idempotent { FLAG_IDEMPOTENT } else { 0 });
+        out.extend_from_slice(&self.deadline_ms.to_be_bytes());
+        put_u8_str(out, self.service);
+        put_u8_str(out, self.method);
+        out.push(self.metadata.len() as u8);
+        for (k, v) in self.metadata {
+            if let Err(e) = check_meta(k, v) {
+                out.truncate(start);
+                return Err(e);
+            }
+            put_u8_str(out, k);
+            put_u16_str(out, v);
+        }
+        let len = out.len() - start - FRAME_HEAD_LEN;
+        if len > MAX_HEADER_LEN {
+            out.truncate(start);
+            return Err(RpcFrameError::TooLong {
+                len,
+                max: MAX_HEADER_LEN,
+            });
+        }
+        out[start..start + FRAME_HEAD_LEN].copy_from_slice(&FrameHead::emit(FRAME_HEADER, len));
+        Ok(())
+    }
+}
+
 /// A decoded frame, borrowing its message payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame<'a> {
@@ -325,6 +390,11 @@ pub struct Trailer {
     pub retry_after_ms: Option<u32>,
 }
 
+/// The whole frame of the plain `ok` trailer (code ok, kind `ok`, no
+/// detail, no pushback): what [`Trailer::new`]`(Code::Ok, "")` encodes.
+pub const OK_TRAILER: [u8; FRAME_HEAD_LEN + 7] =
+    [FRAME_TRAILER, 0, 0, 0, 7, 0, 0, 2, b'o', b'k', 0, 0];
+
 impl Trailer {
     /// A trailer of `code` with its own kind and `detail` (truncated to
     /// [`MAX_DETAIL`] at a character boundary).
@@ -343,20 +413,27 @@ impl Trailer {
         if self.detail.len() > MAX_DETAIL {
             return Err(RpcFrameError::Field("detail too long"));
         }
-        let mut p = Vec::with_capacity(16 + self.kind.len() + self.detail.len());
-        p.push(self.code.as_u8());
+        let start = out.len();
+        out.extend_from_slice(&[FRAME_TRAILER, 0, 0, 0, 0]);
+        out.push(self.code.as_u8());
         match self.retry_after_ms {
             Some(ms) => {
-                p.push(FLAG_RETRY_AFTER);
-                p.extend_from_slice(&ms.to_be_bytes());
+                out.push(FLAG_RETRY_AFTER);
+                out.extend_from_slice(&ms.to_be_bytes());
             }
-            None => p.push(0),
+            None => out.push(0),
         }
-        put_u8_str(&mut p, &self.kind);
-        put_u16_str(&mut p, &self.detail);
-        out.extend_from_slice(&FrameHead::emit(FRAME_TRAILER, p.len()));
-        out.extend_from_slice(&p);
+        put_u8_str(out, &self.kind);
+        put_u16_str(out, &self.detail);
+        let len = out.len() - start - FRAME_HEAD_LEN;
+        out[start..start + FRAME_HEAD_LEN].copy_from_slice(&FrameHead::emit(FRAME_TRAILER, len));
         Ok(())
+    }
+
+    /// Whether `payload` is the plain `ok` trailer ([`OK_TRAILER`]'s
+    /// payload): a successful call's status, known without decoding.
+    pub fn is_plain_ok(payload: &[u8]) -> bool {
+        payload == &OK_TRAILER[FRAME_HEAD_LEN..]
     }
 
     /// Decodes a trailer payload.
@@ -387,36 +464,20 @@ impl Trailer {
 }
 
 impl CallHeader {
+    /// The header as borrowed parts, to encode.
+    pub fn as_parts(&self) -> CallHeaderParts<'_> {
+        CallHeaderParts {
+            service: &self.service,
+            method: &self.method,
+            deadline_ms: self.deadline_ms,
+            idempotent: self.idempotent,
+            metadata: &self.metadata,
+        }
+    }
+
     /// Appends the whole frame (head and payload).
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), RpcFrameError> {
-        check_name(&self.service, MAX_SERVICE, "service")?;
-        check_name(&self.method, MAX_METHOD, "method")?;
-        if self.metadata.len() > MAX_METADATA {
-            return Err(RpcFrameError::Field("too many metadata pairs"));
-        }
-        let start = out.len();
-        out.extend_from_slice(&[FRAME_HEADER, 0, 0, 0, 0]);
-        out.push(VERSION);
-        out.push(if self.idempotent { FLAG_IDEMPOTENT } else { 0 });
-        out.extend_from_slice(&self.deadline_ms.to_be_bytes());
-        put_u8_str(out, &self.service);
-        put_u8_str(out, &self.method);
-        out.push(self.metadata.len() as u8);
-        for (k, v) in &self.metadata {
-            check_meta(k, v)?;
-            put_u8_str(out, k);
-            put_u16_str(out, v);
-        }
-        let len = out.len() - start - FRAME_HEAD_LEN;
-        if len > MAX_HEADER_LEN {
-            out.truncate(start);
-            return Err(RpcFrameError::TooLong {
-                len,
-                max: MAX_HEADER_LEN,
-            });
-        }
-        out[start..start + FRAME_HEAD_LEN].copy_from_slice(&FrameHead::emit(FRAME_HEADER, len));
-        Ok(())
+        self.as_parts().encode(out)
     }
 
     /// Decodes a call header payload.
@@ -680,6 +741,37 @@ mod tests {
             idempotent: true,
             metadata: vec![("k".into(), "v".into())],
         }
+    }
+
+    #[test]
+    fn header_parts_know_their_length() {
+        let mut h = header();
+        for n in 0..3 {
+            let mut out = vec![9];
+            h.encode(&mut out).unwrap();
+            assert_eq!(out.len() - 1, h.as_parts().encoded_len(), "{n} pairs more");
+            h.metadata.push((format!("key{n}"), "x".repeat(n * 300)));
+        }
+        h.metadata = vec![("bad key".into(), "v".into())];
+        let mut out = vec![9];
+        assert!(h.as_parts().encode(&mut out).is_err());
+        assert_eq!(out, [9], "a refused header leaves nothing behind");
+    }
+
+    #[test]
+    fn the_plain_ok_trailer_is_what_new_encodes() {
+        let mut out = Vec::new();
+        Trailer::new(Code::Ok, "").encode(&mut out).unwrap();
+        assert_eq!(out, OK_TRAILER);
+        assert!(Trailer::is_plain_ok(&out[FRAME_HEAD_LEN..]));
+        let mut other = Vec::new();
+        Trailer::new(Code::Ok, "fine").encode(&mut other).unwrap();
+        assert!(!Trailer::is_plain_ok(&other[FRAME_HEAD_LEN..]));
+        let mut failed = Vec::new();
+        Trailer::new(Code::Unavailable, "")
+            .encode(&mut failed)
+            .unwrap();
+        assert!(!Trailer::is_plain_ok(&failed[FRAME_HEAD_LEN..]));
     }
 
     #[test]

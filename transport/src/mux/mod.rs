@@ -278,6 +278,20 @@ impl Mux {
         open::open_bi(&shared.transport, &shared.addrs, peer, id, first).await
     }
 
+    /// As [`Mux::open_bi_with`], for a request built in a buffer whose
+    /// first [`HEADER_LEN`] bytes are left for the id: the id is put there
+    /// and the buffer goes to the stream as it is, not copied (quinn's
+    /// `write_all` copies what it is given).
+    pub async fn open_bi_owned(
+        &self,
+        peer: NodeId,
+        id: ProtocolId,
+        request: Vec<u8>,
+    ) -> Result<(SendStream, RecvStream), OpenError> {
+        let shared = self.shared();
+        open::open_bi_owned(&shared.transport, &shared.addrs, peer, id, request).await
+    }
+
     /// Opens a unidirectional stream of protocol `id` to `peer`, dialing it
     /// first when there is no connection; the id is already written.
     pub async fn open_uni(&self, peer: NodeId, id: ProtocolId) -> Result<SendStream, OpenError> {

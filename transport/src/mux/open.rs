@@ -3,6 +3,7 @@
 //! relay that serves us, or the address the mux knows for the peer).
 //! Every stream starts with the protocol id.
 
+use bytes::Bytes;
 use relay_proto::NodeId;
 
 use super::addrs::AddrBook;
@@ -19,6 +20,25 @@ pub(crate) async fn open_bi(
     id: ProtocolId,
     first: &[u8],
 ) -> Result<(SendStream, RecvStream), OpenError> {
+    let mut buf = Vec::with_capacity(HEADER_LEN + first.len());
+    buf.extend_from_slice(&[0; HEADER_LEN]);
+    buf.extend_from_slice(first);
+    open_bi_owned(transport, addrs, peer, id, buf).await
+}
+
+/// Opens a bidirectional stream of protocol `id` to `peer` and writes
+/// `request` whose first [`HEADER_LEN`] bytes are room for the id: the id
+/// is put there and the whole buffer handed to quinn without a copy (one
+/// write, so the id and the request share a segment and, usually, the
+/// packet that opens the stream). A buffer shorter than the room gets the
+/// id in front instead.
+pub(crate) async fn open_bi_owned(
+    transport: &Transport,
+    addrs: &AddrBook,
+    peer: NodeId,
+    id: ProtocolId,
+    mut request: Vec<u8>,
+) -> Result<(SendStream, RecvStream), OpenError> {
     check_peer(transport, peer)?;
     let (mut send, recv) = match transport.open_bi(peer).await {
         Err(StreamError::NotConnected(_)) => {
@@ -27,16 +47,17 @@ pub(crate) async fn open_bi(
         }
         other => other?,
     };
-    if first.is_empty() {
-        write_id(&mut send, id).await?;
-    } else {
-        // One write, so the id and the first bytes share a segment (and,
-        // usually, the packet that opens the stream).
-        let mut buf = Vec::with_capacity(HEADER_LEN + first.len());
-        buf.extend_from_slice(&id.to_header());
-        buf.extend_from_slice(first);
-        write_bytes(&mut send, &buf).await?;
+    match request.get_mut(..HEADER_LEN) {
+        Some(room) => room.copy_from_slice(&id.to_header()),
+        None => {
+            let mut with_id = id.to_header().to_vec();
+            with_id.extend_from_slice(&request);
+            request = with_id;
+        }
     }
+    send.write_chunk(Bytes::from(request))
+        .await
+        .map_err(|e| OpenError::ConnectionLost(e.to_string()))?;
     Ok((send, recv))
 }
 
