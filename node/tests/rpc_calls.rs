@@ -136,7 +136,7 @@ async fn the_server_enforces_the_deadline_and_the_handler_sees_it() {
     send.write_all(&buf).await.unwrap();
     send.finish().unwrap();
     let trailer = match within(FrameReader::new(recv).next(1024)).await.unwrap() {
-        Inbound::Trailer(t) => Status::from_trailer(t),
+        Inbound::Trailer(Err(status)) => status,
         other => panic!("{other:?}"),
     };
     assert_eq!(trailer.code, Code::Timeout, "{trailer}");

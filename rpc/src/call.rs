@@ -39,17 +39,18 @@ use crate::status::Status;
 /// An attempt's number within its call (0, 1, ...).
 pub type AttemptId = u32;
 
-/// What one call asks for.
-#[derive(Debug, Clone)]
-pub struct CallConfig {
+/// What one call asks for (borrowed from the caller for the call's
+/// length: a call allocates none of it).
+#[derive(Debug, Clone, Copy)]
+pub struct CallConfig<'a> {
     /// The service (the throttle's target).
-    pub service: String,
+    pub service: &'a str,
     /// When the call must be over.
     pub deadline: Deadline,
     /// Whether it may run more than once.
     pub idempotent: bool,
     /// Retries.
-    pub retry: RetryPolicy,
+    pub retry: &'a RetryPolicy,
     /// Hedging (ignored unless `idempotent`).
     pub hedge: Option<HedgePolicy>,
     /// How nodes are picked.
@@ -115,8 +116,8 @@ struct Attempt {
 
 /// One call's attempts. See the module docs.
 #[derive(Debug)]
-pub struct CallCore {
-    config: CallConfig,
+pub struct CallCore<'a> {
+    config: CallConfig<'a>,
     candidates: Vec<Candidate>,
     attempts: Vec<Attempt>,
     out: VecDeque<Action>,
@@ -126,12 +127,12 @@ pub struct CallCore {
     done: bool,
 }
 
-impl CallCore {
+impl<'a> CallCore<'a> {
     /// A call at `now` to one of `candidates`; its first action (start, or
     /// done at once) is ready for [`Self::poll`].
     pub fn new<J: Jitter>(
         now: Instant,
-        config: CallConfig,
+        config: CallConfig<'a>,
         candidates: Vec<Candidate>,
         env: &mut Resilience<J>,
     ) -> Self {
@@ -273,11 +274,11 @@ impl CallCore {
         };
         a.live = false;
         let node = a.node;
-        let service = self.config.service.clone();
+        let service = self.config.service;
         let status = match result {
             Ok(()) => {
                 env.breakers.record(now, node, false);
-                env.throttles.record(&service, true, false);
+                env.throttles.record(service, true, false);
                 self.finish(env, Ok(attempt));
                 return;
             }
@@ -285,7 +286,7 @@ impl CallCore {
         };
         env.breakers.record(now, node, status.is_node_failure());
         let retryable_code = self.config.retry.retryable.contains(&status.code);
-        env.throttles.record(&service, false, retryable_code);
+        env.throttles.record(service, false, retryable_code);
         let may_retry = self.config.retry.retryable(&status, self.config.idempotent);
         if !may_retry {
             self.finish(env, Err(status));
@@ -293,7 +294,7 @@ impl CallCore {
         }
         let pushback = status.retry_after;
         self.last_failure = Some(status);
-        if self.attempts.len() >= self.budget() || !env.throttles.allows_retry(&service) {
+        if self.attempts.len() >= self.budget() || !env.throttles.allows_retry(service) {
             self.next = None;
             self.give_up(env);
             return;

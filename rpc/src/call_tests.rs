@@ -25,12 +25,14 @@ fn nodes(n: u8) -> Vec<Candidate> {
         .collect()
 }
 
-fn config(t0: Instant, idempotent: bool, hedge: Option<HedgePolicy>) -> CallConfig {
+static RETRY: std::sync::LazyLock<RetryPolicy> = std::sync::LazyLock::new(RetryPolicy::default);
+
+fn config(t0: Instant, idempotent: bool, hedge: Option<HedgePolicy>) -> CallConfig<'static> {
     CallConfig {
-        service: "svc".into(),
+        service: "svc",
         deadline: Deadline::after(t0, Duration::from_secs(10)),
         idempotent,
-        retry: RetryPolicy::default(),
+        retry: &RETRY,
         hedge,
         strategy: Strategy::RoundRobin,
     }

@@ -35,6 +35,6 @@ pub use hedge::HedgePolicy;
 pub use jitter::{Jitter, SplitMix64};
 pub use pick::{Candidate, Path, Picker, Strategy};
 pub use relay_proto::wire::rpc::Code;
-pub use retry::{RetryPolicy, Throttle, ThrottleConfig, Throttles};
+pub use retry::{RetryPolicy, Throttle, ThrottleConfig, Throttles, MAX_ATTEMPTS};
 pub use stats::{Latency, ServiceStats};
 pub use status::Status;

@@ -88,11 +88,17 @@ impl Picker {
     ) -> Option<NodeId> {
         let eligible = |c: &&Candidate| !exclude.contains(&c.node) && breakers.allows(now, &c.node);
         let best = candidates.iter().filter(eligible).map(|c| c.path).min()?;
-        let mut tier: Vec<&Candidate> = candidates
-            .iter()
-            .filter(eligible)
-            .filter(|c| c.path == best)
-            .collect();
+        let in_tier = |c: &&Candidate| eligible(c) && c.path == best;
+        // One node in the best tier (the usual case) is picked without
+        // gathering the tier; round-robin still moves on.
+        let mut alone = candidates.iter().filter(in_tier);
+        if let (Some(only), None) = (alone.next(), alone.next()) {
+            if strategy == Strategy::RoundRobin {
+                self.next = self.next.wrapping_add(1);
+            }
+            return Some(only.node);
+        }
+        let mut tier: Vec<&Candidate> = candidates.iter().filter(in_tier).collect();
         tier.sort_by_key(|c| c.node);
         let chosen = match strategy {
             Strategy::RoundRobin => {

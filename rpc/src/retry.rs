@@ -16,7 +16,6 @@
 //!   success gives back `token_ratio`. Retries are allowed only while more
 //!   than half the tokens are left.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::jitter::Jitter;
@@ -155,7 +154,7 @@ impl Throttle {
 #[derive(Debug, Clone, Default)]
 pub struct Throttles {
     config: ThrottleConfig,
-    by_target: HashMap<String, Throttle>,
+    by_target: foldhash::HashMap<String, Throttle>,
 }
 
 impl Throttles {
@@ -163,7 +162,7 @@ impl Throttles {
     pub fn new(config: ThrottleConfig) -> Self {
         Self {
             config,
-            by_target: HashMap::new(),
+            by_target: foldhash::HashMap::default(),
         }
     }
 
@@ -172,18 +171,27 @@ impl Throttles {
         if !success && !retryable_failure {
             return;
         }
-        if !self.by_target.contains_key(target) && self.by_target.len() >= MAX_TARGETS {
+        let apply = |t: &mut Throttle| {
+            if success {
+                t.success();
+            } else {
+                t.failure();
+            }
+        };
+        // A known target is found without allocating its key.
+        if let Some(t) = self.by_target.get_mut(target) {
+            apply(t);
             return;
         }
-        let t = self
-            .by_target
-            .entry(target.to_string())
-            .or_insert_with(|| Throttle::new(self.config));
-        if success {
-            t.success();
-        } else {
-            t.failure();
+        if self.by_target.len() >= MAX_TARGETS {
+            return;
         }
+        let config = self.config;
+        apply(
+            self.by_target
+                .entry(target.to_string())
+                .or_insert_with(|| Throttle::new(config)),
+        );
     }
 
     /// Whether `target` may be retried now.

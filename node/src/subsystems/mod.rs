@@ -27,6 +27,7 @@ pub mod rpc_client;
 pub mod rpc_client_stream;
 pub mod rpc_directory;
 pub mod rpc_echo;
+pub mod rpc_frames;
 pub mod rpc_io;
 pub mod rpc_paths;
 pub mod rpc_remote;

@@ -173,35 +173,33 @@ impl Rpc {
     pub fn candidates(&self, service: &str, options: &CallOptions) -> Vec<Candidate> {
         let me = self.inner.node;
         let serves_here = self.inner.services.get(service).is_some();
-        let mut nodes: Vec<NodeId> = match options.node {
-            Some(n) => vec![n],
-            None => self
-                .inner
-                .directory
-                .servers(service)
-                .into_iter()
-                .map(|(n, _)| n)
-                .filter(|n| *n != me)
-                .collect(),
+        let candidate = |node| Candidate {
+            node,
+            path: Path::Unknown,
+            rtt: None,
         };
+        let mut out = Vec::new();
+        match options.node {
+            Some(n) => out.push(candidate(n)),
+            None => self.inner.directory.each_server(service, |n| {
+                if n != me {
+                    out.push(candidate(n));
+                }
+            }),
+        }
         if options.node.is_none() && serves_here {
-            nodes.push(me);
+            out.push(candidate(me));
         }
-        if nodes.is_empty() {
-            return Vec::new();
-        }
+        // Paths are looked up once the directory's lock is released.
         let transport = self.inner.mux.transport();
-        nodes
-            .into_iter()
-            .map(|node| {
-                let (path, rtt) = if node == me {
-                    (Path::Local, Some(Duration::ZERO))
-                } else {
-                    self.inner.paths.get(transport, &node)
-                };
-                Candidate { node, path, rtt }
-            })
-            .collect()
+        for c in &mut out {
+            (c.path, c.rtt) = if c.node == me {
+                (Path::Local, Some(Duration::ZERO))
+            } else {
+                self.inner.paths.get(transport, &c.node)
+            };
+        }
+        out
     }
 
     /// A unary call of `service.method`.

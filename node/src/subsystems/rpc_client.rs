@@ -13,19 +13,21 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use relay_proto::wire::rpc::CallHeader;
+use quinn::VarInt;
+use relay_proto::wire::rpc::{CallHeader, CallHeaderParts, FRAME_HEAD_LEN, RESET_CANCELLED};
 use relay_proto::NodeId;
 use relay_rpc::{
     Action, CallConfig, CallCore, Candidate, Code, Deadline, HedgePolicy, Resilience, RetryPolicy,
-    SplitMix64, Status, Strategy,
+    SplitMix64, Status, Strategy, MAX_ATTEMPTS,
 };
-use relay_transport::mux::{Mux, OpenError};
+use relay_transport::mux::{Mux, OpenError, HEADER_LEN};
+use relay_transport::SendStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub use super::rpc_client_stream::{CallReceiver, CallSender, ClientCall};
 use super::rpc_client_stream::{RecvHalf, SendHalf};
-use super::rpc_io::{put_message, Inbound, RPC};
+use super::rpc_io::{put_message, FrameReader, Inbound, RPC};
 use super::rpc_server::serve_local;
 use super::rpc_service::Services;
 use super::rpc_sink::LocalFrame;
@@ -89,39 +91,69 @@ fn open_error(node: NodeId, e: &OpenError) -> Status {
     Status::new(code, format!("{}: {e}", node.fmt_short()))
 }
 
+/// A call's header, sent now (the deadline's remaining milliseconds are
+/// taken at this instant).
+pub(super) fn header_parts<'a>(
+    service: &'a str,
+    method: &'a str,
+    options: &'a CallOptions,
+    deadline: Deadline,
+) -> CallHeaderParts<'a> {
+    CallHeaderParts {
+        service,
+        method,
+        deadline_ms: deadline.wire_ms(Instant::now().into_std()),
+        idempotent: options.idempotent,
+        metadata: &options.metadata,
+    }
+}
+
+/// A call's header, owned (for a call this node serves itself).
 pub(super) fn header(
     service: &str,
     method: &str,
     options: &CallOptions,
     deadline: Deadline,
 ) -> CallHeader {
+    let parts = header_parts(service, method, options, deadline);
     CallHeader {
         service: service.to_string(),
         method: method.to_string(),
-        deadline_ms: deadline.wire_ms(Instant::now().into_std()),
-        idempotent: options.idempotent,
+        deadline_ms: parts.deadline_ms,
+        idempotent: parts.idempotent,
         metadata: options.metadata.clone(),
     }
 }
 
-/// Opens a call on `node` and writes its header and `first` message.
-pub(super) async fn open(
-    mux: &Mux,
-    node: NodeId,
-    header: &CallHeader,
+/// The bytes that open a call's stream: room for the mux's protocol id,
+/// the header and the `first` message, in one buffer of exactly their
+/// size (the mux hands it to quinn without a copy).
+pub(super) fn request(
+    header: CallHeaderParts<'_>,
     first: Option<&[u8]>,
-    finish: bool,
-) -> Result<CallStream, Status> {
-    let mut buf = Vec::with_capacity(64 + first.map_or(0, <[u8]>::len));
+) -> Result<Vec<u8>, Status> {
+    let len = HEADER_LEN + header.encoded_len() + first.map_or(0, |m| FRAME_HEAD_LEN + m.len());
+    let mut buf = Vec::with_capacity(len);
+    buf.extend_from_slice(&[0; HEADER_LEN]);
     header
         .encode(&mut buf)
         .map_err(|e| Status::new(Code::CodecEncode, e.to_string()))?;
     if let Some(m) = first {
         put_message(&mut buf, m)?;
     }
+    Ok(buf)
+}
+
+/// Opens a call on `node` with `request` (see [`request`]).
+pub(super) async fn open(
+    mux: &Mux,
+    node: NodeId,
+    request: Vec<u8>,
+    finish: bool,
+) -> Result<CallStream, Status> {
     // The id, the header and the first message go in one write.
     let (send, recv) = mux
-        .open_bi_with(node, RPC, &buf)
+        .open_bi_owned(node, RPC, request)
         .await
         .map_err(|e| open_error(node, &e))?;
     let done = Arc::new(AtomicBool::new(false));
@@ -135,27 +167,48 @@ pub(super) async fn open(
     Ok(stream)
 }
 
+/// A unary attempt's stream: both halves abandoned with the cancel code
+/// if it is dropped before the trailer came.
+struct UnaryStream {
+    send: SendStream,
+    recv: FrameReader,
+    done: bool,
+}
+
+impl Drop for UnaryStream {
+    fn drop(&mut self) {
+        if !self.done {
+            let code = VarInt::from_u32(RESET_CANCELLED);
+            let _ = self.send.reset(code);
+            let _ = self.recv.stream().stop(code);
+        }
+    }
+}
+
 /// One unary attempt: the response message.
 async fn unary_attempt(
     mux: Mux,
     node: NodeId,
-    header: CallHeader,
-    body: Bytes,
+    request: Result<Vec<u8>, Status>,
     max: usize,
 ) -> Result<Bytes, Status> {
-    let mut stream = open(&mux, node, &header, Some(&body), true).await?;
+    let (mut send, recv) = mux
+        .open_bi_owned(node, RPC, request?)
+        .await
+        .map_err(|e| open_error(node, &e))?;
+    let _ = send.finish();
+    let mut stream = UnaryStream {
+        send,
+        recv: FrameReader::new(recv),
+        done: false,
+    };
     let mut message = None;
     loop {
-        match stream.recv.frames().next(max).await? {
+        match stream.recv.next(max).await? {
             Inbound::Message(m) if message.is_none() => message = Some(m),
-            Inbound::Trailer(t) => {
-                stream.recv.set_done();
-                let s = Status::from_trailer(t);
-                return if s.is_ok() {
-                    Ok(message.unwrap_or_default())
-                } else {
-                    Err(s)
-                };
+            Inbound::Trailer(status) => {
+                stream.done = true;
+                return status.map(|()| message.unwrap_or_default());
             }
             Inbound::End => {
                 return Err(Status::new(
@@ -219,49 +272,55 @@ pub async fn call(
     let start = Instant::now();
     let deadline = Deadline::after(start.into_std(), options.timeout);
     let config = CallConfig {
-        service: service.to_string(),
+        service,
         deadline,
         idempotent: options.idempotent,
-        retry: options.retry.clone(),
+        retry: &options.retry,
         hedge: options.hedge,
         strategy: options.strategy,
     };
     let lock = || env.lock().unwrap_or_else(|e| e.into_inner());
     let mut core = CallCore::new(start.into_std(), config, candidates, &mut lock());
     // Attempts are polled here, on the caller's task (no spawn, no
-    // cross-thread wake-up); dropping one cancels it (its stream is reset).
-    let mut running: Vec<(u32, Attempt)> = Vec::new();
-    // Answers by attempt (a call has at most a handful).
-    let mut answers: Vec<(u32, Bytes)> = Vec::new();
+    // cross-thread wake-up), each in the slot of its number; dropping one
+    // cancels it (its stream is reset).
+    let mut running: [Option<Attempt>; MAX_ATTEMPTS as usize] = Default::default();
+    // The answer: a success ends the call, so there is at most one.
+    let mut answer: Option<(u32, Bytes)> = None;
     loop {
         let now = Instant::now().into_std();
         let action = core.poll(now, &mut lock());
         match action {
             Some(Action::Start { attempt, node }) => {
-                let h = header(service, method, options, deadline);
                 let fut: Attempt = if node == services.node() {
+                    let h = header(service, method, options, deadline);
                     Box::pin(local_attempt(services.clone(), h, body.clone()))
                 } else {
+                    let h = header_parts(service, method, options, deadline);
                     Box::pin(unary_attempt(
                         mux.clone(),
                         node,
-                        h,
-                        body.clone(),
+                        request(h, Some(&body)),
                         options.max_response,
                     ))
                 };
-                running.push((attempt, fut));
+                // The core starts at most MAX_ATTEMPTS, numbered from 0.
+                if let Some(slot) = running.get_mut(attempt as usize) {
+                    *slot = Some(fut);
+                }
                 continue;
             }
             Some(Action::Cancel { attempt }) => {
-                running.retain(|(a, _)| *a != attempt);
+                if let Some(slot) = running.get_mut(attempt as usize) {
+                    *slot = None;
+                }
                 continue;
             }
             Some(Action::Done(result)) => {
                 return result.map(|a| {
-                    answers
-                        .into_iter()
-                        .find_map(|(attempt, m)| (attempt == a).then_some(m))
+                    answer
+                        .filter(|(attempt, _)| *attempt == a)
+                        .map(|(_, m)| m)
                         .unwrap_or_default()
                 });
             }
@@ -272,9 +331,10 @@ pub async fn call(
             Instant::from_std,
         );
         let next = std::future::poll_fn(|cx| {
-            for i in 0..running.len() {
-                if let Poll::Ready(r) = running[i].1.as_mut().poll(cx) {
-                    let (attempt, _) = running.swap_remove(i);
+            for (attempt, slot) in (0u32..).zip(running.iter_mut()) {
+                let Some(fut) = slot else { continue };
+                if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+                    *slot = None;
                     return Poll::Ready((attempt, r));
                 }
             }
@@ -285,7 +345,7 @@ pub async fn call(
         tokio::select! {
             biased;
             (attempt, result) = next => {
-                let result = result.map(|m| answers.push((attempt, m)));
+                let result = result.map(|m| answer = Some((attempt, m)));
                 core.handle_result(Instant::now().into_std(), attempt, result, &mut lock());
             }
             () = tokio::time::sleep_until(wake) => {}

@@ -20,7 +20,7 @@ use relay_transport::mux::Mux;
 use relay_transport::{RecvStream, SendStream};
 use tokio::time::Instant;
 
-use super::rpc_client::{header, open, timeout, CallOptions};
+use super::rpc_client::{header_parts, open, request, timeout, CallOptions};
 use super::rpc_io::{now_or_never, put_message, write_error, FrameReader, Inbound};
 
 /// The send half of a call's stream; `done` is shared with the receive
@@ -121,8 +121,8 @@ impl ClientCall {
         options: &CallOptions,
     ) -> Result<Self, Status> {
         let deadline = Instant::now() + options.timeout;
-        let h = header(service, method, options, Deadline::at(deadline.into_std()));
-        let stream = tokio::time::timeout_at(deadline, open(mux, node, &h, None, false))
+        let h = header_parts(service, method, options, Deadline::at(deadline.into_std()));
+        let stream = tokio::time::timeout_at(deadline, open(mux, node, request(h, None)?, false))
             .await
             .map_err(|_| timeout())??;
         Ok(Self {
@@ -201,14 +201,9 @@ impl CallReceiver {
         };
         match frame {
             Inbound::Message(m) => Ok(Some(m)),
-            Inbound::Trailer(t) => {
+            Inbound::Trailer(status) => {
                 self.recv.set_done();
-                let s = Status::from_trailer(t);
-                if s.is_ok() {
-                    Ok(None)
-                } else {
-                    Err(s)
-                }
+                status.map(|()| None)
             }
             Inbound::End => Err(Status::new(
                 Code::Transport,

@@ -73,19 +73,16 @@ impl Directory {
         }
     }
 
-    /// The nodes serving `service`.
-    pub fn servers(&self, service: &str) -> Vec<(NodeId, ServiceSpec)> {
-        self.by_service
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(service)
-            .map(|nodes| {
-                nodes
-                    .iter()
-                    .filter_map(|(id, r)| Some((*id, r.spec.clone()?)))
-                    .collect()
-            })
-            .unwrap_or_default()
+    /// Calls `f` with each node serving `service` (nothing cloned).
+    pub fn each_server(&self, service: &str, mut f: impl FnMut(NodeId)) {
+        let map = self.by_service.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(nodes) = map.get(service) {
+            for (id, r) in nodes.iter() {
+                if r.spec.is_some() {
+                    f(*id);
+                }
+            }
+        }
     }
 
     /// Every service and its nodes, by name.
@@ -158,19 +155,25 @@ mod tests {
         .unwrap()
     }
 
+    fn servers(d: &Directory, service: &str) -> Vec<NodeId> {
+        let mut out = Vec::new();
+        d.each_server(service, |n| out.push(n));
+        out
+    }
+
     #[test]
     fn latest_registration_wins_and_withdrawal_removes() {
         let d = Directory::default();
         d.apply(&entry(1, 1, "echo", false));
         d.apply(&entry(2, 4, "echo", false));
-        assert_eq!(d.servers("echo").len(), 2);
+        assert_eq!(servers(&d, "echo").len(), 2);
         d.apply(&entry(1, 2, "echo", true));
-        assert_eq!(d.servers("echo").len(), 1);
+        assert_eq!(servers(&d, "echo").len(), 1);
         // An older entry replayed changes nothing.
         d.apply(&entry(1, 1, "echo", false));
-        assert_eq!(d.servers("echo").len(), 1);
+        assert_eq!(servers(&d, "echo").len(), 1);
         d.apply(&entry(2, 5, "echo", true));
-        assert!(d.servers("echo").is_empty());
+        assert!(servers(&d, "echo").is_empty());
         assert!(d.all().is_empty());
     }
 }

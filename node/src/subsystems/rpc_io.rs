@@ -6,31 +6,18 @@
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use quinn::{ReadError, VarInt, WriteError};
-use relay_proto::wire::rpc::{
-    CallHeader, FrameHead, Trailer, FRAME_HEADER, FRAME_HEAD_LEN, FRAME_MESSAGE, RESET_CANCELLED,
-    RESET_PROTOCOL,
-};
+use relay_proto::wire::rpc::{OK_TRAILER, RESET_CANCELLED, RESET_PROTOCOL};
 use relay_rpc::{Code, Status};
 use relay_transport::mux::ProtocolId;
 use relay_transport::{RecvStream, SendStream};
 
+use super::rpc_frames::FrameBuffer;
+pub use super::rpc_frames::Inbound;
+
 /// nRPC's protocol id on the mux.
 pub const RPC: ProtocolId = ProtocolId::new(4);
-
-/// A frame read from a call's stream.
-#[derive(Debug)]
-pub enum Inbound {
-    /// The call header.
-    Header(CallHeader),
-    /// A body message.
-    Message(Bytes),
-    /// The trailer.
-    Trailer(Trailer),
-    /// The sender finished its half.
-    End,
-}
 
 /// Most bytes taken from the stream in one read: what is buffered beyond
 /// the frame being read is at most this much.
@@ -51,7 +38,8 @@ pub const READ_CHUNK: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct FrameReader {
     recv: RecvStream,
-    buf: BytesMut,
+    /// What was read and not yet taken as frames.
+    buf: FrameBuffer,
     /// The stream's end was read (nothing follows `buf`).
     ended: bool,
     /// A read without waiting failed; reported once `buf` is drained.
@@ -63,7 +51,7 @@ impl FrameReader {
     pub fn new(recv: RecvStream) -> Self {
         Self {
             recv,
-            buf: BytesMut::new(),
+            buf: FrameBuffer::default(),
             ended: false,
             failed: None,
         }
@@ -77,7 +65,7 @@ impl FrameReader {
     /// The next frame; messages over `max_message` bytes are refused.
     pub async fn next(&mut self, max_message: usize) -> Result<Inbound, Status> {
         loop {
-            if let Some(frame) = self.parse(max_message)? {
+            if let Some(frame) = self.buf.parse(max_message)? {
                 self.take_arrived();
                 return Ok(frame);
             }
@@ -86,30 +74,16 @@ impl FrameReader {
                 return Err(e);
             }
             if self.ended {
-                return self.end();
+                return self.buf.end();
             }
             match self.recv.read_chunk(READ_CHUNK, true).await {
-                Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk.bytes),
+                Ok(Some(chunk)) => self.buf.push(chunk.bytes),
                 Ok(None) => self.ended = true,
                 Err(e) => {
                     self.ended = true;
                     return Err(read_error(&e));
                 }
             }
-        }
-    }
-
-    /// The stream ended after `buf`, which holds no whole frame.
-    fn end(&self) -> Result<Inbound, Status> {
-        if self.buf.is_empty() {
-            Ok(Inbound::End)
-        } else if self.buf.len() < FRAME_HEAD_LEN {
-            Err(Status::new(
-                Code::Transport,
-                "stream ended inside a frame head",
-            ))
-        } else {
-            Err(Status::new(Code::Transport, "stream ended inside a frame"))
         }
     }
 
@@ -121,33 +95,16 @@ impl FrameReader {
             return;
         }
         let mut cx = Context::from_waker(Waker::noop());
-        let read = std::pin::pin!(self.recv.read_chunk(READ_CHUNK, true));
-        match read.poll(&mut cx) {
-            Poll::Ready(Ok(Some(chunk))) => self.buf.extend_from_slice(&chunk.bytes),
+        let polled = {
+            let read = std::pin::pin!(self.recv.read_chunk(READ_CHUNK, true));
+            read.poll(&mut cx)
+        };
+        match polled {
+            Poll::Ready(Ok(Some(chunk))) => self.buf.push(chunk.bytes),
             Poll::Ready(Ok(None)) => self.ended = true,
             Poll::Ready(Err(e)) => self.failed = Some(read_error(&e)),
             Poll::Pending => {}
         }
-    }
-
-    /// The first whole frame in the buffer, taken out of it.
-    fn parse(&mut self, max_message: usize) -> Result<Option<Inbound>, Status> {
-        let Some(head) = self.buf.first_chunk::<FRAME_HEAD_LEN>() else {
-            return Ok(None);
-        };
-        let head = FrameHead::parse(*head, max_message)
-            .map_err(|e| Status::new(Code::Transport, format!("bad frame: {e}")))?;
-        if self.buf.len() < FRAME_HEAD_LEN + head.len {
-            return Ok(None);
-        }
-        self.buf.advance(FRAME_HEAD_LEN);
-        let payload = self.buf.split_to(head.len).freeze();
-        let bad = |e| Status::new(Code::Transport, format!("bad frame: {e}"));
-        Ok(Some(match head.kind {
-            FRAME_HEADER => Inbound::Header(CallHeader::decode(&payload).map_err(bad)?),
-            FRAME_MESSAGE => Inbound::Message(payload),
-            _ => Inbound::Trailer(Trailer::decode(&payload).map_err(bad)?),
-        }))
     }
 }
 
@@ -196,17 +153,22 @@ pub fn put_message(out: &mut Vec<u8>, item: &[u8]) -> Result<(), Status> {
 
 /// Appends the trailer of `result`.
 pub fn put_trailer(out: &mut Vec<u8>, result: &Result<(), Status>) {
-    let trailer = match result {
-        Ok(()) => Trailer::new(Code::Ok, ""),
-        Err(s) => s.to_trailer(),
-    };
-    // A status's trailer always encodes (to_trailer enforces the bounds).
-    let _ = trailer.encode(out);
+    match result {
+        Ok(()) => out.extend_from_slice(&OK_TRAILER),
+        // A status's trailer always encodes (to_trailer enforces the
+        // bounds).
+        Err(s) => {
+            let _ = s.to_trailer().encode(out);
+        }
+    }
 }
 
-/// Writes `buf` and finishes the stream.
-pub async fn write_and_finish(send: &mut SendStream, buf: &[u8]) -> Result<(), Status> {
-    send.write_all(buf).await.map_err(|e| write_error(&e))?;
+/// Writes `buf` (handed to quinn as it is, not copied) and finishes the
+/// stream.
+pub async fn write_and_finish(send: &mut SendStream, buf: Vec<u8>) -> Result<(), Status> {
+    send.write_chunk(Bytes::from(buf))
+        .await
+        .map_err(|e| write_error(&e))?;
     let _ = send.finish();
     Ok(())
 }

@@ -2,7 +2,6 @@
 //! discovery weighs them, from the transport's peer list, read at most
 //! every [`REFRESH`] so a call does not copy the whole list.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,7 @@ use relay_transport::{PathKind, PeerState, Transport};
 /// How old the cached peer list may be.
 pub const REFRESH: Duration = Duration::from_millis(100);
 
-type Snapshot = HashMap<NodeId, (Path, Option<Duration>)>;
+type Snapshot = foldhash::HashMap<NodeId, (Path, Option<Duration>)>;
 
 /// See the module docs.
 #[derive(Debug, Default)]

@@ -3,7 +3,6 @@
 //! control (a concurrency limit and a bounded queue per service) and
 //! statistics.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -199,7 +198,7 @@ impl Drop for QueueSlot<'_> {
 pub struct Services {
     node: relay_proto::NodeId,
     revocations: RevocationSet,
-    map: RwLock<HashMap<String, Arc<ServiceEntry>>>,
+    map: RwLock<foldhash::HashMap<String, Arc<ServiceEntry>>>,
 }
 
 impl Services {

@@ -9,7 +9,7 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use quinn::VarInt;
-use relay_proto::wire::rpc::RESET_CANCELLED;
+use relay_proto::wire::rpc::{FRAME_HEAD_LEN, OK_TRAILER, RESET_CANCELLED};
 use relay_rpc::{Code, Status};
 use relay_transport::SendStream;
 use tokio::sync::mpsc;
@@ -89,9 +89,12 @@ impl CallTx {
     pub async fn message(&mut self, item: &[u8]) -> Result<(), Status> {
         match self {
             Self::Quic(send) => {
-                let mut buf = Vec::with_capacity(item.len() + 5);
+                // Exactly sized: quinn takes it as it is, not copied.
+                let mut buf = Vec::with_capacity(FRAME_HEAD_LEN + item.len());
                 put_message(&mut buf, item)?;
-                send.write_all(&buf).await.map_err(|e| write_error(&e))
+                send.write_chunk(Bytes::from(buf))
+                    .await
+                    .map_err(|e| write_error(&e))
             }
             Self::Local(tx) => tx
                 .send(LocalFrame::Message(Bytes::copy_from_slice(item)))
@@ -104,16 +107,20 @@ impl CallTx {
     pub async fn reply(&mut self, message: Option<&[u8]>, result: &Result<(), Status>) {
         match self {
             Self::Quic(send) => {
-                let mut buf = Vec::with_capacity(64 + message.map_or(0, <[u8]>::len));
-                let result = match message.map(|m| put_message(&mut buf, m)) {
-                    Some(Err(e)) => Err(e),
-                    _ => result.clone(),
+                // Sized for a message and the plain ok trailer, so quinn
+                // takes the buffer as it is.
+                let message_len = message.map_or(0, |m| FRAME_HEAD_LEN + m.len());
+                let mut buf = Vec::with_capacity(message_len + OK_TRAILER.len());
+                let failed = match message.map(|m| put_message(&mut buf, m)) {
+                    Some(Err(e)) => Some(Err(e)),
+                    _ => None,
                 };
+                let result = failed.as_ref().unwrap_or(result);
                 if result.is_err() {
                     buf.clear();
                 }
-                put_trailer(&mut buf, &result);
-                if write_and_finish(send, &buf).await.is_err() {
+                put_trailer(&mut buf, result);
+                if write_and_finish(send, buf).await.is_err() {
                     tracing::debug!("rpc: the caller left before the reply");
                 }
             }

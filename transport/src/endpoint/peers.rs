@@ -5,7 +5,6 @@
 //! The table sits behind a `std::sync::Mutex`; callers hold it only for map
 //! operations, never across an `.await`.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -117,7 +116,7 @@ impl PeerEntry {
 /// The table itself.
 #[derive(Debug, Default)]
 pub(crate) struct PeerTable {
-    pub(crate) peers: HashMap<NodeId, PeerEntry>,
+    pub(crate) peers: foldhash::HashMap<NodeId, PeerEntry>,
     /// Set once the transport closes; nothing new is admitted.
     pub(crate) closed: bool,
 }
