@@ -190,6 +190,10 @@ impl Default for Calls {
 /// [`MAX_CALLS`] a stream is handed back, and the mux resets it with its
 /// `busy` code; a unidirectional stream is refused as a bad frame.
 pub fn stream_handler(services: Arc<Services>, calls: Calls) -> StreamHandler {
+    // On a runtime of one thread a task of its own gains a call nothing
+    // (no other worker could run it meanwhile): its first poll runs at once.
+    let first_poll_here = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
     Arc::new(move |incoming: Incoming| match incoming {
         Incoming::Bi { from, send, recv } => {
             let Ok(slot) = calls.slots.clone().try_acquire_owned() else {
@@ -197,17 +201,27 @@ pub fn stream_handler(services: Arc<Services>, calls: Calls) -> StreamHandler {
             };
             let services = services.clone();
             let stop = calls.stop.clone();
-            // Boxed once here: the call's future is several KiB, and the
+            // Boxed once here: the call's future is several KiB, and a
             // task would otherwise copy it whole on every change of its
             // stage (spawn, completion).
-            tokio::spawn(Box::pin(async move {
+            let mut call = Box::pin(async move {
                 tokio::select! {
                     biased;
                     () = serve_call(services, from, send, recv) => {}
                     () = stop.cancelled() => {}
                 }
                 drop(slot);
-            }));
+            });
+            // On one thread the call's first poll runs here, on the
+            // connection's task: a call whose request came with its stream
+            // and whose handler answers at once is over without a task of
+            // its own. One that waits goes on as a task, which polls it
+            // again with its own waker. With more workers the call is a
+            // task from the start, so another worker can run it while this
+            // connection's next streams are taken.
+            if !first_poll_here || now_or_never(call.as_mut()).is_none() {
+                tokio::spawn(call);
+            }
             Ok(())
         }
         Incoming::Uni { mut recv, .. } => {

@@ -141,12 +141,16 @@ pub(crate) fn register(
 /// leaves (or everything, without a hook) goes to the accept queue.
 /// `false` once the queue is closed.
 async fn forward(shared: &Shared, tx: &mpsc::Sender<Incoming>, incoming: Incoming) -> bool {
-    let left = {
-        let hook = shared.stream_hook.read().unwrap_or_else(|e| e.into_inner());
-        match hook.as_ref() {
-            Some(hook) => hook(incoming),
-            None => Some(incoming),
-        }
+    // The hook runs outside the lock: what it calls may run a protocol's
+    // work at once.
+    let hook = shared
+        .stream_hook
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let left = match hook {
+        Some(hook) => hook(incoming),
+        None => Some(incoming),
     };
     match left {
         Some(incoming) => tx.send(incoming).await.is_ok(),
