@@ -305,10 +305,19 @@ fn main() {
                 });
             }
         }
+        // Each run is shown too: on two workers a run's rate can take one
+        // of two levels (§10.5 of docs/PERFORMANCE.md).
+        let runs: Vec<String> = rates
+            .iter()
+            .map(|r| {
+                let each: Vec<String> = r.iter().map(|v| format!("{:.0}", v / 1000.0)).collect();
+                each.join(" ")
+            })
+            .collect();
         let rates: Vec<f64> = rates.into_iter().map(median).collect();
-        for ((_, name), r) in KINDS.iter().zip(&rates) {
+        for (((_, name), r), each) in KINDS.iter().zip(&rates).zip(&runs) {
             println!(
-                "{:40} {:>10.0} calls/s   (c={CONCURRENCY}, median of {repeats})",
+                "{:40} {:>10.0} calls/s   (c={CONCURRENCY}, median of {repeats}; runs, K: {each})",
                 format!("{name} 64 B"),
                 r
             );
