@@ -373,6 +373,7 @@ async fn run(
     send: CallTx,
     recv: CallRx,
 ) -> bool {
+    // Not boxed: it stays in this call's future (already on the heap).
     let stopped = send.stopped();
     let sink = Arc::new(Mutex::new(Some(send)));
     let token = CancellationToken::new();

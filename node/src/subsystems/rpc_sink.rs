@@ -5,7 +5,6 @@
 //! status.
 
 use std::future::Future;
-use std::pin::Pin;
 
 use bytes::Bytes;
 use quinn::VarInt;
@@ -69,18 +68,18 @@ fn gone() -> Status {
 
 impl CallTx {
     /// Resolves when the caller gives up (stops the stream, or drops its
-    /// end of the channel).
-    pub fn stopped(&self) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
-        match self {
-            Self::Quic(send) => {
-                let stopped = send.stopped();
-                Box::pin(async move {
-                    let _ = stopped.await;
-                })
-            }
-            Self::Local(tx) => {
-                let tx = tx.clone();
-                Box::pin(async move { tx.closed().await })
+    /// end of the channel). Not boxed: a served call keeps it in its own
+    /// future.
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let (quic, local) = match self {
+            Self::Quic(send) => (Some(send.stopped()), None),
+            Self::Local(tx) => (None, Some(tx.clone())),
+        };
+        async move {
+            if let Some(stopped) = quic {
+                let _ = stopped.await;
+            } else if let Some(tx) = local {
+                tx.closed().await;
             }
         }
     }
