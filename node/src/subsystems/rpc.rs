@@ -171,6 +171,13 @@ impl Rpc {
     /// transport has to each (this node itself when it serves the service:
     /// its calls run in-process).
     pub fn candidates(&self, service: &str, options: &CallOptions) -> Vec<Candidate> {
+        let mut out = self.candidates_unmeasured(service, options);
+        self.fill_paths(&mut out);
+        out
+    }
+
+    /// The nodes of [`Self::candidates`], paths not looked up yet.
+    fn candidates_unmeasured(&self, service: &str, options: &CallOptions) -> Vec<Candidate> {
         let me = self.inner.node;
         let serves_here = self.inner.services.get(service).is_some();
         let candidate = |node| Candidate {
@@ -190,16 +197,32 @@ impl Rpc {
         if options.node.is_none() && serves_here {
             out.push(candidate(me));
         }
-        // Paths are looked up once the directory's lock is released.
+        out
+    }
+
+    /// The candidates of a call: as [`Self::candidates`], except that a
+    /// lone candidate's path is not looked up (there is nothing to choose
+    /// between).
+    fn call_candidates(&self, service: &str, options: &CallOptions) -> Vec<Candidate> {
+        let mut out = self.candidates_unmeasured(service, options);
+        if out.len() > 1 {
+            self.fill_paths(&mut out);
+        }
+        out
+    }
+
+    /// Sets each candidate's path and RTT (looked up once the directory's
+    /// lock is released).
+    fn fill_paths(&self, out: &mut [Candidate]) {
+        let me = self.inner.node;
         let transport = self.inner.mux.transport();
-        for c in &mut out {
+        for c in out {
             (c.path, c.rtt) = if c.node == me {
                 (Path::Local, Some(Duration::ZERO))
             } else {
                 self.inner.paths.get(transport, &c.node)
             };
         }
-        out
     }
 
     /// A unary call of `service.method`.
@@ -211,7 +234,7 @@ impl Rpc {
         options: &CallOptions,
     ) -> Result<Bytes, Status> {
         self.inner.counters.calls.fetch_add(1, Relaxed);
-        let candidates = self.candidates(service, options);
+        let candidates = self.call_candidates(service, options);
         let result = rpc_client::call(
             &self.inner.mux,
             &self.inner.services,
@@ -239,7 +262,7 @@ impl Rpc {
     ) -> Result<ClientCall, Status> {
         self.inner.counters.calls.fetch_add(1, Relaxed);
         // Streaming calls always use a stream: this node is not a candidate.
-        let mut candidates = self.candidates(service, options);
+        let mut candidates = self.call_candidates(service, options);
         candidates.retain(|c| c.node != self.inner.node);
         if candidates.is_empty() {
             self.inner.counters.failed.fetch_add(1, Relaxed);
