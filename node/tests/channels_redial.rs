@@ -8,7 +8,8 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 mod channels_common;
 mod common;
@@ -17,6 +18,24 @@ use common::TempDir;
 
 /// Messages before the restart, and as many after.
 const HALF: usize = 500;
+/// How long the subscriber may take to get every message.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// `child`'s exit status, or `None` if it is still running after `limit`
+/// (checked every 50 ms: a process has no exit event to wait on with a
+/// deadline in std).
+fn wait_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let until = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 fn subscribers(owner: &Path) -> Option<u64> {
     let listed: serde_json::Value =
@@ -92,8 +111,21 @@ fn subscription_resumes_by_sequence_after_the_owner_restarts() {
     poll(|| (subscribers(c)? == 1).then_some(()));
     publish(a, HALF);
 
-    let done = sub.wait_with_output().unwrap();
-    assert!(done.status.success(), "{}", text(&done.stderr));
+    // A subscription that never resumes fails here, with what it got,
+    // instead of holding the run.
+    let status = wait_within(&mut sub, DEADLINE);
+    let Some(status) = status else {
+        let _ = sub.kill();
+        let _ = sub.wait();
+        let got = reader.join().unwrap().len();
+        let owner = text(&cli(c, &["channel", "list", "--json"]).stdout);
+        panic!("the subscription got {got} of {} messages in {DEADLINE:?}; the owner: {owner}", 2 * HALF);
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = sub.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    assert!(status.success(), "{stderr}");
     let lines = reader.join().unwrap();
     assert_eq!(lines.len(), 2 * HALF);
     for (i, line) in lines.iter().enumerate() {
