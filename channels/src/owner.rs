@@ -513,6 +513,7 @@ impl<A: Authorizer> Owner<A> {
                 backpressure,
             } => {
                 let key = (peer, link);
+                self.reopened(key);
                 let opened = self
                     .open_check(now_ms, key, &name, Action::Subscribe, &token)
                     .map(|grant| {
@@ -526,6 +527,7 @@ impl<A: Authorizer> Owner<A> {
                 link, name, token, ..
             } => {
                 let key = (peer, link);
+                self.reopened(key);
                 match self.open_check(now_ms, key, &name, Action::Publish, &token) {
                     Ok(grant) => self.open_pub(key, name, grant),
                     Err(reason) => self.deny(key, reason),
@@ -634,6 +636,17 @@ impl<A: Authorizer> Owner<A> {
         );
     }
 
+    /// A peer opens a link number it already has open here: it resumes
+    /// after a reconnect this node has not seen yet (the new connection's
+    /// frames can arrive before its event). The old link is closed
+    /// quietly and the new one takes its place; refusing it would end the
+    /// peer's subscription or session for good.
+    fn reopened(&mut self, key: LinkKey) {
+        if self.links.contains_key(&key) {
+            self.close(key, None);
+        }
+    }
+
     /// The checks before a link opens; the verdict to cache.
     fn open_check(
         &mut self,
@@ -643,9 +656,6 @@ impl<A: Authorizer> Owner<A> {
         action: Action,
         token: &[u8],
     ) -> Result<Grant, Reason> {
-        if self.links.contains_key(&key) {
-            return Err(Reason::Duplicate);
-        }
         let ch = self.channels.get(name).ok_or(Reason::NoSuchChannel)?;
         if self.per_peer.get(&key.0).copied().unwrap_or(0) >= self.config.max_links_per_peer
             || (action == Action::Subscribe

@@ -61,7 +61,10 @@ fn token_required_denied_without_or_with_a_bad_token() {
     assert_eq!(denied(&n.events(2, 3)), Some(Reason::NoSuchChannel));
     n.sub(2, 4, CH, "ok:1:0", SubscriptionConfig::default());
     assert_eq!(n.events(2, 4), vec![SubEvent::Accepted { reliable: true }]);
-    // The same link number twice is refused.
+    // The same link number again (a resume after a reconnect the owner has
+    // not seen) replaces the link: accepted, still one subscription.
+    let subscribers = |n: &Net| n.owner.channels()[0].stats.subscribers;
+    assert_eq!(subscribers(&n), 1);
     n.owner.handle_frame(
         0,
         node(2),
@@ -77,11 +80,32 @@ fn token_required_denied_without_or_with_a_bad_token() {
     );
     assert!(matches!(
         n.owner.poll_transmit().map(|t| t.frame),
+        Some(ChannelFrame::Accepted { link: 4, .. })
+    ));
+    assert_eq!(subscribers(&n), 1);
+    // A link number taken again with a bad token is refused as any other
+    // (and the old link is gone).
+    n.owner.handle_frame(
+        0,
+        node(2),
+        ChannelFrame::Subscribe {
+            link: 4,
+            name: CH.into(),
+            token: b"bad:scope".to_vec(),
+            queue: None,
+            start: Start::Live,
+            credit: 1,
+            backpressure: Backpressure::Block,
+        },
+    );
+    assert!(matches!(
+        n.owner.poll_transmit().map(|t| t.frame),
         Some(ChannelFrame::Denied {
-            reason: Reason::Duplicate,
-            ..
+            link: 4,
+            reason: Reason::Token(TokenKind::Scope),
         })
     ));
+    assert_eq!(subscribers(&n), 0);
 }
 
 #[test]

@@ -119,7 +119,10 @@ fn subscription_resumes_by_sequence_after_the_owner_restarts() {
         let _ = sub.wait();
         let got = reader.join().unwrap().len();
         let owner = text(&cli(c, &["channel", "list", "--json"]).stdout);
-        panic!("the subscription got {got} of {} messages in {DEADLINE:?}; the owner: {owner}", 2 * HALF);
+        panic!(
+            "the subscription got {got} of {} messages in {DEADLINE:?}; the owner: {owner}",
+            2 * HALF
+        );
     };
     let mut stderr = String::new();
     if let Some(mut e) = sub.stderr.take() {
