@@ -78,6 +78,16 @@ async fn unary_streaming_and_builtin_calls() {
         .await
         .unwrap_err();
     assert_eq!(e.code, Code::Unimplemented);
+    // A streaming method called as unary says so, at once: not retried,
+    // and not held against the node (its breaker stays closed).
+    for _ in 0..6 {
+        let call = a
+            .rpc
+            .call("echo", "stream", Bytes::from_static(b"x"), &opts);
+        let e = within(call).await.unwrap_err();
+        assert_eq!(e.code, Code::Unimplemented, "{e}");
+        assert!(e.detail.contains("more than one response message"), "{e}");
+    }
     let e = within(a.rpc.call("other", "x", Bytes::new(), &to(b.id())))
         .await
         .unwrap_err();
@@ -257,6 +267,14 @@ async fn a_node_calls_its_own_service_in_process() {
         .await
         .unwrap_err();
     assert_eq!(e.code, Code::Unimplemented, "{e}");
+    // A streaming method called as unary, in-process as over the network.
+    let e = within(
+        b.rpc
+            .call("echo", "stream", Bytes::from_static(b"x"), &opts),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.detail.contains("more than one response message"), "{e}");
 }
 
 #[tokio::test]

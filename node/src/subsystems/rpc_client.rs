@@ -216,7 +216,8 @@ async fn unary_attempt(
                     "the stream ended without a trailer",
                 ))
             }
-            Inbound::Message(_) | Inbound::Header(_) => {
+            Inbound::Message(_) => return Err(more_than_one_message()),
+            Inbound::Header(_) => {
                 return Err(Status::new(
                     Code::Transport,
                     "unexpected frame in a unary reply",
@@ -224,6 +225,15 @@ async fn unary_attempt(
             }
         }
     }
+}
+
+/// A unary call answered with a second message: the method streams. Not
+/// the node's failure, and no retry would change it.
+fn more_than_one_message() -> Status {
+    Status::new(
+        Code::Unimplemented,
+        "more than one response message to a unary call (a streaming method? call it as a stream)",
+    )
 }
 
 /// One unary attempt on this node itself: the service's handler runs
@@ -241,9 +251,8 @@ async fn local_attempt(
     let mut message = None;
     while let Some(frame) = resp_rx.recv().await {
         match frame {
-            LocalFrame::Message(m) => {
-                message.get_or_insert(m);
-            }
+            LocalFrame::Message(m) if message.is_none() => message = Some(m),
+            LocalFrame::Message(_) => return Err(more_than_one_message()),
             LocalFrame::End(result) => return result.map(|()| message.unwrap_or_default()),
         }
     }
