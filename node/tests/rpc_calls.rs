@@ -92,6 +92,15 @@ async fn unary_streaming_and_builtin_calls() {
         .await
         .unwrap_err();
     assert_eq!(e.code, Code::Unavailable, "{e}");
+    assert_eq!(e.kind, "not-served", "{e}");
+    // Its five attempts did not open b's breaker: b is well.
+    let reply = within(
+        a.rpc
+            .call("echo", "echo", Bytes::from_static(b"still"), &to(b.id())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(&reply[..], b"still");
 }
 
 #[tokio::test]

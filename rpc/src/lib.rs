@@ -37,4 +37,4 @@ pub use pick::{Candidate, Path, Picker, Strategy};
 pub use relay_proto::wire::rpc::Code;
 pub use retry::{RetryPolicy, Throttle, ThrottleConfig, Throttles, MAX_ATTEMPTS};
 pub use stats::{Latency, ServiceStats};
-pub use status::Status;
+pub use status::{Status, NOT_SERVED};

@@ -19,6 +19,11 @@ pub struct Status {
     pub retry_after: Option<Duration>,
 }
 
+/// The kind of the `unavailable` a node answers for a service it does not
+/// serve (a stale directory entry, a wrong `--node`): the node is well, so
+/// it does not count toward its breaker.
+pub const NOT_SERVED: &str = "not-served";
+
 impl Status {
     /// A status of `code` with the code's kind.
     pub fn new(code: Code, detail: impl Into<String>) -> Self {
@@ -27,6 +32,19 @@ impl Status {
             kind: code.kind().to_string(),
             detail: detail.into(),
             retry_after: None,
+        }
+    }
+
+    /// `unavailable` from a node that does not serve the service (kind
+    /// [`NOT_SERVED`]): retried on another node, but not the node's
+    /// failure.
+    pub fn not_served(service: &str) -> Self {
+        Self {
+            kind: NOT_SERVED.to_string(),
+            ..Self::new(
+                Code::Unavailable,
+                format!("this node does not serve {service}"),
+            )
         }
     }
 
@@ -84,15 +102,16 @@ impl Status {
     /// deadline, or its handler failed. Answers about the request
     /// (`invalid-argument`, `not-found`, ...) do not count.
     pub fn is_node_failure(&self) -> bool {
-        matches!(
-            self.code,
-            Code::Transport
-                | Code::NoRoute
-                | Code::Unavailable
-                | Code::Timeout
-                | Code::ServerError
-                | Code::Internal
-        )
+        self.kind != NOT_SERVED
+            && matches!(
+                self.code,
+                Code::Transport
+                    | Code::NoRoute
+                    | Code::Unavailable
+                    | Code::Timeout
+                    | Code::ServerError
+                    | Code::Internal
+            )
     }
 }
 
@@ -107,6 +126,22 @@ impl std::error::Error for Status {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn not_served_is_unavailable_but_not_the_nodes_failure() {
+        let s = Status::not_served("inventory");
+        assert_eq!(
+            s.to_string(),
+            "not-served: this node does not serve inventory"
+        );
+        assert_eq!(s.code, Code::Unavailable);
+        assert!(!s.is_node_failure());
+        assert!(Status::new(Code::Unavailable, "busy").is_node_failure());
+        // The kind crosses the wire.
+        let back = Status::from_trailer(s.to_trailer());
+        assert_eq!(back.kind, NOT_SERVED);
+        assert!(!back.is_node_failure());
+    }
 
     #[test]
     fn prints_kind_colon_detail_and_round_trips_a_trailer() {

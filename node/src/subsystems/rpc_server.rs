@@ -304,11 +304,8 @@ async fn dispatch(
     let started = tokio::time::Instant::now();
     let deadline = Deadline::from_wire(started.into_std(), header.deadline_ms, MAX_DEADLINE);
     let Some(entry) = services.get(&header.service) else {
-        let s = Status::new(
-            Code::Unavailable,
-            format!("this node does not serve {}", header.service),
-        );
-        send.reply(None, &Err(s)).await;
+        send.reply(None, &Err(Status::not_served(&header.service)))
+            .await;
         return;
     };
     let mut header = header;
