@@ -65,41 +65,31 @@ fn token_required_denied_without_or_with_a_bad_token() {
     // not seen) replaces the link: accepted, still one subscription.
     let subscribers = |n: &Net| n.owner.channels()[0].stats.subscribers;
     assert_eq!(subscribers(&n), 1);
-    n.owner.handle_frame(
-        0,
-        node(2),
-        ChannelFrame::Subscribe {
-            link: 4,
-            name: CH.into(),
-            token: b"ok:1:0".to_vec(),
-            queue: None,
-            start: Start::Live,
-            credit: 1,
-            backpressure: Backpressure::Block,
-        },
-    );
+    let resubscribe = |n: &mut Net, token: &[u8]| {
+        n.owner.handle_frame(
+            0,
+            node(2),
+            ChannelFrame::Subscribe {
+                link: 4,
+                name: CH.into(),
+                token: token.to_vec(),
+                queue: None,
+                start: Start::Live,
+                credit: 1,
+                backpressure: Backpressure::Block,
+            },
+        );
+        n.owner.poll_transmit().map(|t| t.frame)
+    };
     assert!(matches!(
-        n.owner.poll_transmit().map(|t| t.frame),
+        resubscribe(&mut n, b"ok:1:0"),
         Some(ChannelFrame::Accepted { link: 4, .. })
     ));
     assert_eq!(subscribers(&n), 1);
     // A link number taken again with a bad token is refused as any other
     // (and the old link is gone).
-    n.owner.handle_frame(
-        0,
-        node(2),
-        ChannelFrame::Subscribe {
-            link: 4,
-            name: CH.into(),
-            token: b"bad:scope".to_vec(),
-            queue: None,
-            start: Start::Live,
-            credit: 1,
-            backpressure: Backpressure::Block,
-        },
-    );
     assert!(matches!(
-        n.owner.poll_transmit().map(|t| t.frame),
+        resubscribe(&mut n, b"bad:scope"),
         Some(ChannelFrame::Denied {
             link: 4,
             reason: Reason::Token(TokenKind::Scope),
