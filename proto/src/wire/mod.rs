@@ -16,6 +16,8 @@
 //!   and publishes with (docs/LOCAL_API.md).
 //! - [`rpc_call`]: the local API frames a peer process makes a streaming
 //!   nRPC call with (docs/LOCAL_API.md).
+//! - [`rpc_calls`]: the local API frames a peer process makes many unary
+//!   nRPC calls with over one connection (docs/LOCAL_API.md).
 //! - [`channel`]: pub/sub channel frames (mux protocol id 3).
 
 pub mod channel;
@@ -27,5 +29,6 @@ pub mod probe;
 pub mod relay;
 pub mod rpc;
 pub mod rpc_call;
+pub mod rpc_calls;
 pub mod rpc_serve;
 pub mod traversal;
