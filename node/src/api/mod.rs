@@ -46,6 +46,7 @@ pub mod request;
 pub mod router;
 pub mod rpc;
 pub mod rpc_call;
+pub mod rpc_calls;
 pub mod rpc_serve;
 pub mod server;
 pub mod tokens;

@@ -9,7 +9,9 @@
 //! - `GET /v1/stream/rpc-serve`: a peer process serves a service
 //!   (`super::rpc_serve`);
 //! - `GET /v1/stream/rpc-call`: a peer process makes a streaming call
-//!   (client streaming, duplex; `super::rpc_call`).
+//!   (client streaming, duplex; `super::rpc_call`);
+//! - `GET /v1/stream/rpc-calls`: a peer process makes many unary calls
+//!   over one connection (`super::rpc_calls`).
 //!
 //! A failed call answers `{"error":{"kind","detail"}}` with nRPC's kind
 //! (`no-responders`, `timeout`, ...).
@@ -251,6 +253,7 @@ pub fn register(routes: &mut Routes, rpc: Rpc) -> Result<(), RouteError> {
     })?;
     routes.stream("rpc-serve", super::rpc_serve::RpcServe(rpc.clone()))?;
     routes.stream("rpc-call", super::rpc_call::RpcCall(rpc.clone()))?;
+    routes.stream("rpc-calls", super::rpc_calls::RpcCalls(rpc.clone()))?;
     routes.post("/v1/bench/rpc", move |req: ApiRequest, _ctx| {
         let r = rpc.clone();
         async move {

@@ -166,8 +166,8 @@ impl CallsFrame<'_> {
                 let (method, body) = rest
                     .split_at_checked(len)
                     .ok_or(CallsFrameError::Truncated("the method"))?;
-                let method =
-                    std::str::from_utf8(method).map_err(|_| CallsFrameError::Method("not UTF-8"))?;
+                let method = std::str::from_utf8(method)
+                    .map_err(|_| CallsFrameError::Method("not UTF-8"))?;
                 Ok(CallsFrame::Call { id, method, body })
             }
             CANCEL => match rest {

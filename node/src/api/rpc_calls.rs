@@ -1,0 +1,322 @@
+//! The `rpc-calls` frame stream (`GET /v1/stream/rpc-calls` + upgrade): a
+//! peer process makes many unary nRPC calls of one service at once over
+//! one connection (docs/LOCAL_API.md, "Many unary calls on one
+//! connection"), the high-rate path next to `POST /v1/call`.
+//!
+//! The client's first frame is JSON, `{"op":"calls","service",...}` (see
+//! [`CallsOpen`]): the options every call of the connection gets. The node
+//! answers `{"ok":true}` or `{"error":{kind,detail}}` (and closes). Then
+//! binary frames both ways (`relay_proto::wire::rpc_calls`): `call` and
+//! `cancel` from the process, one `reply` or `error` per call from the
+//! node, in the order the calls end. Each call is made as `POST /v1/call`
+//! makes it (`Rpc::call`: retry and hedging by the options), on a task of
+//! its own; at most [`MAX_IN_FLIGHT`] run at once per connection, and
+//! past that the node reads no more frames until one ends (the socket's
+//! flow control holds the process back). When the process closes the
+//! connection, the calls still running are cancelled.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use relay_proto::frame_stream::MAX_FRAME;
+use relay_proto::wire::rpc::Code;
+use relay_proto::wire::rpc_calls::{CallsFrame, CallsFrameError};
+use relay_rpc::Status;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::task::{AbortHandle, JoinError, JoinSet};
+
+use super::error::ApiError;
+use super::frames::{FrameStream, FrameStreamError};
+use super::router::StreamService;
+use super::rpc::CallRequest;
+use crate::subsystem::BoxFuture;
+use crate::subsystems::rpc::Rpc;
+use crate::subsystems::rpc_client::CallOptions;
+
+/// Calls one connection runs at once.
+pub const MAX_IN_FLIGHT: usize = 256;
+/// The bytes of a `reply` frame before its body (type and call id).
+const REPLY_HEAD: usize = 5;
+
+/// The first frame.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallsOpen {
+    /// Must be `calls`.
+    pub op: String,
+    /// The service every call of the connection calls.
+    pub service: String,
+    /// Only this node.
+    #[serde(default)]
+    pub node_id: Option<String>,
+    /// Each call's timeout (default 5000, at most 3 600 000).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Whether the calls are idempotent (may be retried after they may
+    /// have run, and hedged).
+    #[serde(default)]
+    pub idempotent: bool,
+    /// Metadata pairs every call carries.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// A token (`rnk1...`) for a service that requires one.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl CallsOpen {
+    /// The service and the options of every call (the checks and option
+    /// building of `POST /v1/call`).
+    fn options(&self) -> Result<CallOptions, ApiError> {
+        if self.op != "calls" {
+            return Err(ApiError::BadRequest(format!(
+                "unknown op {:?} (calls)",
+                self.op
+            )));
+        }
+        let request = CallRequest {
+            service: self.service.clone(),
+            node_id: self.node_id.clone(),
+            timeout_ms: self.timeout_ms,
+            idempotent: self.idempotent,
+            metadata: self.metadata.clone(),
+            token: self.token.clone(),
+            ..CallRequest::default()
+        };
+        let (_, mut options) = request.parse()?;
+        // A response must fit one frame with its type and id.
+        options.max_response = options.max_response.min(MAX_FRAME - REPLY_HEAD);
+        Ok(options)
+    }
+}
+
+/// The `rpc-calls` stream service.
+#[derive(Debug, Clone)]
+pub struct RpcCalls(pub Rpc);
+
+/// Why a calling connection ended early.
+#[derive(Debug, thiserror::Error)]
+enum ConnEnd {
+    #[error(transparent)]
+    Stream(#[from] FrameStreamError),
+    #[error(transparent)]
+    Frame(#[from] CallsFrameError),
+    /// A frame the process may not send (a node's frame, or a call id
+    /// already in flight).
+    #[error("protocol: {0}")]
+    Protocol(&'static str),
+}
+
+fn error_json(kind: &str, detail: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"error": {"kind": kind, "detail": detail}})).unwrap_or_default()
+}
+
+/// What every call of one connection shares.
+struct Target {
+    rpc: Rpc,
+    service: Arc<str>,
+    options: Arc<CallOptions>,
+}
+
+/// The calls of one connection in flight, by the process's id.
+struct Flight {
+    tasks: JoinSet<(u32, Result<Bytes, Status>)>,
+    ids: HashMap<u32, AbortHandle>,
+    /// One frame's encoding (kept: no allocation per frame).
+    scratch: Vec<u8>,
+}
+
+impl Flight {
+    fn queue(&mut self, stream: &mut FrameStream, frame: &CallsFrame<'_>) -> Result<(), ConnEnd> {
+        self.scratch.clear();
+        frame.encode(&mut self.scratch)?;
+        stream.queue(&self.scratch)?;
+        Ok(())
+    }
+
+    /// One frame from the process.
+    fn handle(
+        &mut self,
+        stream: &mut FrameStream,
+        target: &Target,
+        payload: Vec<u8>,
+    ) -> Result<(), ConnEnd> {
+        let payload = Bytes::from(payload);
+        match CallsFrame::decode(&payload)? {
+            CallsFrame::Call { id, method, body } => {
+                if self.ids.contains_key(&id) {
+                    return Err(ConnEnd::Protocol("a call id already in flight"));
+                }
+                // The body stays in the frame it came in.
+                let body = payload.slice(payload.len() - body.len()..);
+                let method = method.to_owned();
+                let (rpc, service) = (target.rpc.clone(), target.service.clone());
+                let options = target.options.clone();
+                let task = self
+                    .tasks
+                    .spawn(async move { (id, rpc.call(&service, &method, body, &options).await) });
+                self.ids.insert(id, task);
+            }
+            CallsFrame::Cancel(id) => {
+                // A call that already ended has had its answer.
+                if let Some(task) = self.ids.remove(&id) {
+                    task.abort();
+                    let s = Status::new(Code::Cancelled, "the process cancelled the call");
+                    let trailer = s.to_trailer();
+                    self.queue(stream, &CallsFrame::Error { id, trailer })?;
+                }
+            }
+            CallsFrame::Reply { .. } | CallsFrame::Error { .. } => {
+                return Err(ConnEnd::Protocol("a node's frame from the process"))
+            }
+        }
+        Ok(())
+    }
+
+    /// One call's task ended: its answer, unless it was cancelled.
+    fn ended(
+        &mut self,
+        stream: &mut FrameStream,
+        done: Result<(u32, Result<Bytes, Status>), JoinError>,
+    ) -> Result<(), ConnEnd> {
+        match done {
+            Ok((id, result)) => {
+                if self.ids.remove(&id).is_none() {
+                    return Ok(());
+                }
+                match result {
+                    Ok(body) => self.queue(stream, &CallsFrame::Reply { id, body: &body }),
+                    Err(s) => {
+                        let trailer = s.to_trailer();
+                        self.queue(stream, &CallsFrame::Error { id, trailer })
+                    }
+                }
+            }
+            Err(e) if e.is_cancelled() => Ok(()),
+            Err(e) => {
+                // A call's task failed: its id gets an `internal` error.
+                let task = e.id();
+                let id = self
+                    .ids
+                    .iter()
+                    .find(|(_, h)| h.id() == task)
+                    .map(|(id, _)| *id);
+                let Some(id) = id else { return Ok(()) };
+                self.ids.remove(&id);
+                let s = Status::new(Code::Internal, "the call's task failed");
+                let trailer = s.to_trailer();
+                self.queue(stream, &CallsFrame::Error { id, trailer })
+            }
+        }
+    }
+}
+
+/// Runs the connection's calls until the process closes it (the calls
+/// still running are then cancelled, by dropping their tasks).
+async fn pump(stream: &mut FrameStream, target: &Target) -> Result<(), ConnEnd> {
+    let mut flight = Flight {
+        tasks: JoinSet::new(),
+        ids: HashMap::new(),
+        scratch: Vec::new(),
+    };
+    loop {
+        // Nothing is queued now, so `recv` below only waits for input
+        // (cancel-safe).
+        stream.flush().await?;
+        let room = flight.ids.len() < MAX_IN_FLIGHT;
+        tokio::select! {
+            Some(done) = flight.tasks.join_next(), if !flight.tasks.is_empty() => {
+                flight.ended(stream, done)?;
+                // Every answer ready now goes out in one write.
+                while let Some(done) = flight.tasks.try_join_next() {
+                    flight.ended(stream, done)?;
+                }
+            }
+            read = stream.recv(), if room => {
+                let Some(payload) = read? else { return Ok(()) };
+                flight.handle(stream, target, payload)?;
+                // The frames that came in the same read.
+                while flight.ids.len() < MAX_IN_FLIGHT {
+                    match stream.try_recv()? {
+                        Some(payload) => flight.handle(stream, target, payload)?,
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn calls_conn(rpc: Rpc, mut stream: FrameStream) {
+    let first = match stream.recv().await {
+        Ok(Some(f)) => f,
+        _ => return,
+    };
+    let opened = serde_json::from_slice::<CallsOpen>(&first)
+        .map_err(|e| ApiError::BadRequest(format!("bad first frame: {e}")))
+        .and_then(|open| Ok((open.options()?, open)));
+    let (options, open) = match opened {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = stream.send(&error_json(e.kind(), &e.detail())).await;
+            return;
+        }
+    };
+    if stream.send(br#"{"ok":true}"#).await.is_err() {
+        return;
+    }
+    let target = Target {
+        rpc,
+        service: open.service.as_str().into(),
+        options: Arc::new(options),
+    };
+    match pump(&mut stream, &target).await {
+        Ok(()) => {
+            let _ = stream.close().await;
+        }
+        Err(e) => tracing::debug!(
+            service = %open.service,
+            error = %e,
+            "rpc-calls: the calling connection ended with an error"
+        ),
+    }
+}
+
+impl StreamService for RpcCalls {
+    fn serve(&self, stream: FrameStream) -> BoxFuture<'static, ()> {
+        Box::pin(calls_conn(self.0.clone(), stream))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(json: &str) -> Result<CallOptions, String> {
+        serde_json::from_str::<CallsOpen>(json)
+            .map_err(|e| e.to_string())?
+            .options()
+            .map_err(|e| e.kind().to_string())
+    }
+
+    #[test]
+    fn the_first_frame_is_checked() {
+        let o =
+            open(r#"{"op":"calls","service":"inv","timeout_ms":50,"idempotent":true}"#).unwrap();
+        assert_eq!(o.timeout, std::time::Duration::from_millis(50));
+        assert!(o.idempotent);
+        assert!(o.max_response <= MAX_FRAME - REPLY_HEAD);
+        assert_eq!(
+            open(r#"{"op":"call","service":"inv"}"#).unwrap_err(),
+            "bad-request"
+        );
+        assert_eq!(
+            open(r#"{"op":"calls","service":"inv","timeout_ms":0}"#).unwrap_err(),
+            "bad-request"
+        );
+        assert!(open(r#"{"op":"calls","service":"inv","method":"m"}"#).is_err());
+        assert!(open(r#"{"op":"calls"}"#).is_err());
+    }
+}
