@@ -219,6 +219,14 @@ class Client:
         from . import rpc_call
         return rpc_call.call_duplex(self, target, requests, **options)
 
+    def caller(self, service: str, **options: Any) -> Any:
+        """Opens a connection for many unary calls of `service` (see
+        relay_node.rpc_calls.open_caller): returns a Caller whose call()
+        and call_many() (a window of calls in flight at once) reuse it.
+        Options: node_id, timeout_ms, idempotent, metadata, token."""
+        from . import rpc_calls
+        return rpc_calls.open_caller(self, service, **options)
+
     def serve(self, service: str, handler: Any = None, **options: Any) -> Any:
         """Serves an nRPC service from this process (see
         relay_node.rpc_serve.serve): `serve("inventory", handler,

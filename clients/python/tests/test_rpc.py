@@ -63,6 +63,27 @@ class Rpc(unittest.TestCase):
             self.b.client.call("inventory.get")
         self.assertEqual(e.exception.kind, "no-responders")
 
+    def test_many_calls_on_one_connection(self) -> None:
+        wait_for("echo in B's services", lambda: self.listed("echo"))
+        bodies = [f"call {i}".encode() for i in range(1000)]
+        with self.b.client.caller("echo", node_id=self.a.node_id) as caller:
+            self.assertEqual(caller.call_many("echo", bodies), bodies)
+            self.assertEqual(caller.call("echo", "one more"), b"one more")
+            # A failed call fails alone; the connection stays usable.
+            with self.assertRaises(RelayNodeError) as e:
+                caller.call("nope")
+            self.assertEqual(e.exception.kind, "unimplemented")
+            mixed = caller.call_many("echo", [b"a", b"b"], window=1, return_errors=True)
+            self.assertEqual(mixed, [b"a", b"b"])
+            self.assertEqual(caller.call("echo", b""), b"")
+        with self.b.client.caller("inventory") as caller:
+            with self.assertRaises(RelayNodeError) as e:
+                caller.call("get", "apple")
+            self.assertEqual(e.exception.kind, "no-responders")
+        with self.assertRaises(RelayNodeError) as e:
+            self.b.client.caller("echo", node_id="not-a-node")
+        self.assertEqual(e.exception.kind, "invalid-node-id")
+
 
     def listed(self, name: str) -> bool:
         return any(s["name"] == name for s in self.b.client.services()["services"])
