@@ -421,4 +421,39 @@ async fn local_api(rounds: usize, secs: f64, repeats: usize, p50: Duration, rate
             p.as_secs_f64() / p50.as_secs_f64().max(1e-12),
         );
     }
+
+    // Many calls on one connection: the rpc-calls stream.
+    let mut calls = rpc_local::Calls::open(&mesh.a_sock, &mesh.b_id, ITEM).await;
+    for _ in 0..(rounds / 10).max(10) {
+        calls.one().await;
+    }
+    let mut t = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let start = Instant::now();
+        calls.one().await;
+        t.push(start.elapsed());
+    }
+    let (p, p99) = (
+        common::percentile(&mut t, 50.0),
+        common::percentile(&mut t, 99.0),
+    );
+    let mut windows = Vec::new();
+    for window in [CONCURRENCY, 256] {
+        let mut r = Vec::new();
+        for _ in 0..repeats {
+            r.push(calls.rate(window, secs).await);
+        }
+        windows.push((window, median(r)));
+    }
+    println!(
+        "{:40} p50 {:>8.1} us   p99 {:>8.1} us   {}",
+        "rpc-calls stream -> A -> B echo 64 B",
+        us(p),
+        us(p99),
+        windows
+            .iter()
+            .map(|(w, r)| format!("{r:>8.0} calls/s ({w} in flight)"))
+            .collect::<Vec<_>>()
+            .join("  "),
+    );
 }

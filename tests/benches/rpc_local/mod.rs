@@ -12,11 +12,16 @@
 //!
 //! p50/p99 with one caller (alternating blocks) and calls/s with
 //! [`CONCURRENCY`](super::CONCURRENCY) callers (alternating runs, median).
+//!
+//! - **rpc-calls → A → B (echo)**: the same echo calls over one `rpc-calls`
+//!   connection to A ([`Calls`]): p50/p99 of one call at a time, and
+//!   calls/s with 16 and with 256 calls in flight on the connection.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use relay_proto::frame_stream::{encode_frame, FrameDecoder};
+use relay_proto::wire::rpc_calls::CallsFrame;
 use relay_proto::wire::rpc_serve::ServeFrame;
 use relay_tests::process::{run_cli, NodeProcess};
 use relay_tests::relay_node_bin;
@@ -192,4 +197,126 @@ pub async fn rate(sock: &Path, request: &str, callers: usize, secs: f64) -> f64 
         total += n.unwrap();
     }
     total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// A process's `rpc-calls` connection to A, calling `echo.echo` on B.
+pub struct Calls {
+    s: UnixStream,
+    decoder: FrameDecoder,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    frame: Vec<u8>,
+    body: Vec<u8>,
+    next: u32,
+}
+
+impl Calls {
+    /// Opens the connection on `sock` (A's API) for echo on `node`.
+    pub async fn open(sock: &Path, node: &str, item: usize) -> Calls {
+        let mut s = UnixStream::connect(sock).await.unwrap();
+        s.write_all(
+            b"GET /v1/stream/rpc-calls HTTP/1.1\r\nHost: relay-node\r\nConnection: Upgrade\r\n\
+              Upgrade: relay-node-frames/1\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(s.read_u8().await.unwrap());
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"));
+        let mut out = Vec::new();
+        let open = format!(r#"{{"op":"calls","service":"echo","node_id":"{node}"}}"#);
+        encode_frame(open.as_bytes(), &mut out).unwrap();
+        s.write_all(&out).await.unwrap();
+        let mut calls = Calls {
+            s,
+            decoder: FrameDecoder::default(),
+            buf: vec![0u8; 64 * 1024],
+            out: Vec::new(),
+            frame: Vec::new(),
+            body: vec![b'Z'; item],
+            next: 0,
+        };
+        let answer = calls.frames().await.remove(0);
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        assert!(answer.contains(r#""ok":true"#), "{answer}");
+        calls
+    }
+
+    /// Queues one call.
+    fn queue(&mut self) {
+        self.frame.clear();
+        CallsFrame::Call {
+            id: self.next,
+            method: "echo",
+            body: &self.body,
+        }
+        .encode(&mut self.frame)
+        .unwrap();
+        self.next = self.next.wrapping_add(1);
+        encode_frame(&self.frame, &mut self.out).unwrap();
+    }
+
+    /// Writes the queued calls, then waits for at least one frame; every
+    /// complete frame read.
+    async fn frames(&mut self) -> Vec<Vec<u8>> {
+        if !self.out.is_empty() {
+            self.s.write_all(&self.out).await.unwrap();
+            self.out.clear();
+        }
+        let mut frames = Vec::new();
+        loop {
+            while let Some(f) = self.decoder.next_frame().unwrap() {
+                frames.push(f);
+            }
+            if !frames.is_empty() {
+                return frames;
+            }
+            let n = self.s.read(&mut self.buf).await.unwrap();
+            assert!(n > 0, "the node closed the calling connection");
+            self.decoder.push(&self.buf[..n]);
+        }
+    }
+
+    /// Counts the replies among `frames`; panics at an error.
+    fn replies(frames: &[Vec<u8>]) -> usize {
+        for f in frames {
+            match CallsFrame::decode(f).unwrap() {
+                CallsFrame::Reply { .. } => {}
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+        frames.len()
+    }
+
+    /// One call, waited for.
+    pub async fn one(&mut self) {
+        self.queue();
+        let frames = self.frames().await;
+        assert_eq!(Self::replies(&frames), 1);
+    }
+
+    /// Calls per second with `window` calls in flight for `secs`.
+    pub async fn rate(&mut self, window: usize, secs: f64) -> f64 {
+        let start = Instant::now();
+        let end = start + Duration::from_secs_f64(secs);
+        for _ in 0..window {
+            self.queue();
+        }
+        let (mut in_flight, mut done) = (window, 0u64);
+        while in_flight > 0 {
+            let frames = self.frames().await;
+            let n = Self::replies(&frames);
+            in_flight -= n;
+            done += n as u64;
+            if Instant::now() < end {
+                for _ in 0..n {
+                    self.queue();
+                }
+                in_flight += n;
+            }
+        }
+        done as f64 / start.elapsed().as_secs_f64()
+    }
 }
