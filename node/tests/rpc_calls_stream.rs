@@ -240,3 +240,60 @@ async fn bad_openings_and_frames_are_refused() {
     s.send(&[0x7f]).await.unwrap();
     assert!(within(s.recv()).await.unwrap().is_none());
 }
+
+/// A cancelled call's id may be used again at once: each answer belongs
+/// to the call that has the id when it ends, even when the cancelled
+/// call ended before the cancel took effect.
+// Two workers: a call's task may end on the other while its cancel is
+// handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_used_again_after_a_cancel_gets_the_new_calls_answer() {
+    let (a, b) = pair().await;
+    let (seen, _rx) = mpsc::channel(16);
+    serve(&b, seen);
+    let (mut s, _) = open(&a, &first(&b)).await;
+    for round in 0..50u32 {
+        let id = round % 3;
+        let first_body = format!("first {round}");
+        let second_body = format!("second {round}");
+        queue(
+            &mut s,
+            CallsFrame::Call {
+                id,
+                method: "up",
+                body: first_body.as_bytes(),
+            },
+        );
+        queue(&mut s, CallsFrame::Cancel(id));
+        queue(
+            &mut s,
+            CallsFrame::Call {
+                id,
+                method: "up",
+                body: second_body.as_bytes(),
+            },
+        );
+        s.flush().await.unwrap();
+        let mut answers = Vec::new();
+        while answers.len() < 2 {
+            match CallsFrame::decode(&next(&mut s).await).unwrap() {
+                CallsFrame::Reply { id: got, body } => {
+                    assert_eq!(got, id);
+                    answers.push(String::from_utf8(body.to_vec()).unwrap());
+                }
+                CallsFrame::Error { id: got, trailer } => {
+                    assert_eq!((got, trailer.code), (id, Code::Cancelled));
+                    answers.push("cancelled".into());
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // The first call answered, or cancelled; then the second's answer.
+        let first_answer = first_body.to_uppercase();
+        assert!(
+            answers[0] == first_answer || answers[0] == "cancelled",
+            "round {round}: {answers:?}"
+        );
+        assert_eq!(answers[1], second_body.to_uppercase(), "round {round}");
+    }
+}

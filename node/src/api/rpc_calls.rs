@@ -25,7 +25,7 @@ use relay_proto::wire::rpc_calls::{CallsFrame, CallsFrameError};
 use relay_rpc::Status;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::task::{AbortHandle, JoinError, JoinSet};
+use tokio::task::{self, AbortHandle, JoinError, JoinSet};
 
 use super::error::ApiError;
 use super::frames::{FrameStream, FrameStreamError};
@@ -175,17 +175,20 @@ impl Flight {
         Ok(())
     }
 
-    /// One call's task ended: its answer, unless it was cancelled.
+    /// One call's task ended: its answer, unless it was cancelled. The
+    /// task must be the one its id names now: a cancelled call's id may
+    /// already be in use again when its task ends.
     fn ended(
         &mut self,
         stream: &mut FrameStream,
-        done: Result<(u32, Result<Bytes, Status>), JoinError>,
+        done: Result<(task::Id, (u32, Result<Bytes, Status>)), JoinError>,
     ) -> Result<(), ConnEnd> {
         match done {
-            Ok((id, result)) => {
-                if self.ids.remove(&id).is_none() {
+            Ok((task, (id, result))) => {
+                if self.ids.get(&id).map(AbortHandle::id) != Some(task) {
                     return Ok(());
                 }
+                self.ids.remove(&id);
                 match result {
                     Ok(body) => self.queue(stream, &CallsFrame::Reply { id, body: &body }),
                     Err(s) => {
@@ -211,6 +214,12 @@ impl Flight {
             }
         }
     }
+
+    /// Whether another call may start: the tasks not yet reaped count,
+    /// cancelled ones included, so the connection's tasks stay bounded.
+    fn room(&self) -> bool {
+        self.tasks.len() < MAX_IN_FLIGHT
+    }
 }
 
 /// Runs the connection's calls until the process closes it (the calls
@@ -225,12 +234,12 @@ async fn pump(stream: &mut FrameStream, target: &Target) -> Result<(), ConnEnd> 
         // Nothing is queued now, so `recv` below only waits for input
         // (cancel-safe).
         stream.flush().await?;
-        let room = flight.ids.len() < MAX_IN_FLIGHT;
+        let room = flight.room();
         tokio::select! {
-            Some(done) = flight.tasks.join_next(), if !flight.tasks.is_empty() => {
+            Some(done) = flight.tasks.join_next_with_id(), if !flight.tasks.is_empty() => {
                 flight.ended(stream, done)?;
                 // Every answer ready now goes out in one write.
-                while let Some(done) = flight.tasks.try_join_next() {
+                while let Some(done) = flight.tasks.try_join_next_with_id() {
                     flight.ended(stream, done)?;
                 }
             }
@@ -238,7 +247,7 @@ async fn pump(stream: &mut FrameStream, target: &Target) -> Result<(), ConnEnd> 
                 let Some(payload) = read? else { return Ok(()) };
                 flight.handle(stream, target, payload)?;
                 // The frames that came in the same read.
-                while flight.ids.len() < MAX_IN_FLIGHT {
+                while flight.room() {
                     match stream.try_recv()? {
                         Some(payload) => flight.handle(stream, target, payload)?,
                         None => break,
@@ -293,6 +302,37 @@ impl StreamService for RpcCalls {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio_util::sync::CancellationToken;
+
+    /// A cancelled call that ended before its cancel took effect, whose
+    /// id is in use again: its end is not the new call's answer.
+    #[tokio::test]
+    async fn an_answer_goes_only_to_the_task_that_has_the_id_now() {
+        let (ours, theirs) = tokio::io::duplex(4096);
+        let mut stream = FrameStream::new(Box::new(theirs), CancellationToken::new());
+        let mut process = FrameStream::new(Box::new(ours), CancellationToken::new());
+        let mut flight = Flight {
+            tasks: JoinSet::new(),
+            ids: HashMap::new(),
+            scratch: Vec::new(),
+        };
+        let old = flight
+            .tasks
+            .spawn(async { (5, Ok(Bytes::from_static(b"old"))) });
+        while !old.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        let new = flight
+            .tasks
+            .spawn(std::future::pending::<(u32, Result<Bytes, Status>)>());
+        flight.ids.insert(5, new);
+        let done = flight.tasks.join_next_with_id().await.unwrap();
+        flight.ended(&mut stream, done).unwrap();
+        assert!(flight.ids.contains_key(&5), "the new call is in flight");
+        // Nothing was answered; a frame sent after it is the first read.
+        stream.send(b"marker").await.unwrap();
+        assert_eq!(process.recv().await.unwrap().unwrap(), b"marker");
+    }
 
     fn open(json: &str) -> Result<CallOptions, String> {
         serde_json::from_str::<CallsOpen>(json)
