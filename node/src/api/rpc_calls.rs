@@ -120,9 +120,12 @@ struct Target {
     options: Arc<CallOptions>,
 }
 
+/// What a call's task ends with: the call's id and its outcome.
+type CallEnd = (u32, Result<Bytes, Status>);
+
 /// The calls of one connection in flight, by the process's id.
 struct Flight {
-    tasks: JoinSet<(u32, Result<Bytes, Status>)>,
+    tasks: JoinSet<CallEnd>,
     ids: HashMap<u32, AbortHandle>,
     /// One frame's encoding (kept: no allocation per frame).
     scratch: Vec<u8>,
@@ -181,7 +184,7 @@ impl Flight {
     fn ended(
         &mut self,
         stream: &mut FrameStream,
-        done: Result<(task::Id, (u32, Result<Bytes, Status>)), JoinError>,
+        done: Result<(task::Id, CallEnd), JoinError>,
     ) -> Result<(), ConnEnd> {
         match done {
             Ok((task, (id, result))) => {
@@ -322,9 +325,7 @@ mod tests {
         while !old.is_finished() {
             tokio::task::yield_now().await;
         }
-        let new = flight
-            .tasks
-            .spawn(std::future::pending::<(u32, Result<Bytes, Status>)>());
+        let new = flight.tasks.spawn(std::future::pending::<CallEnd>());
         flight.ids.insert(5, new);
         let done = flight.tasks.join_next_with_id().await.unwrap();
         flight.ended(&mut stream, done).unwrap();
