@@ -32,7 +32,9 @@ class Caller:
         self.service = service
         self._sock = sock
         self._next_id = 0
-        self._buf = b""
+        # What was read and not taken yet: self._buf[self._pos:].
+        self._buf = bytearray()
+        self._pos = 0
 
     def __enter__(self) -> "Caller":
         return self
@@ -117,7 +119,10 @@ class Caller:
     def _read_exact(self, n: int) -> bytes:
         from .client import RelayNodeError
 
-        while len(self._buf) < n:
+        while len(self._buf) - self._pos < n:
+            if self._pos:
+                del self._buf[:self._pos]
+                self._pos = 0
             try:
                 chunk = self._sock.recv(max(65536, n - len(self._buf)))
             except socket.timeout:
@@ -127,7 +132,8 @@ class Caller:
             if not chunk:
                 raise RelayNodeError("io", "the node closed the calling connection")
             self._buf += chunk
-        data, self._buf = self._buf[:n], self._buf[n:]
+        data = bytes(self._buf[self._pos:self._pos + n])
+        self._pos += n
         return data
 
     def close(self) -> None:
