@@ -79,6 +79,22 @@ async fn next(s: &mut FrameStream) -> Vec<u8> {
     within(s.recv()).await.unwrap().expect("the node closed")
 }
 
+/// A connection with call `id` of `hold` in flight, its handler running.
+async fn holding(a: &Node, b: &Node, rx: &mut mpsc::Receiver<String>, id: u32) -> FrameStream {
+    let (mut s, _) = open(a, &first(b)).await;
+    queue(
+        &mut s,
+        CallsFrame::Call {
+            id,
+            method: "hold",
+            body: b"one",
+        },
+    );
+    s.flush().await.unwrap();
+    assert_eq!(within(rx.recv()).await.unwrap(), "one");
+    s
+}
+
 #[tokio::test]
 async fn many_calls_in_flight_on_one_connection_each_get_their_answer() {
     let (a, b) = pair().await;
@@ -131,17 +147,7 @@ async fn a_cancelled_call_is_answered_cancelled_and_its_handler_sees_it() {
     let (a, b) = pair().await;
     let (seen, mut rx) = mpsc::channel(16);
     serve(&b, seen);
-    let (mut s, _) = open(&a, &first(&b)).await;
-    queue(
-        &mut s,
-        CallsFrame::Call {
-            id: 5,
-            method: "hold",
-            body: b"one",
-        },
-    );
-    s.flush().await.unwrap();
-    assert_eq!(within(rx.recv()).await.unwrap(), "one");
+    let mut s = holding(&a, &b, &mut rx, 5).await;
     queue(&mut s, CallsFrame::Cancel(5));
     // A cancel of a call not in flight is ignored.
     queue(&mut s, CallsFrame::Cancel(6));
@@ -173,17 +179,7 @@ async fn closing_the_connection_cancels_the_calls_in_flight() {
     let (a, b) = pair().await;
     let (seen, mut rx) = mpsc::channel(16);
     serve(&b, seen);
-    let (mut s, _) = open(&a, &first(&b)).await;
-    queue(
-        &mut s,
-        CallsFrame::Call {
-            id: 1,
-            method: "hold",
-            body: b"one",
-        },
-    );
-    s.flush().await.unwrap();
-    assert_eq!(within(rx.recv()).await.unwrap(), "one");
+    let s = holding(&a, &b, &mut rx, 1).await;
     drop(s);
     assert_eq!(within(rx.recv()).await.unwrap(), "cancelled");
 }

@@ -128,6 +128,14 @@ impl FrameStream {
         self.flush().await
     }
 
+    /// Queues and writes the JSON error frame of an opening that failed,
+    /// `{"error":{"kind","detail"}}`.
+    pub async fn send_error(&mut self, kind: &str, detail: &str) -> Result<(), FrameStreamError> {
+        let error = serde_json::json!({"error": {"kind": kind, "detail": detail}});
+        self.send(&serde_json::to_vec(&error).unwrap_or_default())
+            .await
+    }
+
     /// Flushes and closes the write side.
     pub async fn close(mut self) -> Result<(), FrameStreamError> {
         self.flush().await?;

@@ -91,10 +91,6 @@ impl CallOpen {
 #[derive(Debug, Clone)]
 pub struct RpcCall(pub Rpc);
 
-fn error_json(kind: &str, detail: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({"error": {"kind": kind, "detail": detail}})).unwrap_or_default()
-}
-
 /// Why a calling connection ended early.
 #[derive(Debug, thiserror::Error)]
 enum ConnEnd {
@@ -226,14 +222,14 @@ async fn call_conn(rpc: Rpc, mut stream: FrameStream) {
     let (open, options) = match opened {
         Ok(x) => x,
         Err(e) => {
-            let _ = stream.send(&error_json(e.kind(), &e.detail())).await;
+            let _ = stream.send_error(e.kind(), &e.detail()).await;
             return;
         }
     };
     let call = match rpc.open(&open.service, &open.method, &options).await {
         Ok(call) => call,
         Err(s) => {
-            let _ = stream.send(&error_json(&s.kind, &s.detail)).await;
+            let _ = stream.send_error(&s.kind, &s.detail).await;
             return;
         }
     };

@@ -24,7 +24,6 @@ use relay_proto::wire::rpc::Code;
 use relay_proto::wire::rpc_calls::{CallsFrame, CallsFrameError};
 use relay_rpc::Status;
 use serde::Deserialize;
-use serde_json::json;
 use tokio::task::{self, AbortHandle, JoinError, JoinSet};
 
 use super::error::ApiError;
@@ -107,10 +106,6 @@ enum ConnEnd {
     /// already in flight).
     #[error("protocol: {0}")]
     Protocol(&'static str),
-}
-
-fn error_json(kind: &str, detail: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({"error": {"kind": kind, "detail": detail}})).unwrap_or_default()
 }
 
 /// What every call of one connection shares.
@@ -272,7 +267,7 @@ async fn calls_conn(rpc: Rpc, mut stream: FrameStream) {
     let (options, open) = match opened {
         Ok(x) => x,
         Err(e) => {
-            let _ = stream.send(&error_json(e.kind(), &e.detail())).await;
+            let _ = stream.send_error(e.kind(), &e.detail()).await;
             return;
         }
     };

@@ -134,11 +134,6 @@ impl ServeOpen {
 #[derive(Debug, Clone)]
 pub struct RpcServe(pub Rpc);
 
-fn error_json(e: &ApiError) -> Vec<u8> {
-    serde_json::to_vec(&json!({"error": {"kind": e.kind(), "detail": e.detail()}}))
-        .unwrap_or_default()
-}
-
 /// Withdraws the service and fails its open calls when the connection
 /// ends, however it ends.
 struct Served {
@@ -257,7 +252,7 @@ async fn serve_conn(rpc: Rpc, mut stream: FrameStream) {
     let (options, service, streamed) = match opened {
         Ok(x) => x,
         Err(e) => {
-            let _ = stream.send(&error_json(&e)).await;
+            let _ = stream.send_error(e.kind(), &e.detail()).await;
             return;
         }
     };
@@ -269,7 +264,7 @@ async fn serve_conn(rpc: Rpc, mut stream: FrameStream) {
     let handler = remote(calls.clone(), out_tx, streamed);
     if let Err(e) = rpc.serve(&service, options, handler) {
         let e = ApiError::operation(e.kind(), e.to_string());
-        let _ = stream.send(&error_json(&e)).await;
+        let _ = stream.send_error(e.kind(), &e.detail()).await;
         return;
     }
     let _served = Served {

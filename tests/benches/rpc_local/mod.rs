@@ -92,6 +92,22 @@ async fn http(sock: &Path, method: &str, path: &str, body: &str) -> (u16, String
     (status, body.to_string())
 }
 
+/// A connection to `sock` upgraded to the frame stream of `service`.
+async fn upgrade(sock: &Path, service: &str) -> UnixStream {
+    let mut s = UnixStream::connect(sock).await.unwrap();
+    let req = format!(
+        "GET /v1/stream/{service} HTTP/1.1\r\nHost: relay-node\r\nConnection: Upgrade\r\n\
+         Upgrade: relay-node-frames/1\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(s.read_u8().await.unwrap());
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{service}");
+    s
+}
+
 /// Waits until A lists `service`.
 pub async fn wait_listed(sock: &Path, service: &str) {
     let needle = format!("\"name\":\"{service}\"");
@@ -112,18 +128,7 @@ pub async fn wait_listed(sock: &Path, service: &str) {
 /// Serves `pecho` through `sock` until the process ends: every request is
 /// answered with its body.
 pub async fn serve_pecho(sock: &Path) {
-    let mut s = UnixStream::connect(sock).await.unwrap();
-    s.write_all(
-        b"GET /v1/stream/rpc-serve HTTP/1.1\r\nHost: relay-node\r\nConnection: Upgrade\r\n\
-          Upgrade: relay-node-frames/1\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        head.push(s.read_u8().await.unwrap());
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let mut s = upgrade(sock, "rpc-serve").await;
     let mut out = Vec::new();
     let open = br#"{"op":"serve","service":"pecho","methods":["echo"],"concurrency":64}"#;
     encode_frame(open, &mut out).unwrap();
@@ -213,18 +218,7 @@ pub struct Calls {
 impl Calls {
     /// Opens the connection on `sock` (A's API) for echo on `node`.
     pub async fn open(sock: &Path, node: &str, item: usize) -> Calls {
-        let mut s = UnixStream::connect(sock).await.unwrap();
-        s.write_all(
-            b"GET /v1/stream/rpc-calls HTTP/1.1\r\nHost: relay-node\r\nConnection: Upgrade\r\n\
-              Upgrade: relay-node-frames/1\r\n\r\n",
-        )
-        .await
-        .unwrap();
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            head.push(s.read_u8().await.unwrap());
-        }
-        assert!(head.starts_with(b"HTTP/1.1 101"));
+        let mut s = upgrade(sock, "rpc-calls").await;
         let mut out = Vec::new();
         let open = format!(r#"{{"op":"calls","service":"echo","node_id":"{node}"}}"#);
         encode_frame(open.as_bytes(), &mut out).unwrap();
