@@ -10,6 +10,8 @@ import socket
 import struct
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Union
 
+from ._frames import _LEN, _Frames
+
 __all__ = ["create_channel", "remove_channel", "list_channels", "publish", "subscribe"]
 
 # A message: text (sent as UTF-8) or bytes.
@@ -164,7 +166,6 @@ def _ack(frame: bytes) -> Dict[str, int]:
 _MESSAGE, _GAP, _END, _ACK = 0x01, 0x02, 0x03, 0x04
 _HEAD = struct.Struct(">32sQQ")
 _ACK_BODY = struct.Struct(">II")
-_LEN = struct.Struct(">I")
 _UPGRADE = ("GET /v1/stream/channels HTTP/1.1\r\nHost: relay-node\r\n"
             "Connection: Upgrade\r\nUpgrade: relay-node-frames/1\r\n\r\n").encode()
 _MAX_HEAD = 64 * 1024
@@ -173,40 +174,6 @@ _MAX_HEAD = 64 * 1024
 def _node_id(raw: bytes) -> str:
     """The text form of a NodeId (52 lowercase base32 characters)."""
     return base64.b32encode(raw).decode().rstrip("=").lower()
-
-
-class _Frames:
-    """Length-prefixed frames (u32 big-endian) on an upgraded socket."""
-
-    def __init__(self, sock: socket.socket, buffered: bytes) -> None:
-        self.sock = sock
-        self.buf = bytearray(buffered)
-
-    def send(self, payload: bytes) -> None:
-        self.sock.sendall(_LEN.pack(len(payload)) + payload)
-
-    def next_buffered(self) -> Optional[bytes]:
-        """The next frame if it was read whole already, else None."""
-        if len(self.buf) >= 4:
-            (n,) = _LEN.unpack_from(self.buf)
-            if len(self.buf) >= 4 + n:
-                frame = bytes(self.buf[4:4 + n])
-                del self.buf[:4 + n]
-                return frame
-        return None
-
-    def recv(self) -> Optional[bytes]:
-        """The next frame, or None when the node closed the stream."""
-        while True:
-            frame = self.next_buffered()
-            if frame is not None:
-                return frame
-            chunk = self.sock.recv(64 * 1024)
-            if not chunk:
-                if self.buf:
-                    raise OSError("the stream ended inside a frame")
-                return None
-            self.buf += chunk
 
 
 def _upgrade(client: Any, timeout: float) -> _Frames:

@@ -15,6 +15,7 @@ import socket
 import struct
 from typing import Any, Dict, Iterable, List, Optional, Union
 
+from ._frames import _Frames
 from .rpc_call import _trailer_error
 from .rpc_serve import _MAX_FRAME, _bytes, _upgrade
 
@@ -28,13 +29,10 @@ MAX_IN_FLIGHT = 256
 class Caller:
     """An open `rpc-calls` connection to one service."""
 
-    def __init__(self, sock: Any, service: str) -> None:
+    def __init__(self, frames: _Frames, service: str) -> None:
         self.service = service
-        self._sock = sock
+        self._frames = frames
         self._next_id = 0
-        # What was read and not taken yet: self._buf[self._pos:].
-        self._buf = bytearray()
-        self._pos = 0
 
     def __enter__(self) -> "Caller":
         return self
@@ -92,11 +90,10 @@ class Caller:
         """Reads one answer and puts it in its place."""
         from .client import RelayNodeError
 
-        length, = struct.unpack(">I", self._read_exact(4))
-        if length < 5 or length > _MAX_FRAME:
+        payload = self._recv()
+        if len(payload) < 5:
             self.close()
-            raise RelayNodeError("bad-answer", f"a frame of {length} bytes")
-        payload = self._read_exact(length)
+            raise RelayNodeError("bad-answer", f"a frame of {len(payload)} bytes")
         kind, call_id = struct.unpack_from(">BI", payload)
         index = pending.pop(call_id, None)
         if index is None or kind not in (_REPLY, _ERROR):
@@ -112,34 +109,28 @@ class Caller:
         from .client import RelayNodeError
 
         try:
-            self._sock.sendall(data)
+            self._frames.sock.sendall(data)
         except OSError as e:
             raise RelayNodeError("io", f"the calling connection failed: {e}") from None
 
-    def _read_exact(self, n: int) -> bytes:
+    def _recv(self) -> bytes:
+        """The node's next frame."""
         from .client import RelayNodeError
 
-        while len(self._buf) - self._pos < n:
-            if self._pos:
-                del self._buf[:self._pos]
-                self._pos = 0
-            try:
-                chunk = self._sock.recv(max(65536, n - len(self._buf)))
-            except socket.timeout:
-                raise RelayNodeError("timeout", "no answer from the node in time") from None
-            except OSError as e:
-                raise RelayNodeError("io", f"the calling connection failed: {e}") from None
-            if not chunk:
-                raise RelayNodeError("io", "the node closed the calling connection")
-            self._buf += chunk
-        data = bytes(self._buf[self._pos:self._pos + n])
-        self._pos += n
-        return data
+        try:
+            payload = self._frames.recv()
+        except socket.timeout:
+            raise RelayNodeError("timeout", "no answer from the node in time") from None
+        except OSError as e:
+            raise RelayNodeError("io", f"the calling connection failed: {e}") from None
+        if payload is None:
+            raise RelayNodeError("io", "the node closed the calling connection")
+        return payload
 
     def close(self) -> None:
         """Closes the connection (cancelling calls still in flight)."""
         try:
-            self._sock.close()
+            self._frames.sock.close()
         except OSError:
             pass
 
@@ -164,12 +155,13 @@ def open_caller(client: Any, service: str, node_id: Optional[str] = None,
     # A read waits at most for one call's whole timeout and the node's
     # answer on top.
     sock = _upgrade(client, client.timeout + timeout_ms / 1000, "rpc-calls")
-    caller = Caller(sock, service)
+    caller = Caller(_Frames(sock, b""), service)
     try:
-        data = json.dumps(request).encode()
-        caller._send(struct.pack(">I", len(data)) + data)
-        length, = struct.unpack(">I", caller._read_exact(4))
-        reply = json.loads(caller._read_exact(min(length, _MAX_FRAME)))
+        caller._frames.send(json.dumps(request).encode())
+        reply = json.loads(caller._recv())
+    except (OSError, ValueError) as e:
+        caller.close()
+        raise RelayNodeError("io", f"opening the calls of {service}: {e}") from None
     except BaseException:
         caller.close()
         raise
