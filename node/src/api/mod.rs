@@ -47,6 +47,7 @@ pub mod router;
 pub mod rpc;
 pub mod rpc_call;
 pub mod rpc_calls;
+pub mod rpc_open;
 pub mod rpc_serve;
 pub mod server;
 pub mod tokens;

@@ -4,7 +4,7 @@
 //! calls from a peer process").
 //!
 //! The client's first frame is JSON, `{"op":"call","service","method",...}`
-//! (see [`CallOpen`]); the node opens the call (`Rpc::open`: one picked
+//! (see [`CallingOpen`]); the node opens the call (`Rpc::open`: one picked
 //! node, no retry) and answers `{"ok":true,"node_id"}` or
 //! `{"error":{kind,detail}}` (and closes). Then binary frames both ways
 //! (`relay_proto::wire::rpc_call`): `message` and `finish` from the
@@ -16,76 +16,21 @@
 //! the previous one is written to the process. When the process closes the
 //! connection before the `end`, the call is cancelled.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
-use relay_proto::frame_stream::MAX_FRAME;
 use relay_proto::wire::rpc::{Code, Trailer};
 use relay_proto::wire::rpc_call::{CallFrame, CallFrameError};
 use relay_rpc::Status;
-use serde::Deserialize;
 use serde_json::json;
 
-use super::error::ApiError;
 use super::frames::{FrameStream, FrameStreamError};
 use super::router::StreamService;
-use super::rpc::CallRequest;
+use super::rpc_open::{Calling, CallingOpen};
 use crate::subsystem::BoxFuture;
 use crate::subsystems::rpc::Rpc;
 use crate::subsystems::rpc_client::{CallReceiver, CallSender};
-
-/// The first frame.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CallOpen {
-    /// Must be `call`.
-    pub op: String,
-    /// The service.
-    pub service: String,
-    /// The method.
-    pub method: String,
-    /// Only this node.
-    #[serde(default)]
-    pub node_id: Option<String>,
-    /// The whole call's timeout (default 5000, at most 3 600 000).
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-    /// Whether the call is marked idempotent (streaming calls are never
-    /// retried or hedged; the flag reaches the server).
-    #[serde(default)]
-    pub idempotent: bool,
-    /// Metadata pairs.
-    #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
-    /// A token (`rnk1...`) for a service that requires one.
-    #[serde(default)]
-    pub token: Option<String>,
-}
-
-impl CallOpen {
-    /// The `POST /v1/call` request with the same options (its checks and
-    /// option building are shared).
-    fn request(&self) -> Result<CallRequest, ApiError> {
-        if self.op != "call" {
-            return Err(ApiError::BadRequest(format!(
-                "unknown op {:?} (call)",
-                self.op
-            )));
-        }
-        Ok(CallRequest {
-            service: self.service.clone(),
-            method: self.method.clone(),
-            node_id: self.node_id.clone(),
-            timeout_ms: self.timeout_ms,
-            idempotent: self.idempotent,
-            metadata: self.metadata.clone(),
-            token: self.token.clone(),
-            ..CallRequest::default()
-        })
-    }
-}
 
 /// The `rpc-call` stream service.
 #[derive(Debug, Clone)]
@@ -210,23 +155,15 @@ async fn call_conn(rpc: Rpc, mut stream: FrameStream) {
         Ok(Some(f)) => f,
         _ => return,
     };
-    let opened = serde_json::from_slice::<CallOpen>(&first)
-        .map_err(|e| ApiError::BadRequest(format!("bad first frame: {e}")))
-        .and_then(|open| {
-            let request = open.request()?;
-            let (_, mut options) = request.parse()?;
-            // A response message must fit one frame with its type byte.
-            options.max_response = options.max_response.min(MAX_FRAME - 1);
-            Ok((open, options))
-        });
-    let (open, options) = match opened {
+    let (open, options) = match CallingOpen::parse(&first, Calling::One) {
         Ok(x) => x,
         Err(e) => {
             let _ = stream.send_error(e.kind(), &e.detail()).await;
             return;
         }
     };
-    let call = match rpc.open(&open.service, &open.method, &options).await {
+    let method = open.method.unwrap_or_default();
+    let call = match rpc.open(&open.service, &method, &options).await {
         Ok(call) => call,
         Err(s) => {
             let _ = stream.send_error(&s.kind, &s.detail).await;
@@ -257,30 +194,5 @@ async fn call_conn(rpc: Rpc, mut stream: FrameStream) {
 impl StreamService for RpcCall {
     fn serve(&self, stream: FrameStream) -> BoxFuture<'static, ()> {
         Box::pin(call_conn(self.0.clone(), stream))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn open(json: &str) -> Result<CallRequest, String> {
-        serde_json::from_str::<CallOpen>(json)
-            .map_err(|e| e.to_string())?
-            .request()
-            .map_err(|e| e.kind().to_string())
-    }
-
-    #[test]
-    fn the_first_frame_is_checked() {
-        let r = open(r#"{"op":"call","service":"inv","method":"up","timeout_ms":50}"#).unwrap();
-        assert_eq!((r.service.as_str(), r.timeout_ms), ("inv", Some(50)));
-        assert!(!r.stream);
-        assert_eq!(
-            open(r#"{"op":"serve","service":"inv","method":"up"}"#).unwrap_err(),
-            "bad-request"
-        );
-        assert!(open(r#"{"op":"call","service":"inv","method":"up","body":"x"}"#).is_err());
-        assert!(open(r#"{"op":"call","service":"inv"}"#).is_err());
     }
 }

@@ -4,7 +4,7 @@
 //! connection"), the high-rate path next to `POST /v1/call`.
 //!
 //! The client's first frame is JSON, `{"op":"calls","service",...}` (see
-//! [`CallsOpen`]): the options every call of the connection gets. The node
+//! [`CallingOpen`]): the options every call of the connection gets. The node
 //! answers `{"ok":true}` or `{"error":{kind,detail}}` (and closes). Then
 //! binary frames both ways (`relay_proto::wire::rpc_calls`): `call` and
 //! `cancel` from the process, one `reply` or `error` per call from the
@@ -15,81 +15,24 @@
 //! flow control holds the process back). When the process closes the
 //! connection, the calls still running are cancelled.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use relay_proto::frame_stream::MAX_FRAME;
 use relay_proto::wire::rpc::Code;
 use relay_proto::wire::rpc_calls::{CallsFrame, CallsFrameError};
 use relay_rpc::Status;
-use serde::Deserialize;
 use tokio::task::{self, AbortHandle, JoinError, JoinSet};
 
-use super::error::ApiError;
 use super::frames::{FrameStream, FrameStreamError};
 use super::router::StreamService;
-use super::rpc::CallRequest;
+use super::rpc_open::{Calling, CallingOpen};
 use crate::subsystem::BoxFuture;
 use crate::subsystems::rpc::Rpc;
 use crate::subsystems::rpc_client::CallOptions;
 
 /// Calls one connection runs at once.
 pub const MAX_IN_FLIGHT: usize = 256;
-/// The bytes of a `reply` frame before its body (type and call id).
-const REPLY_HEAD: usize = 5;
-
-/// The first frame.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CallsOpen {
-    /// Must be `calls`.
-    pub op: String,
-    /// The service every call of the connection calls.
-    pub service: String,
-    /// Only this node.
-    #[serde(default)]
-    pub node_id: Option<String>,
-    /// Each call's timeout (default 5000, at most 3 600 000).
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-    /// Whether the calls are idempotent (may be retried after they may
-    /// have run, and hedged).
-    #[serde(default)]
-    pub idempotent: bool,
-    /// Metadata pairs every call carries.
-    #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
-    /// A token (`rnk1...`) for a service that requires one.
-    #[serde(default)]
-    pub token: Option<String>,
-}
-
-impl CallsOpen {
-    /// The service and the options of every call (the checks and option
-    /// building of `POST /v1/call`).
-    fn options(&self) -> Result<CallOptions, ApiError> {
-        if self.op != "calls" {
-            return Err(ApiError::BadRequest(format!(
-                "unknown op {:?} (calls)",
-                self.op
-            )));
-        }
-        let request = CallRequest {
-            service: self.service.clone(),
-            node_id: self.node_id.clone(),
-            timeout_ms: self.timeout_ms,
-            idempotent: self.idempotent,
-            metadata: self.metadata.clone(),
-            token: self.token.clone(),
-            ..CallRequest::default()
-        };
-        let (_, mut options) = request.parse()?;
-        // A response must fit one frame with its type and id.
-        options.max_response = options.max_response.min(MAX_FRAME - REPLY_HEAD);
-        Ok(options)
-    }
-}
 
 /// The `rpc-calls` stream service.
 #[derive(Debug, Clone)]
@@ -261,10 +204,7 @@ async fn calls_conn(rpc: Rpc, mut stream: FrameStream) {
         Ok(Some(f)) => f,
         _ => return,
     };
-    let opened = serde_json::from_slice::<CallsOpen>(&first)
-        .map_err(|e| ApiError::BadRequest(format!("bad first frame: {e}")))
-        .and_then(|open| Ok((open.options()?, open)));
-    let (options, open) = match opened {
+    let (open, options) = match CallingOpen::parse(&first, Calling::Many) {
         Ok(x) => x,
         Err(e) => {
             let _ = stream.send_error(e.kind(), &e.detail()).await;
@@ -328,31 +268,5 @@ mod tests {
         // Nothing was answered; a frame sent after it is the first read.
         stream.send(b"marker").await.unwrap();
         assert_eq!(process.recv().await.unwrap().unwrap(), b"marker");
-    }
-
-    fn open(json: &str) -> Result<CallOptions, String> {
-        serde_json::from_str::<CallsOpen>(json)
-            .map_err(|e| e.to_string())?
-            .options()
-            .map_err(|e| e.kind().to_string())
-    }
-
-    #[test]
-    fn the_first_frame_is_checked() {
-        let o =
-            open(r#"{"op":"calls","service":"inv","timeout_ms":50,"idempotent":true}"#).unwrap();
-        assert_eq!(o.timeout, std::time::Duration::from_millis(50));
-        assert!(o.idempotent);
-        assert!(o.max_response <= MAX_FRAME - REPLY_HEAD);
-        assert_eq!(
-            open(r#"{"op":"call","service":"inv"}"#).unwrap_err(),
-            "bad-request"
-        );
-        assert_eq!(
-            open(r#"{"op":"calls","service":"inv","timeout_ms":0}"#).unwrap_err(),
-            "bad-request"
-        );
-        assert!(open(r#"{"op":"calls","service":"inv","method":"m"}"#).is_err());
-        assert!(open(r#"{"op":"calls"}"#).is_err());
     }
 }
