@@ -499,6 +499,16 @@ impl PathSocket {
     }
 }
 
+/// Whether a receive of `count` datagrams into room for `batch` emptied
+/// the socket's queue. On Linux quinn-udp reads with `recvmmsg`, which
+/// returns fewer than asked only when the queue ran dry (or on an error,
+/// which the kernel keeps for the next read and which a later datagram's
+/// readiness reaches). Elsewhere a read may take one datagram at a time,
+/// so nothing is concluded.
+fn drains_queue(count: usize, batch: usize) -> bool {
+    cfg!(any(target_os = "linux", target_os = "android")) && count > 0 && count < batch
+}
+
 impl quinn::AsyncUdpSocket for PathSocket {
     fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn quinn::UdpPoller>> {
         Box::pin(WritePoller::new(self.io.clone()))
@@ -570,13 +580,25 @@ impl quinn::AsyncUdpSocket for PathSocket {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
+            let batch = bufs.len().min(quinn_udp::BATCH_SIZE);
+            let mut drained = None;
             let received = self.io.try_io(Interest::READABLE, || {
-                self.state.recv((&*self.io).into(), bufs, meta)
+                let count = self.state.recv((&*self.io).into(), bufs, meta)?;
+                if drains_queue(count, batch) {
+                    // The queue is empty: report WouldBlock so tokio clears
+                    // the readiness seen before this read, sparing the next
+                    // poll a receive that can only fail. A datagram that
+                    // came after the read brings readiness back.
+                    drained = Some(count);
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(count)
             });
             // As quinn's own socket does: any receive error (WouldBlock,
             // ICMP-induced resets) means "try again".
-            let Ok(count) = received else {
-                continue;
+            let count = match (received, drained) {
+                (_, Some(count)) | (Ok(count), None) => count,
+                (Err(_), None) => continue,
             };
             let left = self.rewrite_received(bufs, meta, count);
             if left > 0 {

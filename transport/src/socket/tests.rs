@@ -380,3 +380,37 @@ async fn relay_keys_are_resumed_not_restarted() {
     assert!(Arc::ptr_eq(&before, &after), "numbering and window resumed");
     assert!(sock.add_relay(relay, FrameKeys::from_bytes([3; 16], [4; 16])));
 }
+
+#[tokio::test]
+async fn every_datagram_arrives_after_full_and_short_reads() {
+    let sock = path_socket(&SocketOptions::default());
+    let peer = raw().await;
+    // Reads take 4 at most (recv_batch): 6 datagrams give a full read,
+    // which must leave the socket readable for the other 2, then a short
+    // read, after which only new datagrams may wake the reader again.
+    for round in 0u8..8 {
+        let count = 1 + round % 6;
+        for i in 0..count {
+            peer.send_to(&[0x40, round, i], sock.real_local_addr())
+                .await
+                .unwrap();
+        }
+        let mut got = Vec::new();
+        while got.len() < usize::from(count) {
+            got.extend(recv_batch(&sock).await.into_iter().map(|(_, d)| d));
+        }
+        let want: Vec<Vec<u8>> = (0..count).map(|i| vec![0x40, round, i]).collect();
+        assert_eq!(got, want, "round {round}");
+    }
+}
+
+#[test]
+fn only_a_short_batch_read_means_the_queue_is_empty() {
+    let linux = cfg!(any(target_os = "linux", target_os = "android"));
+    assert_eq!(drains_queue(1, 32), linux);
+    assert_eq!(drains_queue(31, 32), linux);
+    // A full batch may have left datagrams behind; one of one says nothing.
+    assert!(!drains_queue(32, 32));
+    assert!(!drains_queue(1, 1));
+    assert!(!drains_queue(0, 32));
+}
