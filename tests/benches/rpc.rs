@@ -234,10 +234,11 @@ fn main() {
     let repeats = env_or("RELAY_BENCH_REPEATS", pick(3.0, 1.0)).max(1.0) as usize;
     let rt = common::runtime();
     println!(
-        "rpc bench ({}): {rounds} calls, c={CONCURRENCY} for {secs} s x{repeats}, streams of {items} items x{repeats}, {ITEM} B bodies",
+        "rpc bench ({}): {rounds} calls, c={CONCURRENCY} for {secs} s x{repeats}, streams of {items} items x{repeats}, {ITEM} B bodies, callers on {}",
         if bench { "bench mode" } else { "smoke mode" },
+        common::caller_place(),
     );
-    rt.block_on(async {
+    common::run_as_task(&rt, async move {
         let key = NetworkKey::generate();
         let server = node(key.clone()).await;
         let client = node(key).await;

@@ -72,6 +72,44 @@ pub fn percentile(samples: &mut [std::time::Duration], p: f64) -> std::time::Dur
     samples[rank.clamp(1, samples.len()) - 1]
 }
 
+/// Runs `work` to completion on `rt` as a task of the runtime, the way an
+/// application's callers run (a handler, a spawned task), and returns its
+/// output. `block_on` alone would poll it on the bench's main thread,
+/// outside the worker pool: on a multi-thread runtime every wake-up of the
+/// caller then crosses to a thread tokio parks on its own, a cost of the
+/// harness and not of the stack measured (docs/PERFORMANCE.md §10.9).
+/// `RELAY_BENCH_CALLER=main` keeps the old way, to compare.
+#[allow(dead_code)]
+pub fn run_as_task<F>(rt: &tokio::runtime::Runtime, work: F) -> F::Output
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    if caller_on_main() {
+        return rt.block_on(work);
+    }
+    match rt.block_on(rt.spawn(work)) {
+        Ok(out) => out,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Where the measuring callers run, for a bench's header.
+#[allow(dead_code)]
+pub fn caller_place() -> &'static str {
+    if caller_on_main() {
+        "the main thread (RELAY_BENCH_CALLER=main)"
+    } else {
+        "runtime tasks"
+    }
+}
+
+/// `RELAY_BENCH_CALLER=main`: measuring callers run on the main thread.
+#[allow(dead_code)]
+pub fn caller_on_main() -> bool {
+    std::env::var("RELAY_BENCH_CALLER").as_deref() == Ok("main")
+}
+
 /// A tokio runtime like a node's on this machine: two worker threads.
 pub fn runtime() -> tokio::runtime::Runtime {
     // `RELAY_BENCH_RUNTIME=current-thread`: every task on one thread (no

@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::stacks::{Conn, Pair, QuinnRelaySide, Stack};
@@ -180,13 +181,13 @@ pub fn child(stacks: &[Stack], sizes: Sizes) {
             common::percentile(&mut times, 50.0).as_secs_f64(),
         );
     }
-    let pairs: Vec<(Stack, Pair)> = rt.block_on(async {
+    let pairs: Arc<Vec<(Stack, Pair)>> = Arc::new(rt.block_on(async {
         let mut pairs = Vec::new();
         for &stack in stacks {
             pairs.push((stack, Pair::new(stack).await));
         }
         pairs
-    });
+    }));
     let stream_figures = [
         Figure::EchoP50,
         Figure::EchoC16,
@@ -194,11 +195,15 @@ pub fn child(stacks: &[Stack], sizes: Sizes) {
         Figure::Bulk,
     ];
     for figure in stream_figures.into_iter().filter(|f| selected(*f)) {
-        for (stack, pair) in &pairs {
-            let value = rt.block_on(on_pair(pair, figure, sizes));
-            report(*stack, figure, value);
+        for i in 0..pairs.len() {
+            let all = pairs.clone();
+            let value =
+                common::run_as_task(&rt, async move { on_pair(&all[i].1, figure, sizes).await });
+            report(pairs[i].0, figure, value);
         }
     }
+    let pairs =
+        Arc::try_unwrap(pairs).unwrap_or_else(|_| panic!("a measuring task outlived its figure"));
     for (stack, pair) in pairs.iter().filter(|_| selected(Figure::Writer)) {
         if let Pair::Relay { sides } = pair {
             let time = rt.block_on(coalesce::framed(&sides.0, &sides.1, sizes.messages));
@@ -297,8 +302,9 @@ pub fn run(stacks: &[Stack], sizes: Sizes) {
     }
     println!();
     println!(
-        "relay-node vs iroh vs stock quinn (median of {} fresh processes; runs in brackets)",
-        sizes.processes
+        "relay-node vs iroh vs stock quinn (median of {} fresh processes; runs in brackets; callers on {})",
+        sizes.processes,
+        common::caller_place(),
     );
     println!(
         "{:42} {:>22} {:>22} {:>22}   relay/iroh  relay/stock",
