@@ -91,18 +91,19 @@ fn open_error(node: NodeId, e: &OpenError) -> Status {
     Status::new(code, format!("{}: {e}", node.fmt_short()))
 }
 
-/// A call's header, sent now (the deadline's remaining milliseconds are
-/// taken at this instant).
+/// A call's header, sent at `now` (the deadline's remaining milliseconds
+/// are taken at that instant).
 pub(super) fn header_parts<'a>(
     service: &'a str,
     method: &'a str,
     options: &'a CallOptions,
     deadline: Deadline,
+    now: std::time::Instant,
 ) -> CallHeaderParts<'a> {
     CallHeaderParts {
         service,
         method,
-        deadline_ms: deadline.wire_ms(Instant::now().into_std()),
+        deadline_ms: deadline.wire_ms(now),
         idempotent: options.idempotent,
         metadata: &options.metadata,
     }
@@ -114,8 +115,9 @@ pub(super) fn header(
     method: &str,
     options: &CallOptions,
     deadline: Deadline,
+    now: std::time::Instant,
 ) -> CallHeader {
-    let parts = header_parts(service, method, options, deadline);
+    let parts = header_parts(service, method, options, deadline, now);
     CallHeader {
         service: service.to_string(),
         method: method.to_string(),
@@ -296,16 +298,18 @@ pub async fn call(
     let mut running: [Option<Attempt>; MAX_ATTEMPTS as usize] = Default::default();
     // The answer: a success ends the call, so there is at most one.
     let mut answer: Option<(u32, Bytes)> = None;
+    // The clock is read once per turn: when the call starts, and when an
+    // attempt ends or the timer fires.
+    let mut now = start.into_std();
     loop {
-        let now = Instant::now().into_std();
         let action = core.poll(now, &mut lock());
         match action {
             Some(Action::Start { attempt, node }) => {
                 let fut: Attempt = if node == services.node() {
-                    let h = header(service, method, options, deadline);
+                    let h = header(service, method, options, deadline, now);
                     Box::pin(local_attempt(services.clone(), h, body.clone()))
                 } else {
-                    let h = header_parts(service, method, options, deadline);
+                    let h = header_parts(service, method, options, deadline, now);
                     Box::pin(unary_attempt(
                         mux.clone(),
                         node,
@@ -355,9 +359,10 @@ pub async fn call(
             biased;
             (attempt, result) = next => {
                 let result = result.map(|m| answer = Some((attempt, m)));
-                core.handle_result(Instant::now().into_std(), attempt, result, &mut lock());
+                now = Instant::now().into_std();
+                core.handle_result(now, attempt, result, &mut lock());
             }
-            () = tokio::time::sleep_until(wake) => {}
+            () = tokio::time::sleep_until(wake) => now = Instant::now().into_std(),
         }
     }
 }

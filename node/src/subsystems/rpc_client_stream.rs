@@ -120,8 +120,15 @@ impl ClientCall {
         method: &str,
         options: &CallOptions,
     ) -> Result<Self, Status> {
-        let deadline = Instant::now() + options.timeout;
-        let h = header_parts(service, method, options, Deadline::at(deadline.into_std()));
+        let now = Instant::now();
+        let deadline = now + options.timeout;
+        let h = header_parts(
+            service,
+            method,
+            options,
+            Deadline::at(deadline.into_std()),
+            now.into_std(),
+        );
         let stream = tokio::time::timeout_at(deadline, open(mux, node, request(h, None)?, false))
             .await
             .map_err(|_| timeout())??;
