@@ -162,8 +162,10 @@ async fn call_conn(rpc: Rpc, mut stream: FrameStream) {
             return;
         }
     };
-    let method = open.method.unwrap_or_default();
-    let call = match rpc.open(&open.service, &method, &options).await {
+    let call = match rpc
+        .open(&open.call.service, &open.call.method, &options)
+        .await
+    {
         Ok(call) => call,
         Err(s) => {
             let _ = stream.send_error(&s.kind, &s.detail).await;
@@ -184,7 +186,7 @@ async fn call_conn(rpc: Rpc, mut stream: FrameStream) {
             let _ = stream.close().await;
         }
         Err(e) => tracing::debug!(
-            service = %open.service,
+            service = %open.call.service,
             error = %e,
             "rpc-call: the calling connection ended before the call"
         ),

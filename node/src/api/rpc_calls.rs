@@ -216,7 +216,7 @@ async fn calls_conn(rpc: Rpc, mut stream: FrameStream) {
     }
     let target = Target {
         rpc,
-        service: open.service.as_str().into(),
+        service: open.call.service.as_str().into(),
         options: Arc::new(options),
     };
     match pump(&mut stream, &target).await {
@@ -224,7 +224,7 @@ async fn calls_conn(rpc: Rpc, mut stream: FrameStream) {
             let _ = stream.close().await;
         }
         Err(e) => tracing::debug!(
-            service = %open.service,
+            service = %open.call.service,
             error = %e,
             "rpc-calls: the calling connection ended with an error"
         ),

@@ -4,10 +4,7 @@
 //! as `POST /v1/call` checks and builds them (docs/LOCAL_API.md). It knows
 //! nothing of the frames that follow.
 
-use std::collections::BTreeMap;
-
 use relay_proto::frame_stream::MAX_FRAME;
-use serde::Deserialize;
 
 use super::error::ApiError;
 use super::rpc::CallRequest;
@@ -41,85 +38,57 @@ impl Calling {
     }
 }
 
-/// The first frame of a calling stream.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The first frame of a calling stream: its `op`, and the fields of a
+/// `POST /v1/call` body except the body itself (`body`, `body_hex`) and
+/// `stream`; `rpc-calls` names no method (each call frame does).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallingOpen {
     /// `call` or `calls`, as the stream is.
     pub op: String,
-    /// The service.
-    pub service: String,
-    /// The method: `rpc-call` needs it, `rpc-calls` takes it from each
-    /// call frame instead.
-    #[serde(default)]
-    pub method: Option<String>,
-    /// Only this node.
-    #[serde(default)]
-    pub node_id: Option<String>,
-    /// The timeout of the call, or of each call (default 5000, at most
-    /// 3 600 000).
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-    /// Whether the calls are idempotent: unary calls may then be retried
-    /// after they may have run, and hedged; streaming calls never are, but
-    /// the flag reaches the server.
-    #[serde(default)]
-    pub idempotent: bool,
-    /// Metadata pairs every call carries.
-    #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
-    /// A token (`rnk1...`) for a service that requires one.
-    #[serde(default)]
-    pub token: Option<String>,
+    /// The service, the method (empty for `rpc-calls`) and the options,
+    /// as `POST /v1/call` reads them.
+    pub call: CallRequest,
 }
+
+/// Fields of `POST /v1/call` a calling stream's first frame may not carry:
+/// the body goes in the frames that follow.
+const NOT_IN_FIRST_FRAME: [&str; 3] = ["body", "body_hex", "stream"];
 
 impl CallingOpen {
     /// Reads the first frame of a `calling` stream: the opening and the
     /// options its calls get, with responses bounded to fit one frame.
     pub fn parse(first: &[u8], calling: Calling) -> Result<(Self, CallOptions), ApiError> {
-        let open = serde_json::from_slice::<CallingOpen>(first)
-            .map_err(|e| ApiError::BadRequest(format!("bad first frame: {e}")))?;
-        let options = open.options(calling)?;
-        Ok((open, options))
-    }
-
-    fn options(&self, calling: Calling) -> Result<CallOptions, ApiError> {
-        if self.op != calling.op() {
+        let bad = |e: String| ApiError::BadRequest(format!("bad first frame: {e}"));
+        let mut fields =
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(first)
+                .map_err(|e| bad(e.to_string()))?;
+        let op = match fields.remove("op") {
+            Some(serde_json::Value::String(op)) => op,
+            Some(_) => return Err(bad("`op` is not a string".into())),
+            None => return Err(bad("missing field `op`".into())),
+        };
+        if op != calling.op() {
             return Err(ApiError::BadRequest(format!(
-                "unknown op {:?} ({})",
-                self.op,
+                "unknown op {op:?} ({})",
                 calling.op()
             )));
         }
-        let method = match (calling, &self.method) {
-            (Calling::One, Some(m)) => m.clone(),
-            (Calling::One, None) => {
-                return Err(ApiError::BadRequest(
-                    "bad first frame: missing field `method`".into(),
-                ))
+        if let Some(field) = NOT_IN_FIRST_FRAME.iter().find(|f| fields.contains_key(**f)) {
+            return Err(bad(format!("unknown field `{field}`")));
+        }
+        if calling == Calling::Many {
+            if fields.contains_key("method") {
+                return Err(bad("rpc-calls takes the method in each call frame".into()));
             }
-            (Calling::Many, None) => String::new(),
-            (Calling::Many, Some(_)) => {
-                return Err(ApiError::BadRequest(
-                    "bad first frame: rpc-calls takes the method in each call frame".into(),
-                ))
-            }
-        };
-        let request = CallRequest {
-            service: self.service.clone(),
-            method,
-            node_id: self.node_id.clone(),
-            timeout_ms: self.timeout_ms,
-            idempotent: self.idempotent,
-            metadata: self.metadata.clone(),
-            token: self.token.clone(),
-            ..CallRequest::default()
-        };
-        let (_, mut options) = request.parse()?;
+            fields.insert("method".into(), serde_json::Value::String(String::new()));
+        }
+        let call = serde_json::from_value::<CallRequest>(serde_json::Value::Object(fields))
+            .map_err(|e| bad(e.to_string()))?;
+        let (_, mut options) = call.parse()?;
         options.max_response = options
             .max_response
             .min(MAX_FRAME - calling.response_head());
-        Ok(options)
+        Ok((Self { op, call }, options))
     }
 }
 
@@ -139,8 +108,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (o.service.as_str(), o.method.as_deref()),
-            ("inv", Some("up"))
+            (o.call.service.as_str(), o.call.method.as_str()),
+            ("inv", "up")
         );
         assert_eq!(options.timeout, std::time::Duration::from_millis(50));
         assert!(options.max_response < MAX_FRAME);
