@@ -4,8 +4,8 @@
 //! calls from a peer process").
 //!
 //! The client's first frame is JSON, `{"op":"call","service","method",...}`
-//! (see [`CallingOpen`]); the node opens the call (`Rpc::open`: one picked
-//! node, no retry) and answers `{"ok":true,"node_id"}` or
+//! (see [`parse_opening`]); the node opens the call (`Rpc::open`: one
+//! picked node, no retry) and answers `{"ok":true,"node_id"}` or
 //! `{"error":{kind,detail}}` (and closes). Then binary frames both ways
 //! (`relay_proto::wire::rpc_call`): `message` and `finish` from the
 //! process, `message` and `end` from the node. The request and response
@@ -27,7 +27,7 @@ use serde_json::json;
 
 use super::frames::{FrameStream, FrameStreamError};
 use super::router::StreamService;
-use super::rpc_open::{Calling, CallingOpen};
+use super::rpc_open::{parse_opening, Calling};
 use crate::subsystem::BoxFuture;
 use crate::subsystems::rpc::Rpc;
 use crate::subsystems::rpc_client::{CallReceiver, CallSender};
@@ -155,17 +155,14 @@ async fn call_conn(rpc: Rpc, mut stream: FrameStream) {
         Ok(Some(f)) => f,
         _ => return,
     };
-    let (open, options) = match CallingOpen::parse(&first, Calling::One) {
+    let (open, options) = match parse_opening(&first, Calling::One) {
         Ok(x) => x,
         Err(e) => {
             let _ = stream.send_error(e.kind(), &e.detail()).await;
             return;
         }
     };
-    let call = match rpc
-        .open(&open.call.service, &open.call.method, &options)
-        .await
-    {
+    let call = match rpc.open(&open.service, &open.method, &options).await {
         Ok(call) => call,
         Err(s) => {
             let _ = stream.send_error(&s.kind, &s.detail).await;
@@ -186,7 +183,7 @@ async fn call_conn(rpc: Rpc, mut stream: FrameStream) {
             let _ = stream.close().await;
         }
         Err(e) => tracing::debug!(
-            service = %open.call.service,
+            service = %open.service,
             error = %e,
             "rpc-call: the calling connection ended before the call"
         ),

@@ -4,8 +4,8 @@
 //! connection"), the high-rate path next to `POST /v1/call`.
 //!
 //! The client's first frame is JSON, `{"op":"calls","service",...}` (see
-//! [`CallingOpen`]): the options every call of the connection gets. The node
-//! answers `{"ok":true}` or `{"error":{kind,detail}}` (and closes). Then
+//! [`parse_opening`]): the options every call of the connection gets. The
+//! node answers `{"ok":true}` or `{"error":{kind,detail}}` (and closes). Then
 //! binary frames both ways (`relay_proto::wire::rpc_calls`): `call` and
 //! `cancel` from the process, one `reply` or `error` per call from the
 //! node, in the order the calls end. Each call is made as `POST /v1/call`
@@ -26,7 +26,7 @@ use tokio::task::{self, AbortHandle, JoinError, JoinSet};
 
 use super::frames::{FrameStream, FrameStreamError};
 use super::router::StreamService;
-use super::rpc_open::{Calling, CallingOpen};
+use super::rpc_open::{parse_opening, Calling};
 use crate::subsystem::BoxFuture;
 use crate::subsystems::rpc::Rpc;
 use crate::subsystems::rpc_client::CallOptions;
@@ -204,7 +204,7 @@ async fn calls_conn(rpc: Rpc, mut stream: FrameStream) {
         Ok(Some(f)) => f,
         _ => return,
     };
-    let (open, options) = match CallingOpen::parse(&first, Calling::Many) {
+    let (open, options) = match parse_opening(&first, Calling::Many) {
         Ok(x) => x,
         Err(e) => {
             let _ = stream.send_error(e.kind(), &e.detail()).await;
@@ -216,7 +216,7 @@ async fn calls_conn(rpc: Rpc, mut stream: FrameStream) {
     }
     let target = Target {
         rpc,
-        service: open.call.service.as_str().into(),
+        service: open.service.as_str().into(),
         options: Arc::new(options),
     };
     match pump(&mut stream, &target).await {
@@ -224,7 +224,7 @@ async fn calls_conn(rpc: Rpc, mut stream: FrameStream) {
             let _ = stream.close().await;
         }
         Err(e) => tracing::debug!(
-            service = %open.call.service,
+            service = %open.service,
             error = %e,
             "rpc-calls: the calling connection ended with an error"
         ),

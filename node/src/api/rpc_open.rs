@@ -38,66 +38,58 @@ impl Calling {
     }
 }
 
-/// The first frame of a calling stream: its `op`, and the fields of a
-/// `POST /v1/call` body except the body itself (`body`, `body_hex`) and
-/// `stream`; `rpc-calls` names no method (each call frame does).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CallingOpen {
-    /// `call` or `calls`, as the stream is.
-    pub op: String,
-    /// The service, the method (empty for `rpc-calls`) and the options,
-    /// as `POST /v1/call` reads them.
-    pub call: CallRequest,
-}
-
 /// Fields of `POST /v1/call` a calling stream's first frame may not carry:
 /// the body goes in the frames that follow.
 const NOT_IN_FIRST_FRAME: [&str; 3] = ["body", "body_hex", "stream"];
 
-impl CallingOpen {
-    /// Reads the first frame of a `calling` stream: the opening and the
-    /// options its calls get, with responses bounded to fit one frame.
-    pub fn parse(first: &[u8], calling: Calling) -> Result<(Self, CallOptions), ApiError> {
-        let bad = |e: String| ApiError::BadRequest(format!("bad first frame: {e}"));
-        let mut fields =
-            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(first)
-                .map_err(|e| bad(e.to_string()))?;
-        let op = match fields.remove("op") {
-            Some(serde_json::Value::String(op)) => op,
-            Some(_) => return Err(bad("`op` is not a string".into())),
-            None => return Err(bad("missing field `op`".into())),
-        };
-        if op != calling.op() {
-            return Err(ApiError::BadRequest(format!(
-                "unknown op {op:?} ({})",
-                calling.op()
-            )));
-        }
-        if let Some(field) = NOT_IN_FIRST_FRAME.iter().find(|f| fields.contains_key(**f)) {
-            return Err(bad(format!("unknown field `{field}`")));
-        }
-        if calling == Calling::Many {
-            if fields.contains_key("method") {
-                return Err(bad("rpc-calls takes the method in each call frame".into()));
-            }
-            fields.insert("method".into(), serde_json::Value::String(String::new()));
-        }
-        let call = serde_json::from_value::<CallRequest>(serde_json::Value::Object(fields))
-            .map_err(|e| bad(e.to_string()))?;
-        let (_, mut options) = call.parse()?;
-        options.max_response = options
-            .max_response
-            .min(MAX_FRAME - calling.response_head());
-        Ok((Self { op, call }, options))
+/// Reads the first frame of a `calling` stream: its `op`, and the fields
+/// of a `POST /v1/call` body except the body itself (`body`, `body_hex`)
+/// and `stream` (`rpc-calls` names no method: each call frame does).
+/// Returns them as that route reads them (the method empty for
+/// `rpc-calls`) and the options the stream's calls get, with responses
+/// bounded to fit one frame.
+pub fn parse_opening(
+    first: &[u8],
+    calling: Calling,
+) -> Result<(CallRequest, CallOptions), ApiError> {
+    let bad = |e: String| ApiError::BadRequest(format!("bad first frame: {e}"));
+    let mut fields = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(first)
+        .map_err(|e| bad(e.to_string()))?;
+    let op = match fields.remove("op") {
+        Some(serde_json::Value::String(op)) => op,
+        Some(_) => return Err(bad("`op` is not a string".into())),
+        None => return Err(bad("missing field `op`".into())),
+    };
+    if op != calling.op() {
+        return Err(ApiError::BadRequest(format!(
+            "unknown op {op:?} ({})",
+            calling.op()
+        )));
     }
+    if let Some(field) = NOT_IN_FIRST_FRAME.iter().find(|f| fields.contains_key(**f)) {
+        return Err(bad(format!("unknown field `{field}`")));
+    }
+    if calling == Calling::Many {
+        if fields.contains_key("method") {
+            return Err(bad("rpc-calls takes the method in each call frame".into()));
+        }
+        fields.insert("method".into(), serde_json::Value::String(String::new()));
+    }
+    let call = serde_json::from_value::<CallRequest>(serde_json::Value::Object(fields))
+        .map_err(|e| bad(e.to_string()))?;
+    let (_, mut options) = call.parse()?;
+    options.max_response = options
+        .max_response
+        .min(MAX_FRAME - calling.response_head());
+    Ok((call, options))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn open(json: &str, calling: Calling) -> Result<(CallingOpen, CallOptions), String> {
-        CallingOpen::parse(json.as_bytes(), calling).map_err(|e| e.kind().to_string())
+    fn open(json: &str, calling: Calling) -> Result<(CallRequest, CallOptions), String> {
+        parse_opening(json.as_bytes(), calling).map_err(|e| e.kind().to_string())
     }
 
     #[test]
@@ -107,10 +99,7 @@ mod tests {
             Calling::One,
         )
         .unwrap();
-        assert_eq!(
-            (o.call.service.as_str(), o.call.method.as_str()),
-            ("inv", "up")
-        );
+        assert_eq!((o.service.as_str(), o.method.as_str()), ("inv", "up"));
         assert_eq!(options.timeout, std::time::Duration::from_millis(50));
         assert!(options.max_response < MAX_FRAME);
         let bad = [
